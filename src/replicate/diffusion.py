@@ -1,0 +1,126 @@
+"""DDPM with epsilon prediction: the training loss, a low-noise validation loss, and a DDIM sampler.
+
+Noise schedule: Ho et al. (2020) and DiT's linear betas, beta_t from 1e-4 to 0.02 over 1000 steps;
+x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps with abar_t = prod_{s <= t} (1 - beta_s), t in {0, ..., 999}.
+Training loss: mean squared error between eps and the model's prediction, t uniform.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from replicate.data import ClipConfig, make_clips
+
+TIMESTEPS = 1000
+VAL_SEED = 0  # the data seed of the validation clips: the same for every run
+
+
+def alphas_cumprod(steps: int = TIMESTEPS, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """abar_t of the linear beta schedule, float64, shape (steps,)."""
+    betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, per sample t (B,)."""
+    a = abar.to(x0.device)[t].to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def training_loss(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
+                  abar: torch.Tensor, label_dropout: float = 0.1) -> torch.Tensor:
+    """The DDPM loss: MSE(eps, model(x_t, t, y)), t uniform; labels dropped to the null class w.p. label_dropout."""
+    B, dev = x0.shape[0], x0.device
+    t = torch.randint(0, len(abar), (B,), device=dev, generator=generator)
+    noise = torch.randn(x0.shape, device=dev, generator=generator)
+    drop = torch.rand(B, device=dev, generator=generator) < label_dropout
+    pred = model(q_sample(x0, t, noise, abar), t, y, drop_labels=drop)
+    return torch.mean((pred.float() - noise) ** 2)
+
+
+@dataclass
+class ValidationSet:
+    """Held-out clips with fixed noise and fixed stratified timesteps: a pure function of (clip, n, seed).
+
+    Example i has timestep t_i = floor((i + u_i) * T / n) with u_i uniform: one example per stratum of
+    the uniform timestep distribution, so the estimator has the training objective's expectation but not
+    its timestep noise. Every run sees exactly these inputs, so differences between runs carry no sampling
+    noise of their own.
+    """
+
+    x_t: torch.Tensor  # (n, C, F, H, W) noised clips
+    noise: torch.Tensor  # (n, C, F, H, W) the targets
+    t: torch.Tensor  # (n,) timesteps, increasing
+    y: torch.Tensor  # (n,) labels
+
+    @classmethod
+    def build(cls, clip: ClipConfig, n: int, seed: int = VAL_SEED, device: torch.device | str = "cpu",
+              chunk: int = 1024) -> ValidationSet:
+        if n < 2:
+            raise ValueError(f"the validation set needs >= 2 examples, got {n}")
+        abar = alphas_cumprod()
+        gen = torch.Generator().manual_seed(seed)
+        u = torch.rand(n, generator=gen, dtype=torch.float64)
+        t = ((torch.arange(n, dtype=torch.float64) + u) * len(abar) / n).long().clamp_max(len(abar) - 1)
+        x_ts, noises, ys = [], [], []
+        for start in range(0, n, chunk):
+            idx = torch.arange(start, min(start + chunk, n))
+            x0, y = make_clips(clip, seed, "val", idx)
+            noise = torch.randn(x0.shape, generator=gen)
+            x_ts.append(q_sample(x0, t[idx], noise, abar))
+            noises.append(noise)
+            ys.append(y)
+        return cls(torch.cat(x_ts).to(device), torch.cat(noises).to(device), t.to(device), torch.cat(ys).to(device))
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512) -> tuple[float, float]:
+    """Mean eps-MSE over the validation set in fp32, and its standard error.
+
+    The SE is the collapsed-strata estimate: adjacent strata are paired and each pair's variance taken as
+    (l_a - l_b)^2, which also counts the drift of the loss with t inside a pair (so it errs high).
+    """
+    was_training = model.training
+    model.eval()
+    losses = torch.empty(len(val), dtype=torch.float64, device=val.t.device)
+    for s in range(0, len(val), batch_size):
+        e = min(s + batch_size, len(val))
+        pred = model(val.x_t[s:e], val.t[s:e], val.y[s:e]).float()
+        losses[s:e] = ((pred - val.noise[s:e]) ** 2).flatten(1).mean(1).double()
+    model.train(was_training)
+    n = len(losses)
+    pairs = losses[: n - n % 2].view(-1, 2)
+    se = math.sqrt(float(((pairs[:, 0] - pairs[:, 1]) ** 2).sum())) / n
+    return float(losses.mean()), se
+
+
+@torch.no_grad()
+def ddim_sample(model: torch.nn.Module, y: torch.Tensor, shape: tuple[int, ...], steps: int = 50,
+                guidance: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from pure noise to clips (B, *shape), with classifier-free guidance."""
+    was_training = model.training
+    model.eval()
+    abar = alphas_cumprod()
+    dev = y.device
+    x = torch.randn((len(y), *shape), generator=generator, device=dev)
+    ts = torch.linspace(len(abar) - 1, 0, steps).round().long()
+    null = torch.ones_like(y, dtype=torch.bool)
+    for i, t in enumerate(ts):
+        tt = torch.full_like(y, int(t))
+        eps = model(x, tt, y)
+        if guidance != 1.0:
+            eps_uncond = model(x, tt, y, drop_labels=null)
+            eps = eps_uncond + guidance * (eps - eps_uncond)
+        a = abar[t].item()
+        a_prev = abar[ts[i + 1]].item() if i + 1 < len(ts) else 1.0
+        x0 = ((x - math.sqrt(1 - a) * eps) / math.sqrt(a)).clamp(-1, 1)
+        eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)  # consistent with the clamped x0
+        x = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+    model.train(was_training)
+    return x

@@ -1,0 +1,59 @@
+"""Where a result came from: device, library versions and the git commit of the code."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the device, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu: AMD EPYC 9B14 (2 threads)'."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {_cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+@functools.cache
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def git_sha() -> str:
+    """The commit of the code: $REPLICATE_GIT_SHA if set (copies without .git), else git's, '-dirty' if edited."""
+    if os.environ.get("REPLICATE_GIT_SHA"):
+        return os.environ["REPLICATE_GIT_SHA"]
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def provenance(device: torch.device) -> dict[str, str]:
+    """device, torch, triton and git_sha of the current process."""
+    return {"device": device_name(device), "torch": torch.__version__, "triton": _version("triton"),
+            "git_sha": git_sha()}

@@ -1,0 +1,51 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replicate", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_subcommands():
+    out = _run("--help")
+    assert out.returncode == 0 and "train" in out.stdout
+
+
+def test_train_writes_a_record(tmp_path):
+    path = tmp_path / "run.json"
+    out = _run("train", "--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "4", "--lr", "1e-3",
+               "--tokens", "4096", "--frames", "4", "--frame-size", "8", "--val-examples", "16",
+               "--out", str(path))
+    assert out.returncode == 0, out.stderr
+    record = json.loads(path.read_text())
+    assert record["n_params"] == 12 * 32 * 32 + 9 * 32 and record["tokens_per_sample"] == 4 * 2 * 2
+    assert record["checkpoints"][-1]["tokens"] == 4096 and not record["diverged"]
+    assert {"tokens", "val_loss", "val_loss_se", "train_loss", "wall_s"} <= record["checkpoints"][0].keys()
+    assert record["config"]["lr"] == 1e-3 and record["provenance"]["torch"]
+
+
+BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "1000"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["train", "--width", "30", "--depth", "2", "--heads", "4", "--batch-size", "4", "--lr", "1e-3",
+      "--tokens", "100"], "divisible"),
+    (["train", "--size", "nano", "--batch-size", "4", "--lr=-0.001", "--tokens", "100"], "positive"),
+    (["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "0"], "positive"),
+    ([*BASE, "--bogus"], "unrecognized"),
+    ([*BASE, "--backend", "cuda"], "backend"),
+    (["train", "--width", "32", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "--size"),
+    (["train", "--size", "huge", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "size"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, match):
+    out = _run(*args, "--out", str(tmp_path / "x.json"))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and match in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unwritable_output_fails_before_training(tmp_path):
+    out = _run(*BASE, "--out", str(tmp_path / "missing" / "x.json"))
+    assert out.returncode == 2 and "does not exist" in out.stderr
