@@ -68,3 +68,21 @@ def test_config_validation(kwargs, match):
     base = {"model": MODEL, "batch_size": 4, "lr": 1e-3, "tokens": 1000}
     with pytest.raises(ValueError, match=match):
         TrainConfig(**{**base, **kwargs})
+
+
+def test_power_ema_weights_follow_the_closed_form():
+    import torch
+
+    from replicate.train import PowerEMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    gamma, steps = 3.0, 50
+    ema = PowerEMA(model, gamma)
+    with torch.no_grad():
+        for t in range(1, steps + 1):
+            model.weight.fill_(float(t))
+            ema.update(model)
+    # weight of step tau after T steps: (tau^(g+1) - (tau-1)^(g+1)) / T^(g+1)
+    want = sum(tau * (tau ** (gamma + 1) - (tau - 1) ** (gamma + 1)) for tau in range(1, steps + 1))
+    assert ema.model.weight.item() == pytest.approx(want / steps ** (gamma + 1), rel=1e-5)
+    assert not ema.model.weight.requires_grad

@@ -80,12 +80,8 @@ class ValidationSet:
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512) -> tuple[float, float]:
-    """Mean eps-MSE over the validation set in fp32, and its standard error.
-
-    The SE is the collapsed-strata estimate: adjacent strata are paired and each pair's variance taken as
-    (l_a - l_b)^2, which also counts the drift of the loss with t inside a pair (so it errs high).
-    """
+def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512) -> torch.Tensor:
+    """The eps-MSE of every validation example in fp32, (n,) float64, in stratum order."""
     was_training = model.training
     model.eval()
     losses = torch.empty(len(val), dtype=torch.float64, device=val.t.device)
@@ -94,10 +90,24 @@ def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int 
         pred = model(val.x_t[s:e], val.t[s:e], val.y[s:e]).float()
         losses[s:e] = ((pred - val.noise[s:e]) ** 2).flatten(1).mean(1).double()
     model.train(was_training)
-    n = len(losses)
-    pairs = losses[: n - n % 2].view(-1, 2)
-    se = math.sqrt(float(((pairs[:, 0] - pairs[:, 1]) ** 2).sum())) / n
-    return float(losses.mean()), se
+    return losses
+
+
+def stratified_mean_se(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard error of per-example values with one example per stratum (in stratum order).
+
+    The SE is the collapsed-strata estimate: adjacent strata are paired and each pair's variance taken as
+    (v_a - v_b)^2, which also counts the drift of the loss with t inside a pair (so it errs high). Applied to
+    the difference of two models' losses on the same examples it gives the paired SE of their gap.
+    """
+    n = len(values)
+    pairs = values[: n - n % 2].view(-1, 2)
+    return float(values.mean()), math.sqrt(float(((pairs[:, 0] - pairs[:, 1]) ** 2).sum())) / n
+
+
+def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512) -> tuple[float, float]:
+    """Mean eps-MSE over the validation set in fp32, and its standard error (see stratified_mean_se)."""
+    return stratified_mean_se(example_losses(model, val, batch_size))
 
 
 @torch.no_grad()
