@@ -4,11 +4,34 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Results the book renders: default = the best committed study (results/gpu, else results/cpu); smoke = CI.
-PROFILE ?= default
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 
-.PHONY: venv test lint book clean-book
+# What the book renders. default: the committed results of the best real study (results/gpu if present,
+# else results/cpu), running only what is missing; smoke: a minutes-long study end to end (CI);
+# gpu: the whole study re-executed on a GPU machine.
+PROFILE ?= default
+BOOTSTRAP := 1000
+ifeq ($(PROFILE),default)
+STUDY := $(if $(wildcard results/gpu/runs.csv),gpu,cpu)
+IMAGE := image
+THEORY := results/theory
+else ifeq ($(PROFILE),smoke)
+BOOTSTRAP := 200
+STUDY := smoke
+IMAGE := smoke_image
+THEORY := results/smoke/theory
+else
+STUDY := $(PROFILE)
+IMAGE := image
+THEORY := results/theory
+endif
+
+# where _build/html goes
+BOOK_OUT ?= .
+MATHJAX := book/_static/mathjax/tex-mml-chtml.js
+
+.PHONY: venv test browser-test lint book results sweeps clean-book
+.DELETE_ON_ERROR:
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,21 +44,50 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Builds the smoke book and drives headless Chromium (Debian's package) over every page.
+browser-test: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(PY) -m pytest -m browser
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Each notebook: jupytext source -> papermill (executes it with PROFILE) -> book/*.ipynb, then Jupyter Book.
-book: $(STAMP)
+# Sweeps resume (a finished one costs a second); a fit is redone only when its table changed.
+sweeps: $(STAMP)
+	$(PY) -m replicate sweep --profile $(STUDY) --out results/$(STUDY)
+	$(PY) -m replicate sweep --profile $(IMAGE) --out results/$(IMAGE)
+
+results/%/fit.json: results/%/runs.csv
+	$(PY) -m replicate fit $< --profile $* --bootstrap $(BOOTSTRAP) --out $@
+
+$(THEORY)/line_search.json: | $(STAMP)
+	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
+
+results: sweeps
+	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(IMAGE)/fit.json $(THEORY)/line_search.json
+
+# A local MathJax, so that the book reads offline (npm registry; the package's combined script and its fonts).
+$(MATHJAX):
+	@rm -rf _build/mathjax && mkdir -p _build/mathjax book/_static/mathjax/output/chtml
+	cd _build/mathjax && npm pack mathjax@3.2.2 --silent >/dev/null && tar xzf mathjax-3.2.2.tgz
+	cp -r _build/mathjax/package/es5/output/chtml/fonts book/_static/mathjax/output/chtml/
+	cp _build/mathjax/package/es5/tex-mml-chtml.js $@
+
+# Each notebook: jupytext source -> papermill (executes it with the results above) -> book/*.ipynb, then
+# Jupyter Book renders the site (the notebooks are not executed again).
+book: results $(MATHJAX)
 	@mkdir -p _build/notebooks
 	@set -e; for nb in $(NOTEBOOKS); do \
 		name=$$(basename $$nb .py); \
-		echo "== $$name (PROFILE=$(PROFILE))"; \
+		echo "== $$name (PROFILE=$(PROFILE): results/$(STUDY), results/$(IMAGE), $(THEORY))"; \
 		$(BIN)/jupytext --quiet --to ipynb --output _build/notebooks/$$name.ipynb $$nb; \
-		$(BIN)/papermill --log-level WARNING -k python3 -p PROFILE $(PROFILE) \
+		$(BIN)/papermill --log-level WARNING -k python3 --cwd . -p PROFILE $(PROFILE) -p RESULTS_DIR results/$(STUDY) \
+			-p IMAGE_DIR results/$(IMAGE) -p THEORY_DIR $(THEORY) \
 			_build/notebooks/$$name.ipynb book/$$name.ipynb; \
+		$(PY) -m replicate.report book/$$name.ipynb; \
 	done
-	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "The book: _build/html/index.html"
+	$(BIN)/jupyter-book build . -W -n --keep-going --path-output $(BOOK_OUT)
+	@echo "The book: $(BOOK_OUT)/_build/html/index.html"
 
 clean-book:
-	rm -rf _build book/*.ipynb
+	rm -rf _build book/*.ipynb book/figures

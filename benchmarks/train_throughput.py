@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
+from replicate.config import count_params, flops_per_token, model_config
 from replicate.data import ClipStream
-from replicate.diffusion import alphas_cumprod
-from replicate.model import count_params, flops_per_token, model_config
 from replicate.provenance import provenance
-from replicate.train import TrainConfig, build_model, make_optimizer, resolve_device, train_step
+from replicate.train import TrainConfig, resolve_device, step_seconds
 
 
 def _sync(device: torch.device) -> None:
@@ -53,14 +52,9 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048) -> float:
 
 def measure(size: str, batch_size: int, device: torch.device, steps: int) -> dict:
     cfg = TrainConfig(model_config(size), batch_size=batch_size, lr=1e-4, tokens=10**9)
-    model = build_model(cfg, device)
-    opt, sched = make_optimizer(model, cfg)
-    gen = torch.Generator(device=device).manual_seed(0)
-    abar = alphas_cumprod().to(device)
-    stream = ClipStream(cfg.model.clip, 0, "train", device)
-    x0, y = stream.next(batch_size)
-    step_s = _seconds_per_call(lambda: train_step(model, opt, sched, x0, y, gen, abar, cfg), device, 3, steps)
+    step_s = step_seconds([cfg], str(device), steps=steps)
     # the stream renders blocks of clips ahead: time whole blocks, per batch
+    stream = ClipStream(cfg.model.clip, 0, "train", device)
     per_block = max(1, stream.block // batch_size)
     data_s = _seconds_per_call(lambda: [stream.next(batch_size) for _ in range(per_block)], device, 1, 5) / per_block
     tokens_per_s = cfg.tokens_per_step / step_s

@@ -14,17 +14,25 @@ def test_help_lists_subcommands():
     assert out.returncode == 0 and "train" in out.stdout
 
 
-def test_train_writes_a_record(tmp_path):
-    path = tmp_path / "run.json"
+def test_train_writes_a_record_and_the_model(tmp_path):
+    path, weights = tmp_path / "run.json", tmp_path / "model.pt"
     out = _run("train", "--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "4", "--lr", "1e-3",
                "--tokens", "4096", "--frames", "4", "--frame-size", "8", "--val-examples", "16",
-               "--out", str(path))
+               "--out", str(path), "--save-model", str(weights))
     assert out.returncode == 0, out.stderr
     record = json.loads(path.read_text())
     assert record["n_params"] == 12 * 32 * 32 + 9 * 32 and record["tokens_per_sample"] == 4 * 2 * 2
     assert record["checkpoints"][-1]["tokens"] == 4096 and not record["diverged"]
     assert {"tokens", "val_loss", "val_loss_se", "train_loss", "wall_s"} <= record["checkpoints"][0].keys()
     assert record["config"]["lr"] == 1e-3 and record["provenance"]["torch"]
+    # the saved (EMA) model scores the validation loss the record reports
+    from replicate.diffusion import ValidationSet, validation_loss
+    from replicate.train import load_model
+
+    model = load_model(weights)
+    assert model.cfg.width == 32 and model.cfg.clip.frames == 4
+    val = ValidationSet.build(model.cfg.clip, 16)
+    assert validation_loss(model, val)[0] == pytest.approx(record["checkpoints"][-1]["val_loss"], rel=1e-6)
 
 
 BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "1000"]

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from replicate.data import NUM_CLASSES, ClipConfig, ClipStream, clip_uniforms, frame_strip, make_clips, save_gif
+from replicate.config import NUM_CLASSES, ClipConfig
+from replicate.data import ClipStream, clip_uniforms, frame_strip, make_clips, save_gif
 
 
 def test_shape_range_and_labels():

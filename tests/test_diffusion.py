@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from replicate.data import ClipConfig
+from replicate.config import ClipConfig, ModelConfig
 from replicate.diffusion import (
     TIMESTEPS,
     ValidationSet,
@@ -11,7 +11,7 @@ from replicate.diffusion import (
     training_loss,
     validation_loss,
 )
-from replicate.model import ModelConfig, VideoDiT
+from replicate.model import VideoDiT
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 CFG = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)

@@ -3,16 +3,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from replicate.data import ClipConfig, make_clips
-from replicate.model import (
-    MODEL_SIZES,
-    ModelConfig,
-    VideoDiT,
-    count_params,
-    flops_per_token,
-    model_config,
-    sincos_pos_embed_3d,
-)
+from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, count_params, flops_per_token, model_config
+from replicate.data import make_clips
+from replicate.model import VideoDiT, sincos_pos_embed_3d
 
 TINY = ModelConfig(width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8, channels=3),
                    patch=(2, 4, 4))

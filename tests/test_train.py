@@ -3,9 +3,8 @@ import math
 
 import pytest
 
-from replicate.data import ClipConfig
+from replicate.config import ClipConfig, ModelConfig
 from replicate.diffusion import ValidationSet
-from replicate.model import ModelConfig
 from replicate.train import TrainConfig, token_checkpoints, train
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
@@ -14,6 +13,7 @@ MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)  # 4 x 2 x 2 = 16 tok
 
 def _strip_wall(record) -> dict:
     d = record.to_dict()
+    d.pop("wall_s")
     for c in d["checkpoints"]:
         c.pop("wall_s")
     return d

@@ -81,16 +81,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", default="auto", help="auto, torch or triton")
     p.add_argument("--out", type=Path, required=True, help="the record, JSON (rewritten at every checkpoint)")
+    p.add_argument("--save-model", type=Path, help="also save the validated (EMA) weights here at every checkpoint")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from replicate.data import ClipConfig
+    from replicate.config import ClipConfig, ModelConfig, model_config
     from replicate.kernels import check_backend
-    from replicate.model import ModelConfig, model_config
-    from replicate.train import TrainConfig, train
+    from replicate.train import TrainConfig, save_model, train
 
     out = check_output_path(args.out)
+    if args.save_model:
+        check_output_path(args.save_model)
     check_backend(args.backend)
     shape = {k: getattr(args, k) for k in ("width", "depth", "heads") if getattr(args, k) is not None}
     clip = ClipConfig(frames=args.frames, height=args.frame_size, width=args.frame_size)
@@ -105,6 +107,8 @@ def _train(args: argparse.Namespace) -> int:
 
     def save(record, model=None) -> None:
         write_json_atomic(out, record.to_dict())
+        if model is not None and args.save_model:
+            save_model(model, args.save_model)
 
     record = train(cfg, device=args.device, backend=args.backend, progress=True, on_checkpoint=save)
     save(record)
@@ -115,10 +119,117 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a sweep over (model size, batch size, learning rate); resumable",
+                       description="Train every run of a profile that out/runs.csv does not hold yet.")
+    p.add_argument("--profile", required=True, help="smoke, cpu, gpu, or a path to a profile .toml")
+    p.add_argument("--out", type=Path, help="results directory (default: results/PROFILE)")
+    p.add_argument("--workers", type=_positive_int, help="groups trained at once (default: the profile's)")
+    p.add_argument("--deadline-s", type=_positive_float,
+                   help="start no run that would not finish within this many seconds; then exit 0")
+    p.add_argument("--executor", choices=("local", "submitit"), default="local",
+                   help="local processes, or submitit (Slurm job arrays; its local executor without Slurm)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    p.add_argument("--dry-run", action="store_true", help="print the number of runs, FLOPs and estimated time")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from replicate.kernels import check_backend
+    from replicate.sweep import load_profile, sweep
+
+    check_backend(args.backend)
+    profile = load_profile(args.profile)
+    out = args.out or Path("results") / profile.name
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is not a directory")
+    result = sweep(profile, out, workers=args.workers, deadline_s=args.deadline_s, executor=args.executor,
+                   device=args.device, backend=args.backend, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    print(f"sweep {profile.name}: {result.done}/{len(profile.runs)} runs in {out / 'runs.csv'}"
+          f" ({result.diverged} diverged this call)")
+    if result.left:
+        print(f"deadline: {result.left} runs left (about {result.left_seconds / 60:.1f} min of work);"
+              " run the same command again to continue")
+    if result.failed:
+        print(f"{result.failed} group(s) failed (see above); their runs are not in the table", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="fit the scaling laws to a table of runs, with bootstrap intervals",
+                       description="Fit optima, hyperparameter laws, the loss law and the compute law to a runs "
+                                   "table (CSV: n_params, tokens, val_loss; batch_size and lr for the "
+                                   "hyperparameter stage); write them as JSON.")
+    p.add_argument("runs", type=Path, help="runs table, CSV (one row per run x checkpoint)")
+    p.add_argument("--out", type=Path, required=True, help="the fit, JSON")
+    p.add_argument("--fixed-batch-size", type=_positive_float, help="fit the laws also on the runs at this batch "
+                                                                     "size (tokens per step) ...")
+    p.add_argument("--fixed-lr", type=_positive_float, help="... and this learning rate")
+    p.add_argument("--profile", help="take the fixed batch size and learning rate from this sweep profile")
+    p.add_argument("--flops", choices=("6n", "paper", "exact"), default="exact",
+                   help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of runs for the 95%% intervals (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.set_defaults(func=_fit)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from replicate.fit import fit_runs, load_runs
+
+    out = check_output_path(args.out)
+    if args.profile:
+        from replicate.sweep import load_profile
+
+        if args.fixed_batch_size or args.fixed_lr:
+            raise ConfigError("give --profile or --fixed-batch-size/--fixed-lr, not both")
+        profile = load_profile(args.profile)
+        args.fixed_batch_size = profile.fixed_batch_size * profile.runs[0].cfg.model.n_ctx  # tokens per step
+        args.fixed_lr = profile.fixed_lr
+    result = fit_runs(load_runs(args.runs), fixed_batch_size=args.fixed_batch_size, fixed_lr=args.fixed_lr,
+                      flops=args.flops, bootstrap=args.bootstrap, seed=args.seed, progress=True)
+    write_json_atomic(out, result)
+    law, ci = result["loss_law"], result["loss_law"]["ci95"]
+
+    def exponent(name: str) -> str:
+        return f"{law[name]:.3f}" + (" [{:.3f}, {:.3f}]".format(*ci[name]) if ci[name] else "")
+
+    print(f"{result['mode']}: {result['n_rows']} rows; L = {law['a']:.4g} T^-{exponent('alpha_tokens')} + "
+          f"{law['b']:.4g} N^-{exponent('alpha_params')} + {law['l_inf']:.4f}; N_opt ~ C^"
+          f"{result['compute_law']['exp']:.3f} ({result['compute_law']['flops']} FLOPs); "
+          f"{len(result['warnings'])} warnings -> {out}")
+    return 0
+
+
+def _add_theory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("theory", help="measure the SGD noise scale on quadratics and the Video DiT",
+                       description="Run the noise-scale experiments of the SGD chapter; write JSON files.")
+    p.add_argument("--out", type=Path, default=Path("results/theory"), help="results directory")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="a seconds-long version (tests)")
+    p.set_defaults(func=_theory)
+
+
+def _theory(args: argparse.Namespace) -> int:
+    from replicate.theory_study import run
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is not a directory")
+    run(args.out, device=args.device, quick=args.quick)
+    print(f"theory: results in {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="replicate", description="Scaling laws for video diffusion transformers, replicated.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
+    _add_fit(sub)
+    _add_sweep(sub)
+    _add_theory(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

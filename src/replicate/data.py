@@ -12,43 +12,20 @@ Each clip shows a *main* sprite, whose (shape, motion) pair is the clip's class 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from replicate.config import MOTIONS, SHAPES, ClipConfig
 from replicate.errors import ConfigError
 
-SHAPES = ("square", "disc", "triangle", "ring")
-MOTIONS = ("straight", "bounce", "orbit")
-NUM_CLASSES = len(SHAPES) * len(MOTIONS)
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
 _M32 = 0xFFFFFFFF
 _MULT = 0x45D9F3B  # < 2**31, so every product of a 32-bit value stays inside int64
 _N_SPRITE_FIXED = 15  # per sprite: 8 motion, shape, motion class, radius, solid, 3 texture; then 2 colours
 _N_BG_FIXED = 4  # drift, 3 wave; then 2 colours
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """Clip geometry. The default clip patchifies to 8 x 4 x 4 = 128 tokens of 16 values with patch (1, 4, 4)."""
-
-    frames: int = 8
-    height: int = 16
-    width: int = 16
-    channels: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("frames", "height", "width", "channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"clip {name} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """(C, F, H, W) of one clip."""
-        return (self.channels, self.frames, self.height, self.width)
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from replicate.data import ClipConfig, make_clips
+from replicate.config import ClipConfig
+from replicate.data import make_clips
 
 TIMESTEPS = 1000
 VAL_SEED = 0  # the data seed of the validation clips: the same for every run
@@ -30,15 +31,23 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, abar: torch
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
+def _repeat(x: torch.Tensor, members: int) -> torch.Tensor:
+    """Rows repeated for each member of an ensemble: (B, ...) -> (members B, ...)."""
+    return x if members == 1 else x.repeat(members, *([1] * (x.dim() - 1)))
+
+
 def training_loss(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
-                  abar: torch.Tensor, label_dropout: float = 0.1) -> torch.Tensor:
-    """The DDPM loss: MSE(eps, model(x_t, t, y)), t uniform; labels dropped to the null class w.p. label_dropout."""
+                  abar: torch.Tensor, label_dropout: float = 0.1, members: int = 1) -> torch.Tensor:
+    """The DDPM loss MSE(eps, model(x_t, t, y)) per ensemble member, (members,): t uniform, labels dropped to
+    the null class w.p. label_dropout. Every member sees the same clips, noise, timesteps and dropped labels.
+    """
     B, dev = x0.shape[0], x0.device
     t = torch.randint(0, len(abar), (B,), device=dev, generator=generator)
     noise = torch.randn(x0.shape, device=dev, generator=generator)
     drop = torch.rand(B, device=dev, generator=generator) < label_dropout
-    pred = model(q_sample(x0, t, noise, abar), t, y, drop_labels=drop)
-    return torch.mean((pred.float() - noise) ** 2)
+    x_t = q_sample(x0, t, noise, abar)
+    pred = model(*(_repeat(z, members) for z in (x_t, t, y)), drop_labels=_repeat(drop, members))
+    return ((pred.float() - _repeat(noise, members)) ** 2).reshape(members, -1).mean(1)
 
 
 @dataclass
@@ -80,15 +89,20 @@ class ValidationSet:
 
 
 @torch.no_grad()
-def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512) -> torch.Tensor:
-    """The eps-MSE of every validation example in fp32, (n,) float64, in stratum order."""
+def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512,
+                   members: int = 1) -> torch.Tensor:
+    """The eps-MSE of every validation example in fp32, (members, n) float64, in stratum order.
+    `members` > 1 scores each member of an ensemble (see replicate.ensemble); batch_size counts rows in all.
+    """
     was_training = model.training
     model.eval()
-    losses = torch.empty(len(val), dtype=torch.float64, device=val.t.device)
-    for s in range(0, len(val), batch_size):
-        e = min(s + batch_size, len(val))
-        pred = model(val.x_t[s:e], val.t[s:e], val.y[s:e]).float()
-        losses[s:e] = ((pred - val.noise[s:e]) ** 2).flatten(1).mean(1).double()
+    losses = torch.empty(members, len(val), dtype=torch.float64, device=val.t.device)
+    chunk = max(1, batch_size // members)
+    for s in range(0, len(val), chunk):
+        e = min(s + chunk, len(val))
+        pred = model(*(_repeat(z[s:e], members) for z in (val.x_t, val.t, val.y))).float()
+        err = (pred - _repeat(val.noise[s:e], members)) ** 2
+        losses[:, s:e] = err.reshape(members, e - s, -1).mean(2).double()
     model.train(was_training)
     return losses
 
@@ -107,7 +121,7 @@ def stratified_mean_se(values: torch.Tensor) -> tuple[float, float]:
 
 def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512) -> tuple[float, float]:
     """Mean eps-MSE over the validation set in fp32, and its standard error (see stratified_mean_se)."""
-    return stratified_mean_se(example_losses(model, val, batch_size))
+    return stratified_mean_se(example_losses(model, val, batch_size)[0])
 
 
 @torch.no_grad()

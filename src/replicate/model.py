@@ -11,121 +11,13 @@ The block's hot ops (LayerNorm-modulate, gated residual, attention, GELU) go thr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from replicate import kernels
-from replicate.data import NUM_CLASSES, ClipConfig
-from replicate.errors import ConfigError
-
-FLOP_KINDS = ("6n", "paper", "exact")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a Video DiT. Sizes in elements; `patch` is (pt, ph, pw)."""
-
-    width: int = 64
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: int = 4
-    patch: tuple[int, int, int] = (1, 4, 4)
-    clip: ClipConfig = field(default_factory=ClipConfig)
-    num_classes: int = NUM_CLASSES
-    freq_dim: int = 256  # sinusoidal timestep features fed to the timestep MLP
-
-    def __post_init__(self) -> None:
-        for name in ("width", "depth", "heads", "mlp_ratio", "num_classes", "freq_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.width % self.heads:
-            raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
-        if self.width % 2:
-            raise ConfigError(f"width must be even (sin-cos embeddings), got {self.width}")
-        dims = (self.clip.frames, self.clip.height, self.clip.width)
-        if len(self.patch) != 3 or any(p < 1 or d % p for d, p in zip(dims, self.patch, strict=True)):
-            raise ConfigError(f"patch {self.patch} must divide the clip's (frames, height, width) = {dims}")
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        """Tokens along (time, height, width)."""
-        return (self.clip.frames // self.patch[0], self.clip.height // self.patch[1],
-                self.clip.width // self.patch[2])
-
-    @property
-    def n_ctx(self) -> int:
-        """Tokens per sample."""
-        return math.prod(self.grid)
-
-    @property
-    def patch_dim(self) -> int:
-        """Values per patch: pt * ph * pw * channels."""
-        return math.prod(self.patch) * self.clip.channels
-
-    @property
-    def head_dim(self) -> int:
-        return self.width // self.heads
-
-
-# Sizes spanning ~1000x in N (count_params). Head dim 16 for the small models, 32-64 for the large ones.
-MODEL_SIZES: dict[str, tuple[int, int, int]] = {  # name: (width, depth, heads)
-    "nano": (32, 2, 2),
-    "micro": (48, 3, 3),
-    "tiny": (64, 4, 4),
-    "mini": (96, 5, 6),
-    "small": (128, 6, 8),
-    "base": (192, 8, 6),
-    "medium": (256, 12, 8),
-    "large": (384, 16, 6),
-}
-
-
-def model_config(size: str, **overrides) -> ModelConfig:
-    """The ModelConfig of a named size (see MODEL_SIZES), with any field overridden."""
-    if size not in MODEL_SIZES:
-        raise ConfigError(f"unknown model size {size!r}: choose one of {', '.join(MODEL_SIZES)}")
-    width, depth, heads = MODEL_SIZES[size]
-    return ModelConfig(**{"width": width, "depth": depth, "heads": heads, **overrides})
-
-
-def count_params(cfg: ModelConfig) -> int:
-    """N, the non-embedding parameter count used by every scaling law here.
-
-    Counts the weights and biases of each block's per-token matmuls: attention QKV and output projection,
-    and the two MLP linears, L * (4 d^2 + 4 d + 2 d h + h + d) with h = mlp_ratio * d (12 d^2 + 9 d per block
-    at ratio 4). Excludes the patch embedding, the (fixed) positional embedding, the timestep and label
-    embedders, the final layer and the adaLN modulation linears: those act once per sample or once per
-    patch, not once per token per layer, so like an LLM's embeddings they do not scale compute with N.
-    """
-    d, h = cfg.width, cfg.mlp_ratio * cfg.width
-    return cfg.depth * (4 * d * d + 4 * d + 2 * d * h + h + d)
-
-
-def flops_per_token(cfg: ModelConfig, kind: str = "exact") -> float:
-    """Training FLOPs per token.
-
-    - "6n": 6 N, the usual LLM rule.
-    - "paper": the video paper's C_token = (3/4) N (7 + n_ctx / d), exact for its cross-attention DiT with
-      16 d^2 parameters per layer, applied here to our N.
-    - "exact": every matmul FLOP of a forward pass (patch embedding, QKV/out projections, attention scores
-      q k^T and weights @ v, MLP, adaLN and timestep MLPs once per sample, final layer), times 3 for training.
-    """
-    n = count_params(cfg)
-    d, h, s, L = cfg.width, cfg.mlp_ratio * cfg.width, cfg.n_ctx, cfg.depth
-    if kind == "6n":
-        return 6.0 * n
-    if kind == "paper":
-        return 0.75 * n * (7 + s / d)
-    if kind == "exact":
-        per_token = 2 * cfg.patch_dim * d  # patch embedding
-        per_token += L * (2 * (4 * d * d + 2 * d * h) + 4 * s * d)  # projections, MLP, scores and weights @ v
-        per_token += 2 * d * cfg.patch_dim  # final linear
-        per_sample = L * 2 * d * 6 * d + 2 * d * 2 * d + 2 * (cfg.freq_dim * d + d * d)  # adaLN, final, t-MLP
-        return 3.0 * (per_token + per_sample / s)
-    raise ConfigError(f"unknown FLOP kind {kind!r}: choose one of {', '.join(FLOP_KINDS)}")
+from replicate.config import ModelConfig
 
 
 def sincos_pos_embed_3d(width: int, grid: tuple[int, int, int]) -> np.ndarray:
@@ -190,7 +82,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, S, D = x.shape
         qkv = self.qkv(x).reshape(B, S, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, H, S, Dh)
-        out = kernels.attention(qkv[0], qkv[1], qkv[2], backend=self.backend)  # (B, H, S, Dh)
+        out = kernels.attention(*qkv.unbind(0), backend=self.backend)  # (B, H, S, Dh)
         return self.proj(out.transpose(1, 2).reshape(B, S, D))
 
 
@@ -207,6 +99,17 @@ class Mlp(nn.Module):
         return self.fc2(kernels.gelu_tanh(self.fc1(x), backend=self.backend))
 
 
+Residual = tuple[torch.Tensor, torch.Tensor]  # (gate (B, D), y (B, S, D)): x + gate * y, not yet added
+
+
+def residual_modulate(x: torch.Tensor, pending: Residual | None, shift: torch.Tensor, scale: torch.Tensor,
+                      backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x', LN-modulate(x')) with x' = x plus the pending gated residual, if any; fused on Triton."""
+    if pending is None:
+        return x, kernels.layernorm_modulate(x, shift, scale, backend=backend)
+    return kernels.gated_residual_layernorm_modulate(x, *pending, shift, scale, backend=backend)
+
+
 class DiTBlock(nn.Module):
     """A transformer block with adaLN-Zero conditioning."""
 
@@ -217,14 +120,18 @@ class DiTBlock(nn.Module):
         self.mlp = Mlp(width, mlp_ratio * width, backend)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x (B, S, D) tokens, c (B, D) conditioning."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor,
+                pending: Residual | None = None) -> tuple[torch.Tensor, Residual]:
+        """x (B, S, D) tokens, c (B, D) conditioning, `pending` the previous block's last gated residual.
+
+        Returns the tokens and this block's MLP residual, again pending: each gated residual is added in one
+        pass with the LayerNorm-modulate that reads its result (see residual_modulate).
+        """
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
         be = self.backend
-        h = self.attn(kernels.layernorm_modulate(x, shift_msa, scale_msa, backend=be))
-        x = kernels.gated_residual(x, gate_msa, h, backend=be)
-        h = self.mlp(kernels.layernorm_modulate(x, shift_mlp, scale_mlp, backend=be))
-        return kernels.gated_residual(x, gate_mlp, h, backend=be)
+        x, h = residual_modulate(x, pending, shift_msa, scale_msa, be)
+        x, h = kernels.gated_residual_layernorm_modulate(x, gate_msa, self.attn(h), shift_mlp, scale_mlp, backend=be)
+        return x, (gate_mlp, self.mlp(h))
 
 
 class FinalLayer(nn.Module):
@@ -236,9 +143,9 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(width, patch_dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, pending: Residual | None = None) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(kernels.layernorm_modulate(x, shift, scale, backend=self.backend))  # (B, S, P)
+        return self.linear(residual_modulate(x, pending, shift, scale, self.backend)[1])  # (B, S, P)
 
 
 class VideoDiT(nn.Module):
@@ -293,6 +200,7 @@ class VideoDiT(nn.Module):
                 drop_labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.x_embedder(self.patchify(x)) + self.pos_embed  # (B, S, D)
         c = self.t_embedder(t) + self.y_embedder(y, drop_labels)  # (B, D)
+        pending = None
         for block in self.blocks:
-            h = block(h, c)
-        return self.unpatchify(self.final_layer(h, c))
+            h, pending = block(h, c, pending)
+        return self.unpatchify(self.final_layer(h, c, pending))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 except ImportError:  # the GPU image: only torch, triton, numpy, scipy, pandas
     tqdm = None
 
@@ -22,6 +22,9 @@ class _Silent:
 
     def close(self) -> None:
         pass
+
+    def write(self, message: str) -> None:
+        print(message, flush=True)
 
 
 def progress_bar(total: int, desc: str = "", disable: bool = False, **kwargs: Any):

@@ -19,14 +19,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
 
+from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, count_params, flops_per_token
 from replicate.data import ClipStream
-from replicate.diffusion import VAL_SEED, ValidationSet, alphas_cumprod, training_loss, validation_loss
+from replicate.diffusion import (
+    VAL_SEED,
+    ValidationSet,
+    alphas_cumprod,
+    example_losses,
+    stratified_mean_se,
+    training_loss,
+)
+from replicate.ensemble import EnsembleAdamW, clip_grad_norm_per_member_, stack, unstack
 from replicate.errors import ConfigError
-from replicate.model import FLOP_KINDS, ModelConfig, VideoDiT, count_params, flops_per_token
+from replicate.model import VideoDiT
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
 
@@ -108,6 +117,7 @@ class TrainRecord:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     diverged: bool = False
     diverged_at_tokens: int | None = None
+    wall_s: float = 0.0  # seconds the whole run (its ensemble) took
     provenance: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -152,85 +162,165 @@ class PowerEMA:
         torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - beta)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """AdamW and the warm-up-then-constant learning-rate schedule."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
-                            weight_decay=cfg.weight_decay)
-    return opt, LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
+def save_model(model: VideoDiT, path: str | Path) -> None:
+    """Weights and architecture of a (plain) Video DiT, for samples and later measurements."""
+    torch.save({"config": dataclasses.asdict(model.cfg), "state_dict": model.state_dict()}, path)
 
 
-def train_step(model: VideoDiT, opt: torch.optim.Optimizer, sched: LambdaLR, x0: torch.Tensor, y: torch.Tensor,
-               gen: torch.Generator, abar: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """One optimiser step on a batch (bf16 autocast on CUDA); returns the loss, still on the device."""
+def load_model(path: str | Path, device: str = "cpu") -> VideoDiT:
+    """A Video DiT saved by save_model."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    cfg = dict(blob["config"])
+    cfg["clip"] = ClipConfig(**cfg["clip"])
+    cfg["patch"] = tuple(cfg["patch"])
+    model = VideoDiT(ModelConfig(**cfg))
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device)
+
+
+def check_group(cfgs: list[TrainConfig]) -> TrainConfig:
+    """The shared config of runs that may train as one ensemble: identical but for the learning rate."""
+    if not cfgs:
+        raise ConfigError("an ensemble needs at least one run")
+    base = cfgs[0]
+    if any(dataclasses.replace(c, lr=base.lr) != base for c in cfgs):
+        raise ConfigError("runs of one ensemble must differ only in learning rate")
+    return base
+
+
+def make_optimizer(model: torch.nn.Module, cfgs: list[TrainConfig]) -> EnsembleAdamW:
+    """AdamW with each member's learning rate, for a model stacked len(cfgs) times."""
+    base = check_group(cfgs)
+    return EnsembleAdamW(model.parameters(), torch.tensor([c.lr for c in cfgs]), betas=base.betas,
+                         eps=base.adam_eps, weight_decay=base.weight_decay)
+
+
+def train_step(model: torch.nn.Module, opt: EnsembleAdamW, step: int, x0: torch.Tensor, y: torch.Tensor,
+               gen: torch.Generator, abar: torch.Tensor, cfg: TrainConfig, active: torch.Tensor) -> torch.Tensor:
+    """Optimiser step `step` (from 1) of every member on one batch: linear warm-up, then the constant rate;
+    bf16 autocast on CUDA; members not `active` (diverged) get no gradient. Returns the losses (E,) on device.
+    """
+    members = len(active)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x0.device.type == "cuda"):
-        loss = training_loss(model, x0, y, gen, abar, cfg.label_dropout)
+        losses = training_loss(model, x0, y, gen, abar, cfg.label_dropout, members=members)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    torch.where(active, losses, 0.0).sum().backward()
+    clip_grad_norm_per_member_(list(model.parameters()), cfg.grad_clip, members)
+    opt.set_scale(min(1.0, step / max(cfg.warmup_steps, 1)))
     opt.step()
-    sched.step()
-    return loss.detach()
+    return losses.detach()
 
 
-def train(
-    cfg: TrainConfig,
+def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 3) -> float:
+    """Median seconds of one training step of the group's stacked model, after a warm-up step; data excluded."""
+    base, dev = check_group(cfgs), resolve_device(device)
+    model = stack(build_model(base, dev, backend), len(cfgs))
+    opt = make_optimizer(model, cfgs)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x0, y = ClipStream(base.model.clip, 0, "train", dev).next(base.batch_size)
+    abar, active = alphas_cumprod().to(dev), torch.ones(len(cfgs), dtype=torch.bool, device=dev)
+    times = []
+    for step in range(steps + 1):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        train_step(model, opt, step + 1, x0, y, gen, abar, base, active)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - t0)
+    return sorted(times[1:])[steps // 2]
+
+
+def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
+    """Train one model: train_group with a single member (see there for the arguments)."""
+    return train_group([cfg], **kwargs)[0]
+
+
+def train_group(
+    cfgs: list[TrainConfig],
     *,
     device: str = "auto",
     backend: str = "auto",
     val: ValidationSet | None = None,
     progress: bool = False,
     on_checkpoint: Callable[[TrainRecord, VideoDiT], None] | None = None,
-) -> TrainRecord:
-    """Train one model and validate it at every checkpoint. Never raises on divergence: it stops the run
-    and sets `diverged`. Deterministic on CPU: the same config gives a bit-identical record (but wall_s).
-    `on_checkpoint(record, model)` runs after each validation with the validated (EMA) model.
+) -> list[TrainRecord]:
+    """Train runs that differ only in learning rate as one stacked model, validating each at every checkpoint.
+
+    Never raises on divergence: a diverging member is frozen and marked `diverged`, the others go on.
+    Deterministic on CPU: the same configs give bit-identical records (but wall_s).
+    `on_checkpoint(record, model)` runs after each member's validation with its validated (EMA) weights.
     """
+    base = check_group(cfgs)
+    members = len(cfgs)
     dev = resolve_device(device)
     start = time.perf_counter()
-    record = TrainRecord(cfg, count_params(cfg.model), cfg.model.n_ctx, cfg.tokens_per_step,
-                         {k: flops_per_token(cfg.model, k) for k in FLOP_KINDS}, provenance=provenance(dev))
-    model = build_model(cfg, dev, backend)
-    val = val if val is not None else ValidationSet.build(cfg.model.clip, cfg.val_examples, cfg.val_seed, dev)
-    opt, sched = make_optimizer(model, cfg)
-    ema = PowerEMA(model, cfg.ema_gamma) if cfg.ema_gamma is not None else None
+    records = [TrainRecord(c, count_params(c.model), c.model.n_ctx, c.tokens_per_step,
+                           {k: flops_per_token(c.model, k) for k in FLOP_KINDS}, provenance=provenance(dev))
+               for c in cfgs]
+    plain = build_model(base, dev, backend)
+    model = stack(plain, members)
+    val = val if val is not None else ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
+    opt = make_optimizer(model, cfgs)
+    ema = PowerEMA(model, base.ema_gamma) if base.ema_gamma is not None else None
     evaluated = ema.model if ema else model
-    stream = ClipStream(cfg.model.clip, cfg.seed, "train", dev)
-    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
+    stream = ClipStream(base.model.clip, base.seed, "train", dev)
+    gen = torch.Generator(device=dev).manual_seed(base.seed)
     abar = alphas_cumprod().to(dev)
 
-    checkpoint_steps = set(cfg.checkpoint_steps())
+    checkpoint_steps = set(base.checkpoint_steps())
+    active = torch.ones(members, dtype=torch.bool, device=dev)
     pending: list[torch.Tensor] = []  # losses not yet read back (reading every step would sync a GPU)
-    since_checkpoint: list[float] = []
-    first = smoothed = None
-    bar = progress_bar(total=cfg.steps, desc=f"N={record.n_params:,}", disable=not progress)
-    for step in range(1, cfg.steps + 1):
-        x0, y = stream.next(cfg.batch_size)
-        pending.append(train_step(model, opt, sched, x0, y, gen, abar, cfg))
+    since_checkpoint: list[list[float]] = [[] for _ in cfgs]
+    first: list[float | None] = [None] * members
+    smoothed: list[float | None] = [None] * members
+    bar = progress_bar(total=base.steps, desc=f"N={records[0].n_params:,}" + (f" x{members}" if members > 1 else ""),
+                       disable=not progress)
+    for step in range(1, base.steps + 1):
+        x0, y = stream.next(base.batch_size)
+        pending.append(train_step(model, opt, step, x0, y, gen, abar, base, active))
         if ema:
             ema.update(model)
         bar.update(1)
-        if step % 16 and step not in checkpoint_steps and step != cfg.steps:
+        if step % 16 and step not in checkpoint_steps and step != base.steps:
             continue
-        for value in torch.stack(pending).float().cpu().tolist():
-            first = value if first is None else first
-            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-            since_checkpoint.append(value)
-            if not math.isfinite(value) or smoothed > cfg.blowup * first:
-                record.diverged = True
+        for losses in torch.stack(pending).float().cpu().tolist():
+            for e, value in enumerate(losses):
+                if records[e].diverged:
+                    continue
+                first[e] = value if first[e] is None else first[e]
+                smoothed[e] = value if smoothed[e] is None else 0.9 * smoothed[e] + 0.1 * value
+                since_checkpoint[e].append(value)
+                if not math.isfinite(value) or smoothed[e] > base.blowup * first[e]:
+                    _diverge(records[e], step, e, active, opt)
         pending.clear()
-        bar.set_postfix(loss=f"{smoothed:.4f}")
-        if not record.diverged and step in checkpoint_steps:
-            val_loss, val_se = validation_loss(evaluated, val)
-            record.diverged = not math.isfinite(val_loss)
-            if not record.diverged:
-                record.checkpoints.append(Checkpoint(step, step * cfg.tokens_per_step, val_loss, val_se,
-                                                     sum(since_checkpoint) / len(since_checkpoint),
+        bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in smoothed if v is not None))
+        if step in checkpoint_steps and bool(active.any()):
+            losses = example_losses(evaluated, val, members=members)
+            for e, record in enumerate(records):
+                if record.diverged:
+                    continue
+                val_loss, val_se = stratified_mean_se(losses[e])
+                if not math.isfinite(val_loss):
+                    _diverge(record, step, e, active, opt)
+                    continue
+                record.checkpoints.append(Checkpoint(step, step * base.tokens_per_step, val_loss, val_se,
+                                                     sum(since_checkpoint[e]) / len(since_checkpoint[e]),
                                                      time.perf_counter() - start))
-                since_checkpoint.clear()
+                since_checkpoint[e].clear()
                 if on_checkpoint is not None:
-                    on_checkpoint(record, evaluated)
-        if record.diverged:
-            record.diverged_at_tokens = step * cfg.tokens_per_step
+                    on_checkpoint(record, unstack(evaluated, plain, e))
+        if not bool(active.any()):
             break
     bar.close()
-    return record
+    for record in records:
+        record.wall_s = time.perf_counter() - start
+    return records
+
+
+def _diverge(record: TrainRecord, step: int, member: int, active: torch.Tensor, opt: EnsembleAdamW) -> None:
+    """Mark a member diverged at `step` and freeze it."""
+    record.diverged = True
+    record.diverged_at_tokens = step * record.tokens_per_step
+    active[member] = False
+    opt.lrs[member] = 0.0

@@ -32,3 +32,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     at 8 heads x 128 tokens as the written-out softmax (which the tests use as an independent check).
     """
     return F.scaled_dot_product_attention(q, k, v)
+
+
+def gated_residual_layernorm_modulate(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, shift: torch.Tensor,
+                                      scale: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r, LN-modulate(r)) with r = x + gate * y: the residual stream and the next op's normalised input."""
+    r = gated_residual(x, gate, y)
+    return r, layernorm_modulate(r, shift, scale, eps)

@@ -1,0 +1,83 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Precise scaling laws for Video DiTs, replicated
+#
+# This book replicates, at small scale and in the open, *Towards Precise Scaling Laws for Video Diffusion
+# Transformers* (Yin et al., CVPR 2025) {cite}`yin2025precise`. The paper makes two claims:
+#
+# 1. a Video DiT's optimal batch size and learning rate are power laws in the model size $N$ and the training
+#    tokens $T$;
+# 2. fitting the loss law $L(N, T)$ only at those optima predicts the loss, and the compute-optimal model size,
+#    far better than fitting it at fixed hyperparameters, which overestimate $N_\mathrm{opt}$ by about 40%.
+#
+# We rebuild the whole chain: a Video DiT whose hot ops are Triton kernels, a procedural video stream, sweeps
+# over $(N, B, \eta)$ at a constant learning rate, the SGD derivation of $\eta_\mathrm{opt}(B)$ *measured* on the
+# model, fits of every law with bootstrap confidence intervals, and held-out checks. Every number below is
+# computed by the `replicate` package from the committed results; the notebooks only load, fit and plot.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+from replicate import report
+
+study = report.load_study(RESULTS_DIR)
+display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE}`)."))
+
+# %% [markdown]
+# ## Every headline result against the paper
+#
+# Our value with its 95% bootstrap interval (resampling runs), the paper's value, and a verdict: *agrees*
+# when the paper's value lies inside our interval; *same sign* or *same direction* when only the sign or
+# direction matches; *disagrees* or *opposite direction* when the interval excludes the paper's side;
+# *inconclusive* when the interval straddles zero. Our models are 100 to 10,000 times smaller than the
+# paper's, trained on procedural pixels rather than VAE latents of real video, so constants will differ;
+# exponents, signs and directions are what can be compared.
+
+# %% tags=["hide-input"]
+if study is None or study.fit is None:
+    display(Markdown(f"**No fitted study in `{RESULTS_DIR}` yet**: run `make book PROFILE={PROFILE}`."))
+else:
+    table = report.comparison(study.fit)
+    display(report.table(table))
+    counts = table["verdict"].value_counts()
+    display(Markdown("Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."))
+
+# %% [markdown]
+# ## How to re-run it
+#
+# ```bash
+# make book                 # the committed study (results/gpu if present, else results/cpu), missing parts only
+# make book PROFILE=smoke   # a minutes-long study end to end (what CI builds)
+# make book PROFILE=gpu     # the whole study re-executed on a GPU machine
+# make test                 # the test suite (CPU; Triton kernels in the interpreter)
+# ```
+#
+# The last chapter lists the commands behind every result file, their provenance and how long each takes.
+#
+# ## The chapters
+#
+# {doc}`02_model_and_kernels` describes the model and its Triton kernels; {doc}`03_data` the procedural
+# clips; {doc}`04_sgd_theory` derives and measures the SGD step-size law; {doc}`05_sweep` shows the sweep;
+# {doc}`06_hyperparameter_laws` and {doc}`07_loss_law` fit the laws; {doc}`08_isoflop` cross-checks the
+# compute allocation without a loss law; {doc}`09_image_dit` repeats the study on images;
+# {doc}`10_reproducibility` tells how to reproduce everything.
+#
+# ```{bibliography}
+# ```

@@ -1,0 +1,143 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The model and its kernels
+#
+# A Video DiT in the style of DiT {cite}`peebles2023scalable` (`replicate.model.VideoDiT`): clips are cut into
+# 3D patches of $1 \times 4 \times 4$ pixels (128 tokens per clip), embedded linearly, given a fixed 3D sin-cos
+# position, and processed by blocks of full 3D self-attention and a tanh-GELU MLP, each conditioned on the
+# timestep and the class label by adaLN-Zero (a LayerNorm without affine whose shift, scale and residual
+# gate are regressed from the conditioning, all initialised to zero so the network starts as the identity
+# and outputs zeros). A final adaLN layer maps tokens back to patches. The DiT's hot ops (LayerNorm-modulate
+# fused with the gated residual, attention, GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
+# references as the CPU path and the test oracle.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+
+# %% tags=["hide-input"]
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the Triton kernels run on the CPU interpreter here
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from replicate import kernels, report
+from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
+from replicate.kernels import reference
+
+# %% [markdown]
+# ## Sizes and their parameter and FLOP counts
+#
+# $N$ (`replicate.config.count_params`) counts each block's per-token matmul weights and biases (attention
+# and MLP, $12d^2 + 9d$ per block): the parameters whose compute grows with every token. Embeddings, the
+# final layer and the adaLN modulations act once per patch or once per clip and are excluded, as an LLM's
+# embeddings are. Training FLOPs per token (`replicate.config.flops_per_token`) in three conventions:
+# $6N$; the paper's $C_\mathrm{token} = \tfrac34 N (7 + n_\mathrm{ctx}/d)$, exact for its cross-attention DiT;
+# and the exact matmul count of our model (attention scores included, $\times 3$ for training), checked
+# against `torch.utils.flop_counter` in the tests.
+
+# %% tags=["hide-input"]
+rows = []
+for name in MODEL_SIZES:
+    cfg = model_config(name)
+    n = count_params(cfg)
+    rows.append({"size": name, "width d": cfg.width, "depth": cfg.depth, "heads": cfg.heads,
+                 "head dim": cfg.head_dim, "N": n, **{f"{k} / N": flops_per_token(cfg, k) / n for k in FLOP_KINDS}})
+sizes = pd.DataFrame(rows)
+display(report.table(sizes))
+
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for kind in FLOP_KINDS:
+    ax.plot(sizes["N"], sizes[f"{kind} / N"], "o-", label=kind)
+ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="training FLOPs per token / N",
+       title="FLOP conventions: the attention term matters most for small models")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# What to see: for our smallest models, attention scores ($4 n_\mathrm{ctx} d$ per layer and token) add half
+# again to $6N$, and the paper's formula sits between; the three converge for wide models. A compute-optimal
+# law fitted with one convention has a different exponent than with another (Porian et al.
+# {cite}`porian2024resolving` found 0.05-0.1 from such choices), so {doc}`07_loss_law` reports all three.
+#
+# ## Kernel correctness
+#
+# Each Triton op against its PyTorch reference and against float64, output and every gradient, on small odd
+# shapes (sequence 17, width 48), here in float32 on the CPU interpreter. The test suite covers more shapes
+# and float16; on a GPU the same suite runs the compiled kernels.
+
+# %% tags=["hide-input"]
+gen = torch.Generator().manual_seed(0)
+
+
+def case(op: str):
+    B, S, D, H = 2, 17, 48, 3
+    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    if op == "attention":
+        return (rnd(B, H, S, 16), rnd(B, H, S, 16), rnd(B, H, S, 16)), kernels.attention, reference.attention
+    if op == "gelu_tanh":
+        return (rnd(B, S, D),), kernels.gelu_tanh, reference.gelu_tanh
+    if op == "gated_residual":
+        return (rnd(B, S, D), rnd(B, D), rnd(B, S, D)), kernels.gated_residual, reference.gated_residual
+    return (rnd(B, S, D), rnd(B, D), rnd(B, D)), kernels.layernorm_modulate, reference.layernorm_modulate
+
+
+rows = []
+for op in ("layernorm_modulate", "gated_residual", "gelu_tanh", "attention"):
+    inputs, fn, ref = case(op)
+    truth_in = [x.clone().requires_grad_() for x in inputs]
+    test_in = [x.float().clone().requires_grad_() for x in inputs]
+    truth, out = ref(*truth_in), fn(*test_in, backend="triton")
+    w = torch.randn(truth.shape, generator=gen, dtype=torch.float64)
+    g_truth = torch.autograd.grad((truth * w).sum(), truth_in)
+    g_out = torch.autograd.grad((out * w.float()).sum(), test_in)
+    errors = [(o.double() - t).abs().max().item() / max(t.abs().max().item(), 1.0)
+              for o, t in zip((out, *g_out), (truth, *g_truth), strict=True)]
+    rows.append({"op": op, "output error": errors[0], "worst gradient error": max(errors[1:])})
+display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["output error", "worst gradient error"]))
+
+# %% [markdown]
+# ## Kernel speed
+#
+# `benchmarks/kernels.py` times each op forward and backward, and a whole training step, against PyTorch eager
+# and `torch.compile` on a GPU, next to the copy bandwidth and matmul rate measured in the same run.
+
+# %% tags=["hide-input"]
+bench = Path("results/benchmarks/kernels.csv")
+if bench.is_file():
+    display(report.table(pd.read_csv(bench)))
+else:
+    display(Markdown("**Not measured yet.** No GPU was lent to the sessions that built this study, so the "
+                     "kernels' speed is unmeasured (their correctness above is). Run "
+                     "`python benchmarks/kernels.py` on a GPU to fill this table."))
+
+# %% tags=["hide-input"]
+display(Markdown(report.paper_box([
+    "The paper's DiT is a cross-attention DiT on VAE latents with about 1280 tokens per sample and widths of "
+    "several hundred to thousands; ours is an in-context (adaLN) DiT on 16 x 16 grayscale pixels, 128 tokens "
+    "per clip, widths 32-384.",
+    "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes 16 $d^2$ "
+    "parameters per layer (self- and cross-attention, MLP); our blocks have 12 $d^2$, so for us it is only a "
+    f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "
+    f"{sizes['exact / N'].min():.2f}-{sizes['exact / N'].max():.2f} x N for the exact count.",
+])))

@@ -1,0 +1,98 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The sweep
+#
+# The paper's method is a grid of trainings: for each model size $N$, every batch size $B$ and learning rate
+# $\eta$ of a grid, one run at a **constant** learning rate, validated at many token counts $T$. Each run
+# gives the loss at every checkpoint, so one grid yields the loss landscape over $(B, \eta)$ at every
+# $(N, T)$. This chapter shows the grid and the landscapes; the next two fit laws to them.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+
+# %% tags=["hide-input"]
+import tomllib
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from replicate import plots, report
+
+study = report.load_study(RESULTS_DIR)
+if study is None:
+    display(Markdown(f"**No sweep results in `{RESULTS_DIR}` yet.** Run `make book PROFILE={PROFILE}`."))
+
+# %% [markdown]
+# ## The grid
+#
+# One row per model: its shape, $N$ (non-embedding parameters, `replicate.config.count_params`), and the
+# batch sizes (in clips; tokens per clip in its own column), learning rates and token range it was trained
+# on. How the grid was chosen is written in the profile; its design note follows the table.
+
+# %% tags=["hide-input"]
+if study is not None:
+    display(report.table(report.grid_table(study.runs)))
+    runs, diverged = study.runs, study.runs.groupby("run_id")["diverged"].any()
+    print(f"{runs['run_id'].nunique()} runs, {len(runs)} rows; {int(diverged.sum())} runs diverged "
+          f"(their later checkpoints are NaN rows with diverged = True)")
+    design = tomllib.loads(study.profile).get("design", "") if study.profile else ""
+    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
+
+# %% [markdown]
+# ## Training curves
+#
+# Validation loss of every fitting run against training tokens (thin lines), and the best loss over the
+# $(B, \eta)$ grid at each $T$ for each size (dots). At a constant learning rate every run keeps improving;
+# larger models are better at every $T$ once past the first checkpoints.
+
+# %% tags=["hide-input"]
+if study is not None:
+    fig = plots.loss_curves(study.runs)
+    plt.show()
+
+# %% [markdown]
+# ## The loss landscape over $(B, \eta)$
+#
+# In the style of the paper's Figure 4: at a few $(N, T)$, each cell is the validation loss in % above the
+# best cell; `x` marks diverged runs, the star the optimum interpolated by `replicate.fit.grid_optima`. The
+# landscape is shallow near the optimum and steep toward divergence (large $\eta$), and the optimal batch
+# size grows with $T$.
+
+# %% tags=["hide-input"]
+if study is not None and study.fit is not None:
+    fit_rows = study.runs[study.runs["role"] == "fit"]
+    sizes = sorted(fit_rows["n_params"].unique())
+    tokens = sorted(fit_rows["tokens"].unique())
+    picks_n = sizes if len(sizes) <= 2 else [sizes[0], sizes[-1]]
+    picks_t = [tokens[0], tokens[len(tokens) // 2], tokens[-1]]
+    fig = plots.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t)
+    plt.show()
+
+# %% tags=["hide-input"]
+if study is not None and study.fit is not None:
+    optima = pd.DataFrame(study.fit["optima"])
+    spread = [report.neighbourhood_spread(report.heatmap(study.runs, n, t)) for n in picks_n for t in picks_t]
+    display(Markdown(report.paper_box([
+        f"{int((~optima['on_edge'].astype(bool)).sum())} of {len(optima)} of our (N, T) optima are interior to "
+        "the grid; the paper's 4B-token heat map had its minimum on the edge.",
+        f"{int((~optima['band_agrees'].astype(bool)).sum())} optima disagree with DeepSeek's 0.25% band "
+        "(the centre of the settings within 0.25% of the best).",
+        f"Around the best cell (one grid step each way) the heat maps above span {min(spread):.1f}-"
+        f"{max(spread):.1f}% in loss; the paper's whole 1.07B-parameter heat map (x1.5 steps in lr) spans "
+        "0.6-1.3%. Our steps are x2 and our models far smaller, so our landscapes are steeper.",
+    ])))

@@ -1,0 +1,117 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Hyperparameter laws
+#
+# The paper's first claim: the optimal batch size and learning rate are power laws in the training tokens
+# $T$ and the model size $N$ (its Eqs. 10 and 13, `replicate.fit.hyperparameter_law`):
+#
+# $$B_\mathrm{opt} = \alpha_B\, T^{\beta_B} N^{\gamma_B}, \qquad
+#   \eta_\mathrm{opt} = \alpha_\eta\, T^{\beta_\eta} N^{\gamma_\eta}.$$
+#
+# At each $(N, T)$ the optimum is interpolated over the $(B, \eta)$ grid (`replicate.fit.grid_optima`: a
+# parabola in $\log\eta$ through the best cell and its neighbours for each $B$, then one in $\log B$; the
+# landscape is steep toward divergence, so no symmetric bowl is assumed beyond three cells), and the laws are
+# fitted by least squares in log space to the interior optima. The 95% intervals come from 1000 bootstrap
+# resamples of runs (`replicate.fit.bootstrap_runs`). Units: $B$ in tokens per step, $T$ and $N$ raw.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+
+# %% tags=["hide-input"]
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from replicate import plots, report
+from replicate.fit import paper_laws
+
+study = report.load_study(RESULTS_DIR)
+fit = study.fit if study is not None else None
+if fit is None:
+    display(Markdown(f"**No fit in `{RESULTS_DIR}` yet.** Run `make book PROFILE={PROFILE}`."))
+
+# %% [markdown]
+# ## The fitted laws
+
+# %% tags=["hide-input"]
+if fit is not None:
+    rows = []
+    for name, key in (("B_opt (tokens per step)", "batch_size_law"), ("eta_opt", "lr_law")):
+        law, paper = fit[key], paper_laws()[key]
+        for part, label in (("exp_tokens", "exponent in T"), ("exp_params", "exponent in N")):
+            ci = law["ci95"].get(part)
+            rows.append({"law": name, "term": label, "ours": law[part],
+                         "95% CI": "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]", "paper": paper[part]})
+        rows.append({"law": name, "term": "coefficient", "ours": law["coef"], "95% CI": "-",
+                     "paper": paper["coef"]})
+    display(report.table(pd.DataFrame(rows)))
+    optima = pd.DataFrame(fit["optima"])
+    print(f"fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
+          f"({int(optima['on_edge'].sum())} on the grid edge)")
+
+# %% [markdown]
+# ## Optimal batch size
+#
+# Filled dots: interpolated optima; hollow: optima on the grid edge. Solid lines: our law at each $N$;
+# dashed: the paper's law at our $(N, T)$. What to see: whether $B_\mathrm{opt}$ rises with $T$ (the paper's
+# $\beta_B = 0.81$) and with $N$ ($\gamma_B = 0.19$), and how far our scale sits from the paper's numbers.
+
+# %% tags=["hide-input"]
+if fit is not None:
+    fig = plots.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"])
+    plt.show()
+
+# %% [markdown]
+# ## Optimal learning rate
+#
+# The same for $\eta_\mathrm{opt}$ (AdamW, constant rate after warm-up). The paper finds it nearly flat in $T$
+# ($\beta_\eta = -0.045$) and falling with $N$ ($\gamma_\eta = -0.16$): larger models need smaller steps.
+
+# %% tags=["hide-input"]
+if fit is not None:
+    fig = plots.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"])
+    plt.show()
+
+# %% [markdown]
+# ## The held-out model
+#
+# A model about 4x larger than the largest fitting model was trained on a small $(B, \eta)$ grid around the
+# optimum the laws predict. The heat map marks the laws' prediction (white square) and the observed,
+# interpolated optimum (star).
+
+# %% tags=["hide-input"]
+if fit is not None and fit.get("holdout"):
+    holdout = pd.DataFrame(fit["holdout"])
+    display(report.table(holdout[["n_params", "tokens", "predicted_batch_size", "observed_batch_size",
+                                  "predicted_lr", "observed_lr", "observed_on_edge"]]))
+    n = holdout["n_params"].iloc[0]
+    picks = sorted(holdout["tokens"].unique())
+    picks = [picks[0], picks[len(picks) // 2], picks[-1]]
+    marks = {(n, t): (row["predicted_batch_size"], row["predicted_lr"])
+             for t, row in holdout.set_index("tokens").iterrows()}
+    optima_holdout = [{"n_params": n, "tokens": t, "batch_size": r["observed_batch_size"], "lr": r["observed_lr"]}
+                      for t, r in holdout.set_index("tokens").iterrows()]
+    fig = plots.heatmaps(study.runs, optima_holdout, [n], picks, marks)
+    plt.show()
+
+# %% tags=["hide-input"]
+if fit is not None:
+    table = report.comparison(fit)
+    display(Markdown(report.paper_box(report.verdict_lines(table, ["B_opt", "eta_opt"]) + [
+        "Verdicts: *agrees* when the paper's value lies in our 95% interval, *same sign* when our interval "
+        "excludes zero on the paper's side, *inconclusive* when it straddles zero.",
+    ])))

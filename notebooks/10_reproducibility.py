@@ -1,0 +1,83 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Reproducibility
+#
+# Everything in this book is re-executable from the repository: the notebooks are jupytext sources in
+# `notebooks/`, executed by papermill with the results of a profile and rendered by Jupyter Book 1.x.
+#
+# ## Commands
+#
+# | what | command | time |
+# |---|---|---|
+# | the book from the committed results | `make book` | about 10 minutes on 2 CPU cores (fits, samples, notebooks) |
+# | the whole pipeline at toy scale (CI) | `make book PROFILE=smoke` | about 10 minutes on 2 CPU cores |
+# | the CPU study itself | `python -m replicate sweep --profile cpu` | about 2 hours on 2 CPU cores |
+# | its fit | `python -m replicate fit results/cpu/runs.csv --profile cpu --out results/cpu/fit.json` | under a minute |
+# | the noise-scale measurements | `python -m replicate theory` | about 30 minutes on 2 CPU cores |
+# | the tests | `make test` | about 10 minutes on 2 CPU cores |
+#
+# Every run's row carries its configuration and provenance, and every run is identified by a hash of its
+# configuration: `replicate sweep` skips finished runs, so it resumes after any interruption (SIGKILL
+# included) and, on the CPU, ends with the same table as an uninterrupted sweep.
+#
+# ## On a GPU
+#
+# The training code imports only torch, triton, numpy, scipy and pandas, so it runs from the source tree on a
+# bare GPU image: `PYTHONPATH=src python -m replicate sweep --profile gpu --deadline-s 540` trains whatever
+# fits in nine minutes and exits, and the same command continues where it stopped (set `REPLICATE_GIT_SHA`
+# where the tree has no `.git`). Runs then use bf16 autocast and the Triton kernels (`--backend auto`).
+#
+# ## On a Slurm cluster
+#
+# `python -m replicate sweep --profile gpu --executor submitit` submits the sweep as one Slurm job array
+# (submitit); a `[slurm]` table in the profile passes options through (`slurm_partition`, `gpus_per_node`,
+# `timeout_min`, ...). Without Slurm the same command runs the jobs as local processes.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+
+# %% tags=["hide-input"]
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+from IPython.display import display
+
+from replicate import report
+from replicate.provenance import git_sha
+
+# %% [markdown]
+# ## This build's environment
+
+# %% tags=["hide-input"]
+packages = ["torch", "triton", "numpy", "scipy", "pandas", "jupyter-book", "papermill", "jupytext"]
+env = {"python": sys.version.split()[0], "platform": platform.platform(), "git": git_sha(),
+       "cuda": torch.cuda.is_available(), **{p: metadata.version(p) for p in packages}}
+display(report.table(pd.DataFrame(env.items(), columns=["", "version"])))
+
+# %% [markdown]
+# ## Provenance of every result file
+#
+# Device, library versions and git commits recorded in each file this build read.
+
+# %% tags=["hide-input"]
+files = [Path(RESULTS_DIR) / "runs.csv", Path(IMAGE_DIR) / "runs.csv",
+         *sorted(Path(THEORY_DIR).glob("*.json")), *sorted(Path("results/benchmarks").glob("*.json"))]
+display(report.table(report.provenance_table(files)))

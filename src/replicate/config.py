@@ -1,0 +1,143 @@
+"""Configurations and the parameter and FLOP accounting of the Video DiT, without torch.
+
+Kept apart from the model so that anything that only counts (the fitting library, which must import on a
+machine with only numpy, scipy and pandas; profiles; the book) needs no deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from replicate.errors import ConfigError
+
+# Procedural clips: the main sprite's (shape, motion) is the class label (see replicate.data).
+SHAPES = ("square", "disc", "triangle", "ring")
+MOTIONS = ("straight", "bounce", "orbit")
+NUM_CLASSES = len(SHAPES) * len(MOTIONS)
+
+FLOP_KINDS = ("6n", "paper", "exact")
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """Clip geometry. The default clip patchifies to 8 x 4 x 4 = 128 tokens of 16 values with patch (1, 4, 4)."""
+
+    frames: int = 8
+    height: int = 16
+    width: int = 16
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "height", "width", "channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"clip {name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(C, F, H, W) of one clip."""
+        return (self.channels, self.frames, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a Video DiT. Sizes in elements; `patch` is (pt, ph, pw)."""
+
+    width: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    patch: tuple[int, int, int] = (1, 4, 4)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    num_classes: int = NUM_CLASSES
+    freq_dim: int = 256  # sinusoidal timestep features fed to the timestep MLP
+
+    def __post_init__(self) -> None:
+        for name in ("width", "depth", "heads", "mlp_ratio", "num_classes", "freq_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.width % 2:
+            raise ConfigError(f"width must be even (sin-cos embeddings), got {self.width}")
+        dims = (self.clip.frames, self.clip.height, self.clip.width)
+        if len(self.patch) != 3 or any(p < 1 or d % p for d, p in zip(dims, self.patch, strict=True)):
+            raise ConfigError(f"patch {self.patch} must divide the clip's (frames, height, width) = {dims}")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Tokens along (time, height, width)."""
+        return (self.clip.frames // self.patch[0], self.clip.height // self.patch[1],
+                self.clip.width // self.patch[2])
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens per sample."""
+        return math.prod(self.grid)
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per patch: pt * ph * pw * channels."""
+        return math.prod(self.patch) * self.clip.channels
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+
+# Sizes spanning ~1000x in N (count_params). Head dim 16 for the small models, 32-64 for the large ones.
+MODEL_SIZES: dict[str, tuple[int, int, int]] = {  # name: (width, depth, heads)
+    "nano": (32, 2, 2),
+    "micro": (48, 3, 3),
+    "tiny": (64, 4, 4),
+    "mini": (96, 5, 6),
+    "small": (128, 6, 8),
+    "base": (192, 8, 6),
+    "medium": (256, 12, 8),
+    "large": (384, 16, 6),
+}
+
+
+def model_config(size: str, **overrides) -> ModelConfig:
+    """The ModelConfig of a named size (see MODEL_SIZES), with any field overridden."""
+    if size not in MODEL_SIZES:
+        raise ConfigError(f"unknown model size {size!r}: choose one of {', '.join(MODEL_SIZES)}")
+    width, depth, heads = MODEL_SIZES[size]
+    return ModelConfig(**{"width": width, "depth": depth, "heads": heads, **overrides})
+
+
+def count_params(cfg: ModelConfig) -> int:
+    """N, the non-embedding parameter count used by every scaling law here.
+
+    Counts the weights and biases of each block's per-token matmuls: attention QKV and output projection,
+    and the two MLP linears, L * (4 d^2 + 4 d + 2 d h + h + d) with h = mlp_ratio * d (12 d^2 + 9 d per block
+    at ratio 4). Excludes the patch embedding, the (fixed) positional embedding, the timestep and label
+    embedders, the final layer and the adaLN modulation linears: those act once per sample or once per
+    patch, not once per token per layer, so like an LLM's embeddings they do not scale compute with N.
+    """
+    d, h = cfg.width, cfg.mlp_ratio * cfg.width
+    return cfg.depth * (4 * d * d + 4 * d + 2 * d * h + h + d)
+
+
+def flops_per_token(cfg: ModelConfig, kind: str = "exact") -> float:
+    """Training FLOPs per token.
+
+    - "6n": 6 N, the usual LLM rule.
+    - "paper": the video paper's C_token = (3/4) N (7 + n_ctx / d), exact for its cross-attention DiT with
+      16 d^2 parameters per layer, applied here to our N.
+    - "exact": every matmul FLOP of a forward pass (patch embedding, QKV/out projections, attention scores
+      q k^T and weights @ v, MLP, adaLN and timestep MLPs once per sample, final layer), times 3 for training.
+    """
+    n = count_params(cfg)
+    d, h, s, L = cfg.width, cfg.mlp_ratio * cfg.width, cfg.n_ctx, cfg.depth
+    if kind == "6n":
+        return 6.0 * n
+    if kind == "paper":
+        return 0.75 * n * (7 + s / d)
+    if kind == "exact":
+        per_token = 2 * cfg.patch_dim * d  # patch embedding
+        per_token += L * (2 * (4 * d * d + 2 * d * h) + 4 * s * d)  # projections, MLP, scores and weights @ v
+        per_token += 2 * d * cfg.patch_dim  # final linear
+        per_sample = L * 2 * d * 6 * d + 2 * d * 2 * d + 2 * (cfg.freq_dim * d + d * d)  # adaLN, final, t-MLP
+        return 3.0 * (per_token + per_sample / s)
+    raise ConfigError(f"unknown FLOP kind {kind!r}: choose one of {', '.join(FLOP_KINDS)}")

@@ -1,0 +1,51 @@
+"""Fitting the scaling laws: optima, hyperparameter laws, loss law, compute allocation, bootstrap intervals.
+
+Needs only numpy, scipy and pandas (it must import on the GPU image too), and fits anyone's table of runs:
+``fit_runs(load_runs("runs.csv"))`` is what ``python -m replicate fit`` does. Units are raw throughout:
+N in parameters, T in training tokens, B in tokens per step, C in FLOPs.
+
+Modules: laws (the papers' equations, one function each), table (reading and checking runs tables), optima
+(optimal B and lr per (N, T); hyperparameter laws), loss (the loss-law fit), compute (FLOPs per token,
+N_opt(C), IsoFLOP, flat region), bootstrap (over runs), pipeline (`fit_runs`, held-out predictions),
+synthetic (sweeps with planted laws).
+"""
+
+from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
+from replicate.fit.compute import (
+    FlopsPerToken,
+    compute_optimal_size,
+    fit_compute_law,
+    fit_flops_per_token,
+    flat_region,
+    isoflop_compute_law,
+    isoflop_losses,
+)
+from replicate.fit.laws import (
+    compute_law,
+    fit_power_law,
+    huber,
+    hyperparameter_law,
+    loss_law,
+    paper_laws,
+    training_compute,
+)
+from replicate.fit.loss import LossLawFit, fit_loss_law
+from replicate.fit.optima import (
+    SweepCube,
+    cluster_tokens,
+    extract_optima,
+    fit_hyperparameter_law,
+    grid_optima,
+    optima_frame,
+)
+from replicate.fit.pipeline import fit_runs, predict_holdout
+from replicate.fit.synthetic import TRUTH, synthetic_sweep
+from replicate.fit.table import fixed_rows, load_runs, validate_runs
+
+__all__ = [
+    "TRUTH", "FlopsPerToken", "LossLawFit", "SweepCube", "bootstrap_runs", "cluster_tokens", "compute_law",
+    "compute_optimal_size", "extract_optima", "fit_compute_law", "fit_flops_per_token", "fit_hyperparameter_law",
+    "fit_loss_law", "fit_power_law", "fit_runs", "fixed_rows", "flat_region", "grid_optima", "huber",
+    "hyperparameter_law", "isoflop_compute_law", "isoflop_losses", "load_runs", "loss_law", "optima_frame",
+    "paper_laws", "percentile_interval", "predict_holdout", "synthetic_sweep", "training_compute", "validate_runs",
+]

@@ -1,0 +1,78 @@
+"""The papers' equations, one function each, and the log-space least squares that fits the power laws.
+
+Units everywhere: N in parameters, T in training tokens, B in tokens per step, C in FLOPs. The video paper
+states its laws with N and T in billions; `paper_laws` converts them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ArrayLike = float | np.ndarray
+
+LOSS_PARAMS = ("a", "alpha_tokens", "b", "alpha_params", "l_inf")
+HYPER_PARAMS = ("coef", "exp_tokens", "exp_params")
+
+
+def loss_law(n_params: ArrayLike, tokens: ArrayLike, a: float, alpha_tokens: float, b: float,
+             alpha_params: float, l_inf: float) -> np.ndarray:
+    """Video paper Eq. 15: validation loss at optimal hyperparameters, L(N, T) = a T^-alpha_T + b N^-alpha_N + L_inf."""
+    t, n = np.asarray(tokens, dtype=float), np.asarray(n_params, dtype=float)
+    return a * t**-alpha_tokens + b * n**-alpha_params + l_inf
+
+
+def hyperparameter_law(tokens: ArrayLike, n_params: ArrayLike, coef: float, exp_tokens: float,
+                       exp_params: float) -> np.ndarray:
+    """Video paper Eqs. 10 and 13: an optimal hyperparameter X = coef T^exp_tokens N^exp_params.
+
+    X is B_opt (tokens per step) or eta_opt (learning rate); T in tokens, N in parameters.
+    """
+    t, n = np.asarray(tokens, dtype=float), np.asarray(n_params, dtype=float)
+    return coef * t**exp_tokens * n**exp_params
+
+
+def compute_law(flops: ArrayLike, coef: float, exp: float) -> np.ndarray:
+    """Video paper Eqs. 14 and 18 (and Liang et al.'s N_opt): compute-optimal model size N_opt = coef C^exp."""
+    return coef * np.asarray(flops, dtype=float) ** exp
+
+
+def training_compute(flops_per_token: ArrayLike, tokens: ArrayLike) -> np.ndarray:
+    """Training compute C = C_token T (FLOPs), C_token in FLOPs per token (6N, the paper's count, or exact)."""
+    return np.asarray(flops_per_token, dtype=float) * np.asarray(tokens, dtype=float)
+
+
+def huber(residual: ArrayLike, delta: float) -> np.ndarray:
+    """Huber loss: r^2 / 2 for |r| <= delta, delta (|r| - delta / 2) beyond (Chinchilla approach 3)."""
+    r = np.abs(np.asarray(residual, dtype=float))
+    return np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta))
+
+
+def fit_power_law(y: np.ndarray, *x: np.ndarray) -> tuple[float, tuple[float, ...], float]:
+    """Least squares in log space: log y = log coef + sum_k exp_k log x_k.
+
+    Returns (coef, exponents, rmse of log y); NaNs when the design is rank deficient (e.g. one model size).
+    """
+    design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
+    logy = np.log(np.asarray(y, dtype=float))
+    if len(logy) < design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
+        return float("nan"), (float("nan"),) * len(x), float("nan")
+    beta, *_ = np.linalg.lstsq(design, logy, rcond=None)
+    rmse = float(np.sqrt(np.mean((design @ beta - logy) ** 2)))
+    return float(np.exp(beta[0])), tuple(float(v) for v in beta[1:]), rmse
+
+
+def paper_laws() -> dict[str, dict[str, float]]:
+    """The video paper's fitted laws (REPLICATION.md section 1) converted to raw units.
+
+    The paper uses T and N in billions: X = c (T/1e9)^e_T (N/1e9)^e_N gives coef = c 1e-9^(e_T + e_N), and
+    a (T/1e9)^-alpha gives a 1e9^alpha. The compute laws already use N in parameters and C in FLOPs.
+    """
+    g = 1e9
+    return {
+        "batch_size_law": {"coef": 2.1797e4 * g ** -(0.8080 + 0.1906), "exp_tokens": 0.8080, "exp_params": 0.1906},
+        "lr_law": {"coef": 2e-4 * g ** -(-0.0453 - 0.1619), "exp_tokens": -0.0453, "exp_params": -0.1619},
+        "loss_law": {"a": 0.0373 * g**0.2917, "alpha_tokens": 0.2917, "b": 0.0082 * g**0.3188,
+                     "alpha_params": 0.3188, "l_inf": 0.4856},
+        "compute_law_empirical": {"coef": 1.5787, "exp": 0.4146},
+        "compute_law_from_loss": {"coef": 0.8705, "exp": 0.4294},
+    }

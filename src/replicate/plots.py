@@ -1,0 +1,181 @@
+"""The book's figures: each function takes loaded results and returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from replicate.fit import FlopsPerToken, compute_optimal_size, hyperparameter_law, loss_law
+from replicate.report import heatmap
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _size_palette(sizes) -> dict:
+    sizes = sorted(sizes)
+    return dict(zip(sizes, sns.color_palette("viridis", len(sizes)), strict=True))
+
+
+def _fmt_n(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def clip_strips(videos, labels, names, frame_strip) -> Figure:
+    """Clips as rows of frames; `names(label)` titles each row, `frame_strip(video)` renders it."""
+    fig, axes = plt.subplots(len(videos), 1, figsize=(9, 1.15 * len(videos)))
+    for ax, video, label in zip(np.atleast_1d(axes), videos, labels, strict=True):
+        ax.imshow(frame_strip(video))
+        ax.set_title(names(int(label)), fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(runs: pd.DataFrame) -> Figure:
+    """Validation loss against training tokens: every fitting run (thin) and each size's best at each T (bold)."""
+    fit = runs[(runs["role"] == "fit") & ~runs["diverged"]]
+    palette = _size_palette(fit["n_params"].unique())
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, g in fit.groupby("run_id"):
+        ax.plot(g["tokens"], g["val_loss"], color=palette[g["n_params"].iloc[0]], alpha=0.15, lw=0.8)
+    best = fit.groupby(["n_params", "tokens"])["val_loss"].min().reset_index()
+    for n, g in best.groupby("n_params"):
+        ax.plot(g["tokens"], g["val_loss"], "o-", color=palette[n], label=f"N = {_fmt_n(n)}")
+    ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss (eps-MSE)")
+    ax.legend(title="best over (B, lr)")
+    fig.tight_layout()
+    return fig
+
+
+def _cell(grid: pd.DataFrame, batch_size: float, lr: float) -> tuple[float, float]:
+    """Heat-map coordinates of (batch size, lr), interpolated in log space between the grid's cells."""
+    xs, ys = np.log(grid.columns.to_numpy(float)), np.log(grid.index.to_numpy(float))
+    return (np.interp(np.log(lr), xs, np.arange(len(xs))) + 0.5,
+            np.interp(np.log(batch_size), ys, np.arange(len(ys))) + 0.5)
+
+
+def heatmaps(runs: pd.DataFrame, optima: list[dict], n_params: list[float], tokens: list[float],
+             marks: dict[tuple[float, float], tuple[float, float]] | None = None) -> Figure:
+    """The paper's Figure 4: at each (N, T), the loss over the (batch size, lr) grid in % above its minimum;
+    x marks diverged cells, a star the interpolated optimum, a square any `marks[(N, T)] = (B, lr)`."""
+    fig, axes = plt.subplots(len(n_params), len(tokens), figsize=(4.2 * len(tokens), 3.4 * len(n_params)),
+                             squeeze=False)
+    opt = {(o["n_params"], o["tokens"]): o for o in optima}
+    for i, n in enumerate(n_params):
+        for j, t in enumerate(tokens):
+            ax = axes[i, j]
+            grid = heatmap(runs, n, t)
+            rel = 100 * (grid / np.nanmin(grid.to_numpy()) - 1)
+            sns.heatmap(rel, ax=ax, cmap="viridis_r", annot=True, fmt=".1f", annot_kws={"fontsize": 9},
+                        cbar=False, vmin=0, vmax=min(10, np.nanmax(rel.to_numpy())), mask=rel.isna())
+            ax.set_xticklabels([f"{v:.3g}" for v in grid.columns], rotation=45, fontsize=9)
+            ax.set_yticklabels([f"{int(v):,}" for v in grid.index], rotation=0, fontsize=9)
+            for (r, c) in zip(*np.where(grid.isna().to_numpy()), strict=True):
+                ax.text(c + 0.5, r + 0.5, "x", ha="center", va="center", color="grey")
+
+            if (n, t) in opt and np.isfinite(opt[n, t]["lr"]):
+                ax.plot(*_cell(grid, opt[n, t]["batch_size"], opt[n, t]["lr"]), "*", color="red", ms=12)
+            if marks and (n, t) in marks:
+                ax.plot(*_cell(grid, *marks[n, t]), "s", mfc="none", mec="white", ms=14, mew=2)
+            ax.set_title(f"N = {_fmt_n(n)}, T = {t / 1e6:.2f}M", fontsize=11)
+            ax.set_xlabel("learning rate" if i == len(n_params) - 1 else "")
+            ax.set_ylabel("batch size (tokens)" if j == 0 else "")
+    fig.tight_layout()
+    return fig
+
+
+def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) -> Figure:
+    """Optimal batch size (key "batch_size") or learning rate ("lr") against T for each N, with the fitted law
+    (solid) and, dashed, the paper's law evaluated at our (N, T). Hollow markers: optima on the grid edge."""
+    law = fit[f"{key}_law"]
+    optima = pd.DataFrame(fit["optima"])
+    optima = optima[np.isfinite(optima[key])]
+    palette = _size_palette(optima["n_params"].unique())
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = np.geomspace(optima["tokens"].min(), optima["tokens"].max(), 50)
+    for n, g in optima.groupby("n_params"):
+        edge = g["on_edge"].astype(bool)
+        ax.scatter(g.loc[~edge, "tokens"], g.loc[~edge, key], color=palette[n], label=f"N = {_fmt_n(n)}")
+        ax.scatter(g.loc[edge, "tokens"], g.loc[edge, key], facecolor="none", edgecolor=palette[n])
+        if law and np.isfinite(law["coef"]):
+            ax.plot(t, hyperparameter_law(t, n, law["coef"], law["exp_tokens"], law["exp_params"]), color=palette[n])
+        if paper:
+            ax.plot(t, hyperparameter_law(t, n, **paper), color=palette[n], ls="--", alpha=0.6)
+    ax.set(xscale="log", yscale="log", xlabel="training tokens T",
+           ylabel="optimal batch size (tokens per step)" if key == "batch_size" else "optimal learning rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_law_figure(fit: dict) -> Figure:
+    """The loss at the optimal hyperparameters against T for each N, the fitted law (lines), and the held-out
+    model's observed (squares) and predicted (crosses) losses."""
+    law = {k: fit["loss_law"][k] for k in ("a", "alpha_tokens", "b", "alpha_params", "l_inf")}
+    optima = pd.DataFrame(fit["optima"])
+    holdout = pd.DataFrame(fit.get("holdout", []))
+    sizes = list(optima["n_params"].unique()) + (list(holdout["n_params"].unique()) if len(holdout) else [])
+    palette = _size_palette(sizes)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = np.geomspace(optima["tokens"].min(), optima["tokens"].max() * 4, 60)
+    for n, g in optima.groupby("n_params"):
+        ax.scatter(g["tokens"], g["val_loss"], color=palette[n], label=f"N = {_fmt_n(n)}")
+        ax.plot(t, loss_law(n, t, **law), color=palette[n])
+    for n, g in holdout.groupby("n_params") if len(holdout) else []:
+        ax.scatter(g["tokens"], g["observed_val_loss"], marker="s", color=palette[n],
+                   label=f"held out, N = {_fmt_n(n)}")
+        ax.scatter(g["tokens"], g["predicted_val_loss"], marker="x", color="black", zorder=5)
+        ax.plot(t, loss_law(n, t, **law), color=palette[n], ls="--")
+    ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss at optimal (B, lr)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def compute_allocation_figure(fit: dict, paper_exponent: float | None = None) -> Figure:
+    """N_opt(C): from the loss law at optimal hyperparameters, at the fixed ones, and the IsoFLOP vertices;
+    the reference budget marked. A dotted line of the paper's slope through the optimal law at our budgets."""
+    law = fit["compute_law"]
+    fixed = (fit.get("fixed") or {}).get("compute_law")
+    c = np.geomspace(1e11, law["reference_flops"], 60)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(c, law["coef"] * c ** law["exp"], label=f"optimal hp: N ~ C^{law['exp']:.3f}")
+    if fixed:
+        ax.plot(c, fixed["coef"] * c ** fixed["exp"], label=f"fixed hp: N ~ C^{fixed['exp']:.3f}")
+    iso = law.get("isoflop")
+    if iso:
+        budgets = pd.DataFrame(iso["budgets"])
+        ax.scatter(budgets["flops"], budgets["n_opt"], color="black", zorder=5,
+                   label=f"IsoFLOP vertices: N ~ C^{iso['exp']:.3f}")
+    if paper_exponent is not None:
+        anchor = c[0]
+        ax.plot(c, law["coef"] * anchor ** law["exp"] * (c / anchor) ** paper_exponent, ":", color="grey",
+                label=f"paper's slope {paper_exponent}")
+    ax.axvline(law["reference_flops"], color="grey", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel=f"training compute C ({law['flops']} FLOPs)",
+           ylabel="compute-optimal N")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def flat_region_figure(fit: dict) -> Figure:
+    """At fixed compute, the loss-law loss of a model k x N_opt relative to N_opt's, for each budget."""
+    law = {k: fit["loss_law"][k] for k in ("a", "alpha_tokens", "b", "alpha_params", "l_inf")}
+    fpt = FlopsPerToken(**fit["compute_law"]["flops_per_token"])
+    k = np.geomspace(0.3, 3.0, 80)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for region in fit.get("flat_region", []):
+        c = region["flops"]
+        n_opt, l_opt = compute_optimal_size(law, c, fpt)
+        n = n_opt[0] * k
+        ax.plot(k, 100 * (loss_law(n, c / fpt(n), **law) / l_opt[0] - 1), label=f"C = {c:.2g} FLOPs")
+    ax.axhline(1.0, color="grey", ls=":", label="1% (the paper's flat region)")
+    ax.axvspan(0.7, 1.3, color="grey", alpha=0.15)
+    ax.set(xscale="log", xlabel="N / N_opt at fixed compute", ylabel="loss increase (%)", ylim=(0, None))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,221 @@
+"""What the book shows: a study's results loaded, compared with the paper, and tabulated.
+
+Pure pandas and numpy (plots live in :mod:`replicate.plots`). The paper's numbers come from REPLICATION.md
+through :func:`replicate.fit.paper_laws` and the headline figures below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from replicate.fit import paper_laws
+
+# The video paper's headline results (REPLICATION.md section 3)
+PAPER = {
+    "holdout_rel_error": (0.0003, 0.0015),  # loss-law extrapolation: (1.07B, 10B tokens), (0.72B, 140B tokens)
+    "mse_fixed": 4.31e-7,
+    "mse_optimal": 2.35e-7,
+    "n_opt_1e22_optimal": 2.43e9,
+    "n_opt_1e22_fixed": 4.04e9,
+    "flat_region": 0.01,  # +-30% model size at fixed compute costs less than 1% loss
+}
+
+
+@dataclass
+class Study:
+    """One results directory: runs.csv, fit.json and the profile that produced them."""
+
+    path: Path
+    runs: pd.DataFrame
+    fit: dict | None
+    profile: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_study(path: str | Path) -> Study | None:
+    """The study in `path`, or None where it has no runs table yet."""
+    path = Path(path)
+    if not (path / "runs.csv").is_file():
+        return None
+    fit = json.loads((path / "fit.json").read_text()) if (path / "fit.json").is_file() else None
+    profile = (path / "profile.toml").read_text() if (path / "profile.toml").is_file() else ""
+    return Study(path, pd.read_csv(path / "runs.csv"), fit, profile)
+
+
+def load_json(path: str | Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _verdict(ours: float, ci: list[float] | None, paper: float) -> str:
+    """'agrees' when the paper's value lies in our 95% interval; 'same sign' when the interval excludes zero
+    on the paper's side; 'disagrees' when it excludes zero on the other side; 'inconclusive' otherwise."""
+    if ci is None or not all(np.isfinite(ci)):
+        return "no interval"
+    lo, hi = ci
+    if lo <= paper <= hi:
+        return "agrees"
+    if lo > 0 or hi < 0:
+        return "same sign" if (lo > 0) == (paper > 0) else "disagrees"
+    return "inconclusive"
+
+
+def _fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
+    if ci is None or not all(v is not None and np.isfinite(v) for v in ci):
+        return "-"
+    return f"[{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]"
+
+
+def comparison(fit: dict) -> pd.DataFrame:
+    """Every headline result next to the paper's: value, 95% CI, paper value, verdict."""
+    paper = paper_laws()
+    rows = []
+
+    def exponent(label: str, law: str, key: str, paper_value: float) -> None:
+        part = fit.get(law)
+        if not part or part.get(key) is None or not np.isfinite(part[key]):
+            rows.append((label, math.nan, "-", paper_value, "not fitted"))
+            return
+        ci = part.get("ci95", {}).get(key)
+        rows.append((label, part[key], _fmt_ci(ci), paper_value, _verdict(part[key], ci, paper_value)))
+
+    exponent("B_opt exponent in T (beta_B)", "batch_size_law", "exp_tokens", paper["batch_size_law"]["exp_tokens"])
+    exponent("B_opt exponent in N (gamma_B)", "batch_size_law", "exp_params", paper["batch_size_law"]["exp_params"])
+    exponent("eta_opt exponent in T (beta_eta)", "lr_law", "exp_tokens", paper["lr_law"]["exp_tokens"])
+    exponent("eta_opt exponent in N (gamma_eta)", "lr_law", "exp_params", paper["lr_law"]["exp_params"])
+    exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", paper["loss_law"]["alpha_tokens"])
+    exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", paper["loss_law"]["alpha_params"])
+    law = fit["compute_law"]
+    rows.append((f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)", law["exp"],
+                 _fmt_ci(law.get("ci95", {}).get("exp")), paper["compute_law_from_loss"]["exp"],
+                 _verdict(law["exp"], law.get("ci95", {}).get("exp"), paper["compute_law_from_loss"]["exp"])))
+    iso = law.get("isoflop")
+    rows.append(("N_opt exponent in C (IsoFLOP, empirical)", iso["exp"] if iso else math.nan, "-",
+                 paper["compute_law_empirical"]["exp"], "no interval" if iso else "not fitted"))
+    fixed = fit.get("fixed") or {}
+    ratio = fixed.get("n_opt_ratio")
+    paper_ratio = PAPER["n_opt_1e22_fixed"] / PAPER["n_opt_1e22_optimal"]
+    if ratio is None:
+        rows.append(("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", math.nan, "-", paper_ratio, "not fitted"))
+    else:
+        ci = fixed.get("n_opt_ratio_ci95")
+        same_side = ci is not None and all(np.isfinite(ci)) and (ci[0] > 1 or ci[1] < 1)
+        verdict = _verdict(ratio, ci, paper_ratio)
+        if verdict not in ("agrees", "no interval") and same_side:
+            verdict = "same direction" if (ci[0] > 1) == (paper_ratio > 1) else "opposite direction"
+        rows.append(("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", ratio, _fmt_ci(ci), paper_ratio, verdict))
+    mse_opt, mse_fixed = fit["loss_law"].get("mse"), (fixed.get("loss_law") or {}).get("mse")
+    if mse_opt and mse_fixed:
+        paper_mse = PAPER["mse_fixed"] / PAPER["mse_optimal"]
+        rows.append(("loss-fit MSE, fixed / optimal hp", mse_fixed / mse_opt, "-", paper_mse,
+                     "same direction" if (mse_fixed > mse_opt) == (paper_mse > 1) else "opposite direction"))
+    errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
+    if errors:
+        worst = max(errors)
+        rows.append(("held-out loss, worst |relative error|", worst, "-", max(PAPER["holdout_rel_error"]),
+                     "within 1%" if worst <= 0.01 else "above 1%"))
+    flat = fit.get("flat_region") or []
+    if flat:
+        rise = max(max(f["rel_increase"]["0.7"], f["rel_increase"]["1.3"]) for f in flat)
+        rows.append(("loss increase at +-30% N, fixed C (largest)", rise, "-", PAPER["flat_region"],
+                     "flat (< 1%)" if rise < 0.01 else "not flat"))
+    return pd.DataFrame(rows, columns=["quantity", "ours", "95% CI", "paper", "verdict"])
+
+
+def heatmap(runs: pd.DataFrame, n_params: float, tokens: float) -> pd.DataFrame:
+    """Validation loss at one (N, T) over the (batch size, lr) grid: rows batch size (tokens per step),
+    columns lr; NaN where the run diverged."""
+    cell = runs[(runs["n_params"] == n_params) & (runs["tokens"] == tokens)]
+    return cell.pivot_table(index="batch_size", columns="lr", values="val_loss", aggfunc="mean", dropna=False)
+
+
+def neighbourhood_spread(grid: pd.DataFrame) -> float:
+    """The loss spread (%) over the best cell of a heat map and its neighbours one grid step away."""
+    values = grid.to_numpy(dtype=float)
+    i, j = np.unravel_index(np.nanargmin(values), values.shape)
+    block = values[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]
+    return float(100 * (np.nanmax(block) / np.nanmin(block) - 1))
+
+
+def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model of a sweep: shape, N, role, and the grid it was trained on."""
+    rows = []
+    for (n, role), g in runs.groupby(["n_params", "role"]):
+        first = g.iloc[0]
+        rows.append({"role": role, "width": first["width"], "depth": first["depth"], "heads": first["heads"],
+                     "N": int(n), "tokens per clip": first["tokens_per_sample"],
+                     "batch sizes (clips)": ", ".join(str(b) for b in sorted(g["batch_samples"].unique())),
+                     "learning rates": ", ".join(f"{v:g}" for v in sorted(g["lr"].unique())),
+                     "tokens": f"{g['tokens'].min():,} - {g['tokens'].max():,}", "runs": g["run_id"].nunique()})
+    return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
+
+
+def provenance_table(paths: list[Path]) -> pd.DataFrame:
+    """Where each result file came from: rows, device(s), library versions and git commits."""
+    rows = []
+    for path in paths:
+        if path.suffix == ".csv" and path.is_file():
+            df = pd.read_csv(path)
+            if "device" in df:
+                rows.append({"file": str(path), "rows": len(df), "device": "; ".join(df["device"].unique()),
+                             "torch": ", ".join(df["torch"].astype(str).unique()),
+                             "triton": ", ".join(df["triton"].astype(str).unique()),
+                             "git": ", ".join(df["git_sha"].astype(str).unique())})
+        elif path.suffix == ".json" and path.is_file():
+            data = json.loads(path.read_text())
+            prov = data.get("provenance", data) if isinstance(data, dict) else (data[0] if data else {})
+            rows.append({"file": str(path), "rows": None, "device": prov.get("device", "-"),
+                         "torch": prov.get("torch", "-"), "triton": prov.get("triton", "-"),
+                         "git": prov.get("git_sha", "-")})
+    return pd.DataFrame(rows)
+
+
+def paper_box(lines: list[str], title: str = "Compared with the paper") -> str:
+    """A MyST admonition (rendered from a notebook's Markdown output) with one bullet per line."""
+    body = "\n".join(f"- {line}" for line in lines)
+    return f":::{{admonition}} {title}\n:class: note\n{body}\n:::\n"
+
+
+def verdict_lines(table: pd.DataFrame, quantities: list[str]) -> list[str]:
+    """Sentences for the rows of a comparison() table whose quantity starts with one of `quantities`."""
+    lines = []
+    for _, row in table.iterrows():
+        if any(row["quantity"].startswith(q) for q in quantities):
+            ours = "not fitted" if not np.isfinite(row["ours"]) else f"{row['ours']:.4g}"
+            ci = "" if row["95% CI"] == "-" else f" (95% CI {row['95% CI']})"
+            lines.append(f"{row['quantity']}: ours {ours}{ci}, paper {row['paper']:.4g}: **{row['verdict']}**")
+    return lines
+
+
+def table(df: pd.DataFrame, digits: int = 4):
+    """A DataFrame as the book shows it: no index column, floats to `digits` significant digits."""
+    return df.style.hide(axis="index").format(
+        lambda v: f"{v:.{digits}g}" if isinstance(v, float) else ("-" if v is None else v))
+
+
+def hide_parameters(notebook: str | Path) -> None:
+    """Tag an executed notebook's parameter cells (the source's and papermill's injected one) "remove-cell",
+    so that the book shows neither."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, notebook)
+
+
+if __name__ == "__main__":  # make book: python -m replicate.report NOTEBOOK.ipynb
+    import sys
+
+    hide_parameters(sys.argv[1])

@@ -1,0 +1,66 @@
+"""The smoke book in a real browser: build it (make book PROFILE=smoke) into a folder, then drive headless
+Chromium (Debian's package, through Playwright's executable_path: no browser download) over every page.
+
+Marked `browser`: `make test` leaves it out, `make browser-test` (run by .ci/run) runs it. The build goes to
+$REPLICATE_BOOK_OUT (default: a temporary folder), with a screenshot of every page in its screenshots/.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> Path:
+    out = Path(os.environ.get("REPLICATE_BOOK_OUT") or tmp_path_factory.mktemp("book")).resolve()
+    build = subprocess.run(["make", "book", "PROFILE=smoke", f"BOOK_OUT={out}"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=3600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    html = out / "_build" / "html"
+    assert (html / "index.html").is_file()
+    return html
+
+
+def _pages(html: Path) -> list[Path]:
+    toc = (ROOT / "_toc.yml").read_text().split()
+    names = [t.split("/")[-1] for t in toc if t.startswith("book/")]
+    return [html / "book" / f"{name}.html" for name in names]
+
+
+def test_every_page_renders_in_chromium(book):
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed: make browser-test installs it"
+    shots = book.parent.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    pages = _pages(book)
+    assert len(pages) >= 10
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for path in [book / "index.html", *pages]:
+            assert path.is_file(), f"missing page {path.name}"
+            page.goto(path.as_uri(), wait_until="load")
+            page.wait_for_timeout(300)  # images and MathJax
+            page.screenshot(path=str(shots / f"{path.stem}.png"), full_page=True)
+            text = page.inner_text("body")
+            assert "Traceback" not in text, path.name
+            assert page.locator("div.output.error, .cell_output .error").count() == 0, path.name
+            broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
+                                   ".map(i => i.src)")
+            assert not broken, f"{path.name}: broken images {broken}"
+            if path.stem in ("index", "01_introduction"):
+                assert page.locator("table:has-text('verdict')").count() >= 1, "the summary table is missing"
+            if path.stem == "04_sgd_theory":  # the local MathJax typesets the derivation
+                page.wait_for_selector("mjx-container", timeout=20000)
+        browser.close()

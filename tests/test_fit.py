@@ -1,0 +1,379 @@
+"""The fitting library: planted laws recovered from synthetic sweeps, each method on cases with known answers,
+bootstrap coverage, bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replicate.errors import ConfigError
+from replicate.fit import (
+    TRUTH,
+    FlopsPerToken,
+    bootstrap_runs,
+    compute_optimal_size,
+    extract_optima,
+    fit_compute_law,
+    fit_flops_per_token,
+    fit_loss_law,
+    fit_runs,
+    flat_region,
+    grid_optima,
+    hyperparameter_law,
+    isoflop_compute_law,
+    loss_law,
+    paper_laws,
+    percentile_interval,
+    synthetic_sweep,
+    validate_runs,
+)
+from replicate.fit import pipeline as fit_pipeline
+
+LAW = TRUTH["loss_law"]
+
+
+SIZES, CHECKPOINTS = np.geomspace(3e4, 3e7, 8), np.geomspace(1e6, 1.6e7, 5)
+
+
+def loss_table(seed: int, sizes=SIZES, runs_per_size: int = 4, checkpoints=CHECKPOINTS, run_noise: float = 2e-3,
+               checkpoint_noise: float = 5e-4, law: dict = LAW) -> pd.DataFrame:
+    """An (N, T, loss) table without hyperparameters: several runs per size, each validated at several T, with
+    a relative offset per run (its checkpoints are correlated) and independent noise per checkpoint."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, n in enumerate(sizes):
+        for k in range(runs_per_size):
+            offset = run_noise * rng.standard_normal()
+            loss = loss_law(n, checkpoints, **law) * (1 + offset)
+            loss *= 1 + checkpoint_noise * rng.standard_normal(len(checkpoints))
+            rows += [(f"n{i}-r{k}", n, t, v) for t, v in zip(checkpoints, loss, strict=True)]
+    return pd.DataFrame(rows, columns=["run_id", "n_params", "tokens", "val_loss"])
+
+
+def optimal_exponent(law: dict) -> float:
+    """N_opt ~ C^(alpha_T / (alpha_T + alpha_N)) when C is proportional to N T."""
+    return law["alpha_tokens"] / (law["alpha_tokens"] + law["alpha_params"])
+
+
+# --- the whole pipeline on planted laws ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_planted_laws_recovered_from_a_noisy_sweep(seed):
+    runs = synthetic_sweep(seed=seed, run_noise=1e-3, checkpoint_noise=3e-4)
+    result = fit_runs(runs, bootstrap=0)
+    assert result["mode"] == "hyperparameters" and result["n_diverged"] > 0 and result["n_diverged_runs"] > 0
+    for name in ("batch_size_law", "lr_law"):
+        for key in ("exp_tokens", "exp_params"):
+            assert result[name][key] == pytest.approx(TRUTH[name][key], abs=0.04), (name, key)
+    law = result["loss_law"]
+    assert law["converged"]
+    assert law["alpha_tokens"] == pytest.approx(LAW["alpha_tokens"], abs=0.02)
+    assert law["alpha_params"] == pytest.approx(LAW["alpha_params"], abs=0.02)
+    assert law["l_inf"] == pytest.approx(LAW["l_inf"], abs=0.01)
+    # N_opt(C) from the fitted loss law follows alpha_T / (alpha_T + alpha_N) under 6N
+    assert result["compute_laws"]["6n"]["exp"] == pytest.approx(optimal_exponent(law), abs=1e-3)
+    assert len(result["optima"]) == 5 * 8 and not any(r["on_edge"] for r in result["optima"])
+    json.dumps(result, allow_nan=False)
+
+
+def test_output_has_the_documented_keys():
+    runs = synthetic_sweep(holdout_widths=(192,))
+    fixed_lr = float(np.sort(runs["lr"].unique())[3])
+    result = fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=12)
+    assert {"optima", "batch_size_law", "lr_law", "loss_law", "compute_law", "fixed", "holdout", "n_rows",
+            "n_diverged", "warnings"} <= result.keys()
+    assert {"n_params", "tokens", "batch_size", "lr", "val_loss", "on_edge"} <= result["optima"][0].keys()
+    assert set(result["batch_size_law"]["ci95"]) == {"coef", "exp_tokens", "exp_params"}
+    assert {"a", "alpha_tokens", "b", "alpha_params", "l_inf"} <= result["loss_law"]["ci95"].keys()
+    assert {"coef", "exp", "flops"} <= result["compute_law"].keys() and result["compute_law"]["flops"] == "exact"
+    assert {"loss_law", "compute_law"} <= result["fixed"].keys()
+    assert {"n_params", "tokens", "predicted_val_loss", "observed_val_loss", "rel_error", "predicted_batch_size",
+            "predicted_lr"} <= result["holdout"][0].keys()
+    lo, hi = result["loss_law"]["ci95"]["alpha_tokens"]
+    assert lo < result["loss_law"]["alpha_tokens"] < hi
+    json.dumps(result, allow_nan=False)
+
+
+def test_fixed_hyperparameters_fit_worse_and_shift_n_opt():
+    runs = synthetic_sweep(seed=3)
+    fixed_lr = float(np.sort(runs["lr"].unique())[3])
+    result = fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=0)
+    fixed = result["fixed"]
+    # away from the optimum the loss carries a hyperparameter penalty that changes with N and T: a worse fit
+    assert fixed["loss_law"]["mse"] > 3 * result["loss_law"]["mse"]
+    assert fixed["n_opt_ratio"] == pytest.approx(
+        fixed["compute_law"]["n_opt_at_reference"] / result["compute_law"]["n_opt_at_reference"])
+    assert fixed["n_opt_ratio"] != pytest.approx(1.0, abs=0.05)
+
+
+def test_holdout_is_predicted_not_fitted():
+    runs = synthetic_sweep(holdout_widths=(192,), seed=2)
+    result = fit_runs(runs, bootstrap=0)
+    fitted = {r["n_params"] for r in result["optima"]}
+    assert result["holdout"] and all(h["n_params"] not in fitted for h in result["holdout"])
+    for h in result["holdout"]:
+        assert abs(h["rel_error"]) < 0.005
+        truth_b = TRUTH["batch_size_law"]["coef"] * h["tokens"] ** 0.808 * h["n_params"] ** 0.1906
+        truth_lr = TRUTH["lr_law"]["coef"] * h["tokens"] ** -0.0453 * h["n_params"] ** -0.1619
+        assert h["predicted_batch_size"] == pytest.approx(truth_b, rel=0.25)
+        assert h["predicted_lr"] == pytest.approx(truth_lr, rel=0.25)
+
+
+def test_deterministic_given_the_seed():
+    runs = loss_table(0)
+    a, b = fit_runs(runs, bootstrap=20, seed=5), fit_runs(runs, bootstrap=20, seed=5)
+    assert a == b
+    assert fit_runs(runs, bootstrap=20, seed=6)["loss_law"]["ci95"] != a["loss_law"]["ci95"]
+
+
+def test_paper_laws_in_raw_units_reproduce_the_papers_checks():
+    """REPLICATION.md section 1: the laws, stated in billions, give the numbers printed on the paper's figures."""
+    paper = paper_laws()
+    assert hyperparameter_law(4e9, 1.07e9, **paper["batch_size_law"]) == pytest.approx(6.77e4, rel=2e-3)
+    assert hyperparameter_law(4e9, 1.07e9, **paper["lr_law"]) == pytest.approx(1.86e-4, rel=2e-3)
+    for n, t, value in ((1.07e9, 4e9, 0.5185), (1.07e9, 10e9, 0.5127), (0.72e9, 140e9, 0.5035)):
+        assert loss_law(n, t, **paper["loss_law"]) == pytest.approx(value, abs=1e-4)
+
+
+# --- optima ---------------------------------------------------------------------------------------------------
+
+
+def _bowl(log_b, log_lr, centre_b, centre_lr, curv_b=0.02, curv_lr=(0.02, 0.02)):
+    """(groups, n_B, n_lr) log-losses: quadratic in log B, quadratic in log lr with its own curvature per side."""
+    u = log_b[None, :, None] - np.asarray(centre_b)[:, None, None]
+    v = log_lr[None, None, :] - np.asarray(centre_lr)[:, None, None]
+    return np.log(0.5) + curv_b * u**2 + np.where(v < 0, curv_lr[0], curv_lr[1]) * v**2
+
+
+def test_grid_optima_exact_for_a_quadratic_bowl():
+    log_b, log_lr = np.log(2.0) * np.arange(6), np.log(1.5) * np.arange(7)
+    cb, cl = np.array([1.3, 2.1]), np.array([1.2, 1.9])
+    opt = grid_optima(_bowl(log_b, log_lr, cb, cl), np.zeros((2, 6, 7), bool), log_b, log_lr)
+    assert np.allclose(opt["log_batch"], cb, atol=1e-9) and np.allclose(opt["log_lr"], cl, atol=1e-9)
+    assert np.allclose(opt["log_loss"], np.log(0.5), atol=1e-12)
+    assert not opt["on_edge"].any() and opt["band_agrees"].all() and (opt["n_cells"] == 42).all()
+
+
+def test_grid_optima_edge_divergence_and_empty_flags():
+    log_b, log_lr = np.log(2.0) * np.arange(5), np.log(1.5) * np.arange(6)
+    cube = _bowl(log_b, log_lr, [2.0, -1.0, 1.5, 1.5], [4.0, 1.0, 1.2, 1.0])
+    cube[0] = _bowl(log_b, log_lr, [2.0], [9.0])[0]  # group 0: the best lr lies beyond the grid
+    diverged = np.zeros(cube.shape, bool)
+    diverged[2, :, 3:] = True  # group 2: every lr above its optimum diverges
+    cube[2][diverged[2]] = np.nan
+    cube[3] = np.nan  # group 3: nothing finite
+    opt = grid_optima(cube, diverged, log_b, log_lr)
+    assert opt["on_edge"][0] and opt["edge_lr"][0] and not opt["edge_batch"][0]
+    assert opt["on_edge"][1] and opt["edge_batch"][1] and not opt["edge_lr"][1]  # group 1: B below the grid
+    assert opt["log_batch"][1] == log_b[0]
+    assert opt["at_divergence"][2] and not opt["on_edge"][2] and opt["log_lr"][2] == pytest.approx(log_lr[2])
+    assert not opt["valid"][3] and np.isnan(opt["log_loss"][3])
+
+
+def test_band_cross_check_flags_a_lopsided_landscape():
+    log_b, log_lr = np.log(2.0) * np.arange(5), np.log(1.5) * np.arange(9)
+    # gentle toward small lr, very steep toward large: the 0.25% band leans far to the small-lr side
+    cube = _bowl(log_b, log_lr, [1.4, 1.4], [2.5, 2.5], curv_lr=(0.002, 0.2))
+    cube[1] = _bowl(log_b, log_lr, [1.4], [2.5])[0]
+    opt = grid_optima(cube, np.zeros(cube.shape, bool), log_b, log_lr)
+    assert not opt["band_agrees"][0] and opt["band_agrees"][1]
+    assert opt["band_log_lr"][0] < opt["log_lr"][0] - 0.5 * np.log(1.5)
+
+
+def test_extracted_optima_track_the_planted_ones_despite_the_asymmetric_lr_penalty():
+    runs = validate_runs(synthetic_sweep(seed=4, run_noise=3e-4))
+    opt = extract_optima(runs)
+    assert len(opt) == 5 * 8  # checkpoints rounded to each batch size still form one T per size
+    truth_b = TRUTH["batch_size_law"]["coef"] * opt["tokens"] ** 0.808 * opt["n_params"] ** 0.1906
+    truth_lr = TRUTH["lr_law"]["coef"] * opt["tokens"] ** -0.0453 * opt["n_params"] ** -0.1619
+    assert np.mean(np.abs(np.log(opt["batch_size"] / truth_b)) < 0.5 * np.log(2)) > 0.9
+    assert np.mean(np.abs(np.log(opt["lr"] / truth_lr)) < 0.5 * np.log(1.5)) > 0.9
+
+
+# --- the loss law -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["log", "raw"])
+def test_loss_law_exact_on_noiseless_points(space):
+    n, t = np.meshgrid(np.geomspace(3e4, 3e7, 6), np.geomspace(1e6, 1e8, 7))
+    fit = fit_loss_law(n.ravel(), t.ravel(), loss_law(n, t, **LAW).ravel(), space=space)
+    assert fit.converged
+    for key, value in LAW.items():
+        assert getattr(fit, key) == pytest.approx(value, rel=1e-4), key
+
+
+def test_warm_start_and_grid_reach_the_same_optimum():
+    table = loss_table(1)
+    w = np.random.default_rng(0).integers(0, 3, len(table))
+    args = table["n_params"], table["tokens"], table["val_loss"], w
+    cold, warm = fit_loss_law(*args), fit_loss_law(*args, init=fit_loss_law(*args[:3]))
+    assert cold.converged and warm.converged
+    for key in LAW:
+        assert getattr(warm, key) == pytest.approx(getattr(cold, key), rel=1e-4), key
+
+
+def test_a_mean_of_tiny_huber_terms_fits_the_same():
+    """Hoffmann et al.'s fit averaged the Huber terms and its optimizer stopped early (Besiroglu et al.); here
+    convergence is a Newton-step test, which does not depend on the objective's scale."""
+    table = loss_table(3)
+    args = table["n_params"], table["tokens"], table["val_loss"]
+    summed, mean = fit_loss_law(*args), fit_loss_law(*args, weights=np.full(len(table), 1 / len(table)))
+    assert summed.converged and mean.converged
+    for key in LAW:
+        assert getattr(mean, key) == pytest.approx(getattr(summed, key), rel=1e-5), key
+
+
+def test_bootstrap_runs_draws_runs_and_survives_failures():
+    seen = []
+
+    def refit(counts):
+        seen.append(counts)
+        if counts[0] == 0:
+            raise ConfigError("run 0 not drawn")
+        return {"first": float(counts[0])}
+
+    samples = bootstrap_runs(refit, n_runs=7, resamples=200, keys=["first", "absent"], seed=1)
+    assert all(c.sum() == 7 and len(c) == 7 for c in seen)
+    first = samples["first"]
+    assert np.isnan(samples["absent"]).all() and np.isnan(first).mean() == pytest.approx((6 / 7) ** 7, abs=0.08)
+    assert np.nanmean(first) == pytest.approx(1 / (1 - (6 / 7) ** 7), rel=0.1)  # E[draws | drawn at all]
+    assert np.array_equal(bootstrap_runs(refit, 7, 200, ["first"], seed=1)["first"], first, equal_nan=True)
+    assert percentile_interval(first)[0] >= 1 and percentile_interval(np.full(5, 1.0)) is None
+
+
+def test_chinchilla_table_recovered_in_loss_only_mode():
+    """Hoffmann et al.'s approach-3 law, L = E + A / N^0.34 + B / D^0.28, from a table with no hyperparameters."""
+    rng = np.random.default_rng(7)
+    n, d = np.meshgrid(np.geomspace(7e7, 1.6e10, 12), np.geomspace(5e9, 5e11, 8))
+    loss = (1.69 + 406.4 / n**0.34 + 410.7 / d**0.28) * (1 + 2e-3 * rng.standard_normal(n.shape))
+    table = pd.DataFrame({"n_params": n.ravel(), "tokens": d.ravel(), "val_loss": loss.ravel()})
+    result = fit_runs(table, bootstrap=0)
+    law = result["loss_law"]
+    assert result["mode"] == "loss_only" and result["batch_size_law"] is None and result["fixed"] is None
+    assert law["alpha_params"] == pytest.approx(0.34, abs=0.03)
+    assert law["alpha_tokens"] == pytest.approx(0.28, abs=0.03)
+    assert law["l_inf"] == pytest.approx(1.69, abs=0.05)
+    assert any("6 N T" in w for w in result["warnings"]) and result["compute_law"]["flops"] == "6n"
+
+
+def test_raw_and_log_fits_compared(monkeypatch):
+    table = loss_table(2)
+    assert not any("raw-residual" in w for w in fit_runs(table, bootstrap=0)["warnings"])
+    monkeypatch.setattr(fit_pipeline, "RAW_LOG_TOLERANCE", -1.0)
+    assert any("raw-residual" in w for w in fit_runs(table, bootstrap=0)["warnings"])
+
+
+def test_bootstrap_over_runs_covers_the_truth():
+    """95% intervals from resampling runs cover the planted exponents in >= 85% of 50 synthetic tables whose
+    checkpoints share a per-run offset (resampling rows instead would pretend the checkpoints independent)."""
+    keys = ("alpha_tokens", "alpha_params", "l_inf")
+    covered = {k: 0 for k in keys}
+    widths = {k: [] for k in keys}
+    replicates = 50
+    for seed in range(replicates):
+        ci = fit_runs(loss_table(100 + seed, sizes=np.geomspace(3e4, 3e7, 6), checkpoints=np.geomspace(1e6, 1.6e7, 4)),
+                      bootstrap=40, seed=seed)["loss_law"]["ci95"]
+        for k in keys:
+            covered[k] += ci[k][0] <= LAW[k] <= ci[k][1]
+            widths[k].append(ci[k][1] - ci[k][0])
+    for k in keys:
+        assert covered[k] >= 0.85 * replicates, (k, covered[k])
+        assert np.median(widths[k]) < 0.08, k  # informative, not merely wide
+
+
+# --- compute allocation -------------------------------------------------------------------------------------
+
+
+def test_compute_optimal_size_matches_the_closed_form():
+    a, at, b, an = LAW["a"], LAW["alpha_tokens"], LAW["b"], LAW["alpha_params"]
+    flops = np.geomspace(1e12, 1e22, 6)
+    n_opt, loss = compute_optimal_size(LAW, flops, FlopsPerToken("6n", 6.0))
+    closed = (b * an / (a * at)) ** (1 / (at + an)) * (flops / 6) ** (at / (at + an))
+    assert np.allclose(n_opt, closed, rtol=1e-4)
+    assert np.allclose(loss, loss_law(closed, flops / (6 * closed), **LAW), rtol=1e-9)
+    law = fit_compute_law(LAW, FlopsPerToken("6n", 6.0), 1e12, 1e18)
+    assert law["exp"] == pytest.approx(optimal_exponent(LAW), abs=1e-5)
+
+
+def test_flops_per_token_fitted_from_the_table():
+    runs = synthetic_sweep(widths=(32, 48, 64, 96, 128, 192, 256))
+    paper = fit_flops_per_token(runs, "paper")
+    n = runs["n_params"].to_numpy()
+    assert np.allclose(paper(n), runs["flops_paper"], rtol=5e-3) and paper.max_rel_error < 5e-3
+    assert paper(1e12) / 1e12 == pytest.approx(0.75 * 7, rel=0.03)  # the n_ctx / d term fades at large N
+    assert np.array_equal(fit_flops_per_token(runs, "6n")(n), 6 * n)
+    with pytest.raises(ConfigError, match="flops_exact"):
+        fit_flops_per_token(runs.drop(columns="flops_exact"), "exact")
+
+
+def test_isoflop_recovers_the_compute_exponent():
+    n, t = np.meshgrid(np.geomspace(1e5, 1e8, 13), np.geomspace(1e6, 1e11, 30))
+    iso = isoflop_compute_law(n.ravel(), t.ravel(), loss_law(n, t, **LAW).ravel(), FlopsPerToken("6n", 6.0))
+    assert len(iso["budgets"]) >= 3 and all(p["n_sizes"] >= 3 for p in iso["budgets"])
+    assert iso["exp"] == pytest.approx(optimal_exponent(LAW), abs=0.03)
+    few = isoflop_compute_law(np.array([1e5, 1e6]), np.array([1e7, 1e7]), np.array([1.0, 0.9]),
+                              FlopsPerToken("6n", 6.0))
+    assert few is None
+
+
+def test_flat_region_rises_away_from_n_opt():
+    region = flat_region(LAW, FlopsPerToken("6n", 6.0), 1e20)
+    rise = region["rel_increase"]
+    assert all(v > 0 for v in rise.values())
+    assert rise["0.5"] > rise["0.7"] and rise["1.5"] > rise["1.3"]
+    assert region["n_opt"] == pytest.approx(compute_optimal_size(LAW, 1e20, FlopsPerToken("6n", 6.0))[0][0])
+
+
+# --- bad input ----------------------------------------------------------------------------------------------
+
+
+def _small():
+    return pd.DataFrame({"n_params": [1e5, 1e6, 1e7] * 2, "tokens": [1e7] * 3 + [1e8] * 3,
+                         "val_loss": [1.0, 0.9, 0.8, 0.9, 0.8, 0.7]})
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda df: df.drop(columns="tokens"), "missing column tokens"),
+    (lambda df: df.assign(n_params=["a", 1, 2, 3, 4, 5]), "n_params is not numeric"),
+    (lambda df: df.assign(tokens=[0, 1, 2, 3, 4, 5]), "tokens must be positive"),
+    (lambda df: df.assign(n_params=[-1, 1, 2, 3, 4, 5]), "n_params must be positive"),
+    (lambda df: df.assign(val_loss=[-1.0, 1, 1, 1, 1, 1]), "val_loss must be positive"),
+    (lambda df: df.assign(batch_size=1024), "without lr"),
+    (lambda df: df.assign(batch_size=1024, lr=[1e-3, 0, 1e-3, 1e-3, 1e-3, 1e-3]), "lr must be positive"),
+    (lambda df: df.assign(role="train"), "role must be fit or holdout"),
+    (lambda df: df.assign(role="holdout"), "nothing to fit"),
+    (lambda df: df.assign(diverged="maybe"), "diverged must be true/false"),
+    (lambda df: df.assign(diverged=True), "every row is diverged"),
+    (lambda df: df.assign(val_loss=np.nan), "every row is diverged"),
+    (lambda df: df.iloc[:0], "no rows"),
+    (lambda df: df.iloc[:4], "fewer than the loss law's 5 parameters"),
+])
+def test_bad_tables_raise_one_line_config_errors(change, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        fit_runs(change(_small()), bootstrap=0)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_fit_options():
+    runs = synthetic_sweep(widths=(32, 48, 64))
+    with pytest.raises(ConfigError, match="no finite fit rows at batch_size 3"):
+        fit_runs(runs, fixed_batch_size=3, fixed_lr=1e-3, bootstrap=0)
+    with pytest.raises(ConfigError, match="both"):
+        fit_runs(runs, fixed_lr=1e-3, bootstrap=0)
+    with pytest.raises(ConfigError, match="need batch_size and lr"):
+        fit_runs(_small(), fixed_batch_size=8, fixed_lr=1e-3, bootstrap=0)
+    with pytest.raises(ConfigError, match="FLOP convention"):
+        fit_runs(_small(), flops="7n", bootstrap=0)
+    with pytest.raises(ConfigError, match=">= 0"):
+        fit_runs(_small(), bootstrap=-1)
+
+
+def test_few_sizes_warn_rather_than_fail():
+    """A smoke sweep (two sizes, optima on the edge, a diverging lr) still fits, with warnings that say why."""
+    runs = synthetic_sweep(widths=(32, 48), tokens=(16384.0, 32768.0, 65536.0), n_batch=2, n_lr=4, lr_step=3.0)
+    result = fit_runs(runs, bootstrap=5)
+    assert result["n_diverged"] > 0
+    text = " ".join(result["warnings"])
+    assert "2 model sizes" in text and "grid edge" in text

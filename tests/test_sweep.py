@@ -1,0 +1,197 @@
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from replicate.sweep import COLUMNS, load_profile, sweep
+
+# 4 frames of 8 x 8 pixels: 16 tokens per clip. Six groups of about a second each.
+TINY = """
+description = "test"
+workers = 1
+
+[clip]
+frames = 4
+height = 8
+width = 8
+
+[train]
+warmup_steps = 2
+val_examples = 32
+
+[grid]
+checkpoints = [512, 1024, 2048]
+batch_sizes = [4, 8]
+lrs = [0.001, 0.01, 1.0]
+ensemble_rows = {rows}
+
+[[grid.sizes]]
+name = "a"
+width = 32
+depth = 1
+heads = 2
+
+[[grid.sizes]]
+name = "b"
+width = 32
+depth = 2
+heads = 2
+
+[fixed]
+batch_size = 4
+lr = 0.01
+
+[holdout]
+name = "c"
+width = 64
+depth = 1
+heads = 4
+batch_sizes = [4]
+lrs = [0.01]
+"""
+
+
+# One fitting size, two learning rates: five short groups, for the tests that run several whole sweeps.
+SMALL = TINY.replace("lrs = [0.001, 0.01, 1.0]", "lrs = [0.001, 0.01]").replace(
+    '[[grid.sizes]]\nname = "b"\nwidth = 32\ndepth = 2\nheads = 2\n\n', "")
+
+
+def _profile(tmp_path: Path, rows: int = 0, text: str = TINY) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.replace("{rows}", str(rows)))
+    return path
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replicate", "sweep", *args], capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def _table(path: Path) -> list[dict]:
+    """The rows of runs.csv without wall_s, the one column that differs between identical sweeps."""
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
+
+
+def test_profile_builds_runs_and_groups(tmp_path):
+    profile = load_profile(str(_profile(tmp_path, rows=12)))
+    fit = [r for r in profile.runs if r.role == "fit"]
+    assert len(fit) == 2 * 2 * 3 and len(profile.runs) == len(fit) + 1
+    # 12 // 4 = 3 learning rates together at batch size 4, one at a time at 8 (and for the held-out cell)
+    assert sorted(len(g.runs) for g in profile.groups) == [1] * (2 * 3 + 1) + [3, 3]
+    assert len({r.run_id for r in profile.runs}) == len(profile.runs)
+    assert [r.index for r in profile.runs] == list(range(len(profile.runs)))
+    assert (profile.fixed_batch_size, profile.fixed_lr) == (4, 0.01)
+    assert load_profile("smoke").runs
+
+
+@pytest.mark.parametrize("edit, match", [
+    (("checkpoints = [512, 1024, 2048]", "checkpoints = [500, 1024]"), "not multiples"),
+    (("lrs = [0.001, 0.01, 1.0]", "lrs = []"), "non-empty"),
+    (("lrs = [0.001, 0.01, 1.0]", "lrs = [0.001, -0.01]"), "positive"),
+    (("ensemble_rows = {rows}", "ensemble_rows = 0\nbogus = 3"), "unknown key"),
+    (("lr = 0.01\n\n[holdout]", "lr = 0.02\n\n[holdout]"), "not in the lr grid"),
+    (("heads = 2\n\n[[grid.sizes]]", "heads = 5\n\n[[grid.sizes]]"), "divisible"),
+    (("[fixed]", "[fixed"), "profile"),
+])
+def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):
+    path = _profile(tmp_path, text=TINY.replace(*edit))
+    with pytest.raises(ValueError, match=match):
+        load_profile(str(path))
+    out = _cli("--profile", str(path), "--out", str(tmp_path / "out"))
+    assert out.returncode == 2 and match in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_unknown_profile_exits_2():
+    out = _cli("--profile", "huge")
+    assert out.returncode == 2 and "unknown profile 'huge'" in out.stderr and "smoke" in out.stderr
+
+
+def test_dry_run_counts_runs_and_flops(tmp_path):
+    profile = load_profile(str(_profile(tmp_path, rows=24)))
+    result = sweep(profile, tmp_path / "out", dry_run=True, log=lambda msg: None)
+    assert result.left == len(profile.runs) and result.done == 0 and result.left_seconds > 0
+    assert not (tmp_path / "out" / "runs.csv").exists()
+    # exact FLOPs per run: 3 x (2048 training tokens + 3 checkpoints x 32 clips x 16 tokens / 3) per token
+    from replicate.config import flops_per_token
+    total = sum(flops_per_token(r.cfg.model) * (2048 + 3 * 32 * 16 / 3) for r in profile.runs)
+    assert sum(g.flops() for g in profile.groups) == pytest.approx(total)
+    out = _cli("--profile", str(_profile(tmp_path)), "--out", str(tmp_path / "o2"), "--dry-run")
+    assert out.returncode == 0 and f"{len(profile.runs)} to run" in out.stdout and "FLOPs" in out.stdout
+
+
+def test_sweep_writes_the_contract_and_diverged_runs_go_on(tmp_path):
+    out = _cli("--profile", str(_profile(tmp_path, rows=24)), "--out", str(tmp_path / "out"), "--workers", "2")
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "out" / "runs.csv", newline="") as f:
+        reader = csv.reader(f)
+        assert tuple(next(reader)) == COLUMNS
+    rows = _table(tmp_path / "out" / "runs.csv")
+    assert len(rows) == 13 * 3
+    diverged = [r for r in rows if r["diverged"] == "True"]
+    assert diverged and all(r["lr"] == "1.0" and math.isnan(float(r["val_loss"])) for r in diverged)
+    fine = [r for r in rows if r["diverged"] == "False"]
+    assert all(0 < float(r["val_loss"]) < 1.5 and float(r["val_loss_se"]) > 0 for r in fine)
+    assert {r["role"] for r in rows} == {"fit", "holdout"}
+    assert {int(r["tokens"]) for r in rows} == {512, 1024, 2048}
+    assert all(int(r["batch_size"]) == int(r["batch_samples"]) * 16 for r in rows)
+    assert all(float(r["flops_exact"]) > float(r["flops_6n"]) for r in rows)
+    # a second call finds everything done and changes nothing
+    before = (tmp_path / "out" / "runs.csv").read_text()
+    again = _cli("--profile", str(_profile(tmp_path, rows=24)), "--out", str(tmp_path / "out"))
+    assert again.returncode == 0 and (tmp_path / "out" / "runs.csv").read_text() == before
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
+    profile = _profile(tmp_path, text=SMALL)
+    reference = _cli("--profile", str(profile), "--out", str(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+    table = tmp_path / "killed" / "runs.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "replicate", "sweep", "--profile", str(profile), "--out",
+                             str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (table.exists() and len(_table(table)) >= 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _table(table)
+    assert 0 < len(partial) < len(_table(tmp_path / "ref" / "runs.csv")), "the kill came too late to test resume"
+    resumed = _cli("--profile", str(profile), "--out", str(tmp_path / "killed"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _table(table) == _table(tmp_path / "ref" / "runs.csv")
+
+
+def test_runs_an_edited_profile_drops_are_retired_not_lost(tmp_path):
+    out = tmp_path / "out"
+    assert _cli("--profile", str(_profile(tmp_path, text=SMALL)), "--out", str(out)).returncode == 0
+    before = _table(out / "runs.csv")
+    edited = _profile(tmp_path, text=SMALL.replace("lrs = [0.001, 0.01]", "lrs = [0.01]"))
+    again = _cli("--profile", str(edited), "--out", str(out), "--dry-run")
+    assert again.returncode == 0 and not (out / "runs.retired.csv").exists()
+    again = _cli("--profile", str(edited), "--out", str(out))
+    assert again.returncode == 0 and "moved to" in again.stdout
+    kept, retired = _table(out / "runs.csv"), _table(out / "runs.retired.csv")
+    assert {r["lr"] for r in kept} == {"0.01"} and {r["lr"] for r in retired} == {"0.001"}
+    assert sorted(map(str, kept + retired)) == sorted(map(str, before))
+
+
+def test_deadline_starts_nothing_that_cannot_finish(tmp_path):
+    out = _cli("--profile", str(_profile(tmp_path)), "--out", str(tmp_path / "out"), "--deadline-s", "0.001")
+    assert out.returncode == 0 and "runs left" in out.stdout
+    assert not (tmp_path / "out" / "runs.csv").exists()
+
+
+def test_submitit_local_executor_gives_the_same_table(tmp_path):
+    pytest.importorskip("submitit")
+    profile = _profile(tmp_path, rows=8, text=SMALL)
+    local = _cli("--profile", str(profile), "--out", str(tmp_path / "local"))
+    slurmless = _cli("--profile", str(profile), "--out", str(tmp_path / "sub"), "--executor", "submitit")
+    assert local.returncode == 0 and slurmless.returncode == 0, slurmless.stderr
+    assert _table(tmp_path / "sub" / "runs.csv") == _table(tmp_path / "local" / "runs.csv")
