@@ -60,11 +60,16 @@ sweeps: $(STAMP)
 results/%/fit.json: results/%/runs.csv
 	$(PY) -m replicate fit $< --profile $* --bootstrap $(BOOTSTRAP) --out $@
 
+# the same runs scored by their EMA weights: the evaluation protocol's effect on the laws
+results/%/fit_ema.json: results/%/runs.csv
+	$(PY) -m replicate fit $< --profile $* --bootstrap $(BOOTSTRAP) --loss-column val_loss_ema --out $@
+
 $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
 
 results: sweeps
-	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(IMAGE)/fit.json $(THEORY)/line_search.json
+	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(STUDY)/fit_ema.json results/$(IMAGE)/fit.json \
+		$(THEORY)/line_search.json
 
 # A local MathJax, so that the book reads offline (npm registry; the package's combined script and its fonts).
 $(MATHJAX):

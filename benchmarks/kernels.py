@@ -23,13 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from replicate import kernels
 from replicate.config import flops_per_token, model_config
+from replicate.data import ClipStream
+from replicate.diffusion import alphas_cumprod
+from replicate.ensemble import stack
 from replicate.kernels import reference
-from replicate.model import VideoDiT
+from replicate.train import TrainConfig, build_model, make_optimizer, train_step
 
 COLUMNS = ("op", "shape", "dtype", "backend", "ms", "speedup_vs_eager", "achieved", "peak", "device")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -120,31 +122,25 @@ def bench_ops(args, device: torch.device, peaks: dict[str, float]) -> list[dict]
 
 
 def bench_train_step(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
-    """One optimiser step (bf16 autocast, epsilon-prediction MSE, AdamW) of the model on random noised clips."""
-    cfg = model_config(args.size)
-    B = args.batch_size
-    gen = torch.Generator(device=device).manual_seed(0)
-    xt = torch.randn(B, *cfg.clip.shape, device=device, generator=gen)
-    noise = torch.randn(xt.shape, device=device, generator=gen)
-    t = torch.randint(0, 1000, (B,), device=device, generator=gen)
-    y = torch.randint(0, cfg.num_classes, (B,), device=device, generator=gen)
-    flops = B * cfg.n_ctx * flops_per_token(cfg, "exact")
+    """One step of the trainer itself (replicate.train.train_step: bf16 autocast, epsilon-prediction MSE,
+    per-member clipping, AdamW) with the triton and torch backends, and the torch backend compiled."""
+    cfg = TrainConfig(model_config(args.size), batch_size=args.batch_size, lr=1e-4, tokens=10**9)
+    x0, y = ClipStream(cfg.model.clip, 0, "train", device).next(cfg.batch_size)
+    abar, active = alphas_cumprod().to(device), torch.ones(1, dtype=torch.bool, device=device)
+    flops = cfg.tokens_per_step * flops_per_token(cfg.model, "exact")
     timings = {}
     for name, backend, compiled in (("eager", "torch", False), ("compile", "torch", True), ("triton", "triton", False)):
-        torch.manual_seed(0)
-        model = VideoDiT(cfg, backend=backend).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model = stack(build_model(cfg, device, backend), 1)
+        opt = make_optimizer(model, [cfg])
         forward = torch.compile(model) if compiled else model
+        gen = torch.Generator(device=device).manual_seed(0)
 
-        def step(model=model, forward=forward, opt=opt) -> None:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = F.mse_loss(forward(xt, t, y).float(), noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        def step(forward=forward, opt=opt, gen=gen) -> None:
+            train_step(forward, opt, 100, x0, y, gen, abar, cfg, active)
 
         timings[name] = _ms(step, rep=1000)
-    shape = f"{args.size}:B{B}xS{cfg.n_ctx}xD{cfg.width}xL{cfg.depth}"
+    m = cfg.model
+    shape = f"{args.size}:B{cfg.batch_size}xS{m.n_ctx}xD{m.width}xL{m.depth}"
     return [{"op": "train_step", "shape": shape, "dtype": "bf16-autocast", "backend": name, "ms": ms,
              "speedup_vs_eager": timings["eager"] / ms, "achieved": flops / ms / 1e9,
              "peak": peaks["matmul_tflops"]} for name, ms in timings.items()]

@@ -49,7 +49,7 @@ def main() -> int:
             cfg = TrainConfig(model, batch_size=args.batch_size, lr=lr, tokens=args.tokens, seed=seed,
                               checkpoints=checkpoints, val_examples=args.val_examples)
             per_example[lr, seed] = []
-            def keep(record, model, key=(lr, seed)):
+            def keep(record, model, ema, key=(lr, seed)):
                 per_example[key].append(example_losses(model, val)[0])
 
             record = train(cfg, device=str(device), val=val, on_checkpoint=keep)

@@ -62,5 +62,8 @@ def test_every_page_renders_in_chromium(book):
             if path.stem in ("index", "01_introduction"):
                 assert page.locator("table:has-text('verdict')").count() >= 1, "the summary table is missing"
             if path.stem == "04_sgd_theory":  # the local MathJax typesets the derivation
-                page.wait_for_selector("mjx-container", timeout=20000)
+                # attached, not visible: the first equation may sit in a collapsed cell
+                page.wait_for_function("document.querySelectorAll('mjx-container').length > 0",
+                                       timeout=20000)
+                assert "\\frac" not in page.inner_text("body"), "raw TeX left untypeset"
         browser.close()

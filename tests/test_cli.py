@@ -25,14 +25,14 @@ def test_train_writes_a_record_and_the_model(tmp_path):
     assert record["checkpoints"][-1]["tokens"] == 4096 and not record["diverged"]
     assert {"tokens", "val_loss", "val_loss_se", "train_loss", "wall_s"} <= record["checkpoints"][0].keys()
     assert record["config"]["lr"] == 1e-3 and record["provenance"]["torch"]
-    # the saved (EMA) model scores the validation loss the record reports
+    # the saved (EMA) model scores the EMA validation loss the record reports
     from replicate.diffusion import ValidationSet, validation_loss
     from replicate.train import load_model
 
     model = load_model(weights)
     assert model.cfg.width == 32 and model.cfg.clip.frames == 4
     val = ValidationSet.build(model.cfg.clip, 16)
-    assert validation_loss(model, val)[0] == pytest.approx(record["checkpoints"][-1]["val_loss"], rel=1e-6)
+    assert validation_loss(model, val)[0] == pytest.approx(record["checkpoints"][-1]["val_loss_ema"], rel=1e-6)
 
 
 BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "1000"]

@@ -92,3 +92,20 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, make, extra, match):
 def test_unwritable_output_fails_before_fitting(sweep_csv, tmp_path):
     done = _run(str(sweep_csv), "--out", str(tmp_path / "missing" / "fit.json"))
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_loss_column_fits_another_column(sweep_csv, tmp_path):
+    runs = pd.read_csv(sweep_csv)
+    scaled = tmp_path / "scaled.csv"
+    runs.assign(val_loss_ema=runs["val_loss"] * 1.5).to_csv(scaled, index=False)
+    outs = {}
+    for column in ("val_loss", "val_loss_ema"):
+        out = tmp_path / f"{column}.json"
+        done = _run(str(scaled), "--out", str(out), "--bootstrap", "0", "--loss-column", column)
+        assert done.returncode == 0, done.stderr
+        outs[column] = json.loads(out.read_text())
+    plain, ema = outs["val_loss"]["loss_law"], outs["val_loss_ema"]["loss_law"]
+    assert ema["l_inf"] == pytest.approx(1.5 * plain["l_inf"], rel=1e-3)  # the law of 1.5 L
+    assert ema["alpha_tokens"] == pytest.approx(plain["alpha_tokens"], abs=1e-3)
+    missing = _run(str(sweep_csv), "--out", str(tmp_path / "x.json"), "--loss-column", "val_loss_raw")
+    assert missing.returncode == 2 and "no column val_loss_raw" in missing.stderr

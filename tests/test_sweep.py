@@ -88,7 +88,9 @@ def test_profile_builds_runs_and_groups(tmp_path):
     assert len({r.run_id for r in profile.runs}) == len(profile.runs)
     assert [r.index for r in profile.runs] == list(range(len(profile.runs)))
     assert (profile.fixed_batch_size, profile.fixed_lr) == (4, 0.01)
-    assert load_profile("smoke").runs
+    for name in ("smoke", "smoke_image", "cpu", "image", "gpu"):  # every shipped profile is valid
+        shipped = load_profile(name)
+        assert shipped.runs and any(r.role == "holdout" for r in shipped.runs), name
 
 
 @pytest.mark.parametrize("edit, match", [

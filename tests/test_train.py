@@ -86,3 +86,35 @@ def test_power_ema_weights_follow_the_closed_form():
     want = sum(tau * (tau ** (gamma + 1) - (tau - 1) ** (gamma + 1)) for tau in range(1, steps + 1))
     assert ema.model.weight.item() == pytest.approx(want / steps ** (gamma + 1), rel=1e-5)
     assert not ema.model.weight.requires_grad
+
+
+def test_slice_steps_spread_each_checkpoint_over_its_window():
+    cfg = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=64 * 1000, checkpoints=(64 * 100, 64 * 1000),
+                      eval_window=0.1, eval_slices=4, val_examples=64)
+    steps = cfg.slice_steps()
+    assert steps == {90: [0], 93: [1], 97: [2], 100: [3], 900: [0], 933: [1], 967: [2], 1000: [3]}
+    short = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=64 * 4, checkpoints=(64 * 2, 64 * 4),
+                        eval_window=0.5, eval_slices=4, val_examples=64)
+    assert short.slice_steps() == {1: [0, 1], 2: [2, 3], 3: [0, 1, 2], 4: [3]}  # never before the previous one
+
+
+def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
+    val = ValidationSet.build(CLIP, 64)
+    cfg = TrainConfig(MODEL, batch_size=8, lr=2e-3, tokens=4096, warmup_steps=4, checkpoints=(2048, 4096),
+                      eval_window=0.5, eval_slices=4)
+    seen = []
+    record = train(cfg, val=val, on_checkpoint=lambda r, model, ema: seen.append((model, ema)))
+    last = record.checkpoints[-1]
+    assert last.val_loss_ema is not None and last.val_loss_ema != last.val_loss
+    from replicate.diffusion import validation_loss
+
+    # early in training the loss falls fast, so its average over the window lies above its value at the end
+    assert last.val_loss > validation_loss(seen[-1][0], val)[0]
+    assert validation_loss(seen[-1][1], val)[0] == pytest.approx(last.val_loss_ema, rel=1e-9)
+    seen.clear()
+    point = train(dataclasses.replace(cfg, eval_window=0.0), val=val,
+                  on_checkpoint=lambda r, model, ema: seen.append((model, ema)))
+    assert point.checkpoints[-1].val_loss == pytest.approx(validation_loss(seen[-1][0], val)[0], rel=1e-9)
+    no_ema = train(dataclasses.replace(cfg, ema_gamma=None), val=val)
+    assert no_ema.checkpoints[-1].val_loss_ema is None
+    assert no_ema.checkpoints[-1].val_loss == pytest.approx(last.val_loss, rel=1e-9)  # the EMA changes nothing else

@@ -81,7 +81,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", default="auto", help="auto, torch or triton")
     p.add_argument("--out", type=Path, required=True, help="the record, JSON (rewritten at every checkpoint)")
-    p.add_argument("--save-model", type=Path, help="also save the validated (EMA) weights here at every checkpoint")
+    p.add_argument("--save-model", type=Path, help="also save the EMA weights (raw without one) at every checkpoint")
     p.set_defaults(func=_train)
 
 
@@ -105,10 +105,10 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(model, batch_size=args.batch_size, lr=args.lr, tokens=args.tokens, seed=args.seed,
                       warmup_steps=args.warmup_steps, val_examples=args.val_examples)
 
-    def save(record, model=None) -> None:
+    def save(record, model=None, ema=None) -> None:
         write_json_atomic(out, record.to_dict())
         if model is not None and args.save_model:
-            save_model(model, args.save_model)
+            save_model(ema if ema is not None else model, args.save_model)
 
     record = train(cfg, device=args.device, backend=args.backend, progress=True, on_checkpoint=save)
     save(record)
@@ -174,6 +174,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                    help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)")
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples of runs for the 95%% intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--loss-column", default="val_loss",
+                   help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)")
     p.set_defaults(func=_fit)
 
 
@@ -189,7 +191,8 @@ def _fit(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile)
         args.fixed_batch_size = profile.fixed_batch_size * profile.runs[0].cfg.model.n_ctx  # tokens per step
         args.fixed_lr = profile.fixed_lr
-    result = fit_runs(load_runs(args.runs), fixed_batch_size=args.fixed_batch_size, fixed_lr=args.fixed_lr,
+    result = fit_runs(load_runs(args.runs, args.loss_column), fixed_batch_size=args.fixed_batch_size,
+                      fixed_lr=args.fixed_lr,
                       flops=args.flops, bootstrap=args.bootstrap, seed=args.seed, progress=True)
     write_json_atomic(out, result)
     law, ci = result["loss_law"], result["loss_law"]["ci95"]

@@ -19,6 +19,12 @@ NUM_CLASSES = len(SHAPES) * len(MOTIONS)
 FLOP_KINDS = ("6n", "paper", "exact")
 
 
+def _check_positive(config: object, names: tuple[str, ...], what: str) -> None:
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{what}{name} must be >= 1, got {getattr(config, name)}")
+
+
 @dataclass(frozen=True)
 class ClipConfig:
     """Clip geometry. The default clip patchifies to 8 x 4 x 4 = 128 tokens of 16 values with patch (1, 4, 4)."""
@@ -29,9 +35,7 @@ class ClipConfig:
     channels: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("frames", "height", "width", "channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"clip {name} must be >= 1, got {getattr(self, name)}")
+        _check_positive(self, ("frames", "height", "width", "channels"), "clip ")
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -53,9 +57,7 @@ class ModelConfig:
     freq_dim: int = 256  # sinusoidal timestep features fed to the timestep MLP
 
     def __post_init__(self) -> None:
-        for name in ("width", "depth", "heads", "mlp_ratio", "num_classes", "freq_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_positive(self, ("width", "depth", "heads", "mlp_ratio", "num_classes", "freq_dim"), "")
         if self.width % self.heads:
             raise ConfigError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.width % 2:

@@ -87,6 +87,11 @@ class ValidationSet:
     def __len__(self) -> int:
         return len(self.t)
 
+    def subset(self, index: torch.Tensor) -> ValidationSet:
+        """The examples at `index` (e.g. an interleaved, still stratified, slice)."""
+        index = index.to(self.t.device)
+        return ValidationSet(self.x_t[index], self.noise[index], self.t[index], self.y[index])
+
 
 @torch.no_grad()
 def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512,

@@ -35,6 +35,7 @@ class Study:
     runs: pd.DataFrame
     fit: dict | None
     profile: str
+    fit_ema: dict | None = None  # the same runs fitted on their EMA weights' loss
 
     @property
     def name(self) -> str:
@@ -46,9 +47,9 @@ def load_study(path: str | Path) -> Study | None:
     path = Path(path)
     if not (path / "runs.csv").is_file():
         return None
-    fit = json.loads((path / "fit.json").read_text()) if (path / "fit.json").is_file() else None
     profile = (path / "profile.toml").read_text() if (path / "profile.toml").is_file() else ""
-    return Study(path, pd.read_csv(path / "runs.csv"), fit, profile)
+    return Study(path, pd.read_csv(path / "runs.csv"), load_json(path / "fit.json"), profile,
+                 load_json(path / "fit_ema.json"))
 
 
 def load_json(path: str | Path) -> dict | None:
@@ -219,3 +220,23 @@ if __name__ == "__main__":  # make book: python -m replicate.report NOTEBOOK.ipy
     import sys
 
     hide_parameters(sys.argv[1])
+
+
+def protocol_table(fit: dict, fit_ema: dict) -> pd.DataFrame:
+    """Every fitted exponent under the two evaluation protocols: raw weights (the study's) and EMA weights."""
+    paper = paper_laws()
+    rows = []
+    for law, key, label in (("batch_size_law", "exp_tokens", "B_opt exponent in T"),
+                            ("batch_size_law", "exp_params", "B_opt exponent in N"),
+                            ("lr_law", "exp_tokens", "eta_opt exponent in T"),
+                            ("lr_law", "exp_params", "eta_opt exponent in N"),
+                            ("loss_law", "alpha_tokens", "loss exponent in T"),
+                            ("loss_law", "alpha_params", "loss exponent in N")):
+        row = {"quantity": label, "paper": paper[law][key]}
+        for name, f in (("raw weights", fit), ("EMA weights", fit_ema)):
+            part = f.get(law) or {}
+            ci = (part.get("ci95") or {}).get(key)
+            row[name] = part.get(key, math.nan)
+            row[f"{name} 95% CI"] = _fmt_ci(ci)
+        rows.append(row)
+    return pd.DataFrame(rows)

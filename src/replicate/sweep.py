@@ -42,7 +42,8 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 COLUMNS = ("run_id", "n_params", "tokens", "batch_size", "lr", "val_loss", "diverged",
            "val_loss_se", "width", "depth", "heads", "n_ctx", "tokens_per_sample", "batch_samples", "seed",
            "flops_6n", "flops_paper", "flops_exact", "role",
-           "device", "torch", "triton", "git_sha", "wall_s")
+           "device", "torch", "triton", "git_sha", "wall_s",
+           "val_loss_ema", "val_loss_ema_se")  # the EMA weights' loss (replicate.train): a second protocol
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
 
 
@@ -218,7 +219,9 @@ def run_rows(run: Run, record: TrainRecord) -> list[list[str]]:
                   m.width, m.depth, m.heads, m.n_ctx, m.n_ctx, cfg.batch_size, cfg.seed,
                   record.flops_per_token["6n"], record.flops_per_token["paper"], record.flops_per_token["exact"],
                   run.role, prov["device"], prov["torch"], prov["triton"], prov["git_sha"],
-                  round(c.wall_s if c else record.wall_s, 2)]
+                  round(c.wall_s if c else record.wall_s, 2),
+                  c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
+                  c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan]
         rows.append([repr(v) if isinstance(v, float) else str(v) for v in values])
     return rows
 

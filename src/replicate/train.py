@@ -1,10 +1,16 @@
 """Training: AdamW with a short linear warm-up then a constant learning rate, validated at token checkpoints.
 
 A constant learning rate makes one run yield the loss at every checkpoint T, which is what the scaling-law
-sweeps need (a decaying schedule would tie each run to one T). What is validated is a power-function EMA of
-the weights (Karras et al. 2024, EDM2), which averages over a fixed fraction of the run however long it is:
-at a constant learning rate the raw iterate jitters, and its loss varied by 2.4% across training seeds of one
-config where the EMA's varied by 0.45% (micro, 400k tokens); DiT, too, evaluates EMA weights.
+sweeps need (a decaying schedule would tie each run to one T).
+
+The validation loss at a checkpoint is that of the raw weights, as constant-learning-rate training leaves
+them, averaged over the last `eval_window` of the steps before it: the validation set is cut into
+`eval_slices` interleaved, stratified slices, each scored at its own point of the window, so the average
+costs one evaluation and smooths the iterate's jitter without removing the noise floor that a constant rate
+leaves (that floor is what makes small batches pay for their extra steps). A second loss, of a power-function
+EMA of the weights (Karras et al. 2024, EDM2; DiT evaluates EMA weights too), is recorded beside it: the EMA
+averages the noise floor away, and with it the batch-size trade-off, so on our models its optimal batch
+size sits at the smallest batch at every T where the raw loss's grows with T (results/pilot).
 
 Optimiser (the paper does not publish its AdamW settings): beta1 = 0.9, beta2 = 0.999 (the larger beta2
 suits the small batches of a scaling sweep, Porian et al. 2024), eps = 1e-8, weight decay 0 (as DiT), and
@@ -61,7 +67,9 @@ class TrainConfig:
     val_examples: int = 4096
     val_seed: int = VAL_SEED
     blowup: float = 2.0  # diverged once the smoothed training loss exceeds blowup x its first value
-    ema_gamma: float | None = 7.0  # power-EMA exponent (relative width 0.10); None validates the raw weights
+    ema_gamma: float | None = 7.0  # power-EMA exponent (relative width 0.10) of the second loss; None: no EMA
+    eval_window: float = 0.1  # the raw loss at a checkpoint averages this last fraction of the steps before it
+    eval_slices: int = 4  # ... at this many points, each scoring an interleaved slice of the validation set
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -74,6 +82,8 @@ class TrainConfig:
             raise ConfigError("warmup_steps must be >= 0, val_examples >= 2 and grad_clip > 0")
         if self.ema_gamma is not None and self.ema_gamma < 0:
             raise ConfigError(f"ema_gamma must be >= 0 (or None), got {self.ema_gamma}")
+        if not 0 <= self.eval_window < 1 or not 1 <= self.eval_slices <= self.val_examples // 2:
+            raise ConfigError("eval_window must lie in [0, 1) and eval_slices in [1, val_examples / 2]")
         if any(c < 1 or c > self.tokens for c in self.checkpoints):
             raise ConfigError(f"checkpoints must lie in [1, tokens={self.tokens}], got {self.checkpoints}")
 
@@ -90,6 +100,18 @@ class TrainConfig:
         targets = self.checkpoints or token_checkpoints(self.tokens)
         return sorted({math.ceil(c / self.tokens_per_step) for c in targets})
 
+    def slice_steps(self) -> dict[int, list[int]]:
+        """Step -> the validation slices scored after it: slice k of a checkpoint at step s at
+        s - eval_window s (K - 1 - k) / (K - 1), never before the previous checkpoint."""
+        out: dict[int, list[int]] = {}
+        previous, k_max = 0, max(self.eval_slices - 1, 1)
+        for s in self.checkpoint_steps():
+            for k in range(self.eval_slices):
+                at = max(previous + 1, s - round(self.eval_window * s * (self.eval_slices - 1 - k) / k_max))
+                out.setdefault(at, []).append(k)
+            previous = s
+        return out
+
 
 def token_checkpoints(tokens: int, span: float = 16.0, ratio: float = CHECKPOINT_RATIO) -> tuple[int, ...]:
     """A geometric grid of token counts, `ratio` apart, from tokens / span up to tokens."""
@@ -101,8 +123,10 @@ def token_checkpoints(tokens: int, span: float = 16.0, ratio: float = CHECKPOINT
 class Checkpoint:
     step: int
     tokens: int  # training tokens seen
-    val_loss: float
+    val_loss: float  # raw weights, averaged over the evaluation window
     val_loss_se: float
+    val_loss_ema: float | None  # power-EMA weights at the checkpoint (None without an EMA)
+    val_loss_ema_se: float | None
     train_loss: float  # mean training loss since the previous checkpoint
     wall_s: float  # seconds since the start of training
 
@@ -243,13 +267,14 @@ def train_group(
     backend: str = "auto",
     val: ValidationSet | None = None,
     progress: bool = False,
-    on_checkpoint: Callable[[TrainRecord, VideoDiT], None] | None = None,
+    on_checkpoint: Callable[[TrainRecord, VideoDiT, VideoDiT | None], None] | None = None,
 ) -> list[TrainRecord]:
     """Train runs that differ only in learning rate as one stacked model, validating each at every checkpoint.
 
     Never raises on divergence: a diverging member is frozen and marked `diverged`, the others go on.
     Deterministic on CPU: the same configs give bit-identical records (but wall_s).
-    `on_checkpoint(record, model)` runs after each member's validation with its validated (EMA) weights.
+    `on_checkpoint(record, model, ema_model)` runs after each member's validation with copies of its raw
+    weights and its EMA weights (None without an EMA).
     """
     base = check_group(cfgs)
     members = len(cfgs)
@@ -263,12 +288,13 @@ def train_group(
     val = val if val is not None else ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
     opt = make_optimizer(model, cfgs)
     ema = PowerEMA(model, base.ema_gamma) if base.ema_gamma is not None else None
-    evaluated = ema.model if ema else model
+    slices = [val.subset(torch.arange(k, len(val), base.eval_slices)) for k in range(base.eval_slices)]
+    window = torch.full((members, len(val)), math.nan, dtype=torch.float64, device=val.t.device)
     stream = ClipStream(base.model.clip, base.seed, "train", dev)
     gen = torch.Generator(device=dev).manual_seed(base.seed)
     abar = alphas_cumprod().to(dev)
 
-    checkpoint_steps = set(base.checkpoint_steps())
+    checkpoint_steps, slice_steps = set(base.checkpoint_steps()), base.slice_steps()
     active = torch.ones(members, dtype=torch.bool, device=dev)
     pending: list[torch.Tensor] = []  # losses not yet read back (reading every step would sync a GPU)
     since_checkpoint: list[list[float]] = [[] for _ in cfgs]
@@ -282,7 +308,7 @@ def train_group(
         if ema:
             ema.update(model)
         bar.update(1)
-        if step % 16 and step not in checkpoint_steps and step != base.steps:
+        if step % 16 and step not in slice_steps and step != base.steps:
             continue
         for losses in torch.stack(pending).float().cpu().tolist():
             for e, value in enumerate(losses):
@@ -295,21 +321,25 @@ def train_group(
                     _diverge(records[e], step, e, active, opt)
         pending.clear()
         bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in smoothed if v is not None))
+        for k in slice_steps.get(step, []) if bool(active.any()) else []:
+            window[:, k::base.eval_slices] = example_losses(model, slices[k], members=members)
         if step in checkpoint_steps and bool(active.any()):
-            losses = example_losses(evaluated, val, members=members)
+            ema_losses = example_losses(ema.model, val, members=members) if ema else None
             for e, record in enumerate(records):
                 if record.diverged:
                     continue
-                val_loss, val_se = stratified_mean_se(losses[e])
+                val_loss, val_se = stratified_mean_se(window[e])
+                ema_loss, ema_se = stratified_mean_se(ema_losses[e]) if ema else (None, None)
                 if not math.isfinite(val_loss):
                     _diverge(record, step, e, active, opt)
                     continue
-                record.checkpoints.append(Checkpoint(step, step * base.tokens_per_step, val_loss, val_se,
-                                                     sum(since_checkpoint[e]) / len(since_checkpoint[e]),
+                record.checkpoints.append(Checkpoint(step, step * base.tokens_per_step, val_loss, val_se, ema_loss,
+                                                     ema_se, sum(since_checkpoint[e]) / len(since_checkpoint[e]),
                                                      time.perf_counter() - start))
                 since_checkpoint[e].clear()
                 if on_checkpoint is not None:
-                    on_checkpoint(record, unstack(evaluated, plain, e))
+                    on_checkpoint(record, unstack(model, plain, e), unstack(ema.model, plain, e) if ema else None)
+            window.fill_(math.nan)
         if not bool(active.any()):
             break
     bar.close()

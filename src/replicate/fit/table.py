@@ -17,13 +17,21 @@ _TRUE = {"true", "1", "yes", "t", "y", "1.0"}
 _FALSE = {"false", "0", "no", "f", "n", "0.0", "", "nan", "none"}
 
 
-def load_runs(path: str | Path) -> pd.DataFrame:
-    """Read a runs table from CSV and check it with `validate_runs`; unreadable files raise ConfigError."""
+def load_runs(path: str | Path, loss_column: str = "val_loss") -> pd.DataFrame:
+    """Read a runs table from CSV and check it with `validate_runs`; unreadable files raise ConfigError.
+
+    `loss_column` names another column to fit as the loss (e.g. ``val_loss_ema``, the EMA weights' loss of
+    the sweep's table): it replaces val_loss, and its ``_se`` column val_loss_se.
+    """
     try:
         df = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
         raise ConfigError(f"cannot read {path}: {reason}") from None
+    if loss_column != "val_loss":
+        if loss_column not in df:
+            raise ConfigError(f"{path}: no column {loss_column} to fit as the loss")
+        df = df.assign(val_loss=df[loss_column], val_loss_se=df.get(f"{loss_column}_se", np.nan))
     return validate_runs(df, source=str(path))
 
 

@@ -1,0 +1,77 @@
+import json
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from replicate import report
+from replicate.fit import fit_runs, synthetic_sweep
+
+
+@pytest.mark.parametrize("ours, ci, paper, verdict", [
+    (0.8, [0.6, 1.0], 0.808, "agrees"),
+    (0.3, [0.2, 0.4], 0.808, "same sign"),
+    (-0.3, [-0.4, -0.2], 0.808, "disagrees"),
+    (0.1, [-0.2, 0.4], 0.808, "inconclusive"),
+    (0.1, None, 0.808, "no interval"),
+])
+def test_verdicts(ours, ci, paper, verdict):
+    assert report._verdict(ours, ci, paper) == verdict
+
+
+@pytest.fixture(scope="module")
+def fit():
+    runs = synthetic_sweep(widths=(32, 48, 64, 96), holdout_widths=(128,), tokens=tuple(2.0**k for k in range(20, 24)))
+    lr = float(np.sort(runs["lr"].unique())[3])
+    b = float(np.sort(runs["batch_size"].unique())[2])
+    return runs, fit_runs(runs, fixed_batch_size=b, fixed_lr=lr, bootstrap=30, seed=0)
+
+
+def test_comparison_table_covers_every_headline(fit):
+    _, result = fit
+    table = report.comparison(result)
+    assert list(table.columns) == ["quantity", "ours", "95% CI", "paper", "verdict"]
+    quantities = " ".join(table["quantity"])
+    for needle in ("beta_B", "gamma_B", "beta_eta", "gamma_eta", "alpha_T", "alpha_N", "N_opt exponent",
+                   "N_opt(fixed hp)", "held-out", "+-30%"):
+        assert needle in quantities, needle
+    row = table[table["quantity"].str.startswith("B_opt exponent in T")].iloc[0]
+    assert row["ours"] == pytest.approx(result["batch_size_law"]["exp_tokens"])
+    assert report.verdict_lines(table, ["B_opt"])[0].startswith("B_opt exponent in T")
+    protocols = report.protocol_table(result, result)
+    assert (protocols["raw weights"] == protocols["EMA weights"]).all()
+
+
+def test_heatmap_and_neighbourhood_spread(fit):
+    runs, _ = fit
+    n, t = runs["n_params"].min(), runs["tokens"].max()
+    grid = report.heatmap(runs, n, t)
+    assert grid.shape == (runs["batch_size"].nunique(), runs[runs["n_params"] == n]["lr"].nunique())
+    toy = pd.DataFrame([[1.00, 1.05, 3.0], [1.10, 1.02, 2.0], [np.nan, 1.5, 1.03]])
+    assert report.neighbourhood_spread(toy) == pytest.approx(10.0)  # best cell in a corner: its 2 x 2 block
+    assert report.neighbourhood_spread(toy.iloc[1:, 1:]) == pytest.approx(100 * (2.0 / 1.02 - 1))
+
+
+def test_grid_table_and_loading(tmp_path, fit):
+    runs, result = fit
+    assert report.load_study(tmp_path) is None
+    runs.assign(tokens_per_sample=64, batch_samples=runs["batch_size"] // 64, width=32, depth=2,
+                heads=2).to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "fit.json").write_text(json.dumps(result))
+    study = report.load_study(tmp_path)
+    assert study.fit is not None and study.fit_ema is None
+    table = report.grid_table(study.runs)
+    assert set(table["role"]) == {"fit", "holdout"} and table["runs"].sum() == study.runs["run_id"].nunique()
+
+
+def test_parameter_cells_are_removed_from_the_book(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("A = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("A = 2", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(A)")]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    report.hide_parameters(path)
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
