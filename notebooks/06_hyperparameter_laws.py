@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import plots, report
-from replicate.fit import paper_laws
+from replicate.fit import batch_profile, hyperparameter_law, paper_laws, validate_runs
 
 study = report.load_study(RESULTS_DIR)
 fit = study.fit if study is not None else None
@@ -85,6 +85,47 @@ if fit is not None:
 if fit is not None:
     fig = plots.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"])
     plt.show()
+
+# %% [markdown]
+# ## Why the optimal batch size sits on the grid's edge
+#
+# Two things pin our $B_\mathrm{opt}$ to the smallest batch of one clip. First, the paper's own law, evaluated
+# at our $(N, T)$, asks for batches *smaller* than one clip (the dashed lines above). Second, along the
+# batch-size axis the loss barely changes once each batch size gets its own best learning rate: the figure
+# shows, at the last checkpoint, each batch size's best loss relative to the best one (left) and its best
+# learning rate (right). This is what the SGD chapter's step 5 predicts below the noise scale: a fixed budget
+# of examples is spent about equally well in many small steps or fewer large ones, provided the learning rate
+# follows the batch size. Plain SGD would scale it linearly in $B$; Adam's stochastic-differential-equation
+# limit {cite}`malladi2022sdes` scales it as $\sqrt{B}$. What to see: curves on the left that are flat within
+# a few percent and cross each other (the seed-to-seed spread of a run is of that size), and parallel lines on
+# the right whose slope is the pooled exponent (`replicate.fit.lr_batch_exponent`).
+
+# %% tags=["hide-input"]
+if fit is not None:
+    fit_runs_table = study.runs[study.runs["role"] == "fit"]
+    profile = batch_profile(validate_runs(fit_runs_table))
+    slope = fit.get("lr_batch_exponent") or {}
+    fig = plots.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value"))
+    plt.show()
+    optima = pd.DataFrame(fit["optima"])
+    paper_b = hyperparameter_law(optima["tokens"], optima["n_params"], **paper_laws()["batch_size_law"])
+    clip = float(fit_runs_table["tokens_per_sample"].iloc[0])
+    last = profile[profile["tokens"] == profile["tokens"].max()]
+    spread = last.groupby("n_params")["val_loss"].agg(lambda v: v.max() / v.min() - 1)
+    lines = [
+        f"{int(optima['edge'].str.contains('batch_size').sum())} of {len(optima)} (N, T) optima lie on the "
+        f"batch-size edge. The paper's law gives B_opt = {paper_b.min():.0f} to {paper_b.max():.0f} tokens at "
+        f"our (N, T): {paper_b.min() / clip:.2f} to {paper_b.max() / clip:.2f} clips of {clip:.0f} tokens.",
+        f"At T = {last['tokens'].iloc[0]:,.0f} the best losses of the batch sizes 1 to "
+        f"{last['batch_size'].max() / clip:.0f} clips differ by {100 * spread.min():.1f}% to "
+        f"{100 * spread.max():.1f}% (per model size).",
+    ]
+    if slope.get("value") is not None:
+        ci = slope.get("ci95")
+        lines.append(f"lr_opt grows as B^{slope['value']:.2f}"
+                     + (f" (95% CI [{ci[0]:.2f}, {ci[1]:.2f}])" if ci else "")
+                     + ": between SGD's linear scaling (1) and Adam's square-root rule (0.5).")
+    display(Markdown(report.paper_box(lines, title="The batch-size axis at our scale")))
 
 # %% [markdown]
 # ## The held-out model

@@ -11,6 +11,8 @@ from replicate.errors import ConfigError
 from replicate.fit import (
     TRUTH,
     FlopsPerToken,
+    SweepCube,
+    batch_profile,
     bootstrap_runs,
     compute_optimal_size,
     extract_optima,
@@ -23,6 +25,7 @@ from replicate.fit import (
     hyperparameter_law,
     isoflop_compute_law,
     loss_law,
+    lr_batch_exponent,
     paper_laws,
     percentile_interval,
     synthetic_sweep,
@@ -191,6 +194,35 @@ def test_extracted_optima_track_the_planted_ones_despite_the_asymmetric_lr_penal
     assert np.mean(np.abs(np.log(opt["batch_size"] / truth_b)) < 0.5 * np.log(2)) > 0.9
     assert np.mean(np.abs(np.log(opt["lr"] / truth_lr)) < 0.5 * np.log(1.5)) > 0.9
 
+
+
+def _ridge_runs(exponent: float) -> pd.DataFrame:
+    """A (B, lr) grid at two (N, T) whose lr optimum scales as B^exponent and whose loss is flat along B."""
+    rows = []
+    for g, (n, t) in enumerate([(1e5, 1e6), (2e5, 2e6)]):
+        for b in 64.0 * 2.0 ** np.arange(5):
+            lr_opt = 1e-3 * (b / 64) ** exponent * (1 + g)
+            for lr in 1e-4 * 2.0 ** np.arange(12):
+                loss = 0.1 * np.exp(0.02 * np.log(lr / lr_opt) ** 2)  # a parabola in log loss, log lr
+                rows.append({"run_id": f"{g}-{b}-{lr}", "n_params": n, "tokens": t, "batch_size": b, "lr": lr,
+                             "val_loss": loss, "diverged": False, "role": "fit"})
+    return validate_runs(pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+def test_lr_batch_exponent_recovers_the_planted_scaling(exponent):
+    runs = _ridge_runs(exponent)
+    assert lr_batch_exponent(SweepCube.from_runs(runs)) == pytest.approx(exponent, abs=1e-6)
+    profile = batch_profile(runs)
+    assert len(profile) == 10 and np.allclose(profile["val_loss"], 0.1)
+    assert np.allclose(profile["lr"], 1e-3 * (profile["batch_size"] / 64) ** exponent
+                       * np.where(profile["n_params"] > 1e5, 2, 1))
+
+
+def test_lr_batch_exponent_in_the_fit_with_an_interval():
+    fit = fit_runs(synthetic_sweep(seed=1), bootstrap=30)  # the planted lr optimum does not depend on B
+    entry = fit["lr_batch_exponent"]
+    assert abs(entry["value"]) < 0.1 and entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
 
 # --- the loss law -----------------------------------------------------------------------------------------------
 

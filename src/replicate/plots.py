@@ -179,3 +179,31 @@ def flat_region_figure(fit: dict) -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
+    """At the checkpoint nearest `tokens`: left, each batch size's best loss relative to the best batch size's,
+    for each N; right, each batch size's best lr, with a slope of `lr_exponent` (the pooled fit) drawn through
+    each size's points. Hollow markers: the lr optimum is on the grid edge."""
+    t = profile["tokens"].unique()
+    at = profile[np.isclose(profile["tokens"], t[np.argmin(np.abs(np.log(t / tokens)))])]
+    palette = _size_palette(at["n_params"].unique())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for n, g in at.groupby("n_params"):
+        g = g.sort_values("batch_size")
+        edge = g["edge_lr"].astype(bool).to_numpy()
+        rel = 100 * (g["val_loss"] / g["val_loss"].min() - 1)
+        left.plot(g["batch_size"], rel, "o-", color=palette[n], label=f"N = {_fmt_n(n)}")
+        right.scatter(g.loc[~edge, "batch_size"], g.loc[~edge, "lr"], color=palette[n])
+        right.scatter(g.loc[edge, "batch_size"], g.loc[edge, "lr"], facecolor="none", edgecolor=palette[n])
+        if lr_exponent is not None and np.isfinite(lr_exponent) and (~edge).any():
+            b = g["batch_size"].to_numpy()
+            centre = np.exp(np.mean(np.log(g.loc[~edge, "lr"]) - lr_exponent * np.log(b[~edge])))
+            right.plot(b, centre * b**lr_exponent, color=palette[n], alpha=0.6)
+    left.set(xscale="log", xlabel="batch size (tokens per step)", ylabel="loss above the best batch size (%)",
+             title=f"best loss per batch size, T = {at['tokens'].iloc[0]:,.0f}")
+    right.set(xscale="log", yscale="log", xlabel="batch size (tokens per step)", ylabel="best learning rate",
+              title="best learning rate per batch size")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -32,10 +32,12 @@ from replicate.fit.laws import (
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import (
     SweepCube,
+    batch_profile,
     cluster_tokens,
     extract_optima,
     fit_hyperparameter_law,
     grid_optima,
+    lr_batch_exponent,
     optima_frame,
 )
 from replicate.fit.pipeline import fit_runs, predict_holdout
@@ -43,9 +45,11 @@ from replicate.fit.synthetic import TRUTH, synthetic_sweep
 from replicate.fit.table import fixed_rows, load_runs, validate_runs
 
 __all__ = [
-    "TRUTH", "FlopsPerToken", "LossLawFit", "SweepCube", "bootstrap_runs", "cluster_tokens", "compute_law",
+    "TRUTH", "FlopsPerToken", "LossLawFit", "SweepCube", "batch_profile", "bootstrap_runs", "cluster_tokens",
+    "compute_law",
     "compute_optimal_size", "extract_optima", "fit_compute_law", "fit_flops_per_token", "fit_hyperparameter_law",
     "fit_loss_law", "fit_power_law", "fit_runs", "fixed_rows", "flat_region", "grid_optima", "huber",
-    "hyperparameter_law", "isoflop_compute_law", "isoflop_losses", "load_runs", "loss_law", "optima_frame",
+    "hyperparameter_law", "isoflop_compute_law", "isoflop_losses", "load_runs", "loss_law", "lr_batch_exponent",
+    "optima_frame",
     "paper_laws", "percentile_interval", "predict_holdout", "synthetic_sweep", "training_compute", "validate_runs",
 ]

@@ -205,3 +205,41 @@ def fit_hyperparameter_law(tokens: np.ndarray, n_params: np.ndarray, values: np.
     """
     coef, (e_t, e_n), rmse = fit_power_law(values, tokens, n_params)
     return {"coef": coef, "exp_tokens": e_t, "exp_params": e_n, "rmse_log": rmse}
+
+
+def batch_profile(runs: pd.DataFrame) -> pd.DataFrame:
+    """The loss along the batch-size axis: at each (N, T, B), the lr optimum and the loss there.
+
+    The first stage of `grid_optima` (a parabola in log lr through the best cell per batch size), as a table
+    in raw units: n_params, tokens, batch_size (tokens per step), lr, val_loss, edge_lr (best lr on the grid
+    edge), at_divergence. Where the loss barely changes along B at each B's best lr, B_opt is ill-determined.
+    """
+    cube = SweepCube.from_runs(runs)
+    log_loss, diverged = cube.arrays()
+    per_b = _bracket_min(log_loss, diverged, np.log(cube.lr))  # (G, n_B)
+    g, b = np.meshgrid(np.arange(len(cube.n_params)), np.arange(len(cube.batch_size)), indexing="ij")
+    table = pd.DataFrame({"n_params": cube.n_params[g].ravel(), "tokens": cube.tokens[g].ravel(),
+                          "batch_size": cube.batch_size[b].ravel(), "lr": np.exp(per_b.x).ravel(),
+                          "val_loss": np.exp(per_b.y).ravel(), "edge_lr": per_b.edge.ravel(),
+                          "at_divergence": per_b.at_divergence.ravel(), "valid": per_b.valid.ravel()})
+    return table[table["valid"]].drop(columns="valid").reset_index(drop=True)
+
+
+def lr_batch_exponent(cube: SweepCube, run_weights: np.ndarray | None = None) -> float:
+    """Slope of log lr_opt(B) against log B, pooled over the (N, T) groups with a free intercept each.
+
+    Only batch sizes whose lr optimum is interior count. Plain SGD with B well below its noise scale predicts
+    1 (linear scaling); Adam's stochastic-differential-equation limit predicts 1/2 (square-root scaling).
+    """
+    log_loss, diverged = cube.arrays(run_weights)
+    per_b = _bracket_min(log_loss, diverged, np.log(cube.lr))
+    use = per_b.valid & ~per_b.edge & ~per_b.at_divergence
+    x = np.broadcast_to(np.log(cube.batch_size), use.shape)
+    n = use.sum(1)
+    keep = n >= 2  # a group needs two batch sizes to say anything about the slope
+    w = use & keep[:, None]
+    xm = np.where(w, x, 0).sum(1) / np.maximum(n, 1)
+    ym = np.where(w, per_b.x, 0).sum(1) / np.maximum(n, 1)
+    dx, dy = np.where(w, x - xm[:, None], 0), np.where(w, per_b.x - ym[:, None], 0)
+    sxx = (dx * dx).sum()
+    return float((dx * dy).sum() / sxx) if sxx > 0 else float("nan")

@@ -20,7 +20,7 @@ from replicate.fit.compute import (
 )
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, hyperparameter_law, loss_law, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law
-from replicate.fit.optima import SweepCube, fit_hyperparameter_law, optima_frame
+from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent, optima_frame
 from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows, validate_runs
 
 REFERENCE_FLOPS = 1e22  # the video paper compares N_opt with fixed and with optimal hyperparameters here
@@ -81,6 +81,7 @@ class _Stage:
     compute: dict
     fixed_law: LossLawFit | None
     fixed_compute: dict | None
+    lr_batch_exponent: float | None  # d log lr_opt / d log B (`lr_batch_exponent`)
 
 
 def predict_holdout(n_params: np.ndarray, tokens: np.ndarray, law: Mapping[str, float] | None,
@@ -138,7 +139,7 @@ def _fit_stage(data: _Data, counts: np.ndarray | None = None, init: _Stage | Non
 
     `warnings` (the full-data fit only) collects identifiability warnings."""
     optima = used = None
-    batch_law = lr_law = None
+    batch_law = lr_law = lr_batch = None
     fallback = False
     if data.cube is not None:
         optima = data.cube.optima(counts)
@@ -147,6 +148,7 @@ def _fit_stage(data: _Data, counts: np.ndarray | None = None, init: _Stage | Non
         points = _Points(optima["n"][used], optima["t"][used], np.exp(optima["log_loss"][used]))
         batch_law = fit_hyperparameter_law(points.t, points.n, np.exp(optima["log_batch"][used]))
         lr_law = fit_hyperparameter_law(points.t, points.n, np.exp(optima["log_lr"][used]))
+        lr_batch = lr_batch_exponent(data.cube, counts)
     else:
         points = data.rows
     law, compute = _fit_law(points, counts, data, "loss law", None if init is None else init.law, warnings)
@@ -159,7 +161,8 @@ def _fit_stage(data: _Data, counts: np.ndarray | None = None, init: _Stage | Non
             if counts is None:
                 raise
             # a resample of the few fixed-hp runs can leave too few points; the optimal-hp laws stand regardless
-    return _Stage(points, optima, used, fallback, batch_law, lr_law, law, compute, fixed_law, fixed_compute)
+    return _Stage(points, optima, used, fallback, batch_law, lr_law, law, compute, fixed_law, fixed_compute,
+                  lr_batch)
 
 
 def _fit_law(points: _Points, counts: np.ndarray | None, data: _Data, what: str, init: LossLawFit | None,
@@ -194,6 +197,8 @@ def _statistics(stage: _Stage, data: _Data) -> dict[str, float]:
     for name in ("batch_size_law", "lr_law"):
         for k in HYPER_PARAMS if getattr(stage, name) else ():
             out[f"{name}.{k}"] = getattr(stage, name)[k]
+    if stage.lr_batch_exponent is not None:
+        out["lr_batch_exponent"] = stage.lr_batch_exponent
     for i, pred in enumerate(_holdout_predictions(stage, data)):
         for k, v in pred.items():
             out[f"holdout.{i}.{k}"] = v
@@ -310,6 +315,9 @@ def _report(runs: pd.DataFrame, data: _Data, stage: _Stage, full: dict, ci: dict
         result[name] = None if law is None else {
             **law, "n_points": int(stage.used.sum()), "ci95": _cis(ci, name, HYPER_PARAMS),
             "band": _band_law(stage, name)}
+    result["lr_batch_exponent"] = None if stage.lr_batch_exponent is None else {
+        "value": stage.lr_batch_exponent, "ci95": ci.get("lr_batch_exponent"),
+        "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2"}
     raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
     result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
     result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
