@@ -22,8 +22,10 @@
 # At each $(N, T)$ the optimum is interpolated over the $(B, \eta)$ grid (`replicate.fit.grid_optima`: a
 # parabola in $\log\eta$ through the best cell and its neighbours for each $B$, then one in $\log B$; the
 # landscape is steep toward divergence, so no symmetric bowl is assumed beyond three cells), and the laws are
-# fitted by least squares in log space to the interior optima. The 95% intervals come from 1000 bootstrap
-# resamples of runs (`replicate.fit.bootstrap_runs`). Units: $B$ in tokens per step, $T$ and $N$ raw.
+# fitted by least squares in log space to the interior optima (to all of them, edge ones included, when too
+# few are interior: the fit then says so). The 95% intervals come from bootstrap resamples of runs
+# (`replicate.fit.bootstrap_runs`; their number is printed below the table). Units: $B$ in tokens per step,
+# $T$ and $N$ raw.
 
 # %% tags=["parameters"]
 PROFILE = "default"
@@ -61,7 +63,7 @@ if fit is not None:
     display(report.table(pd.DataFrame(rows)))
     optima = pd.DataFrame(fit["optima"])
     print(f"fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
-          f"({int(optima['on_edge'].sum())} on the grid edge)")
+          f"({int(optima['on_edge'].sum())} on the grid edge); {fit['bootstrap']['resamples']} bootstrap resamples")
 
 # %% [markdown]
 # ## Optimal batch size
@@ -173,5 +175,6 @@ if fit is not None:
     table = report.comparison(fit)
     display(Markdown(report.paper_box(report.verdict_lines(table, ["B_opt", "eta_opt"]) + [
         "Verdicts: *agrees* when the paper's value lies in our 95% interval, *same sign* when our interval "
-        "excludes zero on the paper's side, *inconclusive* when it straddles zero.",
+        "excludes zero on the paper's side, *inconclusive* when it straddles zero, *uninformative* when it is "
+        "wider than twice the paper's value.",
     ])))

@@ -15,6 +15,8 @@ from replicate.fit import fit_runs, synthetic_sweep
     (-0.3, [-0.4, -0.2], 0.808, "disagrees"),
     (0.1, [-0.2, 0.4], 0.808, "inconclusive"),
     (0.1, None, 0.808, "no interval"),
+    (1.0, [0.004, 3.0], 0.3188, "uninformative"),
+    (-0.05, [-0.12, 0.03], -0.045, "agrees"),
 ])
 def test_verdicts(ours, ci, paper, verdict):
     assert report._verdict(ours, ci, paper) == verdict
@@ -75,3 +77,15 @@ def test_parameter_cells_are_removed_from_the_book(tmp_path):
     report.hide_parameters(path)
     tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
     assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+
+
+def test_summary_lines_state_every_finding(fit):
+    _, result = fit
+    line_search = {"noise": {"b_noise": {"value": 4.0}},
+                   "rows": [{"eta_opt_predicted": 0.1, "eta_best_measured": 0.11},
+                            {"eta_opt_predicted": 0.2, "eta_best_measured": 0.19}]}
+    lines = report.summary_lines(result, line_search)
+    text = " ".join(lines)
+    for needle in ("B_opt:", "eta_opt follows", "alpha_T", "Fixed vs optimal", "Held-out", "within 10%"):
+        assert needle in text, needle
+    assert f"{result['loss_law']['alpha_tokens']:.3f}" in text

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replicate.fit import paper_laws
+from replicate.fit import hyperparameter_law, paper_laws
 
 # The video paper's headline results (REPLICATION.md section 3)
 PAPER = {
@@ -57,12 +57,19 @@ def load_json(path: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+UNINFORMATIVE_WIDTH = 0.2  # an interval wider than this and than twice the paper's |value| decides nothing
+
+
 def _verdict(ours: float, ci: list[float] | None, paper: float) -> str:
-    """'agrees' when the paper's value lies in our 95% interval; 'same sign' when the interval excludes zero
-    on the paper's side; 'disagrees' when it excludes zero on the other side; 'inconclusive' otherwise."""
+    """'uninformative' when our 95% interval is wider than twice the paper's |value| (and than 0.2): it
+    would contain nearly any answer; else 'agrees' when the paper's value lies in it; 'same sign' when it
+    excludes zero on the paper's side; 'disagrees' when it excludes zero on the other side; 'inconclusive'
+    otherwise."""
     if ci is None or not all(np.isfinite(ci)):
         return "no interval"
     lo, hi = ci
+    if hi - lo > max(2 * abs(paper), UNINFORMATIVE_WIDTH):
+        return "uninformative"
     if lo <= paper <= hi:
         return "agrees"
     if lo > 0 or hi < 0:
@@ -111,7 +118,7 @@ def comparison(fit: dict) -> pd.DataFrame:
         ci = fixed.get("n_opt_ratio_ci95")
         same_side = ci is not None and all(np.isfinite(ci)) and (ci[0] > 1 or ci[1] < 1)
         verdict = _verdict(ratio, ci, paper_ratio)
-        if verdict not in ("agrees", "no interval") and same_side:
+        if verdict not in ("agrees", "no interval", "uninformative") and same_side:
             verdict = "same direction" if (ci[0] > 1) == (paper_ratio > 1) else "opposite direction"
         rows.append(("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", ratio, _fmt_ci(ci), paper_ratio, verdict))
     mse_opt, mse_fixed = fit["loss_law"].get("mse"), (fixed.get("loss_law") or {}).get("mse")
@@ -240,3 +247,50 @@ def protocol_table(fit: dict, fit_ema: dict) -> pd.DataFrame:
             row[f"{name} 95% CI"] = _fmt_ci(ci)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _ci_text(ci: list[float] | None) -> str:
+    return "" if not ci or not all(v is not None and np.isfinite(v) for v in ci) else f" [{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
+    """The study's findings in sentences, from fit.json (and the theory's line_search.json results), with
+    95% intervals in brackets: what the book's introduction says plainly."""
+    paper = paper_laws()
+    optima = pd.DataFrame(fit["optima"])
+    lines = []
+    if "edge" in optima and optima["batch_size"].notna().any():
+        on_b = optima["edge"].fillna("").str.contains("batch_size")
+        predicted = hyperparameter_law(optima["tokens"], optima["n_params"], **paper["batch_size_law"])
+        lines.append(f"B_opt: {int(on_b.sum())} of {len(optima)} (N, T) optima sit on the batch-size edge of the "
+                     f"grid (its smallest batch, {optima['batch_size'].min():.0f} tokens), so our B_opt law is not "
+                     f"a measurement. The paper's law itself puts B_opt at {predicted.min():.0f} to "
+                     f"{predicted.max():.0f} tokens at our (N, T).")
+    slope = fit.get("lr_batch_exponent")
+    if slope and slope.get("value") is not None:
+        lines.append(f"eta_opt follows the batch size as B^{slope['value']:.2f}{_ci_text(slope.get('ci95'))}: "
+                     "along that ridge the loss changes by no more than the run-to-run noise.")
+    law = fit["loss_law"]
+    ci = law.get("ci95", {})
+    p = paper["loss_law"]
+    lines.append(f"Loss law at the optima: alpha_T = {law['alpha_tokens']:.3f}{_ci_text(ci.get('alpha_tokens'))} "
+                 f"(paper {p['alpha_tokens']}), alpha_N = {law['alpha_params']:.3f}"
+                 f"{_ci_text(ci.get('alpha_params'))} (paper {p['alpha_params']})"
+                 + ("; the irreducible term L_inf fits to zero." if law.get("l_inf_at_zero") else
+                    f"; L_inf = {law['l_inf']:.4g}."))
+    fixed = fit.get("fixed") or {}
+    if fixed.get("n_opt_ratio") is not None:
+        lines.append(f"Fixed vs optimal hyperparameters: N_opt ratio {fixed['n_opt_ratio']:.3g}"
+                     f"{_ci_text(fixed.get('n_opt_ratio_ci95'))} at {fixed['reference_flops']:.0e} FLOPs "
+                     f"(paper {PAPER['n_opt_1e22_fixed'] / PAPER['n_opt_1e22_optimal']:.3g}); loss-fit MSE "
+                     f"{fixed['loss_law']['mse']:.3g} fixed vs {law['mse']:.3g} optimal (paper 4.31e-7 vs 2.35e-7).")
+    errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
+    if errors:
+        lines.append(f"Held-out model: the loss law predicts its best loss within {100 * max(errors):.1f}% at "
+                     f"every checkpoint (paper: 0.03% and 0.15%).")
+    if line_search:
+        ratio = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in line_search["rows"]]
+        lines.append(f"SGD theory: on the Video DiT the measured best one-step SGD learning rate matches "
+                     f"eta_opt(B) = eta_max / (1 + B_noise / B) within {100 * max(abs(r - 1) for r in ratio):.0f}% "
+                     f"at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} clips).")
+    return lines

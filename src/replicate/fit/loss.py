@@ -28,7 +28,10 @@ _SAME = _BLOCK[:, None] == _BLOCK[None, :]
 DELTA = 1e-3  # Huber threshold on log residuals (Hoffmann et al., Besiroglu et al.)
 EXPONENT_GRID = np.array([0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5])
 N_STARTS = 3  # BFGS runs from the best exponent-grid points
+BFGS_MAX_ITER = 300  # an interior minimum takes far fewer; a drift toward L_inf = 0 is finished by Newton
 _STEP_TOL = 1e-6  # converged: a Newton step would change no parameter by more than this
+_ZERO_FLOOR = 1e-6  # L_inf below this fraction of the smallest loss: the fit sits on the boundary L_inf = 0
+_ALL, _NO_FLOOR = np.arange(5), np.arange(4)  # free parameters: all, or all but log L_inf (pinned near 0)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class LossLawFit:
     objective: float  # summed Huber loss at the optimum (unscaled)
     n_points: int
     space: str  # "log" (Huber on log residuals) or "raw" (Huber on loss residuals, delta scaled by median loss)
+    l_inf_at_zero: bool = False  # the best fit has no irreducible term (L_inf on its boundary, 0)
     centre: tuple[float, float] = field(default=(0.0, 0.0), repr=False)  # log T, log N the fit was centred at
 
     def params(self) -> dict[str, float]:
@@ -54,7 +58,7 @@ class LossLawFit:
 
     def to_dict(self) -> dict:
         return {**self.params(), "converged": self.converged, "objective": self.objective,
-                "n_points": self.n_points, "space": self.space}
+                "n_points": self.n_points, "space": self.space, "l_inf_at_zero": self.l_inf_at_zero}
 
 
 def _objective(theta: np.ndarray, u: np.ndarray, target: np.ndarray, w: np.ndarray, raw: bool, delta: float,
@@ -85,37 +89,44 @@ def _objective(theta: np.ndarray, u: np.ndarray, target: np.ndarray, w: np.ndarr
     return float(f), g @ psi, hess
 
 
-def _newton_step(grad: np.ndarray, hess: np.ndarray) -> np.ndarray | None:
-    """-H^-1 g, or None where H is not positive definite."""
-    inv = _pd_inverse(hess)
-    return None if inv is None else -inv @ grad
+def _newton_step(grad: np.ndarray, hess: np.ndarray, free: np.ndarray = _ALL) -> np.ndarray | None:
+    """-H^-1 g in the free parameters (zero in the others), or None where H is not positive definite there."""
+    inv = _pd_inverse(hess[np.ix_(free, free)])
+    if inv is None:
+        return None
+    step = np.zeros_like(grad)
+    step[free] = -inv @ grad[free]
+    return step
 
 
-def _converged(grad: np.ndarray, hess: np.ndarray) -> bool:
+def _converged(grad: np.ndarray, hess: np.ndarray, free: np.ndarray = _ALL) -> bool:
     """A strict local minimum to within _STEP_TOL: H positive definite, no Newton step component above it."""
-    step = _newton_step(grad, hess)
+    step = _newton_step(grad, hess, free)
     return step is not None and float(np.max(np.abs(step))) < _STEP_TOL
 
 
-def _newton(theta: np.ndarray, args: tuple, max_iter: int = 50) -> tuple[np.ndarray, float, bool]:
-    """Damped Newton on the exact Hessian (backtracking on the Armijo condition), for warm starts next to the
-    optimum. Where the Hessian is indefinite (points in Huber's linear zone add no curvature) the step uses it
-    shifted to positive definite (Levenberg)."""
+def _newton(theta: np.ndarray, args: tuple, max_iter: int = 50,
+            free: np.ndarray = _ALL) -> tuple[np.ndarray, float, bool]:
+    """Damped Newton on the exact Hessian (backtracking on the Armijo condition), in the `free` parameters, for
+    warm starts next to the optimum. Where the Hessian is indefinite (points in Huber's linear zone add no
+    curvature) the step uses it shifted to positive definite (Levenberg)."""
     f, g, h = _objective(theta, *args, hessian=True)
     for _ in range(max_iter):
         if not (np.isfinite(f) and np.all(np.isfinite(h))):
             return theta, f, False
-        if _converged(g, h):
+        if _converged(g, h, free):
             return theta, f, True
-        step = _newton_step(g, h)
-        step = -_shifted_inverse(h) @ g if step is None else step
+        step = _newton_step(g, h, free)
+        if step is None:
+            step = np.zeros_like(g)
+            step[free] = -_shifted_inverse(h[np.ix_(free, free)]) @ g[free]
         t = 1.0
-        while (trial := _objective(theta + t * step, *args, hessian=True))[0] > f + 1e-4 * t * (g @ step):
+        while _objective(theta + t * step, *args)[0] > f + 1e-4 * t * (g @ step):
             t /= 2
             if t < 1e-6:
                 return theta, f, False
         theta = theta + t * step
-        f, g, h = trial
+        f, g, h = _objective(theta, *args, hessian=True)
     return theta, f, False
 
 
@@ -179,19 +190,37 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
     def run(theta0: np.ndarray) -> tuple[np.ndarray, float, bool]:
         """BFGS started with the exact inverse Hessian (shifted where indefinite); converged by the Newton step."""
         res = minimize(_objective, theta0, args=args, jac=True, method="BFGS",
-                       options={"gtol": 1e-10, "xrtol": 1e-8, "maxiter": 2000,
+                       options={"gtol": 1e-10, "xrtol": 1e-8, "maxiter": BFGS_MAX_ITER,
                                 "hess_inv0": _shifted_inverse(_objective(theta0, *args, hessian=True)[2])})
         return res.x, float(res.fun), _converged(*_objective(res.x, *args, hessian=True)[1:])
 
+    floor = np.log(_ZERO_FLOOR * float(y.min()))
+
+    def at_zero(theta: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """L_inf ran toward 0, where the law has no strict minimum: pin it far below the data and polish the
+        other four (converged if they reach a strict minimum there)."""
+        x, f, ok = _newton(np.concatenate([theta[:4], [min(theta[4], floor)]]), args, free=_NO_FLOOR)
+        # a boundary minimum only if a small positive L_inf does not fit better (the KKT condition)
+        lifted = np.concatenate([x[:4], [floor + np.log(1e3)]])
+        return x, f, ok and _objective(lifted, *args)[0] >= f
+
     results = []
     if init is not None:
-        results.append(_newton(np.array([np.log(init.a) - init.alpha_tokens * log_t0, init.alpha_tokens,
-                                         np.log(init.b) - init.alpha_params * log_n0, init.alpha_params,
-                                         np.log(init.l_inf)]), args))
-    if not results or not results[0][2]:
-        results += [run(theta) for theta in _grid_starts(xt, xn, y, w, N_STARTS)]
+        theta0 = np.array([np.log(init.a) - init.alpha_tokens * log_t0, init.alpha_tokens,
+                           np.log(init.b) - init.alpha_params * log_n0, init.alpha_params,
+                           max(np.log(init.l_inf), floor + np.log(1e3))])
+        # a resample's optimum may sit on the other side of the boundary than the full fit's: try both
+        for start in ((at_zero, _newton) if init.l_inf_at_zero else (_newton, at_zero)):
+            results.append(start(theta0) if start is at_zero else start(theta0, args))
+            if results[-1][2]:
+                break
+    if not any(ok for _, _, ok in results):
+        # a warm-started refit (bootstrap) that needs the grid takes its best start only: speed over certainty
+        results += [run(theta) for theta in _grid_starts(xt, xn, y, w, N_STARTS if init is None else 1)]
+        results += [at_zero(x) for x, _, ok in list(results) if not ok and x[4] < floor + np.log(1e3)]
     x, f, converged = min(results, key=lambda r: (not r[2], r[1] if np.isfinite(r[1]) else np.inf))
     la, at, lb, an, le = x
     return LossLawFit(a=float(np.exp(la + at * log_t0)), alpha_tokens=float(at), b=float(np.exp(lb + an * log_n0)),
                       alpha_params=float(an), l_inf=float(np.exp(le)), converged=converged, objective=f * d**2,
-                      n_points=int(np.count_nonzero(w)), space=space, centre=(log_t0, log_n0))
+                      n_points=int(np.count_nonzero(w)), space=space, centre=(log_t0, log_n0),
+                      l_inf_at_zero=bool(le <= floor + 1e-9))
