@@ -10,7 +10,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 # else results/cpu), running only what is missing; smoke: a minutes-long study end to end (CI);
 # gpu: the whole study re-executed on a GPU machine.
 PROFILE ?= default
-BOOTSTRAP := 500  # each resample refits every law (about 0.5 s on the cpu study)
+BOOTSTRAP := 1000
 ifeq ($(PROFILE),default)
 STUDY := $(if $(wildcard results/gpu/runs.csv),gpu,cpu)
 IMAGE := image

@@ -79,6 +79,13 @@ if fit is not None:
     if fit.get("holdout"):
         holdout = pd.DataFrame(fit["holdout"])
         display(report.table(holdout[["n_params", "tokens", "observed_val_loss", "predicted_val_loss", "rel_error"]]))
+        ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
+        display(Markdown(
+            f"The held-out model is {ratio:.1f}x larger than the largest fitting model. Its observed loss is the "
+            "best cell of a small (B, lr) grid, an upper bound on its optimum where that cell is on the grid's "
+            f"edge ({int(holdout['observed_on_edge'].astype(bool).sum())} of {len(holdout)} checkpoints); the "
+            "prediction inherits the wide interval of alpha_N. A negative error means the law predicts a lower "
+            "loss than observed."))
 
 # %% [markdown]
 # ## Compute-optimal model size: optimal vs fixed hyperparameters

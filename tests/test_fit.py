@@ -236,6 +236,20 @@ def test_loss_law_exact_on_noiseless_points(space):
         assert getattr(fit, key) == pytest.approx(value, rel=1e-4), key
 
 
+def test_a_law_without_irreducible_loss_is_a_converged_boundary_fit():
+    n, t = np.meshgrid(np.geomspace(3e4, 3e5, 4), np.geomspace(2e5, 2e6, 7))
+    law = {**LAW, "l_inf": 0.0}
+    loss = loss_law(n, t, **law).ravel()
+    fit = fit_loss_law(n.ravel(), t.ravel(), loss)
+    assert fit.converged and fit.l_inf_at_zero and fit.l_inf < 1e-5 * loss.min()
+    assert fit.alpha_tokens == pytest.approx(LAW["alpha_tokens"], rel=1e-3)
+    assert fit.alpha_params == pytest.approx(LAW["alpha_params"], rel=1e-3)
+    refit = fit_loss_law(n.ravel(), t.ravel(), loss * (1 + 0.002 * np.cos(np.arange(loss.size))), init=fit)
+    assert refit.converged
+    shifted = fit_loss_law(n.ravel(), t.ravel(), loss + 0.5 * loss.min())  # now L_inf > 0 fits better
+    assert shifted.converged and not shifted.l_inf_at_zero
+    assert shifted.l_inf == pytest.approx(0.5 * loss.min(), rel=1e-3)
+
 def test_warm_start_and_grid_reach_the_same_optimum():
     table = loss_table(1)
     w = np.random.default_rng(0).integers(0, 3, len(table))

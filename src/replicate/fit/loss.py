@@ -169,14 +169,17 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
                  space: str = "log", delta: float = DELTA, init: LossLawFit | None = None) -> LossLawFit:
     """Fit `loss_law` to (N, T, L) points by a summed Huber loss, BFGS from a grid of initialisations.
 
-    N in parameters, T in tokens, L > 0. `weights` multiply each point's Huber term (bootstrap counts);
-    `space` "log" fits log residuals (the Chinchilla practice), "raw" fits loss residuals with delta scaled by
-    the median loss (the same relative threshold). `init` (a fit of similar data: the full-data fit, for a
-    bootstrap refit) starts Newton's method on the exact Hessian there, which needs a few steps; the grid and
-    BFGS take over if it does not converge. Every BFGS run starts from the exact (analytic) inverse Hessian,
-    shifted to positive definite where needed. Converged means the Hessian is positive definite at the end
-    and a Newton step would move no parameter (log coefficients, exponents) by more than 1e-6: BFGS's own
-    stopping rule is not trusted.
+    N in parameters, T in tokens, L > 0. `weights` multiply each point's Huber term (bootstrap counts); `space`
+    "log" fits log residuals (the Chinchilla practice), "raw" fits loss residuals with delta scaled by the
+    median loss (the same relative threshold). `init` (a fit of similar data: the full-data fit, for a bootstrap
+    refit) starts Newton's method on the exact Hessian there, which needs a few steps, once free and once with
+    L_inf pinned near 0; the grid and BFGS take over if neither converges (so a warm refit does not search
+    globally: it suits data close to the init's). Every BFGS run starts from the exact (analytic) inverse
+    Hessian, shifted to positive definite where needed. Converged means the Hessian is positive definite at the
+    end and a Newton step would move no parameter (log coefficients, exponents) by more than 1e-6: BFGS's own
+    stopping rule is not trusted. Where L_inf runs to 0 the law has no strict minimum: L_inf is pinned at 1e-6
+    of the smallest loss, the other four are polished by Newton, and the fit counts as converged (with
+    `l_inf_at_zero`) if they reach a strict minimum and raising L_inf to 1e-3 of that loss fits no better.
     """
     n, t, y = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
@@ -209,11 +212,8 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
         theta0 = np.array([np.log(init.a) - init.alpha_tokens * log_t0, init.alpha_tokens,
                            np.log(init.b) - init.alpha_params * log_n0, init.alpha_params,
                            max(np.log(init.l_inf), floor + np.log(1e3))])
-        # a resample's optimum may sit on the other side of the boundary than the full fit's: try both
-        for start in ((at_zero, _newton) if init.l_inf_at_zero else (_newton, at_zero)):
-            results.append(start(theta0) if start is at_zero else start(theta0, args))
-            if results[-1][2]:
-                break
+        # a resample's optimum may sit on the other side of the boundary than the full fit's: try both sides
+        results += [_newton(theta0, args), at_zero(theta0)]
     if not any(ok for _, _, ok in results):
         # a warm-started refit (bootstrap) that needs the grid takes its best start only: speed over certainty
         results += [run(theta) for theta in _grid_starts(xt, xn, y, w, N_STARTS if init is None else 1)]

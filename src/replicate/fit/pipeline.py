@@ -115,8 +115,9 @@ def _spread(n: np.ndarray, t: np.ndarray) -> tuple[int, int]:
 
 
 def _law_mask(opt: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
-    """Optima that enter the laws: valid and off the grid edge (as Porian et al.), unless that loses points
-    below the loss law's parameter count, or model sizes or token counts (up to 3) that the valid optima span."""
+    """Optima that enter the hyperparameter laws: valid and off the grid edge (as Porian et al.), unless that
+    loses points below the loss law's parameter count, or model sizes or token counts (up to 3) that the valid
+    optima span."""
     valid = opt["valid"]
     interior = valid & ~opt["on_edge"]
     need = np.minimum(_spread(opt["n"][valid], opt["t"][valid]), 3)
@@ -145,9 +146,13 @@ def _fit_stage(data: _Data, counts: np.ndarray | None = None, init: _Stage | Non
         optima = data.cube.optima(counts)
         optima["n"], optima["t"] = data.cube.n_params, data.cube.tokens
         used, fallback = _law_mask(optima)
-        points = _Points(optima["n"][used], optima["t"][used], np.exp(optima["log_loss"][used]))
-        batch_law = fit_hyperparameter_law(points.t, points.n, np.exp(optima["log_batch"][used]))
-        lr_law = fit_hyperparameter_law(points.t, points.n, np.exp(optima["log_lr"][used]))
+        # the loss law takes the best loss of every (N, T): an optimum on the grid edge bounds B_opt or lr_opt,
+        # not the loss, which is flat near the optimum; the hyperparameter laws take the interior optima
+        valid = optima["valid"]
+        points = _Points(optima["n"][valid], optima["t"][valid], np.exp(optima["log_loss"][valid]))
+        n_used, t_used = optima["n"][used], optima["t"][used]
+        batch_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_batch"][used]))
+        lr_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_lr"][used]))
         lr_batch = lr_batch_exponent(data.cube, counts)
     else:
         points = data.rows
@@ -392,7 +397,8 @@ def _optima_rows(stage: _Stage, warnings: list[str]) -> list[dict]:
 
     edge = valid[valid["on_edge"]]
     if len(edge):
-        kept = "kept: too few interior optima" if stage.edge_fallback else "excluded from the laws"
+        kept = ("kept in the hyperparameter laws: too few interior optima" if stage.edge_fallback
+                else "excluded from the hyperparameter laws, kept in the loss law")
         warnings.append(f"{len(edge)} of {len(valid)} optima sit on the grid edge ({kept}): {named(edge, True)}")
     if valid["at_divergence"].any():
         warnings.append(f"{int(valid['at_divergence'].sum())} of {len(valid)} optima are bounded by a diverged "
