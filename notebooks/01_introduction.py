@@ -80,8 +80,8 @@ if study is not None and study.fit is not None:
 # about as large as the spread between two seeds of one run (1 to 2.5%), so the optimum moves from checkpoint
 # to checkpoint; the paper's own held-out heat map spans only 0.6 to 1.3% and it reports no seed spread.
 # **Data**: procedural grayscale pixels instead of VAE latents of real video; our loss falls with $T$ but
-# barely with $N$ over the 12x range we can afford. **Evaluation protocol**: with an EMA of the weights the
-# batch-size trend reverses ({doc}`06_hyperparameter_laws`). What does carry over cleanly is the SGD theory: the
+# barely with $N$ over the 12x range we can afford. **Evaluation protocol**: scored by an EMA of their weights, the same
+# runs put the optimal batch even more firmly at the smallest one ({doc}`06_hyperparameter_laws`). What does carry over cleanly is the SGD theory: the
 # noise scale measured on the model predicts the best step size ({doc}`04_sgd_theory`).
 
 # %% [markdown]

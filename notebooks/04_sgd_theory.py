@@ -102,7 +102,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from replicate import report
-from replicate.fit import fit_power_law, paper_laws
+from replicate.fit import fit_power_law, paper_laws, power_law_exponent_se
 
 theory = {name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")}
 if not all(theory.values()):
@@ -186,20 +186,38 @@ if theory["dit_noise"]:
     plt.tight_layout()
     plt.show()
     ok = (dit["b_noise"] > 0) & (dit["eta_max"] > 0)
-    coef, (e_t, e_n), _ = fit_power_law(dit.loc[ok, "b_noise"], dit.loc[ok, "T"], dit.loc[ok, "N"])
-    coef2, (f_t, f_n), _ = fit_power_law(dit.loc[ok, "eta_max"], dit.loc[ok, "T"], dit.loc[ok, "N"])
+    xs = (dit.loc[ok, "T"], dit.loc[ok, "N"])
+    coef, (e_t, e_n), _ = fit_power_law(dit.loc[ok, "b_noise"], *xs)
+    coef2, (f_t, f_n), _ = fit_power_law(dit.loc[ok, "eta_max"], *xs)
+    se_b, se_e = power_law_exponent_se(dit.loc[ok, "b_noise"], *xs), power_law_exponent_se(dit.loc[ok, "eta_max"], *xs)
     p = paper_laws()
+
+    def ci(value: float, se: float) -> str:
+        return f"{value:+.2f} [{value - 1.96 * se:+.2f}, {value + 1.96 * se:+.2f}]"
+
+    def sign(value: float, se: float, paper: float) -> str:
+        lo, hi = value - 1.96 * se, value + 1.96 * se
+        return "undetermined (the interval holds zero)" if lo < 0 < hi else ("agrees" if value * paper > 0 else "differs")
+
     display(report.table(pd.DataFrame([
-        {"quantity": "B_noise (ours) / B_opt (paper)", "exponent in T": e_t, "exponent in N": e_n,
+        {"quantity": "B_noise (ours) / B_opt (paper)", "exponent in T (95% CI)": ci(e_t, se_b[0]),
+         "exponent in N (95% CI)": ci(e_n, se_b[1]),
          "paper's exponents": f"{p['batch_size_law']['exp_tokens']}, {p['batch_size_law']['exp_params']}"},
-        {"quantity": "eta_max (ours) / eta_opt (paper)", "exponent in T": f_t, "exponent in N": f_n,
+        {"quantity": "eta_max (ours) / eta_opt (paper)", "exponent in T (95% CI)": ci(f_t, se_e[0]),
+         "exponent in N (95% CI)": ci(f_n, se_e[1]),
          "paper's exponents": f"{p['lr_law']['exp_tokens']}, {p['lr_law']['exp_params']}"},
     ])))
+    print("95% intervals from the least-squares standard errors of the log-log fit "
+          "(replicate.fit.power_law_exponent_se), over the measurements plotted above")
     display(Markdown(report.paper_box([
-        f"B_noise grows with T (exponent {e_t:+.2f}) and with N ({e_n:+.2f}): the paper's B_opt has "
-        f"beta_B = +0.81 and gamma_B = +0.19; signs {'agree' if e_t > 0 and e_n > 0 else 'differ'}.",
-        f"eta_max changes with N by exponent {f_n:+.2f}; the paper's eta_opt has gamma_eta = -0.16: "
-        f"sign {'agrees' if f_n < 0 else 'differs'}.",
+        f"B_noise against T: exponent {ci(e_t, se_b[0])}, against N: {ci(e_n, se_b[1])}; the paper's B_opt has "
+        f"beta_B = +0.81 and gamma_B = +0.19: sign in N {sign(e_n, se_b[1], 0.19)}."
+        + (" B_noise is not a power law in T here: for every size it peaks at the middle checkpoint."
+           if all(v[1:-1].max() > max(v[0], v[-1]) for v in
+                  (g.sort_values("T")["b_noise"].to_numpy() for _, g in dit.groupby("N")) if len(v) > 2)
+           else ""),
+        f"eta_max against N: exponent {ci(f_n, se_e[1])}; the paper's eta_opt has gamma_eta = -0.16: sign "
+        f"{sign(f_n, se_e[1], -0.16)}.",
         "The theory is for plain SGD; the sweeps use AdamW, whose per-coordinate normalisation changes the "
         "step's scale (eta then multiplies roughly sign-like updates), so the measured eta_max sets no AdamW "
         "learning rate. What carries over is the batch-size side: B_noise is a property of the gradients, "

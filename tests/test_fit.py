@@ -19,6 +19,7 @@ from replicate.fit import (
     fit_compute_law,
     fit_flops_per_token,
     fit_loss_law,
+    fit_power_law,
     fit_runs,
     flat_region,
     grid_optima,
@@ -28,6 +29,7 @@ from replicate.fit import (
     lr_batch_exponent,
     paper_laws,
     percentile_interval,
+    power_law_exponent_se,
     synthetic_sweep,
     validate_runs,
 )
@@ -223,6 +225,18 @@ def test_lr_batch_exponent_in_the_fit_with_an_interval():
     fit = fit_runs(synthetic_sweep(seed=1), bootstrap=30)  # the planted lr optimum does not depend on B
     entry = fit["lr_batch_exponent"]
     assert abs(entry["value"]) < 0.1 and entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
+
+
+def test_power_law_exponent_se_matches_the_scatter_of_refits():
+    rng = np.random.default_rng(0)
+    t, n = np.meshgrid(np.geomspace(1e5, 1e6, 3), np.geomspace(1e4, 1e5, 3))
+    fits, ses = [], []
+    for _ in range(400):
+        y = 2.0 * t**0.3 * n**-0.2 * np.exp(0.1 * rng.standard_normal(t.shape))
+        fits.append(fit_power_law(y.ravel(), t.ravel(), n.ravel())[1])
+        ses.append(power_law_exponent_se(y.ravel(), t.ravel(), n.ravel()))
+    assert np.allclose(np.std(fits, axis=0), np.sqrt(np.mean(np.square(ses), axis=0)), rtol=0.15)
+    assert np.isnan(power_law_exponent_se(np.ones(2), np.array([1.0, 2.0]), np.array([1.0, 3.0]))).all()
 
 # --- the loss law -----------------------------------------------------------------------------------------------
 

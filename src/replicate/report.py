@@ -269,7 +269,7 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
     slope = fit.get("lr_batch_exponent")
     if slope and slope.get("value") is not None:
         lines.append(f"eta_opt follows the batch size as B^{slope['value']:.2f}{_ci_text(slope.get('ci95'))}: "
-                     "along that ridge the loss changes by no more than the run-to-run noise.")
+                     "along that ridge the loss changes by a few percent at most (the hyperparameter chapter).")
     law = fit["loss_law"]
     ci = law.get("ci95", {})
     p = paper["loss_law"]

@@ -27,6 +27,7 @@ from replicate.fit.laws import (
     hyperparameter_law,
     loss_law,
     paper_laws,
+    power_law_exponent_se,
     training_compute,
 )
 from replicate.fit.loss import LossLawFit, fit_loss_law
@@ -50,6 +51,6 @@ __all__ = [
     "compute_optimal_size", "extract_optima", "fit_compute_law", "fit_flops_per_token", "fit_hyperparameter_law",
     "fit_loss_law", "fit_power_law", "fit_runs", "fixed_rows", "flat_region", "grid_optima", "huber",
     "hyperparameter_law", "isoflop_compute_law", "isoflop_losses", "load_runs", "loss_law", "lr_batch_exponent",
-    "optima_frame",
-    "paper_laws", "percentile_interval", "predict_holdout", "synthetic_sweep", "training_compute", "validate_runs",
+    "optima_frame", "paper_laws", "percentile_interval", "power_law_exponent_se", "predict_holdout",
+    "synthetic_sweep", "training_compute", "validate_runs",
 ]

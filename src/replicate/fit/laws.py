@@ -61,6 +61,20 @@ def fit_power_law(y: np.ndarray, *x: np.ndarray) -> tuple[float, tuple[float, ..
     return float(np.exp(beta[0])), tuple(float(v) for v in beta[1:]), rmse
 
 
+def power_law_exponent_se(y: np.ndarray, *x: np.ndarray) -> tuple[float, ...]:
+    """Ordinary-least-squares standard errors of `fit_power_law`'s exponents (independent, equal-variance log
+    residuals assumed): for laws fitted to a handful of independent measurements, where no runs to resample
+    exist. NaNs when there are no residual degrees of freedom."""
+    design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
+    logy = np.log(np.asarray(y, dtype=float))
+    dof = len(logy) - design.shape[1]
+    if dof <= 0 or np.linalg.matrix_rank(design) < design.shape[1]:
+        return (float("nan"),) * len(x)
+    beta, *_ = np.linalg.lstsq(design, logy, rcond=None)
+    sigma2 = float(np.sum((design @ beta - logy) ** 2)) / dof
+    cov = sigma2 * np.linalg.inv(design.T @ design)
+    return tuple(float(np.sqrt(cov[k, k])) for k in range(1, design.shape[1]))
+
 def paper_laws() -> dict[str, dict[str, float]]:
     """The video paper's fitted laws (REPLICATION.md section 1) converted to raw units.
 
