@@ -36,6 +36,19 @@ def test_fit_writes_the_json(sweep_csv, tmp_path):
     assert fit["compute_law"]["flops"] == "paper" and fit["fixed"]["lr"] == lr
     assert fit["bootstrap"]["resamples"] == 12 and fit["loss_law"]["ci95"]["alpha_tokens"] is not None
     assert "hyperparameters" in done.stdout and str(out) in done.stdout
+    assert fit["source"]["sha256"] and fit["source"]["bootstrap"] == 12 and fit["provenance"]["git_sha"]
+
+
+def test_if_changed_skips_only_an_identical_fit(sweep_csv, tmp_path):
+    out = tmp_path / "fit.json"
+    args = (str(sweep_csv), "--out", str(out), "--bootstrap", "0", "--if-changed")
+    assert _run(*args).returncode == 0
+    first = out.read_text()
+    again = _run(*args)
+    assert again.returncode == 0 and "up to date" in again.stdout and out.read_text() == first
+    changed = _run(*args[:-2], "1", "--if-changed")  # another bootstrap count: refitted
+    assert changed.returncode == 0 and "up to date" not in changed.stdout
+    assert json.loads(out.read_text())["source"]["bootstrap"] == 1
 
 
 def test_fit_takes_a_table_without_hyperparameters(tmp_path):

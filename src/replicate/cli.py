@@ -6,6 +6,7 @@ Bad input gets one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -176,6 +177,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--loss-column", default="val_loss",
                    help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)")
+    p.add_argument("--if-changed", action="store_true",
+                   help="do nothing when --out already holds a fit of this very table with these options")
     p.set_defaults(func=_fit)
 
 
@@ -191,10 +194,29 @@ def _fit(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile)
         args.fixed_batch_size = profile.fixed_batch_size * profile.runs[0].cfg.model.n_ctx  # tokens per step
         args.fixed_lr = profile.fixed_lr
+    # what the fit was computed from: a later `--if-changed` skips the fit while this still holds
+    source = {"runs": str(args.runs), "sha256": hashlib.sha256(args.runs.read_bytes()).hexdigest()
+              if args.runs.is_file() else None, "loss_column": args.loss_column, "bootstrap": args.bootstrap,
+              "seed": args.seed, "flops": args.flops, "fixed_batch_size": args.fixed_batch_size,
+              "fixed_lr": args.fixed_lr}
+    if args.if_changed and out.is_file():
+        try:
+            previous = json.loads(out.read_text()).get("source")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = None
+        if previous == source:
+            out.touch()  # newer than its table again, for make
+            print(f"fit: {out} is up to date with {args.runs}")
+            return 0
     result = fit_runs(load_runs(args.runs, args.loss_column), fixed_batch_size=args.fixed_batch_size,
                       fixed_lr=args.fixed_lr,
                       flops=args.flops, bootstrap=args.bootstrap, seed=args.seed, progress=True)
-    write_json_atomic(out, result)
+    from importlib import metadata
+
+    from replicate.provenance import git_sha
+
+    prov = {"git_sha": git_sha(), **{m: metadata.version(m) for m in ("numpy", "scipy", "pandas")}}
+    write_json_atomic(out, {**result, "source": source, "provenance": prov})
     law, ci = result["loss_law"], result["loss_law"]["ci95"]
 
     def exponent(name: str) -> str:
