@@ -214,7 +214,8 @@ def _ridge_runs(exponent: float) -> pd.DataFrame:
 @pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
 def test_lr_batch_exponent_recovers_the_planted_scaling(exponent):
     runs = _ridge_runs(exponent)
-    assert lr_batch_exponent(SweepCube.from_runs(runs)) == pytest.approx(exponent, abs=1e-6)
+    cube = SweepCube.from_runs(runs)
+    assert lr_batch_exponent(cube.optima(), cube.batch_size) == pytest.approx(exponent, abs=1e-6)
     profile = batch_profile(runs)
     assert len(profile) == 10 and np.allclose(profile["val_loss"], 0.1)
     assert np.allclose(profile["lr"], 1e-3 * (profile["batch_size"] / 64) ** exponent

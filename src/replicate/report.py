@@ -83,6 +83,12 @@ def _fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
     return f"[{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]"
 
 
+def _worst_holdout_error(fit: dict) -> float | None:
+    """The largest |relative error| of the loss law's held-out predictions; None without any."""
+    errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
+    return max(errors) if errors else None
+
+
 def comparison(fit: dict) -> pd.DataFrame:
     """Every headline result next to the paper's: value, 95% CI, paper value, verdict."""
     paper = paper_laws()
@@ -126,9 +132,8 @@ def comparison(fit: dict) -> pd.DataFrame:
         paper_mse = PAPER["mse_fixed"] / PAPER["mse_optimal"]
         rows.append(("loss-fit MSE, fixed / optimal hp", mse_fixed / mse_opt, "-", paper_mse,
                      "same direction" if (mse_fixed > mse_opt) == (paper_mse > 1) else "opposite direction"))
-    errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
-    if errors:
-        worst = max(errors)
+    worst = _worst_holdout_error(fit)
+    if worst is not None:
         rows.append(("held-out loss, worst |relative error|", worst, "-", max(PAPER["holdout_rel_error"]),
                      "within 1%" if worst <= 0.01 else "above 1%"))
     flat = fit.get("flat_region") or []
@@ -223,12 +228,6 @@ def hide_parameters(notebook: str | Path) -> None:
     nbformat.write(nb, notebook)
 
 
-if __name__ == "__main__":  # make book: python -m replicate.report NOTEBOOK.ipynb
-    import sys
-
-    hide_parameters(sys.argv[1])
-
-
 def protocol_table(fit: dict, fit_ema: dict) -> pd.DataFrame:
     """Every fitted exponent under the two evaluation protocols: raw weights (the study's) and EMA weights."""
     paper = paper_laws()
@@ -250,7 +249,9 @@ def protocol_table(fit: dict, fit_ema: dict) -> pd.DataFrame:
 
 
 def _ci_text(ci: list[float] | None) -> str:
-    return "" if not ci or not all(v is not None and np.isfinite(v) for v in ci) else f" [{ci[0]:.3g}, {ci[1]:.3g}]"
+    """` [lo, hi]` after a value in a sentence; nothing without an interval."""
+    text = _fmt_ci(ci)
+    return "" if text == "-" else f" {text}"
 
 
 def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
@@ -284,9 +285,9 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
                      f"{_ci_text(fixed.get('n_opt_ratio_ci95'))} at {fixed['reference_flops']:.0e} FLOPs "
                      f"(paper {PAPER['n_opt_1e22_fixed'] / PAPER['n_opt_1e22_optimal']:.3g}); loss-fit MSE "
                      f"{fixed['loss_law']['mse']:.3g} fixed vs {law['mse']:.3g} optimal (paper 4.31e-7 vs 2.35e-7).")
-    errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
-    if errors:
-        lines.append(f"Held-out model: the loss law predicts its best loss within {100 * max(errors):.1f}% at "
+    worst = _worst_holdout_error(fit)
+    if worst is not None:
+        lines.append(f"Held-out model: the loss law predicts its best loss within {100 * worst:.1f}% at "
                      f"every checkpoint (paper: 0.03% and 0.15%).")
     if line_search:
         ratio = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in line_search["rows"]]
@@ -294,3 +295,9 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
                      f"eta_opt(B) = eta_max / (1 + B_noise / B) within {100 * max(abs(r - 1) for r in ratio):.0f}% "
                      f"at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} clips).")
     return lines
+
+
+if __name__ == "__main__":  # make book: python -m replicate.report NOTEBOOK.ipynb
+    import sys
+
+    hide_parameters(sys.argv[1])

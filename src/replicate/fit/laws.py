@@ -47,16 +47,25 @@ def huber(residual: ArrayLike, delta: float) -> np.ndarray:
     return np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta))
 
 
+def _log_least_squares(y: np.ndarray, x: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(design, log y, coefficients) of log y = b_0 + sum_k b_k log x_k; None when rank deficient."""
+    design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
+    logy = np.log(np.asarray(y, dtype=float))
+    if len(logy) < design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
+        return None
+    beta, *_ = np.linalg.lstsq(design, logy, rcond=None)
+    return design, logy, beta
+
+
 def fit_power_law(y: np.ndarray, *x: np.ndarray) -> tuple[float, tuple[float, ...], float]:
     """Least squares in log space: log y = log coef + sum_k exp_k log x_k.
 
     Returns (coef, exponents, rmse of log y); NaNs when the design is rank deficient (e.g. one model size).
     """
-    design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
-    logy = np.log(np.asarray(y, dtype=float))
-    if len(logy) < design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
+    fitted = _log_least_squares(y, x)
+    if fitted is None:
         return float("nan"), (float("nan"),) * len(x), float("nan")
-    beta, *_ = np.linalg.lstsq(design, logy, rcond=None)
+    design, logy, beta = fitted
     rmse = float(np.sqrt(np.mean((design @ beta - logy) ** 2)))
     return float(np.exp(beta[0])), tuple(float(v) for v in beta[1:]), rmse
 
@@ -65,15 +74,14 @@ def power_law_exponent_se(y: np.ndarray, *x: np.ndarray) -> tuple[float, ...]:
     """Ordinary-least-squares standard errors of `fit_power_law`'s exponents (independent, equal-variance log
     residuals assumed): for laws fitted to a handful of independent measurements, where no runs to resample
     exist. NaNs when there are no residual degrees of freedom."""
-    design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
-    logy = np.log(np.asarray(y, dtype=float))
-    dof = len(logy) - design.shape[1]
-    if dof <= 0 or np.linalg.matrix_rank(design) < design.shape[1]:
+    fitted = _log_least_squares(y, x)
+    if fitted is None or len(y) <= len(x) + 1:
         return (float("nan"),) * len(x)
-    beta, *_ = np.linalg.lstsq(design, logy, rcond=None)
-    sigma2 = float(np.sum((design @ beta - logy) ** 2)) / dof
+    design, logy, beta = fitted
+    sigma2 = float(np.sum((design @ beta - logy) ** 2)) / (len(y) - design.shape[1])
     cov = sigma2 * np.linalg.inv(design.T @ design)
     return tuple(float(np.sqrt(cov[k, k])) for k in range(1, design.shape[1]))
+
 
 def paper_laws() -> dict[str, dict[str, float]]:
     """The video paper's fitted laws (REPLICATION.md section 1) converted to raw units.

@@ -31,6 +31,7 @@ N_STARTS = 3  # BFGS runs from the best exponent-grid points
 BFGS_MAX_ITER = 300  # an interior minimum takes far fewer; a drift toward L_inf = 0 is finished by Newton
 _STEP_TOL = 1e-6  # converged: a Newton step would change no parameter by more than this
 _ZERO_FLOOR = 1e-6  # L_inf below this fraction of the smallest loss: the fit sits on the boundary L_inf = 0
+_NEAR_ZERO = 1e-3  # L_inf below this fraction of the smallest loss: a fit drifting toward the boundary
 _ALL, _NO_FLOOR = np.arange(5), np.arange(4)  # free parameters: all, or all but log L_inf (pinned near 0)
 
 
@@ -197,27 +198,27 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
                                 "hess_inv0": _shifted_inverse(_objective(theta0, *args, hessian=True)[2])})
         return res.x, float(res.fun), _converged(*_objective(res.x, *args, hessian=True)[1:])
 
-    floor = np.log(_ZERO_FLOOR * float(y.min()))
+    floor, near = np.log(_ZERO_FLOOR * float(y.min())), np.log(_NEAR_ZERO * float(y.min()))
 
     def at_zero(theta: np.ndarray) -> tuple[np.ndarray, float, bool]:
         """L_inf ran toward 0, where the law has no strict minimum: pin it far below the data and polish the
         other four (converged if they reach a strict minimum there)."""
         x, f, ok = _newton(np.concatenate([theta[:4], [min(theta[4], floor)]]), args, free=_NO_FLOOR)
         # a boundary minimum only if a small positive L_inf does not fit better (the KKT condition)
-        lifted = np.concatenate([x[:4], [floor + np.log(1e3)]])
+        lifted = np.concatenate([x[:4], [near]])
         return x, f, ok and _objective(lifted, *args)[0] >= f
 
     results = []
     if init is not None:
         theta0 = np.array([np.log(init.a) - init.alpha_tokens * log_t0, init.alpha_tokens,
                            np.log(init.b) - init.alpha_params * log_n0, init.alpha_params,
-                           max(np.log(init.l_inf), floor + np.log(1e3))])
+                           max(np.log(init.l_inf), near)])
         # a resample's optimum may sit on the other side of the boundary than the full fit's: try both sides
         results += [_newton(theta0, args), at_zero(theta0)]
     if not any(ok for _, _, ok in results):
         # a warm-started refit (bootstrap) that needs the grid takes its best start only: speed over certainty
         results += [run(theta) for theta in _grid_starts(xt, xn, y, w, N_STARTS if init is None else 1)]
-        results += [at_zero(x) for x, _, ok in list(results) if not ok and x[4] < floor + np.log(1e3)]
+        results += [at_zero(x) for x, _, ok in list(results) if not ok and x[4] < near]
     x, f, converged = min(results, key=lambda r: (not r[2], r[1] if np.isfinite(r[1]) else np.inf))
     la, at, lb, an, le = x
     return LossLawFit(a=float(np.exp(la + at * log_t0)), alpha_tokens=float(at), b=float(np.exp(lb + an * log_n0)),

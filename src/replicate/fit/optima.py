@@ -90,7 +90,9 @@ def grid_optima(log_loss: np.ndarray, diverged: np.ndarray, log_batch: np.ndarra
     optimum; on_edge (the minimum sits on the grid edge of B, or of lr at the best B), edge_batch, edge_lr;
     at_divergence (bounded by a diverged neighbour); n_cells (finite cells); the DeepSeek band centre
     band_log_batch, band_log_lr (mean log B and log lr over cells within 0.25% of the minimum) and band_agrees
-    (the interpolated optimum is within half a grid step of the band centre on both axes).
+    (the interpolated optimum is within half a grid step of the band centre on both axes). Per batch size,
+    arrays (groups, n_B) of the first stage: batch_log_lr and batch_log_loss (the lr optimum and its loss),
+    batch_edge_lr, batch_at_divergence, batch_valid.
     """
     per_b = _bracket_min(log_loss, diverged, log_lr)  # (G, n_B)
     all_diverged = ~per_b.valid & diverged.any(-1)
@@ -117,7 +119,9 @@ def grid_optima(log_loss: np.ndarray, diverged: np.ndarray, log_batch: np.ndarra
             "edge_batch": best.edge, "edge_lr": edge_lr,
             "at_divergence": best.at_divergence | per_b.at_divergence[g, i], "n_cells": finite.sum((1, 2)),
             "band_log_batch": band_b + nan, "band_log_lr": band_lr + nan,
-            "band_agrees": agrees | ~best.valid, "valid": best.valid}
+            "band_agrees": agrees | ~best.valid, "valid": best.valid,
+            "batch_log_lr": per_b.x, "batch_log_loss": per_b.y, "batch_edge_lr": per_b.edge,
+            "batch_at_divergence": per_b.at_divergence, "batch_valid": per_b.valid}
 
 
 def _step(log_grid: np.ndarray) -> float:
@@ -215,31 +219,30 @@ def batch_profile(runs: pd.DataFrame) -> pd.DataFrame:
     edge), at_divergence. Where the loss barely changes along B at each B's best lr, B_opt is ill-determined.
     """
     cube = SweepCube.from_runs(runs)
-    log_loss, diverged = cube.arrays()
-    per_b = _bracket_min(log_loss, diverged, np.log(cube.lr))  # (G, n_B)
+    opt = cube.optima()
     g, b = np.meshgrid(np.arange(len(cube.n_params)), np.arange(len(cube.batch_size)), indexing="ij")
     table = pd.DataFrame({"n_params": cube.n_params[g].ravel(), "tokens": cube.tokens[g].ravel(),
-                          "batch_size": cube.batch_size[b].ravel(), "lr": np.exp(per_b.x).ravel(),
-                          "val_loss": np.exp(per_b.y).ravel(), "edge_lr": per_b.edge.ravel(),
-                          "at_divergence": per_b.at_divergence.ravel(), "valid": per_b.valid.ravel()})
+                          "batch_size": cube.batch_size[b].ravel(), "lr": np.exp(opt["batch_log_lr"]).ravel(),
+                          "val_loss": np.exp(opt["batch_log_loss"]).ravel(), "edge_lr": opt["batch_edge_lr"].ravel(),
+                          "at_divergence": opt["batch_at_divergence"].ravel(), "valid": opt["batch_valid"].ravel()})
     return table[table["valid"]].drop(columns="valid").reset_index(drop=True)
 
 
-def lr_batch_exponent(cube: SweepCube, run_weights: np.ndarray | None = None) -> float:
-    """Slope of log lr_opt(B) against log B, pooled over the (N, T) groups with a free intercept each.
+def lr_batch_exponent(opt: dict[str, np.ndarray], batch_size: np.ndarray) -> float:
+    """Slope of log lr_opt(B) against log B, pooled over the (N, T) groups with a free intercept each, from
+    `grid_optima`'s per-batch lr optima (`opt`) on the grid of `batch_size`s.
 
     Only batch sizes whose lr optimum is interior count. Plain SGD with B well below its noise scale predicts
     1 (linear scaling); Adam's stochastic-differential-equation limit predicts 1/2 (square-root scaling).
     """
-    log_loss, diverged = cube.arrays(run_weights)
-    per_b = _bracket_min(log_loss, diverged, np.log(cube.lr))
-    use = per_b.valid & ~per_b.edge & ~per_b.at_divergence
-    x = np.broadcast_to(np.log(cube.batch_size), use.shape)
+    log_lr = opt["batch_log_lr"]
+    use = opt["batch_valid"] & ~opt["batch_edge_lr"] & ~opt["batch_at_divergence"]
+    x = np.broadcast_to(np.log(batch_size), use.shape)
     n = use.sum(1)
     keep = n >= 2  # a group needs two batch sizes to say anything about the slope
     w = use & keep[:, None]
     xm = np.where(w, x, 0).sum(1) / np.maximum(n, 1)
-    ym = np.where(w, per_b.x, 0).sum(1) / np.maximum(n, 1)
-    dx, dy = np.where(w, x - xm[:, None], 0), np.where(w, per_b.x - ym[:, None], 0)
+    ym = np.where(w, log_lr, 0).sum(1) / np.maximum(n, 1)
+    dx, dy = np.where(w, x - xm[:, None], 0), np.where(w, log_lr - ym[:, None], 0)
     sxx = (dx * dx).sum()
     return float((dx * dy).sum() / sxx) if sxx > 0 else float("nan")

@@ -153,7 +153,7 @@ def _fit_stage(data: _Data, counts: np.ndarray | None = None, init: _Stage | Non
         n_used, t_used = optima["n"][used], optima["t"][used]
         batch_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_batch"][used]))
         lr_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_lr"][used]))
-        lr_batch = lr_batch_exponent(data.cube, counts)
+        lr_batch = lr_batch_exponent(optima, data.cube.batch_size)
     else:
         points = data.rows
     law, compute = _fit_law(points, counts, data, "loss law", None if init is None else init.law, warnings)
