@@ -9,7 +9,8 @@ backend, so it is an effective bandwidth) and TFLOP/s for attention (4 B H S^2 D
 backward) and the training step (the model's "exact" FLOPs); `peak` is the device-to-device copy bandwidth or
 the bf16 matmul rate measured in the same run. Eager attention is SDPA with its flash backend forced.
 
-Prints a table and writes a CSV (op, shape, dtype, backend, ms, speedup_vs_eager, achieved, peak, device).
+Prints a table and writes a CSV (op, shape, dtype, backend, ms, speedup_vs_eager, achieved, peak, and the
+provenance: device, torch, triton, git_sha).
 
     python benchmarks/kernels.py [--size large] [--batch-size 256] [--out results/benchmarks/kernels.csv]
 """
@@ -31,9 +32,11 @@ from replicate.data import ClipStream
 from replicate.diffusion import alphas_cumprod
 from replicate.ensemble import stack
 from replicate.kernels import reference
+from replicate.provenance import provenance
 from replicate.train import TrainConfig, build_model, make_optimizer, train_step
 
-COLUMNS = ("op", "shape", "dtype", "backend", "ms", "speedup_vs_eager", "achieved", "peak", "device")
+COLUMNS = ("op", "shape", "dtype", "backend", "ms", "speedup_vs_eager", "achieved", "peak", "device", "torch", "triton",
+           "git_sha")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -163,9 +166,10 @@ def main() -> int:
     rows = bench_ops(args, device, peaks)
     if not args.skip_train_step:
         rows += bench_train_step(args, device, peaks)
-    name = torch.cuda.get_device_name(device)
+    prov = provenance(device)
+    name = prov["device"]
     for r in rows:
-        r["device"] = name
+        r.update(prov)
     print(f"{name}: copy {peaks['copy_gbps']:.0f} GB/s, bf16 matmul {peaks['matmul_tflops']:.0f} TFLOP/s")
     print(f"{'op':<34} {'shape':<28} {'backend':<8} {'ms':>9} {'x eager':>8} {'achieved':>9} {'% peak':>7}")
     for r in rows:

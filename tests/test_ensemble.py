@@ -68,9 +68,9 @@ def test_an_ensemble_of_three_equals_three_independent_runs():
     val = ValidationSet.build(CLIP, 64)
     base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=3072, warmup_steps=4, checkpoints=(1024, 3072))
     cfgs = [dataclasses.replace(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2)]
-    group = train_group(cfgs, val=val)
+    group = train_group(cfgs, val=val, device="cpu")  # fp32: CUDA trains in bf16
     for cfg, member in zip(cfgs, group, strict=True):
-        alone = train(cfg, val=val)
+        alone = train(cfg, val=val, device="cpu")
         assert len(member.checkpoints) == len(alone.checkpoints) == 2
         for a, b in zip(member.checkpoints, alone.checkpoints, strict=True):
             assert a.val_loss == pytest.approx(b.val_loss, rel=1e-5)
@@ -81,10 +81,10 @@ def test_an_ensemble_of_three_equals_three_independent_runs():
 def test_a_diverging_member_is_frozen_and_the_others_go_on():
     val = ValidationSet.build(CLIP, 32)
     base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=8192, warmup_steps=1, checkpoints=(2048, 8192))
-    good, bad = train_group([base, dataclasses.replace(base, lr=50.0)], val=val)
+    good, bad = train_group([base, dataclasses.replace(base, lr=50.0)], val=val, device="cpu")
     assert bad.diverged and bad.diverged_at_tokens < base.tokens
     assert not good.diverged and len(good.checkpoints) == 2
-    alone = train(base, val=val)
+    alone = train(base, val=val, device="cpu")
     assert good.checkpoints[-1].val_loss == pytest.approx(alone.checkpoints[-1].val_loss, rel=1e-5)
 
 

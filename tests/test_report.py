@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -89,3 +90,14 @@ def test_summary_lines_state_every_finding(fit):
     for needle in ("B_opt:", "eta_opt follows", "alpha_T", "Fixed vs optimal", "Held-out", "within 10%"):
         assert needle in text, needle
     assert f"{result['loss_law']['alpha_tokens']:.3f}" in text
+
+
+def test_provenance_table_reads_csv_jsonl_and_json(tmp_path):
+    prov = {"device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "git_sha": "abc"}
+    pd.DataFrame([{"x": 1, **prov}, {"x": 2, **prov, "device": "cpu"}]).to_csv(tmp_path / "a.csv", index=False)
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"x": i, **prov}) for i in range(3)) + "\n")
+    (tmp_path / "c.json").write_text(json.dumps({"value": 1, "provenance": prov}))
+    table = report.provenance_table([tmp_path / n for n in ("a.csv", "b.jsonl", "c.json", "missing.csv")])
+    assert list(table["file"].map(lambda f: Path(f).name)) == ["a.csv", "b.jsonl", "c.json"]
+    assert table["rows"].tolist()[:2] == [2, 3] and table["device"][0] == "NVIDIA H100 80GB HBM3; cpu"
+    assert set(table["git"]) == {"abc"}

@@ -87,6 +87,10 @@ class ValidationSet:
     def __len__(self) -> int:
         return len(self.t)
 
+    def to(self, device: torch.device | str) -> ValidationSet:
+        """The same examples on `device`."""
+        return ValidationSet(*(v.to(device) for v in (self.x_t, self.noise, self.t, self.y)))
+
     def subset(self, index: torch.Tensor) -> ValidationSet:
         """The examples at `index` (e.g. an interleaved, still stratified, slice)."""
         index = index.to(self.t.device)

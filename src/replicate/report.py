@@ -176,8 +176,8 @@ def provenance_table(paths: list[Path]) -> pd.DataFrame:
     """Where each result file came from: rows, device(s), library versions and git commits."""
     rows = []
     for path in paths:
-        if path.suffix == ".csv" and path.is_file():
-            df = pd.read_csv(path)
+        if path.suffix in (".csv", ".jsonl") and path.is_file():
+            df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_json(path, lines=True)
             if "device" in df:
                 rows.append({"file": str(path), "rows": len(df), "device": "; ".join(df["device"].unique()),
                              "torch": ", ".join(df["torch"].astype(str).unique()),

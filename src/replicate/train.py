@@ -286,7 +286,9 @@ def train_group(
                for c in cfgs]
     plain = build_model(base, dev, backend)
     model = stack(plain, members)
-    val = val if val is not None else ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
+    if val is None:
+        val = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
+    val = val.to(dev)
     opt = make_optimizer(model, cfgs)
     ema = PowerEMA(model, base.ema_gamma) if base.ema_gamma is not None else None
     slices = [val.subset(torch.arange(k, len(val), base.eval_slices)) for k in range(base.eval_slices)]

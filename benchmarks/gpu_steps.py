@@ -1,0 +1,97 @@
+"""Seconds per training step of stacked (ensembled) models on this device, alone and with K processes sharing it.
+
+Small models on a GPU are bound by kernel-launch latency, not FLOPs: a sweep's cost is then its number of steps
+times this latency, divided by how well K worker processes overlap on one device. Used to design the gpu
+profile. Prints one JSON line per measurement.
+
+    python benchmarks/gpu_steps.py [--shapes mini:1:6,small:4:6] [--procs 1,4,8] [--seconds 8] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from replicate.config import count_params, model_config
+from replicate.data import ClipStream
+from replicate.diffusion import alphas_cumprod
+from replicate.ensemble import stack
+from replicate.provenance import provenance
+from replicate.train import TrainConfig, build_model, make_optimizer, train_step
+
+
+def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, barrier) -> float:
+    """Steps per second of one process training `members` stacked models for about `seconds`."""
+    cfgs = [TrainConfig(model_config(size), batch_size=batch, lr=1e-4 * (i + 1), tokens=10**9)
+            for i in range(members)]
+    dev = torch.device(device)
+    model = stack(build_model(cfgs[0], dev), members)
+    opt = make_optimizer(model, cfgs)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    stream = ClipStream(cfgs[0].model.clip, 0, "train", dev)
+    abar, active = alphas_cumprod().to(dev), torch.ones(members, dtype=torch.bool, device=dev)
+
+    def step(i: int) -> None:
+        x0, y = stream.next(batch)
+        train_step(model, opt, i + 1, x0, y, gen, abar, cfgs[0], active)
+
+    for i in range(5):
+        step(i)
+    torch.cuda.synchronize(dev)
+    if barrier is not None:
+        barrier.wait()
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(20):
+            step(n)
+            n += 1
+        torch.cuda.synchronize(dev)
+    return n / (time.perf_counter() - t0)
+
+
+def _worker(args, barrier, queue) -> None:
+    queue.put(_steps_for(*args, barrier))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="mini:1:6", help="size:clips per member:members, comma-separated")
+    parser.add_argument("--procs", default="1", help="process counts to try for the first shape")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("benchmarks/gpu_steps.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    for k, spec in enumerate(args.shapes.split(",")):
+        size, batch, members = spec.split(":")
+        batch, members = int(batch), int(members)
+        n = count_params(model_config(size))
+        for procs in ([int(p) for p in args.procs.split(",")] if k == 0 else [1]):
+            ctx = mp.get_context("spawn")
+            barrier, queue = ctx.Barrier(procs), ctx.Queue()
+            ps = [ctx.Process(target=_worker, args=((size, batch, members, args.seconds, "cuda"), barrier, queue))
+                  for _ in range(procs)]
+            for p in ps:
+                p.start()
+            rates = [queue.get() for _ in ps]
+            for p in ps:
+                p.join()
+            line = json.dumps({"size": size, "n_params": n, "clips": batch, "members": members, "procs": procs,
+                               "ms_per_step": 1e3 / (sum(rates) / procs), "steps_per_s_total": sum(rates),
+                               **provenance(torch.device("cuda"))})
+            print(line, flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
