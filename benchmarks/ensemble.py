@@ -1,6 +1,7 @@
 """Throughput of learning-rate ensembles: one stacked model of E members vs E sequential runs.
 
-Prints one JSON line per (model, E): {"model", "E", "speedup_vs_sequential", ...} and writes them to
+Prints one JSON line per (model, E): {"model", "E", "speedup_vs_sequential" (median over rounds),
+"speedup_range", ...} and writes them to
 results/benchmarks/ensemble.json. The default models are the two smallest fitting sizes of the cpu profile,
 timed with one thread at 2 clips per step, as the sweep's CPU workers run them (it ensembles learning rates
 where E x batch size <= ensemble_rows; at 16 clips per step the gain is about 1.1x).
@@ -28,7 +29,8 @@ def main() -> int:
     parser.add_argument("--profile", default="cpu", help="take the two smallest fitting models of this profile")
     parser.add_argument("--batch-size", type=int, default=2, help="clips per step")
     parser.add_argument("--members", default="1,4,8")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (median taken)")
+    parser.add_argument("--steps", type=int, default=21, help="timed steps per measurement (median taken)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating plain/stacked measurements")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/ensemble.json"))
@@ -41,13 +43,17 @@ def main() -> int:
     rows = []
     for name, model in models:
         cfg = TrainConfig(model, batch_size=args.batch_size, lr=1e-3, tokens=10**9)
-        single = step_seconds([cfg], str(device), steps=args.steps)
         for members in (int(m) for m in args.members.split(",")):
-            seconds = step_seconds([cfg] * members, str(device), steps=args.steps)
+            # one plain run and the stack timed alternately, round by round: the machine's drift cancels in
+            # each round's ratio, and the median over rounds is reported
+            rounds = [(step_seconds([cfg], str(device), steps=args.steps),
+                       step_seconds([cfg] * members, str(device), steps=args.steps)) for _ in range(args.rounds)]
+            ratios = sorted(members * single / stacked for single, stacked in rounds)
             rows.append({"model": name, "n_params": count_params(model), "E": members,
-                         "speedup_vs_sequential": round(members * single / seconds, 3),
-                         "step_ms": round(1e3 * seconds, 2), "batch_size": args.batch_size,
-                         "threads": torch.get_num_threads(), **provenance(device)})
+                         "speedup_vs_sequential": round(ratios[len(ratios) // 2], 3),
+                         "speedup_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+                         "step_ms": round(1e3 * sorted(s for _, s in rounds)[len(rounds) // 2], 2),
+                         "batch_size": args.batch_size, "threads": torch.get_num_threads(), **provenance(device)})
             print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
