@@ -35,16 +35,16 @@
 # ## On a GPU
 #
 # The training code imports only torch, triton, numpy, scipy and pandas, so it runs from the source tree on a
-# bare GPU image: `PYTHONPATH=src python -m replicate sweep --profile gpu --deadline-s 540` trains whatever
-# fits in nine minutes and exits, and the same command continues where it stopped (set `REPLICATE_GIT_SHA`
-# where the tree has no `.git`). Runs then use bf16 autocast and the Triton kernels (`--backend auto`).
+# bare GPU image: `PYTHONPATH=src python -m replicate sweep --profile gpu --deadline-s 540` trains for nine
+# minutes and exits, pausing the runs it cannot finish (their state goes to `paused/` beside `runs.csv`), and
+# the same command continues where it stopped (set `REPLICATE_GIT_SHA` where the tree has no `.git`). Runs then use bf16 autocast and the Triton kernels (`--backend auto`).
 #
 # What an H100 lent for 30 minutes showed (table below): the smoke profile's sweep ran there end to end (25
 # runs in 51 s with 4 workers), and the test suite's kernel, model and training tests passed on the compiled
 # kernels; but the study's models are far too small to keep a GPU busy. A step of 6 stacked learning rates
 # costs 28-91 ms of the host's kernel launches for N = 0.2M-28M whatever the batch, of which the GPU computes
 # for about 2 ms. Many processes sharing the GPU help (12 reach 8.5x one), yet the `gpu` profile still needs
-# about 2 hours on one H100, bounded by its longest run (65,536 steps), so it was not run in the 30-minute
+# about 2 hours on one H100, its longest run alone having 65,536 steps, so it was not run in the 30-minute
 # loan, and the study in this book is the CPU one. Capturing the training step in a CUDA graph is what
 # would make GPU studies of this size cheap. The measurements are at the end of this chapter.
 

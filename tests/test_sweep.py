@@ -198,3 +198,22 @@ def test_submitit_local_executor_gives_the_same_table(tmp_path):
     slurmless = _cli("--profile", str(profile), "--out", str(tmp_path / "sub"), "--executor", "submitit")
     assert local.returncode == 0 and slurmless.returncode == 0, slurmless.stderr
     assert _table(tmp_path / "sub" / "runs.csv") == _table(tmp_path / "local" / "runs.csv")
+
+
+def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(tmp_path, monkeypatch):
+    import replicate.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)  # start groups however little time is left
+    profile = load_profile(str(_profile(tmp_path, text=SMALL)))
+    reference = sweep(profile, tmp_path / "ref", device="cpu", log=lambda msg: None)
+    assert reference.left == 0 and reference.paused == 0
+    out, calls, paused = tmp_path / "chunks", 0, 0
+    while calls < 30:
+        calls += 1
+        result = sweep(profile, out, device="cpu", deadline_s=1.0, log=lambda msg: None)
+        paused += result.paused
+        if result.left == 0:
+            break
+    assert result.left == 0 and paused > 0, (calls, paused)
+    assert _table(out / "runs.csv") == _table(tmp_path / "ref" / "runs.csv")
+    assert not list((out / "paused").glob("*.pt"))

@@ -5,7 +5,7 @@ import pytest
 
 from replicate.config import ClipConfig, ModelConfig
 from replicate.diffusion import ValidationSet
-from replicate.train import TrainConfig, token_checkpoints, train
+from replicate.train import TrainConfig, token_checkpoints, train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)  # 4 x 2 x 2 = 16 tokens per sample
@@ -119,3 +119,18 @@ def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
     no_ema = train(dataclasses.replace(cfg, ema_gamma=None), val=val, device="cpu")
     assert no_ema.checkpoints[-1].val_loss_ema is None
     assert no_ema.checkpoints[-1].val_loss == pytest.approx(last.val_loss, rel=1e-9)  # the EMA changes nothing else
+
+
+def test_a_paused_and_resumed_group_equals_one_that_ran_through(tmp_path):
+    val = ValidationSet.build(CLIP, 32)
+    base = TrainConfig(MODEL, batch_size=4, lr=2e-3, tokens=4096, warmup_steps=4, checkpoints=(1024, 2048, 4096),
+                       eval_window=0.5, eval_slices=4)
+    cfgs = [base, dataclasses.replace(base, lr=50.0)]  # one member diverges: its frozen state must survive too
+    through = train_group(cfgs, val=val, device="cpu")
+    state, pauses = tmp_path / "group.pt", 0
+    while (records := train_group(cfgs, val=val, device="cpu", state=state, stop_at=0.0)) is None:
+        pauses += 1  # stop_at is past: every call trains to the next 16-step boundary and pauses
+        assert state.is_file()
+    assert pauses == base.steps // 16 - 1 and not state.exists()
+    assert [_strip_wall(r) for r in records] == [_strip_wall(r) for r in through]
+    assert records[1].diverged and not records[0].diverged

@@ -152,7 +152,8 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"sweep {profile.name}: {result.done}/{len(profile.runs)} runs in {out / 'runs.csv'}"
           f" ({result.diverged} diverged this call)")
     if result.left:
-        print(f"deadline: {result.left} runs left (about {result.left_seconds / 60:.1f} min of work);"
+        paused = f", {result.paused} group(s) paused part-way with their state saved" if result.paused else ""
+        print(f"deadline: {result.left} runs left (about {result.left_seconds / 60:.1f} min of work{paused});"
               " run the same command again to continue")
     if result.failed:
         print(f"{result.failed} group(s) failed (see above); their runs are not in the table", file=sys.stderr)

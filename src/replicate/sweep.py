@@ -11,6 +11,10 @@ Only the parent process writes ``runs.csv``, and only whole finished groups, by 
 renaming it over the old one, rows in the profile's canonical order: killing a sweep at any moment loses at
 most the groups in flight, and re-running the same command skips finished runs and ends with the same table
 (but the wall_s column) as an uninterrupted sweep.
+
+With ``--deadline-s``, groups that fit in the time left run whole; when none fits, a group is started anyway
+and every group still training at 90% of the deadline pauses, its state in ``DIR/paused/`` (see
+train_group), so runs longer than one call (a 10-minute GPU lease) advance call by call to the same table.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ COLUMNS = ("run_id", "n_params", "tokens", "batch_size", "lr", "val_loss", "dive
            "device", "torch", "triton", "git_sha", "wall_s",
            "val_loss_ema", "val_loss_ema_se")  # the EMA weights' loss (replicate.train): a second protocol
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
+PAUSE_AT = 0.9  # groups still training at this fraction of --deadline-s pause (state saved) to end in time
+MIN_START_S = 30.0  # a group that cannot finish is still started if it gets this long before pausing
 
 
 @dataclass(frozen=True)
@@ -291,15 +297,17 @@ def _write_rows(path: Path, rows: list[list[str]]) -> None:
 _VAL_CACHE: dict[tuple, ValidationSet] = {}
 
 
-def run_group(cfgs: list[TrainConfig], device: str, backend: str, threads: int) -> list[TrainRecord]:
-    """Train one group (in a worker process); the validation set is built once per process."""
+def run_group(cfgs: list[TrainConfig], device: str, backend: str, threads: int, state: Path | None = None,
+              stop_at: float | None = None) -> list[TrainRecord] | None:
+    """Train one group (in a worker process); the validation set is built once per process. None: paused at
+    `stop_at` with its state in the file `state` (see train_group)."""
     if threads:
         torch.set_num_threads(threads)
     base, dev = cfgs[0], resolve_device(device)
     key = (base.model.clip, base.val_examples, base.val_seed, str(dev))
     if key not in _VAL_CACHE:
         _VAL_CACHE[key] = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
-    return train_group(cfgs, device=str(dev), backend=backend, val=_VAL_CACHE[key])
+    return train_group(cfgs, device=str(dev), backend=backend, val=_VAL_CACHE[key], state=state, stop_at=stop_at)
 
 
 def calibrate(group: Group, device: str, threads: int) -> float:
@@ -321,6 +329,7 @@ class SweepResult:
     failed: int  # groups whose worker raised
     diverged: int
     left_seconds: float
+    paused: int = 0  # groups stopped part-way at the deadline, their state saved for the next call
 
 
 def _executor(kind: str, workers: int, out: Path, profile: Profile):
@@ -344,7 +353,7 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
           executor: str = "local", device: str = "auto", backend: str = "auto", dry_run: bool = False,
           log: Callable[[str], None] = print) -> SweepResult:
     """Run every run of `profile` not yet in out/runs.csv; see the module docstring for the guarantees."""
-    start = time.monotonic()
+    start, start_wall = time.monotonic(), time.time()
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     workers = workers or profile.workers
@@ -381,7 +390,12 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
     shutil.copyfile(profile.path, out / "profile.toml")
     pool = _executor(executor, workers, out, profile)
     inflight: dict = {}
-    failed = diverged = 0
+    failed = diverged = paused = 0
+    stop_at = None if deadline_s is None else start_wall + PAUSE_AT * deadline_s
+
+    def state_file(group: Group) -> Path:
+        return out / "paused" / f"{group.runs[0].run_id}x{len(group.runs)}.pt"
+
     bar = progress_bar(total=round(sum(g.flops() for g in pending)), desc=f"sweep {profile.name}", unit="FLOP",
                        unit_scale=True)
     if getattr(pool, "cluster", None) == "slurm":  # one job array; Slurm schedules it (no deadline there)
@@ -391,14 +405,17 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
         pending = []
     try:
         while pending or inflight:
-            while len(inflight) < workers and pending:
+            while len(inflight) < workers and pending and (stop_at is None or time.time() < stop_at):
                 now = time.monotonic() - start
                 fits = [g for g in pending if deadline_s is None or now + estimate(g) <= deadline_s]
+                if not fits and deadline_s is not None and now + MIN_START_S <= PAUSE_AT * deadline_s:
+                    fits = pending[:1]  # too long for this call: it trains until the pause, the next call goes on
                 if not fits:
                     break
                 group = fits[0]
                 pending.remove(group)
-                inflight[pool.submit(run_group, group.cfgs, str(dev), backend, threads)] = (group, time.monotonic())
+                handle = pool.submit(run_group, group.cfgs, str(dev), backend, threads, state_file(group), stop_at)
+                inflight[handle] = (group, time.monotonic())
             if not inflight:
                 break
             ready = [h for h in inflight if h.done()]
@@ -407,7 +424,6 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
                 continue
             for handle in ready:
                 group, t0 = inflight.pop(handle)
-                bar.update(round(group.flops()))
                 try:
                     records = handle.result()
                 except Exception as err:  # a bug or a crashed worker: report it, keep the rest going
@@ -415,6 +431,13 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
                     bar.write(f"FAILED {group.runs[0].size} B={group.runs[0].cfg.batch_size}: "
                               f"{type(err).__name__}: {err}")
                     continue
+                if records is None:
+                    paused += 1
+                    pending.append(group)  # counted as left; the next call resumes it from its state file
+                    bar.write(f"paused {group.runs[0].size} B={group.runs[0].cfg.batch_size} at the deadline "
+                              f"({state_file(group)}); the same command goes on from there")
+                    continue
+                bar.update(round(group.flops()))
                 rate[shape(group)] = group.flops() / (time.monotonic() - t0)
                 for run, record in zip(group.runs, records, strict=True):
                     table.add(run.run_id, run_rows(run, record))
@@ -429,4 +452,5 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
             pool.shutdown(wait=True, cancel_futures=True)
     left = sum(len(g.runs) for g in pending)
     left_seconds = sum(estimate(g) for g in pending) if pending else 0.0
-    return SweepResult(len(table.done() & {r.run_id for r in profile.runs}), left, failed, diverged, left_seconds)
+    return SweepResult(len(table.done() & {r.run_id for r in profile.runs}), left, failed, diverged, left_seconds,
+                       paused)

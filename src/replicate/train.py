@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -269,13 +270,19 @@ def train_group(
     val: ValidationSet | None = None,
     progress: bool = False,
     on_checkpoint: Callable[[TrainRecord, VideoDiT, VideoDiT | None], None] | None = None,
-) -> list[TrainRecord]:
+    state: Path | None = None,
+    stop_at: float | None = None,
+) -> list[TrainRecord] | None:
     """Train runs that differ only in learning rate as one stacked model, validating each at every checkpoint.
 
     Never raises on divergence: a diverging member is frozen and marked `diverged`, the others go on.
     Deterministic on CPU: the same configs give bit-identical records (but wall_s).
     `on_checkpoint(record, model, ema_model)` runs after each member's validation with copies of its raw
     weights and its EMA weights (None without an EMA).
+    Pausing: once the clock (time.time()) passes `stop_at`, the group stops at its next 16-step boundary,
+    writes everything it needs to go on into the file `state` and returns None; a call with the same
+    arguments and that file continues from there (and deletes it when done). Paused and resumed, a group
+    gives the same records on the CPU as one that ran through.
     """
     base = check_group(cfgs)
     members = len(cfgs)
@@ -303,9 +310,15 @@ def train_group(
     since_checkpoint: list[list[float]] = [[] for _ in cfgs]
     first: list[float | None] = [None] * members
     smoothed: list[float | None] = [None] * members
-    bar = progress_bar(total=base.steps, desc=f"N={records[0].n_params:,}" + (f" x{members}" if members > 1 else ""),
-                       disable=not progress)
-    for step in range(1, base.steps + 1):
+    done = 0
+    if state is not None and Path(state).is_file():
+        done = _load_state(Path(state), model, opt, ema, window, gen, active, records, [first, smoothed],
+                           since_checkpoint)
+        stream = ClipStream(base.model.clip, base.seed, "train", dev, start=done * base.batch_size)
+        start -= records[0].wall_s  # wall_s holds the seconds trained before the pause
+    bar = progress_bar(total=base.steps, initial=done, disable=not progress,
+                       desc=f"N={records[0].n_params:,}" + (f" x{members}" if members > 1 else ""))
+    for step in range(done + 1, base.steps + 1):
         x0, y = stream.next(base.batch_size)
         pending.append(train_step(model, opt, step, x0, y, gen, abar, base, active))
         if ema:
@@ -345,10 +358,59 @@ def train_group(
             window.fill_(math.nan)
         if not bool(active.any()):
             break
+        if stop_at is not None and step % 16 == 0 and step < base.steps and time.time() > stop_at:
+            for record in records:
+                record.wall_s = time.perf_counter() - start
+            _save_state(Path(state), step, model, opt, ema, window, gen, active, records, [first, smoothed],
+                        since_checkpoint)
+            bar.close()
+            return None
     bar.close()
     for record in records:
         record.wall_s = time.perf_counter() - start
+    if state is not None:
+        Path(state).unlink(missing_ok=True)
     return records
+
+
+def _save_state(path: Path, step: int, model: torch.nn.Module, opt: EnsembleAdamW, ema: PowerEMA | None,
+                window: torch.Tensor, gen: torch.Generator, active: torch.Tensor, records: list[TrainRecord],
+                running: list[list], since: list[list[float]]) -> None:
+    """A paused group's state (plain tensors and lists), written to a temporary file and renamed."""
+    blob = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "lrs": opt.lrs,
+            "opt_steps": opt.steps, "ema": (ema.model.state_dict(), ema.step) if ema else None,
+            "window": window, "gen": gen.get_state(), "active": active, "running": running, "since": since,
+            "records": [{"checkpoints": [dataclasses.asdict(c) for c in r.checkpoints], "diverged": r.diverged,
+                         "diverged_at_tokens": r.diverged_at_tokens, "wall_s": r.wall_s} for r in records]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, model: torch.nn.Module, opt: EnsembleAdamW, ema: PowerEMA | None,
+                window: torch.Tensor, gen: torch.Generator, active: torch.Tensor, records: list[TrainRecord],
+                running: list[list], since: list[list[float]]) -> int:
+    """Restore what _save_state wrote into the freshly built objects; returns the step it was written at."""
+    blob = torch.load(path, map_location=window.device, weights_only=True)
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["opt"])
+    opt.lrs, opt.steps = blob["lrs"].cpu(), blob["opt_steps"]
+    if ema:
+        ema.model.load_state_dict(blob["ema"][0])
+        ema.step = blob["ema"][1]
+    window.copy_(blob["window"])
+    gen.set_state(blob["gen"].cpu())
+    active.copy_(blob["active"])
+    for have, saved in zip(running, blob["running"], strict=True):
+        have[:] = saved
+    for have, saved in zip(since, blob["since"], strict=True):
+        have[:] = saved
+    for record, saved in zip(records, blob["records"], strict=True):
+        record.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
+        record.diverged, record.diverged_at_tokens = saved["diverged"], saved["diverged_at_tokens"]
+        record.wall_s = saved["wall_s"]
+    return blob["step"]
 
 
 def _diverge(record: TrainRecord, step: int, member: int, active: torch.Tensor, opt: EnsembleAdamW) -> None:
