@@ -127,7 +127,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="results directory (default: results/PROFILE)")
     p.add_argument("--workers", type=_positive_int, help="groups trained at once (default: the profile's)")
     p.add_argument("--deadline-s", type=_positive_float,
-                   help="start no run that would not finish within this many seconds; then exit 0")
+                   help="stop within this many seconds, then exit 0: runs that would not finish pause "
+                        "(state in OUT/paused/) and the same command goes on")
     p.add_argument("--executor", choices=("local", "submitit"), default="local",
                    help="local processes, or submitit (Slurm job arrays; its local executor without Slurm)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
