@@ -68,10 +68,12 @@ def _profile(tmp_path: Path, rows: int = 0, text: str = TINY) -> Path:
     return path
 
 
+# `replicate sweep` on the CPU, where identical configs give identical tables (also on a GPU machine)
+SWEEP = [sys.executable, "-m", "replicate", "sweep", "--device", "cpu"]
+
+
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    """`replicate sweep` on the CPU, where identical configs give identical tables (also on a GPU machine)."""
-    return subprocess.run([sys.executable, "-m", "replicate", "sweep", "--device", "cpu", *args],
-                          capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def _table(path: Path) -> list[dict]:
@@ -156,9 +158,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
     reference = _cli("--profile", str(profile), "--out", str(tmp_path / "ref"))
     assert reference.returncode == 0, reference.stderr
     table = tmp_path / "killed" / "runs.csv"
-    proc = subprocess.Popen([sys.executable, "-m", "replicate", "sweep", "--device", "cpu", "--profile", str(profile),
-                             "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen([*SWEEP, "--profile", str(profile), "--out", str(tmp_path / "killed")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (table.exists() and len(_table(table)) >= 3):
         time.sleep(0.05)

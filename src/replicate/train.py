@@ -310,7 +310,7 @@ def train_group(
     since_checkpoint: list[list[float]] = [[] for _ in cfgs]
     first: list[float | None] = [None] * members
     smoothed: list[float | None] = [None] * members
-    done = 0
+    done, paused = 0, False
     if state is not None and Path(state).is_file():
         done = _load_state(Path(state), model, opt, ema, window, gen, active, records, [first, smoothed],
                            since_checkpoint)
@@ -358,16 +358,16 @@ def train_group(
             window.fill_(math.nan)
         if not bool(active.any()):
             break
-        if stop_at is not None and step % 16 == 0 and step < base.steps and time.time() > stop_at:
-            for record in records:
-                record.wall_s = time.perf_counter() - start
-            _save_state(Path(state), step, model, opt, ema, window, gen, active, records, [first, smoothed],
-                        since_checkpoint)
-            bar.close()
-            return None
+        paused = stop_at is not None and step % 16 == 0 and step < base.steps and time.time() > stop_at
+        if paused:
+            break
     bar.close()
     for record in records:
         record.wall_s = time.perf_counter() - start
+    if paused:
+        _save_state(Path(state), step, model, opt, ema, window, gen, active, records, [first, smoothed],
+                    since_checkpoint)
+        return None
     if state is not None:
         Path(state).unlink(missing_ok=True)
     return records
