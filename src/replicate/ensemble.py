@@ -77,7 +77,8 @@ def _member_views(values: torch.Tensor, tensors: list[torch.Tensor]) -> list[tor
 def per_member_norms(params: list[torch.Tensor], members: int) -> torch.Tensor:
     """The L2 norm of each member's slice of the gradients, (E,)."""
     grads = [p.grad.detach() for p in params if p.grad is not None]
-    return torch.stack([g.reshape(members, -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(members, -1), dim=1, dtype=torch.float32) for g in grads])
+    return torch.linalg.vector_norm(norms, dim=0)
 
 
 def clip_grad_norm_per_member_(params: list[torch.Tensor], max_norm: float, members: int) -> torch.Tensor:
@@ -93,23 +94,24 @@ class EnsembleAdamW(torch.optim.Optimizer):
     """AdamW (torch's decoupled weight decay and bias correction) with one learning rate per member.
 
     Every parameter carries the member dimension first. `lrs` (E,) are the peak rates; `set_scale(f)`
-    multiplies them all (the warm-up schedule); a member whose rate is set to 0 is frozen. The update runs as
-    torch's foreach list ops: small models' steps are bound by per-op overhead, not arithmetic.
+    multiplies them all (the warm-up schedule); a member whose rate is set to 0 is frozen. Each member's
+    slices are updated by torch's fused AdamW kernel, one call per member: one pass over the weights instead
+    of the nine of a foreach update, which made the optimiser a third of a small model's step on the CPU.
+    The step count is per-parameter state, as in torch.optim.AdamW, so state_dict() holds all of it.
     """
 
     def __init__(self, params, lrs: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, {"betas": betas, "eps": eps, "weight_decay": weight_decay})
-        self.lrs = lrs.detach().clone().float()
+        self.lrs = lrs.detach().clone().float().cpu()
         self.scale = 1.0
-        self.steps = 0
 
     def set_scale(self, scale: float) -> None:
         self.scale = scale
 
     @torch.no_grad()
     def step(self, closure=None) -> None:  # noqa: ARG002 (torch's signature)
-        self.steps += 1
+        lrs = self.lrs.tolist()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             params = [p for p in group["params"] if p.grad is not None]
@@ -117,19 +119,18 @@ class EnsembleAdamW(torch.optim.Optimizer):
                 continue
             for p in params:
                 if not self.state[p]:
-                    self.state[p] = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-            grads = [p.grad for p in params]
-            m = [self.state[p]["exp_avg"] for p in params]
-            v = [self.state[p]["exp_avg_sq"] for p in params]
-            lr = (self.lrs.to(params[0].device) * self.scale)
-            if group["weight_decay"]:
-                torch._foreach_mul_(params, _member_views(1 - lr * group["weight_decay"], params))
-            torch._foreach_lerp_(m, grads, 1 - beta1)
-            torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, (1 - beta2**self.steps) ** 0.5)
-            torch._foreach_add_(denom, group["eps"])
-            update = torch._foreach_div(m, denom)
-            torch._foreach_mul_(update, _member_views(lr / (1 - beta1**self.steps), params))
-            torch._foreach_sub_(params, update)
+                    self.state[p] = {"step": torch.zeros((), device=p.device), "exp_avg": torch.zeros_like(p),
+                                     "exp_avg_sq": torch.zeros_like(p)}
+            states = [self.state[p] for p in params]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1)
+            # the CPU kernel reads every tensor as contiguous whatever its strides (torch 2.13)
+            grads = [p.grad.contiguous() for p in params]
+            for e, lr in enumerate(lrs):
+                if lr == 0.0:
+                    continue
+                torch._fused_adamw_([p[e] for p in params], [g[e] for g in grads],
+                                    [s["exp_avg"][e] for s in states], [s["exp_avg_sq"][e] for s in states], [],
+                                    steps, lr=lr * self.scale, beta1=beta1, beta2=beta2,
+                                    weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+                                    maximize=False)

@@ -378,7 +378,7 @@ def _save_state(path: Path, step: int, model: torch.nn.Module, opt: EnsembleAdam
                 running: list[list], since: list[list[float]]) -> None:
     """A paused group's state (plain tensors and lists), written to a temporary file and renamed."""
     blob = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "lrs": opt.lrs,
-            "opt_steps": opt.steps, "ema": (ema.model.state_dict(), ema.step) if ema else None,
+            "ema": (ema.model.state_dict(), ema.step) if ema else None,
             "window": window, "gen": gen.get_state(), "active": active, "running": running, "since": since,
             "records": [{"checkpoints": [dataclasses.asdict(c) for c in r.checkpoints], "diverged": r.diverged,
                          "diverged_at_tokens": r.diverged_at_tokens, "wall_s": r.wall_s} for r in records]}
@@ -395,7 +395,7 @@ def _load_state(path: Path, model: torch.nn.Module, opt: EnsembleAdamW, ema: Pow
     blob = torch.load(path, map_location=window.device, weights_only=True)
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["opt"])
-    opt.lrs, opt.steps = blob["lrs"].cpu(), blob["opt_steps"]
+    opt.lrs = blob["lrs"].cpu()
     if ema:
         ema.model.load_state_dict(blob["ema"][0])
         ema.step = blob["ema"][1]
