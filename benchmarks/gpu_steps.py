@@ -19,39 +19,26 @@ from pathlib import Path
 import torch
 
 from replicate.config import count_params, model_config
-from replicate.data import ClipStream
-from replicate.diffusion import alphas_cumprod
-from replicate.ensemble import stack
 from replicate.provenance import provenance
-from replicate.train import TrainConfig, build_model, make_optimizer, train_step
+from replicate.train import GroupStepper, TrainConfig
 
 
 def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, barrier) -> float:
     """Steps per second of one process training `members` stacked models for about `seconds`."""
     cfgs = [TrainConfig(model_config(size), batch_size=batch, lr=1e-4 * (i + 1), tokens=10**9)
             for i in range(members)]
-    dev = torch.device(device)
-    model = stack(build_model(cfgs[0], dev), members)
-    opt = make_optimizer(model, cfgs)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    stream = ClipStream(cfgs[0].model.clip, 0, "train", dev)
-    abar, active = alphas_cumprod().to(dev), torch.ones(members, dtype=torch.bool, device=dev)
-
-    def step(i: int) -> None:
-        x0, y = stream.next(batch)
-        train_step(model, opt, i + 1, x0, y, gen, abar, cfgs[0], active)
-
+    group = GroupStepper(cfgs, torch.device(device))
     for i in range(5):
-        step(i)
-    torch.cuda.synchronize(dev)
+        group.step(i + 1)
+    torch.cuda.synchronize()
     if barrier is not None:
         barrier.wait()
     t0, n = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
         for _ in range(20):
-            step(n)
             n += 1
-        torch.cuda.synchronize(dev)
+            group.step(n)
+        torch.cuda.synchronize()
     return n / (time.perf_counter() - t0)
 
 

@@ -29,11 +29,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from replicate import kernels
 from replicate.config import flops_per_token, model_config
 from replicate.data import ClipStream
-from replicate.diffusion import alphas_cumprod
-from replicate.ensemble import stack
 from replicate.kernels import reference
 from replicate.provenance import provenance
-from replicate.train import TrainConfig, build_model, make_optimizer, train_step
+from replicate.train import GroupStepper, TrainConfig
 
 COLUMNS = ("op", "shape", "dtype", "backend", "ms", "speedup_vs_eager", "achieved", "peak", "device", "torch", "triton",
            "git_sha")
@@ -128,18 +126,15 @@ def bench_train_step(args, device: torch.device, peaks: dict[str, float]) -> lis
     """One step of the trainer itself (replicate.train.train_step: bf16 autocast, epsilon-prediction MSE,
     per-member clipping, AdamW) with the triton and torch backends, and the torch backend compiled."""
     cfg = TrainConfig(model_config(args.size), batch_size=args.batch_size, lr=1e-4, tokens=10**9)
-    x0, y = ClipStream(cfg.model.clip, 0, "train", device).next(cfg.batch_size)
-    abar, active = alphas_cumprod().to(device), torch.ones(1, dtype=torch.bool, device=device)
+    batch = ClipStream(cfg.model.clip, 0, "train", device).next(cfg.batch_size)
     flops = cfg.tokens_per_step * flops_per_token(cfg.model, "exact")
     timings = {}
     for name, backend, compiled in (("eager", "torch", False), ("compile", "torch", True), ("triton", "triton", False)):
-        model = stack(build_model(cfg, device, backend), 1)
-        opt = make_optimizer(model, [cfg])
-        forward = torch.compile(model) if compiled else model
-        gen = torch.Generator(device=device).manual_seed(0)
+        group = GroupStepper([cfg], device, backend)
+        forward = torch.compile(group.model) if compiled else group.model
 
-        def step(forward=forward, opt=opt, gen=gen) -> None:
-            train_step(forward, opt, 100, x0, y, gen, abar, cfg, active)
+        def step(group=group, forward=forward) -> None:
+            group.step(100, batch, forward)
 
         timings[name] = _ms(step, rep=1000)
     m = cfg.model

@@ -237,20 +237,46 @@ def train_step(model: torch.nn.Module, opt: EnsembleAdamW, step: int, x0: torch.
     return losses.detach()
 
 
+class GroupStepper:
+    """What a training step of a group needs: its stacked model (and the plain model it was stacked from),
+    optimiser, noise generator, clip stream and divergence mask. The trainer and the step benchmarks share it.
+    """
+
+    def __init__(self, cfgs: list[TrainConfig], device: torch.device, backend: str = "auto") -> None:
+        self.cfg = check_group(cfgs)
+        self.plain = build_model(self.cfg, device, backend)
+        self.model = stack(self.plain, len(cfgs))
+        self.opt = make_optimizer(self.model, cfgs)
+        self.gen = torch.Generator(device=device).manual_seed(self.cfg.seed)
+        self.abar = alphas_cumprod().to(device)
+        self.active = torch.ones(len(cfgs), dtype=torch.bool, device=device)
+        self.device = device
+        self.seek(0)
+
+    def seek(self, steps: int) -> None:
+        """Point the clip stream at the batch of step `steps` + 1 (clips are pure functions of their index)."""
+        self.stream = ClipStream(self.cfg.model.clip, self.cfg.seed, "train", self.device,
+                                 start=steps * self.cfg.batch_size)
+
+    def step(self, step: int, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+             forward: torch.nn.Module | None = None) -> torch.Tensor:
+        """train_step number `step` on `batch` (default: the stream's next), through `forward` (default: the
+        stacked model; e.g. a compiled one). Returns the members' losses (E,) on the device."""
+        x0, y = batch if batch is not None else self.stream.next(self.cfg.batch_size)
+        return train_step(forward or self.model, self.opt, step, x0, y, self.gen, self.abar, self.cfg, self.active)
+
+
 def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 3) -> float:
     """Median seconds of one training step of the group's stacked model, after a warm-up step; data excluded."""
-    base, dev = check_group(cfgs), resolve_device(device)
-    model = stack(build_model(base, dev, backend), len(cfgs))
-    opt = make_optimizer(model, cfgs)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    x0, y = ClipStream(base.model.clip, 0, "train", dev).next(base.batch_size)
-    abar, active = alphas_cumprod().to(dev), torch.ones(len(cfgs), dtype=torch.bool, device=dev)
+    dev = resolve_device(device)
+    group = GroupStepper(cfgs, dev, backend)
+    batch = group.stream.next(group.cfg.batch_size)
     times = []
     for step in range(steps + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
-        train_step(model, opt, step + 1, x0, y, gen, abar, base, active)
+        group.step(step + 1, batch)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         times.append(time.perf_counter() - t0)
@@ -291,36 +317,30 @@ def train_group(
     records = [TrainRecord(c, count_params(c.model), c.model.n_ctx, c.tokens_per_step,
                            {k: flops_per_token(c.model, k) for k in FLOP_KINDS}, provenance=provenance(dev))
                for c in cfgs]
-    plain = build_model(base, dev, backend)
-    model = stack(plain, members)
+    group = GroupStepper(cfgs, dev, backend)
+    plain, model, opt, active = group.plain, group.model, group.opt, group.active
     if val is None:
         val = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
     val = val.to(dev)
-    opt = make_optimizer(model, cfgs)
     ema = PowerEMA(model, base.ema_gamma) if base.ema_gamma is not None else None
     slices = [val.subset(torch.arange(k, len(val), base.eval_slices)) for k in range(base.eval_slices)]
     window = torch.full((members, len(val)), math.nan, dtype=torch.float64, device=val.t.device)
-    stream = ClipStream(base.model.clip, base.seed, "train", dev)
-    gen = torch.Generator(device=dev).manual_seed(base.seed)
-    abar = alphas_cumprod().to(dev)
 
     checkpoint_steps, slice_steps = set(base.checkpoint_steps()), base.slice_steps()
-    active = torch.ones(members, dtype=torch.bool, device=dev)
     pending: list[torch.Tensor] = []  # losses not yet read back (reading every step would sync a GPU)
     since_checkpoint: list[list[float]] = [[] for _ in cfgs]
     first: list[float | None] = [None] * members
     smoothed: list[float | None] = [None] * members
     done, paused = 0, False
     if state is not None and Path(state).is_file():
-        done = _load_state(Path(state), model, opt, ema, window, gen, active, records, [first, smoothed],
+        done = _load_state(Path(state), model, opt, ema, window, group.gen, active, records, [first, smoothed],
                            since_checkpoint)
-        stream = ClipStream(base.model.clip, base.seed, "train", dev, start=done * base.batch_size)
+        group.seek(done)
         start -= records[0].wall_s  # wall_s holds the seconds trained before the pause
     bar = progress_bar(total=base.steps, initial=done, disable=not progress,
                        desc=f"N={records[0].n_params:,}" + (f" x{members}" if members > 1 else ""))
     for step in range(done + 1, base.steps + 1):
-        x0, y = stream.next(base.batch_size)
-        pending.append(train_step(model, opt, step, x0, y, gen, abar, base, active))
+        pending.append(group.step(step))
         if ema:
             ema.update(model)
         bar.update(1)
@@ -365,7 +385,7 @@ def train_group(
     for record in records:
         record.wall_s = time.perf_counter() - start
     if paused:
-        _save_state(Path(state), step, model, opt, ema, window, gen, active, records, [first, smoothed],
+        _save_state(Path(state), step, model, opt, ema, window, group.gen, active, records, [first, smoothed],
                     since_checkpoint)
         return None
     if state is not None:
