@@ -68,7 +68,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from replicate import report
 from replicate.provenance import git_sha
@@ -106,3 +106,22 @@ if steps_file.is_file():
                                 "device"]].rename(columns={"n_params": "N", "clips": "clips per member",
                                                            "procs": "processes", "ms_per_step": "ms per step",
                                                            "steps_per_s_total": "steps/s, all processes"})))
+
+# %% [markdown]
+# ## The same study trained twice
+#
+# How reproducible is a run beyond bit-identity on one machine? `results/cpu_rerun/` holds runs of the cpu
+# profile trained a second time with the same configs and seed (so the same initialisation, clips, noise and
+# timesteps) after the optimiser moved from nine foreach passes to torch's fused AdamW kernel: the same
+# algorithm, rounded differently. Every difference below is rounding amplified by training, the floor under any
+# comparison of two cells of a sweep. `python -m replicate sweep --profile cpu --out results/cpu_rerun` runs
+# (or continues) it.
+
+# %% tags=["hide-input"]
+rerun_file = Path(f"{RESULTS_DIR}_rerun") / "runs.csv"
+if rerun_file.is_file():
+    agreement = report.rerun_agreement(pd.read_csv(Path(RESULTS_DIR) / "runs.csv"), pd.read_csv(rerun_file))
+    display(report.table(agreement, digits=3))
+    display(Markdown(report.rerun_sentence(agreement) + " Median |dL/L| (%) by learning rate (rows) and N:"))
+    display(report.table(report.rerun_spread(pd.read_csv(Path(RESULTS_DIR) / "runs.csv"), pd.read_csv(rerun_file)),
+                         digits=3))

@@ -101,3 +101,22 @@ def test_provenance_table_reads_csv_jsonl_and_json(tmp_path):
     assert list(table["file"].map(lambda f: Path(f).name)) == ["a.csv", "b.jsonl", "c.json"]
     assert table["rows"].tolist()[:2] == [2, 3] and table["device"][0] == "NVIDIA H100 80GB HBM3; cpu"
     assert set(table["git"]) == {"abc"}
+
+
+def test_rerun_agreement_counts_matching_optima_and_loss_differences():
+    rows = [{"run_id": f"r{b}{lr}", "n_params": 100, "tokens": t, "batch_size": b, "lr": lr,
+             "val_loss": 1.0 + 0.01 * (b == 64) + 0.02 * (lr == 2) + 0.001 * t, "diverged": False}
+            for b in (64, 128) for lr in (1, 2) for t in (1, 2)]
+    first = pd.DataFrame(rows)
+    second = first.copy()
+    flip = (second["tokens"] == 2) & (second["batch_size"] == 64) & (second["lr"] == 1)
+    second.loc[flip, "val_loss"] -= 0.05  # the best cell at T = 2 moves to B = 64
+    second = second[~((second["tokens"] == 1) & (second["run_id"] == "r1282"))]  # T = 1 lacks a cell
+    row = report.rerun_agreement(first, second).iloc[0]
+    assert row["(N, T) compared"] == 1 and row["same best cell"] == 0 and row["same best batch"] == 0
+    assert row["max |dL/L| (%)"] == pytest.approx(100 * 0.05 / 1.012)
+    assert row["median |dL/L| (%)"] == 0
+    assert "same at 0 of 1 (N, T)" in report.rerun_sentence(report.rerun_agreement(first, second))
+    scaled = first.assign(val_loss=first["val_loss"] * np.where(first["lr"] == 2, 1.01, 1.0))
+    spread = report.rerun_spread(first, scaled)
+    assert spread.loc[2, 100] == pytest.approx(1.0) and spread.loc[1, 100] == 0
