@@ -120,8 +120,8 @@ if steps_file.is_file():
 # %% tags=["hide-input"]
 rerun_file = Path(f"{RESULTS_DIR}_rerun") / "runs.csv"
 if rerun_file.is_file():
-    agreement = report.rerun_agreement(pd.read_csv(Path(RESULTS_DIR) / "runs.csv"), pd.read_csv(rerun_file))
+    runs, rerun = pd.read_csv(Path(RESULTS_DIR) / "runs.csv"), pd.read_csv(rerun_file)
+    agreement = report.rerun_agreement(runs, rerun)
     display(report.table(agreement, digits=3))
     display(Markdown(report.rerun_sentence(agreement) + " Median |dL/L| (%) by learning rate (rows) and N:"))
-    display(report.table(report.rerun_spread(pd.read_csv(Path(RESULTS_DIR) / "runs.csv"), pd.read_csv(rerun_file)),
-                         digits=3))
+    display(report.table(report.rerun_spread(runs, rerun), digits=3))

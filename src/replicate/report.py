@@ -297,12 +297,6 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
     return lines
 
 
-if __name__ == "__main__":  # make book: python -m replicate.report NOTEBOOK.ipynb
-    import sys
-
-    hide_parameters(sys.argv[1])
-
-
 def _matched(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """The rows of two sweeps with the same run id and tokens side by side (suffix _2), with |relative
     difference| of their losses in `rel_diff` (NaN where either diverged)."""
@@ -352,3 +346,10 @@ def rerun_sentence(agreement: pd.DataFrame) -> str:
             f"(B, lr) cell is the same at {a['same best cell'].sum()} of {a['(N, T) compared'].sum()} (N, T), the best "
             f"batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) diverged "
             f"in one sweep only.")
+
+
+if __name__ == "__main__":  # make book: python -m replicate.report NOTEBOOK.ipynb
+    import sys
+
+    hide_parameters(sys.argv[1])
+
