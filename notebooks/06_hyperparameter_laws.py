@@ -173,7 +173,7 @@ if study is not None and study.fit_ema is not None:
     fig = plots.hyperparameter_law_figure(study.fit_ema, "batch_size", paper_laws()["batch_size_law"])
     fig.axes[0].set_title("optimal batch size, EMA weights' loss")
     plt.show()
-    display(report.table(report.protocol_table(fit, study.fit_ema)))
+    display(report.table(report.exponent_table({"raw weights": fit, "EMA weights": study.fit_ema})))
 elif study is not None:
     display(Markdown(f"*No fit of the EMA weights' loss in `{RESULTS_DIR}` yet (fit_ema.json).*"))
 

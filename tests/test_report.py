@@ -1,4 +1,6 @@
+import copy
 import json
+import math
 from pathlib import Path
 
 import nbformat
@@ -42,8 +44,17 @@ def test_comparison_table_covers_every_headline(fit):
     row = table[table["quantity"].str.startswith("B_opt exponent in T")].iloc[0]
     assert row["ours"] == pytest.approx(result["batch_size_law"]["exp_tokens"])
     assert report.verdict_lines(table, ["B_opt"])[0].startswith("B_opt exponent in T")
-    protocols = report.protocol_table(result, result)
-    assert (protocols["raw weights"] == protocols["EMA weights"]).all()
+    other = copy.deepcopy(result)
+    other["loss_law"]["alpha_tokens"] += 0.1
+    both = report.exponent_table({"first": result, "second": other}).set_index("quantity")
+    assert list(both.columns) == ["paper", "first", "first 95% CI", "second", "second 95% CI"]
+    assert both.loc["loss exponent in T", "second"] == pytest.approx(result["loss_law"]["alpha_tokens"] + 0.1)
+    assert both.loc["loss exponent in N", "second"] == both.loc["loss exponent in N", "first"]
+    assert "Outside" not in report.rerun_fit_sentence(result, copy.deepcopy(result))
+    other["loss_law"]["alpha_tokens"] = result["loss_law"]["ci95"]["alpha_tokens"][1] + 0.1
+    sentence = report.rerun_fit_sentence(result, other)
+    assert f"loss exponent in T {result['loss_law']['alpha_tokens']:.3g} -> " in sentence
+    assert sentence.endswith("not to be trusted).") and "loss exponent in T in the second fit" in sentence
 
 
 def test_heatmap_and_neighbourhood_spread(fit):
@@ -120,3 +131,9 @@ def test_rerun_agreement_counts_matching_optima_and_loss_differences():
     scaled = first.assign(val_loss=first["val_loss"] * np.where(first["lr"] == 2, 1.01, 1.0))
     spread = report.rerun_spread(first, scaled)
     assert spread.loc[2, 100] == pytest.approx(1.0) and spread.loc[1, 100] == 0
+
+
+def test_table_formats_floats_and_marks_missing_values():
+    html = report.table(pd.DataFrame({"x": [0.000123456, math.nan], "y": ["a", None]}), digits=3).to_html()
+    assert "0.000123" in html and "nan" not in html.lower() and "None" not in html
+    assert html.count(">-<") == 2

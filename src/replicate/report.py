@@ -210,9 +210,11 @@ def verdict_lines(table: pd.DataFrame, quantities: list[str]) -> list[str]:
 
 
 def table(df: pd.DataFrame, digits: int = 4):
-    """A DataFrame as the book shows it: no index column, floats to `digits` significant digits."""
+    """A DataFrame as the book shows it: no index column, floats to `digits` significant digits, missing
+    values (None, NaN) as '-'."""
     return df.style.hide(axis="index").format(
-        lambda v: f"{v:.{digits}g}" if isinstance(v, float) else ("-" if v is None else v))
+        lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v))
+        else (f"{v:.{digits}g}" if isinstance(v, float) else v))
 
 
 def hide_parameters(notebook: str | Path) -> None:
@@ -228,21 +230,30 @@ def hide_parameters(notebook: str | Path) -> None:
     nbformat.write(nb, notebook)
 
 
-def protocol_table(fit: dict, fit_ema: dict) -> pd.DataFrame:
-    """Every fitted exponent under the two evaluation protocols: raw weights (the study's) and EMA weights."""
+# (fit.json law, key, label) of every fitted exponent
+_EXPONENTS = (("batch_size_law", "exp_tokens", "B_opt exponent in T"),
+             ("batch_size_law", "exp_params", "B_opt exponent in N"),
+             ("lr_law", "exp_tokens", "eta_opt exponent in T"),
+             ("lr_law", "exp_params", "eta_opt exponent in N"),
+             ("loss_law", "alpha_tokens", "loss exponent in T"),
+             ("loss_law", "alpha_params", "loss exponent in N"))
+
+
+def _exponent(fit: dict, law: str, key: str) -> tuple[float, list[float] | None]:
+    """One fitted exponent and its 95% interval (NaN and None where the fit has no such law)."""
+    part = fit.get(law) or {}
+    return part.get(key, math.nan), (part.get("ci95") or {}).get(key)
+
+
+def exponent_table(fits: dict[str, dict]) -> pd.DataFrame:
+    """Every fitted exponent of several fits side by side (columns named by the keys of `fits`), with the
+    paper's: e.g. two evaluation protocols of one sweep, or two sweeps of the same runs."""
     paper = paper_laws()
     rows = []
-    for law, key, label in (("batch_size_law", "exp_tokens", "B_opt exponent in T"),
-                            ("batch_size_law", "exp_params", "B_opt exponent in N"),
-                            ("lr_law", "exp_tokens", "eta_opt exponent in T"),
-                            ("lr_law", "exp_params", "eta_opt exponent in N"),
-                            ("loss_law", "alpha_tokens", "loss exponent in T"),
-                            ("loss_law", "alpha_params", "loss exponent in N")):
+    for law, key, label in _EXPONENTS:
         row = {"quantity": label, "paper": paper[law][key]}
-        for name, f in (("raw weights", fit), ("EMA weights", fit_ema)):
-            part = f.get(law) or {}
-            ci = (part.get("ci95") or {}).get(key)
-            row[name] = part.get(key, math.nan)
+        for name, f in fits.items():
+            row[name], ci = _exponent(f, law, key)
             row[f"{name} 95% CI"] = _fmt_ci(ci)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -335,6 +346,24 @@ def rerun_agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
                      "runs diverged in one only": int((last["diverged"] != last["diverged_2"]).sum()),
                      "(N, T) compared": cells, "same best cell": int(same_cell), "same best batch": int(same_batch)})
     return pd.DataFrame(rows)
+
+
+def rerun_fit_sentence(first: dict, second: dict) -> str:
+    """How far each fitted exponent moved between the fits of two sweeps of the same runs, beside the width of
+    their 95% intervals, and which point estimates fall outside their own interval (where the percentile
+    bootstrap cannot be trusted)."""
+    moves, outside = [], []
+    for law, key, label in _EXPONENTS:
+        (a, ci_a), (b, ci_b) = _exponent(first, law, key), _exponent(second, law, key)
+        widths = [ci[1] - ci[0] for ci in (ci_a, ci_b) if ci]
+        moves.append(f"{label} {a:.3g} -> {b:.3g}" + (f" (intervals {np.mean(widths):.2g} wide)" if widths else ""))
+        outside += [f"{label} in the {name} fit" for name, value, ci in (("first", a, ci_a), ("second", b, ci_b))
+                    if ci and not ci[0] <= value <= ci[1]]
+    text = "From the first sweep's fit to the second's: " + "; ".join(moves) + "."
+    if outside:
+        text += (" Outside their own 95% interval: " + ", ".join(outside) + " (few bootstrap resamples land where"
+                 " the full data does, so that interval is not to be trusted).")
+    return text
 
 
 def rerun_sentence(agreement: pd.DataFrame) -> str:
