@@ -50,6 +50,8 @@ def test_comparison_table_covers_every_headline(fit):
     assert list(both.columns) == ["paper", "first", "first 95% CI", "second", "second 95% CI"]
     assert both.loc["loss exponent in T", "second"] == pytest.approx(result["loss_law"]["alpha_tokens"] + 0.1)
     assert both.loc["loss exponent in N", "second"] == both.loc["loss exponent in N", "first"]
+    assert both.loc["eta_opt exponent in B at fixed (N, T)", "first"] == result["lr_batch_exponent"]["value"]
+    assert math.isnan(both.loc["eta_opt exponent in B at fixed (N, T)", "paper"])  # the paper has no such law
     assert "Outside" not in report.rerun_fit_sentence(result, copy.deepcopy(result))
     other["loss_law"]["alpha_tokens"] = result["loss_law"]["ci95"]["alpha_tokens"][1] + 0.1
     sentence = report.rerun_fit_sentence(result, other)

@@ -236,13 +236,15 @@ _EXPONENTS = (("batch_size_law", "exp_tokens", "B_opt exponent in T"),
              ("lr_law", "exp_tokens", "eta_opt exponent in T"),
              ("lr_law", "exp_params", "eta_opt exponent in N"),
              ("loss_law", "alpha_tokens", "loss exponent in T"),
-             ("loss_law", "alpha_params", "loss exponent in N"))
+             ("loss_law", "alpha_params", "loss exponent in N"),
+             ("lr_batch_exponent", "value", "eta_opt exponent in B at fixed (N, T)"))
 
 
 def _exponent(fit: dict, law: str, key: str) -> tuple[float, list[float] | None]:
     """One fitted exponent and its 95% interval (NaN and None where the fit has no such law)."""
     part = fit.get(law) or {}
-    return part.get(key, math.nan), (part.get("ci95") or {}).get(key)
+    ci = part.get("ci95")
+    return part.get(key, math.nan), (ci.get(key) if isinstance(ci, dict) else ci)
 
 
 def exponent_table(fits: dict[str, dict]) -> pd.DataFrame:
@@ -251,7 +253,7 @@ def exponent_table(fits: dict[str, dict]) -> pd.DataFrame:
     paper = paper_laws()
     rows = []
     for law, key, label in _EXPONENTS:
-        row = {"quantity": label, "paper": paper[law][key]}
+        row = {"quantity": label, "paper": paper.get(law, {}).get(key, math.nan)}  # the paper fits no eta(B) law
         for name, f in fits.items():
             row[name], ci = _exponent(f, law, key)
             row[f"{name} 95% CI"] = _fmt_ci(ci)
