@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from replicate.sweep import COLUMNS, load_profile, sweep
+from replicate.sweep import COLUMNS, Estimator, load_profile, makespan, sweep
 
 # 4 frames of 8 x 8 pixels: 16 tokens per clip. Six groups of about a second each.
 TINY = """
@@ -129,6 +129,19 @@ def test_dry_run_counts_runs_and_flops(tmp_path):
     assert sum(g.flops() for g in profile.groups) == pytest.approx(total)
     out = _cli("--profile", str(_profile(tmp_path)), "--out", str(tmp_path / "o2"), "--dry-run")
     assert out.returncode == 0 and f"{len(profile.runs)} to run" in out.stdout and "FLOPs" in out.stdout
+
+
+def test_makespan_and_the_estimator_learn_from_finished_groups(tmp_path):
+    assert makespan([3.0, 1.0, 1.0, 1.0], 2) == 3.0 and makespan([1.0] * 4, 2) == 2.0 and makespan([5.0], 3) == 5.0
+    groups = load_profile(str(_profile(tmp_path, rows=24))).groups
+    a = next(g for g in groups if Estimator.shape(g) != Estimator.shape(groups[0]))
+    b = groups[0]
+    est = Estimator(lambda group: group.flops())  # calibrated: 1 s a group
+    assert est.seconds(a) == est.seconds(b) == pytest.approx(1.0)
+    est.finished(b, 2.0)  # it took twice its calibration: the same shape now measured, the others scaled
+    assert est.seconds(b) == pytest.approx(2.0) and est.seconds(a) == pytest.approx(2.0)
+    est.finished(a, 3.0)
+    assert est.seconds(a) == pytest.approx(3.0) and est.drift == [2.0, 3.0]
 
 
 def test_sweep_writes_the_contract_and_diverged_runs_go_on(tmp_path):

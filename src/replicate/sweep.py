@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import time
 import tomllib
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, flops_per_tok
 from replicate.diffusion import ValidationSet
 from replicate.errors import ConfigError
 from replicate.progress import progress_bar
-from replicate.train import TrainConfig, TrainRecord, resolve_device, step_seconds, train_group
+from replicate.train import TrainConfig, TrainRecord, resolve_device, run_seconds, train_group
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 COLUMNS = ("run_id", "n_params", "tokens", "batch_size", "lr", "val_loss", "diverged",
@@ -311,15 +312,56 @@ def run_group(cfgs: list[TrainConfig], device: str, backend: str, threads: int, 
 
 
 def calibrate(group: Group, device: str, threads: int) -> float:
-    """FLOP/s of one worker training this group's model, from a few timed steps."""
+    """FLOP/s of one worker training this group, from train.run_seconds (a quarter second of its steps and a timed
+    slice of its validation)."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads or old)
     try:
-        seconds = step_seconds(group.cfgs, device)
+        seconds = run_seconds(group.cfgs, device)
     finally:
         torch.set_num_threads(old)
-    cfg = group.runs[0].cfg
-    return len(group.runs) * cfg.tokens_per_step * flops_per_token(cfg.model, "exact") / seconds
+    return group.flops() / seconds
+
+
+class Estimator:
+    """Seconds one worker will take to train a group: FLOP/s calibrated per group shape (model, batch size,
+    members; small batches are overhead-bound) until a group of that shape has finished, then measured. A
+    calibration burst runs faster than a sustained sweep, so shapes not yet measured are scaled by the median
+    measured / calibrated ratio of the groups finished so far."""
+
+    def __init__(self, calibrate: Callable[[Group], float]) -> None:
+        self.calibrate = calibrate
+        self.rate: dict[tuple[ModelConfig, int, int], float] = {}
+        self.calibrated: set[tuple[ModelConfig, int, int]] = set()  # shapes whose rate is still a calibration
+        self.drift: list[float] = []
+
+    @staticmethod
+    def shape(group: Group) -> tuple[ModelConfig, int, int]:
+        cfg = group.runs[0].cfg
+        return cfg.model, cfg.batch_size, len(group.runs)
+
+    def seconds(self, group: Group) -> float:
+        key = self.shape(group)
+        if key not in self.rate:
+            self.rate[key] = self.calibrate(group)
+            self.calibrated.add(key)
+        scale = statistics.median(self.drift) if self.drift and key in self.calibrated else 1.0
+        return scale * group.flops() / self.rate[key]
+
+    def finished(self, group: Group, elapsed: float) -> None:
+        key = self.shape(group)
+        if key in self.calibrated:
+            self.drift.append(elapsed * self.rate[key] / group.flops())
+            self.calibrated.discard(key)
+        self.rate[key] = group.flops() / elapsed
+
+
+def makespan(seconds: list[float], workers: int) -> float:
+    """Wall seconds of jobs taken in this order by whichever of `workers` is free first."""
+    free = [0.0] * workers
+    for s in seconds:
+        free[free.index(min(free))] += s
+    return max(free)
 
 
 @dataclass
@@ -368,21 +410,14 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
     finished = table.done()
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
     n_left = sum(len(g.runs) for g in pending)
-    # FLOP/s of one worker per group shape: small batches are overhead-bound, so the rate depends on all three
-    rate: dict[tuple[ModelConfig, int, int], float] = {}
-
-    def shape(group: Group) -> tuple[ModelConfig, int, int]:
-        cfg = group.runs[0].cfg
-        return cfg.model, cfg.batch_size, len(group.runs)
+    est = Estimator(lambda group: calibrate(group, str(dev), threads))
 
     def estimate(group: Group) -> float:
-        if shape(group) not in rate:
-            rate[shape(group)] = calibrate(group, str(dev), threads)
-        return ESTIMATE_MARGIN * group.flops() / rate[shape(group)]
+        return ESTIMATE_MARGIN * est.seconds(group)
 
     if dry_run:
         total = sum(g.flops() for g in pending)
-        seconds = sum(estimate(g) for g in pending) / ESTIMATE_MARGIN / workers
+        seconds = makespan([est.seconds(g) for g in pending], workers)
         log(f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
             f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}")
         return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
@@ -438,7 +473,7 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
                               f"({state_file(group)}); the same command goes on from there")
                     continue
                 bar.update(round(group.flops()))
-                rate[shape(group)] = group.flops() / (time.monotonic() - t0)
+                est.finished(group, time.monotonic() - t0)
                 for run, record in zip(group.runs, records, strict=True):
                     table.add(run.run_id, run_rows(run, record))
                     diverged += record.diverged

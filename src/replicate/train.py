@@ -283,6 +283,41 @@ def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "
     return sorted(times[1:])[steps // 2]
 
 
+def run_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", budget_s: float = 0.25) -> float:
+    """Predicted wall seconds of train_group(cfgs): its steps as the trainer takes them (fresh clips, the EMA
+    update), timed for about `budget_s` after a warm-up step, plus its validation passes at every checkpoint
+    (the window's slices and the EMA's: two passes over the set), timed on 64 examples. Short bursts run at a
+    higher clock than a sustained sweep: the sweep corrects for that with what its finished groups took."""
+    dev = resolve_device(device)
+    group = GroupStepper(cfgs, dev, backend)
+    base = group.cfg
+    ema = PowerEMA(group.model, base.ema_gamma) if base.ema_gamma is not None else None
+    val = ValidationSet.build(base.model.clip, min(64, base.val_examples), base.val_seed, dev)
+
+    def timed(fn: Callable[[], object]) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - t0
+
+    def step(k: int) -> None:
+        group.step(k)
+        if ema:
+            ema.update(group.model)
+
+    step(1)
+    example_losses(group.model, val, members=len(cfgs))  # warm-up
+    steps, spent = 0, 0.0
+    while steps < 3 or spent < budget_s:
+        spent += timed(lambda k=steps + 2: step(k))
+        steps += 1
+    val_s = timed(lambda: example_losses(group.model, val, members=len(cfgs))) * base.val_examples / len(val)
+    return base.steps * spent / steps + len(base.checkpoint_steps()) * (2 if ema else 1) * val_s
+
+
 def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
     """Train one model: train_group with a single member (see there for the arguments)."""
     return train_group([cfg], **kwargs)[0]
