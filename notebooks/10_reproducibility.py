@@ -22,7 +22,7 @@
 # |---|---|---|
 # | the book from the committed results | `make book` | about 3 minutes on 2 CPU cores (notebooks and site; fits only where missing) |
 # | the whole pipeline at toy scale (CI) | `make book PROFILE=smoke` | about 10 minutes on 2 CPU cores |
-# | the CPU study itself | `python -m replicate sweep --profile cpu` | about 2 h 20 min on 2 CPU cores (126 runs, 310 TFLOP) |
+# | the CPU study itself | `python -m replicate sweep --profile cpu` | 2 h 21 min measured on 2 CPU cores beside other work, about 2 h 05 min projected on a quiet machine (126 runs, 310 TFLOP) |
 # | its fit | `python -m replicate fit results/cpu/runs.csv --profile cpu --out results/cpu/fit.json` | about 3 minutes (1000 bootstrap refits) |
 # | the noise-scale measurements | `python -m replicate theory` | about 50 minutes on one CPU core |
 # | the image appendix | `python -m replicate sweep --profile image` | about 30 minutes on 2 CPU cores (61 runs) |
@@ -117,9 +117,11 @@ if steps_file.is_file():
 # under any comparison of two cells of a sweep, and the fits show how far that floor moves the fitted laws.
 # `python -m replicate sweep --profile cpu --out results/cpu_rerun` trained it on 2 CPU cores (two workers of
 # one thread) in 2 h 21 min: 2 h 03 min for the 120 fitting runs, then, resumed after an interruption,
-# 18.6 min for the 6 held-out runs. The first 52 runs, trained once more in another process and order, gave
-# bit-identical losses (364 of 364 rows): with the code fixed a sweep repeats exactly, and the differences
-# below come from the optimiser's rounding alone. `python -m replicate fit results/cpu_rerun/runs.csv --profile
+# 18.6 min for the 6 held-out runs. The machine ran other work at times: its two longest groups, trained a
+# third time alone, took 31.0 and 23.9 min instead of 35.8 and 27.2, with bit-identical losses (63 of 63
+# rows), as the first 52 runs had been when trained once more in another process and order (364 of 364 rows).
+# With the code fixed a sweep repeats exactly, and the differences below come from the optimiser's rounding
+# alone. `python -m replicate fit results/cpu_rerun/runs.csv --profile
 # cpu --out results/cpu_rerun/fit.json` fitted it.
 
 # %% tags=["hide-input"]

@@ -126,11 +126,14 @@ class EnsembleAdamW(torch.optim.Optimizer):
             torch._foreach_add_(steps, 1)
             # the CPU kernel reads every tensor as contiguous whatever its strides (torch 2.13)
             grads = [p.grad.contiguous() for p in params]
+            # every tensor's member slices from one unbind, not one index per member and tensor (a sixth of
+            # the update's 1.4 ms for the smallest cpu-profile model, 6 members)
+            slices = [[t.unbind(0) for t in tensors] for tensors in
+                      (params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])]
             for e, lr in enumerate(lrs):
                 if lr == 0.0:
                     continue
-                torch._fused_adamw_([p[e] for p in params], [g[e] for g in grads],
-                                    [s["exp_avg"][e] for s in states], [s["exp_avg_sq"][e] for s in states], [],
+                torch._fused_adamw_(*([t[e] for t in kind] for kind in slices), [],
                                     steps, lr=lr * self.scale, beta1=beta1, beta2=beta2,
                                     weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
                                     maximize=False)
