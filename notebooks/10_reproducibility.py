@@ -121,8 +121,8 @@ if steps_file.is_file():
 # third time alone, took 31.0 and 23.9 min instead of 35.8 and 27.2, with bit-identical losses (63 of 63
 # rows), as the first 52 runs had been when trained once more in another process and order (364 of 364 rows).
 # With the code fixed a sweep repeats exactly, and the differences below come from the optimiser's rounding
-# alone. `python -m replicate fit results/cpu_rerun/runs.csv --profile
-# cpu --out results/cpu_rerun/fit.json` fitted it.
+# alone. `python -m replicate fit results/cpu_rerun/runs.csv --profile cpu --out results/cpu_rerun/fit.json`
+# fitted it.
 
 # %% tags=["hide-input"]
 first, second = report.load_study(RESULTS_DIR), report.load_study(f"{RESULTS_DIR}_rerun")

@@ -266,20 +266,23 @@ class GroupStepper:
         return train_step(forward or self.model, self.opt, step, x0, y, self.gen, self.abar, self.cfg, self.active)
 
 
+def _timed(dev: torch.device, fn: Callable[[], object]) -> float:
+    """Wall seconds of fn(), the device's queue drained before and after."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - t0
+
+
 def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 3) -> float:
     """Median seconds of one training step of the group's stacked model, after a warm-up step; data excluded."""
     dev = resolve_device(device)
     group = GroupStepper(cfgs, dev, backend)
     batch = group.stream.next(group.cfg.batch_size)
-    times = []
-    for step in range(steps + 1):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        group.step(step + 1, batch)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - t0)
+    times = [_timed(dev, lambda k=step + 1: group.step(k, batch)) for step in range(steps + 1)]
     return sorted(times[1:])[steps // 2]
 
 
@@ -294,15 +297,6 @@ def run_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "a
     ema = PowerEMA(group.model, base.ema_gamma) if base.ema_gamma is not None else None
     val = ValidationSet.build(base.model.clip, min(64, base.val_examples), base.val_seed, dev)
 
-    def timed(fn: Callable[[], object]) -> float:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return time.perf_counter() - t0
-
     def step(k: int) -> None:
         group.step(k)
         if ema:
@@ -312,9 +306,9 @@ def run_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "a
     example_losses(group.model, val, members=len(cfgs))  # warm-up
     steps, spent = 0, 0.0
     while steps < 3 or spent < budget_s:
-        spent += timed(lambda k=steps + 2: step(k))
+        spent += _timed(dev, lambda k=steps + 2: step(k))
         steps += 1
-    val_s = timed(lambda: example_losses(group.model, val, members=len(cfgs))) * base.val_examples / len(val)
+    val_s = _timed(dev, lambda: example_losses(group.model, val, members=len(cfgs))) * base.val_examples / len(val)
     return base.steps * spent / steps + len(base.checkpoint_steps()) * (2 if ema else 1) * val_s
 
 
