@@ -135,6 +135,15 @@ def test_rerun_agreement_counts_matching_optima_and_loss_differences():
     assert spread.loc[2, 100] == pytest.approx(1.0) and spread.loc[1, 100] == 0
 
 
+def test_identical_rows_counts_bit_equal_rows_of_matched_runs():
+    first = pd.DataFrame({"run_id": ["a", "a", "b"], "tokens": [1, 2, 1], "val_loss": [0.1, 0.2, math.nan],
+                          "val_loss_ema": [0.3, 0.4, math.nan]})
+    assert report.identical_rows(first, first.copy()) == (3, 3)
+    nudged = first.assign(val_loss_ema=[0.3, np.nextafter(0.4, 1), math.nan])  # one ulp apart
+    assert report.identical_rows(first, nudged) == (2, 3)
+    assert report.identical_rows(first, nudged.iloc[:1], columns=("val_loss",)) == (1, 1)
+
+
 def test_table_formats_floats_and_marks_missing_values():
     html = report.table(pd.DataFrame({"x": [0.000123456, math.nan], "y": ["a", None]}), digits=3).to_html()
     assert "0.000123" in html and "nan" not in html.lower() and "None" not in html

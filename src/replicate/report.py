@@ -319,6 +319,19 @@ def _matched(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     return both
 
 
+def identical_rows(first: pd.DataFrame, second: pd.DataFrame,
+                   columns: tuple[str, ...] = ("val_loss", "val_loss_ema")) -> tuple[int, int]:
+    """How many run x checkpoint rows of two sweeps (matched by run id and tokens) agree bit for bit in every
+    one of `columns` (a missing value matching a missing one), out of how many rows both sweeps have."""
+    keys = ["run_id", "tokens"]
+    both = first[[*keys, *columns]].merge(second[[*keys, *columns]], on=keys, suffixes=("", "_2"))
+    same = np.ones(len(both), dtype=bool)
+    for c in columns:
+        a, b = both[c].to_numpy(dtype=float), both[f"{c}_2"].to_numpy(dtype=float)
+        same &= (a == b) | (np.isnan(a) & np.isnan(b))
+    return int(same.sum()), len(both)
+
+
 def rerun_spread(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Median |relative difference| (%) of two sweeps' losses per learning rate (rows) and model (columns)."""
     both = _matched(first, second)
