@@ -70,8 +70,8 @@ if study is not None:
 #
 # In the style of the paper's Figure 4: at a few $(N, T)$, each cell is the validation loss in % above the
 # best cell; `x` marks diverged runs, the star the optimum interpolated by `replicate.fit.grid_optima`. The
-# landscape is shallow near the optimum and steep toward divergence (large $\eta$), and the optimal batch
-# size grows with $T$.
+# landscape is shallow near the optimum and steep toward divergence (large $\eta$). In the paper the optimal
+# batch size grows with $T$; here it stays at or near the smallest batch ({doc}`06_hyperparameter_laws`).
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:

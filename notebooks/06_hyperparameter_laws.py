@@ -91,8 +91,10 @@ if fit is not None:
 # %% [markdown]
 # ## Why the optimal batch size sits on the grid's edge
 #
-# Two things pin our $B_\mathrm{opt}$ to the smallest batch of one clip. First, the paper's own law, evaluated
-# at our $(N, T)$, asks for batches *smaller* than one clip (the dashed lines above). Second, along the
+# Most of our optima sit at the smallest batch of one clip, and the others mostly at the grid's largest, an
+# edge that changes from one training of the study to the next ({doc}`10_reproducibility`). Two things explain
+# it. First, the paper's own law, evaluated at our $(N, T)$, asks for batches *smaller* than one clip (the
+# dashed lines above). Second, along the
 # batch-size axis the loss barely changes once each batch size gets its own best learning rate: the figure
 # shows, at the last checkpoint, each batch size's best loss relative to the best one (left) and its best
 # learning rate (right). This is what the SGD chapter's step 5 predicts below the noise scale: a fixed budget

@@ -103,6 +103,11 @@ def test_summary_lines_state_every_finding(fit):
     for needle in ("B_opt:", "eta_opt follows", "alpha_T", "Fixed vs optimal", "Held-out", "within 10%"):
         assert needle in text, needle
     assert f"{result['loss_law']['alpha_tokens']:.3f}" in text
+    optima = pd.DataFrame(result["optima"])
+    on_b = optima["edge"].fillna("").str.contains("batch_size")
+    for end, edge in (("smallest", optima["batch_size"].min()), ("largest", optima["batch_size"].max())):
+        n = int((on_b & (optima["batch_size"] == edge)).sum())
+        assert (f"{n} at its {end} batch" in text) == (n > 0), end  # both edges counted, each where it is
 
 
 def test_provenance_table_reads_csv_jsonl_and_json(tmp_path):

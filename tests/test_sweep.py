@@ -5,10 +5,12 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
+from replicate.config import count_params
 from replicate.sweep import COLUMNS, Estimator, load_profile, makespan, sweep
 
 # 4 frames of 8 x 8 pixels: 16 tokens per clip. Six groups of about a second each.
@@ -94,6 +96,25 @@ def test_profile_builds_runs_and_groups(tmp_path):
     for name in ("smoke", "smoke_image", "cpu", "image", "gpu"):  # every shipped profile is valid
         shipped = load_profile(name)
         assert shipped.runs and any(r.role == "holdout" for r in shipped.runs), name
+
+
+def test_the_cpu_profile_has_the_grid_the_study_needs():
+    """The issue's spec of the cpu study, kept while the grid is cut to fit its 2-hour budget."""
+    profile = load_profile("cpu")
+    fit = [r for r in profile.runs if r.role == "fit"]
+    sizes = sorted({count_params(r.cfg.model) for r in fit})
+    assert len(sizes) >= 4 and sizes[-1] >= 10 * sizes[0]
+    checkpoints = fit[0].cfg.checkpoints
+    assert all(r.cfg.checkpoints == checkpoints for r in fit) and checkpoints[-1] >= 8 * checkpoints[0]
+    batches = sorted({r.cfg.batch_size for r in fit})
+    assert len(batches) >= 4 and all(b == 2 * a for a, b in pairwise(batches))
+    for n in sizes:
+        lrs = sorted({r.cfg.lr for r in fit if count_params(r.cfg.model) == n})
+        assert len(lrs) >= 5 and all(1.5 <= b / a <= 2 for a, b in pairwise(lrs))
+        assert {(r.cfg.batch_size, r.cfg.lr) for r in fit if count_params(r.cfg.model) == n} == {
+            (b, lr) for b in batches for lr in lrs}  # the full grid at every size
+    held = {count_params(r.cfg.model) for r in profile.runs if r.role == "holdout"}
+    assert len(held) == 1 and 3 <= held.pop() / sizes[-1] <= 5
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -276,8 +276,12 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
     if "edge" in optima and optima["batch_size"].notna().any():
         on_b = optima["edge"].fillna("").str.contains("batch_size")
         predicted = hyperparameter_law(optima["tokens"], optima["n_params"], **paper["batch_size_law"])
+        b = optima["batch_size"]
+        ends = [f"all at {b.min():.0f} tokens"] if b.min() == b.max() else [
+            f"{n} at its {end} batch, {edge:.0f} tokens" for end, edge in (("smallest", b.min()), ("largest", b.max()))
+            if (n := int((on_b & (b == edge)).sum()))]
         lines.append(f"B_opt: {int(on_b.sum())} of {len(optima)} (N, T) optima sit on the batch-size edge of the "
-                     f"grid (its smallest batch, {optima['batch_size'].min():.0f} tokens), so our B_opt law is not "
+                     f"grid ({'; '.join(ends)}), so our B_opt law is not "
                      f"a measurement. The paper's law itself puts B_opt at {predicted.min():.0f} to "
                      f"{predicted.max():.0f} tokens at our (N, T).")
     slope = fit.get("lr_batch_exponent")
