@@ -174,11 +174,11 @@ if second is not None and timed is not None:
 # (`replicate.ensemble.EnsembleLinear`), so the weight gradient no longer arrives transposed to be copied
 # into place. That changes the rounding, so this study's losses are not bit-identical to the first grid's
 # sweeps. `python -m replicate sweep --profile cpu --out results/cpu` then took 1 h 23 min 59 s (wall clock,
-# `/usr/bin/time`, nothing else running; its log is `results/cpu/sweep.log`). The same groups ran 28% faster
-# than in the third training: more than the 5 to 11% a step gained in a benchmark with a second process on
-# the other core, because the copies' memory traffic weighed more with both workers training. The code change
-# thus saved more than the cut: the first grid would take about 1 h 43 min by the same group times, which
-# has not been measured.
+# `/usr/bin/time`, nothing else running; its log is `results/cpu/sweep.log`; the dry run now says 82 min).
+# The same groups ran 28% faster than in the third training: more than the 5 to 11% a step gained in a
+# benchmark with a second process on the other core, because the copies' memory traffic weighed more with
+# both workers training. The code change thus saved more than the cut: the first grid would take about
+# 1 h 43 min by the same group times, which has not been measured.
 #
 # What the cut changed. The study's runs against the same runs of the second sweep (rounding only: the
 # held-out runs' configurations differ, so only the fitting runs match), and the fitted exponents of all
