@@ -124,7 +124,7 @@ if steps_file.is_file():
 # rows), as the first 52 runs had been when trained once more in another process and order (364 of 364 rows).
 # With the code fixed a sweep repeats exactly, and the differences below come from the optimiser's rounding
 # alone. `python -m replicate fit results/cpu_rerun/runs.csv --profile cpu --out results/cpu_rerun/fit.json`
-# fitted it (on the first grid's profile).
+# fitted it.
 
 # %% tags=["hide-input"]
 first, second = report.load_study(f"{RESULTS_DIR}_first"), report.load_study(f"{RESULTS_DIR}_rerun")
