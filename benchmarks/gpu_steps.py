@@ -4,7 +4,8 @@ Small models on a GPU are bound by kernel-launch latency, not FLOPs: a sweep's c
 times this latency, divided by how well K worker processes overlap on one device. Used to design the gpu
 profile. Prints one JSON line per measurement.
 
-    python benchmarks/gpu_steps.py [--shapes mini:1:6,small:4:6] [--procs 1,4,8] [--seconds 8] [--out FILE]
+    python benchmarks/gpu_steps.py [--shapes mini:1:6,small:4:6] [--procs 1,4,8] [--seconds 8]
+        [--backend auto|torch|triton] [--out FILE]
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from pathlib import Path
 import torch
 
 from replicate.config import count_params, model_config
+from replicate.kernels import BACKENDS
 from replicate.provenance import provenance
 from replicate.train import GroupStepper, TrainConfig
 
 
-def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, barrier) -> float:
+def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, backend: str, barrier) -> float:
     """Steps per second of one process training `members` stacked models for about `seconds`."""
     cfgs = [TrainConfig(model_config(size), batch_size=batch, lr=1e-4 * (i + 1), tokens=10**9)
             for i in range(members)]
-    group = GroupStepper(cfgs, torch.device(device))
+    group = GroupStepper(cfgs, torch.device(device), backend)
     for i in range(5):
         group.step(i + 1)
     torch.cuda.synchronize()
@@ -51,6 +53,8 @@ def main() -> int:
     parser.add_argument("--shapes", default="mini:1:6", help="size:clips per member:members, comma-separated")
     parser.add_argument("--procs", default="1", help="process counts to try for the first shape")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="the model's ops (auto: Triton on CUDA)")
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -63,14 +67,15 @@ def main() -> int:
         for procs in ([int(p) for p in args.procs.split(",")] if k == 0 else [1]):
             ctx = mp.get_context("spawn")
             barrier, queue = ctx.Barrier(procs), ctx.Queue()
-            ps = [ctx.Process(target=_worker, args=((size, batch, members, args.seconds, "cuda"), barrier, queue))
-                  for _ in range(procs)]
+            shape = (size, batch, members, args.seconds, "cuda", args.backend)
+            ps = [ctx.Process(target=_worker, args=(shape, barrier, queue)) for _ in range(procs)]
             for p in ps:
                 p.start()
             rates = [queue.get() for _ in ps]
             for p in ps:
                 p.join()
             line = json.dumps({"size": size, "n_params": n, "clips": batch, "members": members, "procs": procs,
+                               "backend": args.backend,
                                "ms_per_step": 1e3 / (sum(rates) / procs), "steps_per_s_total": sum(rates),
                                **provenance(torch.device("cuda"))})
             print(line, flush=True)

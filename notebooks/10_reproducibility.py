@@ -102,10 +102,12 @@ display(report.table(report.provenance_table(files)))
 steps_file = Path("results/benchmarks/gpu_steps.jsonl")
 if steps_file.is_file():
     steps = pd.read_json(steps_file, lines=True)
-    display(report.table(steps[["size", "n_params", "clips", "members", "procs", "ms_per_step", "steps_per_s_total",
-                                "device"]].rename(columns={"n_params": "N", "clips": "clips per member",
-                                                           "procs": "processes", "ms_per_step": "ms per step",
-                                                           "steps_per_s_total": "steps/s, all processes"})))
+    # rows measured before the backend column ran on backend auto
+    steps = steps.assign(backend=steps.get("backend", "auto")).fillna({"backend": "auto"})
+    columns = {"size": "size", "n_params": "N", "clips": "clips per member", "members": "members",
+               "procs": "processes", "backend": "backend", "ms_per_step": "ms per step",
+               "steps_per_s_total": "steps/s, all processes", "device": "device"}
+    display(report.table(steps[list(columns)].rename(columns=columns)))
 
 # %% [markdown]
 # ## The same study trained twice
