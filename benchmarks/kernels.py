@@ -134,7 +134,7 @@ def bench_train_step(args, device: torch.device, peaks: dict[str, float]) -> lis
         forward = torch.compile(group.model) if compiled else group.model
 
         def step(group=group, forward=forward) -> None:
-            group.step(100, batch, forward)
+            group.step(100, [batch], forward)
 
         timings[name] = _ms(step, rep=1000)
     m = cfg.model

@@ -18,7 +18,7 @@ def test_stacked_model_computes_each_member_like_the_plain_model():
     plain = VideoDiT(MODEL)
     for p in plain.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    ens = stack(plain, 3)
+    ens = stack([plain] * 3)
     with torch.no_grad():  # make member 2 different from the others
         for p in ens.parameters():
             p[2].mul_(1.5)
@@ -88,7 +88,22 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on():
     assert good.checkpoints[-1].val_loss == pytest.approx(alone.checkpoints[-1].val_loss, rel=1e-5)
 
 
-def test_group_members_must_differ_only_in_lr():
+def test_an_ensemble_over_seeds_and_lrs_equals_its_independent_runs():
+    val = ValidationSet.build(CLIP, 64)
+    base = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=2048, warmup_steps=4, checkpoints=(1024, 2048))
+    cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (1e-3, 3e-3)]
+    group = train_group(cfgs, val=val, device="cpu")
+    for cfg, member in zip(cfgs, group, strict=True):
+        alone = train(cfg, val=val, device="cpu")
+        for a, b in zip(member.checkpoints, alone.checkpoints, strict=True):
+            assert a.val_loss == pytest.approx(b.val_loss, rel=1e-5)
+            assert a.val_loss_ema == pytest.approx(b.val_loss_ema, rel=1e-5)
+            assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+    # a seed changes the initialisation and the data: its members are not the other seed's
+    assert abs(group[2].checkpoints[0].train_loss / group[0].checkpoints[0].train_loss - 1) > 1e-3
+
+
+def test_group_members_must_differ_only_in_lr_and_seed():
     base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=1024)
-    with pytest.raises(ValueError, match="only in learning rate"):
+    with pytest.raises(ValueError, match="only in learning rate and seed"):
         train_group([base, dataclasses.replace(base, batch_size=16)])

@@ -96,6 +96,7 @@ def test_profile_builds_runs_and_groups(tmp_path):
     for name in ("smoke", "smoke_image", "cpu", "image", "gpu"):  # every shipped profile is valid
         shipped = load_profile(name)
         assert shipped.runs and any(r.role == "holdout" for r in shipped.runs), name
+    assert load_profile("stage_a").runs  # one size, no held-out model
 
 
 def test_the_cpu_profile_has_the_grid_the_study_needs():
@@ -115,6 +116,20 @@ def test_the_cpu_profile_has_the_grid_the_study_needs():
             (b, lr) for b in batches for lr in lrs}  # the full grid at every size
     held = {count_params(r.cfg.model) for r in profile.runs if r.role == "holdout"}
     assert len(held) == 1 and 3 <= held.pop() / sizes[-1] <= 5
+
+
+def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
+    profile = load_profile("stage_a")
+    assert len(profile.groups) == 5  # one group per batch size: 2 seeds x 4 lrs
+    for group in profile.groups:
+        b = group.runs[0].cfg.batch_size
+        assert [r.cfg.seed for r in group.runs] == [0] * 4 + [1] * 4
+        lrs = [r.cfg.lr for r in group.runs[:4]]
+        assert lrs == [r.cfg.lr for r in group.runs[4:]]
+        assert lrs == pytest.approx([1e-4 * 2**k * b**0.7 for k in range(4)], rel=1e-3)
+    cpu = load_profile("cpu")  # without lr_batch_exponent every batch size has the size's lrs
+    assert {r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 1 and r.size == "nano"} == {
+        r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 8 and r.size == "nano"}
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -36,18 +36,29 @@ def _repeat(x: torch.Tensor, members: int) -> torch.Tensor:
     return x if members == 1 else x.repeat(members, *([1] * (x.dim() - 1)))
 
 
-def training_loss(model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
-                  abar: torch.Tensor, label_dropout: float = 0.1, members: int = 1) -> torch.Tensor:
+def training_loss(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                  generators: list[torch.Generator], abar: torch.Tensor, label_dropout: float = 0.1,
+                  sources: list[int] | None = None) -> torch.Tensor:
     """The DDPM loss MSE(eps, model(x_t, t, y)) per ensemble member, (members,): t uniform, labels dropped to
-    the null class w.p. label_dropout. Every member sees the same clips, noise, timesteps and dropped labels.
+    the null class w.p. label_dropout.
+
+    batches[k] = (clips (B, C, F, H, W), labels (B,)) and generators[k] are one data seed's; member e trains on
+    source sources[e] (default: one member on source 0). Each source draws its timesteps, noise and dropped
+    labels from its own generator in the order a run of that seed alone would, so members of one source see
+    the same examples (an ensemble over learning rates) and members of different sources are different runs
+    (an ensemble over seeds).
     """
-    B, dev = x0.shape[0], x0.device
-    t = torch.randint(0, len(abar), (B,), device=dev, generator=generator)
-    noise = torch.randn(x0.shape, device=dev, generator=generator)
-    drop = torch.rand(B, device=dev, generator=generator) < label_dropout
-    x_t = q_sample(x0, t, noise, abar)
-    pred = model(*(_repeat(z, members) for z in (x_t, t, y)), drop_labels=_repeat(drop, members))
-    return ((pred.float() - _repeat(noise, members)) ** 2).reshape(members, -1).mean(1)
+    sources = [0] if sources is None else sources
+    drawn = []
+    for (x0, y), generator in zip(batches, generators, strict=True):
+        B, dev = x0.shape[0], x0.device
+        t = torch.randint(0, len(abar), (B,), device=dev, generator=generator)
+        noise = torch.randn(x0.shape, device=dev, generator=generator)
+        drop = torch.rand(B, device=dev, generator=generator) < label_dropout
+        drawn.append((q_sample(x0, t, noise, abar), t, y, drop, noise))
+    x_t, t, y, drop, noise = (torch.cat([drawn[k][i] for k in sources]) for i in range(5))
+    pred = model(x_t, t, y, drop_labels=drop)
+    return ((pred.float() - noise) ** 2).reshape(len(sources), -1).mean(1)
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 A profile (``profiles/NAME.toml``) defines the clip, the fitting model sizes, the token checkpoints, the batch
 size and learning-rate grids, seeds, the fixed baseline and a held-out model. Every run is one TrainConfig,
-identified by a hash of it. Runs that differ only in learning rate train together as one ensemble
-(:mod:`replicate.ensemble`) of E = ensemble_rows // batch_size members: ensembles pay where a step is too
-small to keep the hardware busy (2.2-3.2x for the smallest models at 2-4 clips per step on one CPU thread,
-about 1.1x at 16; benchmarks/ensemble.py).
+identified by a hash of it. Runs that differ only in learning rate and seed train together as one ensemble
+(:mod:`replicate.ensemble`) of E = ensemble_rows // batch_size members (seeds outer, learning rates inner):
+ensembles pay where a step is too small to keep the hardware busy (2.2-3.2x for the smallest models at 2-4
+clips per step on one CPU thread, about 1.1x at 16; benchmarks/ensemble.py).
 
 Only the parent process writes ``runs.csv``, and only whole finished groups, by writing a new file and
 renaming it over the old one, rows in the profile's canonical order: killing a sweep at any moment loses at
@@ -71,7 +71,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Group:
-    """Runs that train together as one ensemble (identical but for the learning rate)."""
+    """Runs that train together as one ensemble (identical but for learning rate and seed)."""
 
     runs: tuple[Run, ...]
 
@@ -100,7 +100,7 @@ class Profile:
 
 
 _TOP_KEYS = {"description", "design", "workers", "clip", "model", "train", "grid", "fixed", "holdout", "slurm"}
-_GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "seeds", "ensemble_rows", "sizes"}
+_GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes"}
 _SIZE_KEYS = {"name", "width", "depth", "heads", "lrs"}
 _HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints"}
 
@@ -144,6 +144,12 @@ def _size_config(table: dict, where: str, shared: dict) -> tuple[str, ModelConfi
     return table.get("name", f"w{cfg.width}d{cfg.depth}"), cfg
 
 
+def batch_lrs(lrs: list[float], batch_size: int, exponent: float) -> list[float]:
+    """The learning rates of a batch size: `lrs` (those of one sample per step) times batch_size^exponent, to 4
+    significant digits, so that the grid follows the lr-B ridge (lr_opt ~ B^0.70 in the cpu study)."""
+    return [float(f"{lr * batch_size**exponent:.4g}") for lr in lrs]
+
+
 def load_profile(name: str) -> Profile:
     """Parse and validate a profile; every problem is a ConfigError naming it."""
     path = profile_path(name)
@@ -169,6 +175,7 @@ def load_profile(name: str) -> Profile:
         batch_sizes = _positive_list(grid.get("batch_sizes"), int, "[grid] batch_sizes")
         default_lrs = _positive_list(grid.get("lrs"), float, "[grid] lrs")
         seeds = grid.get("seeds", [0])
+        exponent = float(grid.get("lr_batch_exponent", 0.0))  # lrs scale as B^exponent across the batch grid
         rows = int(grid.get("ensemble_rows", 0))  # clips per step across an ensemble's members
         if not grid.get("sizes"):
             raise ConfigError("[grid] needs at least one [[grid.sizes]] entry")
@@ -184,20 +191,22 @@ def load_profile(name: str) -> Profile:
                 if bad:
                     raise ConfigError(f"{where}: checkpoints {bad} are not multiples of batch size {b} x "
                                       f"{model.n_ctx} tokens per sample")
-                for seed in seeds:
-                    made = [Run(len(runs) + i, role, size,
-                                TrainConfig(model, batch_size=b, lr=lr, tokens=ckpts[-1], seed=seed,
-                                            checkpoints=tuple(ckpts), **shared_train))
-                            for i, lr in enumerate(lrs)]
-                    runs.extend(made)
-                    groups.extend(Group(tuple(made[i:i + members])) for i in range(0, len(made), members))
+                cells = [(seed, lr) for seed in seeds for lr in batch_lrs(lrs, b, exponent)]
+                made = [Run(len(runs) + i, role, size,
+                            TrainConfig(model, batch_size=b, lr=lr, tokens=ckpts[-1], seed=seed,
+                                        checkpoints=tuple(ckpts), **shared_train))
+                        for i, (seed, lr) in enumerate(cells)]
+                runs.extend(made)
+                groups.extend(Group(tuple(made[i:i + members])) for i in range(0, len(made), members))
 
         for i, table in enumerate(grid["sizes"]):
             _check_keys(table, _SIZE_KEYS, f"[[grid.sizes]] #{i + 1}")
             lrs = _positive_list(table["lrs"], float, f"[[grid.sizes]] #{i + 1} lrs") if "lrs" in table \
                 else default_lrs
-            if not any(math.isclose(fixed.get("lr", -1), lr) for lr in lrs):
-                raise ConfigError(f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1}: {lrs}")
+            at_fixed = batch_lrs(lrs, fixed.get("batch_size", 1), exponent)
+            if not any(math.isclose(fixed.get("lr", -1), lr) for lr in at_fixed):
+                raise ConfigError(f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1} at the fixed "
+                                  f"batch size: {at_fixed}")
             add("fit", table, f"[[grid.sizes]] #{i + 1}", batch_sizes, lrs, checkpoints)
         if fixed.get("batch_size") not in batch_sizes:
             raise ConfigError(f"[fixed] batch_size {fixed.get('batch_size')} is not in the grid {batch_sizes}")
@@ -401,8 +410,8 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
     workers = workers or profile.workers
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    # CPU workers share the cores; more threads than cores thrash
-    threads = max(1, (os.cpu_count() or 1) // workers) if dev.type == "cpu" else 0
+    # CPU workers share the cores this process may run on (taskset, a Slurm allocation); more threads thrash
+    threads = max(1, len(os.sched_getaffinity(0)) // workers) if dev.type == "cpu" else 0
     table = RunsTable(out / "runs.csv", {r.run_id: r.index for r in profile.runs}, retire=not dry_run)
     if table.retired:
         log(f"{table.retired} runs in {out / 'runs.csv'} are not in profile {profile.name} (edited?): "

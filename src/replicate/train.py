@@ -205,12 +205,12 @@ def load_model(path: str | Path, device: str = "cpu") -> VideoDiT:
 
 
 def check_group(cfgs: list[TrainConfig]) -> TrainConfig:
-    """The shared config of runs that may train as one ensemble: identical but for the learning rate."""
+    """The shared config of runs that may train as one ensemble: identical but for learning rate and seed."""
     if not cfgs:
         raise ConfigError("an ensemble needs at least one run")
     base = cfgs[0]
-    if any(dataclasses.replace(c, lr=base.lr) != base for c in cfgs):
-        raise ConfigError("runs of one ensemble must differ only in learning rate")
+    if any(dataclasses.replace(c, lr=base.lr, seed=base.seed) != base for c in cfgs):
+        raise ConfigError("runs of one ensemble must differ only in learning rate and seed")
     return base
 
 
@@ -221,49 +221,62 @@ def make_optimizer(model: torch.nn.Module, cfgs: list[TrainConfig]) -> EnsembleA
                          eps=base.adam_eps, weight_decay=base.weight_decay)
 
 
-def train_step(model: torch.nn.Module, opt: EnsembleAdamW, step: int, x0: torch.Tensor, y: torch.Tensor,
-               gen: torch.Generator, abar: torch.Tensor, cfg: TrainConfig, active: torch.Tensor) -> torch.Tensor:
-    """Optimiser step `step` (from 1) of every member on one batch: linear warm-up, then the constant rate;
-    bf16 autocast on CUDA; members not `active` (diverged) get no gradient. Returns the losses (E,) on device.
+Batch = tuple[torch.Tensor, torch.Tensor]  # clips (B, C, F, H, W) and labels (B,)
+
+
+def train_step(model: torch.nn.Module, opt: EnsembleAdamW, step: int, batches: list[Batch],
+               gens: list[torch.Generator], sources: list[int], abar: torch.Tensor, cfg: TrainConfig,
+               active: torch.Tensor) -> torch.Tensor:
+    """Optimiser step `step` (from 1) of every member, member e on batches[sources[e]] (one batch per seed,
+    see diffusion.training_loss): linear warm-up, then the constant rate; bf16 autocast on CUDA; members not
+    `active` (diverged) get no gradient. Returns the losses (E,) on device.
     """
-    members = len(active)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x0.device.type == "cuda"):
-        losses = training_loss(model, x0, y, gen, abar, cfg.label_dropout, members=members)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=batches[0][0].device.type == "cuda"):
+        losses = training_loss(model, batches, gens, abar, cfg.label_dropout, sources)
     opt.zero_grad(set_to_none=True)
     torch.where(active, losses, 0.0).sum().backward()
-    clip_grad_norm_per_member_(list(model.parameters()), cfg.grad_clip, members)
+    clip_grad_norm_per_member_(list(model.parameters()), cfg.grad_clip, len(active))
     opt.set_scale(min(1.0, step / max(cfg.warmup_steps, 1)))
     opt.step()
     return losses.detach()
 
 
 class GroupStepper:
-    """What a training step of a group needs: its stacked model (and the plain model it was stacked from),
-    optimiser, noise generator, clip stream and divergence mask. The trainer and the step benchmarks share it.
+    """What a training step of a group needs: its stacked model (and a plain model of its architecture),
+    optimiser, and per seed a noise generator and a clip stream, and the divergence mask. The trainer and the
+    step benchmarks share it. Members of one seed share their initialisation, clips and noise.
     """
 
     def __init__(self, cfgs: list[TrainConfig], device: torch.device, backend: str = "auto") -> None:
         self.cfg = check_group(cfgs)
-        self.plain = build_model(self.cfg, device, backend)
-        self.model = stack(self.plain, len(cfgs))
+        self.seeds = list(dict.fromkeys(c.seed for c in cfgs))  # in order of first appearance
+        self.sources = [self.seeds.index(c.seed) for c in cfgs]
+        plains = [build_model(dataclasses.replace(self.cfg, seed=seed), device, backend) for seed in self.seeds]
+        self.plain = plains[0]
+        self.model = stack([plains[k] for k in self.sources])
         self.opt = make_optimizer(self.model, cfgs)
-        self.gen = torch.Generator(device=device).manual_seed(self.cfg.seed)
+        self.gens = [torch.Generator(device=device).manual_seed(seed) for seed in self.seeds]
         self.abar = alphas_cumprod().to(device)
         self.active = torch.ones(len(cfgs), dtype=torch.bool, device=device)
         self.device = device
         self.seek(0)
 
     def seek(self, steps: int) -> None:
-        """Point the clip stream at the batch of step `steps` + 1 (clips are pure functions of their index)."""
-        self.stream = ClipStream(self.cfg.model.clip, self.cfg.seed, "train", self.device,
-                                 start=steps * self.cfg.batch_size)
+        """Point the clip streams at the batch of step `steps` + 1 (clips are pure functions of their index)."""
+        self.streams = [ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_size)
+                        for seed in self.seeds]
 
-    def step(self, step: int, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-             forward: torch.nn.Module | None = None) -> torch.Tensor:
-        """train_step number `step` on `batch` (default: the stream's next), through `forward` (default: the
+    def next_batches(self) -> list[Batch]:
+        """Each seed's next batch."""
+        return [stream.next(self.cfg.batch_size) for stream in self.streams]
+
+    def step(self, step: int, batches: list[Batch] | None = None, forward: torch.nn.Module | None = None
+             ) -> torch.Tensor:
+        """train_step number `step` on `batches` (default: the streams' next), through `forward` (default: the
         stacked model; e.g. a compiled one). Returns the members' losses (E,) on the device."""
-        x0, y = batch if batch is not None else self.stream.next(self.cfg.batch_size)
-        return train_step(forward or self.model, self.opt, step, x0, y, self.gen, self.abar, self.cfg, self.active)
+        batches = batches if batches is not None else self.next_batches()
+        return train_step(forward or self.model, self.opt, step, batches, self.gens, self.sources, self.abar,
+                          self.cfg, self.active)
 
 
 def _timed(dev: torch.device, fn: Callable[[], object]) -> float:
@@ -281,8 +294,8 @@ def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "
     """Median seconds of one training step of the group's stacked model, after a warm-up step; data excluded."""
     dev = resolve_device(device)
     group = GroupStepper(cfgs, dev, backend)
-    batch = group.stream.next(group.cfg.batch_size)
-    times = [_timed(dev, lambda k=step + 1: group.step(k, batch)) for step in range(steps + 1)]
+    batches = group.next_batches()
+    times = [_timed(dev, lambda k=step + 1: group.step(k, batches)) for step in range(steps + 1)]
     return sorted(times[1:])[steps // 2]
 
 
@@ -328,7 +341,8 @@ def train_group(
     state: Path | None = None,
     stop_at: float | None = None,
 ) -> list[TrainRecord] | None:
-    """Train runs that differ only in learning rate as one stacked model, validating each at every checkpoint.
+    """Train runs that differ only in learning rate and seed as one stacked model, validating each at every
+    checkpoint.
 
     Never raises on divergence: a diverging member is frozen and marked `diverged`, the others go on.
     Deterministic on CPU: the same configs give bit-identical records (but wall_s).
@@ -362,7 +376,7 @@ def train_group(
     smoothed: list[float | None] = [None] * members
     done, paused = 0, False
     if state is not None and Path(state).is_file():
-        done = _load_state(Path(state), model, opt, ema, window, group.gen, active, records, [first, smoothed],
+        done = _load_state(Path(state), model, opt, ema, window, group.gens, active, records, [first, smoothed],
                            since_checkpoint)
         group.seek(done)
         start -= records[0].wall_s  # wall_s holds the seconds trained before the pause
@@ -414,7 +428,7 @@ def train_group(
     for record in records:
         record.wall_s = time.perf_counter() - start
     if paused:
-        _save_state(Path(state), step, model, opt, ema, window, group.gen, active, records, [first, smoothed],
+        _save_state(Path(state), step, model, opt, ema, window, group.gens, active, records, [first, smoothed],
                     since_checkpoint)
         return None
     if state is not None:
@@ -423,12 +437,13 @@ def train_group(
 
 
 def _save_state(path: Path, step: int, model: torch.nn.Module, opt: EnsembleAdamW, ema: PowerEMA | None,
-                window: torch.Tensor, gen: torch.Generator, active: torch.Tensor, records: list[TrainRecord],
-                running: list[list], since: list[list[float]]) -> None:
+                window: torch.Tensor, gens: list[torch.Generator], active: torch.Tensor,
+                records: list[TrainRecord], running: list[list], since: list[list[float]]) -> None:
     """A paused group's state (plain tensors and lists), written to a temporary file and renamed."""
     blob = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "lrs": opt.lrs,
             "ema": (ema.model.state_dict(), ema.step) if ema else None,
-            "window": window, "gen": gen.get_state(), "active": active, "running": running, "since": since,
+            "window": window, "gens": [gen.get_state() for gen in gens], "active": active, "running": running,
+            "since": since,
             "records": [{"checkpoints": [dataclasses.asdict(c) for c in r.checkpoints], "diverged": r.diverged,
                          "diverged_at_tokens": r.diverged_at_tokens, "wall_s": r.wall_s} for r in records]}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -438,8 +453,8 @@ def _save_state(path: Path, step: int, model: torch.nn.Module, opt: EnsembleAdam
 
 
 def _load_state(path: Path, model: torch.nn.Module, opt: EnsembleAdamW, ema: PowerEMA | None,
-                window: torch.Tensor, gen: torch.Generator, active: torch.Tensor, records: list[TrainRecord],
-                running: list[list], since: list[list[float]]) -> int:
+                window: torch.Tensor, gens: list[torch.Generator], active: torch.Tensor,
+                records: list[TrainRecord], running: list[list], since: list[list[float]]) -> int:
     """Restore what _save_state wrote into the freshly built objects; returns the step it was written at."""
     blob = torch.load(path, map_location=window.device, weights_only=True)
     model.load_state_dict(blob["model"])
@@ -449,7 +464,8 @@ def _load_state(path: Path, model: torch.nn.Module, opt: EnsembleAdamW, ema: Pow
         ema.model.load_state_dict(blob["ema"][0])
         ema.step = blob["ema"][1]
     window.copy_(blob["window"])
-    gen.set_state(blob["gen"].cpu())
+    for gen, saved in zip(gens, blob["gens"], strict=True):
+        gen.set_state(saved.cpu())
     active.copy_(blob["active"])
     for have, saved in zip(running, blob["running"], strict=True):
         have[:] = saved
