@@ -1,4 +1,7 @@
-"""Where a result came from: device, library versions and the git commit of the code."""
+"""Where a result came from: device, library versions and the git commit of the code.
+
+Torch-free at import: the fit and the report record their provenance on machines without torch.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,16 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def device_name(device: torch.device) -> str:
     """A human-readable name of the device, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu: AMD EPYC 9B14 (2 threads)'."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu: {_cpu_model()} ({torch.get_num_threads()} threads)"
@@ -46,7 +53,8 @@ def git_sha() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
-def _version(package: str) -> str:
+def version(package: str) -> str:
+    """The installed version of `package`, or 'none'."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -54,6 +62,8 @@ def _version(package: str) -> str:
 
 
 def provenance(device: torch.device) -> dict[str, str]:
-    """device, torch, triton and git_sha of the current process."""
-    return {"device": device_name(device), "torch": torch.__version__, "triton": _version("triton"),
+    """device, torch, triton and git_sha of the current process (whose caller has torch)."""
+    import torch
+
+    return {"device": device_name(device), "torch": torch.__version__, "triton": version("triton"),
             "git_sha": git_sha()}
