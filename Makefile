@@ -58,11 +58,11 @@ sweeps: $(STAMP)
 	$(PY) -m replicate sweep --profile $(IMAGE) --out results/$(IMAGE)
 
 results/%/fit.json: results/%/runs.csv
-	$(PY) -m replicate fit $< --profile $* --bootstrap $(BOOTSTRAP) --out $@ --if-changed
+	$(PY) -m replicate fit $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
 
 # the same runs scored by their EMA weights: the evaluation protocol's effect on the laws
 results/%/fit_ema.json: results/%/runs.csv
-	$(PY) -m replicate fit $< --profile $* --bootstrap $(BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
+	$(PY) -m replicate fit $< --bootstrap $(BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
 
 $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from replicate.config import count_params
+from replicate.config import TrainConfig, count_params
+from replicate.profile import load_profile
 from replicate.provenance import provenance
-from replicate.sweep import load_profile
-from replicate.train import TrainConfig, resolve_device, step_seconds
+from replicate.train import resolve_device, step_seconds
 
 
 def main() -> int:

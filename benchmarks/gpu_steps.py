@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from replicate.config import count_params, model_config
+from replicate.config import TrainConfig, count_params, model_config
 from replicate.kernels import BACKENDS
 from replicate.provenance import provenance
-from replicate.train import GroupStepper, TrainConfig
+from replicate.train import GroupStepper
 
 
 def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, backend: str, barrier) -> float:

@@ -27,11 +27,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from replicate import kernels
-from replicate.config import flops_per_token, model_config
+from replicate.config import TrainConfig, flops_per_token, model_config
 from replicate.data import ClipStream
 from replicate.kernels import reference
 from replicate.provenance import provenance
-from replicate.train import GroupStepper, TrainConfig
+from replicate.train import GroupStepper
 
 COLUMNS = ("op", "shape", "dtype", "backend", "ms", "speedup_vs_eager", "achieved", "peak", "device", "torch", "triton",
            "git_sha")

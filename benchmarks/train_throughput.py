@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from replicate.config import count_params, flops_per_token, model_config
+from replicate.config import TrainConfig, count_params, flops_per_token, model_config
 from replicate.data import ClipStream
 from replicate.provenance import provenance
-from replicate.train import TrainConfig, resolve_device, step_seconds
+from replicate.train import resolve_device, step_seconds
 
 
 def _sync(device: torch.device) -> None:

@@ -18,10 +18,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from replicate.config import model_config
+from replicate.config import TrainConfig, model_config, token_checkpoints
 from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
 from replicate.provenance import provenance
-from replicate.train import TrainConfig, resolve_device, token_checkpoints, train
+from replicate.train import resolve_device, train
 
 
 def main() -> int:

@@ -3,11 +3,11 @@ import dataclasses
 import pytest
 import torch
 
-from replicate.config import ClipConfig, ModelConfig
+from replicate.config import ClipConfig, ModelConfig, TrainConfig
 from replicate.diffusion import ValidationSet
 from replicate.ensemble import EnsembleAdamW, clip_grad_norm_per_member_, stack, unstack
 from replicate.model import VideoDiT
-from replicate.train import TrainConfig, train, train_group
+from replicate.train import train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)

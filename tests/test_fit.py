@@ -33,7 +33,7 @@ from replicate.fit import (
     synthetic_sweep,
     validate_runs,
 )
-from replicate.fit import pipeline as fit_pipeline
+from replicate.fit import document as fit_document
 
 LAW = TRUTH["loss_law"]
 
@@ -322,7 +322,7 @@ def test_chinchilla_table_recovered_in_loss_only_mode():
 def test_raw_and_log_fits_compared(monkeypatch):
     table = loss_table(2)
     assert not any("raw-residual" in w for w in fit_runs(table, bootstrap=0)["warnings"])
-    monkeypatch.setattr(fit_pipeline, "RAW_LOG_TOLERANCE", -1.0)
+    monkeypatch.setattr(fit_document, "RAW_LOG_TOLERANCE", -1.0)
     assert any("raw-residual" in w for w in fit_runs(table, bootstrap=0)["warnings"])
 
 

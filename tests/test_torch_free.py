@@ -11,8 +11,8 @@ from replicate.fit import synthetic_sweep
 ROOT = Path(__file__).resolve().parents[1]
 # torch (and triton) made unimportable: `import torch` raises ImportError in the child
 BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None; "
-TORCH_FREE = ("replicate.config", "replicate.provenance", "replicate.fit", "replicate.report", "replicate.plots",
-              "replicate.cli")
+TORCH_FREE = ("replicate.config", "replicate.profile", "replicate.runs", "replicate.io", "replicate.provenance",
+              "replicate.fit", "replicate.report", "replicate.plots", "replicate.cli")
 
 
 def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from replicate.config import ClipConfig, ModelConfig
+from replicate.config import ClipConfig, ModelConfig, TrainConfig, token_checkpoints
 from replicate.diffusion import ValidationSet
-from replicate.train import TrainConfig, token_checkpoints, train, train_group
+from replicate.train import train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)  # 4 x 2 x 2 = 16 tokens per sample

@@ -6,14 +6,13 @@ Bad input gets one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
 from replicate.errors import ConfigError
+from replicate.io import write_json
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,16 +20,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON so that a reader (or a crash) never sees a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def check_output_path(path: Path) -> Path:
@@ -87,9 +76,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from replicate.config import ClipConfig, ModelConfig, model_config
+    from replicate.config import ClipConfig, ModelConfig, TrainConfig, model_config
     from replicate.kernels import check_backend
-    from replicate.train import TrainConfig, save_model, train
+    from replicate.train import save_model, train
 
     out = check_output_path(args.out)
     if args.save_model:
@@ -107,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
                       warmup_steps=args.warmup_steps, val_examples=args.val_examples)
 
     def save(record, model=None, ema=None) -> None:
-        write_json_atomic(out, record.to_dict())
+        write_json(out, record.to_dict())
         if model is not None and args.save_model:
             save_model(ema if ema is not None else model, args.save_model)
 
@@ -139,7 +128,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from replicate.kernels import check_backend
-    from replicate.sweep import load_profile, sweep
+    from replicate.profile import load_profile
+    from replicate.sweep import sweep
 
     check_backend(args.backend)
     profile = load_profile(args.profile)
@@ -172,7 +162,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fixed-batch-size", type=_positive_float, help="fit the laws also on the runs at this batch "
                                                                      "size (tokens per step) ...")
     p.add_argument("--fixed-lr", type=_positive_float, help="... and this learning rate")
-    p.add_argument("--profile", help="take the fixed batch size and learning rate from this sweep profile")
+    p.add_argument("--profile", help="take the fixed batch size and learning rate from this sweep profile (default: "
+                                     "the profile.toml beside the table, which the sweep writes, if there is one)")
     p.add_argument("--flops", choices=("6n", "paper", "exact"), default="exact",
                    help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)")
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples of runs for the 95%% intervals (0: none)")
@@ -185,40 +176,15 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from replicate.fit import fit_runs, load_runs
+    from replicate.fit.document import fit_file
 
     out = check_output_path(args.out)
-    if args.profile:
-        from replicate.sweep import load_profile
-
-        if args.fixed_batch_size or args.fixed_lr:
-            raise ConfigError("give --profile or --fixed-batch-size/--fixed-lr, not both")
-        profile = load_profile(args.profile)
-        args.fixed_batch_size = profile.fixed_batch_size * profile.runs[0].cfg.model.n_ctx  # tokens per step
-        args.fixed_lr = profile.fixed_lr
-    # what the fit was computed from: a later `--if-changed` skips the fit while this still holds
-    source = {"runs": str(args.runs), "sha256": hashlib.sha256(args.runs.read_bytes()).hexdigest()
-              if args.runs.is_file() else None, "loss_column": args.loss_column, "bootstrap": args.bootstrap,
-              "seed": args.seed, "flops": args.flops, "fixed_batch_size": args.fixed_batch_size,
-              "fixed_lr": args.fixed_lr}
-    if args.if_changed and out.is_file():
-        try:
-            previous = json.loads(out.read_text()).get("source")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = None
-        if previous == source:
-            out.touch()  # newer than its table again, for make
-            print(f"fit: {out} is up to date with {args.runs}")
-            return 0
-    result = fit_runs(load_runs(args.runs, args.loss_column), fixed_batch_size=args.fixed_batch_size,
-                      fixed_lr=args.fixed_lr,
-                      flops=args.flops, bootstrap=args.bootstrap, seed=args.seed, progress=True)
-    from importlib import metadata
-
-    from replicate.provenance import git_sha
-
-    prov = {"git_sha": git_sha(), **{m: metadata.version(m) for m in ("numpy", "scipy", "pandas")}}
-    write_json_atomic(out, {**result, "source": source, "provenance": prov})
+    result = fit_file(args.runs, out, profile=args.profile, fixed_batch_size=args.fixed_batch_size,
+                      fixed_lr=args.fixed_lr, flops=args.flops, bootstrap=args.bootstrap, seed=args.seed,
+                      loss_column=args.loss_column, if_changed=args.if_changed)
+    if result is None:
+        print(f"fit: {out} is up to date with {args.runs}")
+        return 0
     law, ci = result["loss_law"], result["loss_law"]["ci95"]
 
     def exponent(name: str) -> str:

@@ -1,4 +1,5 @@
-"""Configurations and the parameter and FLOP accounting of the Video DiT, without torch.
+"""Configurations (clip, model, training run) and the parameter and FLOP accounting of the Video DiT, without
+torch.
 
 Kept apart from the model so that anything that only counts (the fitting library, which must import on a
 machine with only numpy, scipy and pandas; profiles; the book) needs no deep-learning framework.
@@ -17,6 +18,8 @@ MOTIONS = ("straight", "bounce", "orbit")
 NUM_CLASSES = len(SHAPES) * len(MOTIONS)
 
 FLOP_KINDS = ("6n", "paper", "exact")
+VAL_SEED = 0  # the data seed of the validation clips: the same for every run
+CHECKPOINT_RATIO = math.sqrt(2)
 
 
 def _check_positive(config: object, names: tuple[str, ...], what: str) -> None:
@@ -143,3 +146,74 @@ def flops_per_token(cfg: ModelConfig, kind: str = "exact") -> float:
         per_sample = L * 2 * d * 6 * d + 2 * d * 2 * d + 2 * (cfg.freq_dim * d + d * d)  # adaLN, final, t-MLP
         return 3.0 * (per_token + per_sample / s)
     raise ConfigError(f"unknown FLOP kind {kind!r}: choose one of {', '.join(FLOP_KINDS)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. batch_size in samples (tokens per step = batch_size * model.n_ctx); tokens in tokens."""
+
+    model: ModelConfig
+    batch_size: int
+    lr: float
+    tokens: int
+    seed: int = 0
+    warmup_steps: int = 25
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    label_dropout: float = 0.1
+    checkpoints: tuple[int, ...] = ()  # token counts to validate at; () means token_checkpoints(tokens)
+    val_examples: int = 4096
+    val_seed: int = VAL_SEED
+    blowup: float = 2.0  # diverged once the smoothed training loss exceeds blowup x its first value
+    ema_gamma: float | None = 7.0  # power-EMA exponent (relative width 0.10) of the second loss; None: no EMA
+    eval_window: float = 0.1  # the raw loss at a checkpoint averages this last fraction of the steps before it
+    eval_slices: int = 4  # ... at this many points, each scoring an interleaved slice of the validation set
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1 sample, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if self.tokens < 1:
+            raise ConfigError(f"tokens must be >= 1, got {self.tokens}")
+        if self.warmup_steps < 0 or self.val_examples < 2 or self.grad_clip <= 0:
+            raise ConfigError("warmup_steps must be >= 0, val_examples >= 2 and grad_clip > 0")
+        if self.ema_gamma is not None and self.ema_gamma < 0:
+            raise ConfigError(f"ema_gamma must be >= 0 (or None), got {self.ema_gamma}")
+        if not 0 <= self.eval_window < 1 or not 1 <= self.eval_slices <= self.val_examples // 2:
+            raise ConfigError("eval_window must lie in [0, 1) and eval_slices in [1, val_examples / 2]")
+        if any(c < 1 or c > self.tokens for c in self.checkpoints):
+            raise ConfigError(f"checkpoints must lie in [1, tokens={self.tokens}], got {self.checkpoints}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.model.n_ctx
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.tokens / self.tokens_per_step)
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which the model is validated: the first step reaching each checkpoint's tokens."""
+        targets = self.checkpoints or token_checkpoints(self.tokens)
+        return sorted({math.ceil(c / self.tokens_per_step) for c in targets})
+
+    def slice_steps(self) -> dict[int, list[int]]:
+        """Step -> the validation slices scored after it: slice k of a checkpoint at step s at
+        s - eval_window s (K - 1 - k) / (K - 1), never before the previous checkpoint."""
+        out: dict[int, list[int]] = {}
+        previous, k_max = 0, max(self.eval_slices - 1, 1)
+        for s in self.checkpoint_steps():
+            for k in range(self.eval_slices):
+                at = max(previous + 1, s - round(self.eval_window * s * (self.eval_slices - 1 - k) / k_max))
+                out.setdefault(at, []).append(k)
+            previous = s
+        return out
+
+
+def token_checkpoints(tokens: int, span: float = 16.0, ratio: float = CHECKPOINT_RATIO) -> tuple[int, ...]:
+    """A geometric grid of token counts, `ratio` apart, from tokens / span up to tokens."""
+    n = round(math.log(span) / math.log(ratio))
+    return tuple(sorted({max(1, round(tokens / ratio**k)) for k in range(n + 1)}))

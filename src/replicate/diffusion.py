@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from replicate.config import ClipConfig
+from replicate.config import VAL_SEED, ClipConfig
 from replicate.data import make_clips
 
 TIMESTEPS = 1000
-VAL_SEED = 0  # the data seed of the validation clips: the same for every run
 
 
 def alphas_cumprod(steps: int = TIMESTEPS, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from replicate.config import count_params
+from replicate.config import TrainConfig, count_params
+from replicate.profile import load_profile
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
-from replicate.sweep import load_profile
 from replicate.theory import (
     QuadraticProblem,
     best_step,
@@ -29,7 +29,7 @@ from replicate.theory import (
     measure,
     sgd_step_gain,
 )
-from replicate.train import TrainConfig, resolve_device, train
+from replicate.train import resolve_device, train
 
 # (dim, condition of H, noise scale of S): small B_noise to large
 QUADRATICS = [(10, 10.0, 1.0), (50, 100.0, 10.0), (200, 1000.0, 10.0)]

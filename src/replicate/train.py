@@ -23,18 +23,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, count_params, flops_per_token
+from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, TrainConfig, count_params, flops_per_token
 from replicate.data import ClipStream
 from replicate.diffusion import (
-    VAL_SEED,
     ValidationSet,
     alphas_cumprod,
     example_losses,
@@ -43,111 +40,11 @@ from replicate.diffusion import (
 )
 from replicate.ensemble import EnsembleAdamW, clip_grad_norm_per_member_, stack, unstack
 from replicate.errors import ConfigError
+from replicate.io import atomic_write
 from replicate.model import VideoDiT
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
-
-CHECKPOINT_RATIO = math.sqrt(2)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. batch_size in samples (tokens per step = batch_size * model.n_ctx); tokens in tokens."""
-
-    model: ModelConfig
-    batch_size: int
-    lr: float
-    tokens: int
-    seed: int = 0
-    warmup_steps: int = 25
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0
-    label_dropout: float = 0.1
-    checkpoints: tuple[int, ...] = ()  # token counts to validate at; () means token_checkpoints(tokens)
-    val_examples: int = 4096
-    val_seed: int = VAL_SEED
-    blowup: float = 2.0  # diverged once the smoothed training loss exceeds blowup x its first value
-    ema_gamma: float | None = 7.0  # power-EMA exponent (relative width 0.10) of the second loss; None: no EMA
-    eval_window: float = 0.1  # the raw loss at a checkpoint averages this last fraction of the steps before it
-    eval_slices: int = 4  # ... at this many points, each scoring an interleaved slice of the validation set
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1 sample, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if self.tokens < 1:
-            raise ConfigError(f"tokens must be >= 1, got {self.tokens}")
-        if self.warmup_steps < 0 or self.val_examples < 2 or self.grad_clip <= 0:
-            raise ConfigError("warmup_steps must be >= 0, val_examples >= 2 and grad_clip > 0")
-        if self.ema_gamma is not None and self.ema_gamma < 0:
-            raise ConfigError(f"ema_gamma must be >= 0 (or None), got {self.ema_gamma}")
-        if not 0 <= self.eval_window < 1 or not 1 <= self.eval_slices <= self.val_examples // 2:
-            raise ConfigError("eval_window must lie in [0, 1) and eval_slices in [1, val_examples / 2]")
-        if any(c < 1 or c > self.tokens for c in self.checkpoints):
-            raise ConfigError(f"checkpoints must lie in [1, tokens={self.tokens}], got {self.checkpoints}")
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.model.n_ctx
-
-    @property
-    def steps(self) -> int:
-        return math.ceil(self.tokens / self.tokens_per_step)
-
-    def checkpoint_steps(self) -> list[int]:
-        """Steps after which the model is validated: the first step reaching each checkpoint's tokens."""
-        targets = self.checkpoints or token_checkpoints(self.tokens)
-        return sorted({math.ceil(c / self.tokens_per_step) for c in targets})
-
-    def slice_steps(self) -> dict[int, list[int]]:
-        """Step -> the validation slices scored after it: slice k of a checkpoint at step s at
-        s - eval_window s (K - 1 - k) / (K - 1), never before the previous checkpoint."""
-        out: dict[int, list[int]] = {}
-        previous, k_max = 0, max(self.eval_slices - 1, 1)
-        for s in self.checkpoint_steps():
-            for k in range(self.eval_slices):
-                at = max(previous + 1, s - round(self.eval_window * s * (self.eval_slices - 1 - k) / k_max))
-                out.setdefault(at, []).append(k)
-            previous = s
-        return out
-
-
-def token_checkpoints(tokens: int, span: float = 16.0, ratio: float = CHECKPOINT_RATIO) -> tuple[int, ...]:
-    """A geometric grid of token counts, `ratio` apart, from tokens / span up to tokens."""
-    n = round(math.log(span) / math.log(ratio))
-    return tuple(sorted({max(1, round(tokens / ratio**k)) for k in range(n + 1)}))
-
-
-@dataclass
-class Checkpoint:
-    step: int
-    tokens: int  # training tokens seen
-    val_loss: float  # raw weights, averaged over the evaluation window
-    val_loss_se: float
-    val_loss_ema: float | None  # power-EMA weights at the checkpoint (None without an EMA)
-    val_loss_ema_se: float | None
-    train_loss: float  # mean training loss since the previous checkpoint
-    wall_s: float  # seconds since the start of training
-
-
-@dataclass
-class TrainRecord:
-    config: TrainConfig
-    n_params: int
-    tokens_per_sample: int
-    tokens_per_step: int
-    flops_per_token: dict[str, float]
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    diverged: bool = False
-    diverged_at_tokens: int | None = None
-    wall_s: float = 0.0  # seconds the whole run (its ensemble) took
-    provenance: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+from replicate.runs import Checkpoint, TrainRecord
 
 
 def resolve_device(device: str) -> torch.device:
@@ -330,6 +227,108 @@ def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
     return train_group([cfg], **kwargs)[0]
 
 
+class GroupState:
+    """Everything the training loop of a group changes, in one object: the stepper (stacked model, optimiser,
+    generators, clip streams, divergence mask), the EMA, the records, the evaluation window, the step count
+    and the divergence detector's running values. A paused group is one `save(path)`; it resumes from
+    `GroupState.load(path, ...)`, on this machine or another (the file holds plain tensors and lists)."""
+
+    def __init__(self, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int) -> None:
+        base = check_group(cfgs)
+        self.cfg, self.members = base, len(cfgs)
+        self.stepper = GroupStepper(cfgs, device, backend)
+        self.ema = PowerEMA(self.stepper.model, base.ema_gamma) if base.ema_gamma is not None else None
+        prov = provenance(device)
+        self.records = [TrainRecord(c, count_params(c.model), c.model.n_ctx, c.tokens_per_step,
+                                    {k: flops_per_token(c.model, k) for k in FLOP_KINDS}, provenance=prov)
+                        for c in cfgs]
+        # (E, n_val): each member's losses on the validation slices scored in the current evaluation window
+        self.window = torch.full((self.members, n_val), math.nan, dtype=torch.float64, device=device)
+        self.step = 0  # optimiser steps taken
+        self.first: list[float | None] = [None] * self.members  # each member's first training loss ...
+        self.smoothed: list[float | None] = [None] * self.members  # ... and its running mean (divergence)
+        self.since: list[list[float]] = [[] for _ in cfgs]  # training losses since the last checkpoint
+
+    def observe(self, losses: list[list[float]], step: int) -> None:
+        """Take the training losses of the steps up to `step` ((steps, E)); freeze members that blew up."""
+        for row in losses:
+            for e, value in enumerate(row):
+                if self.records[e].diverged:
+                    continue
+                self.first[e] = value if self.first[e] is None else self.first[e]
+                self.smoothed[e] = value if self.smoothed[e] is None else 0.9 * self.smoothed[e] + 0.1 * value
+                self.since[e].append(value)
+                if not math.isfinite(value) or self.smoothed[e] > self.cfg.blowup * self.first[e]:
+                    self.diverge(e, step)
+
+    def diverge(self, member: int, step: int) -> None:
+        """Mark a member diverged at `step` and freeze it."""
+        record = self.records[member]
+        record.diverged = True
+        record.diverged_at_tokens = step * record.tokens_per_step
+        self.stepper.active[member] = False
+        self.stepper.opt.lrs[member] = 0.0
+
+    def checkpoint(self, val: ValidationSet, wall_s: float,
+                   on_checkpoint: Callable[[TrainRecord, VideoDiT, VideoDiT | None], None] | None) -> None:
+        """Score every live member at the current step: the window's raw loss and the EMA weights' loss."""
+        model, plain = self.stepper.model, self.stepper.plain
+        ema_losses = example_losses(self.ema.model, val, members=self.members) if self.ema else None
+        for e, record in enumerate(self.records):
+            if record.diverged:
+                continue
+            val_loss, val_se = stratified_mean_se(self.window[e])
+            ema_loss, ema_se = stratified_mean_se(ema_losses[e]) if self.ema else (None, None)
+            if not math.isfinite(val_loss):
+                self.diverge(e, self.step)
+                continue
+            record.checkpoints.append(Checkpoint(self.step, self.step * self.cfg.tokens_per_step, val_loss, val_se,
+                                                 ema_loss, ema_se, sum(self.since[e]) / len(self.since[e]), wall_s))
+            self.since[e].clear()
+            if on_checkpoint is not None:
+                on_checkpoint(record, unstack(model, plain, e), unstack(self.ema.model, plain, e) if self.ema else None)
+        self.window.fill_(math.nan)
+
+    def save(self, path: Path) -> None:
+        """This state as one file (plain tensors and lists), written atomically."""
+        stepper = self.stepper
+        blob = {"step": self.step, "model": stepper.model.state_dict(), "opt": stepper.opt.state_dict(),
+                "lrs": stepper.opt.lrs, "ema": (self.ema.model.state_dict(), self.ema.step) if self.ema else None,
+                "window": self.window, "gens": [gen.get_state() for gen in stepper.gens], "active": stepper.active,
+                "running": [self.first, self.smoothed], "since": self.since,
+                "records": [{"checkpoints": [dataclasses.asdict(c) for c in r.checkpoints], "diverged": r.diverged,
+                             "diverged_at_tokens": r.diverged_at_tokens, "wall_s": r.wall_s} for r in self.records]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(blob, f), binary=True)
+
+    @classmethod
+    def load(cls, path: Path, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int
+             ) -> GroupState:
+        """The state `save` wrote, rebuilt for these configs on `device`."""
+        state = cls(cfgs, device, backend, n_val)
+        blob = torch.load(path, map_location=device, weights_only=True)
+        stepper = state.stepper
+        stepper.model.load_state_dict(blob["model"])
+        stepper.opt.load_state_dict(blob["opt"])
+        stepper.opt.lrs = blob["lrs"].cpu()
+        if state.ema:
+            state.ema.model.load_state_dict(blob["ema"][0])
+            state.ema.step = blob["ema"][1]
+        state.window.copy_(blob["window"])
+        for gen, saved in zip(stepper.gens, blob["gens"], strict=True):
+            gen.set_state(saved.cpu())
+        stepper.active.copy_(blob["active"])
+        state.first, state.smoothed = (list(v) for v in blob["running"])
+        state.since = [list(v) for v in blob["since"]]
+        for record, saved in zip(state.records, blob["records"], strict=True):
+            record.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
+            record.diverged, record.diverged_at_tokens = saved["diverged"], saved["diverged_at_tokens"]
+            record.wall_s = saved["wall_s"]
+        state.step = blob["step"]
+        stepper.seek(state.step)
+        return state
+
+
 def train_group(
     cfgs: list[TrainConfig],
     *,
@@ -349,138 +348,53 @@ def train_group(
     `on_checkpoint(record, model, ema_model)` runs after each member's validation with copies of its raw
     weights and its EMA weights (None without an EMA).
     Pausing: once the clock (time.time()) passes `stop_at`, the group stops at its next 16-step boundary,
-    writes everything it needs to go on into the file `state` and returns None; a call with the same
-    arguments and that file continues from there (and deletes it when done). Paused and resumed, a group
-    gives the same records on the CPU as one that ran through.
+    writes its GroupState into the file `state` and returns None; a call with the same arguments and that file
+    continues from there (and deletes it when done). Paused and resumed, a group gives the same records on the
+    CPU as one that ran through.
     """
     base = check_group(cfgs)
-    members = len(cfgs)
     dev = resolve_device(device)
-    start = time.perf_counter()
-    records = [TrainRecord(c, count_params(c.model), c.model.n_ctx, c.tokens_per_step,
-                           {k: flops_per_token(c.model, k) for k in FLOP_KINDS}, provenance=provenance(dev))
-               for c in cfgs]
-    group = GroupStepper(cfgs, dev, backend)
-    plain, model, opt, active = group.plain, group.model, group.opt, group.active
     if val is None:
         val = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
     val = val.to(dev)
-    ema = PowerEMA(model, base.ema_gamma) if base.ema_gamma is not None else None
+    resume = state is not None and Path(state).is_file()
+    group = (GroupState.load(Path(state), cfgs, dev, backend, len(val)) if resume
+             else GroupState(cfgs, dev, backend, len(val)))
+    stepper, members = group.stepper, group.members
+    start = time.perf_counter() - group.records[0].wall_s  # wall_s: the seconds trained before a pause
     slices = [val.subset(torch.arange(k, len(val), base.eval_slices)) for k in range(base.eval_slices)]
-    window = torch.full((members, len(val)), math.nan, dtype=torch.float64, device=val.t.device)
-
     checkpoint_steps, slice_steps = set(base.checkpoint_steps()), base.slice_steps()
     pending: list[torch.Tensor] = []  # losses not yet read back (reading every step would sync a GPU)
-    since_checkpoint: list[list[float]] = [[] for _ in cfgs]
-    first: list[float | None] = [None] * members
-    smoothed: list[float | None] = [None] * members
-    done, paused = 0, False
-    if state is not None and Path(state).is_file():
-        done = _load_state(Path(state), model, opt, ema, window, group.gens, active, records, [first, smoothed],
-                           since_checkpoint)
-        group.seek(done)
-        start -= records[0].wall_s  # wall_s holds the seconds trained before the pause
-    bar = progress_bar(total=base.steps, initial=done, disable=not progress,
-                       desc=f"N={records[0].n_params:,}" + (f" x{members}" if members > 1 else ""))
-    for step in range(done + 1, base.steps + 1):
-        pending.append(group.step(step))
-        if ema:
-            ema.update(model)
+    paused = False
+    bar = progress_bar(total=base.steps, initial=group.step, disable=not progress,
+                       desc=f"N={group.records[0].n_params:,}" + (f" x{members}" if members > 1 else ""))
+    for step in range(group.step + 1, base.steps + 1):
+        pending.append(stepper.step(step))
+        if group.ema:
+            group.ema.update(stepper.model)
+        group.step = step
         bar.update(1)
         if step % 16 and step not in slice_steps and step != base.steps:
             continue
-        for losses in torch.stack(pending).float().cpu().tolist():
-            for e, value in enumerate(losses):
-                if records[e].diverged:
-                    continue
-                first[e] = value if first[e] is None else first[e]
-                smoothed[e] = value if smoothed[e] is None else 0.9 * smoothed[e] + 0.1 * value
-                since_checkpoint[e].append(value)
-                if not math.isfinite(value) or smoothed[e] > base.blowup * first[e]:
-                    _diverge(records[e], step, e, active, opt)
+        group.observe(torch.stack(pending).float().cpu().tolist(), step)
         pending.clear()
-        bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in smoothed if v is not None))
-        for k in slice_steps.get(step, []) if bool(active.any()) else []:
-            window[:, k::base.eval_slices] = example_losses(model, slices[k], members=members)
-        if step in checkpoint_steps and bool(active.any()):
-            ema_losses = example_losses(ema.model, val, members=members) if ema else None
-            for e, record in enumerate(records):
-                if record.diverged:
-                    continue
-                val_loss, val_se = stratified_mean_se(window[e])
-                ema_loss, ema_se = stratified_mean_se(ema_losses[e]) if ema else (None, None)
-                if not math.isfinite(val_loss):
-                    _diverge(record, step, e, active, opt)
-                    continue
-                record.checkpoints.append(Checkpoint(step, step * base.tokens_per_step, val_loss, val_se, ema_loss,
-                                                     ema_se, sum(since_checkpoint[e]) / len(since_checkpoint[e]),
-                                                     time.perf_counter() - start))
-                since_checkpoint[e].clear()
-                if on_checkpoint is not None:
-                    on_checkpoint(record, unstack(model, plain, e), unstack(ema.model, plain, e) if ema else None)
-            window.fill_(math.nan)
-        if not bool(active.any()):
+        bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in group.smoothed if v is not None))
+        if bool(stepper.active.any()):
+            for k in slice_steps.get(step, []):
+                group.window[:, k::base.eval_slices] = example_losses(stepper.model, slices[k], members=members)
+            if step in checkpoint_steps:
+                group.checkpoint(val, time.perf_counter() - start, on_checkpoint)
+        if not bool(stepper.active.any()):
             break
         paused = stop_at is not None and step % 16 == 0 and step < base.steps and time.time() > stop_at
         if paused:
             break
     bar.close()
-    for record in records:
+    for record in group.records:
         record.wall_s = time.perf_counter() - start
     if paused:
-        _save_state(Path(state), step, model, opt, ema, window, group.gens, active, records, [first, smoothed],
-                    since_checkpoint)
+        group.save(Path(state))
         return None
     if state is not None:
         Path(state).unlink(missing_ok=True)
-    return records
-
-
-def _save_state(path: Path, step: int, model: torch.nn.Module, opt: EnsembleAdamW, ema: PowerEMA | None,
-                window: torch.Tensor, gens: list[torch.Generator], active: torch.Tensor,
-                records: list[TrainRecord], running: list[list], since: list[list[float]]) -> None:
-    """A paused group's state (plain tensors and lists), written to a temporary file and renamed."""
-    blob = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "lrs": opt.lrs,
-            "ema": (ema.model.state_dict(), ema.step) if ema else None,
-            "window": window, "gens": [gen.get_state() for gen in gens], "active": active, "running": running,
-            "since": since,
-            "records": [{"checkpoints": [dataclasses.asdict(c) for c in r.checkpoints], "diverged": r.diverged,
-                         "diverged_at_tokens": r.diverged_at_tokens, "wall_s": r.wall_s} for r in records]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-
-
-def _load_state(path: Path, model: torch.nn.Module, opt: EnsembleAdamW, ema: PowerEMA | None,
-                window: torch.Tensor, gens: list[torch.Generator], active: torch.Tensor,
-                records: list[TrainRecord], running: list[list], since: list[list[float]]) -> int:
-    """Restore what _save_state wrote into the freshly built objects; returns the step it was written at."""
-    blob = torch.load(path, map_location=window.device, weights_only=True)
-    model.load_state_dict(blob["model"])
-    opt.load_state_dict(blob["opt"])
-    opt.lrs = blob["lrs"].cpu()
-    if ema:
-        ema.model.load_state_dict(blob["ema"][0])
-        ema.step = blob["ema"][1]
-    window.copy_(blob["window"])
-    for gen, saved in zip(gens, blob["gens"], strict=True):
-        gen.set_state(saved.cpu())
-    active.copy_(blob["active"])
-    for have, saved in zip(running, blob["running"], strict=True):
-        have[:] = saved
-    for have, saved in zip(since, blob["since"], strict=True):
-        have[:] = saved
-    for record, saved in zip(records, blob["records"], strict=True):
-        record.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
-        record.diverged, record.diverged_at_tokens = saved["diverged"], saved["diverged_at_tokens"]
-        record.wall_s = saved["wall_s"]
-    return blob["step"]
-
-
-def _diverge(record: TrainRecord, step: int, member: int, active: torch.Tensor, opt: EnsembleAdamW) -> None:
-    """Mark a member diverged at `step` and freeze it."""
-    record.diverged = True
-    record.diverged_at_tokens = step * record.tokens_per_step
-    active[member] = False
-    opt.lrs[member] = 0.0
+    return group.records

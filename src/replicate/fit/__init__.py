@@ -6,8 +6,9 @@ N in parameters, T in training tokens, B in tokens per step, C in FLOPs.
 
 Modules: laws (the papers' equations, one function each), table (reading and checking runs tables), optima
 (optimal B and lr per (N, T); hyperparameter laws), loss (the loss-law fit), compute (FLOPs per token,
-N_opt(C), IsoFLOP, flat region), bootstrap (over runs), pipeline (`fit_runs`, held-out predictions),
-synthetic (sweeps with planted laws).
+N_opt(C), IsoFLOP, flat region), bootstrap (over runs), pipeline (the fitting behind `fit_runs`, held-out
+predictions), document (`fit_runs`: the fit.json document; `fit_file`: ``replicate fit``), synthetic (sweeps
+with planted laws).
 """
 
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
@@ -20,6 +21,7 @@ from replicate.fit.compute import (
     isoflop_compute_law,
     isoflop_losses,
 )
+from replicate.fit.document import fit_runs
 from replicate.fit.laws import (
     compute_law,
     fit_power_law,
@@ -41,7 +43,7 @@ from replicate.fit.optima import (
     lr_batch_exponent,
     optima_frame,
 )
-from replicate.fit.pipeline import fit_runs, predict_holdout
+from replicate.fit.pipeline import predict_holdout
 from replicate.fit.synthetic import TRUTH, synthetic_sweep
 from replicate.fit.table import fixed_rows, load_runs, validate_runs
 

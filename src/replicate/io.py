@@ -1,0 +1,45 @@
+"""Atomic writes, one policy for every result file: write a temporary file beside the target, flush and fsync
+it, rename it over the target and fsync the folder. A reader, a crash or a SIGKILL sees the old file or the
+new one, never a partial one. Torch-free: torch blobs come in through `write`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call write(f) on a temporary file, then put it in place of `path` (see the module docstring)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """`payload` as indented JSON, atomically."""
+    atomic_write(path, lambda f: json.dump(payload, f, indent=1))
+
+
+def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    """A CSV table, atomically."""
+
+    def write(f: IO) -> None:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+    atomic_write(path, write)

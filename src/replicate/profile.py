@@ -1,0 +1,237 @@
+"""Sweep profiles, without torch: a profile (``profiles/NAME.toml``, or any .toml file) defines the clip, the
+fitting model sizes, the token checkpoints, the batch-size and learning-rate grids, seeds, the fixed baseline
+and a held-out model; `load_profile` turns it into Runs (one TrainConfig each, identified by `run_id`) and
+Groups (the runs that train together as one ensemble).
+
+Schema (every key is checked; unknown keys are errors):
+- top level: `description`, `design` (the note that says why the grid is what it is), `workers`;
+- `[clip]`: ClipConfig's fields; `[model]`: ModelConfig's shared fields; `[train]`: TrainConfig's fields;
+- `[grid]`: `checkpoints` (tokens), `batch_sizes` (clips per step), `lrs`, optional `lr_batch_exponent`
+  (the lrs are those of one clip per step, times B^exponent at B clips), `seeds`, `ensemble_rows` (clips
+  per step across an ensemble's members: E = ensemble_rows // B), and `[[grid.sizes]]` (a named size of
+  config.MODEL_SIZES, or name, width, depth, heads; optional per-size `lrs`);
+- `[fixed]`: the fixed-hyperparameter baseline's `batch_size` and `lr` (on every size's grid);
+- `[holdout]`: a held-out model with its own `batch_sizes`, `lrs` and optional `checkpoints`;
+- `[slurm]`: passed to submitit's executor as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, TrainConfig, flops_per_token, model_config
+from replicate.errors import ConfigError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+# The fields each config had when the committed studies' run ids were written: always hashed, so those ids
+# stay valid. A field added since is hashed only where it differs from its default, so adding a defaulted
+# field to a config retires no finished run (runs.RunsTable retires rows whose id the profile lacks).
+_ID_FIELDS = {
+    "TrainConfig": {"model", "batch_size", "lr", "tokens", "seed", "warmup_steps", "betas", "weight_decay",
+                    "adam_eps", "grad_clip", "label_dropout", "checkpoints", "val_examples", "val_seed", "blowup",
+                    "ema_gamma", "eval_window", "eval_slices"},
+    "ModelConfig": {"width", "depth", "heads", "mlp_ratio", "patch", "clip", "num_classes", "freq_dim"},
+    "ClipConfig": {"frames", "height", "width", "channels"},
+}
+
+
+def _identity(config: object) -> dict:
+    """The fields of a config (dataclass) that identify it, nested configs as dicts (see _ID_FIELDS)."""
+    out = {}
+    always = _ID_FIELDS.get(type(config).__name__, set())
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name not in always:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if value == default:
+                continue
+        out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def run_id(cfg: TrainConfig) -> str:
+    """12 hex digits of the SHA-256 of the config's identifying fields."""
+    return hashlib.sha256(json.dumps(_identity(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a sweep: its config, its role (`fit` or `holdout`) and its canonical position."""
+
+    index: int
+    role: str
+    size: str
+    cfg: TrainConfig
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.cfg)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs that train together as one ensemble (identical but for learning rate and seed)."""
+
+    runs: tuple[Run, ...]
+
+    @property
+    def cfgs(self) -> list[TrainConfig]:
+        return [r.cfg for r in self.runs]
+
+    def flops(self) -> float:
+        """Exact FLOPs of training plus validation for every member."""
+        cfg = self.runs[0].cfg
+        per_token = flops_per_token(cfg.model, "exact")
+        evals = len(cfg.checkpoint_steps()) * cfg.val_examples * cfg.model.n_ctx * per_token / 3
+        return len(self.runs) * (cfg.steps * cfg.tokens_per_step * per_token + evals)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A parsed profile: its runs in canonical order, their groups, and what the fit and the book read."""
+
+    name: str
+    description: str
+    runs: tuple[Run, ...]
+    groups: tuple[Group, ...]
+    fixed_batch_size: int  # samples per step
+    fixed_lr: float
+    workers: int
+    path: Path
+    design: str = ""  # why the grid is what it is
+    slurm: dict = field(default_factory=dict)  # submitit executor parameters
+
+    @property
+    def fixed_tokens_per_step(self) -> int:
+        """The fixed baseline's batch size in the fit's unit: tokens per step."""
+        return self.fixed_batch_size * self.runs[0].cfg.model.n_ctx
+
+
+_TOP_KEYS = {"description", "design", "workers", "clip", "model", "train", "grid", "fixed", "holdout", "slurm"}
+_GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes"}
+_SIZE_KEYS = {"name", "width", "depth", "heads", "lrs"}
+_HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints"}
+
+
+def profile_path(name: str) -> Path:
+    """The file of a named profile, or `name` itself if it is a path to a .toml file."""
+    path = Path(name)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise ConfigError(f"profile file {name} does not exist")
+        return path
+    path = PROFILE_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
+        raise ConfigError(f"unknown profile {name!r}: choose one of {known}, or give a .toml file")
+    return path
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _positive_list(values, kind: type, where: str) -> list:
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where} must be a non-empty list")
+    if not all(isinstance(v, kind | int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ConfigError(f"{where} must hold positive numbers, got {values}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where} has duplicates: {values}")
+    return [kind(v) for v in values]
+
+
+def _size_config(table: dict, where: str, shared: dict) -> tuple[str, ModelConfig]:
+    if "name" in table and table["name"] in MODEL_SIZES and not {"width", "depth", "heads"} & set(table):
+        return table["name"], model_config(table["name"], **shared)
+    if not {"width", "depth", "heads"} <= set(table):
+        raise ConfigError(f"{where}: give a size name ({', '.join(MODEL_SIZES)}) or width, depth and heads")
+    cfg = ModelConfig(width=table["width"], depth=table["depth"], heads=table["heads"], **shared)
+    return table.get("name", f"w{cfg.width}d{cfg.depth}"), cfg
+
+
+def batch_lrs(lrs: list[float], batch_size: int, exponent: float) -> list[float]:
+    """The learning rates of a batch size: `lrs` (those of one sample per step) times batch_size^exponent, to 4
+    significant digits, so that the grid follows the lr-B ridge (lr_opt ~ B^0.70 in the cpu study)."""
+    return [float(f"{lr * batch_size**exponent:.4g}") for lr in lrs]
+
+
+def load_profile(name: str) -> Profile:
+    """Parse and validate a profile; every problem is a ConfigError naming it."""
+    path = profile_path(name)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"profile {path}: {err}") from None
+    _check_keys(raw, _TOP_KEYS, f"profile {path.name}")
+    for key in ("grid", "fixed"):
+        if key not in raw:
+            raise ConfigError(f"profile {path.name} has no [{key}] table")
+    grid, fixed = raw["grid"], raw["fixed"]
+    _check_keys(grid, _GRID_KEYS, "[grid]")
+    try:
+        clip = ClipConfig(**raw.get("clip", {}))
+        shared_model = {"clip": clip, **raw.get("model", {})}
+        if "patch" in shared_model:
+            shared_model["patch"] = tuple(shared_model["patch"])
+        shared_train = dict(raw.get("train", {}))
+        if "betas" in shared_train:
+            shared_train["betas"] = tuple(shared_train["betas"])
+        checkpoints = sorted(_positive_list(grid.get("checkpoints"), int, "[grid] checkpoints"))
+        batch_sizes = _positive_list(grid.get("batch_sizes"), int, "[grid] batch_sizes")
+        default_lrs = _positive_list(grid.get("lrs"), float, "[grid] lrs")
+        seeds = grid.get("seeds", [0])
+        exponent = float(grid.get("lr_batch_exponent", 0.0))  # lrs scale as B^exponent across the batch grid
+        rows = int(grid.get("ensemble_rows", 0))  # clips per step across an ensemble's members
+        if not grid.get("sizes"):
+            raise ConfigError("[grid] needs at least one [[grid.sizes]] entry")
+
+        runs: list[Run] = []
+        groups: list[Group] = []
+
+        def add(role: str, table: dict, where: str, sizes_b: list[int], lrs: list[float], ckpts: list[int]) -> None:
+            size, model = _size_config(table, where, shared_model)
+            for b in sizes_b:
+                members = max(1, rows // b)
+                bad = [c for c in ckpts if c % (b * model.n_ctx)]
+                if bad:
+                    raise ConfigError(f"{where}: checkpoints {bad} are not multiples of batch size {b} x "
+                                      f"{model.n_ctx} tokens per sample")
+                cells = [(seed, lr) for seed in seeds for lr in batch_lrs(lrs, b, exponent)]
+                made = [Run(len(runs) + i, role, size,
+                            TrainConfig(model, batch_size=b, lr=lr, tokens=ckpts[-1], seed=seed,
+                                        checkpoints=tuple(ckpts), **shared_train))
+                        for i, (seed, lr) in enumerate(cells)]
+                runs.extend(made)
+                groups.extend(Group(tuple(made[i:i + members])) for i in range(0, len(made), members))
+
+        for i, table in enumerate(grid["sizes"]):
+            _check_keys(table, _SIZE_KEYS, f"[[grid.sizes]] #{i + 1}")
+            lrs = _positive_list(table["lrs"], float, f"[[grid.sizes]] #{i + 1} lrs") if "lrs" in table \
+                else default_lrs
+            at_fixed = batch_lrs(lrs, fixed.get("batch_size", 1), exponent)
+            if not any(math.isclose(fixed.get("lr", -1), lr) for lr in at_fixed):
+                raise ConfigError(f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1} at the fixed "
+                                  f"batch size: {at_fixed}")
+            add("fit", table, f"[[grid.sizes]] #{i + 1}", batch_sizes, lrs, checkpoints)
+        if fixed.get("batch_size") not in batch_sizes:
+            raise ConfigError(f"[fixed] batch_size {fixed.get('batch_size')} is not in the grid {batch_sizes}")
+        if "holdout" in raw:
+            hold = raw["holdout"]
+            _check_keys(hold, _HOLDOUT_KEYS, "[holdout]")
+            add("holdout", hold, "[holdout]", _positive_list(hold.get("batch_sizes"), int, "[holdout] batch_sizes"),
+                _positive_list(hold.get("lrs"), float, "[holdout] lrs"),
+                sorted(_positive_list(hold.get("checkpoints", checkpoints), int, "[holdout] checkpoints")))
+    except TypeError as err:  # a misspelt or mistyped config field
+        raise ConfigError(f"profile {path.name}: {err}") from None
+    return Profile(path.stem, raw.get("description", ""), tuple(runs), tuple(groups), int(fixed["batch_size"]),
+                   float(fixed["lr"]), int(raw.get("workers", 1)), path, raw.get("design", "").strip(),
+                   dict(raw.get("slurm", {})))

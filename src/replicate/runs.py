@@ -1,0 +1,128 @@
+"""The contract between the trainer and the fit, without torch: a run's record, its rows in runs.csv, and the
+table itself (read once, rewritten atomically after every finished group).
+
+runs.csv holds one row per run and checkpoint. Units: `tokens` and `batch_size` in tokens (the fit's units;
+`batch_samples` is the clips per step), `lr` the peak learning rate, `val_loss` the raw weights' loss
+averaged over the evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.train), `wall_s`
+the seconds since the run's start at that checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from replicate.config import TrainConfig
+from replicate.errors import ConfigError
+from replicate.io import write_csv
+
+if TYPE_CHECKING:
+    from replicate.profile import Run
+
+COLUMNS = ("run_id", "n_params", "tokens", "batch_size", "lr", "val_loss", "diverged",
+           "val_loss_se", "width", "depth", "heads", "n_ctx", "tokens_per_sample", "batch_samples", "seed",
+           "flops_6n", "flops_paper", "flops_exact", "role",
+           "device", "torch", "triton", "git_sha", "wall_s",
+           "val_loss_ema", "val_loss_ema_se")  # the EMA weights' loss (replicate.train): a second protocol
+
+
+@dataclass
+class Checkpoint:
+    """A run's validation at one token checkpoint."""
+
+    step: int
+    tokens: int  # training tokens seen
+    val_loss: float  # raw weights, averaged over the evaluation window
+    val_loss_se: float
+    val_loss_ema: float | None  # power-EMA weights at the checkpoint (None without an EMA)
+    val_loss_ema_se: float | None
+    train_loss: float  # mean training loss since the previous checkpoint
+    wall_s: float  # seconds since the start of training
+
+
+@dataclass
+class TrainRecord:
+    """What one training run produced: its config, counts, checkpoints, divergence and provenance."""
+
+    config: TrainConfig
+    n_params: int
+    tokens_per_sample: int
+    tokens_per_step: int
+    flops_per_token: dict[str, float]
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    diverged: bool = False
+    diverged_at_tokens: int | None = None
+    wall_s: float = 0.0  # seconds the whole run (its ensemble) took
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run_rows(run: Run, record: TrainRecord) -> list[list[str]]:
+    """The run's rows of runs.csv, one per scheduled checkpoint (NaN losses once the run has diverged)."""
+    cfg, m = run.cfg, run.cfg.model
+    done = {c.step: c for c in record.checkpoints}
+    prov = record.provenance
+    rows = []
+    for step in cfg.checkpoint_steps():
+        c = done.get(step)
+        values = [run.run_id, record.n_params, step * cfg.tokens_per_step, cfg.tokens_per_step, cfg.lr,
+                  c.val_loss if c else math.nan, c is None, c.val_loss_se if c else math.nan,
+                  m.width, m.depth, m.heads, m.n_ctx, m.n_ctx, cfg.batch_size, cfg.seed,
+                  record.flops_per_token["6n"], record.flops_per_token["paper"], record.flops_per_token["exact"],
+                  run.role, prov["device"], prov["torch"], prov["triton"], prov["git_sha"],
+                  round(c.wall_s if c else record.wall_s, 2),
+                  c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
+                  c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan]
+        rows.append([repr(v) if isinstance(v, float) else str(v) for v in values])
+    return rows
+
+
+class RunsTable:
+    """runs.csv: read once, rewritten atomically (write, fsync, rename) after every finished group.
+
+    It holds exactly the profile's finished runs, so that a fit of it fits the profile. Rows of runs that the
+    profile no longer has (it was edited) move to runs.retired.csv beside it: never lost, never fitted.
+    """
+
+    def __init__(self, path: Path, order: dict[str, int], retire: bool = True) -> None:
+        self.path, self.order = path, order
+        self.rows: dict[str, list[list[str]]] = {}
+        self.retired = 0
+        if path.exists():
+            with open(path, newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                if header is not None and tuple(header) != COLUMNS:
+                    raise ConfigError(f"{path} has other columns than a runs table: {header[:4]}...")
+                for row in reader:
+                    self.rows.setdefault(row[0], []).append(row)
+            stale = [r for r in self.rows if r not in order]
+            if stale and retire:
+                retired = path.with_name("runs.retired.csv")
+                write_csv(retired, COLUMNS, _read_rows(retired) + [row for r in stale for row in self.rows.pop(r)])
+                self.write()
+                self.retired = len(stale)
+
+    def done(self) -> set[str]:
+        return set(self.rows)
+
+    def add(self, run_id: str, rows: list[list[str]]) -> None:
+        self.rows[run_id] = rows
+        self.write()
+
+    def write(self) -> None:
+        ids = sorted(self.rows, key=self.order.__getitem__)
+        write_csv(self.path, COLUMNS, [row for run_id in ids for row in self.rows[run_id]])
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.reader(f))[1:]
