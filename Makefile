@@ -89,7 +89,7 @@ book: results $(MATHJAX)
 		$(BIN)/papermill --log-level WARNING -k python3 --cwd . -p PROFILE $(PROFILE) -p RESULTS_DIR results/$(STUDY) \
 			-p IMAGE_DIR results/$(IMAGE) -p THEORY_DIR $(THEORY) \
 			_build/notebooks/$$name.ipynb book/$$name.ipynb; \
-		$(PY) -m replicate.report book/$$name.ipynb; \
+		$(PY) -m replicate.book book/$$name.ipynb; \
 	done
 	$(BIN)/jupyter-book build . -W -n --keep-going --path-output $(BOOK_OUT)
 	@echo "The book: $(BOOK_OUT)/_build/html/index.html"

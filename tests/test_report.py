@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from replicate import report
+from replicate.book import hide_parameters
 from replicate.fit import fit_runs, synthetic_sweep
 
 
@@ -22,7 +23,7 @@ from replicate.fit import fit_runs, synthetic_sweep
     (-0.05, [-0.12, 0.03], -0.045, "agrees"),
 ])
 def test_verdicts(ours, ci, paper, verdict):
-    assert report._verdict(ours, ci, paper) == verdict
+    assert report.verdict(ours, ci, paper) == verdict
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_parameter_cells_are_removed_from_the_book(tmp_path):
                 nbformat.v4.new_code_cell("print(A)")]
     path = tmp_path / "x.ipynb"
     nbformat.write(nb, path)
-    report.hide_parameters(path)
+    hide_parameters(path)
     tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
     assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
 

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # torch (and triton) made unimportable: `import torch` raises ImportError in the child
 BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None; "
 TORCH_FREE = ("replicate.config", "replicate.profile", "replicate.runs", "replicate.io", "replicate.provenance",
+              "replicate.paper", "replicate.book",
               "replicate.fit", "replicate.report", "replicate.plots", "replicate.cli")
 
 

@@ -28,7 +28,6 @@ from replicate.fit.laws import (
     huber,
     hyperparameter_law,
     loss_law,
-    paper_laws,
     power_law_exponent_se,
     training_compute,
 )
@@ -46,6 +45,7 @@ from replicate.fit.optima import (
 from replicate.fit.pipeline import predict_holdout
 from replicate.fit.synthetic import TRUTH, synthetic_sweep
 from replicate.fit.table import fixed_rows, load_runs, validate_runs
+from replicate.paper import paper_laws  # the paper's laws beside ours
 
 __all__ = [
     "TRUTH", "FlopsPerToken", "LossLawFit", "SweepCube", "batch_profile", "bootstrap_runs", "cluster_tokens",

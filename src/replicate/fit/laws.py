@@ -1,7 +1,7 @@
 """The papers' equations, one function each, and the log-space least squares that fits the power laws.
 
-Units everywhere: N in parameters, T in training tokens, B in tokens per step, C in FLOPs. The video paper
-states its laws with N and T in billions; `paper_laws` converts them.
+Units everywhere: N in parameters, T in training tokens, B in tokens per step, C in FLOPs. The video paper's
+own values are in replicate.paper.
 """
 
 from __future__ import annotations
@@ -81,20 +81,3 @@ def power_law_exponent_se(y: np.ndarray, *x: np.ndarray) -> tuple[float, ...]:
     sigma2 = float(np.sum((design @ beta - logy) ** 2)) / (len(y) - design.shape[1])
     cov = sigma2 * np.linalg.inv(design.T @ design)
     return tuple(float(np.sqrt(cov[k, k])) for k in range(1, design.shape[1]))
-
-
-def paper_laws() -> dict[str, dict[str, float]]:
-    """The video paper's fitted laws (REPLICATION.md section 1) converted to raw units.
-
-    The paper uses T and N in billions: X = c (T/1e9)^e_T (N/1e9)^e_N gives coef = c 1e-9^(e_T + e_N), and
-    a (T/1e9)^-alpha gives a 1e9^alpha. The compute laws already use N in parameters and C in FLOPs.
-    """
-    g = 1e9
-    return {
-        "batch_size_law": {"coef": 2.1797e4 * g ** -(0.8080 + 0.1906), "exp_tokens": 0.8080, "exp_params": 0.1906},
-        "lr_law": {"coef": 2e-4 * g ** -(-0.0453 - 0.1619), "exp_tokens": -0.0453, "exp_params": -0.1619},
-        "loss_law": {"a": 0.0373 * g**0.2917, "alpha_tokens": 0.2917, "b": 0.0082 * g**0.3188,
-                     "alpha_params": 0.3188, "l_inf": 0.4856},
-        "compute_law_empirical": {"coef": 1.5787, "exp": 0.4146},
-        "compute_law_from_loss": {"coef": 0.8705, "exp": 0.4294},
-    }

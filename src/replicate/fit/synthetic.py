@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from replicate.config import ModelConfig, count_params
-from replicate.fit.laws import hyperparameter_law, loss_law, paper_laws
+from replicate.fit.laws import hyperparameter_law, loss_law
+from replicate.paper import paper_laws
 
 # Planted laws at our scale (raw units): the paper's exponents and loss law, with the hyperparameter laws'
 # coefficients set so that B_opt = 4096 tokens and lr_opt = 2e-3 at N = 4e5, T = 4e6.

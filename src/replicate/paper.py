@@ -1,0 +1,51 @@
+"""Every number of the video paper (Yin et al., CVPR 2025, arXiv 2411.17470) that the project compares with,
+once, with its equation or section. The book's page of the paper's facts (book/paper.md) cites this module.
+
+The paper states its laws with T and N in billions and B in tokens; `paper_laws` converts them to raw units
+(N in parameters, T in training tokens, B in tokens per step, C in FLOPs). Its loss-law values were
+reconstructed from secondary sources and checked against the values printed on the paper's figures
+(tests/test_fit.py: the laws give B_opt(4B tokens, 1.07B) = 6.77e4 tokens, eta_opt = 1.86e-4 and the
+losses 0.5185, 0.5127, 0.5035).
+"""
+
+from __future__ import annotations
+
+BILLION = 1e9
+
+# Eq. 10, 13 (T, N in billions), Eq. 15 / Table 3 (reconstructed), Eq. 14 and 18 (N in parameters, C in FLOPs)
+BATCH_SIZE_LAW = {"coef": 2.1797e4, "exp_tokens": 0.8080, "exp_params": 0.1906}  # B_opt in tokens
+LR_LAW = {"coef": 2e-4, "exp_tokens": -0.0453, "exp_params": -0.1619}
+LOSS_LAW = {"a": 0.0373, "alpha_tokens": 0.2917, "b": 0.0082, "alpha_params": 0.3188, "l_inf": 0.4856}
+COMPUTE_LAW_EMPIRICAL = {"coef": 1.5787, "exp": 0.4146}  # Eq. 14: IsoFLOP-style, from the runs
+COMPUTE_LAW_FROM_LOSS = {"coef": 0.8705, "exp": 0.4294}  # Eq. 18: minimising the loss law under C
+
+# Headline results (section 4 of the paper; the held-out checks of its Fig. 5 and 6)
+HEADLINE = {
+    "holdout_rel_error": (0.0003, 0.0015),  # loss-law extrapolation: (1.07B, 10B tokens), (0.72B, 140B tokens)
+    "mse_fixed": 4.31e-7,  # loss-law fit MSE with fixed hyperparameters ...
+    "mse_optimal": 2.35e-7,  # ... and at the optimal ones
+    "n_opt_1e22_optimal": 2.43e9,  # N_opt at C = 1e22 FLOPs with optimal hyperparameters ...
+    "n_opt_1e22_fixed": 4.04e9,  # ... and with fixed ones
+    "flat_region": 0.01,  # +-30% model size at fixed compute costs less than 1% loss
+}
+
+
+def paper_laws() -> dict[str, dict[str, float]]:
+    """The video paper's fitted laws in raw units.
+
+    X = c (T/1e9)^e_T (N/1e9)^e_N gives coef = c 1e-9^(e_T + e_N), and a (T/1e9)^-alpha gives a 1e9^alpha. The
+    compute laws already use N in parameters and C in FLOPs.
+    """
+
+    def raw(law: dict[str, float]) -> dict[str, float]:
+        return {**law, "coef": law["coef"] * BILLION ** -(law["exp_tokens"] + law["exp_params"])}
+
+    loss = LOSS_LAW
+    return {
+        "batch_size_law": raw(BATCH_SIZE_LAW),
+        "lr_law": raw(LR_LAW),
+        "loss_law": {**loss, "a": loss["a"] * BILLION ** loss["alpha_tokens"],
+                     "b": loss["b"] * BILLION ** loss["alpha_params"]},
+        "compute_law_empirical": dict(COMPUTE_LAW_EMPIRICAL),
+        "compute_law_from_loss": dict(COMPUTE_LAW_FROM_LOSS),
+    }

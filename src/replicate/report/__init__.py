@@ -1,0 +1,31 @@
+"""What the book shows: a study's results loaded, compared with the paper, turned into sentences and tables.
+
+Pure pandas and numpy (figures: replicate.plots; the paper's numbers: replicate.paper). One job per module:
+study (loading a results folder), compare (verdicts and comparison tables), findings (sentences), tables
+(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs). The notebooks call these names
+from here.
+"""
+
+from replicate.report.compare import (
+    EXPONENTS,
+    UNINFORMATIVE_WIDTH,
+    ci_text,
+    comparison,
+    exponent_table,
+    fitted_exponent,
+    fmt_ci,
+    verdict,
+    verdict_lines,
+    worst_holdout_error,
+)
+from replicate.report.findings import summary_lines
+from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
+from replicate.report.study import Study, load_json, load_study
+from replicate.report.tables import grid_table, heatmap, neighbourhood_spread, paper_box, provenance_table, table
+
+__all__ = [
+    "EXPONENTS", "UNINFORMATIVE_WIDTH", "Study", "ci_text", "comparison", "exponent_table", "fitted_exponent",
+    "fmt_ci", "grid_table", "heatmap", "identical_rows", "load_json", "load_study", "neighbourhood_spread",
+    "paper_box", "provenance_table", "rerun_agreement", "rerun_fit_sentence", "rerun_sentence", "rerun_spread",
+    "summary_lines", "table", "verdict", "verdict_lines", "worst_holdout_error",
+]

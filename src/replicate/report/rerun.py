@@ -1,0 +1,90 @@
+"""Two sweeps of the same runs compared: per-row agreement, loss spread, best cells, the fits' exponents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from replicate.report.compare import EXPONENTS, fitted_exponent
+
+
+def _matched(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """The rows of two sweeps with the same run id and tokens side by side (suffix _2), with |relative
+    difference| of their losses in `rel_diff` (NaN where either diverged)."""
+    keys = ["run_id", "tokens"]
+    both = first.merge(second[[*keys, "val_loss", "diverged"]], on=keys, suffixes=("", "_2"))
+    both["rel_diff"] = (both["val_loss_2"] / both["val_loss"] - 1).abs()
+    return both
+
+
+def identical_rows(first: pd.DataFrame, second: pd.DataFrame,
+                   columns: tuple[str, ...] = ("val_loss", "val_loss_ema")) -> tuple[int, int]:
+    """How many run x checkpoint rows of two sweeps (matched by run id and tokens) agree bit for bit in every
+    one of `columns` (a missing value matching a missing one), out of how many rows both sweeps have."""
+    keys = ["run_id", "tokens"]
+    both = first[[*keys, *columns]].merge(second[[*keys, *columns]], on=keys, suffixes=("", "_2"))
+    same = np.ones(len(both), dtype=bool)
+    for c in columns:
+        a, b = both[c].to_numpy(dtype=float), both[f"{c}_2"].to_numpy(dtype=float)
+        same &= (a == b) | (np.isnan(a) & np.isnan(b))
+    return int(same.sum()), len(both)
+
+
+def rerun_spread(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Median |relative difference| (%) of two sweeps' losses per learning rate (rows) and model (columns)."""
+    both = _matched(first, second)
+    return both.pivot_table(index="lr", columns="n_params", values="rel_diff", aggfunc="median").mul(100)
+
+
+def rerun_agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Two sweeps of the same runs (matched by run id) compared, one row per model: how far their losses
+    differ (|relative difference| over the run x checkpoint rows that neither lost to divergence), at how many
+    (N, T) the best (batch size, lr) cell and the best batch size agree (only (N, T) that both have in full).
+    """
+    both = _matched(first, second)
+    rows = []
+    for n, g in both.groupby("n_params"):
+        ok = g[~g["diverged"] & ~g["diverged_2"]]
+        rel = ok["rel_diff"]
+        cells = same_cell = same_batch = 0
+        for t, c in ok.groupby("tokens"):
+            if len(c) < ((first["n_params"] == n) & (first["tokens"] == t) & ~first["diverged"]).sum():
+                continue  # a cell that one sweep has not finished, or lost to divergence
+            a, b = c.loc[c["val_loss"].idxmin()], c.loc[c["val_loss_2"].idxmin()]
+            cells, same_cell, same_batch = (cells + 1, same_cell + (a["run_id"] == b["run_id"]),
+                                            same_batch + (a["batch_size"] == b["batch_size"]))
+        last = g[g["tokens"] == g["tokens"].max()]
+        rows.append({"N": int(n), "runs": g["run_id"].nunique(), "median |dL/L| (%)": 100 * rel.median(),
+                     "max |dL/L| (%)": 100 * rel.max(),
+                     "runs diverged in one only": int((last["diverged"] != last["diverged_2"]).sum()),
+                     "(N, T) compared": cells, "same best cell": int(same_cell), "same best batch": int(same_batch)})
+    return pd.DataFrame(rows)
+
+
+def rerun_fit_sentence(first: dict, second: dict) -> str:
+    """How far each fitted exponent moved between the fits of two sweeps of the same runs, beside the width of
+    their 95% intervals, and which point estimates fall outside their own interval (where the percentile
+    bootstrap cannot be trusted)."""
+    moves, outside = [], []
+    for law, key, label in EXPONENTS:
+        (a, ci_a), (b, ci_b) = fitted_exponent(first, law, key), fitted_exponent(second, law, key)
+        widths = [ci[1] - ci[0] for ci in (ci_a, ci_b) if ci]
+        moves.append(f"{label} {a:.3g} -> {b:.3g}" + (f" (intervals {np.mean(widths):.2g} wide)" if widths else ""))
+        outside += [f"{label} in the {name} fit" for name, value, ci in (("first", a, ci_a), ("second", b, ci_b))
+                    if ci and not ci[0] <= value <= ci[1]]
+    text = "From the first sweep's fit to the second's: " + "; ".join(moves) + "."
+    if outside:
+        text += (" Outside their own 95% interval: " + ", ".join(outside) + " (few bootstrap resamples land where"
+                 " the full data does, so that interval is not to be trusted).")
+    return text
+
+
+def rerun_sentence(agreement: pd.DataFrame) -> str:
+    """rerun_agreement's table in one sentence."""
+    a = agreement
+    med = a["median |dL/L| (%)"]
+    return (f"Over {a['runs'].sum()} runs of {len(a)} model size(s) the two sweeps' losses differ by a median of "
+            f"{med.min():.2f}% to {med.max():.2f}% per size (at most {a['max |dL/L| (%)'].max():.1f}%); the best "
+            f"(B, lr) cell is the same at {a['same best cell'].sum()} of {a['(N, T) compared'].sum()} (N, T), the best "
+            f"batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) diverged "
+            f"in one sweep only.")

@@ -1,0 +1,39 @@
+"""A study's results folder loaded: runs.csv, fit.json, fit_ema.json and the profile that produced them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Study:
+    """One results directory: runs.csv, fit.json and the profile that produced them."""
+
+    path: Path
+    runs: pd.DataFrame
+    fit: dict | None
+    profile: str
+    fit_ema: dict | None = None  # the same runs fitted on their EMA weights' loss
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_study(path: str | Path) -> Study | None:
+    """The study in `path`, or None where it has no runs table yet."""
+    path = Path(path)
+    if not (path / "runs.csv").is_file():
+        return None
+    profile = (path / "profile.toml").read_text() if (path / "profile.toml").is_file() else ""
+    return Study(path, pd.read_csv(path / "runs.csv"), load_json(path / "fit.json"), profile,
+                 load_json(path / "fit_ema.json"))
+
+
+def load_json(path: str | Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
