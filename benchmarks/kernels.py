@@ -26,10 +26,9 @@ from pathlib import Path
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from replicate import kernels
 from replicate.config import TrainConfig, flops_per_token, model_config
 from replicate.data import ClipStream
-from replicate.kernels import reference
+from replicate.kernels.catalog import OPS, ExampleInputs
 from replicate.provenance import provenance
 from replicate.train import GroupStepper
 
@@ -69,48 +68,40 @@ def _fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
     return run
 
 
-def _leaf(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.randn(*shape, dtype=dtype, device=device).requires_grad_()
+def _leaf(made: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    made.append(torch.randn(*shape, dtype=dtype, device=device).requires_grad_())
+    return made[-1]
 
 
 def op_cases(width: int, heads: int, seq: int, batch: int, dtype: torch.dtype, device: torch.device):
-    """(op, shape, inputs, triton fn, torch reference, bytes moved or None, FLOPs or None) per benchmarked op."""
-    B, S, D, es = batch, seq, width, torch.finfo(dtype).bits // 8
-    n = B * S * D
-    row = lambda: _leaf(B, D, dtype=dtype, device=device)  # noqa: E731
-    tokens = lambda d=D: _leaf(B, S, d, dtype=dtype, device=device)  # noqa: E731
-    triton = lambda name: lambda *a: getattr(kernels, name)(*a, backend="triton")  # noqa: E731
-    shape = f"{B}x{S}x{D}"
-    yield ("layernorm_modulate", shape, [tokens(), row(), row()], triton("layernorm_modulate"),
-           reference.layernorm_modulate, 5 * n * es, None)
-    yield ("gated_residual", shape, [tokens(), row(), tokens()], triton("gated_residual"),
-           reference.gated_residual, 6 * n * es, None)
-    yield ("gated_residual_layernorm_modulate", shape, [tokens(), row(), tokens(), row(), row()],
-           triton("gated_residual_layernorm_modulate"), reference.gated_residual_layernorm_modulate,
-           10 * n * es, None)
-    yield ("gelu_tanh", f"{B}x{S}x{4 * D}", [tokens(4 * D)], triton("gelu_tanh"), reference.gelu_tanh,
-           5 * 4 * n * es, None)
-    dh = D // heads
-    for s in (S, 1024):
-        b = max(1, B * S // s)
-        qkv = [_leaf(b, heads, s, dh, dtype=dtype, device=device) for _ in range(3)]
-        yield ("attention", f"{b}x{heads}x{s}x{dh}", qkv, triton("attention"), reference.attention, None,
-               3.5 * 4 * b * heads * s * s * dh)
+    """(op, shape, inputs, triton fn, torch reference, bytes moved or None, FLOPs or None) per op of the catalog,
+    attention also at 1024 tokens (the same tokens per batch)."""
+    es = torch.finfo(dtype).bits // 8
+    for name, op in OPS.items():
+        for s in (seq, 1024) if name == "attention" else (seq,):
+            b = max(1, batch * seq // s)
+            leaves: list[torch.Tensor] = []  # the tensors made: views of them are the op's inputs
+            inputs = op.example(ExampleInputs(lambda shape, made=leaves: _leaf(made, shape, dtype, device), b, s,
+                                              width, heads))
+            nbytes, flops = op.cost(b, s, width, heads, es)
+            shape = "x".join(str(n) for n in inputs[0].shape)
+            yield (name, shape, inputs, leaves, lambda *a, _fn=op.fn: _fn(*a, backend="triton"), op.reference,
+                   nbytes, flops)
 
 
 def bench_ops(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
     cfg = model_config(args.size)
     dtype = DTYPES[args.dtype]
     rows = []
-    for op, shape, inputs, triton_fn, ref_fn, nbytes, flops in op_cases(cfg.width, cfg.heads, cfg.n_ctx,
-                                                                         args.batch_size, dtype, device):
+    for op, shape, inputs, leaves, triton_fn, ref_fn, nbytes, flops in op_cases(cfg.width, cfg.heads, cfg.n_ctx,
+                                                                                 args.batch_size, dtype, device):
         if op == "attention":  # eager attention is SDPA's flash kernel, as the target is set against it
             def eager(*a, _ref=ref_fn):
                 with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                     return _ref(*a)
         else:
             eager = ref_fn
-        timings = {name: _ms(_fwd_bwd(fn, inputs), grad_to_none=inputs)
+        timings = {name: _ms(_fwd_bwd(fn, inputs), grad_to_none=leaves)
                    for name, fn in (("eager", eager), ("compile", torch.compile(ref_fn)), ("triton", triton_fn))}
         for backend, ms in timings.items():
             if nbytes is not None:

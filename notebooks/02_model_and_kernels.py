@@ -40,9 +40,9 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from replicate import kernels, report
+from replicate import report
 from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
-from replicate.kernels import reference
+from replicate.kernels.catalog import OPS, ExampleInputs
 
 # %% [markdown]
 # ## Sizes and their parameter and FLOP counts
@@ -82,38 +82,27 @@ plt.show()
 #
 # ## Kernel correctness
 #
-# Each Triton op against its PyTorch reference and against float64, output and every gradient, on small odd
-# shapes (sequence 17, width 48), here in float32 on the CPU interpreter. The test suite covers more shapes
-# and float16; on a GPU the same suite runs the compiled kernels.
+# Each op of the catalog (`replicate.kernels.catalog.OPS`: every op the model calls) on Triton against its
+# formulation written out in float64, output and every gradient, at small odd shapes (2 clips of 17 tokens,
+# width 48, 3 heads), here in float32 on the CPU interpreter. The test suite covers more shapes and float16; on
+# a GPU the same suite runs the compiled kernels.
 
 # %% tags=["hide-input"]
 gen = torch.Generator().manual_seed(0)
-
-
-def case(op: str):
-    B, S, D, H = 2, 17, 48, 3
-    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
-    if op == "attention":
-        return (rnd(B, H, S, 16), rnd(B, H, S, 16), rnd(B, H, S, 16)), kernels.attention, reference.attention
-    if op == "gelu_tanh":
-        return (rnd(B, S, D),), kernels.gelu_tanh, reference.gelu_tanh
-    if op == "gated_residual":
-        return (rnd(B, S, D), rnd(B, D), rnd(B, S, D)), kernels.gated_residual, reference.gated_residual
-    return (rnd(B, S, D), rnd(B, D), rnd(B, D)), kernels.layernorm_modulate, reference.layernorm_modulate
-
-
 rows = []
-for op in ("layernorm_modulate", "gated_residual", "gelu_tanh", "attention"):
-    inputs, fn, ref = case(op)
-    truth_in = [x.clone().requires_grad_() for x in inputs]
-    test_in = [x.float().clone().requires_grad_() for x in inputs]
-    truth, out = ref(*truth_in), fn(*test_in, backend="triton")
-    w = torch.randn(truth.shape, generator=gen, dtype=torch.float64)
-    g_truth = torch.autograd.grad((truth * w).sum(), truth_in)
-    g_out = torch.autograd.grad((out * w.float()).sum(), test_in)
+for name, op in OPS.items():
+    inputs = op.example(ExampleInputs(lambda shape: torch.randn(*shape, generator=gen, dtype=torch.float64),
+                                      2, 17, 48, 3))
+    truth_in = [x.detach().clone().requires_grad_() for x in inputs]
+    test_in = [x.detach().float().clone().requires_grad_() for x in inputs]
+    truth, out = op.formula(*truth_in), op.fn(*test_in, backend="triton")
+    truth, out = (truth, out) if isinstance(truth, tuple) else ((truth,), (out,))
+    w = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in truth]
+    g_truth = torch.autograd.grad(sum((t * v).sum() for t, v in zip(truth, w, strict=True)), truth_in)
+    g_out = torch.autograd.grad(sum((o * v.float()).sum() for o, v in zip(out, w, strict=True)), test_in)
     errors = [(o.double() - t).abs().max().item() / max(t.abs().max().item(), 1.0)
-              for o, t in zip((out, *g_out), (truth, *g_truth), strict=True)]
-    rows.append({"op": op, "output error": errors[0], "worst gradient error": max(errors[1:])})
+              for o, t in zip((*out, *g_out), (*truth, *g_truth), strict=True)]
+    rows.append({"op": name, "output error": max(errors[:len(out)]), "worst gradient error": max(errors[len(out):])})
 display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["output error", "worst gradient error"]))
 
 # %% [markdown]

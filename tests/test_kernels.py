@@ -5,7 +5,6 @@ Without a GPU the kernels run on Triton's CPU interpreter (conftest sets TRITON_
 out (the interpreter's bf16 arithmetic is not faithful); with one, the same tests run the compiled kernels on
 CUDA tensors, bf16 included."""
 
-import math
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import torch
 from replicate import kernels
 from replicate.errors import ConfigError
 from replicate.kernels import reference
+from replicate.kernels.catalog import OPS, ExampleInputs
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 SEQS = (1, 17, 64, 100)
@@ -23,20 +23,6 @@ WIDTHS = (48, 96)
 DTYPES = (torch.float32, torch.float16) + ((torch.bfloat16,) if DEVICE.type == "cuda" else ())
 FP32_RTOL = 1e-5  # max error relative to the largest value (at least 1) of each output and gradient
 HALF_ATOL = {torch.float16: 1e-3, torch.bfloat16: 8e-3}  # about one unit in the last place
-
-
-def _manual_layernorm_modulate(x, shift, scale, eps=1e-6):
-    mean = x.mean(-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * (1 + scale[:, None]) + shift[:, None]
-
-
-def _manual_gelu(x):
-    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-
-
-def _explicit_attention(q, k, v):
-    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
 
 
 def _triton(op):
@@ -64,8 +50,7 @@ def _compare(fn, oracle, independent, make_args, dtype, seed=0):
 
     make_args(gen) returns fp64 tensors on gen's device (views allowed, as the model passes chunks of one
     tensor). fp32: every output and gradient within FP32_RTOL of the fp64 formulation. fp16, bf16: the kernel's
-    error against the fp64 truth at most twice the torch reference's in that dtype plus HALF_ATOL. Returns the
-    kernel's largest error relative to the truth.
+    error against the fp64 truth at most twice the torch reference's in that dtype plus HALF_ATOL.
     """
     gen = torch.Generator(DEVICE).manual_seed(seed)
     args = [_restrided(a, lambda t: t.to(dtype)) for a in make_args(gen)]
@@ -76,12 +61,10 @@ def _compare(fn, oracle, independent, make_args, dtype, seed=0):
     got = _outputs_and_grads(fn, args, weights)
     truth = _outputs_and_grads(independent, truth_args, weights)
     ref = _outputs_and_grads(oracle, args, weights) if dtype != torch.float32 else None
-    worst = 0.0
     for i, (g, t) in enumerate(zip(got, truth, strict=True)):
         assert g.dtype == (outs + tuple(args))[i].dtype, f"result {i}: dtype {g.dtype}"
         scale = max(t.abs().max().item(), 1.0)
         err = (g.double() - t).abs().max().item() / scale
-        worst = max(worst, err)
         if dtype == torch.float32:
             assert err <= FP32_RTOL, f"result {i}: relative error {err:.2e} vs the fp64 formulation"
         else:
@@ -91,83 +74,47 @@ def _compare(fn, oracle, independent, make_args, dtype, seed=0):
         for i, (g, r) in enumerate(zip(got, _outputs_and_grads(oracle, args, weights), strict=True)):
             err = (g - r).abs().max().item() / max(r.abs().max().item(), 1.0)
             assert err <= 2 * FP32_RTOL, f"result {i}: relative error {err:.2e} vs the torch reference"
-    return worst
 
 
 def _randn(gen, *shape):
     return torch.randn(*shape, generator=gen, dtype=torch.float64, device=gen.device)
 
 
-def _rows(gen, batch, width, n):
-    """n (B, D) rows as chunks of one (B, n D) tensor, strided like the model's adaLN outputs."""
-    return list(_randn(gen, batch, n * width).chunk(n, dim=1))
+def _example(name, seq, width, heads, scale=2.0):
+    """make_args for _compare: the catalog's example inputs in fp64, offset and scaled away from N(0, 1)."""
+    return lambda gen: OPS[name].example(ExampleInputs(lambda shape: _randn(gen, *shape) * scale + 0.5, 2, seq,
+                                                       width, heads))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("seq", SEQS)
-def test_layernorm_modulate(seq, width, dtype):
-    def make(gen):
-        x = _randn(gen, 2, seq, width) * 3 + 1
-        return [x, *_rows(gen, 2, width, 2)]
-
-    _compare(_triton("layernorm_modulate"), reference.layernorm_modulate, _manual_layernorm_modulate, make, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("seq", SEQS)
-def test_gated_residual_layernorm_modulate(seq, width, dtype):
-    def make(gen):
-        x, y = (_randn(gen, 2, seq, width) for _ in range(2))
-        gate, shift, scale = _rows(gen, 2, width, 3)
-        return [x, gate, y, shift, scale]
-
-    def manual(x, gate, y, shift, scale):
-        r = x + gate[:, None] * y
-        return r, _manual_layernorm_modulate(r, shift, scale)
-
-    _compare(_triton("gated_residual_layernorm_modulate"), reference.gated_residual_layernorm_modulate, manual,
-             make, dtype)
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_of_the_catalog(name, seq, width, dtype):
+    """Outputs and gradients against the reference and the fp64 formulation at the block's shapes (3 heads:
+    head dims 16 and 32 for attention), with the strided views the model passes."""
+    op = OPS[name]
+    _compare(_triton(name), op.reference, op.formula, _example(name, seq, width, 3), dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("seq", (1, 17, 100))
-def test_gated_residual(seq, dtype):
-    def make(gen):
-        x, y = (_randn(gen, 3, seq, 48) for _ in range(2))
-        return [x, _rows(gen, 3, 48, 2)[1], y]
-
-    _compare(_triton("gated_residual"), reference.gated_residual, lambda x, g, y: x + g[:, None] * y, make, dtype)
+@pytest.mark.parametrize(("seq", "head_dim"), [(17, 64), (100, 64), (33, 128)])
+def test_attention_at_larger_head_dims(seq, head_dim):
+    op = OPS["attention"]
+    _compare(_triton("attention"), op.reference, op.formula, _example("attention", seq, 2 * head_dim, 2),
+             torch.float32)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7,), (3, 37, 50), (2, 4099)])  # tails, and more than one program
-def test_gelu_tanh(shape, dtype):
-    def make(gen):  # wide enough to reach tanh's saturation both ways
-        return [_randn(gen, shape) * 4]
-
-    _compare(_triton("gelu_tanh"), reference.gelu_tanh, _manual_gelu, make, dtype)
-
-
-ATTENTION_CASES = [(s, d) for s in SEQS for d in (16, 32)] + [(17, 64), (100, 64), (33, 128)]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("seq", "head_dim"), ATTENTION_CASES)
-def test_attention(seq, head_dim, dtype):
-    def make(gen):  # views of one packed projection, as the model's (B, S, 3, H, Dh) -> (3, B, H, S, Dh)
-        qkv = _randn(gen, 2, seq, 3, 2, head_dim) * 1.5
-        return list(qkv.permute(2, 0, 3, 1, 4).unbind(0))
-
-    _compare(_triton("attention"), reference.attention, _explicit_attention, make, dtype)
+def test_gelu_tanh_at_any_shape(shape):
+    op = OPS["gelu_tanh"]  # wide enough to reach tanh's saturation both ways
+    _compare(_triton("gelu_tanh"), op.reference, op.formula, lambda gen: [_randn(gen, *shape) * 4], torch.float32)
 
 
 def test_attention_contiguous_inputs_and_peaked_scores():
     def make(gen):  # large logits: the online softmax must rescale without overflow
         return [_randn(gen, 1, 3, 70, 32) * 4 for _ in range(3)]
 
-    _compare(_triton("attention"), reference.attention, _explicit_attention, make, torch.float32, seed=1)
+    _compare(_triton("attention"), reference.attention, OPS["attention"].formula, make, torch.float32, seed=1)
 
 
 def test_mixed_dtypes_follow_the_reference():
@@ -175,7 +122,7 @@ def test_mixed_dtypes_follow_the_reference():
     dtype of their input."""
     gen = torch.Generator(DEVICE).manual_seed(0)
     x, y = _randn(gen, 2, 9, 48).float(), _randn(gen, 2, 9, 48).float()
-    gate, shift, scale = (t.half() for t in _rows(gen, 2, 48, 3))
+    gate, shift, scale = (t.half() for t in _randn(gen, 2, 3 * 48).chunk(3, dim=1))
     args = [x, gate, y, shift, scale]
     weights = [_randn(gen, 2, 9, 48).float() for _ in range(2)]
     got = _outputs_and_grads(_triton("gated_residual_layernorm_modulate"), args, weights)
@@ -214,7 +161,7 @@ def test_import_compiles_nothing_and_queries_no_driver():
     """Importing every kernel module without the interpreter, on a machine without a GPU, must not touch the
     CUDA driver (which would raise there); and the package alone imports no kernel module."""
     code = ("import sys, replicate.kernels as k; assert 'replicate.kernels.flash_attention' not in sys.modules; "
-            "import replicate.kernels.modulate, replicate.kernels.residual, replicate.kernels.gelu, "
-            "replicate.kernels.flash_attention; import torch; assert not torch.cuda.is_initialized()")
+            "import replicate.kernels.modulate, replicate.kernels.gelu, replicate.kernels.flash_attention, "
+            "replicate.kernels.catalog; import torch; assert not torch.cuda.is_initialized()")
     env = {key: v for key, v in os.environ.items() if key != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

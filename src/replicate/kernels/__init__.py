@@ -1,10 +1,11 @@
 """The DiT block's hot ops behind one backend switch.
 
-backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the
-test oracle); "triton" runs the Triton kernels (one module per op: ``modulate``, ``residual``, ``gelu``,
-``flash_attention``); "auto" picks Triton for CUDA tensors and torch otherwise. "triton" on CPU tensors runs
-on Triton's interpreter (TRITON_INTERPRET=1, as the tests do) and is refused otherwise. The Triton ops are
-differentiable once; double backward (the noise-scale measurements) needs backend "torch".
+backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the test
+oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``flash_attention``);
+"auto" picks Triton for CUDA tensors and torch otherwise. ``catalog.OPS`` lists every op with its reference,
+an independent formulation, example inputs and its cost. "triton" on CPU tensors runs on Triton's interpreter
+(TRITON_INTERPRET=1, as the tests do) and is refused otherwise. The Triton ops are differentiable once;
+double backward (the noise-scale measurements) needs backend "torch".
 
 The kernel modules are imported on first use: importing this package compiles nothing, queries no driver,
 and reads TRITON_INTERPRET (which @triton.jit reads when a kernel module is imported) as late as possible.
@@ -22,7 +23,7 @@ ATTENTION_HEAD_DIMS = (16, 32, 64, 128)  # the Triton kernel's; "auto" falls bac
 
 
 def check_backend(backend: str) -> str:
-    """`backend` if it names a backend, else a ValueError."""
+    """`backend` if it names a backend, else a ConfigError."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     return backend
@@ -48,15 +49,6 @@ def layernorm_modulate(
 
         return modulate.layernorm_modulate(x, shift, scale, eps)
     return reference.layernorm_modulate(x, shift, scale, eps)
-
-
-def gated_residual(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    """x + gate[:, None, :] * y. x, y (B, S, D); gate (B, D)."""
-    if resolve_backend(backend, x) == "triton":
-        from replicate.kernels import residual
-
-        return residual.gated_residual(x, gate, y)
-    return reference.gated_residual(x, gate, y)
 
 
 def gated_residual_layernorm_modulate(
