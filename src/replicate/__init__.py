@@ -1,8 +1,25 @@
 """replicate: a re-executable replication of *Towards Precise Scaling Laws for Video Diffusion Transformers*
 (Yin et al., CVPR 2025).
 
-Modules: data (procedural clips), model (Video DiT, parameter and FLOP counts), kernels (the block's ops,
-PyTorch and Triton), diffusion (DDPM loss, validation loss, DDIM), train (one run), cli.
+The layers, bottom up (a module imports only from the layers below it). The torch side and the analysis side
+meet only through files: runs.csv (runs.py), fit.json (fit.document) and the torch-free configs.
+
+    contracts, torch-free  errors, io (atomic writes), provenance, progress, paper (the paper's numbers),
+                           config (clip, model and training configs; N and FLOP counts), profile (sweep
+                           profiles: runs, groups, run ids), runs (records and the runs.csv table)
+    torch: the model       data (procedural clips), kernels/ (backend switch, Triton ops, references, the op
+                           catalog), model (Video DiT), diffusion (DDPM loss, validation, DDIM), ensemble
+                           (stacked members, per-member AdamW)
+    torch: training        train (GroupStepper, GroupState, train_group), sweep (the resumable runner),
+                           theory and theory_study (the SGD noise scale)
+    analysis, torch-free   fit/ (laws, optima, loss law, compute, bootstrap, fit.json), report/ (study
+                           loading, comparisons, sentences, tables), plots (figures), book (notebook post-step)
+    face                   cli (argparse; one library call per subcommand), __main__
+
+Where a change goes: a kernel in kernels/<op>.py, reference.py and an entry of kernels/catalog.py (tests,
+benchmark and book iterate the catalog); a profile in profiles/NAME.toml (its schema is in profile.py); a law
+in fit/laws.py (its equation), its fitter (fit/optima.py, loss.py or compute.py), fit/pipeline.py (fitted and
+bootstrapped) and fit/document.py (its place in fit.json).
 """
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from replicate.fit import FlopsPerToken, compute_optimal_size, hyperparameter_law, loss_law
+from replicate.fit import FlopsPerToken, compute_law, compute_optimal_size, hyperparameter_law, loss_law
 from replicate.report import heatmap
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -142,9 +142,9 @@ def compute_allocation_figure(fit: dict, paper_exponent: float | None = None) ->
     fixed = (fit.get("fixed") or {}).get("compute_law")
     c = np.geomspace(1e11, law["reference_flops"], 60)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(c, law["coef"] * c ** law["exp"], label=f"optimal hp: N ~ C^{law['exp']:.3f}")
+    ax.plot(c, compute_law(c, law["coef"], law["exp"]), label=f"optimal hp: N ~ C^{law['exp']:.3f}")
     if fixed:
-        ax.plot(c, fixed["coef"] * c ** fixed["exp"], label=f"fixed hp: N ~ C^{fixed['exp']:.3f}")
+        ax.plot(c, compute_law(c, fixed["coef"], fixed["exp"]), label=f"fixed hp: N ~ C^{fixed['exp']:.3f}")
     iso = law.get("isoflop")
     if iso:
         budgets = pd.DataFrame(iso["budgets"])

@@ -1,8 +1,9 @@
 """The noise-scale experiments behind the SGD chapter; ``python -m replicate theory`` writes results/theory/.
 
 1. quadratic.json: the estimators against closed forms on random quadratics of several sizes and spectra.
-2. dit_noise.json: B_noise, B_simple and eta_max of the Video DiT at several checkpoints of runs of the three
-   smallest sizes of the cpu study (its clips too), trained at a batch size and learning rate near its optima.
+2. dit_noise.json: B_noise, B_simple and eta_max of the Video DiT at several checkpoints of runs of three small
+   sizes (the cpu study's three smallest, on its 64-token clips), trained at a batch size and learning rate
+   near that study's optima.
 3. line_search.json: at one checkpoint, the one-step SGD step size that most lowers a held-out loss, for
    several batch sizes, next to eta_opt(B) from the measured noise scale.
 """
@@ -10,15 +11,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from replicate.config import TrainConfig, count_params
-from replicate.profile import load_profile
+from replicate.config import ClipConfig, ModelConfig, TrainConfig, count_params
+from replicate.io import write_json
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
 from replicate.theory import (
@@ -33,14 +33,11 @@ from replicate.train import resolve_device, train
 
 # (dim, condition of H, noise scale of S): small B_noise to large
 QUADRATICS = [(10, 10.0, 1.0), (50, 100.0, 10.0), (200, 1000.0, 10.0)]
-DIT_PROFILE = "cpu"  # the study whose three smallest models (and clips) are measured
+DIT_CLIP = ClipConfig(frames=4)  # 4 x 16 x 16 pixels, 64 tokens with 1 x 4 x 4 patches
+DIT_SIZES = {name: ModelConfig(width=w, depth=d, heads=h, clip=DIT_CLIP)  # N = 25k, 56k, 149k
+             for name, (w, d, h) in (("nano", (32, 2, 2)), ("w48d2", (48, 2, 3)), ("w64d3", (64, 3, 4)))}
 DIT_CHECKPOINTS = (65536, 262144, 1048576)  # training tokens at which the noise scale is measured
 DIT_RUN = {"batch_size": 4, "lr": 0.002}  # AdamW settings of the runs measured: near the study's optima
-
-
-def _hvp(device: torch.device) -> str:
-    """The Triton kernels (backend auto on CUDA) are differentiable once: HVPs by finite differences there."""
-    return "finite_difference" if device.type == "cuda" else "double_backward"
 
 
 def _noise_dict(ns) -> dict:
@@ -64,19 +61,18 @@ def dit_study(device: torch.device, n_draws: int, batch_sizes: tuple[int, int], 
     """Noise scales along runs of three sizes (raw iterate, not the EMA: SGD steps from the iterate), and the
     models at the first checkpoint of the smallest size for the line search."""
     rows, first_model = [], None
-    study = [r for r in load_profile(DIT_PROFILE).runs if r.role == "fit"]
-    sizes = sorted({r.size: r.cfg.model for r in study}.items(), key=lambda kv: count_params(kv[1]))[:3]
-    for size, model_cfg in sizes:
+    for size, model_cfg in DIT_SIZES.items():
         cfg = TrainConfig(model_cfg, tokens=tokens[-1], checkpoints=tokens, ema_gamma=None, val_examples=256,
                           **DIT_RUN)
         models = []
-        train(cfg, device=str(device),
+        # the torch backend: the HVPs differentiate twice, which the Triton kernels cannot
+        train(cfg, device=str(device), backend="torch",
               on_checkpoint=lambda r, m, ema, keep=models: keep.append((r.checkpoints[-1], m)))
         for checkpoint, model in models:
             # each measurement draws its own batches, so that their errors are independent
             loss_fn, params, sample = diffusion_objective(model, seed=100 + len(rows))
             start = time.perf_counter()
-            ns = measure(loss_fn, params, sample, batch_sizes=batch_sizes, n_draws=n_draws, hvp_method=_hvp(device))
+            ns = measure(loss_fn, params, sample, batch_sizes=batch_sizes, n_draws=n_draws)
             rows.append({"size": size, "n_params": count_params(cfg.model), "tokens": checkpoint.tokens,
                          "val_loss": checkpoint.val_loss, "seconds": time.perf_counter() - start,
                          **_noise_dict(ns)})
@@ -90,8 +86,7 @@ def dit_study(device: torch.device, n_draws: int, batch_sizes: tuple[int, int], 
 def line_search_study(model: torch.nn.Module, batch_sizes: tuple[int, ...], noise_batch_sizes: tuple[int, int],
                       n_draws: int, heldout_size: int) -> dict:
     loss_fn, params, sample = diffusion_objective(model, seed=2)
-    ns = measure(loss_fn, params, sample, batch_sizes=noise_batch_sizes, n_draws=n_draws,
-                 hvp_method=_hvp(next(model.parameters()).device))
+    ns = measure(loss_fn, params, sample, batch_sizes=noise_batch_sizes, n_draws=n_draws)
     heldout = diffusion_objective(model, seed=3)[2](heldout_size)
     rows = []
     bar = progress_bar(total=len(batch_sizes), desc="line search")
@@ -119,6 +114,5 @@ def run(out: Path, device: str = "auto", quick: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(dev)
     for name, payload in results.items():
-        (out / f"{name}.json").write_text(json.dumps({"provenance": prov, "quick": quick, "results": payload},
-                                                     indent=1))
+        write_json(out / f"{name}.json", {"provenance": prov, "quick": quick, "results": payload})
     return results

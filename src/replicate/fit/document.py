@@ -50,8 +50,8 @@ def fit_runs(runs: pd.DataFrame, *, fixed_batch_size: float | None = None, fixed
              progress: bool = False) -> dict:
     """Fit every law to a runs table and return the ``replicate fit`` JSON document (raw units throughout).
 
-    With batch_size and lr columns: optima per (N, T) (`extract_optima`), the hyperparameter laws on the
-    interior optima, the loss law on their losses. Without them every fit row counts as an optimum. Then: the
+    With batch_size and lr columns: optima per (N, T) (as `extract_optima` gives them), the hyperparameter laws
+    on the interior optima, the loss law on their losses. Without them every fit row counts as an optimum. Then: the
     loss law fitted again on raw residuals (a warning if the exponents disagree), the compute law N_opt(C)
     from the loss law and the IsoFLOP law for each FLOP convention the table has (`flops` picks the headline
     one; 6N where the table has no FLOP columns), the flat region around N_opt, with fixed_batch_size and

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.optimize import minimize, nnls
 
-from replicate.fit.laws import LOSS_PARAMS, loss_law
+from replicate.fit.laws import LOSS_PARAMS, huber, loss_law
 
 _BLOCK = np.array([0, 0, 1, 1, 2])  # which LSE term each parameter belongs to
 _SAME = _BLOCK[:, None] == _BLOCK[None, :]
@@ -79,7 +79,7 @@ def _objective(theta: np.ndarray, u: np.ndarray, target: np.ndarray, w: np.ndarr
     pred = np.exp(log_pred) if raw else 1.0
     r = pred - target if raw else log_pred - target
     absr = np.abs(r)
-    f = np.sum(w * np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta))) / delta**2
+    f = np.sum(w * huber(r, delta)) / delta**2
     psi = w * np.clip(r, -delta, delta) * pred / delta**2  # dHuber/dl, per point
     g = share[_BLOCK] * u  # (5, n): dl/dtheta
     if not hessian:
