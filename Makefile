@@ -51,6 +51,7 @@ browser-test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Sweeps resume (a finished one costs a second); a fit is redone only when its table changed.
 sweeps: $(STAMP)

@@ -21,7 +21,8 @@ import torch
 from replicate.config import TrainConfig, count_params
 from replicate.profile import load_profile
 from replicate.provenance import provenance
-from replicate.train import resolve_device, step_seconds
+from replicate.timing import step_seconds
+from replicate.train import resolve_device
 
 
 def main() -> int:
@@ -46,14 +47,27 @@ def main() -> int:
         for members in (int(m) for m in args.members.split(",")):
             # one plain run and the stack timed alternately, round by round: the machine's drift cancels in
             # each round's ratio, and the median over rounds is reported
-            rounds = [(step_seconds([cfg], str(device), steps=args.steps),
-                       step_seconds([cfg] * members, str(device), steps=args.steps)) for _ in range(args.rounds)]
+            rounds = [
+                (
+                    step_seconds([cfg], str(device), steps=args.steps),
+                    step_seconds([cfg] * members, str(device), steps=args.steps),
+                )
+                for _ in range(args.rounds)
+            ]
             ratios = sorted(members * single / stacked for single, stacked in rounds)
-            rows.append({"model": name, "n_params": count_params(model), "E": members,
-                         "speedup_vs_sequential": round(ratios[len(ratios) // 2], 3),
-                         "speedup_range": [round(ratios[0], 3), round(ratios[-1], 3)],
-                         "step_ms": round(1e3 * sorted(s for _, s in rounds)[len(rounds) // 2], 2),
-                         "batch_size": args.batch_size, "threads": torch.get_num_threads(), **provenance(device)})
+            rows.append(
+                {
+                    "model": name,
+                    "n_params": count_params(model),
+                    "E": members,
+                    "speedup_vs_sequential": round(ratios[len(ratios) // 2], 3),
+                    "speedup_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+                    "step_ms": round(1e3 * sorted(s for _, s in rounds)[len(rounds) // 2], 2),
+                    "batch_size": args.batch_size,
+                    "threads": torch.get_num_threads(),
+                    **provenance(device),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))

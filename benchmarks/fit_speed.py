@@ -39,16 +39,30 @@ def main() -> int:
         timings[resamples] = time.perf_counter() - start
     per_resample_ms = 1e3 * (timings[args.resamples] - timings[0]) / max(args.resamples, 1)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{'rows':>6} {'runs':>5} {'resamples':>9} {'fit (s)':>8} {'total (s)':>9} {'per resample (ms)':>18}"
-          f" {'cores':>5}")
-    print(f"{len(runs):>6} {result['n_runs']:>5} {args.resamples:>9} {timings[0]:>8.2f} {timings[args.resamples]:>9.2f}"
-          f" {per_resample_ms:>18.1f} {cores:>5}")
+    print(
+        f"{'rows':>6} {'runs':>5} {'resamples':>9} {'fit (s)':>8} {'total (s)':>9} {'per resample (ms)':>18}"
+        f" {'cores':>5}"
+    )
+    print(
+        f"{len(runs):>6} {result['n_runs']:>5} {args.resamples:>9} {timings[0]:>8.2f} {timings[args.resamples]:>9.2f}"
+        f" {per_resample_ms:>18.1f} {cores:>5}"
+    )
     failed = result["bootstrap"]["failed"]
     print(f"bootstrap resamples without a converged law: {failed}")
-    record = {"rows": len(runs), "runs": result["n_runs"], "resamples": args.resamples,
-              "fit_s": timings[0], "total_s": timings[args.resamples], "per_resample_ms": per_resample_ms,
-              "target_s": 60.0, "cores": cores, "failed": failed, "machine": platform.processor() or platform.machine(),
-              "python": platform.python_version(), "git_sha": git_sha()}
+    record = {
+        "rows": len(runs),
+        "runs": result["n_runs"],
+        "resamples": args.resamples,
+        "fit_s": timings[0],
+        "total_s": timings[args.resamples],
+        "per_resample_ms": per_resample_ms,
+        "target_s": 60.0,
+        "cores": cores,
+        "failed": failed,
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "git_sha": git_sha(),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     print(f"-> {args.out}")

@@ -27,8 +27,7 @@ from replicate.train import GroupStepper
 
 def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, backend: str, barrier) -> float:
     """Steps per second of one process training `members` stacked models for about `seconds`."""
-    cfgs = [TrainConfig(model_config(size), batch_size=batch, lr=1e-4 * (i + 1), tokens=10**9)
-            for i in range(members)]
+    cfgs = [TrainConfig(model_config(size), batch_size=batch, lr=1e-4 * (i + 1), tokens=10**9) for i in range(members)]
     group = GroupStepper(cfgs, torch.device(device), backend)
     for i in range(5):
         group.step(i + 1)
@@ -53,8 +52,7 @@ def main() -> int:
     parser.add_argument("--shapes", default="mini:1:6", help="size:clips per member:members, comma-separated")
     parser.add_argument("--procs", default="1", help="process counts to try for the first shape")
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="the model's ops (auto: Triton on CUDA)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="the model's ops (auto: Triton on CUDA)")
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -64,7 +62,7 @@ def main() -> int:
         size, batch, members = spec.split(":")
         batch, members = int(batch), int(members)
         n = count_params(model_config(size))
-        for procs in ([int(p) for p in args.procs.split(",")] if k == 0 else [1]):
+        for procs in [int(p) for p in args.procs.split(",")] if k == 0 else [1]:
             ctx = mp.get_context("spawn")
             barrier, queue = ctx.Barrier(procs), ctx.Queue()
             shape = (size, batch, members, args.seconds, "cuda", args.backend)
@@ -74,10 +72,19 @@ def main() -> int:
             rates = [queue.get() for _ in ps]
             for p in ps:
                 p.join()
-            line = json.dumps({"size": size, "n_params": n, "clips": batch, "members": members, "procs": procs,
-                               "backend": args.backend,
-                               "ms_per_step": 1e3 / (sum(rates) / procs), "steps_per_s_total": sum(rates),
-                               **provenance(torch.device("cuda"))})
+            line = json.dumps(
+                {
+                    "size": size,
+                    "n_params": n,
+                    "clips": batch,
+                    "members": members,
+                    "procs": procs,
+                    "backend": args.backend,
+                    "ms_per_step": 1e3 / (sum(rates) / procs),
+                    "steps_per_s_total": sum(rates),
+                    **provenance(torch.device("cuda")),
+                }
+            )
             print(line, flush=True)
             if args.out:
                 with open(args.out, "a") as f:

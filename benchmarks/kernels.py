@@ -32,8 +32,20 @@ from replicate.kernels.catalog import OPS, ExampleInputs
 from replicate.provenance import provenance
 from replicate.train import GroupStepper
 
-COLUMNS = ("op", "shape", "dtype", "backend", "ms", "speedup_vs_eager", "achieved", "peak", "device", "torch", "triton",
-           "git_sha")
+COLUMNS = (
+    "op",
+    "shape",
+    "dtype",
+    "backend",
+    "ms",
+    "speedup_vs_eager",
+    "achieved",
+    "peak",
+    "device",
+    "torch",
+    "triton",
+    "git_sha",
+)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -81,35 +93,58 @@ def op_cases(width: int, heads: int, seq: int, batch: int, dtype: torch.dtype, d
         for s in (seq, 1024) if name == "attention" else (seq,):
             b = max(1, batch * seq // s)
             leaves: list[torch.Tensor] = []  # the tensors made: views of them are the op's inputs
-            inputs = op.example(ExampleInputs(lambda shape, made=leaves: _leaf(made, shape, dtype, device), b, s,
-                                              width, heads))
+            inputs = op.example(
+                ExampleInputs(lambda shape, made=leaves: _leaf(made, shape, dtype, device), b, s, width, heads)
+            )
             nbytes, flops = op.cost(b, s, width, heads, es)
             shape = "x".join(str(n) for n in inputs[0].shape)
-            yield (name, shape, inputs, leaves, lambda *a, _fn=op.fn: _fn(*a, backend="triton"), op.reference,
-                   nbytes, flops)
+            yield (
+                name,
+                shape,
+                inputs,
+                leaves,
+                lambda *a, _fn=op.fn: _fn(*a, backend="triton"),
+                op.reference,
+                nbytes,
+                flops,
+            )
 
 
 def bench_ops(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
     cfg = model_config(args.size)
     dtype = DTYPES[args.dtype]
     rows = []
-    for op, shape, inputs, leaves, triton_fn, ref_fn, nbytes, flops in op_cases(cfg.width, cfg.heads, cfg.n_ctx,
-                                                                                 args.batch_size, dtype, device):
+    for op, shape, inputs, leaves, triton_fn, ref_fn, nbytes, flops in op_cases(
+        cfg.width, cfg.heads, cfg.n_ctx, args.batch_size, dtype, device
+    ):
         if op == "attention":  # eager attention is SDPA's flash kernel, as the target is set against it
+
             def eager(*a, _ref=ref_fn):
                 with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                     return _ref(*a)
         else:
             eager = ref_fn
-        timings = {name: _ms(_fwd_bwd(fn, inputs), grad_to_none=leaves)
-                   for name, fn in (("eager", eager), ("compile", torch.compile(ref_fn)), ("triton", triton_fn))}
+        timings = {
+            name: _ms(_fwd_bwd(fn, inputs), grad_to_none=leaves)
+            for name, fn in (("eager", eager), ("compile", torch.compile(ref_fn)), ("triton", triton_fn))
+        }
         for backend, ms in timings.items():
             if nbytes is not None:
                 achieved, peak = nbytes / ms / 1e6, peaks["copy_gbps"]
             else:
                 achieved, peak = flops / ms / 1e9, peaks["matmul_tflops"]
-            rows.append({"op": op, "shape": shape, "dtype": args.dtype, "backend": backend, "ms": ms,
-                         "speedup_vs_eager": timings["eager"] / ms, "achieved": achieved, "peak": peak})
+            rows.append(
+                {
+                    "op": op,
+                    "shape": shape,
+                    "dtype": args.dtype,
+                    "backend": backend,
+                    "ms": ms,
+                    "speedup_vs_eager": timings["eager"] / ms,
+                    "achieved": achieved,
+                    "peak": peak,
+                }
+            )
     return rows
 
 
@@ -130,9 +165,19 @@ def bench_train_step(args, device: torch.device, peaks: dict[str, float]) -> lis
         timings[name] = _ms(step, rep=1000)
     m = cfg.model
     shape = f"{args.size}:B{cfg.batch_size}xS{m.n_ctx}xD{m.width}xL{m.depth}"
-    return [{"op": "train_step", "shape": shape, "dtype": "bf16-autocast", "backend": name, "ms": ms,
-             "speedup_vs_eager": timings["eager"] / ms, "achieved": flops / ms / 1e9,
-             "peak": peaks["matmul_tflops"]} for name, ms in timings.items()]
+    return [
+        {
+            "op": "train_step",
+            "shape": shape,
+            "dtype": "bf16-autocast",
+            "backend": name,
+            "ms": ms,
+            "speedup_vs_eager": timings["eager"] / ms,
+            "achieved": flops / ms / 1e9,
+            "peak": peaks["matmul_tflops"],
+        }
+        for name, ms in timings.items()
+    ]
 
 
 def main() -> int:
@@ -144,8 +189,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/kernels.csv"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("benchmarks/kernels.py needs a CUDA GPU (the Triton kernels are timed compiled, not interpreted)",
-              file=sys.stderr)
+        print(
+            "benchmarks/kernels.py needs a CUDA GPU (the Triton kernels are timed compiled, not interpreted)",
+            file=sys.stderr,
+        )
         return 2
     device = torch.device("cuda")
     peaks = {"copy_gbps": copy_gbps(device), "matmul_tflops": matmul_tflops(device)}
@@ -159,8 +206,10 @@ def main() -> int:
     print(f"{name}: copy {peaks['copy_gbps']:.0f} GB/s, bf16 matmul {peaks['matmul_tflops']:.0f} TFLOP/s")
     print(f"{'op':<34} {'shape':<28} {'backend':<8} {'ms':>9} {'x eager':>8} {'achieved':>9} {'% peak':>7}")
     for r in rows:
-        print(f"{r['op']:<34} {r['shape']:<28} {r['backend']:<8} {r['ms']:9.4f} {r['speedup_vs_eager']:8.2f} "
-              f"{r['achieved']:9.1f} {100 * r['achieved'] / r['peak']:6.1f}%")
+        print(
+            f"{r['op']:<34} {r['shape']:<28} {r['backend']:<8} {r['ms']:9.4f} {r['speedup_vs_eager']:8.2f} "
+            f"{r['achieved']:9.1f} {100 * r['achieved'] / r['peak']:6.1f}%"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)

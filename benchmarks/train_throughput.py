@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,26 +21,15 @@ import torch
 from replicate.config import TrainConfig, count_params, flops_per_token, model_config
 from replicate.data import ClipStream
 from replicate.provenance import provenance
-from replicate.train import resolve_device, step_seconds
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from replicate.timing import step_seconds, timed
+from replicate.train import resolve_device
 
 
 def _seconds_per_call(fn, device: torch.device, warmup: int, reps: int) -> float:
     """Median seconds of one call of fn over `reps` timed calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(reps):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return sorted(timed(device, fn) for _ in range(reps))[reps // 2]
 
 
 def matmul_peak_gflops(device: torch.device, n: int = 2048) -> float:
@@ -59,10 +47,21 @@ def measure(size: str, batch_size: int, device: torch.device, steps: int) -> dic
     data_s = _seconds_per_call(lambda: [stream.next(batch_size) for _ in range(per_block)], device, 1, 5) / per_block
     tokens_per_s = cfg.tokens_per_step / step_s
     m = cfg.model
-    return {"config": {"size": size, "width": m.width, "depth": m.depth, "heads": m.heads, "n_params": count_params(m),
-                       "batch_size": batch_size, "tokens_per_sample": m.n_ctx},
-            "tokens_per_s": round(tokens_per_s), "achieved_gflops": tokens_per_s * flops_per_token(m, "exact") / 1e9,
-            "data_tokens_per_s": round(cfg.tokens_per_step / data_s), "data_speedup": step_s / data_s}
+    return {
+        "config": {
+            "size": size,
+            "width": m.width,
+            "depth": m.depth,
+            "heads": m.heads,
+            "n_params": count_params(m),
+            "batch_size": batch_size,
+            "tokens_per_sample": m.n_ctx,
+        },
+        "tokens_per_s": round(tokens_per_s),
+        "achieved_gflops": tokens_per_s * flops_per_token(m, "exact") / 1e9,
+        "data_tokens_per_s": round(cfg.tokens_per_step / data_s),
+        "data_speedup": step_s / data_s,
+    }
 
 
 def main() -> int:

@@ -46,9 +46,17 @@ def main() -> int:
     rel_se: list[float] = []
     for lr in lrs:
         for seed in seeds:
-            cfg = TrainConfig(model, batch_size=args.batch_size, lr=lr, tokens=args.tokens, seed=seed,
-                              checkpoints=checkpoints, val_examples=args.val_examples)
+            cfg = TrainConfig(
+                model,
+                batch_size=args.batch_size,
+                lr=lr,
+                tokens=args.tokens,
+                seed=seed,
+                checkpoints=checkpoints,
+                val_examples=args.val_examples,
+            )
             per_example[lr, seed] = []
+
             def keep(record, model, ema, key=(lr, seed)):
                 per_example[key].append(example_losses(model, val)[0])
 
@@ -64,17 +72,39 @@ def main() -> int:
         seed_std = statistics.mean(statistics.stdev(loss[lr, s][i] for s in seeds) / means[lr] for lr in lrs)
         neighbours = list(zip(lrs, lrs[1:], strict=False))
         gaps = [abs(means[a] - means[b]) / means[a] for a, b in neighbours]
-        paired = statistics.mean(stratified_mean_se(per_example[a, s][i] - per_example[b, s][i])[1] / means[a]
-                                 for a, b in neighbours for s in seeds)
-        gap_std = statistics.mean(statistics.stdev((loss[a, s][i] - loss[b, s][i]) / means[a] for s in seeds)
-                                  for a, b in neighbours)
-        rows.append({"tokens": tokens, "seed_std_rel": seed_std, "lr_gap_rel_min": min(gaps), "lr_gap_rel": gaps,
-                     "paired_se_rel": paired, "gap_seed_std_rel": gap_std, "mean_loss": means})
-        print(f"{tokens:>9,} {statistics.mean(rel_se):>8.3%} {seed_std:>9.3%} {min(gaps):>13.3%} {paired:>10.3%}"
-              f" {gap_std:>10.3%}")
-    result = {"size": args.size, "batch_size": args.batch_size, "val_examples": args.val_examples,
-              "val_rel_se_mean": statistics.mean(rel_se), "val_rel_se_max": max(rel_se), "rows": rows,
-              "runs": {f"lr={lr:g},seed={s}": v for (lr, s), v in loss.items()}, **provenance(device)}
+        paired = statistics.mean(
+            stratified_mean_se(per_example[a, s][i] - per_example[b, s][i])[1] / means[a]
+            for a, b in neighbours
+            for s in seeds
+        )
+        gap_std = statistics.mean(
+            statistics.stdev((loss[a, s][i] - loss[b, s][i]) / means[a] for s in seeds) for a, b in neighbours
+        )
+        rows.append(
+            {
+                "tokens": tokens,
+                "seed_std_rel": seed_std,
+                "lr_gap_rel_min": min(gaps),
+                "lr_gap_rel": gaps,
+                "paired_se_rel": paired,
+                "gap_seed_std_rel": gap_std,
+                "mean_loss": means,
+            }
+        )
+        print(
+            f"{tokens:>9,} {statistics.mean(rel_se):>8.3%} {seed_std:>9.3%} {min(gaps):>13.3%} {paired:>10.3%}"
+            f" {gap_std:>10.3%}"
+        )
+    result = {
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "val_examples": args.val_examples,
+        "val_rel_se_mean": statistics.mean(rel_se),
+        "val_rel_se_max": max(rel_se),
+        "rows": rows,
+        "runs": {f"lr={lr:g},seed={s}": v for (lr, s), v in loss.items()},
+        **provenance(device),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"-> {args.out}")

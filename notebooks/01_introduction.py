@@ -68,8 +68,13 @@ else:
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
     line_search = report.load_json(f"{THEORY_DIR}/line_search.json")
-    display(Markdown("\n".join(f"- {line}" for line in report.summary_lines(
-        study.fit, line_search["results"] if line_search else None))))
+    display(
+        Markdown(
+            "\n".join(
+                f"- {line}" for line in report.summary_lines(study.fit, line_search["results"] if line_search else None)
+            )
+        )
+    )
 
 # %% [markdown]
 # Where we differ from the paper, four causes are candidates, and the chapters test what they can.

@@ -60,8 +60,17 @@ rows = []
 for name in MODEL_SIZES:
     cfg = model_config(name)
     n = count_params(cfg)
-    rows.append({"size": name, "width d": cfg.width, "depth": cfg.depth, "heads": cfg.heads,
-                 "head dim": cfg.head_dim, "N": n, **{f"{k} / N": flops_per_token(cfg, k) / n for k in FLOP_KINDS}})
+    rows.append(
+        {
+            "size": name,
+            "width d": cfg.width,
+            "depth": cfg.depth,
+            "heads": cfg.heads,
+            "head dim": cfg.head_dim,
+            "N": n,
+            **{f"{k} / N": flops_per_token(cfg, k) / n for k in FLOP_KINDS},
+        }
+    )
 sizes = pd.DataFrame(rows)
 display(report.table(sizes))
 
@@ -69,8 +78,12 @@ display(report.table(sizes))
 fig, ax = plt.subplots(figsize=(6.5, 4))
 for kind in FLOP_KINDS:
     ax.plot(sizes["N"], sizes[f"{kind} / N"], "o-", label=kind)
-ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="training FLOPs per token / N",
-       title="FLOP conventions: the attention term matters most for small models")
+ax.set(
+    xscale="log",
+    xlabel="N (non-embedding parameters)",
+    ylabel="training FLOPs per token / N",
+    title="FLOP conventions: the attention term matters most for small models",
+)
 ax.legend()
 plt.show()
 
@@ -91,8 +104,9 @@ plt.show()
 gen = torch.Generator().manual_seed(0)
 rows = []
 for name, op in OPS.items():
-    inputs = op.example(ExampleInputs(lambda shape: torch.randn(*shape, generator=gen, dtype=torch.float64),
-                                      2, 17, 48, 3))
+    inputs = op.example(
+        ExampleInputs(lambda shape: torch.randn(*shape, generator=gen, dtype=torch.float64), 2, 17, 48, 3)
+    )
     truth_in = [x.detach().clone().requires_grad_() for x in inputs]
     test_in = [x.detach().float().clone().requires_grad_() for x in inputs]
     truth, out = op.formula(*truth_in), op.fn(*test_in, backend="triton")
@@ -100,9 +114,11 @@ for name, op in OPS.items():
     w = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in truth]
     g_truth = torch.autograd.grad(sum((t * v).sum() for t, v in zip(truth, w, strict=True)), truth_in)
     g_out = torch.autograd.grad(sum((o * v.float()).sum() for o, v in zip(out, w, strict=True)), test_in)
-    errors = [(o.double() - t).abs().max().item() / max(t.abs().max().item(), 1.0)
-              for o, t in zip((*out, *g_out), (*truth, *g_truth), strict=True)]
-    rows.append({"op": name, "output error": max(errors[:len(out)]), "worst gradient error": max(errors[len(out):])})
+    errors = [
+        (o.double() - t).abs().max().item() / max(t.abs().max().item(), 1.0)
+        for o, t in zip((*out, *g_out), (*truth, *g_truth), strict=True)
+    ]
+    rows.append({"op": name, "output error": max(errors[: len(out)]), "worst gradient error": max(errors[len(out) :])})
 display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["output error", "worst gradient error"]))
 
 # %% [markdown]
@@ -119,26 +135,35 @@ if bench.is_file():
     rel = speed[(speed.backend == "triton") & (speed.op != "train_step")]["speedup_vs_eager"]
     step = speed[speed.op == "train_step"].set_index("backend")["speedup_vs_eager"]
     first = speed.iloc[0]
-    display(Markdown(
-        f"Measured on an {first.device} (torch {first.torch}, triton {first.triton}, commit {first.git_sha}). "
-        f"**Our Triton kernels are not faster than PyTorch here**: forward + backward they run at "
-        f"{rel.min():.2f}-{rel.max():.2f}x eager PyTorch's speed (1 = as fast), and a whole training step of the "
-        f"largest model with them at {step['triton']:.2f}x eager, while `torch.compile` makes that step "
-        f"{step['compile']:.2f}x faster. They were written and tested without a GPU (their block sizes and warp "
-        "counts were never tuned on one), eager PyTorch's fused layer norm and SDPA's flash attention are "
-        "tuned kernels, and at 128 tokens of 64-wide heads attention is too small to gain from tiling. The "
-        "kernels remain the book's readable, tested account of the model's hot ops; for speed on a GPU, run "
-        "with `--backend torch` (or compile it)."))
+    display(
+        Markdown(
+            f"Measured on an {first.device} (torch {first.torch}, triton {first.triton}, commit {first.git_sha}). "
+            f"**Our Triton kernels are not faster than PyTorch here**: forward + backward they run at "
+            f"{rel.min():.2f}-{rel.max():.2f}x eager PyTorch's speed (1 = as fast), and a whole training step of the "
+            f"largest model with them at {step['triton']:.2f}x eager, while `torch.compile` makes that step "
+            f"{step['compile']:.2f}x faster. They were written and tested without a GPU (their block sizes and warp "
+            "counts were never tuned on one), eager PyTorch's fused layer norm and SDPA's flash attention are "
+            "tuned kernels, and at 128 tokens of 64-wide heads attention is too small to gain from tiling. The "
+            "kernels remain the book's readable, tested account of the model's hot ops; for speed on a GPU, run "
+            "with `--backend torch` (or compile it)."
+        )
+    )
 else:
     display(Markdown("**Not measured yet.** Run `python benchmarks/kernels.py` on a GPU to fill this table."))
 
 # %% tags=["hide-input"]
-display(Markdown(report.paper_box([
-    "The paper's DiT is a cross-attention DiT on VAE latents with about 1280 tokens per sample and widths of "
-    "several hundred to thousands; ours is an in-context (adaLN) DiT on 16 x 16 grayscale pixels, 128 tokens "
-    "per clip, widths 32-384.",
-    "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes 16 $d^2$ "
-    "parameters per layer (self- and cross-attention, MLP); our blocks have 12 $d^2$, so for us it is only a "
-    f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "
-    f"{sizes['exact / N'].min():.2f}-{sizes['exact / N'].max():.2f} x N for the exact count.",
-])))
+display(
+    Markdown(
+        report.paper_box(
+            [
+                "The paper's DiT is a cross-attention DiT on VAE latents with about 1280 tokens per sample and widths of "
+                "several hundred to thousands; ours is an in-context (adaLN) DiT on 16 x 16 grayscale pixels, 128 tokens "
+                "per clip, widths 32-384.",
+                "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes 16 $d^2$ "
+                "parameters per layer (self- and cross-attention, MLP); our blocks have 12 $d^2$, so for us it is only a "
+                f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "
+                f"{sizes['exact / N'].min():.2f}-{sizes['exact / N'].max():.2f} x N for the exact count.",
+            ]
+        )
+    )
+)

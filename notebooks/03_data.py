@@ -64,8 +64,12 @@ plt.show()
 Path("book/figures").mkdir(parents=True, exist_ok=True)
 for i in range(3):
     save_gif(videos[i], f"book/figures/clip{i}.gif", scale=8)
-display(Markdown(" ".join(f"![clip {i}](figures/clip{i}.gif)" for i in range(3))
-                 + "\n\nThree of the clips above, animated (8x enlarged)."))
+display(
+    Markdown(
+        " ".join(f"![clip {i}](figures/clip{i}.gif)" for i in range(3))
+        + "\n\nThree of the clips above, animated (8x enlarged)."
+    )
+)
 
 # %% [markdown]
 # ## How fast the stream is
@@ -78,12 +82,30 @@ display(Markdown(" ".join(f"![clip {i}](figures/clip{i}.gif)" for i in range(3))
 throughput = Path("results/benchmarks/train_throughput.jsonl")
 if throughput.is_file():
     rows = [json.loads(line) for line in throughput.read_text().splitlines() if line.strip()]
-    display(report.table(pd.DataFrame([{"model": r["config"]["size"], "N": r["config"]["n_params"], "device": r["device"],
-                           "training tokens/s": r["tokens_per_s"], "generator tokens/s": r["data_tokens_per_s"],
-                           "generator / training": r["data_speedup"]} for r in rows])))
+    display(
+        report.table(
+            pd.DataFrame(
+                [
+                    {
+                        "model": r["config"]["size"],
+                        "N": r["config"]["n_params"],
+                        "device": r["device"],
+                        "training tokens/s": r["tokens_per_s"],
+                        "generator tokens/s": r["data_tokens_per_s"],
+                        "generator / training": r["data_speedup"],
+                    }
+                    for r in rows
+                ]
+            )
+        )
+    )
 else:
-    display(Markdown("*Not measured yet: run `python benchmarks/train_throughput.py --out "
-                     "results/benchmarks/train_throughput.jsonl`.*"))
+    display(
+        Markdown(
+            "*Not measured yet: run `python benchmarks/train_throughput.py --out "
+            "results/benchmarks/train_throughput.jsonl`.*"
+        )
+    )
 
 # %% [markdown]
 # ## Samples from a trained model
@@ -97,22 +119,31 @@ weights = Path("results/samples/model.pt")
 if weights.is_file():
     model = load_model(weights)
     y = torch.arange(0, 12, 2)
-    samples = ddim_sample(model, y, model.cfg.clip.shape, steps=50, guidance=2.0,
-                          generator=torch.Generator().manual_seed(0))
+    samples = ddim_sample(
+        model, y, model.cfg.clip.shape, steps=50, guidance=2.0, generator=torch.Generator().manual_seed(0)
+    )
     meta = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").is_file() else {}
     fig = plots.clip_strips(samples, y, lambda label: "sample: " + label_name(label), frame_strip)
     plt.show()
     if meta:
-        print(f"model: N = {meta['n_params']:,}, trained on {meta['checkpoints'][-1]['tokens']:,} tokens, "
-              f"validation loss {meta['checkpoints'][-1]['val_loss']:.4f}")
+        print(
+            f"model: N = {meta['n_params']:,}, trained on {meta['checkpoints'][-1]['tokens']:,} tokens, "
+            f"validation loss {meta['checkpoints'][-1]['val_loss']:.4f}"
+        )
 else:
     display(Markdown("*No trained model in `results/samples/` yet.*"))
 
 # %% tags=["hide-input"]
-display(Markdown(report.paper_box([
-    "The paper's data are real videos (Panda-70M, 17 frames at 256 x 256) encoded by a VAE into latents; "
-    "ours are procedural grayscale pixels. Our clips are far simpler, so absolute losses are not comparable.",
-    "What carries over is the structure of the problem: denoising a spatio-temporal signal with full 3D "
-    "attention, conditioned on a label, with unlimited non-repeating data (no epochs, as in the paper's "
-    "single pass over 70M clips).",
-])))
+display(
+    Markdown(
+        report.paper_box(
+            [
+                "The paper's data are real videos (Panda-70M, 17 frames at 256 x 256) encoded by a VAE into latents; "
+                "ours are procedural grayscale pixels. Our clips are far simpler, so absolute losses are not comparable.",
+                "What carries over is the structure of the problem: denoising a spatio-temporal signal with full 3D "
+                "attention, conditioned on a label, with unlimited non-repeating data (no epochs, as in the paper's "
+                "single pass over 70M clips).",
+            ]
+        )
+    )
+)

@@ -104,12 +104,18 @@ from IPython.display import Markdown, display
 from replicate import report
 from replicate.fit import fit_power_law, paper_laws, power_law_exponent_se
 
-theory = {name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")}
+theory = {
+    name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")
+}
 if not all(theory.values()):
     display(Markdown(f"**No noise-scale measurements in `{THEORY_DIR}` yet**: run `python -m replicate theory`."))
 elif theory["quadratic"]["quick"]:
-    display(Markdown("*These are the seconds-long `--quick` measurements of the smoke build: few draws, "
-                     "tiny runs; the committed study has the real ones.*"))
+    display(
+        Markdown(
+            "*These are the seconds-long `--quick` measurements of the smoke build: few draws, "
+            "tiny runs; the committed study has the real ones.*"
+        )
+    )
 
 # %% [markdown]
 # ## The estimators where the truth is known
@@ -121,9 +127,17 @@ elif theory["quadratic"]["quick"]:
 # %% tags=["hide-input"]
 if theory["quadratic"]:
     fields = ["grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max"]
-    rows = [{"problem": f"dim {q['dim']}, cond {q['condition']:g}", "quantity": f,
-             "truth": q["truth"][f], "estimate": q["estimate"][f]["value"], "se": q["estimate"][f]["se"]}
-            for q in theory["quadratic"]["results"] for f in fields]
+    rows = [
+        {
+            "problem": f"dim {q['dim']}, cond {q['condition']:g}",
+            "quantity": f,
+            "truth": q["truth"][f],
+            "estimate": q["estimate"][f]["value"],
+            "se": q["estimate"][f]["se"],
+        }
+        for q in theory["quadratic"]["results"]
+        for f in fields
+    ]
     quad = pd.DataFrame(rows)
     quad["rel. error"] = quad["estimate"] / quad["truth"] - 1
     quad["z"] = (quad["estimate"] - quad["truth"]) / quad["se"]
@@ -135,8 +149,10 @@ if theory["quadratic"]:
     ax.set(xscale="log", yscale="log", xlabel="closed form", ylabel="estimate (+- 2 SE)")
     ax.legend(fontsize=8)
     plt.show()
-    print(f"largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| {quad['z'].abs().max():.2f}; "
-          f"{(quad['z'].abs() < 3).mean():.0%} within 3 SE")
+    print(
+        f"largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| {quad['z'].abs().max():.2f}; "
+        f"{(quad['z'].abs() < 3).mean():.0%} within 3 SE"
+    )
 
 # %% [markdown]
 # ## Does $\eta_\mathrm{opt}(B)$ predict the best SGD step on the Video DiT?
@@ -153,14 +169,22 @@ if theory["line_search"]:
     rows = pd.DataFrame(ls["rows"])
     b = np.geomspace(rows["batch_size"].min() / 2, rows["batch_size"].max() * 2, 60)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(b, noise["eta_max"]["value"] / (1 + noise["b_noise"]["value"] / b),
-            label=f"theory: eta_max = {noise['eta_max']['value']:.3g}, B_noise = {noise['b_noise']['value']:.3g}")
+    ax.plot(
+        b,
+        noise["eta_max"]["value"] / (1 + noise["b_noise"]["value"] / b),
+        label=f"theory: eta_max = {noise['eta_max']['value']:.3g}, B_noise = {noise['b_noise']['value']:.3g}",
+    )
     ax.scatter(rows["batch_size"], rows["eta_best_measured"], color="black", zorder=5, label="line search")
     ax.set(xscale="log", yscale="log", xlabel="batch size (clips)", ylabel="best SGD step size")
     ax.legend(fontsize=8)
     plt.show()
-    display(report.table(rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]].assign(
-        ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"])))
+    display(
+        report.table(
+            rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]].assign(
+                ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"]
+            )
+        )
+    )
 
 # %% [markdown]
 # ## How the noise scale moves with $N$ and $T$ on the Video DiT
@@ -172,15 +196,24 @@ if theory["line_search"]:
 
 # %% tags=["hide-input"]
 if theory["dit_noise"]:
-    dit = pd.DataFrame([{"size": r["size"], "N": r["n_params"], "T": r["tokens"],
-                         **{k: r[k]["value"] for k in ("b_noise", "b_simple", "eta_max")},
-                         **{f"{k} se": r[k]["se"] for k in ("b_noise", "b_simple", "eta_max")}}
-                        for r in theory["dit_noise"]["results"]])
+    dit = pd.DataFrame(
+        [
+            {
+                "size": r["size"],
+                "N": r["n_params"],
+                "T": r["tokens"],
+                **{k: r[k]["value"] for k in ("b_noise", "b_simple", "eta_max")},
+                **{f"{k} se": r[k]["se"] for k in ("b_noise", "b_simple", "eta_max")},
+            }
+            for r in theory["dit_noise"]["results"]
+        ]
+    )
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, key in zip(axes, ("b_noise", "b_simple", "eta_max"), strict=True):
         for (size, g), colour in zip(dit.groupby("N"), sns.color_palette("viridis", dit["N"].nunique()), strict=True):
-            ax.errorbar(g["T"], g[key].clip(lower=1e-12), yerr=g[f"{key} se"], fmt="o-", color=colour,
-                        label=f"N = {size:,}")
+            ax.errorbar(
+                g["T"], g[key].clip(lower=1e-12), yerr=g[f"{key} se"], fmt="o-", color=colour, label=f"N = {size:,}"
+            )
         ax.set(xscale="log", yscale="log", xlabel="training tokens T", title=key)
     axes[0].legend(fontsize=8)
     plt.tight_layout()
@@ -197,29 +230,56 @@ if theory["dit_noise"]:
 
     def sign(value: float, se: float, paper: float) -> str:
         lo, hi = value - 1.96 * se, value + 1.96 * se
-        return "undetermined (the interval holds zero)" if lo < 0 < hi else ("agrees" if value * paper > 0 else "differs")
+        return (
+            "undetermined (the interval holds zero)" if lo < 0 < hi else ("agrees" if value * paper > 0 else "differs")
+        )
 
-    display(report.table(pd.DataFrame([
-        {"quantity": "B_noise (ours) / B_opt (paper)", "exponent in T (95% CI)": ci(e_t, se_b[0]),
-         "exponent in N (95% CI)": ci(e_n, se_b[1]),
-         "paper's exponents": f"{p['batch_size_law']['exp_tokens']}, {p['batch_size_law']['exp_params']}"},
-        {"quantity": "eta_max (ours) / eta_opt (paper)", "exponent in T (95% CI)": ci(f_t, se_e[0]),
-         "exponent in N (95% CI)": ci(f_n, se_e[1]),
-         "paper's exponents": f"{p['lr_law']['exp_tokens']}, {p['lr_law']['exp_params']}"},
-    ])))
-    print("95% intervals from the least-squares standard errors of the log-log fit "
-          "(replicate.fit.power_law_exponent_se), over the measurements plotted above")
-    display(Markdown(report.paper_box([
-        f"B_noise against T: exponent {ci(e_t, se_b[0])}, against N: {ci(e_n, se_b[1])}; the paper's B_opt has "
-        f"beta_B = +0.81 and gamma_B = +0.19: sign in N {sign(e_n, se_b[1], 0.19)}."
-        + (" B_noise is not a power law in T here: for every size it peaks at the middle checkpoint."
-           if all(v[1:-1].max() > max(v[0], v[-1]) for v in
-                  (g.sort_values("T")["b_noise"].to_numpy() for _, g in dit.groupby("N")) if len(v) > 2)
-           else ""),
-        f"eta_max against N: exponent {ci(f_n, se_e[1])}; the paper's eta_opt has gamma_eta = -0.16: sign "
-        f"{sign(f_n, se_e[1], -0.16)}.",
-        "The theory is for plain SGD; the sweeps use AdamW, whose per-coordinate normalisation changes the "
-        "step's scale (eta then multiplies roughly sign-like updates), so the measured eta_max sets no AdamW "
-        "learning rate. What carries over is the batch-size side: B_noise is a property of the gradients, "
-        "not of the optimiser.",
-    ])))
+    display(
+        report.table(
+            pd.DataFrame(
+                [
+                    {
+                        "quantity": "B_noise (ours) / B_opt (paper)",
+                        "exponent in T (95% CI)": ci(e_t, se_b[0]),
+                        "exponent in N (95% CI)": ci(e_n, se_b[1]),
+                        "paper's exponents": f"{p['batch_size_law']['exp_tokens']}, {p['batch_size_law']['exp_params']}",
+                    },
+                    {
+                        "quantity": "eta_max (ours) / eta_opt (paper)",
+                        "exponent in T (95% CI)": ci(f_t, se_e[0]),
+                        "exponent in N (95% CI)": ci(f_n, se_e[1]),
+                        "paper's exponents": f"{p['lr_law']['exp_tokens']}, {p['lr_law']['exp_params']}",
+                    },
+                ]
+            )
+        )
+    )
+    print(
+        "95% intervals from the least-squares standard errors of the log-log fit "
+        "(replicate.fit.power_law_exponent_se), over the measurements plotted above"
+    )
+    display(
+        Markdown(
+            report.paper_box(
+                [
+                    f"B_noise against T: exponent {ci(e_t, se_b[0])}, against N: {ci(e_n, se_b[1])}; the paper's B_opt has "
+                    f"beta_B = +0.81 and gamma_B = +0.19: sign in N {sign(e_n, se_b[1], 0.19)}."
+                    + (
+                        " B_noise is not a power law in T here: for every size it peaks at the middle checkpoint."
+                        if all(
+                            v[1:-1].max() > max(v[0], v[-1])
+                            for v in (g.sort_values("T")["b_noise"].to_numpy() for _, g in dit.groupby("N"))
+                            if len(v) > 2
+                        )
+                        else ""
+                    ),
+                    f"eta_max against N: exponent {ci(f_n, se_e[1])}; the paper's eta_opt has gamma_eta = -0.16: sign "
+                    f"{sign(f_n, se_e[1], -0.16)}.",
+                    "The theory is for plain SGD; the sweeps use AdamW, whose per-coordinate normalisation changes the "
+                    "step's scale (eta then multiplies roughly sign-like updates), so the measured eta_max sets no AdamW "
+                    "learning rate. What carries over is the batch-size side: B_noise is a property of the gradients, "
+                    "not of the optimiser.",
+                ]
+            )
+        )
+    )

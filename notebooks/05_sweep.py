@@ -48,8 +48,10 @@ if study is None:
 if study is not None:
     display(report.table(report.grid_table(study.runs)))
     runs, diverged = study.runs, study.runs.groupby("run_id")["diverged"].any()
-    print(f"{runs['run_id'].nunique()} runs, {len(runs)} rows; {int(diverged.sum())} runs diverged "
-          f"(their later checkpoints are NaN rows with diverged = True)")
+    print(
+        f"{runs['run_id'].nunique()} runs, {len(runs)} rows; {int(diverged.sum())} runs diverged "
+        f"(their later checkpoints are NaN rows with diverged = True)"
+    )
     design = tomllib.loads(study.profile).get("design", "") if study.profile else ""
     display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
 
@@ -87,12 +89,18 @@ if study is not None and study.fit is not None:
 if study is not None and study.fit is not None:
     optima = pd.DataFrame(study.fit["optima"])
     spread = [report.neighbourhood_spread(report.heatmap(study.runs, n, t)) for n in picks_n for t in picks_t]
-    display(Markdown(report.paper_box([
-        f"{int((~optima['on_edge'].astype(bool)).sum())} of {len(optima)} of our (N, T) optima are interior to "
-        "the grid; the paper's 4B-token heat map had its minimum on the edge.",
-        f"{int((~optima['band_agrees'].astype(bool)).sum())} optima disagree with DeepSeek's 0.25% band "
-        "(the centre of the settings within 0.25% of the best).",
-        f"Around the best cell (one grid step each way) the heat maps above span {min(spread):.1f}-"
-        f"{max(spread):.1f}% in loss; the paper's whole 1.07B-parameter heat map (x1.5 steps in lr) spans "
-        "0.6-1.3%. Our steps are x2 and our models far smaller, so our landscapes are steeper.",
-    ])))
+    display(
+        Markdown(
+            report.paper_box(
+                [
+                    f"{int((~optima['on_edge'].astype(bool)).sum())} of {len(optima)} of our (N, T) optima are interior to "
+                    "the grid; the paper's 4B-token heat map had its minimum on the edge.",
+                    f"{int((~optima['band_agrees'].astype(bool)).sum())} optima disagree with DeepSeek's 0.25% band "
+                    "(the centre of the settings within 0.25% of the best).",
+                    f"Around the best cell (one grid step each way) the heat maps above span {min(spread):.1f}-"
+                    f"{max(spread):.1f}% in loss; the paper's whole 1.07B-parameter heat map (x1.5 steps in lr) spans "
+                    "0.6-1.3%. Our steps are x2 and our models far smaller, so our landscapes are steeper.",
+                ]
+            )
+        )
+    )

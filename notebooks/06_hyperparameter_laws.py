@@ -56,14 +56,22 @@ if fit is not None:
         law, paper = fit[key], paper_laws()[key]
         for part, label in (("exp_tokens", "exponent in T"), ("exp_params", "exponent in N")):
             ci = law["ci95"].get(part)
-            rows.append({"law": name, "term": label, "ours": law[part],
-                         "95% CI": "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]", "paper": paper[part]})
-        rows.append({"law": name, "term": "coefficient", "ours": law["coef"], "95% CI": "-",
-                     "paper": paper["coef"]})
+            rows.append(
+                {
+                    "law": name,
+                    "term": label,
+                    "ours": law[part],
+                    "95% CI": "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+                    "paper": paper[part],
+                }
+            )
+        rows.append({"law": name, "term": "coefficient", "ours": law["coef"], "95% CI": "-", "paper": paper["coef"]})
     display(report.table(pd.DataFrame(rows)))
     optima = pd.DataFrame(fit["optima"])
-    print(f"fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
-          f"({int(optima['on_edge'].sum())} on the grid edge); {fit['bootstrap']['resamples']} bootstrap resamples")
+    print(
+        f"fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
+        f"({int(optima['on_edge'].sum())} on the grid edge); {fit['bootstrap']['resamples']} bootstrap resamples"
+    )
 
 # %% [markdown]
 # ## Optimal batch size
@@ -126,9 +134,11 @@ if fit is not None:
     ]
     if slope.get("value") is not None:
         ci = slope.get("ci95")
-        lines.append(f"lr_opt grows as B^{slope['value']:.2f}"
-                     + (f" (95% CI [{ci[0]:.2f}, {ci[1]:.2f}])" if ci else "")
-                     + ": between SGD's linear scaling (1) and Adam's square-root rule (0.5).")
+        lines.append(
+            f"lr_opt grows as B^{slope['value']:.2f}"
+            + (f" (95% CI [{ci[0]:.2f}, {ci[1]:.2f}])" if ci else "")
+            + ": between SGD's linear scaling (1) and Adam's square-root rule (0.5)."
+        )
     display(Markdown(report.paper_box(lines, title="The batch-size axis at our scale")))
 
 # %% [markdown]
@@ -141,24 +151,43 @@ if fit is not None:
 # %% tags=["hide-input"]
 if fit is not None and fit.get("holdout"):
     holdout = pd.DataFrame(fit["holdout"])
-    display(report.table(holdout[["n_params", "tokens", "predicted_batch_size", "observed_batch_size",
-                                  "predicted_lr", "observed_lr", "observed_on_edge"]]))
+    display(
+        report.table(
+            holdout[
+                [
+                    "n_params",
+                    "tokens",
+                    "predicted_batch_size",
+                    "observed_batch_size",
+                    "predicted_lr",
+                    "observed_lr",
+                    "observed_on_edge",
+                ]
+            ]
+        )
+    )
     n = holdout["n_params"].iloc[0]
     picks = sorted(holdout["tokens"].unique())
     picks = [picks[0], picks[len(picks) // 2], picks[-1]]
-    marks = {(n, t): (row["predicted_batch_size"], row["predicted_lr"])
-             for t, row in holdout.set_index("tokens").iterrows()}
-    optima_holdout = [{"n_params": n, "tokens": t, "batch_size": r["observed_batch_size"], "lr": r["observed_lr"]}
-                      for t, r in holdout.set_index("tokens").iterrows()]
+    marks = {
+        (n, t): (row["predicted_batch_size"], row["predicted_lr"]) for t, row in holdout.set_index("tokens").iterrows()
+    }
+    optima_holdout = [
+        {"n_params": n, "tokens": t, "batch_size": r["observed_batch_size"], "lr": r["observed_lr"]}
+        for t, r in holdout.set_index("tokens").iterrows()
+    ]
     fig = plots.heatmaps(study.runs, optima_holdout, [n], picks, marks)
     plt.show()
     edge = int(holdout["observed_on_edge"].astype(bool).sum())
     if edge:
-        display(Markdown(
-            f"The held-out grid's best cell lies on its edge at {edge} of {len(holdout)} checkpoints, so there the "
-            "observed (B, lr) bound the optimum rather than locate it, and the predictions come from laws "
-            f"fitted to {fit['batch_size_law']['n_points']} interior optima with the intervals above: this "
-            "check can neither pass nor fail cleanly at our scale."))
+        display(
+            Markdown(
+                f"The held-out grid's best cell lies on its edge at {edge} of {len(holdout)} checkpoints, so there the "
+                "observed (B, lr) bound the optimum rather than locate it, and the predictions come from laws "
+                f"fitted to {fit['batch_size_law']['n_points']} interior optima with the intervals above: this "
+                "check can neither pass nor fail cleanly at our scale."
+            )
+        )
 
 # %% [markdown]
 # ## The evaluation protocol moves the optimum
@@ -182,8 +211,15 @@ elif study is not None:
 # %% tags=["hide-input"]
 if fit is not None:
     table = report.comparison(fit)
-    display(Markdown(report.paper_box(report.verdict_lines(table, ["B_opt", "eta_opt"]) + [
-        "Verdicts: *agrees* when the paper's value lies in our 95% interval, *same sign* when our interval "
-        "excludes zero on the paper's side, *inconclusive* when it straddles zero, *uninformative* when it is "
-        "wider than twice the paper's value.",
-    ])))
+    display(
+        Markdown(
+            report.paper_box(
+                report.verdict_lines(table, ["B_opt", "eta_opt"])
+                + [
+                    "Verdicts: *agrees* when the paper's value lies in our 95% interval, *same sign* when our interval "
+                    "excludes zero on the paper's side, *inconclusive* when it straddles zero, *uninformative* when it is "
+                    "wider than twice the paper's value.",
+                ]
+            )
+        )
+    )

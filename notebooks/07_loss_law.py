@@ -56,14 +56,29 @@ if fit is not None:
     rows = []
     for key in ("a", "alpha_tokens", "b", "alpha_params", "l_inf"):
         ci = law["ci95"].get(key)
-        rows.append({"parameter": key, "optimal hp": law[key],
-                     "95% CI": "-" if not ci else f"[{ci[0]:.4g}, {ci[1]:.4g}]",
-                     "fixed hp": fixed.get(key), "paper": paper[key]})
-    rows.append({"parameter": "fit MSE", "optimal hp": law["mse"], "95% CI": "-", "fixed hp": fixed.get("mse"),
-                 "paper": "2.35e-7 (optimal), 4.31e-7 (fixed)"})
+        rows.append(
+            {
+                "parameter": key,
+                "optimal hp": law[key],
+                "95% CI": "-" if not ci else f"[{ci[0]:.4g}, {ci[1]:.4g}]",
+                "fixed hp": fixed.get(key),
+                "paper": paper[key],
+            }
+        )
+    rows.append(
+        {
+            "parameter": "fit MSE",
+            "optimal hp": law["mse"],
+            "95% CI": "-",
+            "fixed hp": fixed.get("mse"),
+            "paper": "2.35e-7 (optimal), 4.31e-7 (fixed)",
+        }
+    )
     display(report.table(pd.DataFrame(rows)))
-    print(f"converged: {law['converged']}; raw-residual fit: alpha_T = {law['raw_residual_fit']['alpha_tokens']:.3f}, "
-          f"alpha_N = {law['raw_residual_fit']['alpha_params']:.3f}")
+    print(
+        f"converged: {law['converged']}; raw-residual fit: alpha_T = {law['raw_residual_fit']['alpha_tokens']:.3f}, "
+        f"alpha_N = {law['raw_residual_fit']['alpha_params']:.3f}"
+    )
 
 # %% [markdown]
 # ## Fit and extrapolation
@@ -80,12 +95,15 @@ if fit is not None:
         holdout = pd.DataFrame(fit["holdout"])
         display(report.table(holdout[["n_params", "tokens", "observed_val_loss", "predicted_val_loss", "rel_error"]]))
         ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
-        display(Markdown(
-            f"The held-out model is {ratio:.1f}x larger than the largest fitting model. Its observed loss is the "
-            "best cell of a small (B, lr) grid, an upper bound on its optimum where that cell is on the grid's "
-            f"edge ({int(holdout['observed_on_edge'].astype(bool).sum())} of {len(holdout)} checkpoints); the "
-            "prediction inherits the wide interval of alpha_N. A negative error means the law predicts a lower "
-            "loss than observed."))
+        display(
+            Markdown(
+                f"The held-out model is {ratio:.1f}x larger than the largest fitting model. Its observed loss is the "
+                "best cell of a small (B, lr) grid, an upper bound on its optimum where that cell is on the grid's "
+                f"edge ({int(holdout['observed_on_edge'].astype(bool).sum())} of {len(holdout)} checkpoints); the "
+                "prediction inherits the wide interval of alpha_N. A negative error means the law predicts a lower "
+                "loss than observed."
+            )
+        )
 
 # %% [markdown]
 # ## Compute-optimal model size: optimal vs fixed hyperparameters
@@ -101,15 +119,24 @@ if fit is not None:
     plt.show()
     rows = []
     for conv, cl in fit["compute_laws"].items():
-        rows.append({"FLOPs": conv, "exponent": cl["exp"], "N_opt at 1e22": cl["n_opt_at_reference"],
-                     "IsoFLOP exponent": (cl.get("isoflop") or {}).get("exp"),
-                     "C_token(N)": cl["flops_per_token"]["source"]})
+        rows.append(
+            {
+                "FLOPs": conv,
+                "exponent": cl["exp"],
+                "N_opt at 1e22": cl["n_opt_at_reference"],
+                "IsoFLOP exponent": (cl.get("isoflop") or {}).get("exp"),
+                "C_token(N)": cl["flops_per_token"]["source"],
+            }
+        )
     display(report.table(pd.DataFrame(rows)))
     fx = fit.get("fixed") or {}
     if fx.get("n_opt_ratio") is not None:
         ci = fx.get("n_opt_ratio_ci95")
-        print(f"N_opt(fixed) / N_opt(optimal) at {fx['reference_flops']:.0e} FLOPs: {fx['n_opt_ratio']:.3f}"
-              + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "") + "; paper: 1.663")
+        print(
+            f"N_opt(fixed) / N_opt(optimal) at {fx['reference_flops']:.0e} FLOPs: {fx['n_opt_ratio']:.3f}"
+            + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")
+            + "; paper: 1.663"
+        )
 
 # %% [markdown]
 # ## The flat region
@@ -135,16 +162,37 @@ if fit is not None:
     implied = law["alpha_tokens"] / (law["alpha_tokens"] + law["alpha_params"])
     p = paper_laws()["loss_law"]
     conv = fit["compute_law"]["flops"]
-    display(report.table(pd.DataFrame([
-        {"": "ours", "alpha_T / (alpha_T + alpha_N)": implied,
-         "fitted exponent (6N)": fit["compute_laws"].get("6n", {}).get("exp"),
-         f"fitted exponent ({conv})": fit["compute_law"]["exp"]},
-        {"": "paper", "alpha_T / (alpha_T + alpha_N)": p["alpha_tokens"] / (p["alpha_tokens"] + p["alpha_params"]),
-         "fitted exponent (6N)": None, f"fitted exponent ({conv})": 0.4294},
-    ])))
+    display(
+        report.table(
+            pd.DataFrame(
+                [
+                    {
+                        "": "ours",
+                        "alpha_T / (alpha_T + alpha_N)": implied,
+                        "fitted exponent (6N)": fit["compute_laws"].get("6n", {}).get("exp"),
+                        f"fitted exponent ({conv})": fit["compute_law"]["exp"],
+                    },
+                    {
+                        "": "paper",
+                        "alpha_T / (alpha_T + alpha_N)": p["alpha_tokens"] / (p["alpha_tokens"] + p["alpha_params"]),
+                        "fitted exponent (6N)": None,
+                        f"fitted exponent ({conv})": 0.4294,
+                    },
+                ]
+            )
+        )
+    )
 
 # %% tags=["hide-input"]
 if fit is not None:
     table = report.comparison(fit)
-    display(Markdown(report.paper_box(report.verdict_lines(table, [
-        "loss exponent", "N_opt exponent", "N_opt(fixed", "loss-fit MSE", "held-out", "loss increase"]))))
+    display(
+        Markdown(
+            report.paper_box(
+                report.verdict_lines(
+                    table,
+                    ["loss exponent", "N_opt exponent", "N_opt(fixed", "loss-fit MSE", "held-out", "loss increase"],
+                )
+            )
+        )
+    )

@@ -70,24 +70,38 @@ if fit is not None:
                 ax.plot(np.exp(x), a2 * x**2 + a1 * x + a0, color=colours[j], lw=1)
                 ax.plot(vertices[round(c)]["n_opt"], vertices[round(c)]["loss"], "o", mfc="none", mec="black")
         iso = law.get("isoflop")
-        ax.set(xscale="log", yscale="log", xlabel="N (parameters)", ylabel="loss at optimal hp",
-               title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no IsoFLOP law"))
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="N (parameters)",
+            ylabel="loss at optimal hp",
+            title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no IsoFLOP law"),
+        )
     plt.tight_layout()
     plt.show()
 
 # %% tags=["hide-input"]
 if fit is not None:
-    rows = [{"FLOPs": conv, "IsoFLOP exponent": (cl.get("isoflop") or {}).get("exp"),
-             "budgets used": len((cl.get("isoflop") or {}).get("budgets", [])),
-             "loss-law exponent": cl["exp"]} for conv, cl in fit["compute_laws"].items()]
+    rows = [
+        {
+            "FLOPs": conv,
+            "IsoFLOP exponent": (cl.get("isoflop") or {}).get("exp"),
+            "budgets used": len((cl.get("isoflop") or {}).get("budgets", [])),
+            "loss-law exponent": cl["exp"],
+        }
+        for conv, cl in fit["compute_laws"].items()
+    ]
     display(report.table(pd.DataFrame(rows)))
     iso6 = (fit["compute_laws"].get("6n") or {}).get("isoflop")
     lines = [
         "Liang et al. (fixed hyperparameters, C = 6ND): N_opt ~ C^0.5681; the video paper's empirical law "
         "(its Eq. 14): N_opt ~ C^0.4146.",
-        (f"Ours (optimal hyperparameters, 6N): N_opt ~ C^{iso6['exp']:.3f} from {len(iso6['budgets'])} budgets, "
-         f"against {fit['compute_laws']['6n']['exp']:.3f} from our loss law."
-         if iso6 else "Ours: too few budgets reach three model sizes for an IsoFLOP law with 6N FLOPs."),
+        (
+            f"Ours (optimal hyperparameters, 6N): N_opt ~ C^{iso6['exp']:.3f} from {len(iso6['budgets'])} budgets, "
+            f"against {fit['compute_laws']['6n']['exp']:.3f} from our loss law."
+            if iso6
+            else "Ours: too few budgets reach three model sizes for an IsoFLOP law with 6N FLOPs."
+        ),
         "Both methods read the same optima; where they disagree, the loss law's form (additive power laws) "
         "is the suspect, since the IsoFLOP vertices assume none.",
     ]

@@ -66,13 +66,19 @@ if image is not None and image.fit is not None:
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:
     video = report.load_study(RESULTS_DIR)
-    lines = [f"The loss law on images: alpha_T = {image.fit['loss_law']['alpha_tokens']:.3f}, "
-             f"alpha_N = {image.fit['loss_law']['alpha_params']:.3f}, converged: {image.fit['loss_law']['converged']}."]
+    lines = [
+        f"The loss law on images: alpha_T = {image.fit['loss_law']['alpha_tokens']:.3f}, "
+        f"alpha_N = {image.fit['loss_law']['alpha_params']:.3f}, converged: {image.fit['loss_law']['converged']}."
+    ]
     if video is not None and video.fit is not None:
-        lines.append(f"On video (same code, this book's main study): alpha_T = "
-                     f"{video.fit['loss_law']['alpha_tokens']:.3f}, alpha_N = {video.fit['loss_law']['alpha_params']:.3f}.")
-    lines.append("The paper reports only that the same form fits its image DiT; compare the form and the signs "
-                 "of the hyperparameter exponents, not values.")
+        lines.append(
+            f"On video (same code, this book's main study): alpha_T = "
+            f"{video.fit['loss_law']['alpha_tokens']:.3f}, alpha_N = {video.fit['loss_law']['alpha_params']:.3f}."
+        )
+    lines.append(
+        "The paper reports only that the same form fits its image DiT; compare the form and the signs "
+        "of the hyperparameter exponents, not values."
+    )
     design = tomllib.loads(image.profile).get("design", "")
     lines.append("How the grid was chosen: " + " ".join(design.split()))
     display(Markdown(report.paper_box(lines)))

@@ -78,8 +78,13 @@ from replicate.provenance import git_sha
 
 # %% tags=["hide-input"]
 packages = ["torch", "triton", "numpy", "scipy", "pandas", "jupyter-book", "papermill", "jupytext"]
-env = {"python": sys.version.split()[0], "platform": platform.platform(), "git": git_sha(),
-       "cuda": torch.cuda.is_available(), **{p: metadata.version(p) for p in packages}}
+env = {
+    "python": sys.version.split()[0],
+    "platform": platform.platform(),
+    "git": git_sha(),
+    "cuda": torch.cuda.is_available(),
+    **{p: metadata.version(p) for p in packages},
+}
 display(report.table(pd.DataFrame(env.items(), columns=["", "version"])))
 
 # %% [markdown]
@@ -88,8 +93,12 @@ display(report.table(pd.DataFrame(env.items(), columns=["", "version"])))
 # Device, library versions and git commits recorded in each file this build read.
 
 # %% tags=["hide-input"]
-files = [Path(RESULTS_DIR) / "runs.csv", Path(IMAGE_DIR) / "runs.csv", *sorted(Path(THEORY_DIR).glob("*.json")),
-         *sorted(p for p in Path("results/benchmarks").iterdir() if p.suffix in (".json", ".jsonl", ".csv"))]
+files = [
+    Path(RESULTS_DIR) / "runs.csv",
+    Path(IMAGE_DIR) / "runs.csv",
+    *sorted(Path(THEORY_DIR).glob("*.json")),
+    *sorted(p for p in Path("results/benchmarks").iterdir() if p.suffix in (".json", ".jsonl", ".csv")),
+]
 display(report.table(report.provenance_table(files)))
 
 # %% [markdown]
@@ -104,9 +113,17 @@ if steps_file.is_file():
     steps = pd.read_json(steps_file, lines=True)
     # rows measured before the backend column ran on backend auto
     steps = steps.assign(backend=steps.get("backend", "auto")).fillna({"backend": "auto"})
-    columns = {"size": "size", "n_params": "N", "clips": "clips per member", "members": "members",
-               "procs": "processes", "backend": "backend", "ms_per_step": "ms per step",
-               "steps_per_s_total": "steps/s, all processes", "device": "device"}
+    columns = {
+        "size": "size",
+        "n_params": "N",
+        "clips": "clips per member",
+        "members": "members",
+        "procs": "processes",
+        "backend": "backend",
+        "ms_per_step": "ms per step",
+        "steps_per_s_total": "steps/s, all processes",
+        "device": "device",
+    }
     display(report.table(steps[list(columns)].rename(columns=columns)))
 
 # %% [markdown]
@@ -137,9 +154,13 @@ if first is not None and second is not None:
     display(report.table(report.rerun_spread(first.runs, second.runs).reset_index(), digits=3))
     if first.fit is not None and second.fit is not None:
         interior = [sum(not o["on_edge"] for o in f["optima"]) for f in (first.fit, second.fit)]
-        display(Markdown(f"Each sweep fitted on its own: {interior[0]} and {interior[1]} of "
-                         f"{len(first.fit['optima'])} (N, T) optima are interior; every exponent with its 95% "
-                         "bootstrap interval:"))
+        display(
+            Markdown(
+                f"Each sweep fitted on its own: {interior[0]} and {interior[1]} of "
+                f"{len(first.fit['optima'])} (N, T) optima are interior; every exponent with its 95% "
+                "bootstrap interval:"
+            )
+        )
         display(report.table(report.exponent_table({"first sweep": first.fit, "second sweep": second.fit})))
         display(Markdown(report.rerun_fit_sentence(first.fit, second.fit)))
 
@@ -193,8 +214,13 @@ if study is not None and second is not None and first is not None:
     display(report.table(agreement, digits=3))
     display(Markdown(report.rerun_sentence(agreement)))
     if study.fit is not None and first.fit is not None and second.fit is not None:
-        display(report.table(report.exponent_table({"first grid, sweep 1": first.fit, "first grid, sweep 2": second.fit,
-                                                    "this study": study.fit})))
+        display(
+            report.table(
+                report.exponent_table(
+                    {"first grid, sweep 1": first.fit, "first grid, sweep 2": second.fit, "this study": study.fit}
+                )
+            )
+        )
 
 # %% [markdown]
 # The cut study's loss exponents equal the first sweep's to about three digits; its hyperparameter exponents

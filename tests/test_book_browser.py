@@ -15,15 +15,24 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory) -> Path:
     out = Path(os.environ.get("REPLICATE_BOOK_OUT") or tmp_path_factory.mktemp("book")).resolve()
-    build = subprocess.run(["make", "book", "PROFILE=smoke", f"BOOK_OUT={out}"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=3600)
+    build = subprocess.run(
+        ["make", "book", "PROFILE=smoke", f"BOOK_OUT={out}"], cwd=ROOT, capture_output=True, text=True, timeout=3600
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     html = out / "_build" / "html"
     assert (html / "index.html").is_file()
@@ -56,14 +65,14 @@ def test_every_page_renders_in_chromium(book):
             text = page.inner_text("body")
             assert "Traceback" not in text, path.name
             assert page.locator("div.output.error, .cell_output .error").count() == 0, path.name
-            broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0))"
-                                   ".map(i => i.src)")
+            broken = page.evaluate(
+                "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+            )
             assert not broken, f"{path.name}: broken images {broken}"
             if path.stem in ("index", "01_introduction"):
                 assert page.locator("table:has-text('verdict')").count() >= 1, "the summary table is missing"
             if path.stem == "04_sgd_theory":  # the local MathJax typesets the derivation
                 # attached, not visible: the first equation may sit in a collapsed cell
-                page.wait_for_function("document.querySelectorAll('mjx-container').length > 0",
-                                       timeout=20000)
+                page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=20000)
                 assert "\\frac" not in page.inner_text("body"), "raw TeX left untypeset"
         browser.close()

@@ -16,9 +16,31 @@ def test_help_lists_subcommands():
 
 def test_train_writes_a_record_and_the_model(tmp_path):
     path, weights = tmp_path / "run.json", tmp_path / "model.pt"
-    out = _run("train", "--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "4", "--lr", "1e-3",
-               "--tokens", "4096", "--frames", "4", "--frame-size", "8", "--val-examples", "16",
-               "--out", str(path), "--save-model", str(weights))
+    out = _run(
+        "train",
+        "--width",
+        "32",
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--tokens",
+        "4096",
+        "--frames",
+        "4",
+        "--frame-size",
+        "8",
+        "--val-examples",
+        "16",
+        "--out",
+        str(path),
+        "--save-model",
+        str(weights),
+    )
     assert out.returncode == 0, out.stderr
     record = json.loads(path.read_text())
     assert record["n_params"] == 12 * 32 * 32 + 9 * 32 and record["tokens_per_sample"] == 4 * 2 * 2
@@ -38,16 +60,35 @@ def test_train_writes_a_record_and_the_model(tmp_path):
 BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "1000"]
 
 
-@pytest.mark.parametrize("args, match", [
-    (["train", "--width", "30", "--depth", "2", "--heads", "4", "--batch-size", "4", "--lr", "1e-3",
-      "--tokens", "100"], "divisible"),
-    (["train", "--size", "nano", "--batch-size", "4", "--lr=-0.001", "--tokens", "100"], "positive"),
-    (["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "0"], "positive"),
-    ([*BASE, "--bogus"], "unrecognized"),
-    ([*BASE, "--backend", "cuda"], "backend"),
-    (["train", "--width", "32", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "--size"),
-    (["train", "--size", "huge", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "size"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (
+            [
+                "train",
+                "--width",
+                "30",
+                "--depth",
+                "2",
+                "--heads",
+                "4",
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-3",
+                "--tokens",
+                "100",
+            ],
+            "divisible",
+        ),
+        (["train", "--size", "nano", "--batch-size", "4", "--lr=-0.001", "--tokens", "100"], "positive"),
+        (["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "0"], "positive"),
+        ([*BASE, "--bogus"], "unrecognized"),
+        ([*BASE, "--backend", "cuda"], "backend"),
+        (["train", "--width", "32", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "--size"),
+        (["train", "--size", "huge", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "size"),
+    ],
+)
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, match):
     out = _run(*args, "--out", str(tmp_path / "x.json"))
     assert out.returncode == 2

@@ -44,8 +44,9 @@ def test_validation_loss_of_the_zero_model_is_the_noise_power():
 def test_training_loss_at_init_is_one():
     model = VideoDiT(CFG)
     x0 = torch.rand(64, *CLIP.shape) * 2 - 1
-    loss = training_loss(model, [(x0, torch.zeros(64, dtype=torch.long))], [torch.Generator().manual_seed(0)],
-                         alphas_cumprod())
+    loss = training_loss(
+        model, [(x0, torch.zeros(64, dtype=torch.long))], [torch.Generator().manual_seed(0)], alphas_cumprod()
+    )
     assert loss.item() == pytest.approx(1.0, abs=0.02)
 
 

@@ -41,8 +41,15 @@ LAW = TRUTH["loss_law"]
 SIZES, CHECKPOINTS = np.geomspace(3e4, 3e7, 8), np.geomspace(1e6, 1.6e7, 5)
 
 
-def loss_table(seed: int, sizes=SIZES, runs_per_size: int = 4, checkpoints=CHECKPOINTS, run_noise: float = 2e-3,
-               checkpoint_noise: float = 5e-4, law: dict = LAW) -> pd.DataFrame:
+def loss_table(
+    seed: int,
+    sizes=SIZES,
+    runs_per_size: int = 4,
+    checkpoints=CHECKPOINTS,
+    run_noise: float = 2e-3,
+    checkpoint_noise: float = 5e-4,
+    law: dict = LAW,
+) -> pd.DataFrame:
     """An (N, T, loss) table without hyperparameters: several runs per size, each validated at several T, with
     a relative offset per run (its checkpoints are correlated) and independent noise per checkpoint."""
     rng = np.random.default_rng(seed)
@@ -87,15 +94,32 @@ def test_output_has_the_documented_keys():
     runs = synthetic_sweep(holdout_widths=(192,))
     fixed_lr = float(np.sort(runs["lr"].unique())[3])
     result = fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=12)
-    assert {"optima", "batch_size_law", "lr_law", "loss_law", "compute_law", "fixed", "holdout", "n_rows",
-            "n_diverged", "warnings"} <= result.keys()
+    assert {
+        "optima",
+        "batch_size_law",
+        "lr_law",
+        "loss_law",
+        "compute_law",
+        "fixed",
+        "holdout",
+        "n_rows",
+        "n_diverged",
+        "warnings",
+    } <= result.keys()
     assert {"n_params", "tokens", "batch_size", "lr", "val_loss", "on_edge"} <= result["optima"][0].keys()
     assert set(result["batch_size_law"]["ci95"]) == {"coef", "exp_tokens", "exp_params"}
     assert {"a", "alpha_tokens", "b", "alpha_params", "l_inf"} <= result["loss_law"]["ci95"].keys()
     assert {"coef", "exp", "flops"} <= result["compute_law"].keys() and result["compute_law"]["flops"] == "exact"
     assert {"loss_law", "compute_law"} <= result["fixed"].keys()
-    assert {"n_params", "tokens", "predicted_val_loss", "observed_val_loss", "rel_error", "predicted_batch_size",
-            "predicted_lr"} <= result["holdout"][0].keys()
+    assert {
+        "n_params",
+        "tokens",
+        "predicted_val_loss",
+        "observed_val_loss",
+        "rel_error",
+        "predicted_batch_size",
+        "predicted_lr",
+    } <= result["holdout"][0].keys()
     lo, hi = result["loss_law"]["ci95"]["alpha_tokens"]
     assert lo < result["loss_law"]["alpha_tokens"] < hi
     json.dumps(result, allow_nan=False)
@@ -109,7 +133,8 @@ def test_fixed_hyperparameters_fit_worse_and_shift_n_opt():
     # away from the optimum the loss carries a hyperparameter penalty that changes with N and T: a worse fit
     assert fixed["loss_law"]["mse"] > 3 * result["loss_law"]["mse"]
     assert fixed["n_opt_ratio"] == pytest.approx(
-        fixed["compute_law"]["n_opt_at_reference"] / result["compute_law"]["n_opt_at_reference"])
+        fixed["compute_law"]["n_opt_at_reference"] / result["compute_law"]["n_opt_at_reference"]
+    )
     assert fixed["n_opt_ratio"] != pytest.approx(1.0, abs=0.05)
 
 
@@ -197,7 +222,6 @@ def test_extracted_optima_track_the_planted_ones_despite_the_asymmetric_lr_penal
     assert np.mean(np.abs(np.log(opt["lr"] / truth_lr)) < 0.5 * np.log(1.5)) > 0.9
 
 
-
 def _ridge_runs(exponent: float) -> pd.DataFrame:
     """A (B, lr) grid at two (N, T) whose lr optimum scales as B^exponent and whose loss is flat along B."""
     rows = []
@@ -206,8 +230,18 @@ def _ridge_runs(exponent: float) -> pd.DataFrame:
             lr_opt = 1e-3 * (b / 64) ** exponent * (1 + g)
             for lr in 1e-4 * 2.0 ** np.arange(12):
                 loss = 0.1 * np.exp(0.02 * np.log(lr / lr_opt) ** 2)  # a parabola in log loss, log lr
-                rows.append({"run_id": f"{g}-{b}-{lr}", "n_params": n, "tokens": t, "batch_size": b, "lr": lr,
-                             "val_loss": loss, "diverged": False, "role": "fit"})
+                rows.append(
+                    {
+                        "run_id": f"{g}-{b}-{lr}",
+                        "n_params": n,
+                        "tokens": t,
+                        "batch_size": b,
+                        "lr": lr,
+                        "val_loss": loss,
+                        "diverged": False,
+                        "role": "fit",
+                    }
+                )
     return validate_runs(pd.DataFrame(rows))
 
 
@@ -218,8 +252,9 @@ def test_lr_batch_exponent_recovers_the_planted_scaling(exponent):
     assert lr_batch_exponent(cube.optima(), cube.batch_size) == pytest.approx(exponent, abs=1e-6)
     profile = batch_profile(runs)
     assert len(profile) == 10 and np.allclose(profile["val_loss"], 0.1)
-    assert np.allclose(profile["lr"], 1e-3 * (profile["batch_size"] / 64) ** exponent
-                       * np.where(profile["n_params"] > 1e5, 2, 1))
+    assert np.allclose(
+        profile["lr"], 1e-3 * (profile["batch_size"] / 64) ** exponent * np.where(profile["n_params"] > 1e5, 2, 1)
+    )
 
 
 def test_lr_batch_exponent_in_the_fit_with_an_interval():
@@ -238,6 +273,7 @@ def test_power_law_exponent_se_matches_the_scatter_of_refits():
         ses.append(power_law_exponent_se(y.ravel(), t.ravel(), n.ravel()))
     assert np.allclose(np.std(fits, axis=0), np.sqrt(np.mean(np.square(ses), axis=0)), rtol=0.15)
     assert np.isnan(power_law_exponent_se(np.ones(2), np.array([1.0, 2.0]), np.array([1.0, 3.0]))).all()
+
 
 # --- the loss law -----------------------------------------------------------------------------------------------
 
@@ -264,6 +300,7 @@ def test_a_law_without_irreducible_loss_is_a_converged_boundary_fit():
     shifted = fit_loss_law(n.ravel(), t.ravel(), loss + 0.5 * loss.min())  # now L_inf > 0 fits better
     assert shifted.converged and not shifted.l_inf_at_zero
     assert shifted.l_inf == pytest.approx(0.5 * loss.min(), rel=1e-3)
+
 
 def test_warm_start_and_grid_reach_the_same_optimum():
     table = loss_table(1)
@@ -334,8 +371,11 @@ def test_bootstrap_over_runs_covers_the_truth():
     widths = {k: [] for k in keys}
     replicates = 50
     for seed in range(replicates):
-        ci = fit_runs(loss_table(100 + seed, sizes=np.geomspace(3e4, 3e7, 6), checkpoints=np.geomspace(1e6, 1.6e7, 4)),
-                      bootstrap=40, seed=seed)["loss_law"]["ci95"]
+        ci = fit_runs(
+            loss_table(100 + seed, sizes=np.geomspace(3e4, 3e7, 6), checkpoints=np.geomspace(1e6, 1.6e7, 4)),
+            bootstrap=40,
+            seed=seed,
+        )["loss_law"]["ci95"]
         for k in keys:
             covered[k] += ci[k][0] <= LAW[k] <= ci[k][1]
             widths[k].append(ci[k][1] - ci[k][0])
@@ -374,8 +414,9 @@ def test_isoflop_recovers_the_compute_exponent():
     iso = isoflop_compute_law(n.ravel(), t.ravel(), loss_law(n, t, **LAW).ravel(), FlopsPerToken("6n", 6.0))
     assert len(iso["budgets"]) >= 3 and all(p["n_sizes"] >= 3 for p in iso["budgets"])
     assert iso["exp"] == pytest.approx(optimal_exponent(LAW), abs=0.03)
-    few = isoflop_compute_law(np.array([1e5, 1e6]), np.array([1e7, 1e7]), np.array([1.0, 0.9]),
-                              FlopsPerToken("6n", 6.0))
+    few = isoflop_compute_law(
+        np.array([1e5, 1e6]), np.array([1e7, 1e7]), np.array([1.0, 0.9]), FlopsPerToken("6n", 6.0)
+    )
     assert few is None
 
 
@@ -391,26 +432,30 @@ def test_flat_region_rises_away_from_n_opt():
 
 
 def _small():
-    return pd.DataFrame({"n_params": [1e5, 1e6, 1e7] * 2, "tokens": [1e7] * 3 + [1e8] * 3,
-                         "val_loss": [1.0, 0.9, 0.8, 0.9, 0.8, 0.7]})
+    return pd.DataFrame(
+        {"n_params": [1e5, 1e6, 1e7] * 2, "tokens": [1e7] * 3 + [1e8] * 3, "val_loss": [1.0, 0.9, 0.8, 0.9, 0.8, 0.7]}
+    )
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda df: df.drop(columns="tokens"), "missing column tokens"),
-    (lambda df: df.assign(n_params=["a", 1, 2, 3, 4, 5]), "n_params is not numeric"),
-    (lambda df: df.assign(tokens=[0, 1, 2, 3, 4, 5]), "tokens must be positive"),
-    (lambda df: df.assign(n_params=[-1, 1, 2, 3, 4, 5]), "n_params must be positive"),
-    (lambda df: df.assign(val_loss=[-1.0, 1, 1, 1, 1, 1]), "val_loss must be positive"),
-    (lambda df: df.assign(batch_size=1024), "without lr"),
-    (lambda df: df.assign(batch_size=1024, lr=[1e-3, 0, 1e-3, 1e-3, 1e-3, 1e-3]), "lr must be positive"),
-    (lambda df: df.assign(role="train"), "role must be fit or holdout"),
-    (lambda df: df.assign(role="holdout"), "nothing to fit"),
-    (lambda df: df.assign(diverged="maybe"), "diverged must be true/false"),
-    (lambda df: df.assign(diverged=True), "every row is diverged"),
-    (lambda df: df.assign(val_loss=np.nan), "every row is diverged"),
-    (lambda df: df.iloc[:0], "no rows"),
-    (lambda df: df.iloc[:4], "fewer than the loss law's 5 parameters"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda df: df.drop(columns="tokens"), "missing column tokens"),
+        (lambda df: df.assign(n_params=["a", 1, 2, 3, 4, 5]), "n_params is not numeric"),
+        (lambda df: df.assign(tokens=[0, 1, 2, 3, 4, 5]), "tokens must be positive"),
+        (lambda df: df.assign(n_params=[-1, 1, 2, 3, 4, 5]), "n_params must be positive"),
+        (lambda df: df.assign(val_loss=[-1.0, 1, 1, 1, 1, 1]), "val_loss must be positive"),
+        (lambda df: df.assign(batch_size=1024), "without lr"),
+        (lambda df: df.assign(batch_size=1024, lr=[1e-3, 0, 1e-3, 1e-3, 1e-3, 1e-3]), "lr must be positive"),
+        (lambda df: df.assign(role="train"), "role must be fit or holdout"),
+        (lambda df: df.assign(role="holdout"), "nothing to fit"),
+        (lambda df: df.assign(diverged="maybe"), "diverged must be true/false"),
+        (lambda df: df.assign(diverged=True), "every row is diverged"),
+        (lambda df: df.assign(val_loss=np.nan), "every row is diverged"),
+        (lambda df: df.iloc[:0], "no rows"),
+        (lambda df: df.iloc[:4], "fewer than the loss law's 5 parameters"),
+    ],
+)
 def test_bad_tables_raise_one_line_config_errors(change, match):
     with pytest.raises(ConfigError, match=match) as err:
         fit_runs(change(_small()), bootstrap=0)

@@ -12,15 +12,17 @@ from replicate.fit import synthetic_sweep
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "replicate", "fit", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "replicate", "fit", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
 def sweep_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("fit") / "runs.csv"
-    synthetic_sweep(widths=(32, 48, 64, 96), holdout_widths=(128,), tokens=tuple(2.0**k for k in range(20, 24))
-                    ).to_csv(path, index=False)
+    synthetic_sweep(widths=(32, 48, 64, 96), holdout_widths=(128,), tokens=tuple(2.0**k for k in range(20, 24))).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -28,8 +30,21 @@ def test_fit_writes_the_json(sweep_csv, tmp_path):
     runs = pd.read_csv(sweep_csv)
     lr = float(np.sort(runs["lr"].unique())[3])
     out = tmp_path / "fit.json"
-    done = _run(str(sweep_csv), "--out", str(out), "--bootstrap", "12", "--seed", "3", "--flops", "paper",
-                "--fixed-batch-size", "4096", "--fixed-lr", repr(lr))
+    done = _run(
+        str(sweep_csv),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "12",
+        "--seed",
+        "3",
+        "--flops",
+        "paper",
+        "--fixed-batch-size",
+        "4096",
+        "--fixed-lr",
+        repr(lr),
+    )
     assert done.returncode == 0, done.stderr
     fit = json.loads(out.read_text())
     assert fit["mode"] == "hyperparameters" and fit["n_rows"] == len(runs) and fit["holdout"]
@@ -54,8 +69,9 @@ def test_if_changed_skips_only_an_identical_fit(sweep_csv, tmp_path):
 def test_fit_takes_a_table_without_hyperparameters(tmp_path):
     n, t = np.meshgrid(np.geomspace(1e6, 1e9, 5), np.geomspace(1e8, 1e10, 4))
     path = tmp_path / "llm.csv"
-    pd.DataFrame({"n_params": n.ravel(), "tokens": t.ravel(),
-                  "val_loss": (1.7 + 400 / n**0.34 + 400 / t**0.28).ravel()}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"n_params": n.ravel(), "tokens": t.ravel(), "val_loss": (1.7 + 400 / n**0.34 + 400 / t**0.28).ravel()}
+    ).to_csv(path, index=False)
     done = _run(str(path), "--out", str(tmp_path / "fit.json"), "--bootstrap", "0")
     assert done.returncode == 0, done.stderr
     fit = json.loads((tmp_path / "fit.json").read_text())
@@ -75,26 +91,33 @@ def _file(tmp_path, content: bytes) -> str:
 
 
 def _small() -> pd.DataFrame:
-    return pd.DataFrame({"n_params": [1e5, 1e6, 1e7] * 2, "tokens": [1e7] * 3 + [1e8] * 3,
-                         "val_loss": [1.0, 0.9, 0.8, 0.9, 0.8, 0.7]})
+    return pd.DataFrame(
+        {"n_params": [1e5, 1e6, 1e7] * 2, "tokens": [1e7] * 3 + [1e8] * 3, "val_loss": [1.0, 0.9, 0.8, 0.9, 0.8, 0.7]}
+    )
 
 
-@pytest.mark.parametrize("make, extra, match", [
-    (lambda p: str(p / "missing.csv"), [], "cannot read"),
-    (lambda p: str(p), [], "cannot read"),
-    (lambda p: _file(p, b"\xff\xfe\x00\x81garbage\n\x00\xff"), [], "cannot read"),
-    (lambda p: _file(p, b""), [], "cannot read"),
-    (lambda p: _table(p, _small().drop(columns="val_loss")), [], "missing column val_loss"),
-    (lambda p: _table(p, _small().assign(tokens=["x", 1, 2, 3, 4, 5])), [], "not numeric"),
-    (lambda p: _table(p, _small().assign(n_params=0)), [], "must be positive"),
-    (lambda p: _table(p, _small().assign(diverged=True)), [], "every row is diverged"),
-    (lambda p: _table(p, _small().iloc[:3]), [], "fewer than"),
-    (lambda p: _table(p, _small()), ["--fixed-lr", "1e-3"], "both"),
-    (lambda p: _table(p, _small().assign(batch_size=1024, lr=1e-3)), ["--fixed-batch-size", "8", "--fixed-lr", "1"],
-     "no finite fit rows"),
-    (lambda p: _table(p, _small()), ["--bootstrap", "-1"], ">= 0"),
-    (lambda p: _table(p, _small()), ["--flops", "7n"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "make, extra, match",
+    [
+        (lambda p: str(p / "missing.csv"), [], "cannot read"),
+        (lambda p: str(p), [], "cannot read"),
+        (lambda p: _file(p, b"\xff\xfe\x00\x81garbage\n\x00\xff"), [], "cannot read"),
+        (lambda p: _file(p, b""), [], "cannot read"),
+        (lambda p: _table(p, _small().drop(columns="val_loss")), [], "missing column val_loss"),
+        (lambda p: _table(p, _small().assign(tokens=["x", 1, 2, 3, 4, 5])), [], "not numeric"),
+        (lambda p: _table(p, _small().assign(n_params=0)), [], "must be positive"),
+        (lambda p: _table(p, _small().assign(diverged=True)), [], "every row is diverged"),
+        (lambda p: _table(p, _small().iloc[:3]), [], "fewer than"),
+        (lambda p: _table(p, _small()), ["--fixed-lr", "1e-3"], "both"),
+        (
+            lambda p: _table(p, _small().assign(batch_size=1024, lr=1e-3)),
+            ["--fixed-batch-size", "8", "--fixed-lr", "1"],
+            "no finite fit rows",
+        ),
+        (lambda p: _table(p, _small()), ["--bootstrap", "-1"], ">= 0"),
+        (lambda p: _table(p, _small()), ["--flops", "7n"], "invalid choice"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, make, extra, match):
     done = _run(make(tmp_path), "--out", str(tmp_path / "fit.json"), "--bootstrap", "0", *extra)
     assert done.returncode == 2, done.stderr

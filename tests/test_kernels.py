@@ -82,8 +82,9 @@ def _randn(gen, *shape):
 
 def _example(name, seq, width, heads, scale=2.0):
     """make_args for _compare: the catalog's example inputs in fp64, offset and scaled away from N(0, 1)."""
-    return lambda gen: OPS[name].example(ExampleInputs(lambda shape: _randn(gen, *shape) * scale + 0.5, 2, seq,
-                                                       width, heads))
+    return lambda gen: OPS[name].example(
+        ExampleInputs(lambda shape: _randn(gen, *shape) * scale + 0.5, 2, seq, width, heads)
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -100,8 +101,7 @@ def test_every_op_of_the_catalog(name, seq, width, dtype):
 @pytest.mark.parametrize(("seq", "head_dim"), [(17, 64), (100, 64), (33, 128)])
 def test_attention_at_larger_head_dims(seq, head_dim):
     op = OPS["attention"]
-    _compare(_triton("attention"), op.reference, op.formula, _example("attention", seq, 2 * head_dim, 2),
-             torch.float32)
+    _compare(_triton("attention"), op.reference, op.formula, _example("attention", seq, 2 * head_dim, 2), torch.float32)
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 37, 50), (2, 4099)])  # tails, and more than one program
@@ -160,8 +160,10 @@ def test_attention_head_dim_and_shape_checks():
 def test_import_compiles_nothing_and_queries_no_driver():
     """Importing every kernel module without the interpreter, on a machine without a GPU, must not touch the
     CUDA driver (which would raise there); and the package alone imports no kernel module."""
-    code = ("import sys, replicate.kernels as k; assert 'replicate.kernels.flash_attention' not in sys.modules; "
-            "import replicate.kernels.modulate, replicate.kernels.gelu, replicate.kernels.flash_attention, "
-            "replicate.kernels.catalog; import torch; assert not torch.cuda.is_initialized()")
+    code = (
+        "import sys, replicate.kernels as k; assert 'replicate.kernels.flash_attention' not in sys.modules; "
+        "import replicate.kernels.modulate, replicate.kernels.gelu, replicate.kernels.flash_attention, "
+        "replicate.kernels.catalog; import torch; assert not torch.cuda.is_initialized()"
+    )
     env = {key: v for key, v in os.environ.items() if key != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

@@ -7,8 +7,9 @@ from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, count_params,
 from replicate.data import make_clips
 from replicate.model import VideoDiT, sincos_pos_embed_3d
 
-TINY = ModelConfig(width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8, channels=3),
-                   patch=(2, 4, 4))
+TINY = ModelConfig(
+    width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8, channels=3), patch=(2, 4, 4)
+)
 
 
 def _inputs(cfg: ModelConfig, batch: int = 3):

@@ -12,8 +12,12 @@ from replicate.kernels.catalog import OPS, ExampleInputs
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_reference_matches_the_formula(name):
     op, gen = OPS[name], torch.Generator().manual_seed(0)
-    args = [a.detach().clone().requires_grad_() for a in op.example(ExampleInputs(
-        lambda shape: torch.randn(*shape, generator=gen, dtype=torch.float64), 2, 17, 48, 3))]
+    args = [
+        a.detach().clone().requires_grad_()
+        for a in op.example(
+            ExampleInputs(lambda shape: torch.randn(*shape, generator=gen, dtype=torch.float64), 2, 17, 48, 3)
+        )
+    ]
     out, want = op.reference(*args), op.formula(*args)
     outs, wants = (out, want) if isinstance(out, tuple) else ((out,), (want,))
     weights = [torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in outs]

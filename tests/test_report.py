@@ -13,15 +13,18 @@ from replicate.book import hide_parameters
 from replicate.fit import fit_runs, synthetic_sweep
 
 
-@pytest.mark.parametrize("ours, ci, paper, verdict", [
-    (0.8, [0.6, 1.0], 0.808, "agrees"),
-    (0.3, [0.2, 0.4], 0.808, "same sign"),
-    (-0.3, [-0.4, -0.2], 0.808, "disagrees"),
-    (0.1, [-0.2, 0.4], 0.808, "inconclusive"),
-    (0.1, None, 0.808, "no interval"),
-    (1.0, [0.004, 3.0], 0.3188, "uninformative"),
-    (-0.05, [-0.12, 0.03], -0.045, "agrees"),
-])
+@pytest.mark.parametrize(
+    "ours, ci, paper, verdict",
+    [
+        (0.8, [0.6, 1.0], 0.808, "agrees"),
+        (0.3, [0.2, 0.4], 0.808, "same sign"),
+        (-0.3, [-0.4, -0.2], 0.808, "disagrees"),
+        (0.1, [-0.2, 0.4], 0.808, "inconclusive"),
+        (0.1, None, 0.808, "no interval"),
+        (1.0, [0.004, 3.0], 0.3188, "uninformative"),
+        (-0.05, [-0.12, 0.03], -0.045, "agrees"),
+    ],
+)
 def test_verdicts(ours, ci, paper, verdict):
     assert report.verdict(ours, ci, paper) == verdict
 
@@ -39,8 +42,18 @@ def test_comparison_table_covers_every_headline(fit):
     table = report.comparison(result)
     assert list(table.columns) == ["quantity", "ours", "95% CI", "paper", "verdict"]
     quantities = " ".join(table["quantity"])
-    for needle in ("beta_B", "gamma_B", "beta_eta", "gamma_eta", "alpha_T", "alpha_N", "N_opt exponent",
-                   "N_opt(fixed hp)", "held-out", "+-30%"):
+    for needle in (
+        "beta_B",
+        "gamma_B",
+        "beta_eta",
+        "gamma_eta",
+        "alpha_T",
+        "alpha_N",
+        "N_opt exponent",
+        "N_opt(fixed hp)",
+        "held-out",
+        "+-30%",
+    ):
         assert needle in quantities, needle
     row = table[table["quantity"].str.startswith("B_opt exponent in T")].iloc[0]
     assert row["ours"] == pytest.approx(result["batch_size_law"]["exp_tokens"])
@@ -73,8 +86,9 @@ def test_heatmap_and_neighbourhood_spread(fit):
 def test_grid_table_and_loading(tmp_path, fit):
     runs, result = fit
     assert report.load_study(tmp_path) is None
-    runs.assign(tokens_per_sample=64, batch_samples=runs["batch_size"] // 64, width=32, depth=2,
-                heads=2).to_csv(tmp_path / "runs.csv", index=False)
+    runs.assign(tokens_per_sample=64, batch_samples=runs["batch_size"] // 64, width=32, depth=2, heads=2).to_csv(
+        tmp_path / "runs.csv", index=False
+    )
     (tmp_path / "fit.json").write_text(json.dumps(result))
     study = report.load_study(tmp_path)
     assert study.fit is not None and study.fit_ema is None
@@ -84,9 +98,11 @@ def test_grid_table_and_loading(tmp_path, fit):
 
 def test_parameter_cells_are_removed_from_the_book(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("A = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("A = 2", metadata={"tags": ["injected-parameters"]}),
-                nbformat.v4.new_code_cell("print(A)")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("A = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("A = 2", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(A)"),
+    ]
     path = tmp_path / "x.ipynb"
     nbformat.write(nb, path)
     hide_parameters(path)
@@ -96,9 +112,13 @@ def test_parameter_cells_are_removed_from_the_book(tmp_path):
 
 def test_summary_lines_state_every_finding(fit):
     _, result = fit
-    line_search = {"noise": {"b_noise": {"value": 4.0}},
-                   "rows": [{"eta_opt_predicted": 0.1, "eta_best_measured": 0.11},
-                            {"eta_opt_predicted": 0.2, "eta_best_measured": 0.19}]}
+    line_search = {
+        "noise": {"b_noise": {"value": 4.0}},
+        "rows": [
+            {"eta_opt_predicted": 0.1, "eta_best_measured": 0.11},
+            {"eta_opt_predicted": 0.2, "eta_best_measured": 0.19},
+        ],
+    }
     lines = report.summary_lines(result, line_search)
     text = " ".join(lines)
     for needle in ("B_opt:", "eta_opt follows", "alpha_T", "Fixed vs optimal", "Held-out", "within 10%"):
@@ -123,9 +143,20 @@ def test_provenance_table_reads_csv_jsonl_and_json(tmp_path):
 
 
 def test_rerun_agreement_counts_matching_optima_and_loss_differences():
-    rows = [{"run_id": f"r{b}{lr}", "n_params": 100, "tokens": t, "batch_size": b, "lr": lr,
-             "val_loss": 1.0 + 0.01 * (b == 64) + 0.02 * (lr == 2) + 0.001 * t, "diverged": False}
-            for b in (64, 128) for lr in (1, 2) for t in (1, 2)]
+    rows = [
+        {
+            "run_id": f"r{b}{lr}",
+            "n_params": 100,
+            "tokens": t,
+            "batch_size": b,
+            "lr": lr,
+            "val_loss": 1.0 + 0.01 * (b == 64) + 0.02 * (lr == 2) + 0.001 * t,
+            "diverged": False,
+        }
+        for b in (64, 128)
+        for lr in (1, 2)
+        for t in (1, 2)
+    ]
     first = pd.DataFrame(rows)
     second = first.copy()
     flip = (second["tokens"] == 2) & (second["batch_size"] == 64) & (second["lr"] == 1)
@@ -142,8 +173,14 @@ def test_rerun_agreement_counts_matching_optima_and_loss_differences():
 
 
 def test_identical_rows_counts_bit_equal_rows_of_matched_runs():
-    first = pd.DataFrame({"run_id": ["a", "a", "b"], "tokens": [1, 2, 1], "val_loss": [0.1, 0.2, math.nan],
-                          "val_loss_ema": [0.3, 0.4, math.nan]})
+    first = pd.DataFrame(
+        {
+            "run_id": ["a", "a", "b"],
+            "tokens": [1, 2, 1],
+            "val_loss": [0.1, 0.2, math.nan],
+            "val_loss_ema": [0.3, 0.4, math.nan],
+        }
+    )
     assert report.identical_rows(first, first.copy()) == (3, 3)
     nudged = first.assign(val_loss_ema=[0.3, np.nextafter(0.4, 1), math.nan])  # one ulp apart
     assert report.identical_rows(first, nudged) == (2, 3)

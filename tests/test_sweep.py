@@ -64,7 +64,8 @@ lrs = [0.01]
 
 # One fitting size, two learning rates: five short groups, for the tests that run several whole sweeps.
 SMALL = TINY.replace("lrs = [0.001, 0.01, 1.0]", "lrs = [0.001, 0.01]").replace(
-    '[[grid.sizes]]\nname = "b"\nwidth = 32\ndepth = 2\nheads = 2\n\n', "")
+    '[[grid.sizes]]\nname = "b"\nwidth = 32\ndepth = 2\nheads = 2\n\n', ""
+)
 
 
 def _profile(tmp_path: Path, rows: int = 0, text: str = TINY) -> Path:
@@ -116,7 +117,8 @@ def test_the_cpu_profile_has_the_grid_the_study_needs():
         lrs = sorted({r.cfg.lr for r in fit if count_params(r.cfg.model) == n})
         assert len(lrs) >= 5 and all(1.5 <= b / a <= 2 for a, b in pairwise(lrs))
         assert {(r.cfg.batch_size, r.cfg.lr) for r in fit if count_params(r.cfg.model) == n} == {
-            (b, lr) for b in batches for lr in lrs}  # the full grid at every size
+            (b, lr) for b in batches for lr in lrs
+        }  # the full grid at every size
     held = {count_params(r.cfg.model) for r in profile.runs if r.role == "holdout"}
     assert len(held) == 1 and 3 <= held.pop() / sizes[-1] <= 5
 
@@ -132,18 +134,22 @@ def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
         assert lrs == pytest.approx([1e-4 * 2**k * b**0.7 for k in range(4)], rel=1e-3)
     cpu = load_profile("cpu")  # without lr_batch_exponent every batch size has the size's lrs
     assert {r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 1 and r.size == "nano"} == {
-        r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 8 and r.size == "nano"}
+        r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 8 and r.size == "nano"
+    }
 
 
-@pytest.mark.parametrize("edit, match", [
-    (("checkpoints = [512, 1024, 2048]", "checkpoints = [500, 1024]"), "not multiples"),
-    (("lrs = [0.001, 0.01, 1.0]", "lrs = []"), "non-empty"),
-    (("lrs = [0.001, 0.01, 1.0]", "lrs = [0.001, -0.01]"), "positive"),
-    (("ensemble_rows = {rows}", "ensemble_rows = 0\nbogus = 3"), "unknown key"),
-    (("lr = 0.01\n\n[holdout]", "lr = 0.02\n\n[holdout]"), "not in the lr grid"),
-    (("heads = 2\n\n[[grid.sizes]]", "heads = 5\n\n[[grid.sizes]]"), "divisible"),
-    (("[fixed]", "[fixed"), "profile"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (("checkpoints = [512, 1024, 2048]", "checkpoints = [500, 1024]"), "not multiples"),
+        (("lrs = [0.001, 0.01, 1.0]", "lrs = []"), "non-empty"),
+        (("lrs = [0.001, 0.01, 1.0]", "lrs = [0.001, -0.01]"), "positive"),
+        (("ensemble_rows = {rows}", "ensemble_rows = 0\nbogus = 3"), "unknown key"),
+        (("lr = 0.01\n\n[holdout]", "lr = 0.02\n\n[holdout]"), "not in the lr grid"),
+        (("heads = 2\n\n[[grid.sizes]]", "heads = 5\n\n[[grid.sizes]]"), "divisible"),
+        (("[fixed]", "[fixed"), "profile"),
+    ],
+)
 def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):
     path = _profile(tmp_path, text=TINY.replace(*edit))
     with pytest.raises(ValueError, match=match):
@@ -164,6 +170,7 @@ def test_dry_run_counts_runs_and_flops(tmp_path):
     assert not (tmp_path / "out" / "runs.csv").exists()
     # exact FLOPs per run: 3 x (2048 training tokens + 3 checkpoints x 32 clips x 16 tokens / 3) per token
     from replicate.config import flops_per_token
+
     total = sum(flops_per_token(r.cfg.model) * (2048 + 3 * 32 * 16 / 3) for r in profile.runs)
     assert sum(g.flops() for g in profile.groups) == pytest.approx(total)
     out = _cli("--profile", str(_profile(tmp_path)), "--out", str(tmp_path / "o2"), "--dry-run")
@@ -210,8 +217,12 @@ def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
     reference = _cli("--profile", str(profile), "--out", str(tmp_path / "ref"))
     assert reference.returncode == 0, reference.stderr
     table = tmp_path / "killed" / "runs.csv"
-    proc = subprocess.Popen([*SWEEP, "--profile", str(profile), "--out", str(tmp_path / "killed")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*SWEEP, "--profile", str(profile), "--out", str(tmp_path / "killed")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (table.exists() and len(_table(table)) >= 3):
         time.sleep(0.05)
@@ -287,8 +298,9 @@ def test_every_committed_run_id_is_recomputed_and_a_new_defaulted_field_keeps_it
         checked += len(committed)
     assert checked > 500
     # a config class that gained a defaulted field: the same runs keep their ids, a changed value gets a new one
-    extended = dataclasses.make_dataclass("TrainConfig", [("new_knob", float, dataclasses.field(default=0.5))],
-                                          bases=(TrainConfig,), frozen=True)
+    extended = dataclasses.make_dataclass(
+        "TrainConfig", [("new_knob", float, dataclasses.field(default=0.5))], bases=(TrainConfig,), frozen=True
+    )
     cfg = load_profile("smoke").runs[0].cfg
     same = extended(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
     assert run_id(same) == run_id(cfg)

@@ -86,8 +86,9 @@ def test_a_tiny_dit_measurement_is_sane():
         est = getattr(ns, name)
         assert np.isfinite(est.value) and np.isfinite(est.se) and est.se >= 0, name
     assert ns.grad_norm2.value > 0 and ns.gHg.value > 0 and ns.eta_max.value > 0
-    fd = measure(loss_fn, params, sample, batch_sizes=(2, 16), n_draws=6, hvp_method="finite_difference",
-                 n_bootstrap=200)
+    fd = measure(
+        loss_fn, params, sample, batch_sizes=(2, 16), n_draws=6, hvp_method="finite_difference", n_bootstrap=200
+    )
     assert fd.gHg.value > 0
     etas = np.logspace(-3, 1, 9)
     change = sgd_step_gain(loss_fn, params, sample, sample(32), 8, etas, n_draws=2)

@@ -11,9 +11,19 @@ from replicate.fit import synthetic_sweep
 ROOT = Path(__file__).resolve().parents[1]
 # torch (and triton) made unimportable: `import torch` raises ImportError in the child
 BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None; "
-TORCH_FREE = ("replicate.config", "replicate.profile", "replicate.runs", "replicate.io", "replicate.provenance",
-              "replicate.paper", "replicate.book",
-              "replicate.fit", "replicate.report", "replicate.plots", "replicate.cli")
+TORCH_FREE = (
+    "replicate.config",
+    "replicate.profile",
+    "replicate.runs",
+    "replicate.io",
+    "replicate.provenance",
+    "replicate.paper",
+    "replicate.book",
+    "replicate.fit",
+    "replicate.report",
+    "replicate.plots",
+    "replicate.cli",
+)
 
 
 def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -21,8 +31,7 @@ def _python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 
 def test_the_analysis_modules_import_no_torch():
-    done = _python(f"import sys, {', '.join(TORCH_FREE)}; "
-                   "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = _python(f"import sys, {', '.join(TORCH_FREE)}; assert 'torch' not in sys.modules, 'torch was imported'")
     assert done.returncode == 0, done.stderr
 
 
@@ -30,12 +39,17 @@ def test_fit_cli_and_fit_benchmark_run_without_torch(tmp_path):
     runs = tmp_path / "runs.csv"
     synthetic_sweep(widths=(32, 48, 64), tokens=tuple(2.0**k for k in range(20, 23))).to_csv(runs, index=False)
     out = tmp_path / "fit.json"
-    done = _python(BLOCK + "from replicate.cli import main; "
-                   f"sys.exit(main(['fit', {str(runs)!r}, '--out', {str(out)!r}, '--bootstrap', '2']))")
+    done = _python(
+        BLOCK + "from replicate.cli import main; "
+        f"sys.exit(main(['fit', {str(runs)!r}, '--out', {str(out)!r}, '--bootstrap', '2']))"
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["provenance"]["git_sha"]
     bench = tmp_path / "fit_speed.json"
-    done = _python(BLOCK + f"sys.argv = ['fit_speed', '--resamples', '2', '--out', {str(bench)!r}]; "
-                   "import runpy; runpy.run_path('benchmarks/fit_speed.py', run_name='__main__')", timeout=600)
+    done = _python(
+        BLOCK + f"sys.argv = ['fit_speed', '--resamples', '2', '--out', {str(bench)!r}]; "
+        "import runpy; runpy.run_path('benchmarks/fit_speed.py', run_name='__main__')",
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(bench.read_text())["resamples"] == 2

@@ -57,13 +57,16 @@ def test_divergence_is_caught_not_raised():
     assert all(math.isfinite(c.val_loss) for c in record.checkpoints)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"batch_size": 0}, "batch size"),
-    ({"lr": -1.0}, "learning rate"),
-    ({"lr": float("nan")}, "learning rate"),
-    ({"tokens": 0}, "tokens"),
-    ({"checkpoints": (5000,)}, "checkpoints"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"batch_size": 0}, "batch size"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"tokens": 0}, "tokens"),
+        ({"checkpoints": (5000,)}, "checkpoints"),
+    ],
+)
 def test_config_validation(kwargs, match):
     base = {"model": MODEL, "batch_size": 4, "lr": 1e-3, "tokens": 1000}
     with pytest.raises(ValueError, match=match):
@@ -89,19 +92,43 @@ def test_power_ema_weights_follow_the_closed_form():
 
 
 def test_slice_steps_spread_each_checkpoint_over_its_window():
-    cfg = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=64 * 1000, checkpoints=(64 * 100, 64 * 1000),
-                      eval_window=0.1, eval_slices=4, val_examples=64)
+    cfg = TrainConfig(
+        MODEL,
+        batch_size=4,
+        lr=1e-3,
+        tokens=64 * 1000,
+        checkpoints=(64 * 100, 64 * 1000),
+        eval_window=0.1,
+        eval_slices=4,
+        val_examples=64,
+    )
     steps = cfg.slice_steps()
     assert steps == {90: [0], 93: [1], 97: [2], 100: [3], 900: [0], 933: [1], 967: [2], 1000: [3]}
-    short = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=64 * 4, checkpoints=(64 * 2, 64 * 4),
-                        eval_window=0.5, eval_slices=4, val_examples=64)
+    short = TrainConfig(
+        MODEL,
+        batch_size=4,
+        lr=1e-3,
+        tokens=64 * 4,
+        checkpoints=(64 * 2, 64 * 4),
+        eval_window=0.5,
+        eval_slices=4,
+        val_examples=64,
+    )
     assert short.slice_steps() == {1: [0, 1], 2: [2, 3], 3: [0, 1, 2], 4: [3]}  # never before the previous one
 
 
 def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
     val = ValidationSet.build(CLIP, 64)
-    cfg = TrainConfig(MODEL, batch_size=8, lr=2e-3, tokens=4096, warmup_steps=4, checkpoints=(2048, 4096),
-                      eval_window=0.5, eval_slices=4)
+    cfg = TrainConfig(
+        MODEL,
+        batch_size=8,
+        lr=2e-3,
+        tokens=4096,
+        warmup_steps=4,
+        checkpoints=(2048, 4096),
+        eval_window=0.5,
+        eval_slices=4,
+    )
     seen = []
     # CPU: the window's average is checked to 1e-9 against the losses of the weights it averaged
     record = train(cfg, val=val, device="cpu", on_checkpoint=lambda r, model, ema: seen.append((model, ema)))
@@ -113,8 +140,12 @@ def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
     assert last.val_loss > validation_loss(seen[-1][0], val)[0]
     assert validation_loss(seen[-1][1], val)[0] == pytest.approx(last.val_loss_ema, rel=1e-9)
     seen.clear()
-    point = train(dataclasses.replace(cfg, eval_window=0.0), val=val, device="cpu",
-                  on_checkpoint=lambda r, model, ema: seen.append((model, ema)))
+    point = train(
+        dataclasses.replace(cfg, eval_window=0.0),
+        val=val,
+        device="cpu",
+        on_checkpoint=lambda r, model, ema: seen.append((model, ema)),
+    )
     assert point.checkpoints[-1].val_loss == pytest.approx(validation_loss(seen[-1][0], val)[0], rel=1e-9)
     no_ema = train(dataclasses.replace(cfg, ema_gamma=None), val=val, device="cpu")
     assert no_ema.checkpoints[-1].val_loss_ema is None
@@ -123,8 +154,16 @@ def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
 
 def test_a_paused_and_resumed_group_equals_one_that_ran_through(tmp_path):
     val = ValidationSet.build(CLIP, 32)
-    base = TrainConfig(MODEL, batch_size=4, lr=2e-3, tokens=4096, warmup_steps=4, checkpoints=(1024, 2048, 4096),
-                       eval_window=0.5, eval_slices=4)
+    base = TrainConfig(
+        MODEL,
+        batch_size=4,
+        lr=2e-3,
+        tokens=4096,
+        warmup_steps=4,
+        checkpoints=(1024, 2048, 4096),
+        eval_window=0.5,
+        eval_slices=4,
+    )
     cfgs = [base, dataclasses.replace(base, lr=50.0)]  # one member diverges: its frozen state must survive too
     through = train_group(cfgs, val=val, device="cpu")
     state, pauses = tmp_path / "group.pt", 0

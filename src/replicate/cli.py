@@ -54,8 +54,11 @@ def _positive_float(text: str) -> float:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one Video DiT and validate it at token checkpoints",
-                       description="Train one model with a constant learning rate; write its record as JSON.")
+    p = sub.add_parser(
+        "train",
+        help="train one Video DiT and validate it at token checkpoints",
+        description="Train one model with a constant learning rate; write its record as JSON.",
+    )
     p.add_argument("--size", help="a named size (sets width, depth and heads; see replicate.model.MODEL_SIZES)")
     p.add_argument("--width", type=_positive_int, help="hidden size d")
     p.add_argument("--depth", type=_positive_int, help="number of blocks")
@@ -92,8 +95,15 @@ def _train(args: argparse.Namespace) -> int:
         model = ModelConfig(clip=clip, **shape)
     else:
         raise ConfigError("give --size, or all of --width, --depth and --heads")
-    cfg = TrainConfig(model, batch_size=args.batch_size, lr=args.lr, tokens=args.tokens, seed=args.seed,
-                      warmup_steps=args.warmup_steps, val_examples=args.val_examples)
+    cfg = TrainConfig(
+        model,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        tokens=args.tokens,
+        seed=args.seed,
+        warmup_steps=args.warmup_steps,
+        val_examples=args.val_examples,
+    )
 
     def save(record, model=None, ema=None) -> None:
         write_json(out, record.to_dict())
@@ -110,16 +120,26 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a sweep over (model size, batch size, learning rate); resumable",
-                       description="Train every run of a profile that out/runs.csv does not hold yet.")
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep over (model size, batch size, learning rate); resumable",
+        description="Train every run of a profile that out/runs.csv does not hold yet.",
+    )
     p.add_argument("--profile", required=True, help="smoke, cpu, gpu, or a path to a profile .toml")
     p.add_argument("--out", type=Path, help="results directory (default: results/PROFILE)")
     p.add_argument("--workers", type=_positive_int, help="groups trained at once (default: the profile's)")
-    p.add_argument("--deadline-s", type=_positive_float,
-                   help="stop within this many seconds, then exit 0: runs that would not finish pause "
-                        "(state in OUT/paused/) and the same command goes on")
-    p.add_argument("--executor", choices=("local", "submitit"), default="local",
-                   help="local processes, or submitit (Slurm job arrays; its local executor without Slurm)")
+    p.add_argument(
+        "--deadline-s",
+        type=_positive_float,
+        help="stop within this many seconds, then exit 0: runs that would not finish pause "
+        "(state in OUT/paused/) and the same command goes on",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "submitit"),
+        default="local",
+        help="local processes, or submitit (Slurm job arrays; its local executor without Slurm)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--backend", default="auto", help="auto, torch or triton")
     p.add_argument("--dry-run", action="store_true", help="print the number of runs, FLOPs and estimated time")
@@ -136,16 +156,28 @@ def _sweep(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / profile.name
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is not a directory")
-    result = sweep(profile, out, workers=args.workers, deadline_s=args.deadline_s, executor=args.executor,
-                   device=args.device, backend=args.backend, dry_run=args.dry_run)
+    result = sweep(
+        profile,
+        out,
+        workers=args.workers,
+        deadline_s=args.deadline_s,
+        executor=args.executor,
+        device=args.device,
+        backend=args.backend,
+        dry_run=args.dry_run,
+    )
     if args.dry_run:
         return 0
-    print(f"sweep {profile.name}: {result.done}/{len(profile.runs)} runs in {out / 'runs.csv'}"
-          f" ({result.diverged} diverged this call)")
+    print(
+        f"sweep {profile.name}: {result.done}/{len(profile.runs)} runs in {out / 'runs.csv'}"
+        f" ({result.diverged} diverged this call)"
+    )
     if result.left:
         paused = f", {result.paused} group(s) paused part-way with their state saved" if result.paused else ""
-        print(f"deadline: {result.left} runs left (about {result.left_seconds / 60:.1f} min of work{paused});"
-              " run the same command again to continue")
+        print(
+            f"deadline: {result.left} runs left (about {result.left_seconds / 60:.1f} min of work{paused});"
+            " run the same command again to continue"
+        )
     if result.failed:
         print(f"{result.failed} group(s) failed (see above); their runs are not in the table", file=sys.stderr)
         return 1
@@ -153,25 +185,44 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help="fit the scaling laws to a table of runs, with bootstrap intervals",
-                       description="Fit optima, hyperparameter laws, the loss law and the compute law to a runs "
-                                   "table (CSV: n_params, tokens, val_loss; batch_size and lr for the "
-                                   "hyperparameter stage); write them as JSON.")
+    p = sub.add_parser(
+        "fit",
+        help="fit the scaling laws to a table of runs, with bootstrap intervals",
+        description="Fit optima, hyperparameter laws, the loss law and the compute law to a runs "
+        "table (CSV: n_params, tokens, val_loss; batch_size and lr for the "
+        "hyperparameter stage); write them as JSON.",
+    )
     p.add_argument("runs", type=Path, help="runs table, CSV (one row per run x checkpoint)")
     p.add_argument("--out", type=Path, required=True, help="the fit, JSON")
-    p.add_argument("--fixed-batch-size", type=_positive_float, help="fit the laws also on the runs at this batch "
-                                                                     "size (tokens per step) ...")
+    p.add_argument(
+        "--fixed-batch-size",
+        type=_positive_float,
+        help="fit the laws also on the runs at this batch size (tokens per step) ...",
+    )
     p.add_argument("--fixed-lr", type=_positive_float, help="... and this learning rate")
-    p.add_argument("--profile", help="take the fixed batch size and learning rate from this sweep profile (default: "
-                                     "the profile.toml beside the table, which the sweep writes, if there is one)")
-    p.add_argument("--flops", choices=("6n", "paper", "exact"), default="exact",
-                   help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)")
+    p.add_argument(
+        "--profile",
+        help="take the fixed batch size and learning rate from this sweep profile (default: "
+        "the profile.toml beside the table, which the sweep writes, if there is one)",
+    )
+    p.add_argument(
+        "--flops",
+        choices=("6n", "paper", "exact"),
+        default="exact",
+        help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples of runs for the 95%% intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    p.add_argument("--loss-column", default="val_loss",
-                   help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)")
-    p.add_argument("--if-changed", action="store_true",
-                   help="do nothing when --out already holds a fit of this very table with these options")
+    p.add_argument(
+        "--loss-column",
+        default="val_loss",
+        help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
+    )
+    p.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="do nothing when --out already holds a fit of this very table with these options",
+    )
     p.set_defaults(func=_fit)
 
 
@@ -179,9 +230,18 @@ def _fit(args: argparse.Namespace) -> int:
     from replicate.fit.document import fit_file
 
     out = check_output_path(args.out)
-    result = fit_file(args.runs, out, profile=args.profile, fixed_batch_size=args.fixed_batch_size,
-                      fixed_lr=args.fixed_lr, flops=args.flops, bootstrap=args.bootstrap, seed=args.seed,
-                      loss_column=args.loss_column, if_changed=args.if_changed)
+    result = fit_file(
+        args.runs,
+        out,
+        profile=args.profile,
+        fixed_batch_size=args.fixed_batch_size,
+        fixed_lr=args.fixed_lr,
+        flops=args.flops,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        loss_column=args.loss_column,
+        if_changed=args.if_changed,
+    )
     if result is None:
         print(f"fit: {out} is up to date with {args.runs}")
         return 0
@@ -190,16 +250,21 @@ def _fit(args: argparse.Namespace) -> int:
     def exponent(name: str) -> str:
         return f"{law[name]:.3f}" + (" [{:.3f}, {:.3f}]".format(*ci[name]) if ci[name] else "")
 
-    print(f"{result['mode']}: {result['n_rows']} rows; L = {law['a']:.4g} T^-{exponent('alpha_tokens')} + "
-          f"{law['b']:.4g} N^-{exponent('alpha_params')} + {law['l_inf']:.4f}; N_opt ~ C^"
-          f"{result['compute_law']['exp']:.3f} ({result['compute_law']['flops']} FLOPs); "
-          f"{len(result['warnings'])} warnings -> {out}")
+    print(
+        f"{result['mode']}: {result['n_rows']} rows; L = {law['a']:.4g} T^-{exponent('alpha_tokens')} + "
+        f"{law['b']:.4g} N^-{exponent('alpha_params')} + {law['l_inf']:.4f}; N_opt ~ C^"
+        f"{result['compute_law']['exp']:.3f} ({result['compute_law']['flops']} FLOPs); "
+        f"{len(result['warnings'])} warnings -> {out}"
+    )
     return 0
 
 
 def _add_theory(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("theory", help="measure the SGD noise scale on quadratics and the Video DiT",
-                       description="Run the noise-scale experiments of the SGD chapter; write JSON files.")
+    p = sub.add_parser(
+        "theory",
+        help="measure the SGD noise scale on quadratics and the Video DiT",
+        description="Run the noise-scale experiments of the SGD chapter; write JSON files.",
+    )
     p.add_argument("--out", type=Path, default=Path("results/theory"), help="results directory")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (tests)")

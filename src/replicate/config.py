@@ -72,8 +72,7 @@ class ModelConfig:
     @property
     def grid(self) -> tuple[int, int, int]:
         """Tokens along (time, height, width)."""
-        return (self.clip.frames // self.patch[0], self.clip.height // self.patch[1],
-                self.clip.width // self.patch[2])
+        return (self.clip.frames // self.patch[0], self.clip.height // self.patch[1], self.clip.width // self.patch[2])
 
     @property
     def n_ctx(self) -> int:

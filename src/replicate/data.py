@@ -65,7 +65,7 @@ def _sprite_positions(u: torch.Tensor, motion: torch.Tensor, r: torch.Tensor, cf
     t = torch.arange(cfg.frames, device=u.device, dtype=torch.float32)[None, :, None]  # (1, F, 1)
     size = torch.tensor([cfg.width, cfg.height], device=u.device, dtype=torch.float32)
     lo, hi = r[:, None, None], size - r[:, None, None]  # (B, 1, 1), (B, 1, 2)
-    p0 = (lo + (hi - lo) * u[:, None, 0:2])  # (B, 1, 2)
+    p0 = lo + (hi - lo) * u[:, None, 0:2]  # (B, 1, 2)
     # straight: a steady glide from p0 to another point inside the frame
     p1 = lo + (hi - lo) * u[:, None, 2:4]
     straight = p0 + (p1 - p0) * t / max(cfg.frames - 1, 1)
@@ -83,8 +83,9 @@ def _sprite_positions(u: torch.Tensor, motion: torch.Tensor, r: torch.Tensor, cf
     return torch.where(m == 0, straight, torch.where(m == 1, bounce, orbit))
 
 
-def _sprite_alpha(shape: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor,
-                  out: torch.Tensor) -> torch.Tensor:
+def _sprite_alpha(
+    shape: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
     """Anti-aliased coverage in [0, 1] of each sprite, centred at the origin, written into `out`.
     shape, r (B, 1, 1, 1); dx (B, F, 1, W), dy (B, F, H, 1) pixel offsets; out (B, F, H, W).
 
@@ -98,9 +99,11 @@ def _sprite_alpha(shape: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, r: to
     c = torch.where(rnd, off, torch.where(tri, 0.55 * r, 0.85 * r))
     ax = dx.abs()
     # square: |dx|, dy, -dy <= 0.85 r; triangle: dy, 0.866 |dx| - 0.5 dy (twice) <= 0.55 r
-    planes = [(torch.where(tri, 0.0, 1.0), torch.where(tri, 1.0, 0.0)),
-              (torch.where(tri, 0.866, 0.0), torch.where(tri, -0.5, 1.0)),
-              (torch.where(tri, 0.866, 0.0), torch.where(tri, -0.5, -1.0))]
+    planes = [
+        (torch.where(tri, 0.0, 1.0), torch.where(tri, 1.0, 0.0)),
+        (torch.where(tri, 0.866, 0.0), torch.where(tri, -0.5, 1.0)),
+        (torch.where(tri, 0.866, 0.0), torch.where(tri, -0.5, -1.0)),
+    ]
     torch.add(planes[0][0] * ax - c, planes[0][1] * dy, out=out)
     tmp = torch.empty_like(out)
     for a, b in planes[1:]:
@@ -113,8 +116,9 @@ def _sprite_alpha(shape: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, r: to
     return out.neg_().add_(0.5).clamp_(0, 1)
 
 
-def _wave(u_freq, u_angle, u_phase, px: torch.Tensor, py: torch.Tensor, max_freq: float,
-          out: torch.Tensor) -> torch.Tensor:
+def _wave(
+    u_freq, u_angle, u_phase, px: torch.Tensor, py: torch.Tensor, max_freq: float, out: torch.Tensor
+) -> torch.Tensor:
     """sin(2 pi (f (px cos a + py sin a) + phase)) into `out`, with f = max_freq * u_freq, a = 2 pi u_angle.
 
     Separable: sin(X + Y) = sin X cos Y + cos X sin Y with X over px and Y over py, so the trigonometry runs
@@ -155,9 +159,16 @@ def make_clips(
     basis = torch.empty(B, 6, F, cfg.height, cfg.width, device=device)
     coef = torch.empty(B, C, 6, device=device)
     drift = (ub[:, 0] - 0.5)[:, None] * 0.15 * t[None, :]  # (B, F) cycles
-    _wave(ub[:, 1, None, None, None], ub[:, 2, None, None, None], (ub[:, 3, None] + drift)[:, :, None, None],
-          xs, ys, max_freq=0.12, out=basis[:, 3])
-    col_a, col_b = ub[:, 4:4 + C], ub[:, 4 + C:4 + 2 * C]
+    _wave(
+        ub[:, 1, None, None, None],
+        ub[:, 2, None, None, None],
+        (ub[:, 3, None] + drift)[:, :, None, None],
+        xs,
+        ys,
+        max_freq=0.12,
+        out=basis[:, 3],
+    )
+    col_a, col_b = ub[:, 4 : 4 + C], ub[:, 4 + C : 4 + 2 * C]
     coef[:, :, 0], coef[:, :, 3] = col_a + col_b, col_b - col_a  # 2 mid and 2 half: video spans [-1, 1]
     for k, s in enumerate((1, 0), start=1):
         p = us[:, s]
@@ -168,9 +179,16 @@ def make_clips(
         dx = xs[None, None] - pos[:, :, 0, None, None]  # (B, F, 1, W)
         dy = ys[None, None] - pos[:, :, 1, None, None]  # (B, F, H, 1)
         _sprite_alpha(shape[:, None, None, None], dx, dy, r[:, None, None, None], out=basis[:, k])
-        _wave(p[:, 12, None, None, None], p[:, 13, None, None, None], p[:, 14, None, None, None], dx, dy,
-              max_freq=0.45, out=basis[:, k + 3])
-        ca, cb = p[:, 15:15 + C], p[:, 15 + C:15 + 2 * C]
+        _wave(
+            p[:, 12, None, None, None],
+            p[:, 13, None, None, None],
+            p[:, 14, None, None, None],
+            dx,
+            dy,
+            max_freq=0.45,
+            out=basis[:, k + 3],
+        )
+        ca, cb = p[:, 15 : 15 + C], p[:, 15 + C : 15 + 2 * C]
         coef[:, :, k] = ca + cb
         coef[:, :, k + 3] = torch.where((p[:, 11] < 0.35)[:, None], 0.0, cb - ca)  # a third are solid
     torch.sub(1, basis[:, 2], out=basis[:, 0])  # not under the main sprite
@@ -191,8 +209,15 @@ class ClipStream:
     Renders ahead in blocks of at least `block` clips, since one render call costs a fixed ~250 small ops.
     """
 
-    def __init__(self, cfg: ClipConfig, seed: int, split: str = "train", device: torch.device | str = "cpu",
-                 start: int = 0, block: int = 256) -> None:
+    def __init__(
+        self,
+        cfg: ClipConfig,
+        seed: int,
+        split: str = "train",
+        device: torch.device | str = "cpu",
+        start: int = 0,
+        block: int = 256,
+    ) -> None:
         self.cfg, self.seed, self.split, self.device, self.block = cfg, seed, split, device, block
         self.position = start  # index of the next clip served
         self._buffer: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -204,11 +229,14 @@ class ClipStream:
         if self._buffer is None or lo + batch_size > len(self._buffer[1]):
             n = max(batch_size, self.block)
             index = torch.arange(self.position, self.position + n, dtype=torch.int64, device=self.device)
-            self._buffer, self._buffer_start, lo = make_clips(self.cfg, self.seed, self.split, index,
-                                                              self.device), self.position, 0
+            self._buffer, self._buffer_start, lo = (
+                make_clips(self.cfg, self.seed, self.split, index, self.device),
+                self.position,
+                0,
+            )
         self.position += batch_size
         videos, labels = self._buffer
-        return videos[lo:lo + batch_size], labels[lo:lo + batch_size]
+        return videos[lo : lo + batch_size], labels[lo : lo + batch_size]
 
 
 def frame_strip(video: torch.Tensor, gap: int = 1) -> np.ndarray:
@@ -221,7 +249,7 @@ def frame_strip(video: torch.Tensor, gap: int = 1) -> np.ndarray:
         img = img[:3] if c > 3 else torch.cat([img, img[-1:].expand(3 - c, f, h, w)])
     out = torch.full((h, f * (w + gap) - gap, 3), 255, dtype=torch.uint8)
     for i in range(f):
-        out[:, i * (w + gap):i * (w + gap) + w] = img[:, i].permute(1, 2, 0)
+        out[:, i * (w + gap) : i * (w + gap) + w] = img[:, i].permute(1, 2, 0)
     return out.numpy()
 
 
@@ -231,8 +259,10 @@ def save_gif(video: torch.Tensor, path: str | Path, scale: int = 8, ms_per_frame
 
     strip = frame_strip(video, gap=0)
     h, w = video.shape[-2:]
-    frames = [Image.fromarray(strip[:, i * w:(i + 1) * w]).resize((w * scale, h * scale), Image.NEAREST)
-              for i in range(video.shape[1])]
+    frames = [
+        Image.fromarray(strip[:, i * w : (i + 1) * w]).resize((w * scale, h * scale), Image.NEAREST)
+        for i in range(video.shape[1])
+    ]
     path = Path(path)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
     return path

@@ -35,9 +35,14 @@ def _repeat(x: torch.Tensor, members: int) -> torch.Tensor:
     return x if members == 1 else x.repeat(members, *([1] * (x.dim() - 1)))
 
 
-def training_loss(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                  generators: list[torch.Generator], abar: torch.Tensor, label_dropout: float = 0.1,
-                  sources: list[int] | None = None) -> torch.Tensor:
+def training_loss(
+    model: torch.nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    generators: list[torch.Generator],
+    abar: torch.Tensor,
+    label_dropout: float = 0.1,
+    sources: list[int] | None = None,
+) -> torch.Tensor:
     """The DDPM loss MSE(eps, model(x_t, t, y)) per ensemble member, (members,): t uniform, labels dropped to
     the null class w.p. label_dropout.
 
@@ -76,8 +81,9 @@ class ValidationSet:
     y: torch.Tensor  # (n,) labels
 
     @classmethod
-    def build(cls, clip: ClipConfig, n: int, seed: int = VAL_SEED, device: torch.device | str = "cpu",
-              chunk: int = 1024) -> ValidationSet:
+    def build(
+        cls, clip: ClipConfig, n: int, seed: int = VAL_SEED, device: torch.device | str = "cpu", chunk: int = 1024
+    ) -> ValidationSet:
         if n < 2:
             raise ValueError(f"the validation set needs >= 2 examples, got {n}")
         abar = alphas_cumprod()
@@ -108,8 +114,7 @@ class ValidationSet:
 
 
 @torch.no_grad()
-def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512,
-                   members: int = 1) -> torch.Tensor:
+def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512, members: int = 1) -> torch.Tensor:
     """The eps-MSE of every validation example in fp32, (members, n) float64, in stratum order.
     `members` > 1 scores each member of an ensemble (see replicate.ensemble); batch_size counts rows in all.
     """
@@ -144,8 +149,14 @@ def validation_loss(model: torch.nn.Module, val: ValidationSet, batch_size: int 
 
 
 @torch.no_grad()
-def ddim_sample(model: torch.nn.Module, y: torch.Tensor, shape: tuple[int, ...], steps: int = 50,
-                guidance: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def ddim_sample(
+    model: torch.nn.Module,
+    y: torch.Tensor,
+    shape: tuple[int, ...],
+    steps: int = 50,
+    guidance: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from pure noise to clips (B, *shape), with classifier-free guidance."""
     was_training = model.training
     model.eval()

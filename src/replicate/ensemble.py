@@ -113,8 +113,14 @@ class EnsembleAdamW(torch.optim.Optimizer):
     The step count is per-parameter state, as in torch.optim.AdamW, so state_dict() holds all of it.
     """
 
-    def __init__(self, params, lrs: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params,
+        lrs: torch.Tensor,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(params, {"betas": betas, "eps": eps, "weight_decay": weight_decay})
         self.lrs = lrs.detach().clone().float().cpu()
         self.scale = 1.0
@@ -132,8 +138,11 @@ class EnsembleAdamW(torch.optim.Optimizer):
                 continue
             for p in params:
                 if not self.state[p]:
-                    self.state[p] = {"step": torch.zeros((), device=p.device), "exp_avg": torch.zeros_like(p),
-                                     "exp_avg_sq": torch.zeros_like(p)}
+                    self.state[p] = {
+                        "step": torch.zeros((), device=p.device),
+                        "exp_avg": torch.zeros_like(p),
+                        "exp_avg_sq": torch.zeros_like(p),
+                    }
             states = [self.state[p] for p in params]
             steps = [s["step"] for s in states]
             torch._foreach_add_(steps, 1)
@@ -141,12 +150,22 @@ class EnsembleAdamW(torch.optim.Optimizer):
             grads = [p.grad.contiguous() for p in params]
             # every tensor's member slices from one unbind, not one index per member and tensor (a sixth of
             # the update's 1.4 ms for the smallest cpu-profile model, 6 members)
-            slices = [[t.unbind(0) for t in tensors] for tensors in
-                      (params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])]
+            slices = [
+                [t.unbind(0) for t in tensors]
+                for tensors in (params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])
+            ]
             for e, lr in enumerate(lrs):
                 if lr == 0.0:
                     continue
-                torch._fused_adamw_(*([t[e] for t in kind] for kind in slices), [],
-                                    steps, lr=lr * self.scale, beta1=beta1, beta2=beta2,
-                                    weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
-                                    maximize=False)
+                torch._fused_adamw_(
+                    *([t[e] for t in kind] for kind in slices),
+                    [],
+                    steps,
+                    lr=lr * self.scale,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    amsgrad=False,
+                    maximize=False,
+                )

@@ -102,8 +102,9 @@ class Mlp(nn.Module):
 Residual = tuple[torch.Tensor, torch.Tensor]  # (gate (B, D), y (B, S, D)): x + gate * y, not yet added
 
 
-def residual_modulate(x: torch.Tensor, pending: Residual | None, shift: torch.Tensor, scale: torch.Tensor,
-                      backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+def residual_modulate(
+    x: torch.Tensor, pending: Residual | None, shift: torch.Tensor, scale: torch.Tensor, backend: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(x', LN-modulate(x')) with x' = x plus the pending gated residual, if any; fused on Triton."""
     if pending is None:
         return x, kernels.layernorm_modulate(x, shift, scale, backend=backend)
@@ -120,8 +121,9 @@ class DiTBlock(nn.Module):
         self.mlp = Mlp(width, mlp_ratio * width, backend)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor,
-                pending: Residual | None = None) -> tuple[torch.Tensor, Residual]:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, pending: Residual | None = None
+    ) -> tuple[torch.Tensor, Residual]:
         """x (B, S, D) tokens, c (B, D) conditioning, `pending` the previous block's last gated residual.
 
         Returns the tokens and this block's MLP residual, again pending: each gated residual is added in one
@@ -196,8 +198,9 @@ class VideoDiT(nn.Module):
         x = x.reshape(B, gt, gh, gw, pt, ph, pw, C).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return x.reshape(B, C, gt * pt, gh * ph, gw * pw)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                drop_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, drop_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.x_embedder(self.patchify(x)) + self.pos_embed  # (B, S, D)
         c = self.t_embedder(t) + self.y_embedder(y, drop_labels)  # (B, D)
         pending = None

@@ -44,8 +44,11 @@ def paper_laws() -> dict[str, dict[str, float]]:
     return {
         "batch_size_law": raw(BATCH_SIZE_LAW),
         "lr_law": raw(LR_LAW),
-        "loss_law": {**loss, "a": loss["a"] * BILLION ** loss["alpha_tokens"],
-                     "b": loss["b"] * BILLION ** loss["alpha_params"]},
+        "loss_law": {
+            **loss,
+            "a": loss["a"] * BILLION ** loss["alpha_tokens"],
+            "b": loss["b"] * BILLION ** loss["alpha_params"],
+        },
         "compute_law_empirical": dict(COMPUTE_LAW_EMPIRICAL),
         "compute_law_from_loss": dict(COMPUTE_LAW_FROM_LOSS),
     }

@@ -53,27 +53,45 @@ def loss_curves(runs: pd.DataFrame) -> Figure:
 def _cell(grid: pd.DataFrame, batch_size: float, lr: float) -> tuple[float, float]:
     """Heat-map coordinates of (batch size, lr), interpolated in log space between the grid's cells."""
     xs, ys = np.log(grid.columns.to_numpy(float)), np.log(grid.index.to_numpy(float))
-    return (np.interp(np.log(lr), xs, np.arange(len(xs))) + 0.5,
-            np.interp(np.log(batch_size), ys, np.arange(len(ys))) + 0.5)
+    return (
+        np.interp(np.log(lr), xs, np.arange(len(xs))) + 0.5,
+        np.interp(np.log(batch_size), ys, np.arange(len(ys))) + 0.5,
+    )
 
 
-def heatmaps(runs: pd.DataFrame, optima: list[dict], n_params: list[float], tokens: list[float],
-             marks: dict[tuple[float, float], tuple[float, float]] | None = None) -> Figure:
+def heatmaps(
+    runs: pd.DataFrame,
+    optima: list[dict],
+    n_params: list[float],
+    tokens: list[float],
+    marks: dict[tuple[float, float], tuple[float, float]] | None = None,
+) -> Figure:
     """The paper's Figure 4: at each (N, T), the loss over the (batch size, lr) grid in % above its minimum;
     x marks diverged cells, a star the interpolated optimum, a square any `marks[(N, T)] = (B, lr)`."""
-    fig, axes = plt.subplots(len(n_params), len(tokens), figsize=(4.2 * len(tokens), 3.4 * len(n_params)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(n_params), len(tokens), figsize=(4.2 * len(tokens), 3.4 * len(n_params)), squeeze=False
+    )
     opt = {(o["n_params"], o["tokens"]): o for o in optima}
     for i, n in enumerate(n_params):
         for j, t in enumerate(tokens):
             ax = axes[i, j]
             grid = heatmap(runs, n, t)
             rel = 100 * (grid / np.nanmin(grid.to_numpy()) - 1)
-            sns.heatmap(rel, ax=ax, cmap="viridis_r", annot=True, fmt=".1f", annot_kws={"fontsize": 9},
-                        cbar=False, vmin=0, vmax=min(10, np.nanmax(rel.to_numpy())), mask=rel.isna())
+            sns.heatmap(
+                rel,
+                ax=ax,
+                cmap="viridis_r",
+                annot=True,
+                fmt=".1f",
+                annot_kws={"fontsize": 9},
+                cbar=False,
+                vmin=0,
+                vmax=min(10, np.nanmax(rel.to_numpy())),
+                mask=rel.isna(),
+            )
             ax.set_xticklabels([f"{v:.3g}" for v in grid.columns], rotation=45, fontsize=9)
             ax.set_yticklabels([f"{int(v):,}" for v in grid.index], rotation=0, fontsize=9)
-            for (r, c) in zip(*np.where(grid.isna().to_numpy()), strict=True):
+            for r, c in zip(*np.where(grid.isna().to_numpy()), strict=True):
                 ax.text(c + 0.5, r + 0.5, "x", ha="center", va="center", color="grey")
 
             if (n, t) in opt and np.isfinite(opt[n, t]["lr"]):
@@ -104,8 +122,12 @@ def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) ->
             ax.plot(t, hyperparameter_law(t, n, law["coef"], law["exp_tokens"], law["exp_params"]), color=palette[n])
         if paper:
             ax.plot(t, hyperparameter_law(t, n, **paper), color=palette[n], ls="--", alpha=0.6)
-    ax.set(xscale="log", yscale="log", xlabel="training tokens T",
-           ylabel="optimal batch size (tokens per step)" if key == "batch_size" else "optimal learning rate")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training tokens T",
+        ylabel="optimal batch size (tokens per step)" if key == "batch_size" else "optimal learning rate",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -125,8 +147,9 @@ def loss_law_figure(fit: dict) -> Figure:
         ax.scatter(g["tokens"], g["val_loss"], color=palette[n], label=f"N = {_fmt_n(n)}")
         ax.plot(t, loss_law(n, t, **law), color=palette[n])
     for n, g in holdout.groupby("n_params") if len(holdout) else []:
-        ax.scatter(g["tokens"], g["observed_val_loss"], marker="s", color=palette[n],
-                   label=f"held out, N = {_fmt_n(n)}")
+        ax.scatter(
+            g["tokens"], g["observed_val_loss"], marker="s", color=palette[n], label=f"held out, N = {_fmt_n(n)}"
+        )
         ax.scatter(g["tokens"], g["predicted_val_loss"], marker="x", color="black", zorder=5)
         ax.plot(t, loss_law(n, t, **law), color=palette[n], ls="--")
     ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss at optimal (B, lr)")
@@ -148,15 +171,24 @@ def compute_allocation_figure(fit: dict, paper_exponent: float | None = None) ->
     iso = law.get("isoflop")
     if iso:
         budgets = pd.DataFrame(iso["budgets"])
-        ax.scatter(budgets["flops"], budgets["n_opt"], color="black", zorder=5,
-                   label=f"IsoFLOP vertices: N ~ C^{iso['exp']:.3f}")
+        ax.scatter(
+            budgets["flops"],
+            budgets["n_opt"],
+            color="black",
+            zorder=5,
+            label=f"IsoFLOP vertices: N ~ C^{iso['exp']:.3f}",
+        )
     if paper_exponent is not None:
         anchor = c[0]
-        ax.plot(c, law["coef"] * anchor ** law["exp"] * (c / anchor) ** paper_exponent, ":", color="grey",
-                label=f"paper's slope {paper_exponent}")
+        ax.plot(
+            c,
+            law["coef"] * anchor ** law["exp"] * (c / anchor) ** paper_exponent,
+            ":",
+            color="grey",
+            label=f"paper's slope {paper_exponent}",
+        )
     ax.axvline(law["reference_flops"], color="grey", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel=f"training compute C ({law['flops']} FLOPs)",
-           ylabel="compute-optimal N")
+    ax.set(xscale="log", yscale="log", xlabel=f"training compute C ({law['flops']} FLOPs)", ylabel="compute-optimal N")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -200,10 +232,19 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
             b = g["batch_size"].to_numpy()
             centre = np.exp(np.mean(np.log(g.loc[~edge, "lr"]) - lr_exponent * np.log(b[~edge])))
             right.plot(b, centre * b**lr_exponent, color=palette[n], alpha=0.6)
-    left.set(xscale="log", xlabel="batch size (tokens per step)", ylabel="loss above the best batch size (%)",
-             title=f"best loss per batch size, T = {at['tokens'].iloc[0]:,.0f}")
-    right.set(xscale="log", yscale="log", xlabel="batch size (tokens per step)", ylabel="best learning rate",
-              title="best learning rate per batch size")
+    left.set(
+        xscale="log",
+        xlabel="batch size (tokens per step)",
+        ylabel="loss above the best batch size (%)",
+        title=f"best loss per batch size, T = {at['tokens'].iloc[0]:,.0f}",
+    )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="batch size (tokens per step)",
+        ylabel="best learning rate",
+        title="best learning rate per batch size",
+    )
     left.legend(fontsize=8)
     fig.tight_layout()
     return fig

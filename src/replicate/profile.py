@@ -33,9 +33,26 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 # stay valid. A field added since is hashed only where it differs from its default, so adding a defaulted
 # field to a config retires no finished run (runs.RunsTable retires rows whose id the profile lacks).
 _ID_FIELDS = {
-    "TrainConfig": {"model", "batch_size", "lr", "tokens", "seed", "warmup_steps", "betas", "weight_decay",
-                    "adam_eps", "grad_clip", "label_dropout", "checkpoints", "val_examples", "val_seed", "blowup",
-                    "ema_gamma", "eval_window", "eval_slices"},
+    "TrainConfig": {
+        "model",
+        "batch_size",
+        "lr",
+        "tokens",
+        "seed",
+        "warmup_steps",
+        "betas",
+        "weight_decay",
+        "adam_eps",
+        "grad_clip",
+        "label_dropout",
+        "checkpoints",
+        "val_examples",
+        "val_seed",
+        "blowup",
+        "ema_gamma",
+        "eval_window",
+        "eval_slices",
+    },
     "ModelConfig": {"width", "depth", "heads", "mlp_ratio", "patch", "clip", "num_classes", "freq_dim"},
     "ClipConfig": {"frames", "height", "width", "channels"},
 }
@@ -203,35 +220,65 @@ def load_profile(name: str) -> Profile:
                 members = max(1, rows // b)
                 bad = [c for c in ckpts if c % (b * model.n_ctx)]
                 if bad:
-                    raise ConfigError(f"{where}: checkpoints {bad} are not multiples of batch size {b} x "
-                                      f"{model.n_ctx} tokens per sample")
+                    raise ConfigError(
+                        f"{where}: checkpoints {bad} are not multiples of batch size {b} x "
+                        f"{model.n_ctx} tokens per sample"
+                    )
                 cells = [(seed, lr) for seed in seeds for lr in batch_lrs(lrs, b, exponent)]
-                made = [Run(len(runs) + i, role, size,
-                            TrainConfig(model, batch_size=b, lr=lr, tokens=ckpts[-1], seed=seed,
-                                        checkpoints=tuple(ckpts), **shared_train))
-                        for i, (seed, lr) in enumerate(cells)]
+                made = [
+                    Run(
+                        len(runs) + i,
+                        role,
+                        size,
+                        TrainConfig(
+                            model,
+                            batch_size=b,
+                            lr=lr,
+                            tokens=ckpts[-1],
+                            seed=seed,
+                            checkpoints=tuple(ckpts),
+                            **shared_train,
+                        ),
+                    )
+                    for i, (seed, lr) in enumerate(cells)
+                ]
                 runs.extend(made)
-                groups.extend(Group(tuple(made[i:i + members])) for i in range(0, len(made), members))
+                groups.extend(Group(tuple(made[i : i + members])) for i in range(0, len(made), members))
 
         for i, table in enumerate(grid["sizes"]):
             _check_keys(table, _SIZE_KEYS, f"[[grid.sizes]] #{i + 1}")
-            lrs = _positive_list(table["lrs"], float, f"[[grid.sizes]] #{i + 1} lrs") if "lrs" in table \
-                else default_lrs
+            lrs = _positive_list(table["lrs"], float, f"[[grid.sizes]] #{i + 1} lrs") if "lrs" in table else default_lrs
             at_fixed = batch_lrs(lrs, fixed.get("batch_size", 1), exponent)
             if not any(math.isclose(fixed.get("lr", -1), lr) for lr in at_fixed):
-                raise ConfigError(f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1} at the fixed "
-                                  f"batch size: {at_fixed}")
+                raise ConfigError(
+                    f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1} at the fixed "
+                    f"batch size: {at_fixed}"
+                )
             add("fit", table, f"[[grid.sizes]] #{i + 1}", batch_sizes, lrs, checkpoints)
         if fixed.get("batch_size") not in batch_sizes:
             raise ConfigError(f"[fixed] batch_size {fixed.get('batch_size')} is not in the grid {batch_sizes}")
         if "holdout" in raw:
             hold = raw["holdout"]
             _check_keys(hold, _HOLDOUT_KEYS, "[holdout]")
-            add("holdout", hold, "[holdout]", _positive_list(hold.get("batch_sizes"), int, "[holdout] batch_sizes"),
+            add(
+                "holdout",
+                hold,
+                "[holdout]",
+                _positive_list(hold.get("batch_sizes"), int, "[holdout] batch_sizes"),
                 _positive_list(hold.get("lrs"), float, "[holdout] lrs"),
-                sorted(_positive_list(hold.get("checkpoints", checkpoints), int, "[holdout] checkpoints")))
+                sorted(_positive_list(hold.get("checkpoints", checkpoints), int, "[holdout] checkpoints")),
+            )
     except TypeError as err:  # a misspelt or mistyped config field
         raise ConfigError(f"profile {path.name}: {err}") from None
-    return Profile(path.stem, raw.get("description", ""), tuple(runs), tuple(groups), int(fixed["batch_size"]),
-                   float(fixed["lr"]), int(raw.get("workers", 1)), path, raw.get("design", "").strip(),
-                   dict(raw.get("slurm", {})))
+    return Profile(
+        path.stem,
+        raw.get("description", ""),
+        tuple(runs),
+        tuple(groups),
+        int(fixed["batch_size"]),
+        float(fixed["lr"]),
+        int(raw.get("workers", 1)),
+        path,
+        raw.get("design", "").strip(),
+        dict(raw.get("slurm", {})),
+    )

@@ -44,10 +44,16 @@ def git_sha() -> str:
         return os.environ["REPLICATE_GIT_SHA"]
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
@@ -65,5 +71,9 @@ def provenance(device: torch.device) -> dict[str, str]:
     """device, torch, triton and git_sha of the current process (whose caller has torch)."""
     import torch
 
-    return {"device": device_name(device), "torch": torch.__version__, "triton": version("triton"),
-            "git_sha": git_sha()}
+    return {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "triton": version("triton"),
+        "git_sha": git_sha(),
+    }

@@ -23,11 +23,34 @@ from replicate.io import write_csv
 if TYPE_CHECKING:
     from replicate.profile import Run
 
-COLUMNS = ("run_id", "n_params", "tokens", "batch_size", "lr", "val_loss", "diverged",
-           "val_loss_se", "width", "depth", "heads", "n_ctx", "tokens_per_sample", "batch_samples", "seed",
-           "flops_6n", "flops_paper", "flops_exact", "role",
-           "device", "torch", "triton", "git_sha", "wall_s",
-           "val_loss_ema", "val_loss_ema_se")  # the EMA weights' loss (replicate.train): a second protocol
+COLUMNS = (
+    "run_id",
+    "n_params",
+    "tokens",
+    "batch_size",
+    "lr",
+    "val_loss",
+    "diverged",
+    "val_loss_se",
+    "width",
+    "depth",
+    "heads",
+    "n_ctx",
+    "tokens_per_sample",
+    "batch_samples",
+    "seed",
+    "flops_6n",
+    "flops_paper",
+    "flops_exact",
+    "role",
+    "device",
+    "torch",
+    "triton",
+    "git_sha",
+    "wall_s",
+    "val_loss_ema",
+    "val_loss_ema_se",
+)  # the EMA weights' loss (replicate.train): a second protocol
 
 
 @dataclass
@@ -71,14 +94,34 @@ def run_rows(run: Run, record: TrainRecord) -> list[list[str]]:
     rows = []
     for step in cfg.checkpoint_steps():
         c = done.get(step)
-        values = [run.run_id, record.n_params, step * cfg.tokens_per_step, cfg.tokens_per_step, cfg.lr,
-                  c.val_loss if c else math.nan, c is None, c.val_loss_se if c else math.nan,
-                  m.width, m.depth, m.heads, m.n_ctx, m.n_ctx, cfg.batch_size, cfg.seed,
-                  record.flops_per_token["6n"], record.flops_per_token["paper"], record.flops_per_token["exact"],
-                  run.role, prov["device"], prov["torch"], prov["triton"], prov["git_sha"],
-                  round(c.wall_s if c else record.wall_s, 2),
-                  c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
-                  c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan]
+        values = [
+            run.run_id,
+            record.n_params,
+            step * cfg.tokens_per_step,
+            cfg.tokens_per_step,
+            cfg.lr,
+            c.val_loss if c else math.nan,
+            c is None,
+            c.val_loss_se if c else math.nan,
+            m.width,
+            m.depth,
+            m.heads,
+            m.n_ctx,
+            m.n_ctx,
+            cfg.batch_size,
+            cfg.seed,
+            record.flops_per_token["6n"],
+            record.flops_per_token["paper"],
+            record.flops_per_token["exact"],
+            run.role,
+            prov["device"],
+            prov["torch"],
+            prov["triton"],
+            prov["git_sha"],
+            round(c.wall_s if c else record.wall_s, 2),
+            c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
+            c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan,
+        ]
         rows.append([repr(v) if isinstance(v, float) else str(v) for v in values])
     return rows
 

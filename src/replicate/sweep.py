@@ -36,7 +36,8 @@ from replicate.errors import ConfigError
 from replicate.profile import Group, Profile
 from replicate.progress import progress_bar
 from replicate.runs import RunsTable, run_rows
-from replicate.train import TrainRecord, resolve_device, run_seconds, train_group
+from replicate.timing import run_seconds
+from replicate.train import TrainRecord, resolve_device, train_group
 
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
 PAUSE_AT = 0.9  # groups still training at this fraction of --deadline-s pause (state saved) to end in time
@@ -46,8 +47,14 @@ MIN_START_S = 30.0  # a group that cannot finish is still started if it gets thi
 _VAL_CACHE: dict[tuple, ValidationSet] = {}
 
 
-def run_group(cfgs: list[TrainConfig], device: str, backend: str, threads: int, state: Path | None = None,
-              stop_at: float | None = None) -> list[TrainRecord] | None:
+def run_group(
+    cfgs: list[TrainConfig],
+    device: str,
+    backend: str,
+    threads: int,
+    state: Path | None = None,
+    stop_at: float | None = None,
+) -> list[TrainRecord] | None:
     """Train one group (in a worker process); the validation set is built once per process. None: paused at
     `stop_at` with its state in the file `state` (see train_group)."""
     if threads:
@@ -60,7 +67,7 @@ def run_group(cfgs: list[TrainConfig], device: str, backend: str, threads: int, 
 
 
 def calibrate(group: Group, device: str, threads: int) -> float:
-    """FLOP/s of one worker training this group, from train.run_seconds (a quarter second of its steps and a timed
+    """FLOP/s of one worker training this group, from timing.run_seconds (a quarter second of its steps and a timed
     slice of its validation)."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads or old)
@@ -138,9 +145,18 @@ def _executor(kind: str, workers: int, out: Path, profile: Profile):
     raise ConfigError(f"unknown executor {kind!r}: choose local or submitit")
 
 
-def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s: float | None = None,
-          executor: str = "local", device: str = "auto", backend: str = "auto", dry_run: bool = False,
-          log: Callable[[str], None] = print) -> SweepResult:
+def sweep(
+    profile: Profile,
+    out: Path,
+    *,
+    workers: int | None = None,
+    deadline_s: float | None = None,
+    executor: str = "local",
+    device: str = "auto",
+    backend: str = "auto",
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+) -> SweepResult:
     """Run every run of `profile` not yet in out/runs.csv; see the module docstring for the guarantees."""
     start, start_wall = time.monotonic(), time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -152,8 +168,10 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
     threads = max(1, len(os.sched_getaffinity(0)) // workers) if dev.type == "cpu" else 0
     table = RunsTable(out / "runs.csv", {r.run_id: r.index for r in profile.runs}, retire=not dry_run)
     if table.retired:
-        log(f"{table.retired} runs in {out / 'runs.csv'} are not in profile {profile.name} (edited?): "
-            f"moved to {out / 'runs.retired.csv'}")
+        log(
+            f"{table.retired} runs in {out / 'runs.csv'} are not in profile {profile.name} (edited?): "
+            f"moved to {out / 'runs.retired.csv'}"
+        )
     finished = table.done()
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
     n_left = sum(len(g.runs) for g in pending)
@@ -165,8 +183,10 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
     if dry_run:
         total = sum(g.flops() for g in pending)
         seconds = makespan([est.seconds(g) for g in pending], workers)
-        log(f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
-            f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}")
+        log(
+            f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
+            f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}"
+        )
         return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
 
     shutil.copyfile(profile.path, out / "profile.toml")
@@ -178,8 +198,9 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
     def state_file(group: Group) -> Path:
         return out / "paused" / f"{group.runs[0].run_id}x{len(group.runs)}.pt"
 
-    bar = progress_bar(total=round(sum(g.flops() for g in pending)), desc=f"sweep {profile.name}", unit="FLOP",
-                       unit_scale=True)
+    bar = progress_bar(
+        total=round(sum(g.flops() for g in pending)), desc=f"sweep {profile.name}", unit="FLOP", unit_scale=True
+    )
     if getattr(pool, "cluster", None) == "slurm":  # one job array; Slurm schedules it (no deadline there)
         with pool.batch():
             jobs = [pool.submit(run_group, g.cfgs, str(dev), backend, 0) for g in pending]
@@ -210,14 +231,17 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
                     records = handle.result()
                 except Exception as err:  # a bug or a crashed worker: report it, keep the rest going
                     failed += 1
-                    bar.write(f"FAILED {group.runs[0].size} B={group.runs[0].cfg.batch_size}: "
-                              f"{type(err).__name__}: {err}")
+                    bar.write(
+                        f"FAILED {group.runs[0].size} B={group.runs[0].cfg.batch_size}: {type(err).__name__}: {err}"
+                    )
                     continue
                 if records is None:
                     paused += 1
                     pending.append(group)  # counted as left; the next call resumes it from its state file
-                    bar.write(f"paused {group.runs[0].size} B={group.runs[0].cfg.batch_size} at the deadline "
-                              f"({state_file(group)}); the same command goes on from there")
+                    bar.write(
+                        f"paused {group.runs[0].size} B={group.runs[0].cfg.batch_size} at the deadline "
+                        f"({state_file(group)}); the same command goes on from there"
+                    )
                     continue
                 bar.update(round(group.flops()))
                 est.finished(group, time.monotonic() - t0)
@@ -226,13 +250,16 @@ def sweep(profile: Profile, out: Path, *, workers: int | None = None, deadline_s
                     diverged += record.diverged
                     last = record.checkpoints[-1] if record.checkpoints else None
                     status = "diverged" if record.diverged else f"L = {last.val_loss:.5f}"
-                    bar.write(f"{run.role} {run.size} B={run.cfg.batch_size} lr={run.cfg.lr:g} seed={run.cfg.seed}: "
-                              f"{status} ({record.wall_s:.1f} s) [{run.run_id}]")
+                    bar.write(
+                        f"{run.role} {run.size} B={run.cfg.batch_size} lr={run.cfg.lr:g} seed={run.cfg.seed}: "
+                        f"{status} ({record.wall_s:.1f} s) [{run.run_id}]"
+                    )
     finally:
         bar.close()
         if isinstance(pool, ProcessPoolExecutor):
             pool.shutdown(wait=True, cancel_futures=True)
     left = sum(len(g.runs) for g in pending)
     left_seconds = sum(estimate(g) for g in pending) if pending else 0.0
-    return SweepResult(len(table.done() & {r.run_id for r in profile.runs}), left, failed, diverged, left_seconds,
-                       paused)
+    return SweepResult(
+        len(table.done() & {r.run_id for r in profile.runs}), left, failed, diverged, left_seconds, paused
+    )

@@ -67,8 +67,14 @@ def _grad(loss_fn: LossFn, params: list[torch.Tensor], batch, create_graph: bool
     return list(torch.autograd.grad(loss_fn(params, batch), params, create_graph=create_graph))
 
 
-def hvp(loss_fn: LossFn, params: list[torch.Tensor], batch, vector: torch.Tensor, method: str = "double_backward",
-        eps: float = 1e-3) -> torch.Tensor:
+def hvp(
+    loss_fn: LossFn,
+    params: list[torch.Tensor],
+    batch,
+    vector: torch.Tensor,
+    method: str = "double_backward",
+    eps: float = 1e-3,
+) -> torch.Tensor:
     """H v of the batch loss at params, flat. `double_backward` differentiates g . v (with SDPA's math kernel,
     the fused ones have no double backward); `finite_difference` is (g(p + e v) - g(p - e v)) / 2e with e
     scaled to the size of p and v."""
@@ -99,14 +105,23 @@ def _estimates(n2: dict[int, np.ndarray], q: dict[int, np.ndarray], small: int, 
     trace_sigma = (n_s - n_b) / (1 / small - 1 / big)
     ghg = (big * q_b - small * q_s) / (big - small)
     trace_h_sigma = (q_s - q_b) / (1 / small - 1 / big)
-    return np.stack([grad_norm2, trace_sigma, ghg, trace_h_sigma, trace_sigma / grad_norm2,
-                     trace_h_sigma / ghg, grad_norm2 / ghg])
+    return np.stack(
+        [grad_norm2, trace_sigma, ghg, trace_h_sigma, trace_sigma / grad_norm2, trace_h_sigma / ghg, grad_norm2 / ghg]
+    )
 
 
-def measure(loss_fn: LossFn, params: list[torch.Tensor], sample_batch: Callable[[int], object], *,
-            batch_sizes: tuple[int, int] = (8, 64), n_draws: int = 32, seed: int = 0,
-            hvp_method: str = "double_backward", hvp_batch_size: int | None = None,
-            n_bootstrap: int = 2000) -> NoiseScale:
+def measure(
+    loss_fn: LossFn,
+    params: list[torch.Tensor],
+    sample_batch: Callable[[int], object],
+    *,
+    batch_sizes: tuple[int, int] = (8, 64),
+    n_draws: int = 32,
+    seed: int = 0,
+    hvp_method: str = "double_backward",
+    hvp_batch_size: int | None = None,
+    n_bootstrap: int = 2000,
+) -> NoiseScale:
     """Measure the noise scale at `params` (tensors with requires_grad; left unchanged).
 
     `loss_fn(params, batch)` is the mean loss over a batch; `sample_batch(b)` returns a fresh batch of b
@@ -132,8 +147,11 @@ def measure(loss_fn: LossFn, params: list[torch.Tensor], sample_batch: Callable[
     idx = {b: rng.integers(0, n_draws, size=(n_bootstrap, n_draws)) for b in batch_sizes}
     boot = _estimates({b: n2[b][idx[b]] for b in batch_sizes}, {b: q[b][idx[b]] for b in batch_sizes}, small, big)
     se = boot.std(axis=1, ddof=1)
-    return NoiseScale(*(Estimate(float(v), float(s)) for v, s in zip(point, se, strict=True)),
-                      batch_sizes=(small, big), n_draws=n_draws)
+    return NoiseScale(
+        *(Estimate(float(v), float(s)) for v, s in zip(point, se, strict=True)),
+        batch_sizes=(small, big),
+        n_draws=n_draws,
+    )
 
 
 class QuadraticProblem:
@@ -145,8 +163,9 @@ class QuadraticProblem:
     with random eigenbases.
     """
 
-    def __init__(self, dim: int, condition: float = 100.0, noise_condition: float = 10.0, noise: float = 1.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, dim: int, condition: float = 100.0, noise_condition: float = 10.0, noise: float = 1.0, seed: int = 0
+    ) -> None:
         gen = torch.Generator().manual_seed(seed)
 
         def random_spd(cond: float, scale: float) -> torch.Tensor:
@@ -178,15 +197,23 @@ class QuadraticProblem:
         """The true values of every NoiseScale field."""
         with torch.no_grad():
             g = self.h @ self.theta
-            out = {"grad_norm2": float(g @ g), "trace_sigma": float(torch.trace(self.s)),
-                   "gHg": float(g @ self.h @ g), "trace_h_sigma": float(torch.trace(self.h @ self.s))}
-        out.update(b_simple=out["trace_sigma"] / out["grad_norm2"], b_noise=out["trace_h_sigma"] / out["gHg"],
-                   eta_max=out["grad_norm2"] / out["gHg"])
+            out = {
+                "grad_norm2": float(g @ g),
+                "trace_sigma": float(torch.trace(self.s)),
+                "gHg": float(g @ self.h @ g),
+                "trace_h_sigma": float(torch.trace(self.h @ self.s)),
+            }
+        out.update(
+            b_simple=out["trace_sigma"] / out["grad_norm2"],
+            b_noise=out["trace_h_sigma"] / out["gHg"],
+            eta_max=out["grad_norm2"] / out["gHg"],
+        )
         return out
 
 
-def diffusion_objective(model: torch.nn.Module, seed: int = 0, label_dropout: float = 0.1
-                        ) -> tuple[LossFn, list[torch.Tensor], Callable[[int], tuple]]:
+def diffusion_objective(
+    model: torch.nn.Module, seed: int = 0, label_dropout: float = 0.1
+) -> tuple[LossFn, list[torch.Tensor], Callable[[int], tuple]]:
     """A Video DiT's DDPM training loss as (loss_fn, params, sample_batch) for measure().
 
     Batches are fresh training clips (a stream seeded apart from any training run's) with fresh noise,
@@ -215,8 +242,15 @@ def diffusion_objective(model: torch.nn.Module, seed: int = 0, label_dropout: fl
     return loss_fn, [p for p in model.parameters() if p.requires_grad], sample_batch
 
 
-def sgd_step_gain(loss_fn: LossFn, params: list[torch.Tensor], sample_batch: Callable[[int], object],
-                  heldout: object, batch_size: int, etas: Sequence[float], n_draws: int = 16) -> np.ndarray:
+def sgd_step_gain(
+    loss_fn: LossFn,
+    params: list[torch.Tensor],
+    sample_batch: Callable[[int], object],
+    heldout: object,
+    batch_size: int,
+    etas: Sequence[float],
+    n_draws: int = 16,
+) -> np.ndarray:
     """Mean change of the held-out loss after one plain SGD step theta - eta g_B, per eta (n_etas,).
 
     Every eta sees the same n_draws minibatch gradients, so the curve's shape carries little noise; its
@@ -244,5 +278,5 @@ def best_step(etas: Sequence[float], change: np.ndarray) -> float:
     i = int(np.argmin(change))
     if i in (0, len(etas) - 1):
         return float(etas[i])
-    a, b, _ = np.polyfit(etas[i - 1:i + 2], change[i - 1:i + 2], 2)
+    a, b, _ = np.polyfit(etas[i - 1 : i + 2], change[i - 1 : i + 2], 2)
     return float(-b / (2 * a)) if a > 0 else float(etas[i])

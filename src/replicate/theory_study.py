@@ -34,15 +34,20 @@ from replicate.train import resolve_device, train
 # (dim, condition of H, noise scale of S): small B_noise to large
 QUADRATICS = [(10, 10.0, 1.0), (50, 100.0, 10.0), (200, 1000.0, 10.0)]
 DIT_CLIP = ClipConfig(frames=4)  # 4 x 16 x 16 pixels, 64 tokens with 1 x 4 x 4 patches
-DIT_SIZES = {name: ModelConfig(width=w, depth=d, heads=h, clip=DIT_CLIP)  # N = 25k, 56k, 149k
-             for name, (w, d, h) in (("nano", (32, 2, 2)), ("w48d2", (48, 2, 3)), ("w64d3", (64, 3, 4)))}
+DIT_SIZES = {
+    name: ModelConfig(width=w, depth=d, heads=h, clip=DIT_CLIP)  # N = 25k, 56k, 149k
+    for name, (w, d, h) in (("nano", (32, 2, 2)), ("w48d2", (48, 2, 3)), ("w64d3", (64, 3, 4)))
+}
 DIT_CHECKPOINTS = (65536, 262144, 1048576)  # training tokens at which the noise scale is measured
 DIT_RUN = {"batch_size": 4, "lr": 0.002}  # AdamW settings of the runs measured: near the study's optima
 
 
 def _noise_dict(ns) -> dict:
-    out = {f.name: dataclasses.asdict(getattr(ns, f.name)) for f in dataclasses.fields(ns)
-           if f.name not in ("batch_sizes", "n_draws")}
+    out = {
+        f.name: dataclasses.asdict(getattr(ns, f.name))
+        for f in dataclasses.fields(ns)
+        if f.name not in ("batch_sizes", "n_draws")
+    }
     return {**out, "batch_sizes": list(ns.batch_sizes), "n_draws": ns.n_draws}
 
 
@@ -62,29 +67,47 @@ def dit_study(device: torch.device, n_draws: int, batch_sizes: tuple[int, int], 
     models at the first checkpoint of the smallest size for the line search."""
     rows, first_model = [], None
     for size, model_cfg in DIT_SIZES.items():
-        cfg = TrainConfig(model_cfg, tokens=tokens[-1], checkpoints=tokens, ema_gamma=None, val_examples=256,
-                          **DIT_RUN)
+        cfg = TrainConfig(model_cfg, tokens=tokens[-1], checkpoints=tokens, ema_gamma=None, val_examples=256, **DIT_RUN)
         models = []
         # the torch backend: the HVPs differentiate twice, which the Triton kernels cannot
-        train(cfg, device=str(device), backend="torch",
-              on_checkpoint=lambda r, m, ema, keep=models: keep.append((r.checkpoints[-1], m)))
+        train(
+            cfg,
+            device=str(device),
+            backend="torch",
+            on_checkpoint=lambda r, m, ema, keep=models: keep.append((r.checkpoints[-1], m)),
+        )
         for checkpoint, model in models:
             # each measurement draws its own batches, so that their errors are independent
             loss_fn, params, sample = diffusion_objective(model, seed=100 + len(rows))
             start = time.perf_counter()
             ns = measure(loss_fn, params, sample, batch_sizes=batch_sizes, n_draws=n_draws)
-            rows.append({"size": size, "n_params": count_params(cfg.model), "tokens": checkpoint.tokens,
-                         "val_loss": checkpoint.val_loss, "seconds": time.perf_counter() - start,
-                         **_noise_dict(ns)})
-            print(f"{size} T={checkpoint.tokens:,}: B_noise {ns.b_noise:.3g}, B_simple {ns.b_simple:.3g}, "
-                  f"eta_max {ns.eta_max:.3g}", flush=True)
+            rows.append(
+                {
+                    "size": size,
+                    "n_params": count_params(cfg.model),
+                    "tokens": checkpoint.tokens,
+                    "val_loss": checkpoint.val_loss,
+                    "seconds": time.perf_counter() - start,
+                    **_noise_dict(ns),
+                }
+            )
+            print(
+                f"{size} T={checkpoint.tokens:,}: B_noise {ns.b_noise:.3g}, B_simple {ns.b_simple:.3g}, "
+                f"eta_max {ns.eta_max:.3g}",
+                flush=True,
+            )
         if first_model is None:
             first_model = models[0][1]
     return rows, first_model
 
 
-def line_search_study(model: torch.nn.Module, batch_sizes: tuple[int, ...], noise_batch_sizes: tuple[int, int],
-                      n_draws: int, heldout_size: int) -> dict:
+def line_search_study(
+    model: torch.nn.Module,
+    batch_sizes: tuple[int, ...],
+    noise_batch_sizes: tuple[int, int],
+    n_draws: int,
+    heldout_size: int,
+) -> dict:
     loss_fn, params, sample = diffusion_objective(model, seed=2)
     ns = measure(loss_fn, params, sample, batch_sizes=noise_batch_sizes, n_draws=n_draws)
     heldout = diffusion_objective(model, seed=3)[2](heldout_size)
@@ -94,8 +117,15 @@ def line_search_study(model: torch.nn.Module, batch_sizes: tuple[int, ...], nois
         predicted = eta_opt(b, ns)
         etas = predicted * np.logspace(-1.5, 1.0, 11)
         change = sgd_step_gain(loss_fn, params, sample, heldout, b, etas, n_draws=n_draws)
-        rows.append({"batch_size": b, "eta_opt_predicted": predicted, "eta_best_measured": best_step(etas, change),
-                     "etas": etas.tolist(), "loss_change": change.tolist()})
+        rows.append(
+            {
+                "batch_size": b,
+                "eta_opt_predicted": predicted,
+                "eta_best_measured": best_step(etas, change),
+                "etas": etas.tolist(),
+                "loss_change": change.tolist(),
+            }
+        )
         bar.update(1)
     bar.close()
     return {"noise": _noise_dict(ns), "heldout_size": heldout_size, "rows": rows}
@@ -109,8 +139,9 @@ def run(out: Path, device: str = "auto", quick: bool = False) -> dict:
     noise_b = (4, 32) if quick else (8, 128)
     results = {"quadratic": quadratic_study(200 if quick else 4000)}
     results["dit_noise"], model = dit_study(dev, draws, noise_b, tokens)
-    results["line_search"] = line_search_study(model, (2, 8) if quick else (4, 16, 64, 256), noise_b, draws,
-                                               64 if quick else 1024)
+    results["line_search"] = line_search_study(
+        model, (2, 8) if quick else (4, 16, 64, 256), noise_b, draws, 64 if quick else 1024
+    )
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(dev)
     for name, payload in results.items():

@@ -114,16 +114,29 @@ def check_group(cfgs: list[TrainConfig]) -> TrainConfig:
 def make_optimizer(model: torch.nn.Module, cfgs: list[TrainConfig]) -> EnsembleAdamW:
     """AdamW with each member's learning rate, for a model stacked len(cfgs) times."""
     base = check_group(cfgs)
-    return EnsembleAdamW(model.parameters(), torch.tensor([c.lr for c in cfgs]), betas=base.betas,
-                         eps=base.adam_eps, weight_decay=base.weight_decay)
+    return EnsembleAdamW(
+        model.parameters(),
+        torch.tensor([c.lr for c in cfgs]),
+        betas=base.betas,
+        eps=base.adam_eps,
+        weight_decay=base.weight_decay,
+    )
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # clips (B, C, F, H, W) and labels (B,)
 
 
-def train_step(model: torch.nn.Module, opt: EnsembleAdamW, step: int, batches: list[Batch],
-               gens: list[torch.Generator], sources: list[int], abar: torch.Tensor, cfg: TrainConfig,
-               active: torch.Tensor) -> torch.Tensor:
+def train_step(
+    model: torch.nn.Module,
+    opt: EnsembleAdamW,
+    step: int,
+    batches: list[Batch],
+    gens: list[torch.Generator],
+    sources: list[int],
+    abar: torch.Tensor,
+    cfg: TrainConfig,
+    active: torch.Tensor,
+) -> torch.Tensor:
     """Optimiser step `step` (from 1) of every member, member e on batches[sources[e]] (one batch per seed,
     see diffusion.training_loss): linear warm-up, then the constant rate; bf16 autocast on CUDA; members not
     `active` (diverged) get no gradient. Returns the losses (E,) on device.
@@ -160,66 +173,24 @@ class GroupStepper:
 
     def seek(self, steps: int) -> None:
         """Point the clip streams at the batch of step `steps` + 1 (clips are pure functions of their index)."""
-        self.streams = [ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_size)
-                        for seed in self.seeds]
+        self.streams = [
+            ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_size)
+            for seed in self.seeds
+        ]
 
     def next_batches(self) -> list[Batch]:
         """Each seed's next batch."""
         return [stream.next(self.cfg.batch_size) for stream in self.streams]
 
-    def step(self, step: int, batches: list[Batch] | None = None, forward: torch.nn.Module | None = None
-             ) -> torch.Tensor:
+    def step(
+        self, step: int, batches: list[Batch] | None = None, forward: torch.nn.Module | None = None
+    ) -> torch.Tensor:
         """train_step number `step` on `batches` (default: the streams' next), through `forward` (default: the
         stacked model; e.g. a compiled one). Returns the members' losses (E,) on the device."""
         batches = batches if batches is not None else self.next_batches()
-        return train_step(forward or self.model, self.opt, step, batches, self.gens, self.sources, self.abar,
-                          self.cfg, self.active)
-
-
-def _timed(dev: torch.device, fn: Callable[[], object]) -> float:
-    """Wall seconds of fn(), the device's queue drained before and after."""
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    t0 = time.perf_counter()
-    fn()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    return time.perf_counter() - t0
-
-
-def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 3) -> float:
-    """Median seconds of one training step of the group's stacked model, after a warm-up step; data excluded."""
-    dev = resolve_device(device)
-    group = GroupStepper(cfgs, dev, backend)
-    batches = group.next_batches()
-    times = [_timed(dev, lambda k=step + 1: group.step(k, batches)) for step in range(steps + 1)]
-    return sorted(times[1:])[steps // 2]
-
-
-def run_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", budget_s: float = 0.25) -> float:
-    """Predicted wall seconds of train_group(cfgs): its steps as the trainer takes them (fresh clips, the EMA
-    update), timed for about `budget_s` after a warm-up step, plus its validation passes at every checkpoint
-    (the window's slices and the EMA's: two passes over the set), timed on 64 examples. Short bursts run at a
-    higher clock than a sustained sweep: the sweep corrects for that with what its finished groups took."""
-    dev = resolve_device(device)
-    group = GroupStepper(cfgs, dev, backend)
-    base = group.cfg
-    ema = PowerEMA(group.model, base.ema_gamma) if base.ema_gamma is not None else None
-    val = ValidationSet.build(base.model.clip, min(64, base.val_examples), base.val_seed, dev)
-
-    def step(k: int) -> None:
-        group.step(k)
-        if ema:
-            ema.update(group.model)
-
-    step(1)
-    example_losses(group.model, val, members=len(cfgs))  # warm-up
-    steps, spent = 0, 0.0
-    while steps < 3 or spent < budget_s:
-        spent += _timed(dev, lambda k=steps + 2: step(k))
-        steps += 1
-    val_s = _timed(dev, lambda: example_losses(group.model, val, members=len(cfgs))) * base.val_examples / len(val)
-    return base.steps * spent / steps + len(base.checkpoint_steps()) * (2 if ema else 1) * val_s
+        return train_step(
+            forward or self.model, self.opt, step, batches, self.gens, self.sources, self.abar, self.cfg, self.active
+        )
 
 
 def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
@@ -239,9 +210,17 @@ class GroupState:
         self.stepper = GroupStepper(cfgs, device, backend)
         self.ema = PowerEMA(self.stepper.model, base.ema_gamma) if base.ema_gamma is not None else None
         prov = provenance(device)
-        self.records = [TrainRecord(c, count_params(c.model), c.model.n_ctx, c.tokens_per_step,
-                                    {k: flops_per_token(c.model, k) for k in FLOP_KINDS}, provenance=prov)
-                        for c in cfgs]
+        self.records = [
+            TrainRecord(
+                c,
+                count_params(c.model),
+                c.model.n_ctx,
+                c.tokens_per_step,
+                {k: flops_per_token(c.model, k) for k in FLOP_KINDS},
+                provenance=prov,
+            )
+            for c in cfgs
+        ]
         # (E, n_val): each member's losses on the validation slices scored in the current evaluation window
         self.window = torch.full((self.members, n_val), math.nan, dtype=torch.float64, device=device)
         self.step = 0  # optimiser steps taken
@@ -269,8 +248,12 @@ class GroupState:
         self.stepper.active[member] = False
         self.stepper.opt.lrs[member] = 0.0
 
-    def checkpoint(self, val: ValidationSet, wall_s: float,
-                   on_checkpoint: Callable[[TrainRecord, VideoDiT, VideoDiT | None], None] | None) -> None:
+    def checkpoint(
+        self,
+        val: ValidationSet,
+        wall_s: float,
+        on_checkpoint: Callable[[TrainRecord, VideoDiT, VideoDiT | None], None] | None,
+    ) -> None:
         """Score every live member at the current step: the window's raw loss and the EMA weights' loss."""
         model, plain = self.stepper.model, self.stepper.plain
         ema_losses = example_losses(self.ema.model, val, members=self.members) if self.ema else None
@@ -282,8 +265,18 @@ class GroupState:
             if not math.isfinite(val_loss):
                 self.diverge(e, self.step)
                 continue
-            record.checkpoints.append(Checkpoint(self.step, self.step * self.cfg.tokens_per_step, val_loss, val_se,
-                                                 ema_loss, ema_se, sum(self.since[e]) / len(self.since[e]), wall_s))
+            record.checkpoints.append(
+                Checkpoint(
+                    self.step,
+                    self.step * self.cfg.tokens_per_step,
+                    val_loss,
+                    val_se,
+                    ema_loss,
+                    ema_se,
+                    sum(self.since[e]) / len(self.since[e]),
+                    wall_s,
+                )
+            )
             self.since[e].clear()
             if on_checkpoint is not None:
                 on_checkpoint(record, unstack(model, plain, e), unstack(self.ema.model, plain, e) if self.ema else None)
@@ -292,18 +285,32 @@ class GroupState:
     def save(self, path: Path) -> None:
         """This state as one file (plain tensors and lists), written atomically."""
         stepper = self.stepper
-        blob = {"step": self.step, "model": stepper.model.state_dict(), "opt": stepper.opt.state_dict(),
-                "lrs": stepper.opt.lrs, "ema": (self.ema.model.state_dict(), self.ema.step) if self.ema else None,
-                "window": self.window, "gens": [gen.get_state() for gen in stepper.gens], "active": stepper.active,
-                "running": [self.first, self.smoothed], "since": self.since,
-                "records": [{"checkpoints": [dataclasses.asdict(c) for c in r.checkpoints], "diverged": r.diverged,
-                             "diverged_at_tokens": r.diverged_at_tokens, "wall_s": r.wall_s} for r in self.records]}
+        blob = {
+            "step": self.step,
+            "model": stepper.model.state_dict(),
+            "opt": stepper.opt.state_dict(),
+            "lrs": stepper.opt.lrs,
+            "ema": (self.ema.model.state_dict(), self.ema.step) if self.ema else None,
+            "window": self.window,
+            "gens": [gen.get_state() for gen in stepper.gens],
+            "active": stepper.active,
+            "running": [self.first, self.smoothed],
+            "since": self.since,
+            "records": [
+                {
+                    "checkpoints": [dataclasses.asdict(c) for c in r.checkpoints],
+                    "diverged": r.diverged,
+                    "diverged_at_tokens": r.diverged_at_tokens,
+                    "wall_s": r.wall_s,
+                }
+                for r in self.records
+            ],
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: torch.save(blob, f), binary=True)
 
     @classmethod
-    def load(cls, path: Path, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int
-             ) -> GroupState:
+    def load(cls, path: Path, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int) -> GroupState:
         """The state `save` wrote, rebuilt for these configs on `device`."""
         state = cls(cfgs, device, backend, n_val)
         blob = torch.load(path, map_location=device, weights_only=True)
@@ -358,16 +365,23 @@ def train_group(
         val = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
     val = val.to(dev)
     resume = state is not None and Path(state).is_file()
-    group = (GroupState.load(Path(state), cfgs, dev, backend, len(val)) if resume
-             else GroupState(cfgs, dev, backend, len(val)))
+    group = (
+        GroupState.load(Path(state), cfgs, dev, backend, len(val))
+        if resume
+        else GroupState(cfgs, dev, backend, len(val))
+    )
     stepper, members = group.stepper, group.members
     start = time.perf_counter() - group.records[0].wall_s  # wall_s: the seconds trained before a pause
     slices = [val.subset(torch.arange(k, len(val), base.eval_slices)) for k in range(base.eval_slices)]
     checkpoint_steps, slice_steps = set(base.checkpoint_steps()), base.slice_steps()
     pending: list[torch.Tensor] = []  # losses not yet read back (reading every step would sync a GPU)
     paused = False
-    bar = progress_bar(total=base.steps, initial=group.step, disable=not progress,
-                       desc=f"N={group.records[0].n_params:,}" + (f" x{members}" if members > 1 else ""))
+    bar = progress_bar(
+        total=base.steps,
+        initial=group.step,
+        disable=not progress,
+        desc=f"N={group.records[0].n_params:,}" + (f" x{members}" if members > 1 else ""),
+    )
     for step in range(group.step + 1, base.steps + 1):
         pending.append(stepper.step(step))
         if group.ema:
@@ -381,7 +395,7 @@ def train_group(
         bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in group.smoothed if v is not None))
         if bool(stepper.active.any()):
             for k in slice_steps.get(step, []):
-                group.window[:, k::base.eval_slices] = example_losses(stepper.model, slices[k], members=members)
+                group.window[:, k :: base.eval_slices] = example_losses(stepper.model, slices[k], members=members)
             if step in checkpoint_steps:
                 group.checkpoint(val, time.perf_counter() - start, on_checkpoint)
         if not bool(stepper.active.any()):

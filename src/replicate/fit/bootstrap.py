@@ -9,8 +9,14 @@ import numpy as np
 from replicate.progress import progress_bar
 
 
-def bootstrap_runs(refit: Callable[[np.ndarray], dict[str, float]], n_runs: int, resamples: int,
-                   keys: Iterable[str], seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+def bootstrap_runs(
+    refit: Callable[[np.ndarray], dict[str, float]],
+    n_runs: int,
+    resamples: int,
+    keys: Iterable[str],
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
     """Refit on `resamples` resamples of the runs; return each statistic's values over the resamples.
 
     Each resample draws n_runs runs with replacement; refit(counts) gets the number of draws of every run

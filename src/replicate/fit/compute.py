@@ -71,8 +71,9 @@ def fit_flops_per_token(runs: pd.DataFrame, convention: str) -> FlopsPerToken:
     return replace(model, max_rel_error=err)
 
 
-def compute_optimal_size(law: Mapping[str, float], flops: np.ndarray | float,
-                         flops_per_token: FlopsPerToken) -> tuple[np.ndarray, np.ndarray]:
+def compute_optimal_size(
+    law: Mapping[str, float], flops: np.ndarray | float, flops_per_token: FlopsPerToken
+) -> tuple[np.ndarray, np.ndarray]:
     """N_opt(C) = argmin_N L(N, C / C_token(N)) under the loss law, for each budget C (FLOPs).
 
     A log-N grid (256 points from 1 to C/6 parameters), a 33-point grid over the two cells around its
@@ -99,8 +100,9 @@ def compute_optimal_size(law: Mapping[str, float], flops: np.ndarray | float,
     return np.exp(ln_opt), loss(ln_opt[:, None])[:, 0]
 
 
-def fit_compute_law(law: Mapping[str, float], flops_per_token: FlopsPerToken, flops_lo: float, flops_hi: float,
-                    n_budgets: int = 32) -> dict[str, float]:
+def fit_compute_law(
+    law: Mapping[str, float], flops_per_token: FlopsPerToken, flops_lo: float, flops_hi: float, n_budgets: int = 32
+) -> dict[str, float]:
     """N_opt = coef C^exp (`compute_law`) from the loss law: `compute_optimal_size` on a log grid of budgets
     between flops_lo and flops_hi (FLOPs), then least squares in log space. Returns coef, exp, rmse_log."""
     budgets = np.geomspace(flops_lo, flops_hi, n_budgets)
@@ -109,8 +111,9 @@ def fit_compute_law(law: Mapping[str, float], flops_per_token: FlopsPerToken, fl
     return {"coef": coef, "exp": exp, "rmse_log": rmse}
 
 
-def isoflop_losses(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, flops_per_token: FlopsPerToken,
-                   n_budgets: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def isoflop_losses(
+    n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, flops_per_token: FlopsPerToken, n_budgets: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each model size's loss at fixed compute budgets: (sizes, budgets, losses[size, budget]).
 
     A size's loss curve L(T) (log-log linear interpolation between its observed token counts, never
@@ -133,8 +136,9 @@ def isoflop_losses(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, f
     return sizes, budgets, table
 
 
-def isoflop_compute_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray,
-                        flops_per_token: FlopsPerToken, n_budgets: int = 16) -> dict | None:
+def isoflop_compute_law(
+    n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, flops_per_token: FlopsPerToken, n_budgets: int = 16
+) -> dict | None:
     """Empirical N_opt(C) without the loss law, as Liang et al.: at each budget a parabola of L against log N.
 
     Losses at each budget come from `isoflop_losses`; a budget reached by at least three sizes gets a parabola
@@ -152,21 +156,32 @@ def isoflop_compute_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarr
         a2, a1, a0 = np.polyfit(x, table[ok, j], 2)
         vertex = -a1 / (2 * a2) if a2 > 0 else np.nan
         if x.min() < vertex < x.max():
-            points.append({"flops": float(c), "n_opt": float(np.exp(vertex)),
-                           "loss": float(a0 - a1 * a1 / (4 * a2)), "n_sizes": int(ok.sum()),
-                           "parabola": [float(a2), float(a1), float(a0)]})
+            points.append(
+                {
+                    "flops": float(c),
+                    "n_opt": float(np.exp(vertex)),
+                    "loss": float(a0 - a1 * a1 / (4 * a2)),
+                    "n_sizes": int(ok.sum()),
+                    "parabola": [float(a2), float(a1), float(a0)],
+                }
+            )
     if len(points) < 3:
         return None
     coef, (exp,), rmse = fit_power_law(np.array([p["n_opt"] for p in points]), np.array([p["flops"] for p in points]))
     return {"coef": coef, "exp": exp, "rmse_log": rmse, "budgets": points}
 
 
-def flat_region(law: Mapping[str, float], flops_per_token: FlopsPerToken, flops: float,
-                factors: tuple[float, ...] = FLAT_FACTORS) -> dict:
+def flat_region(
+    law: Mapping[str, float], flops_per_token: FlopsPerToken, flops: float, factors: tuple[float, ...] = FLAT_FACTORS
+) -> dict:
     """Relative loss increase at fixed compute C (FLOPs) when the model is `factor` x N_opt instead of N_opt
     (T = C / C_token(N) shrinks or grows to match): L(k N_opt) / L(N_opt) - 1, under the loss law."""
     n_opt, l_opt = compute_optimal_size(law, flops, flops_per_token)
     n = n_opt[0] * np.asarray(factors)
     rise = loss_law(n, flops / flops_per_token(n), **law) / l_opt[0] - 1
-    return {"flops": float(flops), "n_opt": float(n_opt[0]), "loss": float(l_opt[0]),
-            "rel_increase": {f"{k:g}": float(v) for k, v in zip(factors, rise, strict=True)}}
+    return {
+        "flops": float(flops),
+        "n_opt": float(n_opt[0]),
+        "loss": float(l_opt[0]),
+        "rel_increase": {f"{k:g}": float(v) for k, v in zip(factors, rise, strict=True)},
+    }

@@ -45,9 +45,17 @@ RAW_LOG_TOLERANCE = 0.05  # warn when the raw-residual fit's exponents differ fr
 _LIST = 5  # (N, T) pairs named in a warning
 
 
-def fit_runs(runs: pd.DataFrame, *, fixed_batch_size: float | None = None, fixed_lr: float | None = None,
-             flops: str = "exact", bootstrap: int = 1000, seed: int = 0, reference_flops: float = REFERENCE_FLOPS,
-             progress: bool = False) -> dict:
+def fit_runs(
+    runs: pd.DataFrame,
+    *,
+    fixed_batch_size: float | None = None,
+    fixed_lr: float | None = None,
+    flops: str = "exact",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    reference_flops: float = REFERENCE_FLOPS,
+    progress: bool = False,
+) -> dict:
     """Fit every law to a runs table and return the ``replicate fit`` JSON document (raw units throughout).
 
     With batch_size and lr columns: optima per (N, T) (as `extract_optima` gives them), the hyperparameter laws
@@ -70,12 +78,23 @@ def fit_runs(runs: pd.DataFrame, *, fixed_batch_size: float | None = None, fixed
     data = prepare(runs, fixed_batch_size, fixed_lr, flops, bootstrap, reference_flops, warnings)
     stage = fit_stage(data, warnings=warnings)
     full = statistics(stage, data)
-    samples = bootstrap_runs(lambda counts: statistics(fit_stage(data, counts, init=stage), data), data.n_runs,
-                             bootstrap, full, seed=seed, progress=progress)
+    samples = bootstrap_runs(
+        lambda counts: statistics(fit_stage(data, counts, init=stage), data),
+        data.n_runs,
+        bootstrap,
+        full,
+        seed=seed,
+        progress=progress,
+    )
     ci = {k: percentile_interval(v) for k, v in samples.items()}
     result = _report(runs, data, stage, full, ci, warnings)
-    result["bootstrap"] = {"resamples": bootstrap, "seed": seed, "unit": "run", "interval": "95% percentile",
-                           "failed": _failures(samples, data, bootstrap, warnings)}
+    result["bootstrap"] = {
+        "resamples": bootstrap,
+        "seed": seed,
+        "unit": "run",
+        "interval": "95% percentile",
+        "failed": _failures(samples, data, bootstrap, warnings),
+    }
     result["warnings"] = warnings
     return _json_safe(result)
 
@@ -83,64 +102,116 @@ def fit_runs(runs: pd.DataFrame, *, fixed_batch_size: float | None = None, fixed
 def _failures(samples: dict[str, np.ndarray], data: FitData, bootstrap: int, warnings: list[str]) -> dict[str, int]:
     """Resamples without a (converged) loss law, per law; a warning above 1%."""
     runs = {"loss_law": data.n_runs, "fixed.loss_law": 0 if data.fixed is None else len(np.unique(data.fixed.run))}
-    failed = {name: int(np.sum(~np.isfinite(samples[f"{name}.alpha_tokens"])))
-              for name in runs if f"{name}.alpha_tokens" in samples}
+    failed = {
+        name: int(np.sum(~np.isfinite(samples[f"{name}.alpha_tokens"])))
+        for name in runs
+        if f"{name}.alpha_tokens" in samples
+    }
     for name, k in failed.items():
         if k > 0.01 * bootstrap:
-            warnings.append(f"bootstrap: {k} of {bootstrap} resamples gave no {name.replace('.', ' ')} (too few of "
-                            f"its {runs[name]} runs drawn to identify it, or no convergence); intervals use the "
-                            "others")
+            warnings.append(
+                f"bootstrap: {k} of {bootstrap} resamples gave no {name.replace('.', ' ')} (too few of "
+                f"its {runs[name]} runs drawn to identify it, or no convergence); intervals use the "
+                "others"
+            )
     return failed
 
 
 def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dict, warnings: list[str]) -> dict:
     """The JSON document of the full-data fit, with its intervals (all but the bootstrap summary and warnings)."""
     fit = runs[runs["role"] == "fit"]
-    result = {"mode": "loss_only" if data.cube is None else "hyperparameters",
-              "units": {"n_params": "parameters", "tokens": "training tokens", "batch_size": "tokens per step",
-                        "flops": "FLOPs", "laws": "L = a T^-alpha_tokens + b N^-alpha_params + l_inf; "
-                                                 "X = coef T^exp_tokens N^exp_params; N_opt = coef C^exp"},
-              "n_rows": len(runs), "n_fit_rows": len(fit), "n_holdout_rows": int((runs["role"] == "holdout").sum()),
-              "n_runs": data.n_runs, "n_diverged": int(runs["diverged"].sum()),
-              "n_diverged_runs": int(fit.loc[fit["diverged"], "run"].nunique())}
-    result["optima"] = _optima_rows(stage, warnings) if data.cube is not None else [
-        {"n_params": n, "tokens": t, "batch_size": None, "lr": None, "val_loss": v, "on_edge": False}
-        for n, t, v in zip(data.rows.n, data.rows.t, data.rows.loss, strict=True)]
+    result = {
+        "mode": "loss_only" if data.cube is None else "hyperparameters",
+        "units": {
+            "n_params": "parameters",
+            "tokens": "training tokens",
+            "batch_size": "tokens per step",
+            "flops": "FLOPs",
+            "laws": "L = a T^-alpha_tokens + b N^-alpha_params + l_inf; "
+            "X = coef T^exp_tokens N^exp_params; N_opt = coef C^exp",
+        },
+        "n_rows": len(runs),
+        "n_fit_rows": len(fit),
+        "n_holdout_rows": int((runs["role"] == "holdout").sum()),
+        "n_runs": data.n_runs,
+        "n_diverged": int(runs["diverged"].sum()),
+        "n_diverged_runs": int(fit.loc[fit["diverged"], "run"].nunique()),
+    }
+    result["optima"] = (
+        _optima_rows(stage, warnings)
+        if data.cube is not None
+        else [
+            {"n_params": n, "tokens": t, "batch_size": None, "lr": None, "val_loss": v, "on_edge": False}
+            for n, t, v in zip(data.rows.n, data.rows.t, data.rows.loss, strict=True)
+        ]
+    )
     for name in ("batch_size_law", "lr_law"):
         law = getattr(stage, name)
         if law is not None and not np.isfinite(law["coef"]):
             warnings.append(f"{name}: the optima do not span 2 model sizes and 2 token counts; not fitted")
-        result[name] = None if law is None else {
-            **law, "n_points": int(stage.used.sum()), "ci95": _cis(ci, name, HYPER_PARAMS),
-            "band": _band_law(stage, name)}
-    result["lr_batch_exponent"] = None if stage.lr_batch_exponent is None else {
-        "value": stage.lr_batch_exponent, "ci95": ci.get("lr_batch_exponent"),
-        "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2"}
+        result[name] = (
+            None
+            if law is None
+            else {
+                **law,
+                "n_points": int(stage.used.sum()),
+                "ci95": _cis(ci, name, HYPER_PARAMS),
+                "band": _band_law(stage, name),
+            }
+        )
+    result["lr_batch_exponent"] = (
+        None
+        if stage.lr_batch_exponent is None
+        else {
+            "value": stage.lr_batch_exponent,
+            "ci95": ci.get("lr_batch_exponent"),
+            "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2",
+        }
+    )
     raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
     result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
     result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
     gap = max(abs(raw.alpha_tokens - stage.law.alpha_tokens), abs(raw.alpha_params - stage.law.alpha_params))
     if gap > RAW_LOG_TOLERANCE or not raw.converged:
-        warnings.append(f"loss law: the raw-residual fit disagrees with the log-residual fit (alpha_tokens "
-                        f"{raw.alpha_tokens:.3f} vs {stage.law.alpha_tokens:.3f}, alpha_params {raw.alpha_params:.3f} "
-                        f"vs {stage.law.alpha_params:.3f}{'' if raw.converged else ', raw fit not converged'})")
-    result["compute_laws"] = {c: {**(stage.compute if c == data.flops else compute_entry(
-        stage.law.params(), stage.points, model, data.reference_flops)), "flops_per_token": model.to_dict()}
-        for c, model in data.flop_models.items()}
+        warnings.append(
+            f"loss law: the raw-residual fit disagrees with the log-residual fit (alpha_tokens "
+            f"{raw.alpha_tokens:.3f} vs {stage.law.alpha_tokens:.3f}, alpha_params {raw.alpha_params:.3f} "
+            f"vs {stage.law.alpha_params:.3f}{'' if raw.converged else ', raw fit not converged'})"
+        )
+    result["compute_laws"] = {
+        c: {
+            **(
+                stage.compute
+                if c == data.flops
+                else compute_entry(stage.law.params(), stage.points, model, data.reference_flops)
+            ),
+            "flops_per_token": model.to_dict(),
+        }
+        for c, model in data.flop_models.items()
+    }
     result["compute_law"] = _compute_out(result["compute_laws"][data.flops], data, ci, "compute_law")
     for c, entry in result["compute_laws"].items():
         if entry["isoflop"] is None:
-            warnings.append(f"IsoFLOP law ({c}): fewer than 3 budgets reached by 3 model sizes with an interior "
-                            "minimum; not fitted")
+            warnings.append(
+                f"IsoFLOP law ({c}): fewer than 3 budgets reached by 3 model sizes with an interior minimum; not fitted"
+            )
     c_max = float(training_compute(data.flops_per_token(stage.points.n), stage.points.t).max())
-    result["flat_region"] = [flat_region(stage.law.params(), data.flops_per_token, c)
-                             for c in (c_max, data.reference_flops)]
-    result["fixed"] = None if data.fixed is None else {
-        "batch_size": data.fixed_hp[0], "lr": data.fixed_hp[1],
-        "loss_law": _loss_entry(stage.fixed_law, data.fixed, ci, "fixed.loss_law", warnings, "fixed-hp loss law"),
-        "compute_law": _compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"),
-        "n_opt_ratio": full["fixed.n_opt_ratio"], "n_opt_ratio_ci95": ci["fixed.n_opt_ratio"],
-        "reference_flops": data.reference_flops}
+    result["flat_region"] = [
+        flat_region(stage.law.params(), data.flops_per_token, c) for c in (c_max, data.reference_flops)
+    ]
+    result["fixed"] = (
+        None
+        if data.fixed is None
+        else {
+            "batch_size": data.fixed_hp[0],
+            "lr": data.fixed_hp[1],
+            "loss_law": _loss_entry(stage.fixed_law, data.fixed, ci, "fixed.loss_law", warnings, "fixed-hp loss law"),
+            "compute_law": _compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"),
+            "n_opt_ratio": full["fixed.n_opt_ratio"],
+            "n_opt_ratio_ci95": ci["fixed.n_opt_ratio"],
+            "reference_flops": data.reference_flops,
+        }
+    )
     result["holdout"] = _holdout_rows(stage, data, ci, warnings)
     return result
 
@@ -157,15 +228,24 @@ def _loss_entry(law: LossLawFit, points: Points, ci: dict, prefix: str, warnings
     if not law.converged:
         warnings.append(f"{what}: the fit did not converge")
     if min(law.alpha_tokens, law.alpha_params) <= 0:
-        warnings.append(f"{what}: a non-positive exponent (alpha_tokens {law.alpha_tokens:.3g}, "
-                        f"alpha_params {law.alpha_params:.3g})")
+        warnings.append(
+            f"{what}: a non-positive exponent (alpha_tokens {law.alpha_tokens:.3g}, "
+            f"alpha_params {law.alpha_params:.3g})"
+        )
     return {**law.to_dict(), "mse": _mse(law, points), "ci95": _cis(ci, prefix, LOSS_PARAMS)}
 
 
 def _compute_out(entry: dict, data: FitData, ci: dict, prefix: str) -> dict:
-    out = {**entry, "flops": data.flops, "reference_flops": data.reference_flops,
-           "ci95": {"exp": ci.get(f"{prefix}.exp"), "coef": ci.get(f"{prefix}.coef"),
-                    "n_opt_at_reference": ci.get(f"{prefix}.n_opt_at_reference")}}
+    out = {
+        **entry,
+        "flops": data.flops,
+        "reference_flops": data.reference_flops,
+        "ci95": {
+            "exp": ci.get(f"{prefix}.exp"),
+            "coef": ci.get(f"{prefix}.coef"),
+            "n_opt_at_reference": ci.get(f"{prefix}.n_opt_at_reference"),
+        },
+    }
     if entry["isoflop"] is not None:
         out["isoflop"] = {**entry["isoflop"], "ci95": {"exp": ci.get(f"{prefix}.isoflop.exp")}}
     return out
@@ -190,16 +270,23 @@ def _optima_rows(stage: Stage, warnings: list[str]) -> list[dict]:
 
     edge = valid[valid["on_edge"]]
     if len(edge):
-        kept = ("kept in the hyperparameter laws: too few interior optima" if stage.edge_fallback
-                else "excluded from the hyperparameter laws, kept in the loss law")
+        kept = (
+            "kept in the hyperparameter laws: too few interior optima"
+            if stage.edge_fallback
+            else "excluded from the hyperparameter laws, kept in the loss law"
+        )
         warnings.append(f"{len(edge)} of {len(valid)} optima sit on the grid edge ({kept}): {named(edge, True)}")
     if valid["at_divergence"].any():
-        warnings.append(f"{int(valid['at_divergence'].sum())} of {len(valid)} optima are bounded by a diverged "
-                        "neighbour (taken at the best stable cell, not interpolated)")
+        warnings.append(
+            f"{int(valid['at_divergence'].sum())} of {len(valid)} optima are bounded by a diverged "
+            "neighbour (taken at the best stable cell, not interpolated)"
+        )
     apart = valid[~valid["band_agrees"]]
     if len(apart):
-        warnings.append(f"{len(apart)} of {len(valid)} optima lie more than half a grid step from the centre of "
-                        f"DeepSeek's 0.25% band: {named(apart)}")
+        warnings.append(
+            f"{len(apart)} of {len(valid)} optima lie more than half a grid step from the centre of "
+            f"DeepSeek's 0.25% band: {named(apart)}"
+        )
     if len(valid) < len(table):
         warnings.append(f"{len(table) - len(valid)} (N, T) grids have no finite loss")
     return valid.to_dict("records")
@@ -210,12 +297,22 @@ def _holdout_rows(stage: Stage, data: FitData, ci: dict, warnings: list[str]) ->
     opt = data.holdout_optima
     for i, pred in enumerate(holdout_predictions(stage, data)):
         observed = data.holdout.loss[i]
-        row = {"n_params": data.holdout.n[i], "tokens": data.holdout.t[i], **pred, "observed_val_loss": observed,
-               "rel_error": pred["predicted_val_loss"] / observed - 1,
-               **{f"{k}_ci95": ci.get(f"holdout.{i}.{k}") for k in pred}}
+        row = {
+            "n_params": data.holdout.n[i],
+            "tokens": data.holdout.t[i],
+            **pred,
+            "observed_val_loss": observed,
+            "rel_error": pred["predicted_val_loss"] / observed - 1,
+            **{f"{k}_ci95": ci.get(f"holdout.{i}.{k}") for k in pred},
+        }
         if opt is not None:
-            row.update({"observed_batch_size": np.exp(opt["log_batch"][i]), "observed_lr": np.exp(opt["log_lr"][i]),
-                        "observed_on_edge": opt["on_edge"][i]})
+            row.update(
+                {
+                    "observed_batch_size": np.exp(opt["log_batch"][i]),
+                    "observed_lr": np.exp(opt["log_lr"][i]),
+                    "observed_on_edge": opt["on_edge"][i],
+                }
+            )
             if not opt["valid"][i]:
                 warnings.append(f"holdout (N={row['n_params']:.3g}, T={row['tokens']:.3g}): no finite loss")
         rows.append(row)
@@ -249,9 +346,20 @@ def fixed_from_profile(runs_path: Path, profile: str | None) -> tuple[float, flo
     return float(loaded.fixed_tokens_per_step), loaded.fixed_lr
 
 
-def fit_file(runs_path: Path, out: Path, *, profile: str | None = None, fixed_batch_size: float | None = None,
-             fixed_lr: float | None = None, flops: str = "exact", bootstrap: int = 1000, seed: int = 0,
-             loss_column: str = "val_loss", if_changed: bool = False, progress: bool = True) -> dict | None:
+def fit_file(
+    runs_path: Path,
+    out: Path,
+    *,
+    profile: str | None = None,
+    fixed_batch_size: float | None = None,
+    fixed_lr: float | None = None,
+    flops: str = "exact",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    loss_column: str = "val_loss",
+    if_changed: bool = False,
+    progress: bool = True,
+) -> dict | None:
     """``replicate fit``: fit_runs on the table at `runs_path`, written to `out` with its `source` (what it was
     computed from) and `provenance`. The fixed baseline comes from fixed_batch_size and fixed_lr (tokens per
     step), or from the profile (see fixed_from_profile). With if_changed, returns None without fitting when
@@ -262,9 +370,16 @@ def fit_file(runs_path: Path, out: Path, *, profile: str | None = None, fixed_ba
         raise ConfigError("give --profile or --fixed-batch-size/--fixed-lr, not both")
     if fixed_batch_size is None:
         fixed_batch_size, fixed_lr = fixed_from_profile(runs_path, profile) or (None, None)
-    source = {"runs": str(runs_path), "sha256": hashlib.sha256(runs_path.read_bytes()).hexdigest()
-              if runs_path.is_file() else None, "loss_column": loss_column, "bootstrap": bootstrap, "seed": seed,
-              "flops": flops, "fixed_batch_size": fixed_batch_size, "fixed_lr": fixed_lr}
+    source = {
+        "runs": str(runs_path),
+        "sha256": hashlib.sha256(runs_path.read_bytes()).hexdigest() if runs_path.is_file() else None,
+        "loss_column": loss_column,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "flops": flops,
+        "fixed_batch_size": fixed_batch_size,
+        "fixed_lr": fixed_lr,
+    }
     if if_changed and out.is_file():
         try:
             previous = json.loads(out.read_text()).get("source")
@@ -273,8 +388,15 @@ def fit_file(runs_path: Path, out: Path, *, profile: str | None = None, fixed_ba
         if previous == source:
             out.touch()  # newer than its table again, for make
             return None
-    result = fit_runs(load_runs(runs_path, loss_column), fixed_batch_size=fixed_batch_size, fixed_lr=fixed_lr,
-                      flops=flops, bootstrap=bootstrap, seed=seed, progress=progress)
+    result = fit_runs(
+        load_runs(runs_path, loss_column),
+        fixed_batch_size=fixed_batch_size,
+        fixed_lr=fixed_lr,
+        flops=flops,
+        bootstrap=bootstrap,
+        seed=seed,
+        progress=progress,
+    )
     prov = {"git_sha": git_sha(), **{m: metadata.version(m) for m in ("numpy", "scipy", "pandas")}}
     result = {**result, "source": source, "provenance": prov}
     write_json(out, result)

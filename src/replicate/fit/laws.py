@@ -14,15 +14,17 @@ LOSS_PARAMS = ("a", "alpha_tokens", "b", "alpha_params", "l_inf")
 HYPER_PARAMS = ("coef", "exp_tokens", "exp_params")
 
 
-def loss_law(n_params: ArrayLike, tokens: ArrayLike, a: float, alpha_tokens: float, b: float,
-             alpha_params: float, l_inf: float) -> np.ndarray:
+def loss_law(
+    n_params: ArrayLike, tokens: ArrayLike, a: float, alpha_tokens: float, b: float, alpha_params: float, l_inf: float
+) -> np.ndarray:
     """Video paper Eq. 15: validation loss at optimal hyperparameters, L(N, T) = a T^-alpha_T + b N^-alpha_N + L_inf."""
     t, n = np.asarray(tokens, dtype=float), np.asarray(n_params, dtype=float)
     return a * t**-alpha_tokens + b * n**-alpha_params + l_inf
 
 
-def hyperparameter_law(tokens: ArrayLike, n_params: ArrayLike, coef: float, exp_tokens: float,
-                       exp_params: float) -> np.ndarray:
+def hyperparameter_law(
+    tokens: ArrayLike, n_params: ArrayLike, coef: float, exp_tokens: float, exp_params: float
+) -> np.ndarray:
     """Video paper Eqs. 10 and 13: an optimal hyperparameter X = coef T^exp_tokens N^exp_params.
 
     X is B_opt (tokens per step) or eta_opt (learning rate); T in tokens, N in parameters.

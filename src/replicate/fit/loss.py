@@ -58,12 +58,19 @@ class LossLawFit:
         return loss_law(n_params, tokens, **self.params())
 
     def to_dict(self) -> dict:
-        return {**self.params(), "converged": self.converged, "objective": self.objective,
-                "n_points": self.n_points, "space": self.space, "l_inf_at_zero": self.l_inf_at_zero}
+        return {
+            **self.params(),
+            "converged": self.converged,
+            "objective": self.objective,
+            "n_points": self.n_points,
+            "space": self.space,
+            "l_inf_at_zero": self.l_inf_at_zero,
+        }
 
 
-def _objective(theta: np.ndarray, u: np.ndarray, target: np.ndarray, w: np.ndarray, raw: bool, delta: float,
-               hessian: bool = False) -> tuple:
+def _objective(
+    theta: np.ndarray, u: np.ndarray, target: np.ndarray, w: np.ndarray, raw: bool, delta: float, hessian: bool = False
+) -> tuple:
     """Summed Huber loss / delta^2, its gradient (and Hessian); theta = (log a', alpha_T, log b', alpha_N, log L_inf).
 
     u = (1, -x_T, 1, -x_N, 1) per point (x: centred log T, log N). With l = log L = LSE(z), z = (theta_0 +
@@ -106,8 +113,9 @@ def _converged(grad: np.ndarray, hess: np.ndarray, free: np.ndarray = _ALL) -> b
     return step is not None and float(np.max(np.abs(step))) < _STEP_TOL
 
 
-def _newton(theta: np.ndarray, args: tuple, max_iter: int = 50,
-            free: np.ndarray = _ALL) -> tuple[np.ndarray, float, bool]:
+def _newton(
+    theta: np.ndarray, args: tuple, max_iter: int = 50, free: np.ndarray = _ALL
+) -> tuple[np.ndarray, float, bool]:
     """Damped Newton on the exact Hessian (backtracking on the Armijo condition), in the `free` parameters, for
     warm starts next to the optimum. Where the Hessian is indefinite (points in Huber's linear zone add no
     curvature) the step uses it shifted to positive definite (Levenberg)."""
@@ -166,8 +174,15 @@ def _pd_inverse(hess: np.ndarray) -> np.ndarray | None:
     return 0.5 * (inv + inv.T)
 
 
-def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, weights: np.ndarray | None = None,
-                 space: str = "log", delta: float = DELTA, init: LossLawFit | None = None) -> LossLawFit:
+def fit_loss_law(
+    n_params: np.ndarray,
+    tokens: np.ndarray,
+    loss: np.ndarray,
+    weights: np.ndarray | None = None,
+    space: str = "log",
+    delta: float = DELTA,
+    init: LossLawFit | None = None,
+) -> LossLawFit:
     """Fit `loss_law` to (N, T, L) points by a summed Huber loss, BFGS from a grid of initialisations.
 
     N in parameters, T in tokens, L > 0. `weights` multiply each point's Huber term (bootstrap counts); `space`
@@ -193,9 +208,19 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
 
     def run(theta0: np.ndarray) -> tuple[np.ndarray, float, bool]:
         """BFGS started with the exact inverse Hessian (shifted where indefinite); converged by the Newton step."""
-        res = minimize(_objective, theta0, args=args, jac=True, method="BFGS",
-                       options={"gtol": 1e-10, "xrtol": 1e-8, "maxiter": BFGS_MAX_ITER,
-                                "hess_inv0": _shifted_inverse(_objective(theta0, *args, hessian=True)[2])})
+        res = minimize(
+            _objective,
+            theta0,
+            args=args,
+            jac=True,
+            method="BFGS",
+            options={
+                "gtol": 1e-10,
+                "xrtol": 1e-8,
+                "maxiter": BFGS_MAX_ITER,
+                "hess_inv0": _shifted_inverse(_objective(theta0, *args, hessian=True)[2]),
+            },
+        )
         return res.x, float(res.fun), _converged(*_objective(res.x, *args, hessian=True)[1:])
 
     floor, near = np.log(_ZERO_FLOOR * float(y.min())), np.log(_NEAR_ZERO * float(y.min()))
@@ -210,9 +235,15 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
 
     results = []
     if init is not None:
-        theta0 = np.array([np.log(init.a) - init.alpha_tokens * log_t0, init.alpha_tokens,
-                           np.log(init.b) - init.alpha_params * log_n0, init.alpha_params,
-                           max(np.log(init.l_inf), near)])
+        theta0 = np.array(
+            [
+                np.log(init.a) - init.alpha_tokens * log_t0,
+                init.alpha_tokens,
+                np.log(init.b) - init.alpha_params * log_n0,
+                init.alpha_params,
+                max(np.log(init.l_inf), near),
+            ]
+        )
         # a resample's optimum may sit on the other side of the boundary than the full fit's: try both sides
         results += [_newton(theta0, args), at_zero(theta0)]
     if not any(ok for _, _, ok in results):
@@ -221,7 +252,16 @@ def fit_loss_law(n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, wei
         results += [at_zero(x) for x, _, ok in list(results) if not ok and x[4] < near]
     x, f, converged = min(results, key=lambda r: (not r[2], r[1] if np.isfinite(r[1]) else np.inf))
     la, at, lb, an, le = x
-    return LossLawFit(a=float(np.exp(la + at * log_t0)), alpha_tokens=float(at), b=float(np.exp(lb + an * log_n0)),
-                      alpha_params=float(an), l_inf=float(np.exp(le)), converged=converged, objective=f * d**2,
-                      n_points=int(np.count_nonzero(w)), space=space, centre=(log_t0, log_n0),
-                      l_inf_at_zero=bool(le <= floor + 1e-9))
+    return LossLawFit(
+        a=float(np.exp(la + at * log_t0)),
+        alpha_tokens=float(at),
+        b=float(np.exp(lb + an * log_n0)),
+        alpha_params=float(an),
+        l_inf=float(np.exp(le)),
+        converged=converged,
+        objective=f * d**2,
+        n_points=int(np.count_nonzero(w)),
+        space=space,
+        centre=(log_t0, log_n0),
+        l_inf_at_zero=bool(le <= floor + 1e-9),
+    )

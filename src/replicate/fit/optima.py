@@ -77,12 +77,14 @@ def _bracket_min(y: np.ndarray, blocked: np.ndarray, x: np.ndarray) -> _Bracket:
     c2s = np.where(curved, c2, 1.0)
     xs = np.where(curved, x1 - c1 / (2 * c2s), x1)
     ys = np.where(curved, y1 - c1 * c1 / (4 * c2s), y1)
-    return _Bracket(i, left, right, np.where(valid, xs, np.nan), np.where(valid, ys, np.nan), edge,
-                    at_divergence, valid)
+    return _Bracket(
+        i, left, right, np.where(valid, xs, np.nan), np.where(valid, ys, np.nan), edge, at_divergence, valid
+    )
 
 
-def grid_optima(log_loss: np.ndarray, diverged: np.ndarray, log_batch: np.ndarray,
-                log_lr: np.ndarray) -> dict[str, np.ndarray]:
+def grid_optima(
+    log_loss: np.ndarray, diverged: np.ndarray, log_batch: np.ndarray, log_lr: np.ndarray
+) -> dict[str, np.ndarray]:
     """Optimum of each (N, T) grid, Porian et al. style: interpolate over log lr per B, then over log B.
 
     `log_loss` is (groups, n_B, n_lr), NaN where no finite loss; `diverged` marks diverged cells; the grids are
@@ -112,16 +114,27 @@ def grid_optima(log_loss: np.ndarray, diverged: np.ndarray, log_batch: np.ndarra
     count = np.maximum(band.sum((1, 2)), 1)
     band_b = (band * log_batch[None, :, None]).sum((1, 2)) / count
     band_lr = (band * log_lr[None, None, :]).sum((1, 2)) / count
-    agrees = ((np.abs(best.x - band_b) <= 0.5 * _step(log_batch))
-              & (np.abs(log_lr_opt - band_lr) <= 0.5 * _step(log_lr)))
+    agrees = (np.abs(best.x - band_b) <= 0.5 * _step(log_batch)) & (np.abs(log_lr_opt - band_lr) <= 0.5 * _step(log_lr))
     nan = np.where(best.valid, 0.0, np.nan)
-    return {"log_batch": best.x, "log_lr": log_lr_opt + nan, "log_loss": best.y, "on_edge": best.edge | edge_lr,
-            "edge_batch": best.edge, "edge_lr": edge_lr,
-            "at_divergence": best.at_divergence | per_b.at_divergence[g, i], "n_cells": finite.sum((1, 2)),
-            "band_log_batch": band_b + nan, "band_log_lr": band_lr + nan,
-            "band_agrees": agrees | ~best.valid, "valid": best.valid,
-            "batch_log_lr": per_b.x, "batch_log_loss": per_b.y, "batch_edge_lr": per_b.edge,
-            "batch_at_divergence": per_b.at_divergence, "batch_valid": per_b.valid}
+    return {
+        "log_batch": best.x,
+        "log_lr": log_lr_opt + nan,
+        "log_loss": best.y,
+        "on_edge": best.edge | edge_lr,
+        "edge_batch": best.edge,
+        "edge_lr": edge_lr,
+        "at_divergence": best.at_divergence | per_b.at_divergence[g, i],
+        "n_cells": finite.sum((1, 2)),
+        "band_log_batch": band_b + nan,
+        "band_log_lr": band_lr + nan,
+        "band_agrees": agrees | ~best.valid,
+        "valid": best.valid,
+        "batch_log_lr": per_b.x,
+        "batch_log_loss": per_b.y,
+        "batch_edge_lr": per_b.edge,
+        "batch_at_divergence": per_b.at_divergence,
+        "batch_valid": per_b.valid,
+    }
 
 
 def _step(log_grid: np.ndarray) -> float:
@@ -156,9 +169,17 @@ class SweepCube:
         lvals, li = np.unique(runs["lr"].to_numpy(dtype=float), return_inverse=True)
         runs_u, run = np.unique(runs["run"].to_numpy(), return_inverse=True)
         cell = (group * len(bvals) + bi) * len(lvals) + li
-        return cls(uniq.get_level_values(0).to_numpy(dtype=float), uniq.get_level_values(1).to_numpy(dtype=float),
-                   bvals, lvals, cell, runs["val_loss"].to_numpy(dtype=float), runs["diverged"].to_numpy(dtype=bool),
-                   run, len(runs_u))
+        return cls(
+            uniq.get_level_values(0).to_numpy(dtype=float),
+            uniq.get_level_values(1).to_numpy(dtype=float),
+            bvals,
+            lvals,
+            cell,
+            runs["val_loss"].to_numpy(dtype=float),
+            runs["diverged"].to_numpy(dtype=bool),
+            run,
+            len(runs_u),
+        )
 
     def arrays(self, run_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(log mean loss, diverged) as (G, n_B, n_lr) arrays; NaN loss where a cell has no finite row."""
@@ -182,12 +203,23 @@ def optima_frame(n_params: np.ndarray, tokens: np.ndarray, opt: dict[str, np.nda
     the axes (batch_size, lr) whose grid edge holds the minimum."""
     edge_b, edge_lr = opt["edge_batch"], opt["edge_lr"]
     edge = np.where(edge_b & edge_lr, "batch_size,lr", np.where(edge_b, "batch_size", np.where(edge_lr, "lr", "")))
-    return pd.DataFrame({
-        "n_params": n_params, "tokens": tokens, "batch_size": np.exp(opt["log_batch"]), "lr": np.exp(opt["log_lr"]),
-        "val_loss": np.exp(opt["log_loss"]), "on_edge": opt["on_edge"], "edge": edge,
-        "at_divergence": opt["at_divergence"], "n_cells": opt["n_cells"],
-        "band_batch_size": np.exp(opt["band_log_batch"]), "band_lr": np.exp(opt["band_log_lr"]),
-        "band_agrees": opt["band_agrees"], "valid": opt["valid"]})
+    return pd.DataFrame(
+        {
+            "n_params": n_params,
+            "tokens": tokens,
+            "batch_size": np.exp(opt["log_batch"]),
+            "lr": np.exp(opt["log_lr"]),
+            "val_loss": np.exp(opt["log_loss"]),
+            "on_edge": opt["on_edge"],
+            "edge": edge,
+            "at_divergence": opt["at_divergence"],
+            "n_cells": opt["n_cells"],
+            "band_batch_size": np.exp(opt["band_log_batch"]),
+            "band_lr": np.exp(opt["band_log_lr"]),
+            "band_agrees": opt["band_agrees"],
+            "valid": opt["valid"],
+        }
+    )
 
 
 def extract_optima(runs: pd.DataFrame) -> pd.DataFrame:
@@ -221,10 +253,18 @@ def batch_profile(runs: pd.DataFrame) -> pd.DataFrame:
     cube = SweepCube.from_runs(runs)
     opt = cube.optima()
     g, b = np.meshgrid(np.arange(len(cube.n_params)), np.arange(len(cube.batch_size)), indexing="ij")
-    table = pd.DataFrame({"n_params": cube.n_params[g].ravel(), "tokens": cube.tokens[g].ravel(),
-                          "batch_size": cube.batch_size[b].ravel(), "lr": np.exp(opt["batch_log_lr"]).ravel(),
-                          "val_loss": np.exp(opt["batch_log_loss"]).ravel(), "edge_lr": opt["batch_edge_lr"].ravel(),
-                          "at_divergence": opt["batch_at_divergence"].ravel(), "valid": opt["batch_valid"].ravel()})
+    table = pd.DataFrame(
+        {
+            "n_params": cube.n_params[g].ravel(),
+            "tokens": cube.tokens[g].ravel(),
+            "batch_size": cube.batch_size[b].ravel(),
+            "lr": np.exp(opt["batch_log_lr"]).ravel(),
+            "val_loss": np.exp(opt["batch_log_loss"]).ravel(),
+            "edge_lr": opt["batch_edge_lr"].ravel(),
+            "at_divergence": opt["batch_at_divergence"].ravel(),
+            "valid": opt["batch_valid"].ravel(),
+        }
+    )
     return table[table["valid"]].drop(columns="valid").reset_index(drop=True)
 
 

@@ -39,8 +39,12 @@ class Points:
 
     @classmethod
     def of(cls, rows: pd.DataFrame, run_of: pd.Series | None = None) -> Points:
-        return cls(rows["n_params"].to_numpy(dtype=float), rows["tokens"].to_numpy(dtype=float),
-                   rows["val_loss"].to_numpy(dtype=float), None if run_of is None else run_of[rows.index].to_numpy())
+        return cls(
+            rows["n_params"].to_numpy(dtype=float),
+            rows["tokens"].to_numpy(dtype=float),
+            rows["val_loss"].to_numpy(dtype=float),
+            None if run_of is None else run_of[rows.index].to_numpy(),
+        )
 
     def subset(self, mask: np.ndarray) -> Points:
         return Points(self.n[mask], self.t[mask], self.loss[mask], None if self.run is None else self.run[mask])
@@ -83,15 +87,26 @@ class Stage:
     lr_batch_exponent: float | None  # d log lr_opt / d log B (`lr_batch_exponent`)
 
 
-def predict_holdout(n_params: np.ndarray, tokens: np.ndarray, law: Mapping[str, float] | None,
-                    batch_size_law: Mapping[str, float] | None, lr_law: Mapping[str, float] | None) -> list[dict]:
+def predict_holdout(
+    n_params: np.ndarray,
+    tokens: np.ndarray,
+    law: Mapping[str, float] | None,
+    batch_size_law: Mapping[str, float] | None,
+    lr_law: Mapping[str, float] | None,
+) -> list[dict]:
     """Held-out check: at each (N, T) the loss law's loss and the hyperparameter laws' optimal batch size
     (tokens per step) and lr; NaN for a law that is missing (None)."""
     preds = []
     for n, t in zip(n_params, tokens, strict=True):
-        preds.append({"predicted_val_loss": float(loss_law(n, t, **law)) if law else np.nan,
-                      **{key: float(hyperparameter_law(t, n, **{k: hp[k] for k in HYPER_PARAMS})) if hp else np.nan
-                         for key, hp in (("predicted_batch_size", batch_size_law), ("predicted_lr", lr_law))}})
+        preds.append(
+            {
+                "predicted_val_loss": float(loss_law(n, t, **law)) if law else np.nan,
+                **{
+                    key: float(hyperparameter_law(t, n, **{k: hp[k] for k in HYPER_PARAMS})) if hp else np.nan
+                    for key, hp in (("predicted_batch_size", batch_size_law), ("predicted_lr", lr_law))
+                },
+            }
+        )
     return preds
 
 
@@ -102,8 +117,10 @@ def _check_points(points: Points, what: str, warnings: list[str] | None = None) 
         raise ConfigError(f"{what}: {len(points.n)} points, fewer than the loss law's {MIN_POINTS} parameters")
     sizes, counts = _spread(points.n, points.t)
     if min(sizes, counts) < 3:
-        message = (f"{what}: {sizes} model sizes and {counts} token counts; the law needs 3 of each to be "
-                   "identified, so its parameters are not unique")
+        message = (
+            f"{what}: {sizes} model sizes and {counts} token counts; the law needs 3 of each to be "
+            "identified, so its parameters are not unique"
+        )
         if warnings is None:
             raise ConfigError(message)
         warnings.append(message)
@@ -133,8 +150,9 @@ def compute_entry(law: dict[str, float], points: Points, flops: FlopsPerToken, r
     return entry
 
 
-def fit_stage(data: FitData, counts: np.ndarray | None = None, init: Stage | None = None,
-               warnings: list[str] | None = None) -> Stage:
+def fit_stage(
+    data: FitData, counts: np.ndarray | None = None, init: Stage | None = None, warnings: list[str] | None = None
+) -> Stage:
     """Fit everything once; `counts` (draws per run) re-weights the runs for a bootstrap replicate.
 
     `warnings` (the full-data fit only) collects identifiability warnings."""
@@ -159,18 +177,24 @@ def fit_stage(data: FitData, counts: np.ndarray | None = None, init: Stage | Non
     fixed_law = fixed_compute = None
     if data.fixed is not None:
         try:
-            fixed_law, fixed_compute = _fit_law(data.fixed, counts, data, "fixed-hp loss law",
-                                                None if init is None else init.fixed_law, warnings)
+            fixed_law, fixed_compute = _fit_law(
+                data.fixed, counts, data, "fixed-hp loss law", None if init is None else init.fixed_law, warnings
+            )
         except ConfigError:
             if counts is None:
                 raise
             # a resample of the few fixed-hp runs can leave too few points; the optimal-hp laws stand regardless
-    return Stage(points, optima, used, fallback, batch_law, lr_law, law, compute, fixed_law, fixed_compute,
-                  lr_batch)
+    return Stage(points, optima, used, fallback, batch_law, lr_law, law, compute, fixed_law, fixed_compute, lr_batch)
 
 
-def _fit_law(points: Points, counts: np.ndarray | None, data: FitData, what: str, init: LossLawFit | None,
-             warnings: list[str] | None) -> tuple[LossLawFit, dict]:
+def _fit_law(
+    points: Points,
+    counts: np.ndarray | None,
+    data: FitData,
+    what: str,
+    init: LossLawFit | None,
+    warnings: list[str] | None,
+) -> tuple[LossLawFit, dict]:
     """The loss law and its compute laws; points with a run index are weighted by their run's draws."""
     weights = None if counts is None or points.run is None else counts[points.run]
     drawn = _reweighted(points, weights)
@@ -210,12 +234,24 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
 
 
 def holdout_predictions(stage: Stage, data: FitData) -> list[dict]:
-    return predict_holdout(data.holdout.n, data.holdout.t, stage.law.params() if stage.law.converged else None,
-                           stage.batch_size_law, stage.lr_law)
+    return predict_holdout(
+        data.holdout.n,
+        data.holdout.t,
+        stage.law.params() if stage.law.converged else None,
+        stage.batch_size_law,
+        stage.lr_law,
+    )
 
 
-def prepare(runs: pd.DataFrame, fixed_batch_size: float | None, fixed_lr: float | None, flops: str,
-             bootstrap: int, reference_flops: float, warnings: list[str]) -> FitData:
+def prepare(
+    runs: pd.DataFrame,
+    fixed_batch_size: float | None,
+    fixed_lr: float | None,
+    flops: str,
+    bootstrap: int,
+    reference_flops: float,
+    warnings: list[str],
+) -> FitData:
     """Check the options and arrange the table for fitting."""
     hyper = "batch_size" in runs
     if bootstrap < 0:
@@ -247,5 +283,15 @@ def prepare(runs: pd.DataFrame, fixed_batch_size: float | None, fixed_lr: float 
     else:
         holdout = Points.of(held[~held["diverged"]])
     cube, rows = (SweepCube.from_runs(fit), None) if hyper else (None, Points.of(fit[~fit["diverged"]], run_of))
-    return FitData(cube, rows, fixed, None if fixed is None else (fixed_batch_size, fixed_lr), holdout,
-                 holdout_optima, flop_models, flops, reference_flops, len(np.unique(run_index)))
+    return FitData(
+        cube,
+        rows,
+        fixed,
+        None if fixed is None else (fixed_batch_size, fixed_lr),
+        holdout,
+        holdout_optima,
+        flop_models,
+        flops,
+        reference_flops,
+        len(np.unique(run_index)),
+    )

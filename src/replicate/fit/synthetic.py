@@ -23,12 +23,23 @@ def _count_params(width: int, depth: int) -> int:
     return count_params(ModelConfig(width=width, depth=depth, heads=1))
 
 
-def synthetic_sweep(widths: tuple[int, ...] = (32, 48, 64, 96, 128), holdout_widths: tuple[int, ...] = (),
-                    tokens: tuple[float, ...] = tuple(2**20 * 2 ** (k / 2) for k in range(8)),
-                    n_batch: int = 7, n_lr: int = 7, lr_step: float = 1.5, n_ctx: int = 128,
-                    curvature_batch: float = 0.01, curvature_lr: tuple[float, float] = (0.01, 0.04),
-                    diverge_factor: float = 4.0, diverge_rate: float = 0.02, run_noise: float = 3e-4,
-                    checkpoint_noise: float = 1e-4, truth: dict | None = None, seed: int = 0) -> pd.DataFrame:
+def synthetic_sweep(
+    widths: tuple[int, ...] = (32, 48, 64, 96, 128),
+    holdout_widths: tuple[int, ...] = (),
+    tokens: tuple[float, ...] = tuple(2**20 * 2 ** (k / 2) for k in range(8)),
+    n_batch: int = 7,
+    n_lr: int = 7,
+    lr_step: float = 1.5,
+    n_ctx: int = 128,
+    curvature_batch: float = 0.01,
+    curvature_lr: tuple[float, float] = (0.01, 0.04),
+    diverge_factor: float = 4.0,
+    diverge_rate: float = 0.02,
+    run_noise: float = 3e-4,
+    checkpoint_noise: float = 1e-4,
+    truth: dict | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """A (N, B, lr) sweep validated at shared token checkpoints, one row per run x checkpoint.
 
     Model sizes: the given widths with depth = max(2, width // 16) (N = 12 d^2 + 9 d per block). Every size
@@ -48,7 +59,7 @@ def synthetic_sweep(widths: tuple[int, ...] = (32, 48, 64, 96, 128), holdout_wid
     rng = np.random.default_rng(seed)
     all_widths = (*widths, *holdout_widths)
     sizes = [(w, max(2, w // 16)) for w in all_widths]
-    n_mid = np.exp(np.mean([np.log(_count_params(w, d)) for w, d in sizes[:len(widths)]]))
+    n_mid = np.exp(np.mean([np.log(_count_params(w, d)) for w, d in sizes[: len(widths)]]))
     t_mid = np.exp(np.mean(np.log(tokens)))
     b_mid = hyperparameter_law(t_mid, n_mid, **truth["batch_size_law"])
     lr_mid = hyperparameter_law(t_mid, n_mid, **truth["lr_law"])
@@ -74,13 +85,53 @@ def synthetic_sweep(widths: tuple[int, ...] = (32, 48, 64, 96, 128), holdout_wid
                 if lr > diverge_factor * lr_opt[-1]:
                     diverged[:] = True
                 elif rng.random() < diverge_rate:
-                    diverged[rng.integers(len(t_run)):] = True
+                    diverged[rng.integers(len(t_run)) :] = True
                 for k, t in enumerate(t_run):
-                    rows.append((f"r{run_id:04d}", n, int(t), int(b), lr, np.nan if diverged[k] else loss[k],
-                                 bool(diverged[k]), checkpoint_noise * loss[k], width, depth, width // 16 or 1,
-                                 n_ctx, n_ctx, int(b // n_ctx), seed, 6.0 * n, 0.75 * n * (7 + n_ctx / width),
-                                 6.0 * n + 12.0 * n_ctx * width * depth, role))
+                    rows.append(
+                        (
+                            f"r{run_id:04d}",
+                            n,
+                            int(t),
+                            int(b),
+                            lr,
+                            np.nan if diverged[k] else loss[k],
+                            bool(diverged[k]),
+                            checkpoint_noise * loss[k],
+                            width,
+                            depth,
+                            width // 16 or 1,
+                            n_ctx,
+                            n_ctx,
+                            int(b // n_ctx),
+                            seed,
+                            6.0 * n,
+                            0.75 * n * (7 + n_ctx / width),
+                            6.0 * n + 12.0 * n_ctx * width * depth,
+                            role,
+                        )
+                    )
                 run_id += 1
-    return pd.DataFrame(rows, columns=["run_id", "n_params", "tokens", "batch_size", "lr", "val_loss", "diverged",
-                                       "val_loss_se", "width", "depth", "heads", "n_ctx", "tokens_per_sample",
-                                       "batch_samples", "seed", "flops_6n", "flops_paper", "flops_exact", "role"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "n_params",
+            "tokens",
+            "batch_size",
+            "lr",
+            "val_loss",
+            "diverged",
+            "val_loss_se",
+            "width",
+            "depth",
+            "heads",
+            "n_ctx",
+            "tokens_per_sample",
+            "batch_samples",
+            "seed",
+            "flops_6n",
+            "flops_paper",
+            "flops_exact",
+            "role",
+        ],
+    )

@@ -56,16 +56,19 @@ def validate_runs(df: pd.DataFrame, source: str = "runs table") -> pd.DataFrame:
     present = [c for c in HYPER if c in df.columns]
     if len(present) == 1:
         other = "lr" if present == ["batch_size"] else "batch_size"
-        raise ConfigError(f"{source}: column {present[0]} given without {other}; give both batch_size and lr, "
-                          "or neither")
+        raise ConfigError(
+            f"{source}: column {present[0]} given without {other}; give both batch_size and lr, or neither"
+        )
     out = df.copy()
     for col in ("n_params", "tokens", *present, *(f"flops_{k}" for k in FLOP_CONVENTIONS if f"flops_{k}" in df)):
         out[col] = _positive(df[col], col, source)
     loss = _numeric(df["val_loss"], "val_loss", source)
     bad = np.isfinite(loss) & (loss <= 0)
     if bad.any():
-        raise ConfigError(f"{source}: val_loss must be positive (laws are fitted in log space), got {loss[bad][0]:g}"
-                          f" on line {_line(bad)}")
+        raise ConfigError(
+            f"{source}: val_loss must be positive (laws are fitted in log space), got {loss[bad][0]:g}"
+            f" on line {_line(bad)}"
+        )
     flagged = _booleans(df["diverged"], source) if "diverged" in df else np.zeros(len(df), dtype=bool)
     out["diverged"] = flagged | ~np.isfinite(loss)
     out["val_loss"] = np.where(out["diverged"], np.nan, loss)
@@ -93,8 +96,9 @@ def _numeric(col: pd.Series, name: str, source: str) -> np.ndarray:
     values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
     bad = np.isnan(values) & col.notna().to_numpy() & (col.astype(str).str.strip().str.lower() != "nan").to_numpy()
     if bad.any():
-        raise ConfigError(f"{source}: column {name} is not numeric: {_show(col.iloc[np.flatnonzero(bad)[0]])} "
-                          f"on line {_line(bad)}")
+        raise ConfigError(
+            f"{source}: column {name} is not numeric: {_show(col.iloc[np.flatnonzero(bad)[0]])} on line {_line(bad)}"
+        )
     return values
 
 
@@ -102,8 +106,10 @@ def _positive(col: pd.Series, name: str, source: str) -> np.ndarray:
     values = _numeric(col, name, source)
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
-        raise ConfigError(f"{source}: column {name} must be positive and finite, got "
-                          f"{_show(col.iloc[np.flatnonzero(bad)[0]])} on line {_line(bad)}")
+        raise ConfigError(
+            f"{source}: column {name} must be positive and finite, got "
+            f"{_show(col.iloc[np.flatnonzero(bad)[0]])} on line {_line(bad)}"
+        )
     return values
 
 
@@ -111,8 +117,10 @@ def _booleans(col: pd.Series, source: str) -> np.ndarray:
     text = col.astype(str).str.strip().str.lower()
     unknown = ~(text.isin(_TRUE) | text.isin(_FALSE))
     if unknown.any():
-        raise ConfigError(f"{source}: column diverged must be true/false, got {_show(col[unknown].iloc[0])} "
-                          f"on line {_line(unknown.to_numpy())}")
+        raise ConfigError(
+            f"{source}: column diverged must be true/false, got {_show(col[unknown].iloc[0])} "
+            f"on line {_line(unknown.to_numpy())}"
+        )
     return text.isin(_TRUE).to_numpy()
 
 
@@ -120,8 +128,10 @@ def _roles(col: pd.Series, source: str) -> np.ndarray:
     text = col.fillna("fit").astype(str).str.strip().str.lower().replace("", "fit")
     unknown = ~text.isin(ROLES)
     if unknown.any():
-        raise ConfigError(f"{source}: column role must be fit or holdout, got {_show(col[unknown].iloc[0])} "
-                          f"on line {_line(unknown.to_numpy())}")
+        raise ConfigError(
+            f"{source}: column role must be fit or holdout, got {_show(col[unknown].iloc[0])} "
+            f"on line {_line(unknown.to_numpy())}"
+        )
     return text.to_numpy()
 
 
@@ -142,12 +152,16 @@ def fixed_rows(runs: pd.DataFrame, batch_size: float, lr: float) -> pd.DataFrame
     """Fixed-vs-optimal: the finite fit rows of a validated table trained at one batch size (tokens per step)
     and lr, matched to a relative 1e-6. ConfigError, listing the grid, when there are none."""
     fit = runs[runs["role"] == "fit"]
-    at = fit[~fit["diverged"] & np.isclose(fit["batch_size"], batch_size, rtol=1e-6)
-             & np.isclose(fit["lr"], lr, rtol=1e-6)]
+    at = fit[
+        ~fit["diverged"] & np.isclose(fit["batch_size"], batch_size, rtol=1e-6) & np.isclose(fit["lr"], lr, rtol=1e-6)
+    ]
     if at.empty:
+
         def listing(col: str) -> str:
             return ", ".join(f"{v:g}" for v in sorted(fit[col].unique()))
 
-        raise ConfigError(f"no finite fit rows at batch_size {batch_size:g} and lr {lr:g}; batch sizes: "
-                          f"{listing('batch_size')}; lrs: {listing('lr')}")
+        raise ConfigError(
+            f"no finite fit rows at batch_size {batch_size:g} and lr {lr:g}; batch sizes: "
+            f"{listing('batch_size')}; lrs: {listing('lr')}"
+        )
     return at

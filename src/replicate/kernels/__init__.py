@@ -52,8 +52,13 @@ def layernorm_modulate(
 
 
 def gated_residual_layernorm_modulate(
-    x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor,
-    eps: float = 1e-6, backend: str = "auto",
+    x: torch.Tensor,
+    gate: torch.Tensor,
+    y: torch.Tensor,
+    shift: torch.Tensor,
+    scale: torch.Tensor,
+    eps: float = 1e-6,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(r, LN(r) * (1 + scale) + shift) with r = x + gate[:, None, :] * y: the residual stream and the next
     op's input, in one pass on Triton. Under CUDA autocast the second output is in the autocast dtype (it

@@ -30,8 +30,10 @@ def check_device(*tensors: torch.Tensor) -> None:
     if len(devices) > 1:
         raise ConfigError(f"tensors are on different devices: {sorted(map(str, devices))}")
     if tensors[0].device.type != "cuda" and not interpreting():
-        raise ConfigError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors): "
-                          "use backend 'torch' or 'auto' on the CPU")
+        raise ConfigError(
+            "the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors): "
+            "use backend 'torch' or 'auto' on the CPU"
+        )
 
 
 def unit_stride(t: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,9 @@ class ExampleInputs:
     (B, S, 3, H, D / H) projection, as the attention receives them. Strided views on purpose: the kernels'
     stride handling is part of what the tests check."""
 
-    def __init__(self, make: Callable[[tuple[int, ...]], torch.Tensor], batch: int, seq: int, width: int,
-                 heads: int) -> None:
+    def __init__(
+        self, make: Callable[[tuple[int, ...]], torch.Tensor], batch: int, seq: int, width: int, heads: int
+    ) -> None:
         self.make, self.batch, self.seq, self.width, self.heads = make, batch, seq, width, heads
 
     def tokens(self, multiple: int = 1) -> torch.Tensor:
@@ -57,8 +58,9 @@ def _layernorm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tenso
     return (x - mean) / torch.sqrt(var + eps) * (1 + scale[:, None]) + shift[:, None]
 
 
-def _gated_residual_layernorm_modulate(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, shift: torch.Tensor,
-                                       scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gated_residual_layernorm_modulate(
+    x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     r = x + gate[:, None] * y
     return r, _layernorm_modulate(r, shift, scale)
 
@@ -78,15 +80,31 @@ def _fused_example(i: ExampleInputs) -> list[torch.Tensor]:
 
 OPS: dict[str, Op] = {
     "layernorm_modulate": Op(
-        kernels.layernorm_modulate, reference.layernorm_modulate, _layernorm_modulate,
-        lambda i: [i.tokens(), *i.rows(2)], lambda b, s, d, h, es: (5 * b * s * d * es, None)),
+        kernels.layernorm_modulate,
+        reference.layernorm_modulate,
+        _layernorm_modulate,
+        lambda i: [i.tokens(), *i.rows(2)],
+        lambda b, s, d, h, es: (5 * b * s * d * es, None),
+    ),
     "gated_residual_layernorm_modulate": Op(
-        kernels.gated_residual_layernorm_modulate, reference.gated_residual_layernorm_modulate,
-        _gated_residual_layernorm_modulate, _fused_example, lambda b, s, d, h, es: (10 * b * s * d * es, None)),
+        kernels.gated_residual_layernorm_modulate,
+        reference.gated_residual_layernorm_modulate,
+        _gated_residual_layernorm_modulate,
+        _fused_example,
+        lambda b, s, d, h, es: (10 * b * s * d * es, None),
+    ),
     "gelu_tanh": Op(
-        kernels.gelu_tanh, reference.gelu_tanh, _gelu_tanh, lambda i: [i.tokens(4)],
-        lambda b, s, d, h, es: (5 * 4 * b * s * d * es, None)),
+        kernels.gelu_tanh,
+        reference.gelu_tanh,
+        _gelu_tanh,
+        lambda i: [i.tokens(4)],
+        lambda b, s, d, h, es: (5 * 4 * b * s * d * es, None),
+    ),
     "attention": Op(
-        kernels.attention, reference.attention, _attention, lambda i: i.qkv(),
-        lambda b, s, d, h, es: (None, 3.5 * 4 * b * s * s * d)),  # 4 B H S^2 Dh forward, 2.5x that backward
+        kernels.attention,
+        reference.attention,
+        _attention,
+        lambda i: i.qkv(),
+        lambda b, s, d, h, es: (None, 3.5 * 4 * b * s * s * d),
+    ),  # 4 B H S^2 Dh forward, 2.5x that backward
 }

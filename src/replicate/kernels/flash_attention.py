@@ -38,8 +38,24 @@ def _configs(shapes: list[tuple[int, int, int, int]]) -> list[triton.Config]:
 
 
 @triton.jit
-def _fwd_keys(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, start, end, S, qk_scale,
-              offs_d, BLOCK_N: tl.constexpr, MASK: tl.constexpr, PRECISION: tl.constexpr):
+def _fwd_keys(
+    acc,
+    m_i,
+    l_i,
+    q,
+    k_base,
+    v_base,
+    stride_ks,
+    stride_vs,
+    start,
+    end,
+    S,
+    qk_scale,
+    offs_d,
+    BLOCK_N: tl.constexpr,
+    MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Online softmax over the key blocks in [start, end); MASK for a block that runs past S."""
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
@@ -59,36 +75,79 @@ def _fwd_keys(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, start, end
 
 
 @triton.jit
-def _attn_fwd(Q, K, V, O, LSE, qk_scale,
-              stride_qb, stride_qh, stride_qs, stride_kb, stride_kh, stride_ks,
-              stride_vb, stride_vh, stride_vs, stride_ob, stride_oh, stride_os, H, S,
-              HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _attn_fwd(
+    Q,
+    K,
+    V,
+    O,
+    LSE,
+    qk_scale,
+    stride_qb,
+    stride_qh,
+    stride_qs,
+    stride_kb,
+    stride_kh,
+    stride_ks,
+    stride_vb,
+    stride_vh,
+    stride_vs,
+    stride_ob,
+    stride_oh,
+    stride_os,
+    H,
+    S,
+    HEAD_DIM: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     qmask = rows < S
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + b * stride_qb + h * stride_qh + rows[:, None].to(tl.int64) * stride_qs + offs_d[None, :],
-                mask=qmask[:, None], other=0.0)
+    q = tl.load(
+        Q + b * stride_qb + h * stride_qh + rows[:, None].to(tl.int64) * stride_qs + offs_d[None, :],
+        mask=qmask[:, None],
+        other=0.0,
+    )
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full = (S // BLOCK_N) * BLOCK_N
-    acc, m_i, l_i = _fwd_keys(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, 0, full, S, qk_scale,
-                              offs_d, BLOCK_N, False, PRECISION)
-    acc, m_i, l_i = _fwd_keys(acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, full, S, S, qk_scale,
-                              offs_d, BLOCK_N, True, PRECISION)
+    acc, m_i, l_i = _fwd_keys(
+        acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, 0, full, S, qk_scale, offs_d, BLOCK_N, False, PRECISION
+    )
+    acc, m_i, l_i = _fwd_keys(
+        acc, m_i, l_i, q, k_base, v_base, stride_ks, stride_vs, full, S, S, qk_scale, offs_d, BLOCK_N, True, PRECISION
+    )
     out = acc / l_i[:, None]
-    tl.store(O + b * stride_ob + h * stride_oh + rows[:, None].to(tl.int64) * stride_os + offs_d[None, :],
-             out.to(O.dtype.element_ty), mask=qmask[:, None])
+    tl.store(
+        O + b * stride_ob + h * stride_oh + rows[:, None].to(tl.int64) * stride_os + offs_d[None, :],
+        out.to(O.dtype.element_ty),
+        mask=qmask[:, None],
+    )
     tl.store(LSE + bh.to(tl.int64) * S + rows, m_i + tl.log2(l_i), mask=qmask)
 
 
 @triton.jit
-def _attn_bwd_delta(O, DO, DELTA, stride_ob, stride_oh, stride_os, stride_dob, stride_doh, stride_dos, H, S,
-                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
+def _attn_bwd_delta(
+    O,
+    DO,
+    DELTA,
+    stride_ob,
+    stride_oh,
+    stride_os,
+    stride_dob,
+    stride_doh,
+    stride_dos,
+    H,
+    S,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
     """delta = rowsum(dO * O), the softmax backward's per-query term."""
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
@@ -97,17 +156,49 @@ def _attn_bwd_delta(O, DO, DELTA, stride_ob, stride_oh, stride_os, stride_dob, s
     offs_d = tl.arange(0, HEAD_DIM)
     r64 = rows[:, None].to(tl.int64)
     o = tl.load(O + b * stride_ob + h * stride_oh + r64 * stride_os + offs_d[None, :], mask=rmask[:, None], other=0.0)
-    do = tl.load(DO + b * stride_dob + h * stride_doh + r64 * stride_dos + offs_d[None, :], mask=rmask[:, None],
-                 other=0.0)
+    do = tl.load(
+        DO + b * stride_dob + h * stride_doh + r64 * stride_dos + offs_d[None, :], mask=rmask[:, None], other=0.0
+    )
     tl.store(DELTA + bh.to(tl.int64) * S + rows, tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1), mask=rmask)
 
 
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale,
-                   stride_qb, stride_qh, stride_qs, stride_kb, stride_kh, stride_ks,
-                   stride_vb, stride_vh, stride_vs, stride_dob, stride_doh, stride_dos,
-                   stride_dkb, stride_dkh, stride_dks, stride_dvb, stride_dvh, stride_dvs, H, S,
-                   HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _attn_bwd_dkdv(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DK,
+    DV,
+    qk_scale,
+    sm_scale,
+    stride_qb,
+    stride_qh,
+    stride_qs,
+    stride_kb,
+    stride_kh,
+    stride_ks,
+    stride_vb,
+    stride_vh,
+    stride_vs,
+    stride_dob,
+    stride_doh,
+    stride_dos,
+    stride_dkb,
+    stride_dkh,
+    stride_dks,
+    stride_dvb,
+    stride_dvh,
+    stride_dvs,
+    H,
+    S,
+    HEAD_DIM: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """dK, dV of BLOCK_N keys, streaming all queries (transposed: scores are (keys, queries))."""
     pid_n, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
@@ -134,15 +225,38 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, qk_scale, sm_scale,
         dpt = tl.dot(v, tl.trans(do), input_precision=PRECISION)
         dst = pt * (dpt - delta[None, :])
         dk += tl.dot(dst.to(qt.dtype), tl.trans(qt), input_precision=PRECISION)
-    tl.store(DK + b * stride_dkb + h * stride_dkh + c64 * stride_dks + offs_d[None, :],
-             (dk * sm_scale).to(DK.dtype.element_ty), mask=kmask[:, None])
-    tl.store(DV + b * stride_dvb + h * stride_dvh + c64 * stride_dvs + offs_d[None, :],
-             dv.to(DV.dtype.element_ty), mask=kmask[:, None])
+    tl.store(
+        DK + b * stride_dkb + h * stride_dkh + c64 * stride_dks + offs_d[None, :],
+        (dk * sm_scale).to(DK.dtype.element_ty),
+        mask=kmask[:, None],
+    )
+    tl.store(
+        DV + b * stride_dvb + h * stride_dvh + c64 * stride_dvs + offs_d[None, :],
+        dv.to(DV.dtype.element_ty),
+        mask=kmask[:, None],
+    )
 
 
 @triton.jit
-def _dq_keys(dq, q, do, lse, delta, k_base, v_base, stride_ks, stride_vs, start, end, S, qk_scale,
-             offs_d, BLOCK_N: tl.constexpr, MASK: tl.constexpr, PRECISION: tl.constexpr):
+def _dq_keys(
+    dq,
+    q,
+    do,
+    lse,
+    delta,
+    k_base,
+    v_base,
+    stride_ks,
+    stride_vs,
+    start,
+    end,
+    S,
+    qk_scale,
+    offs_d,
+    BLOCK_N: tl.constexpr,
+    MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """dQ (unscaled) accumulated over the key blocks in [start, end); MASK for a block that runs past S."""
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
@@ -159,11 +273,38 @@ def _dq_keys(dq, q, do, lse, delta, k_base, v_base, stride_ks, stride_vs, start,
 
 
 @triton.jit
-def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale,
-                 stride_qb, stride_qh, stride_qs, stride_kb, stride_kh, stride_ks,
-                 stride_vb, stride_vh, stride_vs, stride_dob, stride_doh, stride_dos,
-                 stride_dqb, stride_dqh, stride_dqs, H, S,
-                 HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _attn_bwd_dq(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DQ,
+    qk_scale,
+    sm_scale,
+    stride_qb,
+    stride_qh,
+    stride_qs,
+    stride_kb,
+    stride_kh,
+    stride_ks,
+    stride_vb,
+    stride_vh,
+    stride_vs,
+    stride_dob,
+    stride_doh,
+    stride_dos,
+    stride_dqb,
+    stride_dqh,
+    stride_dqs,
+    H,
+    S,
+    HEAD_DIM: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """dQ of BLOCK_M queries, streaming all keys."""
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
@@ -172,35 +313,117 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, qk_scale, sm_scale,
     offs_d = tl.arange(0, HEAD_DIM)
     r64 = rows[:, None].to(tl.int64)
     q = tl.load(Q + b * stride_qb + h * stride_qh + r64 * stride_qs + offs_d[None, :], mask=qmask[:, None], other=0.0)
-    do = tl.load(DO + b * stride_dob + h * stride_doh + r64 * stride_dos + offs_d[None, :], mask=qmask[:, None],
-                 other=0.0)
+    do = tl.load(
+        DO + b * stride_dob + h * stride_doh + r64 * stride_dos + offs_d[None, :], mask=qmask[:, None], other=0.0
+    )
     lse = tl.load(LSE + bh.to(tl.int64) * S + rows, mask=qmask, other=float("inf"))
     delta = tl.load(DELTA + bh.to(tl.int64) * S + rows, mask=qmask, other=0.0)
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full = (S // BLOCK_N) * BLOCK_N
-    dq = _dq_keys(dq, q, do, lse, delta, k_base, v_base, stride_ks, stride_vs, 0, full, S, qk_scale,
-                  offs_d, BLOCK_N, False, PRECISION)
-    dq = _dq_keys(dq, q, do, lse, delta, k_base, v_base, stride_ks, stride_vs, full, S, S, qk_scale,
-                  offs_d, BLOCK_N, True, PRECISION)
-    tl.store(DQ + b * stride_dqb + h * stride_dqh + r64 * stride_dqs + offs_d[None, :],
-             (dq * sm_scale).to(DQ.dtype.element_ty), mask=qmask[:, None])
+    dq = _dq_keys(
+        dq,
+        q,
+        do,
+        lse,
+        delta,
+        k_base,
+        v_base,
+        stride_ks,
+        stride_vs,
+        0,
+        full,
+        S,
+        qk_scale,
+        offs_d,
+        BLOCK_N,
+        False,
+        PRECISION,
+    )
+    dq = _dq_keys(
+        dq,
+        q,
+        do,
+        lse,
+        delta,
+        k_base,
+        v_base,
+        stride_ks,
+        stride_vs,
+        full,
+        S,
+        S,
+        qk_scale,
+        offs_d,
+        BLOCK_N,
+        True,
+        PRECISION,
+    )
+    tl.store(
+        DQ + b * stride_dqb + h * stride_dqh + r64 * stride_dqs + offs_d[None, :],
+        (dq * sm_scale).to(DQ.dtype.element_ty),
+        mask=qmask[:, None],
+    )
 
 
 # (BLOCK_M, BLOCK_N, warps, stages). The large tiles suit bf16 at Dh <= 64; the small ones are the configs that
 # compile without register spills for fp32 (exact products, the validation pass) and for Dh = 128 (checked
 # with ptxas for sm_90).
 _KEY = ["S", "HEAD_DIM", "PRECISION"]
-_fwd = Tunable(_attn_fwd, _configs([(64, 32, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3),
-                                    (128, 128, 8, 2), (64, 64, 4, 4), (32, 32, 4, 2), (64, 16, 4, 3), (64, 32, 8, 3)]),
-               _KEY, _INTERPRET_META)
-_dkdv = Tunable(_attn_bwd_dkdv, _configs([(32, 64, 4, 3), (32, 128, 8, 3), (64, 64, 4, 3), (64, 128, 8, 2),
-                                          (16, 64, 4, 4), (16, 64, 8, 3), (16, 32, 4, 3), (32, 32, 8, 3)]),
-                _KEY, _INTERPRET_META)
-_dq = Tunable(_attn_bwd_dq, _configs([(64, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 2),
-                                      (64, 16, 4, 4), (32, 32, 4, 3), (64, 16, 8, 3), (32, 16, 4, 3)]),
-              _KEY, _INTERPRET_META)
+_fwd = Tunable(
+    _attn_fwd,
+    _configs(
+        [
+            (64, 32, 4, 3),
+            (64, 64, 4, 3),
+            (128, 32, 4, 3),
+            (128, 64, 4, 3),
+            (128, 64, 8, 3),
+            (128, 128, 8, 2),
+            (64, 64, 4, 4),
+            (32, 32, 4, 2),
+            (64, 16, 4, 3),
+            (64, 32, 8, 3),
+        ]
+    ),
+    _KEY,
+    _INTERPRET_META,
+)
+_dkdv = Tunable(
+    _attn_bwd_dkdv,
+    _configs(
+        [
+            (32, 64, 4, 3),
+            (32, 128, 8, 3),
+            (64, 64, 4, 3),
+            (64, 128, 8, 2),
+            (16, 64, 4, 4),
+            (16, 64, 8, 3),
+            (16, 32, 4, 3),
+            (32, 32, 8, 3),
+        ]
+    ),
+    _KEY,
+    _INTERPRET_META,
+)
+_dq = Tunable(
+    _attn_bwd_dq,
+    _configs(
+        [
+            (64, 32, 4, 3),
+            (128, 32, 8, 3),
+            (64, 64, 4, 3),
+            (128, 64, 8, 2),
+            (64, 16, 4, 4),
+            (32, 32, 4, 3),
+            (64, 16, 8, 3),
+            (32, 16, 4, 3),
+        ]
+    ),
+    _KEY,
+    _INTERPRET_META,
+)
 DELTA_BLOCK = 64
 
 
@@ -224,8 +447,9 @@ class FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):
         if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-            raise ValueError(f"expected q, k, v of one shape (B, H, S, Dh), got {tuple(q.shape)}, "
-                             f"{tuple(k.shape)}, {tuple(v.shape)}")
+            raise ValueError(
+                f"expected q, k, v of one shape (B, H, S, Dh), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+            )
         if q.shape[-1] not in ATTENTION_HEAD_DIMS:
             raise ValueError(f"head dim must be one of {ATTENTION_HEAD_DIMS}, got {q.shape[-1]}")
         if not q.dtype == k.dtype == v.dtype:
@@ -237,7 +461,8 @@ class FlashAttentionFunction(torch.autograd.Function):
         lse = torch.empty((BH, S), dtype=torch.float32, device=q.device)
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
         _fwd[lambda m: (triton.cdiv(S, m["BLOCK_M"]), BH)](
-            q, k, v, o, lse, sm_scale * LOG2E, *_strides(q, k, v, o), H, S, **meta)
+            q, k, v, o, lse, sm_scale * LOG2E, *_strides(q, k, v, o), H, S, **meta
+        )
         ctx.save_for_backward(q, k, v, o, lse)
         return o
 
@@ -249,14 +474,17 @@ class FlashAttentionFunction(torch.autograd.Function):
         BH, H, S, meta = _common(q)
         delta = torch.empty_like(lse)
         _attn_bwd_delta[(triton.cdiv(S, DELTA_BLOCK), BH)](
-            o, do, delta, *_strides(o, do), H, S, HEAD_DIM=meta["HEAD_DIM"], BLOCK_M=DELTA_BLOCK)
+            o, do, delta, *_strides(o, do), H, S, HEAD_DIM=meta["HEAD_DIM"], BLOCK_M=DELTA_BLOCK
+        )
         dq, dk, dv = _bshd_empty(q), _bshd_empty(k), _bshd_empty(v)
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
         inputs, strides = (q, k, v, do, lse, delta), _strides(q, k, v, do)
         _dkdv[lambda m: (triton.cdiv(S, m["BLOCK_N"]), BH)](
-            *inputs, dk, dv, sm_scale * LOG2E, sm_scale, *strides, *_strides(dk, dv), H, S, **meta)
+            *inputs, dk, dv, sm_scale * LOG2E, sm_scale, *strides, *_strides(dk, dv), H, S, **meta
+        )
         _dq[lambda m: (triton.cdiv(S, m["BLOCK_M"]), BH)](
-            *inputs, dq, sm_scale * LOG2E, sm_scale, *strides, *_strides(dq), H, S, **meta)
+            *inputs, dq, sm_scale * LOG2E, sm_scale, *strides, *_strides(dq), H, S, **meta
+        )
         return dq, dk, dv
 
 

@@ -22,9 +22,27 @@ from replicate.kernels._triton import check_device, matmul_input_dtype, out_dtyp
 
 
 @triton.jit
-def _modulate_fwd(X, Y, GATE, SHIFT, SCALE, R, OUT, MEAN, RSTD,
-                  stride_gate, stride_shift, stride_scale, S, D, CHUNK, eps,
-                  HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def _modulate_fwd(
+    X,
+    Y,
+    GATE,
+    SHIFT,
+    SCALE,
+    R,
+    OUT,
+    MEAN,
+    RSTD,
+    stride_gate,
+    stride_shift,
+    stride_scale,
+    S,
+    D,
+    CHUNK,
+    eps,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     chunk, b = tl.program_id(0), tl.program_id(1)
     cols = tl.arange(0, BLOCK_D)
     cmask = cols < D
@@ -56,9 +74,30 @@ def _modulate_fwd(X, Y, GATE, SHIFT, SCALE, R, OUT, MEAN, RSTD,
 
 
 @triton.jit
-def _modulate_bwd(DOUT, DR, X, Y, GATE, SCALE, MEAN, RSTD, DX, DY, DSHIFT, DSCALE, DGATE,
-                  stride_gate, stride_scale, S, D, CHUNK, N_CHUNKS,
-                  HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+def _modulate_bwd(
+    DOUT,
+    DR,
+    X,
+    Y,
+    GATE,
+    SCALE,
+    MEAN,
+    RSTD,
+    DX,
+    DY,
+    DSHIFT,
+    DSCALE,
+    DGATE,
+    stride_gate,
+    stride_scale,
+    S,
+    D,
+    CHUNK,
+    N_CHUNKS,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     chunk, b = tl.program_id(0), tl.program_id(1)
     cols = tl.arange(0, BLOCK_D)
     cmask = cols < D
@@ -110,9 +149,25 @@ def _forward(x, gate, y, shift, scale, eps):
     mean = torch.empty((B, S), dtype=torch.float32, device=x.device)
     rstd = torch.empty_like(mean)
     _modulate_fwd[grid](
-        x, y if has_res else x, gate if has_res else shift, shift, scale, r if has_res else out, out, mean, rstd,
-        gate.stride(0) if has_res else 0, shift.stride(0), scale.stride(0), S, D, chunk, eps,
-        HAS_RESIDUAL=has_res, **meta)
+        x,
+        y if has_res else x,
+        gate if has_res else shift,
+        shift,
+        scale,
+        r if has_res else out,
+        out,
+        mean,
+        rstd,
+        gate.stride(0) if has_res else 0,
+        shift.stride(0),
+        scale.stride(0),
+        S,
+        D,
+        chunk,
+        eps,
+        HAS_RESIDUAL=has_res,
+        **meta,
+    )
     return r, out, mean, rstd
 
 
@@ -130,9 +185,28 @@ def _backward(dout, dr, x, gate, y, scale, mean, rstd, dtypes):
     dy = torch.empty(x.shape, dtype=y_dtype, device=x.device) if has_res else None
     parts = torch.empty((3 if has_res else 2, B, n_chunks, D), dtype=torch.float32, device=x.device)
     _modulate_bwd[grid](
-        dout, dr if has_res else dout, x, y if has_res else x, gate if has_res else scale, scale, mean, rstd,
-        dx, dy if has_res else dx, parts[0], parts[1], parts[-1],
-        gate.stride(0) if has_res else 0, scale.stride(0), S, D, chunk, n_chunks, HAS_RESIDUAL=has_res, **meta)
+        dout,
+        dr if has_res else dout,
+        x,
+        y if has_res else x,
+        gate if has_res else scale,
+        scale,
+        mean,
+        rstd,
+        dx,
+        dy if has_res else dx,
+        parts[0],
+        parts[1],
+        parts[-1],
+        gate.stride(0) if has_res else 0,
+        scale.stride(0),
+        S,
+        D,
+        chunk,
+        n_chunks,
+        HAS_RESIDUAL=has_res,
+        **meta,
+    )
     sums = parts.sum(2)
     dgate = sums[2].to(gate_dtype) if has_res else None
     return dx, dy, dgate, sums[0].to(shift_dtype), sums[1].to(scale_dtype)
@@ -140,8 +214,9 @@ def _backward(dout, dr, x, gate, y, scale, mean, rstd, dtypes):
 
 def _check(x: torch.Tensor, *rows: torch.Tensor) -> None:
     if x.dim() != 3 or any(t.shape != (x.shape[0], x.shape[2]) for t in rows):
-        raise ValueError(f"expected x (B, S, D) and (B, D) rows, got {tuple(x.shape)} and "
-                         f"{[tuple(t.shape) for t in rows]}")
+        raise ValueError(
+            f"expected x (B, S, D) and (B, D) rows, got {tuple(x.shape)} and {[tuple(t.shape) for t in rows]}"
+        )
     check_device(x, *rows)
 
 
@@ -190,7 +265,8 @@ def layernorm_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
     return LayerNormModulateFunction.apply(x, shift, scale, eps)
 
 
-def gated_residual_layernorm_modulate(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, shift: torch.Tensor,
-                                      scale: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def gated_residual_layernorm_modulate(
+    x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(r, LN(r) * (1 + scale) + shift) with r = x + gate * y. x, y (B, S, D); gate, shift, scale (B, D)."""
     return GatedResidualLayerNormModulateFunction.apply(x, gate, y, shift, scale, eps)

@@ -61,12 +61,25 @@ def comparison(fit: dict) -> pd.DataFrame:
     exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", paper["loss_law"]["alpha_tokens"])
     exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", paper["loss_law"]["alpha_params"])
     law = fit["compute_law"]
-    rows.append((f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)", law["exp"],
-                 fmt_ci(law.get("ci95", {}).get("exp")), paper["compute_law_from_loss"]["exp"],
-                 verdict(law["exp"], law.get("ci95", {}).get("exp"), paper["compute_law_from_loss"]["exp"])))
+    rows.append(
+        (
+            f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)",
+            law["exp"],
+            fmt_ci(law.get("ci95", {}).get("exp")),
+            paper["compute_law_from_loss"]["exp"],
+            verdict(law["exp"], law.get("ci95", {}).get("exp"), paper["compute_law_from_loss"]["exp"]),
+        )
+    )
     iso = law.get("isoflop")
-    rows.append(("N_opt exponent in C (IsoFLOP, empirical)", iso["exp"] if iso else math.nan, "-",
-                 paper["compute_law_empirical"]["exp"], "no interval" if iso else "not fitted"))
+    rows.append(
+        (
+            "N_opt exponent in C (IsoFLOP, empirical)",
+            iso["exp"] if iso else math.nan,
+            "-",
+            paper["compute_law_empirical"]["exp"],
+            "no interval" if iso else "not fitted",
+        )
+    )
     fixed = fit.get("fixed") or {}
     ratio = fixed.get("n_opt_ratio")
     paper_ratio = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]
@@ -82,17 +95,38 @@ def comparison(fit: dict) -> pd.DataFrame:
     mse_opt, mse_fixed = fit["loss_law"].get("mse"), (fixed.get("loss_law") or {}).get("mse")
     if mse_opt and mse_fixed:
         paper_mse = HEADLINE["mse_fixed"] / HEADLINE["mse_optimal"]
-        rows.append(("loss-fit MSE, fixed / optimal hp", mse_fixed / mse_opt, "-", paper_mse,
-                     "same direction" if (mse_fixed > mse_opt) == (paper_mse > 1) else "opposite direction"))
+        rows.append(
+            (
+                "loss-fit MSE, fixed / optimal hp",
+                mse_fixed / mse_opt,
+                "-",
+                paper_mse,
+                "same direction" if (mse_fixed > mse_opt) == (paper_mse > 1) else "opposite direction",
+            )
+        )
     worst = worst_holdout_error(fit)
     if worst is not None:
-        rows.append(("held-out loss, worst |relative error|", worst, "-", max(HEADLINE["holdout_rel_error"]),
-                     "within 1%" if worst <= 0.01 else "above 1%"))
+        rows.append(
+            (
+                "held-out loss, worst |relative error|",
+                worst,
+                "-",
+                max(HEADLINE["holdout_rel_error"]),
+                "within 1%" if worst <= 0.01 else "above 1%",
+            )
+        )
     flat = fit.get("flat_region") or []
     if flat:
         rise = max(max(f["rel_increase"]["0.7"], f["rel_increase"]["1.3"]) for f in flat)
-        rows.append(("loss increase at +-30% N, fixed C (largest)", rise, "-", HEADLINE["flat_region"],
-                     "flat (< 1%)" if rise < 0.01 else "not flat"))
+        rows.append(
+            (
+                "loss increase at +-30% N, fixed C (largest)",
+                rise,
+                "-",
+                HEADLINE["flat_region"],
+                "flat (< 1%)" if rise < 0.01 else "not flat",
+            )
+        )
     return pd.DataFrame(rows, columns=["quantity", "ours", "95% CI", "paper", "verdict"])
 
 
@@ -108,13 +142,15 @@ def verdict_lines(table: pd.DataFrame, quantities: list[str]) -> list[str]:
 
 
 # (fit.json law, key, label) of every fitted exponent
-EXPONENTS = (("batch_size_law", "exp_tokens", "B_opt exponent in T"),
-             ("batch_size_law", "exp_params", "B_opt exponent in N"),
-             ("lr_law", "exp_tokens", "eta_opt exponent in T"),
-             ("lr_law", "exp_params", "eta_opt exponent in N"),
-             ("loss_law", "alpha_tokens", "loss exponent in T"),
-             ("loss_law", "alpha_params", "loss exponent in N"),
-             ("lr_batch_exponent", "value", "eta_opt exponent in B at fixed (N, T)"))
+EXPONENTS = (
+    ("batch_size_law", "exp_tokens", "B_opt exponent in T"),
+    ("batch_size_law", "exp_params", "B_opt exponent in N"),
+    ("lr_law", "exp_tokens", "eta_opt exponent in T"),
+    ("lr_law", "exp_params", "eta_opt exponent in N"),
+    ("loss_law", "alpha_tokens", "loss exponent in T"),
+    ("loss_law", "alpha_params", "loss exponent in N"),
+    ("lr_batch_exponent", "value", "eta_opt exponent in B at fixed (N, T)"),
+)
 
 
 def fitted_exponent(fit: dict, law: str, key: str) -> tuple[float, list[float] | None]:

@@ -19,40 +19,61 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
         on_b = optima["edge"].fillna("").str.contains("batch_size")
         predicted = hyperparameter_law(optima["tokens"], optima["n_params"], **paper["batch_size_law"])
         b = optima["batch_size"]
-        ends = [f"all at {b.min():.0f} tokens"] if b.min() == b.max() else [
-            f"{n} at its {end} batch, {edge:.0f} tokens" for end, edge in (("smallest", b.min()), ("largest", b.max()))
-            if (n := int((on_b & (b == edge)).sum()))]
-        lines.append(f"B_opt: {int(on_b.sum())} of {len(optima)} (N, T) optima sit on the batch-size edge of the "
-                     f"grid ({'; '.join(ends)}), so our B_opt law is not "
-                     f"a measurement. The paper's law itself puts B_opt at {predicted.min():.0f} to "
-                     f"{predicted.max():.0f} tokens at our (N, T).")
+        ends = (
+            [f"all at {b.min():.0f} tokens"]
+            if b.min() == b.max()
+            else [
+                f"{n} at its {end} batch, {edge:.0f} tokens"
+                for end, edge in (("smallest", b.min()), ("largest", b.max()))
+                if (n := int((on_b & (b == edge)).sum()))
+            ]
+        )
+        lines.append(
+            f"B_opt: {int(on_b.sum())} of {len(optima)} (N, T) optima sit on the batch-size edge of the "
+            f"grid ({'; '.join(ends)}), so our B_opt law is not "
+            f"a measurement. The paper's law itself puts B_opt at {predicted.min():.0f} to "
+            f"{predicted.max():.0f} tokens at our (N, T)."
+        )
     slope = fit.get("lr_batch_exponent")
     if slope and slope.get("value") is not None:
-        lines.append(f"eta_opt follows the batch size as B^{slope['value']:.2f}{ci_text(slope.get('ci95'))}: "
-                     "along that ridge the loss changes by a few percent at most (the hyperparameter chapter).")
+        lines.append(
+            f"eta_opt follows the batch size as B^{slope['value']:.2f}{ci_text(slope.get('ci95'))}: "
+            "along that ridge the loss changes by a few percent at most (the hyperparameter chapter)."
+        )
     law = fit["loss_law"]
     ci = law.get("ci95", {})
     p = paper["loss_law"]
-    lines.append(f"Loss law at the optima: alpha_T = {law['alpha_tokens']:.3f}{ci_text(ci.get('alpha_tokens'))} "
-                 f"(paper {p['alpha_tokens']}), alpha_N = {law['alpha_params']:.3f}"
-                 f"{ci_text(ci.get('alpha_params'))} (paper {p['alpha_params']})"
-                 + ("; the irreducible term L_inf fits to zero." if law.get("l_inf_at_zero") else
-                    f"; L_inf = {law['l_inf']:.4g}."))
+    lines.append(
+        f"Loss law at the optima: alpha_T = {law['alpha_tokens']:.3f}{ci_text(ci.get('alpha_tokens'))} "
+        f"(paper {p['alpha_tokens']}), alpha_N = {law['alpha_params']:.3f}"
+        f"{ci_text(ci.get('alpha_params'))} (paper {p['alpha_params']})"
+        + (
+            "; the irreducible term L_inf fits to zero."
+            if law.get("l_inf_at_zero")
+            else f"; L_inf = {law['l_inf']:.4g}."
+        )
+    )
     fixed = fit.get("fixed") or {}
     if fixed.get("n_opt_ratio") is not None:
-        lines.append(f"Fixed vs optimal hyperparameters: N_opt ratio {fixed['n_opt_ratio']:.3g}"
-                     f"{ci_text(fixed.get('n_opt_ratio_ci95'))} at {fixed['reference_flops']:.0e} FLOPs "
-                     f"(paper {HEADLINE['n_opt_1e22_fixed'] / HEADLINE['n_opt_1e22_optimal']:.3g}); loss-fit MSE "
-                     f"{fixed['loss_law']['mse']:.3g} fixed vs {law['mse']:.3g} optimal (paper "
-                     f"{HEADLINE['mse_fixed']:.3g} vs {HEADLINE['mse_optimal']:.3g}).")
+        lines.append(
+            f"Fixed vs optimal hyperparameters: N_opt ratio {fixed['n_opt_ratio']:.3g}"
+            f"{ci_text(fixed.get('n_opt_ratio_ci95'))} at {fixed['reference_flops']:.0e} FLOPs "
+            f"(paper {HEADLINE['n_opt_1e22_fixed'] / HEADLINE['n_opt_1e22_optimal']:.3g}); loss-fit MSE "
+            f"{fixed['loss_law']['mse']:.3g} fixed vs {law['mse']:.3g} optimal (paper "
+            f"{HEADLINE['mse_fixed']:.3g} vs {HEADLINE['mse_optimal']:.3g})."
+        )
     worst = worst_holdout_error(fit)
     if worst is not None:
         paper_errors = " and ".join(f"{100 * e:.2g}%" for e in HEADLINE["holdout_rel_error"])
-        lines.append(f"Held-out model: the loss law predicts its best loss within {100 * worst:.1f}% at "
-                     f"every checkpoint (paper: {paper_errors}).")
+        lines.append(
+            f"Held-out model: the loss law predicts its best loss within {100 * worst:.1f}% at "
+            f"every checkpoint (paper: {paper_errors})."
+        )
     if line_search:
         ratio = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in line_search["rows"]]
-        lines.append(f"SGD theory: on the Video DiT the measured best one-step SGD learning rate matches "
-                     f"eta_opt(B) = eta_max / (1 + B_noise / B) within {100 * max(abs(r - 1) for r in ratio):.0f}% "
-                     f"at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} clips).")
+        lines.append(
+            f"SGD theory: on the Video DiT the measured best one-step SGD learning rate matches "
+            f"eta_opt(B) = eta_max / (1 + B_noise / B) within {100 * max(abs(r - 1) for r in ratio):.0f}% "
+            f"at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} clips)."
+        )
     return lines

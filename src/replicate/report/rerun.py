@@ -17,8 +17,9 @@ def _matched(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     return both
 
 
-def identical_rows(first: pd.DataFrame, second: pd.DataFrame,
-                   columns: tuple[str, ...] = ("val_loss", "val_loss_ema")) -> tuple[int, int]:
+def identical_rows(
+    first: pd.DataFrame, second: pd.DataFrame, columns: tuple[str, ...] = ("val_loss", "val_loss_ema")
+) -> tuple[int, int]:
     """How many run x checkpoint rows of two sweeps (matched by run id and tokens) agree bit for bit in every
     one of `columns` (a missing value matching a missing one), out of how many rows both sweeps have."""
     keys = ["run_id", "tokens"]
@@ -51,13 +52,24 @@ def rerun_agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
             if len(c) < ((first["n_params"] == n) & (first["tokens"] == t) & ~first["diverged"]).sum():
                 continue  # a cell that one sweep has not finished, or lost to divergence
             a, b = c.loc[c["val_loss"].idxmin()], c.loc[c["val_loss_2"].idxmin()]
-            cells, same_cell, same_batch = (cells + 1, same_cell + (a["run_id"] == b["run_id"]),
-                                            same_batch + (a["batch_size"] == b["batch_size"]))
+            cells, same_cell, same_batch = (
+                cells + 1,
+                same_cell + (a["run_id"] == b["run_id"]),
+                same_batch + (a["batch_size"] == b["batch_size"]),
+            )
         last = g[g["tokens"] == g["tokens"].max()]
-        rows.append({"N": int(n), "runs": g["run_id"].nunique(), "median |dL/L| (%)": 100 * rel.median(),
-                     "max |dL/L| (%)": 100 * rel.max(),
-                     "runs diverged in one only": int((last["diverged"] != last["diverged_2"]).sum()),
-                     "(N, T) compared": cells, "same best cell": int(same_cell), "same best batch": int(same_batch)})
+        rows.append(
+            {
+                "N": int(n),
+                "runs": g["run_id"].nunique(),
+                "median |dL/L| (%)": 100 * rel.median(),
+                "max |dL/L| (%)": 100 * rel.max(),
+                "runs diverged in one only": int((last["diverged"] != last["diverged_2"]).sum()),
+                "(N, T) compared": cells,
+                "same best cell": int(same_cell),
+                "same best batch": int(same_batch),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -70,12 +82,17 @@ def rerun_fit_sentence(first: dict, second: dict) -> str:
         (a, ci_a), (b, ci_b) = fitted_exponent(first, law, key), fitted_exponent(second, law, key)
         widths = [ci[1] - ci[0] for ci in (ci_a, ci_b) if ci]
         moves.append(f"{label} {a:.3g} -> {b:.3g}" + (f" (intervals {np.mean(widths):.2g} wide)" if widths else ""))
-        outside += [f"{label} in the {name} fit" for name, value, ci in (("first", a, ci_a), ("second", b, ci_b))
-                    if ci and not ci[0] <= value <= ci[1]]
+        outside += [
+            f"{label} in the {name} fit"
+            for name, value, ci in (("first", a, ci_a), ("second", b, ci_b))
+            if ci and not ci[0] <= value <= ci[1]
+        ]
     text = "From the first sweep's fit to the second's: " + "; ".join(moves) + "."
     if outside:
-        text += (" Outside their own 95% interval: " + ", ".join(outside) + " (few bootstrap resamples land where"
-                 " the full data does, so that interval is not to be trusted).")
+        text += (
+            " Outside their own 95% interval: " + ", ".join(outside) + " (few bootstrap resamples land where"
+            " the full data does, so that interval is not to be trusted)."
+        )
     return text
 
 
@@ -83,8 +100,10 @@ def rerun_sentence(agreement: pd.DataFrame) -> str:
     """rerun_agreement's table in one sentence."""
     a = agreement
     med = a["median |dL/L| (%)"]
-    return (f"Over {a['runs'].sum()} runs of {len(a)} model size(s) the two sweeps' losses differ by a median of "
-            f"{med.min():.2f}% to {med.max():.2f}% per size (at most {a['max |dL/L| (%)'].max():.1f}%); the best "
-            f"(B, lr) cell is the same at {a['same best cell'].sum()} of {a['(N, T) compared'].sum()} (N, T), the best "
-            f"batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) diverged "
-            f"in one sweep only.")
+    return (
+        f"Over {a['runs'].sum()} runs of {len(a)} model size(s) the two sweeps' losses differ by a median of "
+        f"{med.min():.2f}% to {med.max():.2f}% per size (at most {a['max |dL/L| (%)'].max():.1f}%); the best "
+        f"(B, lr) cell is the same at {a['same best cell'].sum()} of {a['(N, T) compared'].sum()} (N, T), the best "
+        f"batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) diverged "
+        f"in one sweep only."
+    )

@@ -30,8 +30,9 @@ def load_study(path: str | Path) -> Study | None:
     if not (path / "runs.csv").is_file():
         return None
     profile = (path / "profile.toml").read_text() if (path / "profile.toml").is_file() else ""
-    return Study(path, pd.read_csv(path / "runs.csv"), load_json(path / "fit.json"), profile,
-                 load_json(path / "fit_ema.json"))
+    return Study(
+        path, pd.read_csv(path / "runs.csv"), load_json(path / "fit.json"), profile, load_json(path / "fit_ema.json")
+    )
 
 
 def load_json(path: str | Path) -> dict | None:

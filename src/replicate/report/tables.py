@@ -21,7 +21,7 @@ def neighbourhood_spread(grid: pd.DataFrame) -> float:
     """The loss spread (%) over the best cell of a heat map and its neighbours one grid step away."""
     values = grid.to_numpy(dtype=float)
     i, j = np.unravel_index(np.nanargmin(values), values.shape)
-    block = values[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]
+    block = values[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
     return float(100 * (np.nanmax(block) / np.nanmin(block) - 1))
 
 
@@ -30,11 +30,20 @@ def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (n, role), g in runs.groupby(["n_params", "role"]):
         first = g.iloc[0]
-        rows.append({"role": role, "width": first["width"], "depth": first["depth"], "heads": first["heads"],
-                     "N": int(n), "tokens per clip": first["tokens_per_sample"],
-                     "batch sizes (clips)": ", ".join(str(b) for b in sorted(g["batch_samples"].unique())),
-                     "learning rates": ", ".join(f"{v:g}" for v in sorted(g["lr"].unique())),
-                     "tokens": f"{g['tokens'].min():,} - {g['tokens'].max():,}", "runs": g["run_id"].nunique()})
+        rows.append(
+            {
+                "role": role,
+                "width": first["width"],
+                "depth": first["depth"],
+                "heads": first["heads"],
+                "N": int(n),
+                "tokens per clip": first["tokens_per_sample"],
+                "batch sizes (clips)": ", ".join(str(b) for b in sorted(g["batch_samples"].unique())),
+                "learning rates": ", ".join(f"{v:g}" for v in sorted(g["lr"].unique())),
+                "tokens": f"{g['tokens'].min():,} - {g['tokens'].max():,}",
+                "runs": g["run_id"].nunique(),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
 
 
@@ -45,16 +54,29 @@ def provenance_table(paths: list[Path]) -> pd.DataFrame:
         if path.suffix in (".csv", ".jsonl") and path.is_file():
             df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_json(path, lines=True)
             if "device" in df:
-                rows.append({"file": str(path), "rows": len(df), "device": "; ".join(df["device"].unique()),
-                             "torch": ", ".join(df["torch"].astype(str).unique()),
-                             "triton": ", ".join(df["triton"].astype(str).unique()),
-                             "git": ", ".join(df["git_sha"].astype(str).unique())})
+                rows.append(
+                    {
+                        "file": str(path),
+                        "rows": len(df),
+                        "device": "; ".join(df["device"].unique()),
+                        "torch": ", ".join(df["torch"].astype(str).unique()),
+                        "triton": ", ".join(df["triton"].astype(str).unique()),
+                        "git": ", ".join(df["git_sha"].astype(str).unique()),
+                    }
+                )
         elif path.suffix == ".json" and path.is_file():
             data = json.loads(path.read_text())
             prov = data.get("provenance", data) if isinstance(data, dict) else (data[0] if data else {})
-            rows.append({"file": str(path), "rows": None, "device": prov.get("device", "-"),
-                         "torch": prov.get("torch", "-"), "triton": prov.get("triton", "-"),
-                         "git": prov.get("git_sha", "-")})
+            rows.append(
+                {
+                    "file": str(path),
+                    "rows": None,
+                    "device": prov.get("device", "-"),
+                    "torch": prov.get("torch", "-"),
+                    "triton": prov.get("triton", "-"),
+                    "git": prov.get("git_sha", "-"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -68,5 +90,9 @@ def table(df: pd.DataFrame, digits: int = 4):
     """A DataFrame as the book shows it: no index column, floats to `digits` significant digits, missing
     values (None, NaN) as '-'."""
     return df.style.hide(axis="index").format(
-        lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v))
-        else (f"{v:.{digits}g}" if isinstance(v, float) else v))
+        lambda v: (
+            "-"
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else (f"{v:.{digits}g}" if isinstance(v, float) else v)
+        )
+    )
