@@ -16,20 +16,29 @@ def bootstrap_runs(
     keys: Iterable[str],
     seed: int = 0,
     progress: bool = False,
+    strata: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Refit on `resamples` resamples of the runs; return each statistic's values over the resamples.
 
     Each resample draws n_runs runs with replacement; refit(counts) gets the number of draws of every run
     (as weights: a run drawn twice counts twice, one not drawn is absent) and returns statistics by name.
+    With `strata` (a label per run), each stratum's runs are drawn from its own runs only, as many as it has:
+    with the seeds of one grid cell as a stratum, every cell keeps its place in the grid and only its seeds
+    are resampled.
     A statistic it does not return, or a resample where it raises ValueError or LinAlgError (a draw too
     degenerate to fit), is NaN. Deterministic given `seed`.
     """
     keys = list(keys)
     values = np.full((len(keys), resamples), np.nan)
     rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(strata == s) for s in np.unique(strata)] if strata is not None else None
     bar = progress_bar(resamples, desc="bootstrap", disable=not progress)
     for j in range(resamples):
-        counts = np.bincount(rng.integers(0, n_runs, n_runs), minlength=n_runs)
+        if members is None:
+            counts = np.bincount(rng.integers(0, n_runs, n_runs), minlength=n_runs)
+        else:
+            drawn = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
+            counts = np.bincount(drawn, minlength=n_runs)
         try:
             with np.errstate(all="ignore"):  # degenerate draws are expected: they end as NaN, counted as failures
                 stats = refit(counts)

@@ -243,15 +243,16 @@ def fit_hyperparameter_law(tokens: np.ndarray, n_params: np.ndarray, values: np.
     return {"coef": coef, "exp_tokens": e_t, "exp_params": e_n, "rmse_log": rmse}
 
 
-def batch_profile(runs: pd.DataFrame) -> pd.DataFrame:
+def batch_profile(runs: pd.DataFrame, run_weights: np.ndarray | None = None) -> pd.DataFrame:
     """The loss along the batch-size axis: at each (N, T, B), the lr optimum and the loss there.
 
     The first stage of `grid_optima` (a parabola in log lr through the best cell per batch size), as a table
     in raw units: n_params, tokens, batch_size (tokens per step), lr, val_loss, edge_lr (best lr on the grid
     edge), at_divergence. Where the loss barely changes along B at each B's best lr, B_opt is ill-determined.
+    `run_weights` re-weights the runs (in the order of their sorted `run` labels), as a bootstrap does.
     """
     cube = SweepCube.from_runs(runs)
-    opt = cube.optima()
+    opt = cube.optima(run_weights)
     g, b = np.meshgrid(np.arange(len(cube.n_params)), np.arange(len(cube.batch_size)), indexing="ij")
     table = pd.DataFrame(
         {

@@ -1,0 +1,175 @@
+"""Stage A's measurement (the study issue): is the loss curved enough along the batch size, against the noise of
+one grid cell, for the paper's batch law to be testable at this scale?
+
+From one sweep with several seeds per (B, lr) cell (``replicate curvature RUNS --out summary.json``):
+- the curvature along B, c per doubling^2 (the relative loss increase one doubling of B away from the
+  optimum costs, at each B's best learning rate), from one surface through every (T, B) (fit.surface);
+- the seed noise: the relative standard deviation between the seeds of one cell, over all cells and near
+  the optimum (each (T, B)'s best learning rate);
+- the share of checkpoints whose B optimum is interior to the grid, and the B_opt exponent in T;
+- the verdict: `go` when c >= 0.3% per doubling^2 (a seed count exists that resolves it), `no-go` when
+  c < 0.1%, `marginal` between; and the seeds per cell that would bring the noise to a third of c.
+Intervals: a bootstrap that resamples the seeds within every cell (the grid stays whole), and the
+least-squares interval of the surface; the verdict's interval is the envelope of both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
+from replicate.fit.optima import batch_profile, cluster_tokens
+from replicate.fit.surface import LN2_SQUARED, fit_batch_surface, fit_lr_surface
+from replicate.fit.table import validate_runs
+
+GO, NO_GO = 0.003, 0.001  # curvature per doubling^2: go at or above GO, no-go below NO_GO
+NOISE_TO_CURVATURE = 1 / 3  # a cell resolves the curvature when its noise is at most this fraction of it
+
+
+def verdict(curvature: float) -> str:
+    """`go`, `marginal` or `no-go` for a curvature per doubling^2 (see the module docstring)."""
+    if not math.isfinite(curvature):
+        return "not measured"
+    return "go" if curvature >= GO else "no-go" if curvature < NO_GO else "marginal"
+
+
+def seeds_needed(curvature: float, noise_one_seed: float) -> int | None:
+    """Seeds per cell whose mean has noise <= NOISE_TO_CURVATURE x curvature (None if either is not positive)."""
+    if not (curvature > 0 and noise_one_seed > 0):
+        return None
+    return max(1, math.ceil((noise_one_seed / (NOISE_TO_CURVATURE * curvature)) ** 2))
+
+
+def seed_noise(runs: pd.DataFrame) -> dict:
+    """Relative standard deviation between the seeds of each (N, T, B, lr) cell (finite in every seed):
+    its root mean square and median over all cells, and over the cells at each (N, T, B)'s best lr."""
+    rows = runs[~runs["diverged"]].assign(t=cluster_tokens(runs.loc[~runs["diverged"], "tokens"].to_numpy()))
+    cells = rows.groupby(["n_params", "t", "batch_size", "lr"])["val_loss"].agg(["mean", "std", "count"])
+    cells = cells[cells["count"] >= 2].assign(rel=lambda c: c["std"] / c["mean"]).reset_index()
+    best = cells.loc[cells.groupby(["n_params", "t", "batch_size"])["mean"].idxmin()]
+
+    def stats(rel: pd.Series) -> dict:
+        return {"rms": float(np.sqrt(np.mean(rel**2))) if len(rel) else math.nan,
+                "median": float(rel.median()) if len(rel) else math.nan, "cells": len(rel)}
+
+    seeds = int(cells["count"].max()) if len(cells) else 0
+    return {"seeds": seeds, "all_cells": stats(cells["rel"]), "near_optimum": stats(best["rel"])}
+
+
+def interior_fraction(profile: pd.DataFrame) -> dict:
+    """Per (N, T) the batch size with the lowest loss at its best lr: how many lie inside the batch grid."""
+    lowest, highest = profile["batch_size"].min(), profile["batch_size"].max()
+    best = profile.loc[profile.groupby(["n_params", "tokens"])["val_loss"].idxmin()]
+    interior = (best["batch_size"] > lowest) & (best["batch_size"] < highest)
+    return {"fraction": float(interior.mean()) if len(best) else math.nan, "interior": int(interior.sum()),
+            "checkpoints": len(best), "at_smallest": int((best["batch_size"] == lowest).sum()),
+            "at_largest": int((best["batch_size"] == highest).sum())}
+
+
+def _statistics(runs: pd.DataFrame, weights: np.ndarray | None = None) -> tuple[dict, dict, pd.DataFrame]:
+    profile = batch_profile(runs, weights)
+    surface = fit_batch_surface(profile)
+    return surface, fit_lr_surface(profile, surface), profile
+
+
+def batch_curvature(runs: pd.DataFrame, loss_column: str = "val_loss", bootstrap: int = 1000, seed: int = 0,
+                    progress: bool = False) -> dict:
+    """The summary of one readout (`loss_column`: val_loss, the raw weights', or val_loss_ema) of a sweep with
+    seeds. Raw units: batch sizes in tokens per step, T in tokens."""
+    runs = validate_runs(runs.assign(val_loss=runs[loss_column]) if loss_column != "val_loss" else runs)
+    runs = runs[runs["role"] == "fit"].reset_index(drop=True)
+    surface, lr, profile = _statistics(runs)
+    # the seeds of one (N, B, lr) cell form a stratum: a resample redraws them, keeping every cell
+    run_keys = runs.drop_duplicates("run").sort_values("run")
+    strata = pd.factorize(pd.MultiIndex.from_frame(run_keys[["n_params", "batch_size", "lr"]]))[0]
+
+    def refit(counts: np.ndarray) -> dict[str, float]:
+        b, eta, _ = _statistics(runs, counts)
+        if not b["converged"]:
+            return {}
+        return {"curvature": b["curvature_per_doubling2"], "beta_b": b["exp_tokens"], "ridge": eta["ridge"],
+                "beta_eta": eta["exp_tokens"]}
+
+    keys = ("curvature", "beta_b", "ridge", "beta_eta")
+    samples = bootstrap_runs(refit, len(run_keys), bootstrap, keys, seed=seed, progress=progress, strata=strata)
+    ci = {k: percentile_interval(v) for k, v in samples.items()}
+    failed = int(np.sum(~np.isfinite(samples["curvature"])))
+    asymptotic = _curvature_interval(profile, surface)
+    lows = [c[0] for c in (ci["curvature"], asymptotic) if c]
+    highs = [c[1] for c in (ci["curvature"], asymptotic) if c]
+    envelope = [min(lows), max(highs)] if lows else None
+    noise = seed_noise(runs)
+    curvature = surface["curvature_per_doubling2"]
+    return {
+        "loss_column": loss_column,
+        "curvature_per_doubling2": {"value": curvature, "ci95": ci["curvature"], "ci95_least_squares": asymptotic,
+                                    "ci95_envelope": envelope, "c_b_per_ln2": surface["c_b"]},
+        "seed_noise": noise,
+        "interior_fraction": interior_fraction(profile),
+        "beta_b": {"value": surface["exp_tokens"], "ci95": ci["beta_b"], "paper": None},
+        "b_opt_law": {k: surface[k] for k in ("coef", "exp_tokens", "exp_params")},
+        "lr_law": {**lr, "ridge_ci95": ci["ridge"], "exp_tokens_ci95": ci["beta_eta"]},
+        "surface": {k: surface[k] for k in ("rmse_log", "n_points", "n_groups", "converged", "optima")},
+        "verdict": verdict(curvature),
+        "verdict_envelope": sorted({verdict(v) for v in envelope}) if envelope else [],
+        "seeds_needed": seeds_needed(curvature, noise["near_optimum"]["rms"]),
+        "bootstrap": {"resamples": bootstrap, "seed": seed, "unit": "seeds within each (N, B, lr) cell",
+                      "failed": failed, "interval": "95% percentile"},
+    }
+
+
+def _curvature_interval(profile: pd.DataFrame, surface: dict) -> list[float] | None:
+    """95% interval of the curvature per doubling^2 by profiling c_B: the values whose refit (m, B_opt law free)
+    raises the residual sum of squares by at most F(1, dof) x its residual variance, a likelihood-ratio interval
+    that treats the profile points as independent."""
+    from scipy.optimize import brentq
+    from scipy.stats import f as f_dist
+
+    if not surface["converged"]:
+        return None
+    p = profile[np.isfinite(profile["val_loss"])]
+    n, k = len(p), surface["n_groups"] + 3 + (0 if surface["one_size"] else 1)
+    if n <= k:
+        return None
+    rss = n * surface["rmse_log"] ** 2
+    limit = rss * (1 + f_dist.ppf(0.95, 1, n - k) / (n - k))
+
+    def excess(c_b: float) -> float:
+        return _rss_at(p, surface, c_b) - limit
+
+    c = surface["c_b"]
+    try:
+        lo = brentq(excess, 1e-9, c) if excess(1e-9) > 0 else 0.0
+        hi_edge = c * 2
+        while excess(hi_edge) < 0 and hi_edge < 1e3:
+            hi_edge *= 2
+        hi = brentq(excess, c, hi_edge)
+    except ValueError:
+        return None
+    return [lo * LN2_SQUARED, hi * LN2_SQUARED]
+
+
+def _rss_at(p: pd.DataFrame, surface: dict, c_b: float) -> float:
+    """Residual sum of squares of the B surface with its curvature held at c_b."""
+    from scipy.optimize import least_squares
+
+    groups = pd.factorize(pd.MultiIndex.from_arrays([p["n_params"], p["tokens"]]), sort=True)[0]
+    x = np.log(p["batch_size"].to_numpy(dtype=float))
+    y = np.log(p["val_loss"].to_numpy(dtype=float))
+    lt = np.log(p["tokens"].to_numpy(dtype=float) / surface["t0"])
+    ln = np.log(p["n_params"].to_numpy(dtype=float) / surface["n0"])
+    n_groups, one = surface["n_groups"], surface["one_size"]
+    t0, n0 = surface["t0"], surface["n0"]
+    a0 = np.log(surface["coef"]) + surface["exp_tokens"] * np.log(t0) + (0 if one else surface["exp_params"] * np.log(n0))
+
+    def residuals(q: np.ndarray) -> np.ndarray:
+        gamma = 0.0 if one else q[-1]
+        return q[groups] + c_b * (x - q[n_groups] - q[n_groups + 1] * lt - gamma * ln) ** 2 - y
+
+    q0 = np.concatenate([[o["log_loss"] for o in surface["optima"]], [a0, surface["exp_tokens"]],
+                         [] if one else [surface["exp_params"]]])
+    fit = least_squares(residuals, q0, method="trf", max_nfev=5000)
+    return float(np.sum(fit.fun**2))
