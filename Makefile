@@ -65,12 +65,17 @@ results/%/fit.json: results/%/runs.csv
 results/%/fit_ema.json: results/%/runs.csv
 	$(PY) -m replicate fit $< --bootstrap $(BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
 
+# Stage A (the study issue): its sweep runs by hand (hours on the CPU); its summary follows its table
+STAGE_A := $(if $(wildcard results/stage_a/runs.csv),results/stage_a/summary.json)
+results/stage_a/summary.json: results/stage_a/runs.csv
+	$(PY) -m replicate curvature $< --bootstrap 1000 --out $@ --if-changed
+
 $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
 
 results: sweeps
 	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(STUDY)/fit_ema.json results/$(IMAGE)/fit.json \
-		$(THEORY)/line_search.json
+		$(THEORY)/line_search.json $(STAGE_A)
 
 # A local MathJax, so that the book reads offline (npm registry; the package's combined script and its fonts).
 $(MATHJAX):

@@ -259,6 +259,46 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_curvature(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "curvature",
+        help="how curved is the loss along the batch size against the seed noise (Stage A's go/no-go)",
+        description="From a sweep with several seeds per (B, lr) cell: the curvature of the loss along B per "
+        "squared doubling (one surface through every checkpoint), the seed noise, the share of interior B optima, "
+        "the B_opt exponent in T, and the verdict (go >= 0.3%, no-go < 0.1%); raw and EMA readouts; JSON.",
+    )
+    p.add_argument("runs", type=Path, help="runs table, CSV (one row per run x checkpoint, with seeds)")
+    p.add_argument("--out", type=Path, required=True, help="the summary, JSON")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of the seeds of every cell (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="do nothing when --out already holds the summary of this very table with these options",
+    )
+    p.set_defaults(func=_curvature)
+
+
+def _curvature(args: argparse.Namespace) -> int:
+    from replicate.fit.curvature import curvature_file
+
+    out = check_output_path(args.out)
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    summary = curvature_file(args.runs, out, args.bootstrap, args.seed, if_changed=args.if_changed)
+    if summary is None:
+        print(f"curvature: {out} is up to date with {args.runs}")
+        return 0
+    c = summary["curvature_per_doubling2"]
+    ci = c["ci95_envelope"]
+    interval = f" [{100 * ci[0]:.2f}%, {100 * ci[1]:.2f}%]" if ci else ""
+    value = "not measured" if c["value"] is None else f"{100 * c['value']:.2f}% per doubling^2{interval}"
+    noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
+    noise_text = "not measured" if noise is None else f"{100 * noise:.2f}% per cell"
+    print(f"curvature {value}; seed noise {noise_text}; verdict {summary['verdict']} -> {out}")
+    return 0
+
+
 def _add_theory(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "theory",
@@ -287,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(sub)
     _add_fit(sub)
     _add_sweep(sub)
+    _add_curvature(sub)
     _add_theory(sub)
     args = parser.parse_args(argv)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,6 +30,20 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
         os.close(dir_fd)
 
 
+def json_safe(obj: Any) -> Any:
+    """Plain Python for json: numpy scalars and arrays (anything with .tolist()) to numbers and lists, tuples to
+    lists, NaN and infinities to None."""
+    if hasattr(obj, "tolist"):
+        obj = obj.tolist()
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: Path, payload: Any) -> None:
     """`payload` as indented JSON, atomically."""
     atomic_write(path, lambda f: json.dump(payload, f, indent=1))
@@ -43,3 +58,19 @@ def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]]) 
         writer.writerows(rows)
 
     atomic_write(path, write)
+
+
+def holds_source(path: Path, source: dict) -> bool:
+    """True when the JSON at `path` was computed from `source` (its "source" entry equals it): then it is
+    touched, so that make sees it newer than its inputs again, and need not be recomputed."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        previous = json.loads(path.read_text()).get("source")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+    if previous != source:
+        return False
+    path.touch()
+    return True

@@ -15,7 +15,10 @@ least-squares interval of the surface; the verdict's interval is the envelope of
 
 from __future__ import annotations
 
+import hashlib
 import math
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +26,10 @@ import pandas as pd
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
 from replicate.fit.optima import batch_profile, cluster_tokens
 from replicate.fit.surface import LN2_SQUARED, fit_batch_surface, fit_lr_surface
-from replicate.fit.table import validate_runs
+from replicate.fit.table import load_runs
+from replicate.io import holds_source, json_safe, write_json
+from replicate.paper import BATCH_SIZE_LAW
+from replicate.provenance import git_sha
 
 GO, NO_GO = 0.003, 0.001  # curvature per doubling^2: go at or above GO, no-go below NO_GO
 NOISE_TO_CURVATURE = 1 / 3  # a cell resolves the curvature when its noise is at most this fraction of it
@@ -52,8 +58,11 @@ def seed_noise(runs: pd.DataFrame) -> dict:
     best = cells.loc[cells.groupby(["n_params", "t", "batch_size"])["mean"].idxmin()]
 
     def stats(rel: pd.Series) -> dict:
-        return {"rms": float(np.sqrt(np.mean(rel**2))) if len(rel) else math.nan,
-                "median": float(rel.median()) if len(rel) else math.nan, "cells": len(rel)}
+        return {
+            "rms": float(np.sqrt(np.mean(rel**2))) if len(rel) else math.nan,
+            "median": float(rel.median()) if len(rel) else math.nan,
+            "cells": len(rel),
+        }
 
     seeds = int(cells["count"].max()) if len(cells) else 0
     return {"seeds": seeds, "all_cells": stats(cells["rel"]), "near_optimum": stats(best["rel"])}
@@ -64,9 +73,13 @@ def interior_fraction(profile: pd.DataFrame) -> dict:
     lowest, highest = profile["batch_size"].min(), profile["batch_size"].max()
     best = profile.loc[profile.groupby(["n_params", "tokens"])["val_loss"].idxmin()]
     interior = (best["batch_size"] > lowest) & (best["batch_size"] < highest)
-    return {"fraction": float(interior.mean()) if len(best) else math.nan, "interior": int(interior.sum()),
-            "checkpoints": len(best), "at_smallest": int((best["batch_size"] == lowest).sum()),
-            "at_largest": int((best["batch_size"] == highest).sum())}
+    return {
+        "fraction": float(interior.mean()) if len(best) else math.nan,
+        "interior": int(interior.sum()),
+        "checkpoints": len(best),
+        "at_smallest": int((best["batch_size"] == lowest).sum()),
+        "at_largest": int((best["batch_size"] == highest).sum()),
+    }
 
 
 def _statistics(runs: pd.DataFrame, weights: np.ndarray | None = None) -> tuple[dict, dict, pd.DataFrame]:
@@ -75,11 +88,9 @@ def _statistics(runs: pd.DataFrame, weights: np.ndarray | None = None) -> tuple[
     return surface, fit_lr_surface(profile, surface), profile
 
 
-def batch_curvature(runs: pd.DataFrame, loss_column: str = "val_loss", bootstrap: int = 1000, seed: int = 0,
-                    progress: bool = False) -> dict:
-    """The summary of one readout (`loss_column`: val_loss, the raw weights', or val_loss_ema) of a sweep with
-    seeds. Raw units: batch sizes in tokens per step, T in tokens."""
-    runs = validate_runs(runs.assign(val_loss=runs[loss_column]) if loss_column != "val_loss" else runs)
+def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> dict:
+    """The summary of one readout of a sweep with seeds: `runs` is a validated table (fit.load_runs, whose
+    loss_column picks the readout). Raw units: batch sizes in tokens per step, T in tokens."""
     runs = runs[runs["role"] == "fit"].reset_index(drop=True)
     surface, lr, profile = _statistics(runs)
     # the seeds of one (N, B, lr) cell form a stratum: a resample redraws them, keeping every cell
@@ -90,8 +101,12 @@ def batch_curvature(runs: pd.DataFrame, loss_column: str = "val_loss", bootstrap
         b, eta, _ = _statistics(runs, counts)
         if not b["converged"]:
             return {}
-        return {"curvature": b["curvature_per_doubling2"], "beta_b": b["exp_tokens"], "ridge": eta["ridge"],
-                "beta_eta": eta["exp_tokens"]}
+        return {
+            "curvature": b["curvature_per_doubling2"],
+            "beta_b": b["exp_tokens"],
+            "ridge": eta["ridge"],
+            "beta_eta": eta["exp_tokens"],
+        }
 
     keys = ("curvature", "beta_b", "ridge", "beta_eta")
     samples = bootstrap_runs(refit, len(run_keys), bootstrap, keys, seed=seed, progress=progress, strata=strata)
@@ -104,20 +119,29 @@ def batch_curvature(runs: pd.DataFrame, loss_column: str = "val_loss", bootstrap
     noise = seed_noise(runs)
     curvature = surface["curvature_per_doubling2"]
     return {
-        "loss_column": loss_column,
-        "curvature_per_doubling2": {"value": curvature, "ci95": ci["curvature"], "ci95_least_squares": asymptotic,
-                                    "ci95_envelope": envelope, "c_b_per_ln2": surface["c_b"]},
+        "curvature_per_doubling2": {
+            "value": curvature,
+            "ci95": ci["curvature"],
+            "ci95_least_squares": asymptotic,
+            "ci95_envelope": envelope,
+            "c_b_per_ln2": surface["c_b"],
+        },
         "seed_noise": noise,
         "interior_fraction": interior_fraction(profile),
-        "beta_b": {"value": surface["exp_tokens"], "ci95": ci["beta_b"], "paper": None},
+        "beta_b": {"value": surface["exp_tokens"], "ci95": ci["beta_b"], "paper": BATCH_SIZE_LAW["exp_tokens"]},
         "b_opt_law": {k: surface[k] for k in ("coef", "exp_tokens", "exp_params")},
         "lr_law": {**lr, "ridge_ci95": ci["ridge"], "exp_tokens_ci95": ci["beta_eta"]},
         "surface": {k: surface[k] for k in ("rmse_log", "n_points", "n_groups", "converged", "optima")},
         "verdict": verdict(curvature),
         "verdict_envelope": sorted({verdict(v) for v in envelope}) if envelope else [],
         "seeds_needed": seeds_needed(curvature, noise["near_optimum"]["rms"]),
-        "bootstrap": {"resamples": bootstrap, "seed": seed, "unit": "seeds within each (N, B, lr) cell",
-                      "failed": failed, "interval": "95% percentile"},
+        "bootstrap": {
+            "resamples": bootstrap,
+            "seed": seed,
+            "unit": "seeds within each (N, B, lr) cell",
+            "failed": failed,
+            "interval": "95% percentile",
+        },
     }
 
 
@@ -163,13 +187,58 @@ def _rss_at(p: pd.DataFrame, surface: dict, c_b: float) -> float:
     ln = np.log(p["n_params"].to_numpy(dtype=float) / surface["n0"])
     n_groups, one = surface["n_groups"], surface["one_size"]
     t0, n0 = surface["t0"], surface["n0"]
-    a0 = np.log(surface["coef"]) + surface["exp_tokens"] * np.log(t0) + (0 if one else surface["exp_params"] * np.log(n0))
+    a0 = (
+        np.log(surface["coef"])
+        + surface["exp_tokens"] * np.log(t0)
+        + (0 if one else surface["exp_params"] * np.log(n0))
+    )
 
     def residuals(q: np.ndarray) -> np.ndarray:
         gamma = 0.0 if one else q[-1]
         return q[groups] + c_b * (x - q[n_groups] - q[n_groups + 1] * lt - gamma * ln) ** 2 - y
 
-    q0 = np.concatenate([[o["log_loss"] for o in surface["optima"]], [a0, surface["exp_tokens"]],
-                         [] if one else [surface["exp_params"]]])
+    q0 = np.concatenate(
+        [
+            [o["log_loss"] for o in surface["optima"]],
+            [a0, surface["exp_tokens"]],
+            [] if one else [surface["exp_params"]],
+        ]
+    )
     fit = least_squares(residuals, q0, method="trf", max_nfev=5000)
     return float(np.sum(fit.fun**2))
+
+
+def curvature_file(
+    runs_path: Path, out: Path, bootstrap: int = 1000, seed: int = 0, progress: bool = True, if_changed: bool = False
+) -> dict | None:
+    """``replicate curvature``: batch_curvature of the raw weights' loss (the headline) and of the EMA weights'
+    (under `ema`), written to `out` with its source and provenance. With if_changed, None without computing
+    when `out` already holds the summary of this very table and these options."""
+    source = {
+        "runs": str(runs_path),
+        "sha256": hashlib.sha256(runs_path.read_bytes()).hexdigest() if runs_path.is_file() else None,
+        "bootstrap": bootstrap,
+        "seed": seed,
+    }
+    if if_changed and holds_source(out, source):
+        return None
+    raw = batch_curvature(load_runs(runs_path), bootstrap, seed, progress)
+    with_ema = "val_loss_ema" in pd.read_csv(runs_path, nrows=0).columns
+    ema = batch_curvature(load_runs(runs_path, "val_loss_ema"), bootstrap, seed, progress) if with_ema else None
+    summary = {
+        "readout": "val_loss: the raw weights' loss, averaged over the evaluation window (`ema`: the EMA weights')",
+        **raw,
+        "seed_noise": {"raw": raw["seed_noise"], "ema": ema["seed_noise"] if ema else None},
+        "ema": ema,
+        "units": {
+            "batch_size": "tokens per step",
+            "tokens": "training tokens",
+            "curvature_per_doubling2": "relative loss increase per squared doubling of B from B_opt",
+            "seed_noise": "relative standard deviation between the seeds of one cell",
+        },
+        "source": source,
+        "provenance": {"git_sha": git_sha(), **{m: metadata.version(m) for m in ("numpy", "scipy", "pandas")}},
+    }
+    summary = json_safe(summary)
+    write_json(out, summary)
+    return summary

@@ -13,7 +13,6 @@ raw_residual_fit); `compute_laws` per FLOP convention and the headline `compute_
 from __future__ import annotations
 
 import hashlib
-import json
 from importlib import metadata
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from replicate.fit.pipeline import (
     statistics,
 )
 from replicate.fit.table import load_runs, validate_runs
-from replicate.io import write_json
+from replicate.io import holds_source, json_safe, write_json
 from replicate.provenance import git_sha
 
 RAW_LOG_TOLERANCE = 0.05  # warn when the raw-residual fit's exponents differ from the log fit's by more
@@ -96,7 +95,7 @@ def fit_runs(
         "failed": _failures(samples, data, bootstrap, warnings),
     }
     result["warnings"] = warnings
-    return _json_safe(result)
+    return json_safe(result)
 
 
 def _failures(samples: dict[str, np.ndarray], data: FitData, bootstrap: int, warnings: list[str]) -> dict[str, int]:
@@ -319,21 +318,6 @@ def _holdout_rows(stage: Stage, data: FitData, ci: dict, warnings: list[str]) ->
     return rows
 
 
-def _json_safe(obj):
-    """Plain Python types for json; NaN and inf become null."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer | int):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
-
-
 def fixed_from_profile(runs_path: Path, profile: str | None) -> tuple[float, float] | None:
     """The fixed baseline (tokens per step, lr) of a sweep profile: `profile` (a name or .toml path), else the
     profile.toml that the sweep wrote beside the table, else None (anyone's table)."""
@@ -380,14 +364,8 @@ def fit_file(
         "fixed_batch_size": fixed_batch_size,
         "fixed_lr": fixed_lr,
     }
-    if if_changed and out.is_file():
-        try:
-            previous = json.loads(out.read_text()).get("source")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = None
-        if previous == source:
-            out.touch()  # newer than its table again, for make
-            return None
+    if if_changed and holds_source(out, source):
+        return None
     result = fit_runs(
         load_runs(runs_path, loss_column),
         fixed_batch_size=fixed_batch_size,

@@ -49,14 +49,26 @@ def fit_batch_surface(profile: pd.DataFrame) -> dict:
     lt, t0 = _centred(p["tokens"].to_numpy())
     ln, n0 = _centred(p["n_params"].to_numpy())
     one_size = p["n_params"].nunique() < 2
-    failed = {"c_b": np.nan, "curvature_per_doubling2": np.nan, "coef": np.nan, "exp_tokens": np.nan,
-              "exp_params": np.nan, "t0": t0, "n0": n0, "rmse_log": np.nan, "n_points": len(p),
-              "n_groups": n_groups, "one_size": one_size, "converged": False, "optima": []}
+    failed = {
+        "c_b": np.nan,
+        "curvature_per_doubling2": np.nan,
+        "coef": np.nan,
+        "exp_tokens": np.nan,
+        "exp_params": np.nan,
+        "t0": t0,
+        "n0": n0,
+        "rmse_log": np.nan,
+        "n_points": len(p),
+        "n_groups": n_groups,
+        "one_size": one_size,
+        "converged": False,
+        "optima": [],
+    }
     if p["batch_size"].nunique() < 3 or n_groups < 1 or len(p) < n_groups + 4:
         return failed
 
     def unpack(q: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
-        m, (a, beta, c_b), gamma = q[:n_groups], q[n_groups:n_groups + 3], 0.0 if one_size else q[-1]
+        m, (a, beta, c_b), gamma = q[:n_groups], q[n_groups : n_groups + 3], 0.0 if one_size else q[-1]
         return m, a, beta, gamma, c_b
 
     def residuals(q: np.ndarray) -> np.ndarray:
@@ -64,20 +76,29 @@ def fit_batch_surface(profile: pd.DataFrame) -> dict:
         return m[groups] + c_b * (x - a - beta * lt - gamma * ln) ** 2 - y
 
     best = np.array([y[groups == g].min() for g in range(n_groups)])
-    starts = [np.concatenate([best, [a0, 0.5, 0.05], [] if one_size else [0.2]])
-              for a0 in np.quantile(x, [0.25, 0.5, 0.75])]
+    starts = [
+        np.concatenate([best, [a0, 0.5, 0.05], [] if one_size else [0.2]]) for a0 in np.quantile(x, [0.25, 0.5, 0.75])
+    ]
     fits = [least_squares(residuals, q0, method="trf", max_nfev=5000) for q0 in starts]
     fit = min(fits, key=lambda f: f.cost)
     m, a, beta, gamma, c_b = unpack(fit.x)
     key_n = np.asarray(keys.get_level_values(0), dtype=float)
     key_t = np.asarray(keys.get_level_values(1), dtype=float)
     log_b_opt = a + beta * np.log(key_t / t0) + gamma * np.log(key_n / n0)
-    return {**failed, "c_b": float(c_b), "curvature_per_doubling2": float(c_b * LN2_SQUARED),
-            "coef": float(np.exp(a - beta * np.log(t0) - gamma * np.log(n0))), "exp_tokens": float(beta),
-            "exp_params": np.nan if one_size else float(gamma),
-            "rmse_log": float(np.sqrt(np.mean(fit.fun**2))), "converged": bool(fit.success and c_b > 0),
-            "optima": [{"n_params": float(n), "tokens": float(t), "batch_size": float(np.exp(b)), "log_loss": float(mm)}
-                       for n, t, b, mm in zip(key_n, key_t, log_b_opt, m, strict=True)]}
+    return {
+        **failed,
+        "c_b": float(c_b),
+        "curvature_per_doubling2": float(c_b * LN2_SQUARED),
+        "coef": float(np.exp(a - beta * np.log(t0) - gamma * np.log(n0))),
+        "exp_tokens": float(beta),
+        "exp_params": np.nan if one_size else float(gamma),
+        "rmse_log": float(np.sqrt(np.mean(fit.fun**2))),
+        "converged": bool(fit.success and c_b > 0),
+        "optima": [
+            {"n_params": float(n), "tokens": float(t), "batch_size": float(np.exp(b)), "log_loss": float(mm)}
+            for n, t, b, mm in zip(key_n, key_t, log_b_opt, m, strict=True)
+        ],
+    }
 
 
 def fit_lr_surface(profile: pd.DataFrame, batch: dict) -> dict:
@@ -101,6 +122,10 @@ def fit_lr_surface(profile: pd.DataFrame, batch: dict) -> dict:
         return out
     coef, *_ = np.linalg.lstsq(design, np.log(p["lr"].to_numpy(dtype=float)), rcond=None)
     gamma = 0.0 if batch["one_size"] else coef[3]
-    return {**out, "coef": float(np.exp(coef[0] - coef[1] * np.log(batch["t0"]) - gamma * np.log(batch["n0"]))),
-            "exp_tokens": float(coef[1]), "exp_params": np.nan if batch["one_size"] else float(gamma),
-            "ridge": float(coef[2])}
+    return {
+        **out,
+        "coef": float(np.exp(coef[0] - coef[1] * np.log(batch["t0"]) - gamma * np.log(batch["n0"]))),
+        "exp_tokens": float(coef[1]),
+        "exp_params": np.nan if batch["one_size"] else float(gamma),
+        "ridge": float(coef[2]),
+    }
