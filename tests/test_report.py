@@ -191,3 +191,24 @@ def test_table_formats_floats_and_marks_missing_values():
     html = report.table(pd.DataFrame({"x": [0.000123456, math.nan], "y": ["a", None]}), digits=3).to_html()
     assert "0.000123" in html and "nan" not in html.lower() and "None" not in html
     assert html.count(">-<") == 2
+
+
+def test_stage_a_profile_table_and_sentences_come_from_the_results():
+    from test_curvature import stage_a_table
+
+    from replicate.fit import validate_runs
+    from replicate.fit.curvature import batch_curvature
+    from replicate.report import stage_a
+
+    runs = stage_a_table(0.004, 0.003, rep=1)
+    profile = stage_a.seed_profile(runs)
+    assert len(profile) == 7 * 5 and (profile["lowest_seed"] <= profile["loss"]).all()
+    assert (profile["loss"] <= profile["highest_seed"]).all() and (profile["seeds"] == 2).all()
+    summary = batch_curvature(validate_runs(runs), bootstrap=20)
+    summary["seed_noise"] = {"raw": summary["seed_noise"], "ema": None}  # as curvature_file writes it
+    table = stage_a.summary_table(summary)
+    assert list(table.columns) == ["quantity", "raw weights"] and summary["verdict"] in set(table["raw weights"])
+    lines = stage_a.verdict_lines(summary, 30, 40)
+    assert "30 of its 40 runs" in lines[0]
+    assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]
+    assert f"**{summary['verdict']}**" in lines[1]

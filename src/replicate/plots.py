@@ -248,3 +248,50 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
     left.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figure:
+    """Stage A: at each checkpoint, the loss at each batch size's best lr in % above that checkpoint's minimum
+    (the fitted surface's where it converged), the seeds' range as error bars, and the fitted parabola in log B
+    with its B_opt (triangle). `profile` is report.stage_a.seed_profile's table."""
+    surface = (summary or {}).get("surface") or {}
+    fitted = {o["tokens"]: o for o in surface.get("optima", [])} if surface.get("converged") else {}
+    c_b = (summary or {}).get("curvature_per_doubling2", {}).get("c_b_per_ln2")
+    tokens = sorted(profile["tokens"].unique())
+    colours = dict(zip(tokens, sns.color_palette("viridis", len(tokens)), strict=True))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for t in tokens:
+        g = profile[profile["tokens"] == t].sort_values("batch_samples")
+        clip_tokens = (g["batch_size"] / g["batch_samples"]).iloc[0]
+        fit = _nearest(fitted, t)
+        floor = np.exp(fit["log_loss"]) if fit else g["loss"].min()
+        rel = lambda v, floor=floor: 100 * (np.asarray(v, dtype=float) / floor - 1)  # noqa: E731
+        ax.errorbar(
+            g["batch_samples"],
+            rel(g["loss"]),
+            yerr=[rel(g["loss"]) - rel(g["lowest_seed"]), rel(g["highest_seed"]) - rel(g["loss"])],
+            fmt="o",
+            color=colours[t],
+            capsize=3,
+            label=f"T = {t / 1e6:.2f}M",
+        )
+        if fit and c_b is not None:
+            clips = np.geomspace(g["batch_samples"].min() / 1.2, g["batch_samples"].max() * 1.2, 100)
+            b_opt = fit["batch_size"] / clip_tokens
+            ax.plot(clips, 100 * (np.exp(c_b * np.log(clips / b_opt) ** 2) - 1), color=colours[t], lw=1)
+            ax.plot([b_opt], [0], "v", color=colours[t], ms=8)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set(xlabel="batch size (clips per step)", ylabel="loss above the checkpoint's minimum (%)")
+    ax.legend(title="checkpoint", fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _nearest(fitted: dict, tokens: float) -> dict | None:
+    """The fitted optimum whose T is within 2% of `tokens` (checkpoints are clustered the same way)."""
+    for t, o in fitted.items():
+        if abs(t / tokens - 1) < 0.02:
+            return o
+    return None

@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Stage A: is the loss curved along the batch size?
+#
+# The paper's batch law (its Eq. 10) can be read as a law for the number of optimizer steps: with
+# $B_\mathrm{opt} = \alpha_B T^{\beta_B} N^{\gamma_B}$ tokens per step, the optimal run takes
+# $S_\mathrm{opt} = T / B_\mathrm{opt}$ steps, and with $\beta_B = 0.81$ that number barely depends on the
+# scale. The cpu study's runs were too short for it (below), so its optima sat on the smallest batch the clips
+# allow. Stage A trains one model long enough for the law's optimum to lie inside the batch grid, with two
+# seeds per cell, and measures the one unknown that decides whether the law can be tested at this scale at
+# all: how much one doubling of $B$ away from the optimum costs (the curvature $c$, in loss per squared
+# doubling, at each batch size's best learning rate), against how much two seeds of the same cell differ.
+#
+# The measurement (`replicate curvature`, `replicate.fit.curvature`) fits one surface through every
+# checkpoint and batch size (`replicate.fit.surface`):
+# $\log L^*(T, B) = m(T) + c_B (\ln B - \ln B_\mathrm{opt}(T))^2$ with $B_\mathrm{opt} \propto T^{\beta_B}$,
+# where $L^*$ is the loss at that batch size's best learning rate and $c = c_B \ln(2)^2$. Its intervals come
+# from a bootstrap that redraws the seeds of every grid cell, and from the least-squares profile of $c_B$.
+# The verdict: *go* at $c \ge 0.3\%$ (a seed count exists that resolves it), *no-go* below $0.1\%$,
+# *marginal* between.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+STAGE_A_DIR = "results/stage_a"
+
+# %% tags=["hide-input"]
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+
+from replicate import plots, report
+from replicate.profile import load_profile
+from replicate.report import stage_a
+
+STAGE_A = Path(STAGE_A_DIR)
+study = report.load_study(STAGE_A)
+summary = report.load_json(STAGE_A / "summary.json")
+profile = load_profile(str(STAGE_A / "profile.toml")) if (STAGE_A / "profile.toml").is_file() else None
+if study is None or profile is None:
+    display(Markdown("**Stage A has no results yet.** `python -m replicate sweep --profile stage_a` trains it."))
+
+# %% [markdown]
+# ## Why the cpu study could not see an optimum in $B$
+
+# %% tags=["hide-input"]
+cpu = report.load_study(RESULTS_DIR)
+if cpu is not None and profile is not None:
+    fit_rows = cpu.runs[cpu.runs["role"] == "fit"]
+    longest = int((fit_rows["tokens"] / fit_rows["batch_size"]).max())
+    grid = [r.cfg for r in profile.runs]
+    ns = sorted({float(n) for n in fit_rows["n_params"]})
+    s_cpu = stage_a.paper_steps(fit_rows["tokens"].to_numpy(), fit_rows["n_params"].to_numpy())
+    tokens = np.array(sorted({c for cfg in grid for c in cfg.checkpoints}), dtype=float)
+    n_a = float(study.runs["n_params"].iloc[0]) if study is not None else float("nan")
+    s_a = stage_a.paper_steps(tokens, n_a)
+    display(
+        Markdown(
+            f"The paper's law puts the optimal number of steps at {s_cpu.min():,.0f} to {s_cpu.max():,.0f} over "
+            f"the cpu study's grid (`{RESULTS_DIR}`), whose longest run took {longest:,} steps: its optimal batch "
+            f"sizes lay below one clip. Stage A's checkpoints ({tokens.min() / 1e6:.2f}M to "
+            f"{tokens.max() / 1e6:.2f}M tokens, N = {n_a:,.0f}) ask for {s_a.min():,.0f} to {s_a.max():,.0f} "
+            f"steps, and its one-clip runs take {max(cfg.steps for cfg in grid):,}."
+        )
+    )
+
+# %% [markdown]
+# ## The design
+
+# %% tags=["hide-input"]
+if study is not None and profile is not None:
+    display(report.table(report.grid_table(study.runs)))
+    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(profile.design.split())))
+
+# %% [markdown]
+# ## The loss along $B$, checkpoint by checkpoint
+#
+# Each point is the loss at that batch size's best learning rate (the one with the lowest mean over the
+# seeds), in percent above the checkpoint's fitted minimum; the bar spans the seeds. The curves are the
+# fitted surface and the triangles its $B_\mathrm{opt}$ at each checkpoint.
+
+# %% tags=["hide-input"]
+if study is not None:
+    for column, name in (("val_loss", "raw weights"), ("val_loss_ema", "EMA weights")):
+        part = summary if column == "val_loss" else (summary or {}).get("ema")
+        fig = plots.batch_curvature_figure(stage_a.seed_profile(study.runs, column), part)
+        fig.axes[0].set_title(f"Stage A, {name}")
+        plt.show()
+
+# %% [markdown]
+# ## What Stage A measured
+
+# %% tags=["hide-input"]
+if study is not None and summary is not None and profile is not None:
+    display(report.table(stage_a.summary_table(summary)))
+    done = study.runs["run_id"].nunique()
+    display(Markdown(report.paper_box(stage_a.verdict_lines(summary, done, len(profile.runs)), "Stage A says")))
+elif study is not None:
+    display(Markdown("**No summary yet.** `make book` writes `results/stage_a/summary.json` from its runs."))

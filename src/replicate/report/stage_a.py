@@ -1,0 +1,116 @@
+"""Stage A in the book: the loss along B per checkpoint with its seed spread, the summary's numbers as a table,
+and the sentences that say what they mean (every number from runs.csv, summary.json and the paper module)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from replicate.fit import cluster_tokens
+from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE
+from replicate.paper import BATCH_SIZE_LAW, paper_laws
+from replicate.report.compare import fmt_ci
+
+
+def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
+    """At each (T, B): the learning rate whose seed-mean loss is lowest, that mean, and the lowest and highest
+    seed there (the error bar). B in clips (batch_samples) and tokens per step (batch_size)."""
+    fit = runs[(runs["role"] == "fit") & ~runs["diverged"]]
+    fit = fit.assign(tokens=cluster_tokens(fit["tokens"].to_numpy()))  # a run's tokens round to its batch size
+    cells = fit.groupby(["n_params", "tokens", "batch_samples", "batch_size", "lr"])[column]
+    stats = cells.agg(["mean", "min", "max", "count"]).reset_index()
+    best = stats.loc[stats.groupby(["n_params", "tokens", "batch_samples"])["mean"].idxmin()]
+    return best.rename(columns={"mean": "loss", "min": "lowest_seed", "max": "highest_seed", "count": "seeds"})
+
+
+def paper_steps(tokens: np.ndarray, n_params: float) -> np.ndarray:
+    """The optimal number of steps T / B_opt that the paper's batch law (Eq. 10) gives at (T, N)."""
+    law = paper_laws()["batch_size_law"]
+    b_opt = law["coef"] * np.asarray(tokens, dtype=float) ** law["exp_tokens"] * n_params ** law["exp_params"]
+    return np.asarray(tokens, dtype=float) / b_opt
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    """The summary's headline numbers, one row each, the raw and EMA readouts as columns."""
+    parts = {"raw weights": summary, "EMA weights": summary.get("ema")}
+    rows: dict[str, dict[str, object]] = {}
+    for name, part in parts.items():
+        if not part:
+            continue
+        c, beta, interior = part["curvature_per_doubling2"], part["beta_b"], part["interior_fraction"]
+        noise = summary["seed_noise"]["raw"] if part is summary else part["seed_noise"]  # the top level holds both
+        values = {
+            "curvature per squared doubling (%)": _pct(c["value"]),
+            "its 95% interval, seed bootstrap (%)": _pct_ci(c["ci95"]),
+            "its 95% interval, least squares (%)": _pct_ci(c["ci95_least_squares"]),
+            "seed noise near the optimum (%)": _pct(noise["near_optimum"]["rms"]),
+            "seed noise, all cells (%)": _pct(noise["all_cells"]["rms"]),
+            "checkpoints with an interior B optimum": f"{interior['interior']} of {interior['checkpoints']}",
+            f"B_opt exponent in T (paper {BATCH_SIZE_LAW['exp_tokens']})": f"{beta['value']:.3g} {fmt_ci(beta['ci95'])}"
+            if beta["value"] is not None
+            else "-",
+            "seeds per cell for noise <= c / 3": part["seeds_needed"],
+            "verdict": part["verdict"],
+        }
+        for quantity, value in values.items():
+            rows.setdefault(quantity, {"quantity": quantity})[name] = value
+    return pd.DataFrame(list(rows.values()))
+
+
+def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]:
+    """What Stage A says, in sentences: its progress, its curvature against the thresholds, its noise, and
+    what the verdict means for the study."""
+    lines = []
+    if runs_done < runs_planned:
+        lines.append(
+            f"Stage A is not complete: {runs_done} of its {runs_planned} runs are in `runs.csv`; the numbers "
+            "below are those of the finished batch sizes and change as the rest arrive."
+        )
+    c = summary["curvature_per_doubling2"]
+    if c["value"] is None:
+        lines.append(
+            "The curvature is not measured yet: the surface needs at least three batch sizes with finished runs."
+        )
+        return lines
+    envelope = c["ci95_envelope"]
+    lines.append(
+        f"Curvature along B: {_pct(c['value'])}% per squared doubling (95% interval {_pct_ci(envelope)}%, the "
+        f"envelope of the seed bootstrap and the least-squares interval); go needs at least {100 * GO:.1f}%, "
+        f"no-go is below {100 * NO_GO:.1f}%. Verdict: **{summary['verdict']}**"
+        + (
+            "."
+            if len(summary["verdict_envelope"]) <= 1
+            else f" (the interval spans {' and '.join(summary['verdict_envelope'])}: not decided by these seeds)."
+        )
+    )
+    noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
+    if noise is not None:
+        lines.append(
+            f"One cell's seed-to-seed noise near the optimum is {_pct(noise)}% (raw weights); a cell resolves the "
+            f"curvature when its noise is at most {NOISE_TO_CURVATURE:.2g} of it, which takes "
+            f"{summary['seeds_needed']} seeds per cell."
+        )
+    beta = summary["beta_b"]
+    if beta["value"] is not None:
+        ci = beta["ci95"]
+        if ci and ci[0] <= beta["paper"] <= ci[1]:
+            relation = "contains the paper's value" + (
+                "" if ci[1] - ci[0] < beta["paper"] else ", but is wider than it: not identified"
+            )
+        else:
+            relation = "excludes the paper's value" if ci else "has no interval"
+        lines.append(
+            f"B_opt moves with T as T^{beta['value']:.2f} {fmt_ci(ci)} over this one model (paper: "
+            f"{beta['paper']:.3f}); the interval {relation}."
+        )
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def _pct_ci(ci: list[float] | None) -> str:
+    return "-" if not ci else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
