@@ -218,7 +218,7 @@ if fit is not None:
                 + [
                     "Verdicts: *agrees* when the paper's value lies in our 95% interval, *same sign* when our interval "
                     "excludes zero on the paper's side, *inconclusive* when it straddles zero, *uninformative* when it is "
-                    "wider than twice the paper's value.",
+                    "wider than twice the paper's value."
                 ]
             )
         )

@@ -2,13 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from replicate.theory import (
-    QuadraticProblem,
-    eta_opt,
-    hvp,
-    measure,
-    steps_examples_tradeoff,
-)
+from replicate.theory import QuadraticProblem, eta_opt, hvp, measure, steps_examples_tradeoff
 
 FIELDS = ("grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max")
 

@@ -21,14 +21,7 @@ from replicate.config import ClipConfig, ModelConfig, TrainConfig, count_params
 from replicate.io import write_json
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
-from replicate.theory import (
-    QuadraticProblem,
-    best_step,
-    diffusion_objective,
-    eta_opt,
-    measure,
-    sgd_step_gain,
-)
+from replicate.theory import QuadraticProblem, best_step, diffusion_objective, eta_opt, measure, sgd_step_gain
 from replicate.train import resolve_device, train
 
 # (dim, condition of H, noise scale of S): small B_noise to large

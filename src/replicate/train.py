@@ -31,13 +31,7 @@ import torch
 
 from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, TrainConfig, count_params, flops_per_token
 from replicate.data import ClipStream
-from replicate.diffusion import (
-    ValidationSet,
-    alphas_cumprod,
-    example_losses,
-    stratified_mean_se,
-    training_loss,
-)
+from replicate.diffusion import ValidationSet, alphas_cumprod, example_losses, stratified_mean_se, training_loss
 from replicate.ensemble import EnsembleAdamW, clip_grad_norm_per_member_, stack, unstack
 from replicate.errors import ConfigError
 from replicate.io import atomic_write

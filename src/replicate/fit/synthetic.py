@@ -8,6 +8,7 @@ import pandas as pd
 from replicate.config import ModelConfig, count_params
 from replicate.fit.laws import hyperparameter_law, loss_law
 from replicate.paper import paper_laws
+from replicate.runs import COLUMNS
 
 # Planted laws at our scale (raw units): the paper's exponents and loss law, with the hyperparameter laws'
 # coefficients set so that B_opt = 4096 tokens and lr_opt = 2e-3 at N = 4e5, T = 4e6.
@@ -111,27 +112,4 @@ def synthetic_sweep(
                         )
                     )
                 run_id += 1
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "run_id",
-            "n_params",
-            "tokens",
-            "batch_size",
-            "lr",
-            "val_loss",
-            "diverged",
-            "val_loss_se",
-            "width",
-            "depth",
-            "heads",
-            "n_ctx",
-            "tokens_per_sample",
-            "batch_samples",
-            "seed",
-            "flops_6n",
-            "flops_paper",
-            "flops_exact",
-            "role",
-        ],
-    )
+    return pd.DataFrame(rows, columns=list(COLUMNS[: COLUMNS.index("role") + 1]))  # the sweep's, less provenance
