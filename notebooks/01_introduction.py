@@ -43,13 +43,13 @@ display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE
 # %% [markdown]
 # ## Every headline result against the paper
 #
-# Our value with its 95% bootstrap interval (resampling runs), the paper's value, and a verdict: *agrees*
-# when the paper's value lies inside our interval; *same sign* or *same direction* when only the sign or
-# direction matches; *disagrees* or *opposite direction* when the interval excludes the paper's side;
-# *inconclusive* when the interval straddles zero; *uninformative* when the interval is wider than twice the
-# paper's value (and than 0.2), so that it would contain almost any answer. Our models are 100 to 10,000 times smaller than the
-# paper's, trained on procedural pixels rather than VAE latents of real video, so constants will differ;
-# exponents, signs and directions are what can be compared.
+# Our value with its 95% bootstrap interval (resampling runs), the paper's value, their ratio, the bootstrap
+# resamples that gave no value (the interval comes from the others), and a verdict that cannot overstate
+# agreement (`replicate.report.verdict`): *excludes the paper's value* when our interval does; *not
+# identified* when it contains the paper's value but is at least as wide as that value (it would contain its
+# absence as well); *agrees* only when it contains the paper's value and is narrower than it. Our models are
+# 100 to 10,000 times smaller than the paper's, trained on procedural pixels rather than VAE latents of real
+# video, so constants will differ; exponents, signs and directions are what can be compared.
 
 # %% tags=["hide-input"]
 if study is None or study.fit is None:

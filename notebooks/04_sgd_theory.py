@@ -231,7 +231,9 @@ if theory["dit_noise"]:
     def sign(value: float, se: float, paper: float) -> str:
         lo, hi = value - 1.96 * se, value + 1.96 * se
         return (
-            "undetermined (the interval holds zero)" if lo < 0 < hi else ("agrees" if value * paper > 0 else "differs")
+            "undetermined (the interval holds zero)"
+            if lo < 0 < hi
+            else ("the paper's" if value * paper > 0 else "the opposite of the paper's")
         )
 
     display(
@@ -263,7 +265,9 @@ if theory["dit_noise"]:
             report.paper_box(
                 [
                     f"B_noise against T: exponent {ci(e_t, se_b[0])}, against N: {ci(e_n, se_b[1])}; the paper's B_opt has "
-                    f"beta_B = +0.81 and gamma_B = +0.19: sign in N {sign(e_n, se_b[1], 0.19)}."
+                    f"beta_B = {p['batch_size_law']['exp_tokens']:+.2f} and gamma_B = "
+                    f"{p['batch_size_law']['exp_params']:+.2f}: sign in N "
+                    f"{sign(e_n, se_b[1], p['batch_size_law']['exp_params'])}."
                     + (
                         " B_noise is not a power law in T here: for every size it peaks at the middle checkpoint."
                         if all(
@@ -273,8 +277,8 @@ if theory["dit_noise"]:
                         )
                         else ""
                     ),
-                    f"eta_max against N: exponent {ci(f_n, se_e[1])}; the paper's eta_opt has gamma_eta = -0.16: sign "
-                    f"{sign(f_n, se_e[1], -0.16)}.",
+                    f"eta_max against N: exponent {ci(f_n, se_e[1])}; the paper's eta_opt has gamma_eta = "
+                    f"{p['lr_law']['exp_params']:+.2f}: sign {sign(f_n, se_e[1], p['lr_law']['exp_params'])}.",
                     "The theory is for plain SGD; the sweeps use AdamW, whose per-coordinate normalisation changes the "
                     "step's scale (eta then multiplies roughly sign-like updates), so the measured eta_max sets no AdamW "
                     "learning rate. What carries over is the batch-size side: B_noise is a property of the gradients, "

@@ -216,9 +216,8 @@ if fit is not None:
             report.paper_box(
                 report.verdict_lines(table, ["B_opt", "eta_opt"])
                 + [
-                    "Verdicts: *agrees* when the paper's value lies in our 95% interval, *same sign* when our interval "
-                    "excludes zero on the paper's side, *inconclusive* when it straddles zero, *uninformative* when it is "
-                    "wider than twice the paper's value."
+                    "Verdicts: *excludes the paper's value* when our 95% interval does, *not identified* when it "
+                    "contains it but is at least as wide as it, *agrees* only when it contains it and is narrower."
                 ]
             )
         )

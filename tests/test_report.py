@@ -16,13 +16,14 @@ from replicate.fit import fit_runs, synthetic_sweep
 @pytest.mark.parametrize(
     "ours, ci, paper, verdict",
     [
-        (0.8, [0.6, 1.0], 0.808, "agrees"),
-        (0.3, [0.2, 0.4], 0.808, "same sign"),
-        (-0.3, [-0.4, -0.2], 0.808, "disagrees"),
-        (0.1, [-0.2, 0.4], 0.808, "inconclusive"),
+        (0.8, [0.6, 1.0], 0.808, "agrees"),  # contains it, and narrower than it
+        (0.3, [0.2, 0.4], 0.808, "excludes the paper's value"),
+        (-0.3, [-0.4, -0.2], 0.808, "excludes the paper's value"),
+        (0.5, [-0.2, 0.9], 0.808, "not identified"),  # contains it, but as wide as the value itself
         (0.1, None, 0.808, "no interval"),
-        (1.0, [0.004, 3.0], 0.3188, "uninformative"),
-        (-0.05, [-0.12, 0.03], -0.045, "agrees"),
+        (1.0, [0.004, 3.0], 0.3188, "not identified"),
+        (-0.05, [-0.12, 0.03], -0.045, "not identified"),
+        (-0.05, [-0.06, -0.03], -0.045, "agrees"),
     ],
 )
 def test_verdicts(ours, ci, paper, verdict):
@@ -40,7 +41,7 @@ def fit():
 def test_comparison_table_covers_every_headline(fit):
     _, result = fit
     table = report.comparison(result)
-    assert list(table.columns) == ["quantity", "ours", "95% CI", "paper", "verdict"]
+    assert list(table.columns) == ["quantity", "ours", "95% CI", "paper", "ours / paper", "failed resamples", "verdict"]
     quantities = " ".join(table["quantity"])
     for needle in (
         "beta_B",
@@ -57,6 +58,9 @@ def test_comparison_table_covers_every_headline(fit):
         assert needle in quantities, needle
     row = table[table["quantity"].str.startswith("B_opt exponent in T")].iloc[0]
     assert row["ours"] == pytest.approx(result["batch_size_law"]["exp_tokens"])
+    assert row["ours / paper"] == pytest.approx(row["ours"] / 0.808)
+    assert row["failed resamples"] == result["bootstrap"]["failed"]["batch_size_law"]
+    assert row["verdict"] == report.verdict(row["ours"], result["batch_size_law"]["ci95"]["exp_tokens"], 0.808)
     assert report.verdict_lines(table, ["B_opt"])[0].startswith("B_opt exponent in T")
     other = copy.deepcopy(result)
     other["loss_law"]["alpha_tokens"] += 0.1

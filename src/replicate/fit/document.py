@@ -99,15 +99,24 @@ def fit_runs(
 
 
 def _failures(samples: dict[str, np.ndarray], data: FitData, bootstrap: int, warnings: list[str]) -> dict[str, int]:
-    """Resamples without a (converged) loss law, per law; a warning above 1%."""
+    """Resamples without a value, per law (a loss law that did not converge, a hyperparameter law without the
+    optima to fit it); a warning above 1% for the loss laws."""
     runs = {"loss_law": data.n_runs, "fixed.loss_law": 0 if data.fixed is None else len(np.unique(data.fixed.run))}
     failed = {
         name: int(np.sum(~np.isfinite(samples[f"{name}.alpha_tokens"])))
         for name in runs
         if f"{name}.alpha_tokens" in samples
     }
+    # the hyperparameter laws' too: the comparison puts each count beside the intervals it affects
+    for name, key in (
+        ("batch_size_law", "batch_size_law.exp_tokens"),
+        ("lr_law", "lr_law.exp_tokens"),
+        ("lr_batch_exponent", "lr_batch_exponent"),
+    ):
+        if key in samples:
+            failed[name] = int(np.sum(~np.isfinite(samples[key])))
     for name, k in failed.items():
-        if k > 0.01 * bootstrap:
+        if name in runs and k > 0.01 * bootstrap:
             warnings.append(
                 f"bootstrap: {k} of {bootstrap} resamples gave no {name.replace('.', ' ')} (too few of "
                 f"its {runs[name]} runs drawn to identify it, or no convergence); intervals use the "

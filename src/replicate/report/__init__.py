@@ -7,13 +7,14 @@ from here.
 """
 
 from replicate.report.compare import (
+    COMPARISON_COLUMNS,
     EXPONENTS,
-    UNINFORMATIVE_WIDTH,
     ci_text,
     comparison,
     exponent_table,
     fitted_exponent,
     fmt_ci,
+    ratio,
     verdict,
     verdict_lines,
     worst_holdout_error,
@@ -25,13 +26,14 @@ from replicate.report.tables import grid_table, heatmap, neighbourhood_spread, p
 
 __all__ = [
     "EXPONENTS",
-    "UNINFORMATIVE_WIDTH",
+    "COMPARISON_COLUMNS",
     "Study",
     "ci_text",
     "comparison",
     "exponent_table",
     "fitted_exponent",
     "fmt_ci",
+    "ratio",
     "grid_table",
     "heatmap",
     "identical_rows",

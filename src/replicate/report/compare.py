@@ -9,24 +9,25 @@ import pandas as pd
 
 from replicate.paper import HEADLINE, paper_laws
 
-UNINFORMATIVE_WIDTH = 0.2  # an interval wider than this and than twice the paper's |value| decides nothing
-
 
 def verdict(ours: float, ci: list[float] | None, paper: float) -> str:
-    """'uninformative' when our 95% interval is wider than twice the paper's |value| (and than 0.2): it
-    would contain nearly any answer; else 'agrees' when the paper's value lies in it; 'same sign' when it
-    excludes zero on the paper's side; 'disagrees' when it excludes zero on the other side; 'inconclusive'
-    otherwise."""
-    if ci is None or not all(np.isfinite(ci)):
+    """What our 95% interval says about the paper's value, in words that cannot overstate agreement:
+    'excludes the paper's value' when it does; else 'not identified' when the interval is at least as wide as
+    the paper's |value| (it would contain that value and its absence alike); else 'agrees' (the interval
+    contains the paper's value and is narrower than it). 'no interval' without one."""
+    if ci is None or len(ci) != 2 or not all(v is not None and np.isfinite(v) for v in ci):
         return "no interval"
     lo, hi = ci
-    if hi - lo > max(2 * abs(paper), UNINFORMATIVE_WIDTH):
-        return "uninformative"
-    if lo <= paper <= hi:
-        return "agrees"
-    if lo > 0 or hi < 0:
-        return "same sign" if (lo > 0) == (paper > 0) else "disagrees"
-    return "inconclusive"
+    if not lo <= paper <= hi:
+        return "excludes the paper's value"
+    return "not identified" if hi - lo >= abs(paper) else "agrees"
+
+
+def ratio(ours: float, paper: float) -> float:
+    """ours / paper, NaN where either is missing or the paper's value is 0."""
+    if ours is None or paper in (None, 0) or not np.isfinite(ours):
+        return math.nan
+    return ours / paper
 
 
 def fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
@@ -41,93 +42,99 @@ def worst_holdout_error(fit: dict) -> float | None:
     return max(errors) if errors else None
 
 
+COMPARISON_COLUMNS = ["quantity", "ours", "95% CI", "paper", "ours / paper", "failed resamples", "verdict"]
+
+
 def comparison(fit: dict) -> pd.DataFrame:
-    """Every headline result next to the paper's: value, 95% CI, paper value, verdict."""
+    """Every headline result next to the paper's: value, 95% interval, paper value, their ratio, the bootstrap
+    resamples that gave no value (the interval comes from the others) and the verdict (see `verdict`)."""
     paper = paper_laws()
+    failed = (fit.get("bootstrap") or {}).get("failed") or {}
     rows = []
 
-    def exponent(label: str, law: str, key: str, paper_value: float) -> None:
-        part = fit.get(law)
-        if not part or part.get(key) is None or not np.isfinite(part[key]):
-            rows.append((label, math.nan, "-", paper_value, "not fitted"))
-            return
-        ci = part.get("ci95", {}).get(key)
-        rows.append((label, part[key], fmt_ci(ci), paper_value, verdict(part[key], ci, paper_value)))
-
-    exponent("B_opt exponent in T (beta_B)", "batch_size_law", "exp_tokens", paper["batch_size_law"]["exp_tokens"])
-    exponent("B_opt exponent in N (gamma_B)", "batch_size_law", "exp_params", paper["batch_size_law"]["exp_params"])
-    exponent("eta_opt exponent in T (beta_eta)", "lr_law", "exp_tokens", paper["lr_law"]["exp_tokens"])
-    exponent("eta_opt exponent in N (gamma_eta)", "lr_law", "exp_params", paper["lr_law"]["exp_params"])
-    exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", paper["loss_law"]["alpha_tokens"])
-    exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", paper["loss_law"]["alpha_params"])
-    law = fit["compute_law"]
-    rows.append(
-        (
-            f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)",
-            law["exp"],
-            fmt_ci(law.get("ci95", {}).get("exp")),
-            paper["compute_law_from_loss"]["exp"],
-            verdict(law["exp"], law.get("ci95", {}).get("exp"), paper["compute_law_from_loss"]["exp"]),
+    def row(
+        label: str, ours: float, ci: list[float] | None, paper_value: float, law: str | None, word: str | None = None
+    ) -> None:
+        missing = ours is None or not np.isfinite(ours)
+        rows.append(
+            (
+                label,
+                math.nan if missing else ours,
+                fmt_ci(ci),
+                paper_value,
+                ratio(ours, paper_value),
+                failed.get(law, "-") if law else "-",
+                "not fitted" if missing else word or verdict(ours, ci, paper_value),
+            )
         )
+
+    def exponent(label: str, law: str, key: str, paper_law: str) -> None:
+        part = fit.get(law) or {}
+        row(label, part.get(key), (part.get("ci95") or {}).get(key), paper[paper_law][key], law)
+
+    exponent("B_opt exponent in T (beta_B)", "batch_size_law", "exp_tokens", "batch_size_law")
+    exponent("B_opt exponent in N (gamma_B)", "batch_size_law", "exp_params", "batch_size_law")
+    exponent("eta_opt exponent in T (beta_eta)", "lr_law", "exp_tokens", "lr_law")
+    exponent("eta_opt exponent in N (gamma_eta)", "lr_law", "exp_params", "lr_law")
+    exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", "loss_law")
+    exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", "loss_law")
+    law = fit["compute_law"]
+    row(
+        f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)",
+        law["exp"],
+        (law.get("ci95") or {}).get("exp"),
+        paper["compute_law_from_loss"]["exp"],
+        "loss_law",
     )
     iso = law.get("isoflop")
-    rows.append(
-        (
-            "N_opt exponent in C (IsoFLOP, empirical)",
-            iso["exp"] if iso else math.nan,
-            "-",
-            paper["compute_law_empirical"]["exp"],
-            "no interval" if iso else "not fitted",
-        )
+    row(
+        "N_opt exponent in C (IsoFLOP, empirical)",
+        iso["exp"] if iso else None,
+        None,
+        paper["compute_law_empirical"]["exp"],
+        None,
     )
     fixed = fit.get("fixed") or {}
-    ratio = fixed.get("n_opt_ratio")
     paper_ratio = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]
-    if ratio is None:
-        rows.append(("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", math.nan, "-", paper_ratio, "not fitted"))
-    else:
-        ci = fixed.get("n_opt_ratio_ci95")
-        same_side = ci is not None and all(np.isfinite(ci)) and (ci[0] > 1 or ci[1] < 1)
-        word = verdict(ratio, ci, paper_ratio)
-        if word not in ("agrees", "no interval", "uninformative") and same_side:
-            word = "same direction" if (ci[0] > 1) == (paper_ratio > 1) else "opposite direction"
-        rows.append(("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", ratio, fmt_ci(ci), paper_ratio, word))
+    n_ratio, ci = fixed.get("n_opt_ratio"), fixed.get("n_opt_ratio_ci95")
+    word = verdict(n_ratio, ci, paper_ratio) if n_ratio is not None else None
+    if word == "excludes the paper's value" and (ci[0] > 1 or ci[1] < 1):
+        word += " (same direction)" if (ci[0] > 1) == (paper_ratio > 1) else " (opposite direction)"
+    row("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", n_ratio, ci, paper_ratio, "fixed.loss_law", word)
     mse_opt, mse_fixed = fit["loss_law"].get("mse"), (fixed.get("loss_law") or {}).get("mse")
     if mse_opt and mse_fixed:
         paper_mse = HEADLINE["mse_fixed"] / HEADLINE["mse_optimal"]
-        rows.append(
-            (
-                "loss-fit MSE, fixed / optimal hp",
-                mse_fixed / mse_opt,
-                "-",
-                paper_mse,
-                "same direction" if (mse_fixed > mse_opt) == (paper_mse > 1) else "opposite direction",
-            )
+        same = (mse_fixed > mse_opt) == (paper_mse > 1)
+        row(
+            "loss-fit MSE, fixed / optimal hp",
+            mse_fixed / mse_opt,
+            None,
+            paper_mse,
+            None,
+            "no interval; " + ("same direction" if same else "opposite direction"),
         )
     worst = worst_holdout_error(fit)
     if worst is not None:
-        rows.append(
-            (
-                "held-out loss, worst |relative error|",
-                worst,
-                "-",
-                max(HEADLINE["holdout_rel_error"]),
-                "within 1%" if worst <= 0.01 else "above 1%",
-            )
+        row(
+            "held-out loss, worst |relative error|",
+            worst,
+            None,
+            max(HEADLINE["holdout_rel_error"]),
+            None,
+            "within 1%" if worst <= 0.01 else "above 1%",
         )
     flat = fit.get("flat_region") or []
     if flat:
         rise = max(max(f["rel_increase"]["0.7"], f["rel_increase"]["1.3"]) for f in flat)
-        rows.append(
-            (
-                "loss increase at +-30% N, fixed C (largest)",
-                rise,
-                "-",
-                HEADLINE["flat_region"],
-                "flat (< 1%)" if rise < 0.01 else "not flat",
-            )
+        row(
+            "loss increase at +-30% N, fixed C (largest)",
+            rise,
+            None,
+            HEADLINE["flat_region"],
+            None,
+            "flat (< 1%)" if rise < 0.01 else "not flat",
         )
-    return pd.DataFrame(rows, columns=["quantity", "ours", "95% CI", "paper", "verdict"])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def verdict_lines(table: pd.DataFrame, quantities: list[str]) -> list[str]:
