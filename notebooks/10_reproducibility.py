@@ -226,3 +226,52 @@ if study is not None and second is not None and first is not None:
 # The cut study's loss exponents equal the first sweep's to about three digits; its hyperparameter exponents
 # move within their intervals, as they did between the first two sweeps, and the same (N, T) cells keep most
 # of their best (B, lr) cell. The study's conclusions do not depend on the 16-clip runs.
+
+# %% [markdown]
+# ## Using the laws: `replicate predict`
+#
+# What a practitioner takes from the paper: at a model size and a token budget, the batch size and learning
+# rate to train with and the loss to expect; or, for a compute budget, the model size and tokens as well.
+# `python -m replicate predict --params 1.07e9 --tokens 1e10 --law paper` evaluates the paper's printed laws
+# (no intervals: the paper gives none); `--fit results/cpu/fit.json` evaluates ours, with 95% intervals from
+# the fit's bootstrap resamples; `--flops 1e22` asks for a compute budget instead; `--json` for machines.
+# Below, the paper's held-out model (1.07B parameters, 10B tokens) and a budget of $10^{22}$ FLOPs, with both.
+
+# %% tags=["hide-input"]
+from replicate.fit.predict import paper_fit, predict
+
+queries = {"1.07B parameters, 10B tokens": {"n_params": 1.07e9, "tokens": 1e10}, "C = 1e22 FLOPs": {"flops": 1e22}}
+fits = {"paper's laws": paper_fit()}
+if study is not None and study.fit is not None:
+    fits[f"our fit ({RESULTS_DIR})"] = study.fit
+rows = []
+for query, args in queries.items():
+    for name, law_fit in fits.items():
+        result = predict(law_fit, **args)
+        for key, label in (
+            ("n_params", "N"),
+            ("tokens", "T"),
+            ("batch_size", "B_opt (tokens)"),
+            ("lr", "eta_opt"),
+            ("val_loss", "loss"),
+        ):
+            if key in result["prediction"]:
+                rows.append(
+                    {
+                        "query": query,
+                        "laws": name,
+                        "quantity": label,
+                        "value": result["prediction"][key],
+                        "95% CI": report.fmt_ci(result["ci95"].get(key)),
+                    }
+                )
+display(report.table(pd.DataFrame(rows)))
+if study is not None:
+    fitted = study.runs[study.runs["role"] == "fit"]
+    display(
+        Markdown(
+            f"Our laws are fitted on models of {fitted['n_params'].min():,.0f} to {fitted['n_params'].max():,.0f} "
+            f"parameters and at most {fitted['tokens'].max():,.0f} tokens: at the paper's scale they extrapolate "
+            "over orders of magnitude in N and T, and the intervals say how little that extrapolation is worth."
+        )
+    )

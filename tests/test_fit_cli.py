@@ -145,3 +145,51 @@ def test_loss_column_fits_another_column(sweep_csv, tmp_path):
     assert ema["alpha_tokens"] == pytest.approx(plain["alpha_tokens"], abs=1e-3)
     missing = _run(str(sweep_csv), "--out", str(tmp_path / "x.json"), "--loss-column", "val_loss_raw")
     assert missing.returncode == 2 and "no column val_loss_raw" in missing.stderr
+
+
+def test_predict_reproduces_the_papers_checks_and_gives_intervals_from_a_fit(sweep_csv, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "replicate",
+            "predict",
+            "--params",
+            "1.07e9",
+            "--tokens",
+            "4e9",
+            "--law",
+            "paper",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    paper = json.loads(done.stdout)["prediction"]  # the values printed on the paper's held-out figure
+    assert paper["batch_size"] == pytest.approx(6.77e4, rel=0.002) and paper["lr"] == pytest.approx(1.86e-4, rel=0.002)
+    assert paper["val_loss"] == pytest.approx(0.5185, abs=1e-4)
+    out = tmp_path / "fit.json"
+    assert _run(str(sweep_csv), "--out", str(out), "--bootstrap", "20").returncode == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "replicate", "predict", "--flops", "1e18", "--fit", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    for key in ("n_params", "tokens", "batch_size", "lr", "val_loss"):
+        lo, hi = result["ci95"][key]
+        assert lo <= result["prediction"][key] <= hi, key
+    assert result["resamples"] == 20
+    for bad in (
+        ["--params", "1e6", "--law", "paper"],
+        ["--flops", "-1", "--law", "paper"],
+        ["--flops", "1e20", "--fit", str(tmp_path / "nope.json")],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "replicate", "predict", *bad], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, bad

@@ -45,6 +45,10 @@ def test_fit_cli_and_fit_benchmark_run_without_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["provenance"]["git_sha"]
+    done = _python(
+        BLOCK + f"from replicate.cli import main; sys.exit(main(['predict', '--flops', '1e20', '--fit', {str(out)!r}]))"
+    )
+    assert done.returncode == 0 and "B_opt" in done.stdout, done.stderr
     bench = tmp_path / "fit_speed.json"
     done = _python(
         BLOCK + f"sys.argv = ['fit_speed', '--resamples', '2', '--out', {str(bench)!r}]; "

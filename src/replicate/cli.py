@@ -299,6 +299,61 @@ def _curvature(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="B_opt, eta_opt and the loss at (N, T), or at the compute-optimal (N, T) of a budget",
+        description="Evaluate the laws of a fit.json (95%% intervals from its bootstrap resamples) or the paper's "
+        "printed laws. Units: N in parameters, T in tokens, B in tokens per step, C in FLOPs.",
+    )
+    p.add_argument("--params", type=_positive_float, help="model size N (parameters)")
+    p.add_argument("--tokens", type=_positive_float, help="training tokens T")
+    p.add_argument("--flops", type=_positive_float, help="a compute budget C instead: N_opt(C) and T_opt")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fit", type=Path, help="a fit.json (replicate fit)")
+    source.add_argument("--law", choices=("paper",), help="the paper's printed laws (no intervals)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from replicate.fit.predict import paper_fit, predict
+
+    if args.fit is not None:
+        try:
+            fit = json.loads(args.fit.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read {args.fit}: {err}") from None
+        if not isinstance(fit, dict) or "loss_law" not in fit:
+            raise ConfigError(f"{args.fit} is not a fit.json (no loss_law)")
+    else:
+        fit = paper_fit()
+    result = predict(fit, args.params, args.tokens, args.flops)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    units = {"n_params": "parameters", "tokens": "tokens", "batch_size": "tokens per step", "lr": "", "val_loss": ""}
+    names = {"n_params": "N", "tokens": "T", "batch_size": "B_opt", "lr": "eta_opt", "val_loss": "loss"}
+    source = str(args.fit) if args.fit else "the paper's laws"
+    budget = f" at C = {args.flops:.3g} FLOPs ({result['flop_convention']})" if args.flops else ""
+    print(
+        f"{source}{budget}; 95% intervals over {result['resamples']} bootstrap resamples"
+        if result["resamples"]
+        else f"{source}{budget}; no intervals"
+    )
+    for key, value in result["prediction"].items():
+        ci = result["ci95"].get(key)
+        interval = (
+            f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+            if ci
+            else ("(given)" if key in ("n_params", "tokens") and not args.flops else "-")
+        )
+        print(f"  {names[key]:<8} {value:>12.4g} {interval:>26}  {units[key]}")
+    return 0
+
+
 def _add_theory(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "theory",
@@ -328,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_fit(sub)
     _add_sweep(sub)
     _add_curvature(sub)
+    _add_predict(sub)
     _add_theory(sub)
     args = parser.parse_args(argv)
     try:

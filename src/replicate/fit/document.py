@@ -40,6 +40,7 @@ from replicate.fit.table import load_runs, validate_runs
 from replicate.io import holds_source, json_safe, write_json
 from replicate.provenance import git_sha
 
+SAMPLED_LAWS = ("loss_law", "batch_size_law", "lr_law", "compute_law")  # kept per resample in fit.json
 RAW_LOG_TOLERANCE = 0.05  # warn when the raw-residual fit's exponents differ from the log fit's by more
 _LIST = 5  # (N, T) pairs named in a warning
 
@@ -93,6 +94,12 @@ def fit_runs(
         "unit": "run",
         "interval": "95% percentile",
         "failed": _failures(samples, data, bootstrap, warnings),
+        # the laws' parameters per resample, jointly: what `replicate predict` turns into prediction intervals
+        "samples": {
+            k: v
+            for k, v in samples.items()
+            if k.split(".")[0] in SAMPLED_LAWS and "isoflop" not in k and "n_opt_at_reference" not in k
+        },
     }
     result["warnings"] = warnings
     return json_safe(result)
