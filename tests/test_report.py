@@ -56,7 +56,10 @@ def test_comparison_table_covers_every_headline(fit):
         "+-30%",
     ):
         assert needle in quantities, needle
-    row = table[table["quantity"].str.startswith("B_opt exponent in T")].iloc[0]
+    surface = table[table["quantity"] == "B_opt exponent in T (beta_B) (surface fit)"].iloc[0]
+    assert surface["ours"] == pytest.approx(result["surface"]["batch_size_law"]["exp_tokens"])
+    assert surface["failed resamples"] == result["bootstrap"]["failed"]["surface"]
+    row = table[table["quantity"] == "B_opt exponent in T (beta_B) (per-(N, T) optima)"].iloc[0]
     assert row["ours"] == pytest.approx(result["batch_size_law"]["exp_tokens"])
     assert row["ours / paper"] == pytest.approx(row["ours"] / 0.808)
     assert row["failed resamples"] == result["bootstrap"]["failed"]["batch_size_law"]

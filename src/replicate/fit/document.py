@@ -40,7 +40,7 @@ from replicate.fit.table import load_runs, validate_runs
 from replicate.io import holds_source, json_safe, write_json
 from replicate.provenance import git_sha
 
-SAMPLED_LAWS = ("loss_law", "batch_size_law", "lr_law", "compute_law")  # kept per resample in fit.json
+SAMPLED_LAWS = ("loss_law", "batch_size_law", "lr_law", "compute_law", "surface")  # kept per resample in fit.json
 RAW_LOG_TOLERANCE = 0.05  # warn when the raw-residual fit's exponents differ from the log fit's by more
 _LIST = 5  # (N, T) pairs named in a warning
 
@@ -78,6 +78,7 @@ def fit_runs(
     data = prepare(runs, fixed_batch_size, fixed_lr, flops, bootstrap, reference_flops, warnings)
     stage = fit_stage(data, warnings=warnings)
     full = statistics(stage, data)
+    strata = seed_strata(runs)
     samples = bootstrap_runs(
         lambda counts: statistics(fit_stage(data, counts, init=stage), data),
         data.n_runs,
@@ -85,13 +86,14 @@ def fit_runs(
         full,
         seed=seed,
         progress=progress,
+        strata=strata,
     )
     ci = {k: percentile_interval(v) for k, v in samples.items()}
     result = _report(runs, data, stage, full, ci, warnings)
     result["bootstrap"] = {
         "resamples": bootstrap,
         "seed": seed,
-        "unit": "run",
+        "unit": "run" if strata is None else "seeds within each (N, B, lr) cell",
         "interval": "95% percentile",
         "failed": _failures(samples, data, bootstrap, warnings),
         # the laws' parameters per resample, jointly: what `replicate predict` turns into prediction intervals
@@ -119,6 +121,7 @@ def _failures(samples: dict[str, np.ndarray], data: FitData, bootstrap: int, war
         ("batch_size_law", "batch_size_law.exp_tokens"),
         ("lr_law", "lr_law.exp_tokens"),
         ("lr_batch_exponent", "lr_batch_exponent"),
+        ("surface", "surface.batch_size_law.exp_tokens"),
     ):
         if key in samples:
             failed[name] = int(np.sum(~np.isfinite(samples[key])))
@@ -183,6 +186,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
             "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2",
         }
     )
+    result["surface"] = _surface_entry(stage, ci)
     raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
     result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
     result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
@@ -229,6 +233,42 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
     )
     result["holdout"] = _holdout_rows(stage, data, ci, warnings)
     return result
+
+
+def seed_strata(runs: pd.DataFrame) -> np.ndarray | None:
+    """Per fitting run (in the order of the sorted `run` labels) its (N, B, lr) cell, where cells hold several
+    seeds: the bootstrap then redraws the seeds of every cell instead of deleting cells. None with one seed."""
+    if "batch_size" not in runs:
+        return None
+    fit = runs[runs["role"] == "fit"].drop_duplicates("run").sort_values("run")
+    cells = pd.factorize(pd.MultiIndex.from_frame(fit[["n_params", "batch_size", "lr"]]))[0]
+    return cells if np.bincount(cells).max() >= 2 else None
+
+
+def _surface_entry(stage: Stage, ci: dict) -> dict | None:
+    """The surface fit (the headline B_opt and eta_opt laws) with its intervals; None without (B, lr) columns."""
+    if stage.surface is None:
+        return None
+    b, lr = stage.surface, stage.surface_lr
+    keys = ("coef", "exp_tokens", "exp_params")
+    return {
+        "method": "one surface through every (N, T, B): log L* = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 with "
+        "B_opt = coef T^exp_tokens N^exp_params, L* the loss at each B's best lr (fit.surface)",
+        "converged": b["converged"],
+        "batch_size_law": {**{k: b[k] for k in keys}, "ci95": _cis(ci, "surface.batch_size_law", keys)},
+        "lr_law": {
+            **{k: lr[k] for k in (*keys, "ridge")},
+            "ci95": _cis(ci, "surface.lr_law", (*keys, "ridge")),
+            "n_points": lr["n_points"],
+        },
+        "curvature_per_doubling2": {
+            "value": b["curvature_per_doubling2"],
+            "ci95": ci.get("surface.batch_size_law.curvature_per_doubling2"),
+        },
+        "rmse_log": b["rmse_log"],
+        "n_points": b["n_points"],
+        "n_groups": b["n_groups"],
+    }
 
 
 def _cis(ci: dict, prefix: str, keys: tuple[str, ...]) -> dict:

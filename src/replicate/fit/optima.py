@@ -252,7 +252,11 @@ def batch_profile(runs: pd.DataFrame, run_weights: np.ndarray | None = None) -> 
     `run_weights` re-weights the runs (in the order of their sorted `run` labels), as a bootstrap does.
     """
     cube = SweepCube.from_runs(runs)
-    opt = cube.optima(run_weights)
+    return profile_frame(cube, cube.optima(run_weights))
+
+
+def profile_frame(cube: SweepCube, opt: dict[str, np.ndarray]) -> pd.DataFrame:
+    """`batch_profile`'s table from a cube and its `grid_optima`."""
     g, b = np.meshgrid(np.arange(len(cube.n_params)), np.arange(len(cube.batch_size)), indexing="ij")
     table = pd.DataFrame(
         {

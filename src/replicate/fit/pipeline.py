@@ -20,7 +20,8 @@ from replicate.fit.compute import (
 )
 from replicate.fit.laws import HYPER_PARAMS, hyperparameter_law, loss_law, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law
-from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent
+from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent, profile_frame
+from replicate.fit.surface import fit_batch_surface, fit_lr_surface
 from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows
 
 REFERENCE_FLOPS = 1e22  # the video paper compares N_opt with fixed and with optimal hyperparameters here
@@ -85,6 +86,8 @@ class Stage:
     fixed_law: LossLawFit | None
     fixed_compute: dict | None
     lr_batch_exponent: float | None  # d log lr_opt / d log B (`lr_batch_exponent`)
+    surface: dict | None = None  # the B surface through every (N, T, B) (fit.surface), the headline B_opt law
+    surface_lr: dict | None = None  # the lr surface through the batch profile's interior lr optima
 
 
 def predict_holdout(
@@ -156,7 +159,7 @@ def fit_stage(
     """Fit everything once; `counts` (draws per run) re-weights the runs for a bootstrap replicate.
 
     `warnings` (the full-data fit only) collects identifiability warnings."""
-    optima = used = None
+    optima = used = surface = surface_lr = None
     batch_law = lr_law = lr_batch = None
     fallback = False
     if data.cube is not None:
@@ -171,6 +174,9 @@ def fit_stage(
         batch_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_batch"][used]))
         lr_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_lr"][used]))
         lr_batch = lr_batch_exponent(optima, data.cube.batch_size)
+        profile = profile_frame(data.cube, optima)
+        surface = fit_batch_surface(profile, None if init is None else init.surface)
+        surface_lr = fit_lr_surface(profile, surface)
     else:
         points = data.rows
     law, compute = _fit_law(points, counts, data, "loss law", None if init is None else init.law, warnings)
@@ -184,7 +190,21 @@ def fit_stage(
             if counts is None:
                 raise
             # a resample of the few fixed-hp runs can leave too few points; the optimal-hp laws stand regardless
-    return Stage(points, optima, used, fallback, batch_law, lr_law, law, compute, fixed_law, fixed_compute, lr_batch)
+    return Stage(
+        points,
+        optima,
+        used,
+        fallback,
+        batch_law,
+        lr_law,
+        law,
+        compute,
+        fixed_law,
+        fixed_compute,
+        lr_batch,
+        surface,
+        surface_lr,
+    )
 
 
 def _fit_law(
@@ -227,6 +247,12 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
             out[f"{name}.{k}"] = getattr(stage, name)[k]
     if stage.lr_batch_exponent is not None:
         out["lr_batch_exponent"] = stage.lr_batch_exponent
+    if stage.surface is not None:
+        ok = stage.surface["converged"]
+        for k in ("coef", "exp_tokens", "exp_params", "curvature_per_doubling2"):
+            out[f"surface.batch_size_law.{k}"] = stage.surface[k] if ok else np.nan
+        for k in ("coef", "exp_tokens", "exp_params", "ridge"):
+            out[f"surface.lr_law.{k}"] = stage.surface_lr[k] if ok else np.nan
     for i, pred in enumerate(holdout_predictions(stage, data)):
         for k, v in pred.items():
             out[f"holdout.{i}.{k}"] = v

@@ -33,8 +33,10 @@ def paper_fit() -> dict:
 
 
 def _laws(fit: dict, sample: int | None = None) -> dict[str, dict[str, float] | None]:
-    """The fit's laws (loss, B_opt, eta_opt, N_opt(C)), or those of bootstrap resample `sample`."""
+    """The fit's laws (loss, B_opt, eta_opt, N_opt(C)), or those of bootstrap resample `sample`. The B_opt and
+    eta_opt laws are the surface fit's (the headline) where it converged, else the two-stage ones."""
     drawn = (fit.get("bootstrap") or {}).get("samples") or {}
+    surface = fit.get("surface") or {}
     out: dict[str, dict[str, float] | None] = {}
     for law, keys in (
         ("loss_law", LOSS_PARAMS),
@@ -42,13 +44,15 @@ def _laws(fit: dict, sample: int | None = None) -> dict[str, dict[str, float] | 
         ("lr_law", HYPER_PARAMS),
         ("compute_law", ("coef", "exp")),
     ):
-        part = fit.get(law)
+        part, prefix = fit.get(law), law
+        if surface.get("converged") and law in ("batch_size_law", "lr_law"):
+            part, prefix = surface[law], f"surface.{law}"
         if not part or any(part.get(k) is None for k in keys):
             out[law] = None
         elif sample is None:
             out[law] = {k: part[k] for k in keys}
         else:
-            values = [drawn.get(f"{law}.{k}", [None] * (sample + 1))[sample] for k in keys]
+            values = [drawn.get(f"{prefix}.{k}", [None] * (sample + 1))[sample] for k in keys]
             out[law] = None if any(v is None for v in values) else dict(zip(keys, values, strict=True))
     return out
 

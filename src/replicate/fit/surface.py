@@ -33,13 +33,14 @@ def _centred(values: np.ndarray) -> tuple[np.ndarray, float]:
     return logs - logs.mean(), float(np.exp(logs.mean()))
 
 
-def fit_batch_surface(profile: pd.DataFrame) -> dict:
+def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
     """The B surface through a batch profile (columns n_params, tokens, batch_size, val_loss; raw units).
 
     Returns c_B (per ln B^2), curvature_per_doubling2 (c_B ln(2)^2), the B_opt law (coef, exp_tokens,
     exp_params: B_opt = coef T^exp_tokens N^exp_params, B in the table's unit), t0, n0, the fitted B_opt at each
     (N, T) with its offset m, the residual sd of log L, the number of points, and `converged`. NaNs where the
-    data cannot identify the surface (fewer than 3 batch sizes, or no (N, T) with one).
+    data cannot identify the surface (fewer than 3 batch sizes, or no (N, T) with one). `init` (an earlier
+    result on the same (N, T), e.g. the full data's for a bootstrap resample) is the one starting point.
     """
     p = profile[np.isfinite(profile["val_loss"])].reset_index(drop=True)
     groups, keys = pd.factorize(pd.MultiIndex.from_arrays([p["n_params"], p["tokens"]]), sort=True)
@@ -79,6 +80,21 @@ def fit_batch_surface(profile: pd.DataFrame) -> dict:
     starts = [
         np.concatenate([best, [a0, 0.5, 0.05], [] if one_size else [0.2]]) for a0 in np.quantile(x, [0.25, 0.5, 0.75])
     ]
+    if init is not None and init["converged"] and len(init["optima"]) == n_groups:  # one start: the earlier fit's
+        a0 = (
+            np.log(init["coef"])
+            + init["exp_tokens"] * np.log(t0)
+            + (0 if one_size else init["exp_params"] * np.log(n0))
+        )
+        starts = [
+            np.concatenate(
+                [
+                    [o["log_loss"] for o in init["optima"]],
+                    [a0, init["exp_tokens"], init["c_b"]],
+                    [] if one_size else [init["exp_params"]],
+                ]
+            )
+        ]
     fits = [least_squares(residuals, q0, method="trf", max_nfev=5000) for q0 in starts]
     fit = min(fits, key=lambda f: f.cost)
     m, a, beta, gamma, c_b = unpack(fit.x)

@@ -68,14 +68,23 @@ def comparison(fit: dict) -> pd.DataFrame:
             )
         )
 
-    def exponent(label: str, law: str, key: str, paper_law: str) -> None:
-        part = fit.get(law) or {}
-        row(label, part.get(key), (part.get("ci95") or {}).get(key), paper[paper_law][key], law)
+    def exponent(label: str, law: str, key: str, paper_law: str, part: dict | None = None, failed_as: str = "") -> None:
+        part = fit.get(law) or {} if part is None else part
+        row(label, part.get(key), (part.get("ci95") or {}).get(key), paper[paper_law][key], failed_as or law)
 
-    exponent("B_opt exponent in T (beta_B)", "batch_size_law", "exp_tokens", "batch_size_law")
-    exponent("B_opt exponent in N (gamma_B)", "batch_size_law", "exp_params", "batch_size_law")
-    exponent("eta_opt exponent in T (beta_eta)", "lr_law", "exp_tokens", "lr_law")
-    exponent("eta_opt exponent in N (gamma_eta)", "lr_law", "exp_params", "lr_law")
+    # the hyperparameter laws: the surface fit is the headline, the per-(N, T) optima a cross-check
+    surface = fit.get("surface") or {}
+    methods = [(" (surface fit)", "surface", surface)] if surface else []
+    methods.append((" (per-(N, T) optima)" if surface else "", None, None))
+    for tag, failed_as, source in methods:
+        for law, key, label in (
+            ("batch_size_law", "exp_tokens", "B_opt exponent in T (beta_B)"),
+            ("batch_size_law", "exp_params", "B_opt exponent in N (gamma_B)"),
+            ("lr_law", "exp_tokens", "eta_opt exponent in T (beta_eta)"),
+            ("lr_law", "exp_params", "eta_opt exponent in N (gamma_eta)"),
+        ):
+            part = None if source is None else source.get(law) or {}
+            exponent(label + tag, law, key, law, part, failed_as or "")
     exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", "loss_law")
     exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", "loss_law")
     law = fit["compute_law"]
