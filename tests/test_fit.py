@@ -504,3 +504,15 @@ def test_the_surface_fit_recovers_a_noisy_batch_law_at_least_as_well_as_per_cell
         for m in ("two_stage", "surface")
     }
     assert errors["surface"] <= errors["two_stage"]
+
+
+def test_the_loss_law_reports_its_edge_points_an_interior_refit_and_leave_one_size_out_errors():
+    runs = synthetic_sweep(seed=2, run_noise=1e-3)
+    fit = fit_runs(runs, bootstrap=0)
+    law, optima = fit["loss_law"], fit["optima"]
+    assert law["n_points"] == len(optima) and law["n_on_edge"] == sum(o["on_edge"] for o in optima)
+    assert law["interior_only"]["n_points"] == law["n_points"] - law["n_on_edge"]
+    assert law["interior_only"]["alpha_tokens"] == pytest.approx(TRUTH["loss_law"]["alpha_tokens"], abs=0.05)
+    held = law["leave_one_size_out"]
+    assert len(held) == runs.loc[runs["role"] == "fit", "n_params"].nunique()
+    assert all(h["max_abs_rel_error"] < 0.02 for h in held)  # the planted law is additive: it extrapolates

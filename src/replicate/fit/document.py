@@ -190,6 +190,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
     raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
     result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
     result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
+    result["loss_law"].update(_loss_law_checks(stage))
     gap = max(abs(raw.alpha_tokens - stage.law.alpha_tokens), abs(raw.alpha_params - stage.law.alpha_params))
     if gap > RAW_LOG_TOLERANCE or not raw.converged:
         warnings.append(
@@ -288,6 +289,41 @@ def _loss_entry(law: LossLawFit, points: Points, ci: dict, prefix: str, warnings
             f"alpha_params {law.alpha_params:.3g})"
         )
     return {**law.to_dict(), "mse": _mse(law, points), "ci95": _cis(ci, prefix, LOSS_PARAMS)}
+
+
+def _loss_law_checks(stage: Stage) -> dict:
+    """How far the loss law can be trusted: the points it used and how many are optima on a grid edge (upper
+    bounds of the loss at the true optimum, not optima); the law refitted on the interior optima alone; and
+    its leave-one-size-out error (each fitting size predicted by the law fitted to the others)."""
+    points, law = stage.points, stage.law
+    out: dict = {"n_points": len(points.n), "n_on_edge": 0, "interior_only": None}
+    if stage.optima is not None:
+        valid = stage.optima["valid"]
+        edge = stage.optima["on_edge"][valid]
+        out["n_on_edge"] = int(edge.sum())
+        interior = points.subset(~edge)
+        sizes, counts = len(np.unique(interior.n)), len(np.unique(interior.t))
+        if len(interior.n) >= 5 and min(sizes, counts) >= 3:
+            refit = fit_loss_law(interior.n, interior.t, interior.loss, init=law)
+            out["interior_only"] = {**refit.to_dict(), "n_points": len(interior.n)}
+    held = []
+    sizes = np.unique(points.n)
+    for n in sizes if len(sizes) >= 4 else ():  # the others must still span 3 sizes
+        out_of = points.n == n
+        rest = points.subset(~out_of)
+        refit = fit_loss_law(rest.n, rest.t, rest.loss, init=law)
+        rel = np.abs(refit.predict(points.n[out_of], points.t[out_of]) / points.loss[out_of] - 1)
+        held.append(
+            {
+                "n_params": float(n),
+                "median_abs_rel_error": float(np.median(rel)),
+                "max_abs_rel_error": float(rel.max()),
+                "points": int(out_of.sum()),
+                "converged": refit.converged,
+            }
+        )
+    out["leave_one_size_out"] = held
+    return out
 
 
 def _compute_out(entry: dict, data: FitData, ci: dict, prefix: str) -> dict:
