@@ -106,6 +106,22 @@ if fit is not None:
         )
 
 # %% [markdown]
+# ## What the law stands on
+#
+# An optimum on the edge of its $(B, \eta)$ grid is the best cell the grid has, an upper bound on the loss at
+# the true optimum, not an optimum: the law fitted to such points is biased where they crowd. Three checks
+# (`loss_law` in fit.json): how many of its points sit on an edge; the law refitted to the interior optima
+# alone; and each fitting size predicted by the law fitted to the other sizes (leave one size out), the
+# honest measure of how well the law extrapolates in $N$.
+
+# %% tags=["hide-input"]
+if fit is not None and "n_points" in fit["loss_law"]:
+    display(report.table(report.loss_law_checks(fit)))
+    display(Markdown(report.loss_law_checks_sentence(fit)))
+elif fit is not None:
+    display(Markdown("*This fit.json predates the checks: `make book` refits it when its table changes.*"))
+
+# %% [markdown]
 # ## Compute-optimal model size: optimal vs fixed hyperparameters
 #
 # The same loss law fitted to the runs at the fixed $(B, \eta)$ of the profile gives its own

@@ -219,3 +219,11 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     assert "30 of its 40 runs" in lines[0]
     assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]
     assert f"**{summary['verdict']}**" in lines[1]
+
+
+def test_loss_law_checks_in_words_and_table(fit):
+    _, result = fit
+    table = report.loss_law_checks(result)
+    assert len(table) == len(result["loss_law"]["leave_one_size_out"]) >= 4
+    sentence = report.loss_law_checks_sentence(result)
+    assert f"uses {result['loss_law']['n_points']} optima, {result['loss_law']['n_on_edge']} of them" in sentence

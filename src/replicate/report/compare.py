@@ -194,3 +194,31 @@ def ci_text(ci: list[float] | None) -> str:
     """` [lo, hi]` after a value in a sentence; nothing without an interval."""
     text = fmt_ci(ci)
     return "" if text == "-" else f" {text}"
+
+
+def loss_law_checks(fit: dict) -> pd.DataFrame:
+    """The loss law's leave-one-size-out errors, one row per fitting size."""
+    rows = [
+        {
+            "N held out": h["n_params"],
+            "points": h["points"],
+            "median |error| (%)": 100 * h["median_abs_rel_error"],
+            "max |error| (%)": 100 * h["max_abs_rel_error"],
+        }
+        for h in fit["loss_law"]["leave_one_size_out"]
+    ]
+    return pd.DataFrame(rows)
+
+
+def loss_law_checks_sentence(fit: dict) -> str:
+    """The loss law's edge points and its interior-only refit, in words."""
+    law = fit["loss_law"]
+    text = f"The law uses {law['n_points']} optima, {law['n_on_edge']} of them on an edge of their grid (upper bounds)."
+    interior = law.get("interior_only")
+    if interior is None:
+        return text + " The interior optima alone span too few sizes or token counts to fit the law."
+    return (
+        text + f" Fitted to the {interior['n_points']} interior ones alone: alpha_T = {interior['alpha_tokens']:.3f} "
+        f"(all optima: {law['alpha_tokens']:.3f}), alpha_N = {interior['alpha_params']:.3f} "
+        f"(all: {law['alpha_params']:.3f})."
+    )
