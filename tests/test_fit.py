@@ -516,3 +516,17 @@ def test_the_loss_law_reports_its_edge_points_an_interior_refit_and_leave_one_si
     held = law["leave_one_size_out"]
     assert len(held) == runs.loc[runs["role"] == "fit", "n_params"].nunique()
     assert all(h["max_abs_rel_error"] < 0.02 for h in held)  # the planted law is additive: it extrapolates
+
+
+def test_the_alpha_n_profile_is_narrow_where_the_law_is_identified_and_wide_where_not():
+    from replicate.fit.loss import profile_alpha_params
+
+    n, t = np.meshgrid(np.geomspace(1e5, 1e8, 5), np.geomspace(1e6, 1e9, 6))
+    loss = loss_law(n.ravel(), t.ravel(), **TRUTH["loss_law"])
+    sharp = profile_alpha_params(n.ravel(), t.ravel(), loss * (1 + 1e-4 * np.random.default_rng(0).standard_normal(30)))
+    lo, hi = sharp["range95"]
+    assert lo <= TRUTH["loss_law"]["alpha_params"] <= hi and hi - lo < 0.05
+    narrow_n = n[:, :2].ravel(), t[:, :2].ravel()  # two sizes a factor 5.6 apart, 1% noise
+    noisy = loss_law(*narrow_n, **TRUTH["loss_law"]) * (1 + 0.01 * np.random.default_rng(1).standard_normal(12))
+    wide = profile_alpha_params(*narrow_n, noisy)
+    assert wide["range95"][1] - wide["range95"][0] > TRUTH["loss_law"]["alpha_params"]

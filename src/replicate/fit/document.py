@@ -23,7 +23,7 @@ from replicate.errors import ConfigError
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
 from replicate.fit.compute import flat_region
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, training_compute
-from replicate.fit.loss import LossLawFit, fit_loss_law
+from replicate.fit.loss import LossLawFit, fit_loss_law, profile_alpha_params
 from replicate.fit.optima import fit_hyperparameter_law, optima_frame
 from replicate.fit.pipeline import (
     REFERENCE_FLOPS,
@@ -293,8 +293,9 @@ def _loss_entry(law: LossLawFit, points: Points, ci: dict, prefix: str, warnings
 
 def _loss_law_checks(stage: Stage) -> dict:
     """How far the loss law can be trusted: the points it used and how many are optima on a grid edge (upper
-    bounds of the loss at the true optimum, not optima); the law refitted on the interior optima alone; and
-    its leave-one-size-out error (each fitting size predicted by the law fitted to the others)."""
+    bounds of the loss at the true optimum, not optima); the law refitted on the interior optima alone; its
+    leave-one-size-out error (each fitting size predicted by the law fitted to the others); and the profile of
+    its fit along alpha_N (fit.loss.profile_alpha_params: how wide a range of alpha_N the data allow)."""
     points, law = stage.points, stage.law
     out: dict = {"n_points": len(points.n), "n_on_edge": 0, "interior_only": None}
     if stage.optima is not None:
@@ -323,6 +324,7 @@ def _loss_law_checks(stage: Stage) -> dict:
             }
         )
     out["leave_one_size_out"] = held
+    out["profile_alpha_params"] = profile_alpha_params(points.n, points.t, points.loss)
     return out
 
 

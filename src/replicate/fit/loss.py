@@ -265,3 +265,51 @@ def fit_loss_law(
         centre=(log_t0, log_n0),
         l_inf_at_zero=bool(le <= floor + 1e-9),
     )
+
+
+def profile_alpha_params(
+    n_params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, alphas: np.ndarray | None = None
+) -> dict:
+    """The loss law's fit along alpha_N: at each alpha_N of a grid, the best alpha_T (on a fine grid) with
+    (a, b, L_inf) by non-negative least squares on relative residuals (nearly log residuals: least squares, not
+    Huber), and that fit's residual sum of squares. Where the profile stays flat over a wide range, alpha_N (and
+    with it L_inf, which trades against it) is not identified by the data, whatever the point fit says.
+
+    Returns the grid, its RSS, the best alpha_T and L_inf at each point, and `range95`: the alpha_N whose RSS is
+    within an F(1, n - 5) likelihood-ratio threshold of the minimum (the ends marked open where the range
+    reaches the grid's edge)."""
+    from scipy.stats import f as f_dist
+
+    n, t, y = (np.asarray(v, dtype=float) for v in (n_params, tokens, loss))
+    alphas = np.linspace(0.01, 1.0, 100) if alphas is None else np.asarray(alphas, dtype=float)
+    xt, xn = np.log(t) - np.log(t).mean(), np.log(n) - np.log(n).mean()
+    at_grid = np.linspace(0.01, 1.5, 150)
+    rss, best_at, best_linf = [], [], []
+    for an in alphas:
+        best = (np.inf, np.nan, np.nan)
+        for at in at_grid:
+            design = np.column_stack([np.exp(-at * xt), np.exp(-an * xn), np.ones_like(xt)]) / y[:, None]
+            coef, resid = nnls(design, np.ones_like(y))
+            if resid**2 < best[0]:
+                best = (resid**2, at, coef[2])
+        rss.append(best[0])
+        best_at.append(best[1])
+        best_linf.append(best[2])
+    rss = np.array(rss)
+    dof = len(y) - 5
+    out = {
+        "alpha_params": alphas.tolist(),
+        "rss": rss.tolist(),
+        "alpha_tokens": best_at,
+        "l_inf": best_linf,
+        "range95": None,
+        "open_low": False,
+        "open_high": False,
+    }
+    if dof > 0 and np.isfinite(rss).any():
+        inside = np.flatnonzero(rss <= rss.min() * (1 + f_dist.ppf(0.95, 1, dof) / dof))
+        # one grid step beyond the last point inside on each side: the range is resolved to the grid's step
+        out["range95"] = [float(alphas[max(inside[0] - 1, 0)]), float(alphas[min(inside[-1] + 1, len(alphas) - 1)])]
+        inside = np.isin(np.arange(len(alphas)), inside)
+        out["open_low"], out["open_high"] = bool(inside[0]), bool(inside[-1])
+    return out

@@ -86,7 +86,22 @@ def comparison(fit: dict) -> pd.DataFrame:
             part = None if source is None else source.get(law) or {}
             exponent(label + tag, law, key, law, part, failed_as or "")
     exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", "loss_law")
-    exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", "loss_law")
+    law = fit["loss_law"]
+    profile = (law.get("profile_alpha_params") or {}).get("range95")
+    ci = (law.get("ci95") or {}).get("alpha_params")
+    if profile:  # the verdict weighs the profile's range too: a flat valley is not identified, whatever the bootstrap
+        both = [v for v in (ci, profile) if v]
+        envelope = [min(v[0] for v in both), max(v[1] for v in both)]
+        row(
+            f"loss exponent in N (alpha_N; profile range {fmt_ci(profile)})",
+            law["alpha_params"],
+            ci,
+            paper["loss_law"]["alpha_params"],
+            "loss_law",
+            verdict(law["alpha_params"], envelope, paper["loss_law"]["alpha_params"]),
+        )
+    else:
+        exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", "loss_law")
     law = fit["compute_law"]
     row(
         f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)",
