@@ -530,3 +530,17 @@ def test_the_alpha_n_profile_is_narrow_where_the_law_is_identified_and_wide_wher
     noisy = loss_law(*narrow_n, **TRUTH["loss_law"]) * (1 + 0.01 * np.random.default_rng(1).standard_normal(12))
     wide = profile_alpha_params(*narrow_n, noisy)
     assert wide["range95"][1] - wide["range95"][0] > TRUTH["loss_law"]["alpha_params"]
+
+
+def test_leave_one_size_out_picks_the_form_that_generated_the_data():
+    from replicate.fit.interaction import interaction_law
+
+    n, t = np.meshgrid(np.geomspace(1e5, 3e7, 5), np.geomspace(1e6, 1e9, 6))
+    noise = 1 + 2e-4 * np.random.default_rng(0).standard_normal(n.size)
+    law = {"n_c": 3e4, "t_c": 1e5, "alpha_params": 0.3, "alpha_tokens": 0.25, "l_inf": 0.05}
+    kaplan = pd.DataFrame(
+        {"n_params": n.ravel(), "tokens": t.ravel(), "val_loss": interaction_law(n.ravel(), t.ravel(), **law) * noise}
+    )
+    additive = kaplan.assign(val_loss=loss_law(n.ravel(), t.ravel(), **TRUTH["loss_law"]) * noise)
+    assert fit_runs(kaplan, bootstrap=0)["loss_law"]["preferred_form"]["form"] == "interaction"
+    assert fit_runs(additive, bootstrap=0)["loss_law"]["preferred_form"]["form"] == "additive"

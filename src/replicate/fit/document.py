@@ -22,6 +22,8 @@ import pandas as pd
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
 from replicate.fit.compute import flat_region
+from replicate.fit.interaction import PARAMS as INTERACTION
+from replicate.fit.interaction import fit_interaction_law, interaction_law
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law, profile_alpha_params
 from replicate.fit.optima import fit_hyperparameter_law, optima_frame
@@ -307,25 +309,46 @@ def _loss_law_checks(stage: Stage) -> dict:
         if len(interior.n) >= 5 and min(sizes, counts) >= 3:
             refit = fit_loss_law(interior.n, interior.t, interior.loss, init=law)
             out["interior_only"] = {**refit.to_dict(), "n_points": len(interior.n)}
-    held = []
+    held, held_interaction = [], []
     sizes = np.unique(points.n)
     for n in sizes if len(sizes) >= 4 else ():  # the others must still span 3 sizes
         out_of = points.n == n
         rest = points.subset(~out_of)
-        refit = fit_loss_law(rest.n, rest.t, rest.loss, init=law)
-        rel = np.abs(refit.predict(points.n[out_of], points.t[out_of]) / points.loss[out_of] - 1)
+        additive = fit_loss_law(rest.n, rest.t, rest.loss, init=law)
+        interaction = fit_interaction_law(rest.n, rest.t, rest.loss)
+        predicted = interaction_law(points.n[out_of], points.t[out_of], **{k: interaction[k] for k in INTERACTION})
         held.append(
-            {
-                "n_params": float(n),
-                "median_abs_rel_error": float(np.median(rel)),
-                "max_abs_rel_error": float(rel.max()),
-                "points": int(out_of.sum()),
-                "converged": refit.converged,
-            }
+            _held_out(n, additive.predict(points.n[out_of], points.t[out_of]), points.loss[out_of], additive.converged)
         )
+        held_interaction.append(_held_out(n, predicted, points.loss[out_of], interaction["converged"]))
     out["leave_one_size_out"] = held
+    out["interaction_law"] = {
+        **fit_interaction_law(points.n, points.t, points.loss),
+        "leave_one_size_out": held_interaction,
+    }
+    if held:
+        errors = {
+            name: float(np.median([h["median_abs_rel_error"] for h in rows]))
+            for name, rows in (("additive", held), ("interaction", held_interaction))
+        }
+        out["preferred_form"] = {
+            "form": min(errors, key=errors.get),
+            "median_loso_error": errors,
+            "rule": "the lower median leave-one-size-out error",
+        }
     out["profile_alpha_params"] = profile_alpha_params(points.n, points.t, points.loss)
     return out
+
+
+def _held_out(n_params: float, predicted: np.ndarray, observed: np.ndarray, converged: bool) -> dict:
+    rel = np.abs(predicted / observed - 1)
+    return {
+        "n_params": float(n_params),
+        "median_abs_rel_error": float(np.median(rel)),
+        "max_abs_rel_error": float(rel.max()),
+        "points": len(rel),
+        "converged": bool(converged),
+    }
 
 
 def _compute_out(entry: dict, data: FitData, ci: dict, prefix: str) -> dict:

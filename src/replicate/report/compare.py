@@ -212,28 +212,53 @@ def ci_text(ci: list[float] | None) -> str:
 
 
 def loss_law_checks(fit: dict) -> pd.DataFrame:
-    """The loss law's leave-one-size-out errors, one row per fitting size."""
-    rows = [
-        {
-            "N held out": h["n_params"],
-            "points": h["points"],
-            "median |error| (%)": 100 * h["median_abs_rel_error"],
-            "max |error| (%)": 100 * h["max_abs_rel_error"],
-        }
-        for h in fit["loss_law"]["leave_one_size_out"]
-    ]
+    """Leave-one-size-out errors of the loss law, one row per fitting size: the paper's additive form and the
+    form with an N x T interaction (fit.interaction)."""
+    law = fit["loss_law"]
+    other = {h["n_params"]: h for h in (law.get("interaction_law") or {}).get("leave_one_size_out", [])}
+    rows = []
+    for h in law["leave_one_size_out"]:
+        k = other.get(h["n_params"])
+        rows.append(
+            {
+                "N held out": h["n_params"],
+                "points": h["points"],
+                "additive: median |error| (%)": 100 * h["median_abs_rel_error"],
+                "additive: max |error| (%)": 100 * h["max_abs_rel_error"],
+                "interaction: median |error| (%)": 100 * k["median_abs_rel_error"] if k else math.nan,
+                "interaction: max |error| (%)": 100 * k["max_abs_rel_error"] if k else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def loss_law_checks_sentence(fit: dict) -> str:
-    """The loss law's edge points and its interior-only refit, in words."""
+    """The loss law's edge points, its interior-only refit, the alpha_N profile and the preferred form, in words."""
     law = fit["loss_law"]
     text = f"The law uses {law['n_points']} optima, {law['n_on_edge']} of them on an edge of their grid (upper bounds)."
     interior = law.get("interior_only")
     if interior is None:
-        return text + " The interior optima alone span too few sizes or token counts to fit the law."
-    return (
-        text + f" Fitted to the {interior['n_points']} interior ones alone: alpha_T = {interior['alpha_tokens']:.3f} "
-        f"(all optima: {law['alpha_tokens']:.3f}), alpha_N = {interior['alpha_params']:.3f} "
-        f"(all: {law['alpha_params']:.3f})."
-    )
+        text += " The interior optima alone span too few sizes or token counts to fit the law."
+    else:
+        text += (
+            f" Fitted to the {interior['n_points']} interior ones alone: alpha_T = {interior['alpha_tokens']:.3f} "
+            f"(all optima: {law['alpha_tokens']:.3f}), alpha_N = {interior['alpha_params']:.3f} "
+            f"(all: {law['alpha_params']:.3f})."
+        )
+    profile = law.get("profile_alpha_params") or {}
+    if profile.get("range95"):
+        lo, hi = profile["range95"]
+        text += (
+            f" Along alpha_N the fit stays within its 95% likelihood-ratio threshold from {lo:.2f} to {hi:.2f}"
+            + (" (to the edge of the profiled range)" if profile["open_low"] or profile["open_high"] else "")
+            + "."
+        )
+    preferred = law.get("preferred_form")
+    if preferred:
+        errors = preferred["median_loso_error"]
+        text += (
+            f" Out of sample (each size predicted from the others) the {preferred['form']} form does better: "
+            f"median error {100 * errors['additive']:.2f}% additive, {100 * errors['interaction']:.2f}% with the "
+            "interaction."
+        )
+    return text
