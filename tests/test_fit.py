@@ -544,3 +544,23 @@ def test_leave_one_size_out_picks_the_form_that_generated_the_data():
     additive = kaplan.assign(val_loss=loss_law(n.ravel(), t.ravel(), **TRUTH["loss_law"]) * noise)
     assert fit_runs(kaplan, bootstrap=0)["loss_law"]["preferred_form"]["form"] == "interaction"
     assert fit_runs(additive, bootstrap=0)["loss_law"]["preferred_form"]["form"] == "additive"
+
+
+def test_anyones_llm_style_table_fits_to_finite_laws():
+    """A plain sweep table as an LLM study would publish it: one row per run, a few (N, D) cells with 100 (B, lr)
+    points each, B in tokens, no run ids, seeds, FLOP columns or roles."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in (1e7, 4e7, 1.6e8):
+        for d in (2e9, 8e9, 3.2e10):
+            b_opt, lr_opt = 2e5 * (d / 8e9) ** 0.5, 1e-3 * (n / 4e7) ** -0.2
+            for b in b_opt * 2.0 ** np.arange(-4.5, 5):
+                for lr in lr_opt * 2.0 ** np.arange(-4.5, 5):
+                    bowl = 0.004 * np.log2(b / b_opt) ** 2 + 0.01 * np.log2(lr / lr_opt) ** 2
+                    loss = loss_law(n, d, **TRUTH["loss_law"]) * (1 + bowl) * (1 + 2e-3 * rng.standard_normal())
+                    rows.append({"n_params": n, "tokens": d, "batch_size": b, "lr": lr, "val_loss": loss})
+    fit = fit_runs(pd.DataFrame(rows), bootstrap=10)
+    for law in ("batch_size_law", "lr_law", "loss_law"):
+        assert np.isfinite(fit[law]["exp_tokens" if law != "loss_law" else "alpha_tokens"]), law
+    surface = fit["surface"]["batch_size_law"]
+    assert fit["surface"]["converged"] and surface["exp_tokens"] == pytest.approx(0.5, abs=0.1)

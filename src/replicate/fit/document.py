@@ -25,7 +25,7 @@ from replicate.fit.compute import flat_region
 from replicate.fit.interaction import PARAMS as INTERACTION
 from replicate.fit.interaction import fit_interaction_law, interaction_law
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, training_compute
-from replicate.fit.loss import LossLawFit, fit_loss_law, profile_alpha_params
+from replicate.fit.loss import DELTA, LossLawFit, fit_loss_law, profile_alpha_params
 from replicate.fit.optima import fit_hyperparameter_law, optima_frame
 from replicate.fit.pipeline import (
     REFERENCE_FLOPS,
@@ -254,6 +254,9 @@ def _surface_entry(stage: Stage, ci: dict) -> dict | None:
         return None
     b, lr = stage.surface, stage.surface_lr
     keys = ("coef", "exp_tokens", "exp_params")
+    if not b["converged"]:  # no positive curvature along B: the loss has no minimum in B to locate
+        b = {**b, **dict.fromkeys(keys)}
+        lr = {**lr, **dict.fromkeys((*keys, "ridge"))}
     return {
         "method": "one surface through every (N, T, B): log L* = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 with "
         "B_opt = coef T^exp_tokens N^exp_params, L* the loss at each B's best lr (fit.surface)",
@@ -337,6 +340,16 @@ def _loss_law_checks(stage: Stage) -> dict:
             "rule": "the lower median leave-one-size-out error",
         }
     out["profile_alpha_params"] = profile_alpha_params(points.n, points.t, points.loss)
+    # Huber's threshold against the residuals: with every residual beyond delta the fit is a least-absolute-
+    # deviation fit, not Chinchilla's near-least-squares one; the least-squares fit beside it shows the difference
+    residuals = np.abs(np.log(law.predict(points.n, points.t) / points.loss))
+    squares = fit_loss_law(points.n, points.t, points.loss, delta=1.0)  # every point in the quadratic zone
+    out["huber"] = {
+        "delta": DELTA,
+        "share_within_delta": float(np.mean(residuals <= DELTA)),
+        "median_abs_log_residual": float(np.median(residuals)),
+        "least_squares": {k: getattr(squares, k) for k in LOSS_PARAMS},
+    }
     return out
 
 
