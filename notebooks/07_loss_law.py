@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import paper, plots, report
 from replicate.fit import paper_laws
 
 study = report.load_study(RESULTS_DIR)
@@ -115,7 +115,7 @@ if fit is not None:
 # honest measure of how well the law extrapolates in $N$.
 
 # %% tags=["hide-input"]
-if fit is not None and "n_points" in fit["loss_law"]:
+if fit is not None and "leave_one_size_out" in fit["loss_law"]:
     display(report.table(report.loss_law_checks(fit)))
     display(Markdown(report.loss_law_checks_sentence(fit)))
 elif fit is not None:
@@ -127,7 +127,7 @@ elif fit is not None:
 # The same loss law fitted to the runs at the fixed $(B, \eta)$ of the profile gives its own
 # $N_\mathrm{opt}(C)$. The paper finds the fixed-hyperparameter law overestimates $N_\mathrm{opt}$ by about
 # 66% at $C = 10^{22}$ FLOPs (4.04B vs 2.43B parameters), i.e. optimal hyperparameters save ~40% of the
-# parameters. The dotted line has the paper's slope (0.4294).
+# parameters. The dotted line has the paper's slope (its Eq. 18).
 
 # %% tags=["hide-input"]
 if fit is not None:
@@ -169,8 +169,8 @@ if fit is not None and fit.get("flat_region"):
 # ## Consistency: the loss law against $N_\mathrm{opt}(C)$
 #
 # If $C \propto N T$, minimising $a T^{-\alpha_T} + b N^{-\alpha_N}$ at fixed $C$ gives
-# $N_\mathrm{opt} \propto C^{\alpha_T / (\alpha_T + \alpha_N)}$. The paper's own exponents give 0.478, not
-# the 0.4294 it reports for its Eq. 18 (REPLICATION.md notes the discrepancy). Our numbers, the same way:
+# $N_\mathrm{opt} \propto C^{\alpha_T / (\alpha_T + \alpha_N)}$. The paper's own exponents do not give the
+# exponent it reports for its Eq. 18 ({doc}`01b_paper`). Ours and the paper's, the same way:
 
 # %% tags=["hide-input"]
 if fit is not None:
@@ -192,7 +192,7 @@ if fit is not None:
                         "": "paper",
                         "alpha_T / (alpha_T + alpha_N)": p["alpha_tokens"] / (p["alpha_tokens"] + p["alpha_params"]),
                         "fitted exponent (6N)": None,
-                        f"fitted exponent ({conv})": 0.4294,
+                        f"fitted exponent ({conv})": paper.COMPUTE_LAW_FROM_LOSS["exp"],
                     },
                 ]
             )

@@ -160,12 +160,17 @@ def test_deterministic_given_the_seed():
 
 
 def test_paper_laws_in_raw_units_reproduce_the_papers_checks():
-    """REPLICATION.md section 1: the laws, stated in billions, give the numbers printed on the paper's figures."""
+    """The laws, stated in billions and converted to raw units, give the numbers printed on the paper's figures."""
+    from replicate.paper import FIGURE_VALUES
+
     paper = paper_laws()
-    assert hyperparameter_law(4e9, 1.07e9, **paper["batch_size_law"]) == pytest.approx(6.77e4, rel=2e-3)
-    assert hyperparameter_law(4e9, 1.07e9, **paper["lr_law"]) == pytest.approx(1.86e-4, rel=2e-3)
-    for n, t, value in ((1.07e9, 4e9, 0.5185), (1.07e9, 10e9, 0.5127), (0.72e9, 140e9, 0.5035)):
-        assert loss_law(n, t, **paper["loss_law"]) == pytest.approx(value, abs=1e-4)
+    for key in ("batch_size", "lr"):
+        v = FIGURE_VALUES[key]
+        law = paper["batch_size_law" if key == "batch_size" else "lr_law"]
+        assert hyperparameter_law(v["tokens"], v["n_params"], **law) == pytest.approx(v["value"], rel=2e-3)
+    for v in FIGURE_VALUES["loss"]:
+        assert loss_law(v["n_params"], v["tokens"], **paper["loss_law"]) == pytest.approx(v["value"], abs=1e-4)
+    assert FIGURE_VALUES["batch_size"]["value"] == 6.77e4 and FIGURE_VALUES["loss"][0]["value"] == 0.5185
 
 
 # --- optima ---------------------------------------------------------------------------------------------------

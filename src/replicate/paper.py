@@ -4,8 +4,7 @@ once, with its equation or section. The book's page of the paper's facts (book/p
 The paper states its laws with T and N in billions and B in tokens; `paper_laws` converts them to raw units
 (N in parameters, T in training tokens, B in tokens per step, C in FLOPs). Its loss-law values were
 reconstructed from secondary sources and checked against the values printed on the paper's figures
-(tests/test_fit.py: the laws give B_opt(4B tokens, 1.07B) = 6.77e4 tokens, eta_opt = 1.86e-4 and the
-losses 0.5185, 0.5127, 0.5035).
+(FIGURE_VALUES; tests/test_fit.py holds the laws to them).
 """
 
 from __future__ import annotations
@@ -27,6 +26,19 @@ HEADLINE = {
     "n_opt_1e22_optimal": 2.43e9,  # N_opt at C = 1e22 FLOPs with optimal hyperparameters ...
     "n_opt_1e22_fixed": 4.04e9,  # ... and with fixed ones
     "flat_region": 0.01,  # +-30% model size at fixed compute costs less than 1% loss
+}
+
+
+# Values printed on the paper's figures, against which the laws (and their conversion) are checked: the
+# held-out heat map's predicted cell (N = 1.07B at T = 4B tokens) and the loss law at the held-out points.
+FIGURE_VALUES = {
+    "batch_size": {"n_params": 1.07e9, "tokens": 4e9, "value": 6.77e4},  # tokens per step
+    "lr": {"n_params": 1.07e9, "tokens": 4e9, "value": 1.86e-4},
+    "loss": [
+        {"n_params": 1.07e9, "tokens": 4e9, "value": 0.5185},
+        {"n_params": 1.07e9, "tokens": 1e10, "value": 0.5127},
+        {"n_params": 0.72e9, "tokens": 1.4e11, "value": 0.5035},
+    ],
 }
 
 
