@@ -192,7 +192,7 @@ if fit is not None:
                         "": "paper",
                         "alpha_T / (alpha_T + alpha_N)": p["alpha_tokens"] / (p["alpha_tokens"] + p["alpha_params"]),
                         "fitted exponent (6N)": None,
-                        f"fitted exponent ({conv})": paper.COMPUTE_LAW_FROM_LOSS["exp"],
+                        f"fitted exponent ({conv})": COMPUTE_LAW_FROM_LOSS["exp"],
                     },
                 ]
             )
