@@ -38,8 +38,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import paper, plots, report
+from replicate import plots, report
 from replicate.fit import paper_laws
+from replicate.paper import COMPUTE_LAW_FROM_LOSS
 
 study = report.load_study(RESULTS_DIR)
 fit = study.fit if study is not None else None
