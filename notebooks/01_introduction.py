@@ -31,6 +31,7 @@ PROFILE = "default"
 RESULTS_DIR = "results/cpu"
 IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
+STAGE_A_DIR = "results/stage_a"
 
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
@@ -39,6 +40,17 @@ from replicate import report
 
 study = report.load_study(RESULTS_DIR)
 display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE}`)."))
+
+# %% [markdown]
+# ## The paper's claims: our verdicts
+#
+# One line per claim, with the one number that decides it (`replicate.report.claim_verdicts`, from the fit and
+# from Stage A's measurement of the loss's curvature along $B$, {doc}`06b_stage_a`).
+
+# %% tags=["hide-input"]
+if study is not None and study.fit is not None:
+    stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
+    display(report.table(report.claim_verdicts(study.fit, stage_a)))
 
 # %% [markdown]
 # ## Every headline result against the paper

@@ -227,3 +227,17 @@ def test_loss_law_checks_in_words_and_table(fit):
     assert len(table) == len(result["loss_law"]["leave_one_size_out"]) >= 4
     sentence = report.loss_law_checks_sentence(result)
     assert f"uses {result['loss_law']['n_points']} optima, {result['loss_law']['n_on_edge']} of them" in sentence
+
+
+def test_claim_verdicts_come_from_the_fit(fit):
+    _, result = fit
+    claims = report.claim_verdicts(result)
+    assert len(claims) == 4 and list(claims.columns) == ["claim", "verdict", "deciding number"]
+    surface = result["surface"]["batch_size_law"]
+    expected = report.verdict(surface["exp_tokens"], surface["ci95"]["exp_tokens"], 0.808)
+    assert claims.loc[0, "verdict"] == expected and f"{surface['exp_tokens']:.3g}" in claims.loc[0, "deciding number"]
+    no_go = {"verdict": "no-go", "curvature_per_doubling2": {"value": 0.0005}}
+    flat = copy.deepcopy(result)
+    flat["surface"]["converged"] = False
+    assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].startswith("not testable")
+    assert "0.05% per doubling^2" in report.claim_verdicts(flat, no_go).loc[0, "deciding number"]

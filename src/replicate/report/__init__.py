@@ -21,7 +21,7 @@ from replicate.report.compare import (
     verdict_lines,
     worst_holdout_error,
 )
-from replicate.report.findings import summary_lines
+from replicate.report.findings import claim_verdicts, summary_lines
 from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
 from replicate.report.study import Study, load_json, load_study
 from replicate.report.tables import grid_table, heatmap, neighbourhood_spread, paper_box, provenance_table, table
@@ -31,6 +31,7 @@ __all__ = [
     "COMPARISON_COLUMNS",
     "Study",
     "ci_text",
+    "claim_verdicts",
     "comparison",
     "exponent_table",
     "fitted_exponent",

@@ -6,7 +6,7 @@ import pandas as pd
 
 from replicate.fit import hyperparameter_law
 from replicate.paper import HEADLINE, paper_laws
-from replicate.report.compare import ci_text, worst_holdout_error
+from replicate.report.compare import ci_text, fmt_ci, verdict, worst_holdout_error
 
 
 def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
@@ -77,3 +77,62 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
             f"at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} clips)."
         )
     return lines
+
+
+def claim_verdicts(fit: dict, stage_a: dict | None = None) -> pd.DataFrame:
+    """The paper's claims, one row each: the claim, our verdict (holds / does not hold / not identified / not
+    testable at this scale, with the reason) and the one number that decides it, all from fit.json and Stage A's
+    summary.json."""
+    paper = paper_laws()
+    rows = []
+    optima = pd.DataFrame(fit["optima"])
+    on_edge = int(optima["on_edge"].astype(bool).sum()) if "on_edge" in optima else 0
+    surface = fit.get("surface") or {}
+    curvature = (stage_a or {}).get("curvature_per_doubling2", {}).get("value")
+    for law, name, eq in (("batch_size_law", "B_opt", "Eq. 10"), ("lr_law", "eta_opt", "Eq. 13")):
+        p = paper[law]
+        claim = f"{name} = c T^{p['exp_tokens']:+.3g} N^{p['exp_params']:+.3g} ({eq})"
+        part, method = (surface.get(law), "surface fit") if surface.get("converged") else (None, "")
+        if part is None and law == "lr_law":  # the lr axis has its own optima, whatever B's do
+            part, method = fit.get("lr_law"), "per-(N, T) optima"
+        if part and part.get("exp_tokens") is not None:
+            ci = (part.get("ci95") or {}).get("exp_tokens")
+            word = verdict(part["exp_tokens"], ci, p["exp_tokens"])
+            decides = f"exponent in T {part['exp_tokens']:.3g} {fmt_ci(ci)} ({method})"
+        elif stage_a is not None and stage_a.get("verdict") == "no-go":
+            word = "not testable at this scale (the loss is too flat along B against the seed noise)"
+            decides = f"curvature {100 * curvature:.2f}% per doubling^2 (Stage A)"
+        else:
+            word = "not testable at this scale (the optima sit on the grid's edge; no curvature along B to locate)"
+            decides = f"{on_edge} of {len(optima)} (N, T) optima on an edge" + (
+                f"; Stage A: {stage_a['verdict']}, curvature {100 * curvature:.2f}% per doubling^2"
+                if curvature is not None
+                else ""
+            )
+        rows.append({"claim": claim, "verdict": word, "deciding number": decides})
+    worst = worst_holdout_error(fit)
+    best = min(HEADLINE["holdout_rel_error"])
+    rows.append(
+        {
+            "claim": "the loss law fitted at the optima predicts a larger model's loss "
+            f"(within {100 * best:.2g}-{100 * max(HEADLINE['holdout_rel_error']):.2g}%)",
+            "verdict": "not tested (no held-out model)"
+            if worst is None
+            else "holds at 1%"
+            if worst <= 0.01
+            else "does not hold at this scale",
+            "deciding number": "-" if worst is None else f"worst held-out error {100 * worst:.1f}%",
+        }
+    )
+    fixed = fit.get("fixed") or {}
+    ratio = fixed.get("n_opt_ratio")
+    paper_ratio = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]
+    ci = fixed.get("n_opt_ratio_ci95")
+    rows.append(
+        {
+            "claim": f"fixed hyperparameters overestimate N_opt (x{paper_ratio:.2f} at 1e22 FLOPs)",
+            "verdict": "not measured here" if ratio is None else verdict(ratio, ci, paper_ratio),
+            "deciding number": "-" if ratio is None else f"N_opt ratio {ratio:.3g} {fmt_ci(ci)}",
+        }
+    )
+    return pd.DataFrame(rows)
