@@ -26,21 +26,26 @@
 #
 # **Step 1 (the minibatch gradient).** *Assumption: examples are drawn independently, so the minibatch
 # gradient is unbiased with covariance $\Sigma / B$*, where $\Sigma$ is the per-example gradient covariance:
+#
 # $$g_B = G + \epsilon, \qquad \mathbb{E}[\epsilon] = 0, \qquad \mathrm{Cov}[\epsilon] = \Sigma / B.$$
 #
 # **Step 2 (one step, to second order).** *Assumption: the step is small enough that $L$ is well described
 # by its second-order Taylor expansion around $\theta$.* A step $\theta \to \theta - \eta g_B$ changes the loss by
+#
 # $$\Delta L = -\eta\, G^\top g_B + \tfrac{\eta^2}{2}\, g_B^\top H g_B.$$
 #
 # **Step 3 (its expectation).** With $\mathbb{E}[g_B] = G$ and
 # $\mathbb{E}[g_B^\top H g_B] = G^\top H G + \mathrm{tr}(H \Sigma)/B$ (the trace identity for a quadratic form
 # of a random vector),
+#
 # $$\mathbb{E}[\Delta L] = -\eta\, |G|^2 + \tfrac{\eta^2}{2} \left( G^\top H G + \frac{\mathrm{tr}(H\Sigma)}{B} \right).$$
 #
 # **Step 4 (the best step).** This is a parabola in $\eta$, least at
+#
 # $$\eta_\mathrm{opt}(B) = \frac{|G|^2}{G^\top H G + \mathrm{tr}(H\Sigma)/B}
 #   = \frac{\eta_\mathrm{max}}{1 + B_\mathrm{noise}/B}, \qquad
 #   \eta_\mathrm{max} = \frac{|G|^2}{G^\top H G}, \quad B_\mathrm{noise} = \frac{\mathrm{tr}(H\Sigma)}{G^\top H G}.$$
+#
 # (`replicate.theory.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
 # linear in $B$. Large batches: $\eta_\mathrm{opt} \to \eta_\mathrm{max}$, and more examples per step buy nothing.
 #

@@ -6,6 +6,7 @@ $REPLICATE_BOOK_OUT (default: a temporary folder), with a screenshot of every pa
 """
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,14 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
+# The page's prose as a reader sees it: without code, typeset formulas, scripts and styles
+VISIBLE_PROSE = """() => {
+  const main = (document.querySelector('main') || document.body).cloneNode(true);
+  main.querySelectorAll('.cell_input, pre, code, mjx-container, script, style, .MathJax').forEach(e => e.remove());
+  return main.textContent;
+}"""
+# what a formula that failed to typeset leaves in the text: a dollar sign or a TeX command
+TEX_LEFTOVER = re.compile(r"\$|\\(?:mathrm|frac|tfrac|eta|alpha|beta|gamma|sum|left|right|mathbb|propto|qquad)\b")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -71,8 +80,13 @@ def test_every_page_renders_in_chromium(book):
             assert not broken, f"{path.name}: broken images {broken}"
             if path.stem in ("index", "01_introduction"):
                 assert page.locator("table:has-text('verdict')").count() >= 1, "the summary table is missing"
-            if path.stem == "04_sgd_theory":  # the local MathJax typesets the derivation
+            if page.locator(".math").count():  # the local MathJax typesets every formula
                 # attached, not visible: the first equation may sit in a collapsed cell
-                page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=20000)
-                assert "\\frac" not in page.inner_text("body"), "raw TeX left untypeset"
+                page.wait_for_function(
+                    "[...document.querySelectorAll('.math')].every(e => e.querySelector('mjx-container'))",
+                    timeout=30000,
+                )
+            prose = page.evaluate(VISIBLE_PROSE)
+            leftover = TEX_LEFTOVER.findall(prose)
+            assert not leftover, f"{path.name}: raw TeX in the page's text: {leftover[:5]}"
         browser.close()
