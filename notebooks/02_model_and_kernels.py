@@ -14,7 +14,7 @@
 # # The model and its kernels
 #
 # A Video DiT in the style of DiT {cite}`peebles2023scalable` (`replicate.model.VideoDiT`): clips are cut into
-# 3D patches of $1 \times 4 \times 4$ pixels (128 tokens per clip), embedded linearly, given a fixed 3D sin-cos
+# 3D patches of $1 \times 4 \times 4$ pixels, embedded linearly, given a fixed 3D sin-cos
 # position, and processed by blocks of full 3D self-attention and a tanh-GELU MLP, each conditioned on the
 # timestep and the class label by adaLN-Zero (a LayerNorm without affine whose shift, scale and residual
 # gate are regressed from the conditioning, all initialised to zero so the network starts as the identity
@@ -43,6 +43,7 @@ from IPython.display import Markdown, display
 from replicate import report
 from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
 from replicate.kernels.catalog import OPS, ExampleInputs
+from replicate.profile import load_profile
 
 # %% [markdown]
 # ## Sizes and their parameter and FLOP counts
@@ -56,22 +57,29 @@ from replicate.kernels.catalog import OPS, ExampleInputs
 # against `torch.utils.flop_counter` in the tests.
 
 # %% tags=["hide-input"]
-rows = []
-for name in MODEL_SIZES:
-    cfg = model_config(name)
-    n = count_params(cfg)
-    rows.append(
-        {
-            "size": name,
-            "width d": cfg.width,
-            "depth": cfg.depth,
-            "heads": cfg.heads,
-            "head dim": cfg.head_dim,
-            "N": n,
-            **{f"{k} / N": flops_per_token(cfg, k) / n for k in FLOP_KINDS},
-        }
-    )
-sizes = pd.DataFrame(rows)
+profile_path = Path(RESULTS_DIR) / "profile.toml"
+profile = load_profile(str(profile_path)) if profile_path.is_file() else None
+if profile is not None:
+    display(Markdown(report.clip_sentence(profile) + " Its models:"))
+    sizes = report.study_models(profile)
+else:  # no study rendered: the named ladder of config.MODEL_SIZES at the default clip
+    display(Markdown(f"No study in `{RESULTS_DIR}`: the named sizes of `replicate.config.MODEL_SIZES` instead."))
+    rows = []
+    for name in MODEL_SIZES:
+        cfg = model_config(name)
+        n = count_params(cfg)
+        rows.append(
+            {
+                "size": name,
+                "width d": cfg.width,
+                "depth": cfg.depth,
+                "heads": cfg.heads,
+                "head dim": cfg.head_dim,
+                "N": n,
+                **{f"{k} / N": flops_per_token(cfg, k) / n for k in FLOP_KINDS},
+            }
+        )
+    sizes = pd.DataFrame(rows)
 display(report.table(sizes))
 
 # %% tags=["hide-input"]
@@ -157,8 +165,9 @@ display(
         report.paper_box(
             [
                 "The paper's DiT is a cross-attention DiT on VAE latents with about 1280 tokens per sample and widths of "
-                "several hundred to thousands; ours is an in-context (adaLN) DiT on 16 x 16 grayscale pixels, 128 tokens "
-                "per clip, widths 32-384.",
+                "several hundred to thousands; ours is an in-context (adaLN) DiT on grayscale pixels, "
+                f"{sizes['tokens per clip'].iloc[0] if 'tokens per clip' in sizes else '-'} tokens per clip, widths "
+                f"{sizes['width d'].min()}-{sizes['width d'].max()}.",
                 "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes 16 $d^2$ "
                 "parameters per layer (self- and cross-attention, MLP); our blocks have 12 $d^2$, so for us it is only a "
                 f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "

@@ -14,7 +14,7 @@
 # # The data
 #
 # The paper trains on Panda-70M video through a VAE; we cannot, so the study runs on a procedural stream
-# (`replicate.data`): grayscale clips of 8 frames of 16 x 16 pixels in which a textured *main* sprite (a
+# (`replicate.data`): grayscale clips in which a textured *main* sprite (a
 # square, disc, triangle or ring) moves in a straight line, bounces off the walls or orbits, over a distractor
 # sprite and a drifting background wave. The main sprite's (shape, motion) is the class label, 12 classes.
 #
@@ -42,6 +42,7 @@ from replicate import plots, report
 from replicate.config import MOTIONS, SHAPES, ClipConfig
 from replicate.data import frame_strip, make_clips, save_gif
 from replicate.diffusion import ddim_sample
+from replicate.profile import load_profile
 from replicate.train import load_model
 
 
@@ -52,11 +53,15 @@ def label_name(label: int) -> str:
 # %% [markdown]
 # ## Training clips
 #
-# Eight clips of the training stream, frames left to right; the title is the class label. What to see: the
-# variety of textures, sizes and contrasts, and the three motions.
+# Eight clips of the training stream of the study rendered here, frames left to right; the title is the class
+# label. What to see: the variety of textures, sizes and contrasts, and the three motions.
 
 # %% tags=["hide-input"]
-videos, labels = make_clips(ClipConfig(), seed=0, split="train", index=torch.arange(8))
+profile_path = Path(RESULTS_DIR) / "profile.toml"
+clip = load_profile(str(profile_path)).runs[0].cfg.model.clip if profile_path.is_file() else ClipConfig()
+if profile_path.is_file():
+    display(Markdown(report.clip_sentence(load_profile(str(profile_path)))))
+videos, labels = make_clips(clip, seed=0, split="train", index=torch.arange(8))
 fig = plots.clip_strips(videos, labels, label_name, frame_strip)
 plt.show()
 

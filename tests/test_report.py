@@ -241,3 +241,14 @@ def test_claim_verdicts_come_from_the_fit(fit):
     flat["surface"]["converged"] = False
     assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].startswith("not testable")
     assert "0.05% per doubling^2" in report.claim_verdicts(flat, no_go).loc[0, "deciding number"]
+
+
+def test_the_study_models_and_clips_are_the_profiles():
+    from replicate.profile import load_profile
+
+    profile = load_profile(str(Path(__file__).resolve().parents[1] / "results/cpu/profile.toml"))
+    models = report.study_models(profile)
+    assert len(models) == len({(r.role, r.cfg.model) for r in profile.runs}) and (models["tokens per clip"] == 64).all()
+    assert "4 frames of 16 x 16 pixels" in report.clip_sentence(profile) and "64 tokens" in report.clip_sentence(
+        profile
+    )

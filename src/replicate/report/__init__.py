@@ -24,13 +24,23 @@ from replicate.report.compare import (
 from replicate.report.findings import claim_verdicts, summary_lines
 from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
 from replicate.report.study import Study, load_json, load_study
-from replicate.report.tables import grid_table, heatmap, neighbourhood_spread, paper_box, provenance_table, table
+from replicate.report.tables import (
+    clip_sentence,
+    grid_table,
+    heatmap,
+    neighbourhood_spread,
+    paper_box,
+    provenance_table,
+    study_models,
+    table,
+)
 
 __all__ = [
     "EXPONENTS",
     "COMPARISON_COLUMNS",
     "Study",
     "ci_text",
+    "clip_sentence",
     "claim_verdicts",
     "comparison",
     "exponent_table",
@@ -51,6 +61,7 @@ __all__ = [
     "rerun_fit_sentence",
     "rerun_sentence",
     "rerun_spread",
+    "study_models",
     "summary_lines",
     "table",
     "verdict",

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from replicate.config import FLOP_KINDS, count_params, flops_per_token
+from replicate.profile import Profile
+
 
 def heatmap(runs: pd.DataFrame, n_params: float, tokens: float) -> pd.DataFrame:
     """Validation loss at one (N, T) over the (batch size, lr) grid: rows batch size (tokens per step),
@@ -95,4 +98,41 @@ def table(df: pd.DataFrame, digits: int = 4):
             if v is None or (isinstance(v, float) and math.isnan(v))
             else (f"{v:.{digits}g}" if isinstance(v, float) else v)
         )
+    )
+
+
+def study_models(profile: Profile) -> pd.DataFrame:
+    """The models a sweep profile trains (fitting and held-out), with N and the training FLOPs per token of each
+    convention at the profile's own clips (config.flops_per_token): the sizes a study's laws are fitted on."""
+    rows, seen = [], set()
+    for run in profile.runs:
+        m = run.cfg.model
+        if (run.role, m) in seen:
+            continue
+        seen.add((run.role, m))
+        n = count_params(m)
+        rows.append(
+            {
+                "role": run.role,
+                "size": run.size,
+                "width d": m.width,
+                "depth": m.depth,
+                "heads": m.heads,
+                "head dim": m.head_dim,
+                "N": n,
+                "tokens per clip": m.n_ctx,
+                **{f"{k} / N": flops_per_token(m, k) / n for k in FLOP_KINDS},
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
+
+
+def clip_sentence(profile: Profile) -> str:
+    """The clips a profile trains on, in words."""
+    m = profile.runs[0].cfg.model
+    c = m.clip
+    return (
+        f"The study rendered here (`{profile.path}`) trains on {'grayscale' if c.channels == 1 else 'colour'} "
+        f"clips of {c.frames} frames of {c.height} x {c.width} pixels, cut into patches of "
+        f"{' x '.join(map(str, m.patch))} pixels: {m.n_ctx} tokens of {m.patch_dim} values per clip."
     )
