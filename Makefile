@@ -30,7 +30,7 @@ endif
 BOOK_OUT ?= .
 MATHJAX := book/_static/mathjax/tex-mml-chtml.js
 
-.PHONY: venv test browser-test lint book results sweeps clean-book
+.PHONY: venv test browser-test lint book results sweeps clean-book readme
 .DELETE_ON_ERROR:
 
 $(STAMP): requirements.txt pyproject.toml
@@ -99,6 +99,10 @@ book: results $(MATHJAX)
 	done
 	$(BIN)/jupyter-book build . -W -n --keep-going --path-output $(BOOK_OUT)
 	@echo "The book: $(BOOK_OUT)/_build/html/index.html"
+
+# README's findings from the committed results (a test fails when they drift apart)
+readme: $(STAMP)
+	$(PY) -m replicate.book --readme README.md
 
 clean-book:
 	rm -rf _build book/*.ipynb book/figures

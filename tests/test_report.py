@@ -128,7 +128,7 @@ def test_summary_lines_state_every_finding(fit):
     }
     lines = report.summary_lines(result, line_search)
     text = " ".join(lines)
-    for needle in ("B_opt:", "eta_opt follows", "alpha_T", "Fixed vs optimal", "Held-out", "within 10%"):
+    for needle in ("B_opt:", "eta_opt follows", "alpha_T", "Fixed vs optimal", "Held-out", "within 10.0%"):
         assert needle in text, needle
     assert f"{result['loss_law']['alpha_tokens']:.3f}" in text
     optima = pd.DataFrame(result["optima"])
@@ -252,3 +252,14 @@ def test_the_study_models_and_clips_are_the_profiles():
     assert "4 frames of 16 x 16 pixels" in report.clip_sentence(profile) and "64 tokens" in report.clip_sentence(
         profile
     )
+
+
+def test_the_readme_findings_are_the_committed_results():
+    """README's findings are generated (make readme): they must be what the committed results say today."""
+    from replicate.book import FINDINGS_END, FINDINGS_START, readme_findings
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text[text.index(FINDINGS_START) + len(FINDINGS_START) : text.index(FINDINGS_END)].strip()
+    expected = readme_findings(root / "results/cpu", root / "results/theory", root / "results/stage_a")
+    assert section == expected.replace(str(root) + "/", "").strip(), "README's findings are stale: run make readme"

@@ -66,15 +66,16 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
     if worst is not None:
         paper_errors = " and ".join(f"{100 * e:.2g}%" for e in HEADLINE["holdout_rel_error"])
         lines.append(
-            f"Held-out model: the loss law predicts its best loss within {100 * worst:.1f}% at "
-            f"every checkpoint (paper: {paper_errors})."
+            f"Held-out model: the loss law's largest error on its best loss is {100 * worst:.1f}% over its "
+            f"checkpoints (paper: {paper_errors})."
         )
     if line_search:
         ratio = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in line_search["rows"]]
         lines.append(
-            f"SGD theory: on the Video DiT the measured best one-step SGD learning rate matches "
-            f"eta_opt(B) = eta_max / (1 + B_noise / B) within {100 * max(abs(r - 1) for r in ratio):.0f}% "
-            f"at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} clips)."
+            f"SGD theory: on the Video DiT the best one-step SGD learning rate, located on a grid centred on the "
+            f"prediction, is within {100 * max(abs(r - 1) for r in ratio):.1f}% of eta_opt(B) = eta_max / (1 + "
+            f"B_noise / B) at {len(ratio)} batch sizes (B_noise = {line_search['noise']['b_noise']['value']:.3g} "
+            "clips): one step of plain SGD at one checkpoint, not AdamW training."
         )
     return lines
 
