@@ -139,7 +139,7 @@ display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["ou
 bench = Path("results/benchmarks/kernels.csv")
 if bench.is_file():
     speed = pd.read_csv(bench)
-    display(report.table(speed.drop(columns=["torch", "triton", "git_sha"])))
+    display(report.table(report.kernel_speed_table(speed), digits=3))
     rel = speed[(speed.backend == "triton") & (speed.op != "train_step")]["speedup_vs_eager"]
     step = speed[speed.op == "train_step"].set_index("backend")["speedup_vs_eager"]
     first = speed.iloc[0]

@@ -263,3 +263,12 @@ def test_the_readme_findings_are_the_committed_results():
     section = text[text.index(FINDINGS_START) + len(FINDINGS_START) : text.index(FINDINGS_END)].strip()
     expected = readme_findings(root / "results/cpu", root / "results/theory", root / "results/stage_a")
     assert section == expected.replace(str(root) + "/", "").strip(), "README's findings are stale: run make readme"
+
+
+def test_kernel_speed_table_has_one_row_per_op_and_the_speedups():
+    speed = pd.read_csv(Path(__file__).resolve().parents[1] / "results/benchmarks/kernels.csv")
+    table = report.kernel_speed_table(speed)
+    assert len(table) == len(speed.drop_duplicates(["op", "shape"]))
+    row = speed[(speed["op"] == "gelu_tanh") & (speed["backend"] == "triton")].iloc[0]
+    got = table.loc[table["op"] == "gelu_tanh", "triton: x eager"].iloc[0]
+    assert got == pytest.approx(row["speedup_vs_eager"], rel=0.01)  # the benchmark's own ratio, rounded to 4 digits

@@ -136,3 +136,16 @@ def clip_sentence(profile: Profile) -> str:
         f"clips of {c.frames} frames of {c.height} x {c.width} pixels, cut into patches of "
         f"{' x '.join(map(str, m.patch))} pixels: {m.n_ctx} tokens of {m.patch_dim} values per clip."
     )
+
+
+def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
+    """benchmarks/kernels.py's CSV, one row per op and shape: milliseconds (forward + backward) of eager PyTorch
+    and the speed-up over it of torch.compile and of our Triton kernels (above 1: faster than eager)."""
+    wide = speed.pivot_table(index=["op", "shape"], columns="backend", values="ms", sort=False)
+    out = pd.DataFrame(
+        {"op": [o for o, _ in wide.index], "shape": [s for _, s in wide.index], "eager (ms)": wide["eager"].to_numpy()}
+    )
+    for backend in ("compile", "triton"):
+        if backend in wide:
+            out[f"{backend}: x eager"] = (wide["eager"] / wide[backend]).to_numpy()
+    return out
