@@ -82,9 +82,11 @@ def interior_fraction(profile: pd.DataFrame) -> dict:
     }
 
 
-def _statistics(runs: pd.DataFrame, weights: np.ndarray | None = None) -> tuple[dict, dict, pd.DataFrame]:
+def _statistics(
+    runs: pd.DataFrame, weights: np.ndarray | None = None, init: dict | None = None
+) -> tuple[dict, dict, pd.DataFrame]:
     profile = batch_profile(runs, weights)
-    surface = fit_batch_surface(profile)
+    surface = fit_batch_surface(profile, init)
     return surface, fit_lr_surface(profile, surface), profile
 
 
@@ -98,7 +100,7 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
     strata = pd.factorize(pd.MultiIndex.from_frame(run_keys[["n_params", "batch_size", "lr"]]))[0]
 
     def refit(counts: np.ndarray) -> dict[str, float]:
-        b, eta, _ = _statistics(runs, counts)
+        b, eta, _ = _statistics(runs, counts, surface)  # a resample starts from the full data's fit
         if not b["converged"]:
             return {}
         return {
