@@ -7,11 +7,22 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from replicate.fit import FlopsPerToken, compute_law, compute_optimal_size, hyperparameter_law, loss_law
 from replicate.report import heatmap
 
 sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _tidy(fig: Figure) -> Figure:
+    """Log axes without minor tick labels (they overlap: "3x10^5 4x10^5"), then a tight layout."""
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(NullFormatter())
+    fig.tight_layout()
+    return fig
 
 
 def _size_palette(sizes) -> dict:
@@ -30,8 +41,7 @@ def clip_strips(videos, labels, names, frame_strip) -> Figure:
         ax.imshow(frame_strip(video))
         ax.set_title(names(int(label)), fontsize=9)
         ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def loss_curves(runs: pd.DataFrame) -> Figure:
@@ -46,8 +56,7 @@ def loss_curves(runs: pd.DataFrame) -> Figure:
         ax.plot(g["tokens"], g["val_loss"], "o-", color=palette[n], label=f"N = {_fmt_n(n)}")
     ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss (eps-MSE)")
     ax.legend(title="best over (B, lr)")
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def _cell(grid: pd.DataFrame, batch_size: float, lr: float) -> tuple[float, float]:
@@ -101,8 +110,7 @@ def heatmaps(
             ax.set_title(f"N = {_fmt_n(n)}, T = {t / 1e6:.2f}M", fontsize=11)
             ax.set_xlabel("learning rate" if i == len(n_params) - 1 else "")
             ax.set_ylabel("batch size (tokens)" if j == 0 else "")
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) -> Figure:
@@ -129,8 +137,7 @@ def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) ->
         ylabel="optimal batch size (tokens per step)" if key == "batch_size" else "optimal learning rate",
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def loss_law_figure(fit: dict) -> Figure:
@@ -154,8 +161,7 @@ def loss_law_figure(fit: dict) -> Figure:
         ax.plot(t, loss_law(n, t, **law), color=palette[n], ls="--")
     ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss at optimal (B, lr)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def compute_allocation_figure(fit: dict, paper_exponent: float | None = None) -> Figure:
@@ -190,8 +196,7 @@ def compute_allocation_figure(fit: dict, paper_exponent: float | None = None) ->
     ax.axvline(law["reference_flops"], color="grey", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel=f"training compute C ({law['flops']} FLOPs)", ylabel="compute-optimal N")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def flat_region_figure(fit: dict) -> Figure:
@@ -209,8 +214,7 @@ def flat_region_figure(fit: dict) -> Figure:
     ax.axvspan(0.7, 1.3, color="grey", alpha=0.15)
     ax.set(xscale="log", xlabel="N / N_opt at fixed compute", ylabel="loss increase (%)", ylim=(0, None))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
@@ -246,8 +250,7 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
         title="best learning rate per batch size",
     )
     left.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figure:
@@ -285,8 +288,7 @@ def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figur
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set(xlabel="batch size (clips per step)", ylabel="loss above the checkpoint's minimum (%)")
     ax.legend(title="checkpoint", fontsize=8, ncol=2)
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def _nearest(fitted: dict, tokens: float) -> dict | None:
