@@ -184,6 +184,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bootstrap(p: argparse.ArgumentParser, unit: str, what: str) -> None:
+    """--bootstrap, --seed and --if-changed: the options of the commands that write a fitted JSON."""
+    p.add_argument("--bootstrap", type=int, default=1000, help=f"resamples of {unit} for the 95%% intervals (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument(
+        "--if-changed",
+        action="store_true",
+        help=f"do nothing when --out already holds the {what} of this very table with these options",
+    )
+
+
 def _add_fit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fit",
@@ -211,17 +222,11 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         default="exact",
         help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of runs for the 95%% intervals (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    _add_bootstrap(p, "runs (the seeds of every cell where cells hold several)", "fit")
     p.add_argument(
         "--loss-column",
         default="val_loss",
         help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
-    )
-    p.add_argument(
-        "--if-changed",
-        action="store_true",
-        help="do nothing when --out already holds a fit of this very table with these options",
     )
     p.set_defaults(func=_fit)
 
@@ -269,13 +274,7 @@ def _add_curvature(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", type=Path, help="runs table, CSV (one row per run x checkpoint, with seeds)")
     p.add_argument("--out", type=Path, required=True, help="the summary, JSON")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of the seeds of every cell (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    p.add_argument(
-        "--if-changed",
-        action="store_true",
-        help="do nothing when --out already holds the summary of this very table with these options",
-    )
+    _add_bootstrap(p, "the seeds of every cell", "summary")
     p.set_defaults(func=_curvature)
 
 
