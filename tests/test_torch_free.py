@@ -9,8 +9,15 @@ from pathlib import Path
 from replicate.fit import synthetic_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-# torch (and triton) made unimportable: `import torch` raises ImportError in the child
-BLOCK = "import sys; sys.modules['torch'] = None; sys.modules['triton'] = None; "
+# torch (and triton) made unimportable in the child, as on a machine without them: an import hook raises
+# ImportError (a None in sys.modules would not do: scipy looks torch up there and trips over the None)
+BLOCK = """import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "triton"):
+            raise ImportError(f"No module named {name!r}")
+sys.meta_path.insert(0, NoTorch())
+"""
 TORCH_FREE = (
     "replicate.config",
     "replicate.profile",
