@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from replicate import report
+from replicate import plots, report
 from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
 from replicate.kernels.catalog import OPS, ExampleInputs
 from replicate.profile import load_profile
@@ -83,16 +83,7 @@ else:  # no study rendered: the named ladder of config.MODEL_SIZES at the defaul
 display(report.table(sizes))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(6.5, 4))
-for kind in FLOP_KINDS:
-    ax.plot(sizes["N"], sizes[f"{kind} / N"], "o-", label=kind)
-ax.set(
-    xscale="log",
-    xlabel="N (non-embedding parameters)",
-    ylabel="training FLOPs per token / N",
-    title="FLOP conventions: the attention term matters most for small models",
-)
-ax.legend()
+fig = plots.flop_conventions_figure(sizes)
 plt.show()
 
 # %% [markdown]

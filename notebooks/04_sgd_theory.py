@@ -101,12 +101,10 @@ THEORY_DIR = "results/theory"
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
-from replicate import report
+from replicate import plots, report
 from replicate.fit import fit_power_law, paper_laws, power_law_exponent_se
 
 theory = {
@@ -131,28 +129,8 @@ elif theory["quadratic"]["quick"]:
 
 # %% tags=["hide-input"]
 if theory["quadratic"]:
-    fields = ["grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max"]
-    rows = [
-        {
-            "problem": f"dim {q['dim']}, cond {q['condition']:g}",
-            "quantity": f,
-            "truth": q["truth"][f],
-            "estimate": q["estimate"][f]["value"],
-            "se": q["estimate"][f]["se"],
-        }
-        for q in theory["quadratic"]["results"]
-        for f in fields
-    ]
-    quad = pd.DataFrame(rows)
-    quad["rel. error"] = quad["estimate"] / quad["truth"] - 1
-    quad["z"] = (quad["estimate"] - quad["truth"]) / quad["se"]
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for (problem, g), colour in zip(quad.groupby("problem"), sns.color_palette(n_colors=3), strict=False):
-        ax.errorbar(g["truth"], g["estimate"], yerr=2 * g["se"], fmt="o", color=colour, label=problem)
-    lims = [quad["truth"].min() / 2, quad["truth"].max() * 2]
-    ax.plot(lims, lims, color="grey", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="closed form", ylabel="estimate (+- 2 SE)")
-    ax.legend(fontsize=8)
+    quad = report.quadratic_estimates(theory["quadratic"])
+    fig = plots.quadratic_estimates_figure(quad)
     plt.show()
     print(
         f"largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| {quad['z'].abs().max():.2f}; "
@@ -169,19 +147,8 @@ if theory["quadratic"]:
 
 # %% tags=["hide-input"]
 if theory["line_search"]:
-    ls = theory["line_search"]["results"]
-    noise = ls["noise"]
-    rows = pd.DataFrame(ls["rows"])
-    b = np.geomspace(rows["batch_size"].min() / 2, rows["batch_size"].max() * 2, 60)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(
-        b,
-        noise["eta_max"]["value"] / (1 + noise["b_noise"]["value"] / b),
-        label=f"theory: eta_max = {noise['eta_max']['value']:.3g}, B_noise = {noise['b_noise']['value']:.3g}",
-    )
-    ax.scatter(rows["batch_size"], rows["eta_best_measured"], color="black", zorder=5, label="line search")
-    ax.set(xscale="log", yscale="log", xlabel="batch size (clips)", ylabel="best SGD step size")
-    ax.legend(fontsize=8)
+    rows = pd.DataFrame(theory["line_search"]["results"]["rows"])
+    fig = plots.line_search_figure(theory["line_search"]["results"])
     plt.show()
     display(
         report.table(
@@ -201,27 +168,8 @@ if theory["line_search"]:
 
 # %% tags=["hide-input"]
 if theory["dit_noise"]:
-    dit = pd.DataFrame(
-        [
-            {
-                "size": r["size"],
-                "N": r["n_params"],
-                "T": r["tokens"],
-                **{k: r[k]["value"] for k in ("b_noise", "b_simple", "eta_max")},
-                **{f"{k} se": r[k]["se"] for k in ("b_noise", "b_simple", "eta_max")},
-            }
-            for r in theory["dit_noise"]["results"]
-        ]
-    )
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, key in zip(axes, ("b_noise", "b_simple", "eta_max"), strict=True):
-        for (size, g), colour in zip(dit.groupby("N"), sns.color_palette("viridis", dit["N"].nunique()), strict=True):
-            ax.errorbar(
-                g["T"], g[key].clip(lower=1e-12), yerr=g[f"{key} se"], fmt="o-", color=colour, label=f"N = {size:,}"
-            )
-        ax.set(xscale="log", yscale="log", xlabel="training tokens T", title=key)
-    axes[0].legend(fontsize=8)
-    plt.tight_layout()
+    dit = report.dit_noise_scales(theory["dit_noise"])
+    fig = plots.noise_scale_figure(dit)
     plt.show()
     ok = (dit["b_noise"] > 0) & (dit["eta_max"] > 0)
     xs = (dit.loc[ok, "T"], dit.loc[ok, "N"])

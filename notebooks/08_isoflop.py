@@ -28,13 +28,10 @@ THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
-from replicate import report
-from replicate.fit import FlopsPerToken, isoflop_losses
+from replicate import plots, report
 
 study = report.load_study(RESULTS_DIR)
 fit = study.fit if study is not None else None
@@ -49,35 +46,7 @@ if fit is None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    optima = pd.DataFrame(fit["optima"])
-    optima = optima[np.isfinite(optima["val_loss"])]
-    conventions = [c for c in ("6n", "exact") if c in fit["compute_laws"]]
-    fig, axes = plt.subplots(1, len(conventions), figsize=(6 * len(conventions), 4.5), squeeze=False)
-    for ax, conv in zip(axes[0], conventions, strict=True):
-        law = fit["compute_laws"][conv]
-        fpt = FlopsPerToken(**law["flops_per_token"])
-        sizes, budgets, table = isoflop_losses(optima["n_params"], optima["tokens"], optima["val_loss"], fpt)
-        colours = sns.color_palette("magma", len(budgets))
-        vertices = {round(b["flops"]): b for b in (law.get("isoflop") or {}).get("budgets", [])}
-        for j, c in enumerate(budgets):
-            ok = np.isfinite(table[:, j])
-            if ok.sum() < 3:
-                continue
-            ax.plot(sizes[ok], table[ok, j], "o", color=colours[j], ms=4)
-            if round(c) in vertices:
-                a2, a1, a0 = vertices[round(c)]["parabola"]
-                x = np.linspace(np.log(sizes[ok].min()), np.log(sizes[ok].max()), 40)
-                ax.plot(np.exp(x), a2 * x**2 + a1 * x + a0, color=colours[j], lw=1)
-                ax.plot(vertices[round(c)]["n_opt"], vertices[round(c)]["loss"], "o", mfc="none", mec="black")
-        iso = law.get("isoflop")
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel="N (parameters)",
-            ylabel="loss at optimal hp",
-            title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no IsoFLOP law"),
-        )
-    plt.tight_layout()
+    fig = plots.isoflop_figure(fit)
     plt.show()
 
 # %% tags=["hide-input"]

@@ -272,3 +272,24 @@ def test_kernel_speed_table_has_one_row_per_op_and_the_speedups():
     row = speed[(speed["op"] == "gelu_tanh") & (speed["backend"] == "triton")].iloc[0]
     got = table.loc[table["op"] == "gelu_tanh", "triton: x eager"].iloc[0]
     assert got == pytest.approx(row["speedup_vs_eager"], rel=0.01)  # the benchmark's own ratio, rounded to 4 digits
+
+
+def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
+    """The figures the chapters draw, from the committed theory results and a synthetic fit (smoke of plots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from replicate import plots
+
+    root = Path(__file__).resolve().parents[1] / "results/theory"
+    theory = {name: report.load_json(root / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")}
+    quad = report.quadratic_estimates(theory["quadratic"])
+    assert len(quad) == 7 * len(theory["quadratic"]["results"]) and quad["z"].notna().all()
+    dit = report.dit_noise_scales(theory["dit_noise"])
+    for fig in (
+        plots.quadratic_estimates_figure(quad),
+        plots.line_search_figure(theory["line_search"]["results"]),
+        plots.noise_scale_figure(dit),
+        plots.isoflop_figure(fit[1]),
+    ):
+        assert fig.axes and all(ax.has_data() for ax in fig.axes[:1])

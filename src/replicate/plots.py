@@ -9,7 +9,15 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from replicate.fit import FlopsPerToken, compute_law, compute_optimal_size, hyperparameter_law, loss_law
+from replicate.config import FLOP_KINDS
+from replicate.fit import (
+    FlopsPerToken,
+    compute_law,
+    compute_optimal_size,
+    hyperparameter_law,
+    isoflop_losses,
+    loss_law,
+)
 from replicate.report import heatmap
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -297,3 +305,92 @@ def _nearest(fitted: dict, tokens: float) -> dict | None:
         if abs(t / tokens - 1) < 0.02:
             return o
     return None
+
+
+def flop_conventions_figure(sizes: pd.DataFrame) -> Figure:
+    """Training FLOPs per token over N for each convention (report.study_models' table)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for kind in FLOP_KINDS:
+        ax.plot(sizes["N"], sizes[f"{kind} / N"], "o-", label=kind)
+    ax.set(
+        xscale="log",
+        xlabel="N (non-embedding parameters)",
+        ylabel="training FLOPs per token / N",
+        title="FLOP conventions: the attention term matters most for small models",
+    )
+    ax.legend()
+    return _tidy(fig)
+
+
+def quadratic_estimates_figure(quad: pd.DataFrame) -> Figure:
+    """The noise-scale estimators against their closed forms on quadratics (report.quadratic_estimates)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for (problem, g), colour in zip(quad.groupby("problem"), sns.color_palette(n_colors=3), strict=False):
+        ax.errorbar(g["truth"], g["estimate"], yerr=2 * g["se"], fmt="o", color=colour, label=problem)
+    lims = [quad["truth"].min() / 2, quad["truth"].max() * 2]
+    ax.plot(lims, lims, color="grey", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="closed form", ylabel="estimate (+- 2 SE)")
+    ax.legend(fontsize=8)
+    return _tidy(fig)
+
+
+def line_search_figure(line_search: dict) -> Figure:
+    """eta_opt(B) = eta_max / (1 + B_noise / B) from the measured noise scale, and the line search's best steps."""
+    noise, rows = line_search["noise"], pd.DataFrame(line_search["rows"])
+    b = np.geomspace(rows["batch_size"].min() / 2, rows["batch_size"].max() * 2, 60)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    eta_max, b_noise = noise["eta_max"]["value"], noise["b_noise"]["value"]
+    ax.plot(b, eta_max / (1 + b_noise / b), label=f"theory: eta_max = {eta_max:.3g}, B_noise = {b_noise:.3g}")
+    ax.scatter(rows["batch_size"], rows["eta_best_measured"], color="black", zorder=5, label="line search")
+    ax.set(xscale="log", yscale="log", xlabel="batch size (clips)", ylabel="best SGD step size")
+    ax.legend(fontsize=8)
+    return _tidy(fig)
+
+
+def noise_scale_figure(dit: pd.DataFrame) -> Figure:
+    """B_noise, B_simple (clips) and eta_max along training for each size (report.dit_noise_scales)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    titles = {"b_noise": "B_noise (clips)", "b_simple": "B_simple (clips)", "eta_max": "eta_max (SGD step)"}
+    colours = _size_palette(dit["N"].unique())
+    for ax, key in zip(axes, titles, strict=True):
+        for n, g in dit.groupby("N"):
+            ax.errorbar(
+                g["T"], g[key].clip(lower=1e-12), yerr=g[f"{key} se"], fmt="o-", color=colours[n], label=f"N = {n:,}"
+            )
+        ax.set(xscale="log", yscale="log", xlabel="training tokens T", title=titles[key])
+    axes[0].legend(fontsize=8)
+    return _tidy(fig)
+
+
+def isoflop_figure(fit: dict) -> Figure:
+    """The paper's IsoFLOP method on our optima: at each compute budget reached by 3 sizes, the loss over N, its
+    parabola in log N where one was fitted, and the vertex; one panel per FLOP convention."""
+    optima = pd.DataFrame(fit["optima"])
+    optima = optima[np.isfinite(optima["val_loss"])]
+    conventions = [c for c in ("6n", "exact") if c in fit["compute_laws"]]
+    fig, axes = plt.subplots(1, len(conventions), figsize=(6 * len(conventions), 4.5), squeeze=False)
+    for ax, conv in zip(axes[0], conventions, strict=True):
+        law = fit["compute_laws"][conv]
+        fpt = FlopsPerToken(**law["flops_per_token"])
+        sizes, budgets, table = isoflop_losses(optima["n_params"], optima["tokens"], optima["val_loss"], fpt)
+        colours = sns.color_palette("magma", len(budgets))
+        vertices = {round(b["flops"]): b for b in (law.get("isoflop") or {}).get("budgets", [])}
+        for j, c in enumerate(budgets):
+            ok = np.isfinite(table[:, j])
+            if ok.sum() < 3:
+                continue
+            ax.plot(sizes[ok], table[ok, j], "o", color=colours[j], ms=4)
+            if round(c) in vertices:
+                a2, a1, a0 = vertices[round(c)]["parabola"]
+                x = np.linspace(np.log(sizes[ok].min()), np.log(sizes[ok].max()), 40)
+                ax.plot(np.exp(x), a2 * x**2 + a1 * x + a0, color=colours[j], lw=1)
+                ax.plot(vertices[round(c)]["n_opt"], vertices[round(c)]["loss"], "o", mfc="none", mec="black")
+        iso = law.get("isoflop")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="N (parameters)",
+            ylabel="loss at optimal hp",
+            title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no IsoFLOP law"),
+        )
+    return _tidy(fig)

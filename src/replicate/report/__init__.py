@@ -26,12 +26,14 @@ from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_se
 from replicate.report.study import Study, load_json, load_study
 from replicate.report.tables import (
     clip_sentence,
+    dit_noise_scales,
     grid_table,
     heatmap,
     kernel_speed_table,
     neighbourhood_spread,
     paper_box,
     provenance_table,
+    quadratic_estimates,
     study_models,
     table,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "clip_sentence",
     "claim_verdicts",
     "comparison",
+    "dit_noise_scales",
     "exponent_table",
     "fitted_exponent",
     "fmt_ci",
@@ -59,6 +62,7 @@ __all__ = [
     "neighbourhood_spread",
     "paper_box",
     "provenance_table",
+    "quadratic_estimates",
     "rerun_agreement",
     "rerun_fit_sentence",
     "rerun_sentence",

@@ -149,3 +149,46 @@ def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
         if backend in wide:
             out[f"{backend}: x eager"] = (wide["eager"] / wide[backend]).to_numpy()
     return out
+
+
+THEORY_QUANTITIES = ("grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max")
+
+
+def quadratic_estimates(quadratic: dict) -> pd.DataFrame:
+    """theory's quadratic.json as one row per (problem, quantity): the closed form, the estimate, its standard
+    error, the relative error and the z-score."""
+    rows = [
+        {
+            "problem": f"dim {q['dim']}, cond {q['condition']:g}",
+            "quantity": f,
+            "truth": q["truth"][f],
+            "estimate": q["estimate"][f]["value"],
+            "se": q["estimate"][f]["se"],
+        }
+        for q in quadratic["results"]
+        for f in THEORY_QUANTITIES
+    ]
+    table = pd.DataFrame(rows)
+    return table.assign(
+        **{
+            "rel. error": table["estimate"] / table["truth"] - 1,
+            "z": (table["estimate"] - table["truth"]) / table["se"],
+        }
+    )
+
+
+def dit_noise_scales(dit_noise: dict) -> pd.DataFrame:
+    """theory's dit_noise.json as one row per (size, checkpoint): B_noise, B_simple, eta_max and their errors."""
+    keys = ("b_noise", "b_simple", "eta_max")
+    return pd.DataFrame(
+        [
+            {
+                "size": r["size"],
+                "N": r["n_params"],
+                "T": r["tokens"],
+                **{k: r[k]["value"] for k in keys},
+                **{f"{k} se": r[k]["se"] for k in keys},
+            }
+            for r in dit_noise["results"]
+        ]
+    )
