@@ -34,8 +34,10 @@ def _tidy(fig: Figure) -> Figure:
 
 
 def _size_palette(sizes) -> dict:
+    """One colour per model size, smallest first: distinct hues (neighbouring viridis shades were hard to tell
+    apart for the small sizes), in a colour-blind-safe palette."""
     sizes = sorted(sizes)
-    return dict(zip(sizes, sns.color_palette("viridis", len(sizes)), strict=True))
+    return dict(zip(sizes, sns.color_palette("colorblind", len(sizes)), strict=True))
 
 
 def _fmt_n(n: float) -> str:
