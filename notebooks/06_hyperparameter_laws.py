@@ -151,21 +151,16 @@ if fit is not None:
 # %% tags=["hide-input"]
 if fit is not None and fit.get("holdout"):
     holdout = pd.DataFrame(fit["holdout"])
-    display(
-        report.table(
-            holdout[
-                [
-                    "n_params",
-                    "tokens",
-                    "predicted_batch_size",
-                    "observed_batch_size",
-                    "predicted_lr",
-                    "observed_lr",
-                    "observed_on_edge",
-                ]
-            ]
-        )
-    )
+    names = {
+        "tokens": "T (tokens)",
+        "predicted_batch_size": "B_opt predicted (tokens)",
+        "observed_batch_size": "B best observed (tokens)",
+        "predicted_lr": "eta_opt predicted",
+        "observed_lr": "eta best observed",
+        "observed_on_edge": "best cell on the grid's edge",
+    }
+    display(Markdown(f"The held-out model: N = {holdout['n_params'].iloc[0]:,.0f}."))
+    display(report.table(holdout[list(names)].rename(columns=names)))
     n = holdout["n_params"].iloc[0]
     picks = sorted(holdout["tokens"].unique())
     picks = [picks[0], picks[len(picks) // 2], picks[-1]]
