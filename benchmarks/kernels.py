@@ -28,7 +28,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from replicate.config import TrainConfig, flops_per_token, model_config
 from replicate.data import ClipStream
-from replicate.kernels.catalog import OPS, ExampleInputs
+from replicate.kernels import OPS, ExampleInputs
 from replicate.provenance import provenance
 from replicate.train import GroupStepper
 

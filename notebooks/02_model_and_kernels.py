@@ -42,7 +42,7 @@ from IPython.display import Markdown, display
 
 from replicate import plots, report
 from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
-from replicate.kernels.catalog import OPS, ExampleInputs
+from replicate.kernels import OPS, ExampleInputs
 from replicate.profile import load_profile
 
 # %% [markdown]
@@ -94,7 +94,7 @@ plt.show()
 #
 # ## Kernel correctness
 #
-# Each op of the catalog (`replicate.kernels.catalog.OPS`: every op the model calls) on Triton against its
+# Each op of the catalog (`replicate.kernels.OPS`: every op the model calls) on Triton against its
 # formulation written out in float64, output and every gradient, at small odd shapes (2 clips of 17 tokens,
 # width 48, 3 heads), here in float32 on the CPU interpreter. The test suite covers more shapes and float16; on
 # a GPU the same suite runs the compiled kernels.

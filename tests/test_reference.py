@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from replicate.kernels import reference
-from replicate.kernels.catalog import OPS, ExampleInputs
+from replicate.kernels import OPS, ExampleInputs, reference
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

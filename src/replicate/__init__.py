@@ -16,8 +16,9 @@ meet only through files: runs.csv (runs.py), fit.json (fit.document) and the tor
                            loading, comparisons, sentences, tables), plots (figures), book (notebook post-step)
     face                   cli (argparse; one library call per subcommand), __main__
 
-Where a change goes: a kernel in kernels/<op>.py, reference.py and an entry of kernels/catalog.py (tests,
-benchmark and book iterate the catalog); a profile in profiles/NAME.toml (its schema is in profile.py); a law
+Where a change goes: a kernel in kernels/<op>.py, kernels/reference.py (its reference and its
+written-out formula) and kernels/__init__.py (its dispatcher and catalog entry: tests, benchmark and book
+iterate the catalog); a profile in profiles/NAME.toml (its schema is in profile.py); a law
 in fit/laws.py (its equation), its fitter (fit/optima.py, loss.py or compute.py), fit/pipeline.py (fitted and
 bootstrapped) and fit/document.py (its place in fit.json).
 """

@@ -2,7 +2,7 @@
 
 backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the test
 oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``flash_attention``);
-"auto" picks Triton for CUDA tensors and torch otherwise. ``catalog.OPS`` lists every op with its reference,
+"auto" picks Triton for CUDA tensors and torch otherwise. ``OPS`` (below) lists every op with its reference,
 an independent formulation, example inputs and its cost. "triton" on CPU tensors runs on Triton's interpreter
 (TRITON_INTERPRET=1, as the tests do) and is refused otherwise. The Triton ops are differentiable once;
 double backward (the noise-scale measurements) needs backend "torch".
@@ -12,6 +12,9 @@ and reads TRITON_INTERPRET (which @triton.jit reads when a kernel module is impo
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -87,3 +90,78 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = 
 
         return flash_attention.attention(q, k, v)
     return reference.attention(q, k, v)
+
+
+# The op catalog: every op the model calls through the switch, with its reference, its written-out formulation,
+# example inputs at the block's shapes and its cost. Tests, benchmarks/kernels.py and chapter 2 iterate OPS, so
+# none of them can list an op the model does not use or miss one it does. Adding an op: its module (jit
+# kernels, launcher, autograd.Function), its reference and formula in reference.py, its dispatcher and entry here.
+
+
+class ExampleInputs:
+    """Inputs at the block's shapes, each tensor made by make(shape): (B, S, D) tokens; (B, D) rows as chunks of
+    one (B, n D) tensor, as the adaLN projection hands them to the block; q, k, v as views of one packed
+    (B, S, 3, H, D / H) projection, as the attention receives them. Strided views on purpose: the kernels'
+    stride handling is part of what the tests check."""
+
+    def __init__(
+        self, make: Callable[[tuple[int, ...]], torch.Tensor], batch: int, seq: int, width: int, heads: int
+    ) -> None:
+        self.make, self.batch, self.seq, self.width, self.heads = make, batch, seq, width, heads
+
+    def tokens(self, multiple: int = 1) -> torch.Tensor:
+        return self.make((self.batch, self.seq, multiple * self.width))
+
+    def rows(self, n: int) -> list[torch.Tensor]:
+        return list(self.make((self.batch, n * self.width)).chunk(n, dim=1))
+
+    def qkv(self) -> list[torch.Tensor]:
+        packed = self.make((self.batch, self.seq, 3, self.heads, self.width // self.heads))
+        return list(packed.permute(2, 0, 3, 1, 4).unbind(0))
+
+
+@dataclass(frozen=True)
+class Op:
+    fn: Callable  # the dispatcher: fn(*inputs, backend=...)
+    reference: Callable  # the PyTorch path (CPU, backend "torch") and the tests' oracle
+    formula: Callable  # written out from the definition, independent of `reference`
+    example: Callable[[ExampleInputs], list[torch.Tensor]]
+    # (bytes a fused forward + backward must move, FLOPs) at (batch, seq, width, heads, bytes per element)
+    cost: Callable[[int, int, int, int, int], tuple[float | None, float | None]]
+
+
+def _fused_example(i: ExampleInputs) -> list[torch.Tensor]:
+    gate, shift, scale = i.rows(3)
+    return [i.tokens(), gate, i.tokens(), shift, scale]
+
+
+OPS: dict[str, Op] = {
+    "layernorm_modulate": Op(
+        layernorm_modulate,
+        reference.layernorm_modulate,
+        reference.formula_layernorm_modulate,
+        lambda i: [i.tokens(), *i.rows(2)],
+        lambda b, s, d, h, es: (5 * b * s * d * es, None),
+    ),
+    "gated_residual_layernorm_modulate": Op(
+        gated_residual_layernorm_modulate,
+        reference.gated_residual_layernorm_modulate,
+        reference.formula_gated_residual_layernorm_modulate,
+        _fused_example,
+        lambda b, s, d, h, es: (10 * b * s * d * es, None),
+    ),
+    "gelu_tanh": Op(
+        gelu_tanh,
+        reference.gelu_tanh,
+        reference.formula_gelu_tanh,
+        lambda i: [i.tokens(4)],
+        lambda b, s, d, h, es: (5 * 4 * b * s * d * es, None),
+    ),
+    "attention": Op(
+        attention,
+        reference.attention,
+        reference.formula_attention,
+        lambda i: i.qkv(),
+        lambda b, s, d, h, es: (None, 3.5 * 4 * b * s * s * d),
+    ),  # 4 B H S^2 Dh forward, 2.5x that backward
+}
