@@ -1,6 +1,6 @@
 """How well does Stage A's measurement recover a planted curvature, and how often does its verdict come out
 right? Planted Stage-A sweeps (one size, 5 batch sizes x 4 learning rates x2 apart, 7 checkpoints, 2 seeds,
-tests/test_curvature.stage_a_table's grid) at several curvatures and noise levels, measured with
+replicate.fit.synthetic_stage_a) at several curvatures and noise levels, measured with
 replicate.fit.curvature.batch_curvature (no bootstrap). Prints a table (median and quartiles of the estimate,
 share of each verdict) and writes JSON.
 
@@ -17,33 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replicate.fit import synthetic_sweep, validate_runs
+from replicate.fit import synthetic_stage_a, validate_runs
 from replicate.fit.curvature import batch_curvature
 from replicate.io import write_json
 from replicate.provenance import git_sha
 
-CHECKPOINTS = tuple(1572864 * 2 ** (k / 2) for k in range(7))
 CURVATURES = (0.0005, 0.001, 0.002, 0.003, 0.005)  # per squared doubling of B
 
 
-def planted(curvature: float, noise: float, rep: int, seeds: int = 2) -> pd.DataFrame:
-    parts = []
-    for s in range(seeds):
-        t = synthetic_sweep(
-            widths=(48,),
-            tokens=CHECKPOINTS,
-            n_batch=5,
-            n_lr=4,
-            lr_step=2.0,
-            n_ctx=16,
-            curvature_batch=curvature / np.log(2) ** 2,
-            run_noise=noise,
-            checkpoint_noise=noise / 3,
-            diverge_rate=0.0,
-            seed=1000 * rep + s,
-        )
-        parts.append(t.assign(run_id=t["run_id"] + f"s{s}", seed=s))
-    return validate_runs(pd.concat(parts, ignore_index=True))
+def planted(curvature: float, noise: float, rep: int) -> pd.DataFrame:
+    return validate_runs(synthetic_stage_a(curvature, noise, seed=rep))
 
 
 def main() -> int:

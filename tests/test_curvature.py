@@ -8,33 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from replicate.fit import synthetic_sweep, validate_runs
+from replicate.fit import synthetic_stage_a, validate_runs
 from replicate.fit.bootstrap import bootstrap_runs
 from replicate.fit.curvature import batch_curvature, seeds_needed, verdict
-
-# Stage A's grid: one size, 5 batch sizes x 4 lrs x2 apart, 7 checkpoints sqrt(2) apart, 16-token clips
-CHECKPOINTS = tuple(1572864 * 2 ** (k / 2) for k in range(7))
 
 
 def stage_a_table(curvature: float, noise: float, seeds: int = 2, rep: int = 0) -> pd.DataFrame:
     """A planted Stage-A sweep: `curvature` per doubling^2 along B, one noise draw per run and seed."""
-    parts = []
-    for s in range(seeds):
-        t = synthetic_sweep(
-            widths=(48,),
-            tokens=CHECKPOINTS,
-            n_batch=5,
-            n_lr=4,
-            lr_step=2.0,
-            n_ctx=16,
-            curvature_batch=curvature / np.log(2) ** 2,
-            run_noise=noise,
-            checkpoint_noise=noise / 3,
-            diverge_rate=0.0,
-            seed=100 * rep + s,
-        )
-        parts.append(t.assign(run_id=t["run_id"] + f"s{s}", seed=s))
-    return pd.concat(parts, ignore_index=True)
+    return synthetic_stage_a(curvature, noise, seeds, seed=rep)
 
 
 @pytest.mark.parametrize("planted, expected", [(0.004, "go"), (0.002, "marginal"), (0.0005, "no-go")])

@@ -5,10 +5,13 @@ Needs only numpy, scipy and pandas (it must import on the GPU image too), and fi
 N in parameters, T in training tokens, B in tokens per step, C in FLOPs.
 
 Modules: laws (the papers' equations, one function each), table (reading and checking runs tables), optima
-(optimal B and lr per (N, T); hyperparameter laws), loss (the loss-law fit), compute (FLOPs per token,
-N_opt(C), IsoFLOP, flat region), bootstrap (over runs), pipeline (the fitting behind `fit_runs`, held-out
-predictions), document (`fit_runs`: the fit.json document; `fit_file`: ``replicate fit``), synthetic (sweeps
-with planted laws).
+(optimal B and lr per (N, T); hyperparameter laws), surface (one surface through every (N, T, B): the headline
+B_opt and eta_opt laws), loss (the loss-law fit and its alpha_N profile), interaction (the law with an N x T
+interaction), checks (what the loss law stands on), compute (FLOPs per token, N_opt(C), IsoFLOP, flat region),
+bootstrap (over runs, or the seeds of each cell), pipeline (the fitting behind `fit_runs`, held-out
+predictions), document (`fit_runs`: the fit.json document; `fit_file`: ``replicate fit``), curvature (Stage
+A's measurement: ``replicate curvature``), predict (``replicate predict``), synthetic (sweeps with planted
+laws).
 """
 
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
@@ -43,7 +46,7 @@ from replicate.fit.optima import (
     optima_frame,
 )
 from replicate.fit.pipeline import predict_holdout
-from replicate.fit.synthetic import TRUTH, synthetic_sweep
+from replicate.fit.synthetic import TRUTH, synthetic_stage_a, synthetic_sweep
 from replicate.fit.table import fixed_rows, load_runs, validate_runs
 from replicate.paper import paper_laws  # the paper's laws beside ours
 
@@ -79,6 +82,7 @@ __all__ = [
     "percentile_interval",
     "power_law_exponent_se",
     "predict_holdout",
+    "synthetic_stage_a",
     "synthetic_sweep",
     "training_compute",
     "validate_runs",

@@ -21,11 +21,10 @@ import pandas as pd
 
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
+from replicate.fit.checks import loss_law_checks
 from replicate.fit.compute import flat_region
-from replicate.fit.interaction import PARAMS as INTERACTION
-from replicate.fit.interaction import fit_interaction_law, interaction_law
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, training_compute
-from replicate.fit.loss import DELTA, LossLawFit, fit_loss_law, profile_alpha_params
+from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import fit_hyperparameter_law, optima_frame
 from replicate.fit.pipeline import (
     REFERENCE_FLOPS,
@@ -192,7 +191,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
     raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
     result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
     result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
-    result["loss_law"].update(_loss_law_checks(stage))
+    result["loss_law"].update(loss_law_checks(stage))
     gap = max(abs(raw.alpha_tokens - stage.law.alpha_tokens), abs(raw.alpha_params - stage.law.alpha_params))
     if gap > RAW_LOG_TOLERANCE or not raw.converged:
         warnings.append(
@@ -294,74 +293,6 @@ def _loss_entry(law: LossLawFit, points: Points, ci: dict, prefix: str, warnings
             f"alpha_params {law.alpha_params:.3g})"
         )
     return {**law.to_dict(), "mse": _mse(law, points), "ci95": _cis(ci, prefix, LOSS_PARAMS)}
-
-
-def _loss_law_checks(stage: Stage) -> dict:
-    """How far the loss law can be trusted: the points it used and how many are optima on a grid edge (upper
-    bounds of the loss at the true optimum, not optima); the law refitted on the interior optima alone; its
-    leave-one-size-out error (each fitting size predicted by the law fitted to the others); and the profile of
-    its fit along alpha_N (fit.loss.profile_alpha_params: how wide a range of alpha_N the data allow)."""
-    points, law = stage.points, stage.law
-    out: dict = {"n_points": len(points.n), "n_on_edge": 0, "interior_only": None}
-    if stage.optima is not None:
-        valid = stage.optima["valid"]
-        edge = stage.optima["on_edge"][valid]
-        out["n_on_edge"] = int(edge.sum())
-        interior = points.subset(~edge)
-        sizes, counts = len(np.unique(interior.n)), len(np.unique(interior.t))
-        if len(interior.n) >= 5 and min(sizes, counts) >= 3:
-            refit = fit_loss_law(interior.n, interior.t, interior.loss, init=law)
-            out["interior_only"] = {**refit.to_dict(), "n_points": len(interior.n)}
-    held, held_interaction = [], []
-    sizes = np.unique(points.n)
-    for n in sizes if len(sizes) >= 4 else ():  # the others must still span 3 sizes
-        out_of = points.n == n
-        rest = points.subset(~out_of)
-        additive = fit_loss_law(rest.n, rest.t, rest.loss, init=law)
-        interaction = fit_interaction_law(rest.n, rest.t, rest.loss)
-        predicted = interaction_law(points.n[out_of], points.t[out_of], **{k: interaction[k] for k in INTERACTION})
-        held.append(
-            _held_out(n, additive.predict(points.n[out_of], points.t[out_of]), points.loss[out_of], additive.converged)
-        )
-        held_interaction.append(_held_out(n, predicted, points.loss[out_of], interaction["converged"]))
-    out["leave_one_size_out"] = held
-    out["interaction_law"] = {
-        **fit_interaction_law(points.n, points.t, points.loss),
-        "leave_one_size_out": held_interaction,
-    }
-    if held:
-        errors = {
-            name: float(np.median([h["median_abs_rel_error"] for h in rows]))
-            for name, rows in (("additive", held), ("interaction", held_interaction))
-        }
-        out["preferred_form"] = {
-            "form": min(errors, key=errors.get),
-            "median_loso_error": errors,
-            "rule": "the lower median leave-one-size-out error",
-        }
-    out["profile_alpha_params"] = profile_alpha_params(points.n, points.t, points.loss)
-    # Huber's threshold against the residuals: with every residual beyond delta the fit is a least-absolute-
-    # deviation fit, not Chinchilla's near-least-squares one; the least-squares fit beside it shows the difference
-    residuals = np.abs(np.log(law.predict(points.n, points.t) / points.loss))
-    squares = fit_loss_law(points.n, points.t, points.loss, delta=1.0)  # every point in the quadratic zone
-    out["huber"] = {
-        "delta": DELTA,
-        "share_within_delta": float(np.mean(residuals <= DELTA)),
-        "median_abs_log_residual": float(np.median(residuals)),
-        "least_squares": {k: getattr(squares, k) for k in LOSS_PARAMS},
-    }
-    return out
-
-
-def _held_out(n_params: float, predicted: np.ndarray, observed: np.ndarray, converged: bool) -> dict:
-    rel = np.abs(predicted / observed - 1)
-    return {
-        "n_params": float(n_params),
-        "median_abs_rel_error": float(np.median(rel)),
-        "max_abs_rel_error": float(rel.max()),
-        "points": len(rel),
-        "converged": bool(converged),
-    }
 
 
 def _compute_out(entry: dict, data: FitData, ci: dict, prefix: str) -> dict:

@@ -113,3 +113,26 @@ def synthetic_sweep(
                     )
                 run_id += 1
     return pd.DataFrame(rows, columns=list(COLUMNS[: COLUMNS.index("role") + 1]))  # the sweep's, less provenance
+
+
+def synthetic_stage_a(curvature: float, noise: float, seeds: int = 2, seed: int = 0) -> pd.DataFrame:
+    """A planted Stage-A sweep (profiles/stage_a.toml's grid): one size, 5 batch sizes x 4 learning rates x2
+    apart, 16-token clips, 7 checkpoints sqrt(2) apart from 1.6M tokens, `seeds` seeds (each an independent draw
+    of the run and checkpoint noise, `noise` and noise / 3 relative), `curvature` per squared doubling of B."""
+    parts = []
+    for s in range(seeds):
+        t = synthetic_sweep(
+            widths=(48,),
+            tokens=tuple(1572864 * 2 ** (k / 2) for k in range(7)),
+            n_batch=5,
+            n_lr=4,
+            lr_step=2.0,
+            n_ctx=16,
+            curvature_batch=curvature / np.log(2) ** 2,
+            run_noise=noise,
+            checkpoint_noise=noise / 3,
+            diverge_rate=0.0,
+            seed=1000 * seed + s,
+        )
+        parts.append(t.assign(run_id=t["run_id"] + f"s{s}", seed=s))
+    return pd.concat(parts, ignore_index=True)
