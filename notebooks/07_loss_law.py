@@ -21,7 +21,8 @@
 # and fitting it *only at the optima* predicts held-out losses and the compute-optimal model size far better
 # than fitting it at one fixed $(B, \eta)$. The fit (`replicate.fit.fit_loss_law`) minimises the summed Huber
 # loss ($\delta = 10^{-3}$) of log residuals over parameters in log space from a grid of starting points, as
-# in Besiroglu et al.'s Chinchilla replication, and checks convergence; the 95% intervals resample runs.
+# in Besiroglu et al.'s Chinchilla replication {cite}`besiroglu2024chinchilla` of Hoffmann et al.
+# {cite}`hoffmann2022training`, and checks convergence; the 95% intervals resample runs.
 #
 # Compute: $C = C_\mathrm{token}(N)\, T$ (`replicate.fit.training_compute`). $N_\mathrm{opt}(C)$ minimises the
 # law at fixed $C$ (`replicate.fit.compute_optimal_size`), and a power law $N_\mathrm{opt} = k\, C^{e}$ is

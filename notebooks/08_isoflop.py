@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Cross-check: the IsoFLOP method
 #
-# Liang et al. (*Scaling Laws for Diffusion Transformers*) find $N_\mathrm{opt}(C)$ without a loss law: at
+# Liang et al. (*Scaling Laws for Diffusion Transformers*) {cite}`liang2024scaling` find $N_\mathrm{opt}(C)$ without a loss law: at
 # each compute budget $C$ they fit a parabola of the loss against $\log N$ and take its vertex
 # (`replicate.fit.isoflop_compute_law`). Here each model size's loss curve at its optimal hyperparameters is
 # read at $T = C / C_\mathrm{token}(N)$ (`replicate.fit.isoflop_losses`, interpolated in log-log, never
