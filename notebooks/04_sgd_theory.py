@@ -43,8 +43,11 @@
 # **Step 4 (the best step).** This is a parabola in $\eta$, least at
 #
 # $$\eta_\mathrm{opt}(B) = \frac{|G|^2}{G^\top H G + \mathrm{tr}(H\Sigma)/B}
-#   = \frac{\eta_\mathrm{max}}{1 + B_\mathrm{noise}/B}, \qquad
-#   \eta_\mathrm{max} = \frac{|G|^2}{G^\top H G}, \quad B_\mathrm{noise} = \frac{\mathrm{tr}(H\Sigma)}{G^\top H G}.$$
+#   = \frac{\eta_\mathrm{max}}{1 + B_\mathrm{noise}/B},$$
+#
+# with
+#
+# $$\eta_\mathrm{max} = \frac{|G|^2}{G^\top H G}, \qquad B_\mathrm{noise} = \frac{\mathrm{tr}(H\Sigma)}{G^\top H G}.$$
 #
 # (`replicate.theory.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
 # linear in $B$. Large batches: $\eta_\mathrm{opt} \to \eta_\mathrm{max}$, and more examples per step buy nothing.

@@ -174,9 +174,12 @@ def fit_stage(
         batch_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_batch"][used]))
         lr_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_lr"][used]))
         lr_batch = lr_batch_exponent(optima, data.cube.batch_size)
-        profile = profile_frame(data.cube, optima)
-        surface = fit_batch_surface(profile, None if init is None else init.surface)
-        surface_lr = fit_lr_surface(profile, surface)
+        if init is not None and init.surface is not None and not init.surface["converged"]:
+            surface, surface_lr = init.surface, init.surface_lr  # no curvature in the data: no resample has one
+        else:
+            profile = profile_frame(data.cube, optima)
+            surface = fit_batch_surface(profile, None if init is None else init.surface)
+            surface_lr = fit_lr_surface(profile, surface)
     else:
         points = data.rows
     law, compute = _fit_law(points, counts, data, "loss law", None if init is None else init.law, warnings)

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 LN2_SQUARED = np.log(2.0) ** 2
+MIN_CURVATURE = 1e-6  # c_B per ln(B)^2 below which the fit has found no minimum along B (its bound is 0)
 
 
 def _centred(values: np.ndarray) -> tuple[np.ndarray, float]:
@@ -76,6 +77,21 @@ def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
         m, a, beta, gamma, c_b = unpack(q)
         return m[groups] + c_b * (x - a - beta * lt - gamma * ln) ** 2 - y
 
+    offsets = np.zeros((len(p), n_groups))
+    offsets[np.arange(len(p)), groups] = 1.0
+
+    def jacobian(q: np.ndarray) -> np.ndarray:
+        """Analytic: a finite-difference Jacobian made a bootstrap resample's fit cost a second."""
+        _, a, beta, gamma, c_b = unpack(q)
+        d = x - a - beta * lt - gamma * ln
+        columns = [-2 * c_b * d, -2 * c_b * d * lt, d * d] + ([] if one_size else [-2 * c_b * d * ln])
+        return np.column_stack([offsets, *columns])
+
+    # the curvature cannot be negative: where the loss has no minimum along B the fit stops at c_B = 0 (not
+    # converged) instead of wandering off with B_opt
+    lower = np.full(n_groups + 3 + (0 if one_size else 1), -np.inf)
+    lower[n_groups + 2] = 0.0
+
     best = np.array([y[groups == g].min() for g in range(n_groups)])
     starts = [
         np.concatenate([best, [a0, 0.5, 0.05], [] if one_size else [0.2]]) for a0 in np.quantile(x, [0.25, 0.5, 0.75])
@@ -95,9 +111,18 @@ def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
                 ]
             )
         ]
-    fits = [least_squares(residuals, q0, method="trf", max_nfev=5000) for q0 in starts]
+    fits = [
+        least_squares(residuals, q0, jac=jacobian, bounds=(lower, np.inf), method="trf", max_nfev=2000) for q0 in starts
+    ]
     fit = min(fits, key=lambda f: f.cost)
     m, a, beta, gamma, c_b = unpack(fit.x)
+    if c_b <= MIN_CURVATURE:  # no minimum along B: B_opt is not defined, whatever the solver left in a and beta
+        return {
+            **failed,
+            "c_b": float(c_b),
+            "curvature_per_doubling2": float(c_b * LN2_SQUARED),
+            "rmse_log": float(np.sqrt(np.mean(fit.fun**2))),
+        }
     key_n = np.asarray(keys.get_level_values(0), dtype=float)
     key_t = np.asarray(keys.get_level_values(1), dtype=float)
     log_b_opt = a + beta * np.log(key_t / t0) + gamma * np.log(key_n / n0)
@@ -109,7 +134,7 @@ def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
         "exp_tokens": float(beta),
         "exp_params": np.nan if one_size else float(gamma),
         "rmse_log": float(np.sqrt(np.mean(fit.fun**2))),
-        "converged": bool(fit.success and c_b > 0),
+        "converged": bool(fit.success and c_b > MIN_CURVATURE),
         "optima": [
             {"n_params": float(n), "tokens": float(t), "batch_size": float(np.exp(b)), "log_loss": float(mm)}
             for n, t, b, mm in zip(key_n, key_t, log_b_opt, m, strict=True)
