@@ -47,8 +47,18 @@ def git_sha() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(  # results/ is what the code writes, not the code: edits there leave the sha clean
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results"],
+        # results/ and README.md (whose findings make readme writes) are outputs, not code: edits there leave it clean
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":/",
+                ":(top,exclude)results",
+                ":(top,exclude)README.md",
+            ],
             cwd=here,
             capture_output=True,
             text=True,
