@@ -19,7 +19,8 @@
 # 1. a Video DiT's optimal batch size and learning rate are power laws in the model size $N$ and the training
 #    tokens $T$;
 # 2. fitting the loss law $L(N, T)$ only at those optima predicts the loss, and the compute-optimal model size,
-#    far better than fitting it at fixed hyperparameters, which overestimate $N_\mathrm{opt}$ by about 40%.
+#    far better than fitting it at fixed hyperparameters, which put $N_\mathrm{opt}$ too high (the paper's numbers:
+#    {doc}`01b_paper`).
 #
 # We rebuild the whole chain: a Video DiT whose hot ops are Triton kernels, a procedural video stream, sweeps
 # over $(N, B, \eta)$ at a constant learning rate, the SGD derivation of $\eta_\mathrm{opt}(B)$ *measured* on the
@@ -94,8 +95,9 @@ if study is not None and study.fit is not None:
 # tokens; the paper's have $1.7\times10^7$ to $1.1\times10^9$ and see $2\times10^9$ to $1.4\times10^{11}$. Its
 # own batch-size law puts the optimum below one of our clips, which is the smallest batch there is
 # ({doc}`06_hyperparameter_laws`). **Noise**: the loss differences between neighbouring $(B, \eta)$ cells are
-# about as large as the spread between two seeds of one run (1 to 2.5%), so the optimum moves from checkpoint
-# to checkpoint; the paper's own held-out heat map spans only 0.6 to 1.3% and it reports no seed spread.
+# small, so the optimum moves from checkpoint to checkpoint; how they compare with the spread between two
+# seeds of one cell is what Stage A measures ({doc}`06b_stage_a`); the paper's own held-out heat map spans
+# only 0.6 to 1.3% and it reports no seed spread.
 # **Data**: procedural grayscale pixels instead of VAE latents of real video; our loss falls with $T$ but
 # barely with $N$ over the 12x range we can afford. **Evaluation protocol**: scored by an EMA of their weights, the same
 # runs put the optimal batch even more firmly at the smallest one ({doc}`06_hyperparameter_laws`). What does carry over cleanly is the SGD theory: the

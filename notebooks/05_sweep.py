@@ -59,8 +59,8 @@ if study is not None:
 # ## Training curves
 #
 # Validation loss of every fitting run against training tokens (thin lines), and the best loss over the
-# $(B, \eta)$ grid at each $T$ for each size (dots). At a constant learning rate every run keeps improving;
-# larger models are better at every $T$ once past the first checkpoints.
+# $(B, \eta)$ grid at each $T$ for each size (dots). At a constant learning rate the loss is noisy from one
+# checkpoint to the next: a run's loss can rise between two checkpoints (the thin lines' spikes).
 
 # %% tags=["hide-input"]
 if study is not None:

@@ -144,8 +144,8 @@ if fit is not None:
 # %% [markdown]
 # ## The held-out model
 #
-# A model about 4x larger than the largest fitting model was trained on a small $(B, \eta)$ grid around the
-# optimum the laws predict. The heat map marks the laws' prediction (white square) and the observed,
+# A model about 4x larger than the largest fitting model was trained on a small $(B, \eta)$ grid fixed in
+# advance from the pilots (the profile's design note), before the laws were fitted. The heat map marks the laws' prediction (white square) and the observed,
 # interpolated optimum (star).
 
 # %% tags=["hide-input"]

@@ -20,13 +20,13 @@
 #
 # | what | command | time |
 # |---|---|---|
-# | the book from the committed results | `make book` | about 3 minutes on 2 CPU cores (notebooks and site; fits only where missing) |
+# | the book from the committed results | `make book` | minutes on 2 CPU cores, plus the venv the first time (notebooks and site; fits only where missing) |
 # | the whole pipeline at toy scale (CI) | `make book PROFILE=smoke` | about 10 minutes on 2 CPU cores |
 # | the CPU study itself | `python -m replicate sweep --profile cpu` | 1 h 24 min measured on 2 quiet CPU cores (102 runs, 244 TFLOP) |
-# | its fit | `python -m replicate fit results/cpu/runs.csv --profile cpu --out results/cpu/fit.json` | about 3 minutes (1000 bootstrap refits) |
+# | its fit | `python -m replicate fit results/cpu/runs.csv --out results/cpu/fit.json` | about a minute (1000 bootstrap refits) |
 # | the noise-scale measurements | `python -m replicate theory` | about 50 minutes on one CPU core |
 # | the image appendix | `python -m replicate sweep --profile image` | about 30 minutes on 2 CPU cores (61 runs) |
-# | the tests | `make test` | about 5 minutes on 2 CPU cores |
+# | the tests | `make test` | about 10 minutes on 2 CPU cores (measured in CI) |
 #
 # Every run's row carries its configuration and provenance, and every run is identified by a hash of its
 # configuration: `replicate sweep` skips finished runs, so it resumes after any interruption (SIGKILL
