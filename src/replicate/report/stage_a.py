@@ -73,6 +73,12 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
         lines.append(
             "The curvature is not measured yet: the surface needs at least three batch sizes with finished runs."
         )
+        noise = summary["seed_noise"]["raw"]["near_optimum"]
+        if noise["rms"] is not None:
+            lines.append(
+                f"One cell's seed-to-seed noise near the optimum, so far: {_pct(noise['rms'])}% (raw weights, "
+                f"{noise['cells']} cells)."
+            )
         return lines
     envelope = c["ci95_envelope"]
     lines.append(
