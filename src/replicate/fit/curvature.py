@@ -164,7 +164,8 @@ def _curvature_interval(profile: pd.DataFrame, surface: dict) -> list[float] | N
     limit = rss * (1 + f_dist.ppf(0.95, 1, n - k) / (n - k))
 
     def excess(c_b: float) -> float:
-        return _rss_at(p, surface, c_b) - limit
+        """The residual sum of squares of the surface refitted with its curvature held at c_b, above the limit."""
+        return n * fit_batch_surface(p, surface, curvature=c_b)["rmse_log"] ** 2 - limit
 
     c = surface["c_b"]
     try:
@@ -176,38 +177,6 @@ def _curvature_interval(profile: pd.DataFrame, surface: dict) -> list[float] | N
     except ValueError:
         return None
     return [lo * LN2_SQUARED, hi * LN2_SQUARED]
-
-
-def _rss_at(p: pd.DataFrame, surface: dict, c_b: float) -> float:
-    """Residual sum of squares of the B surface with its curvature held at c_b."""
-    from scipy.optimize import least_squares
-
-    groups = pd.factorize(pd.MultiIndex.from_arrays([p["n_params"], p["tokens"]]), sort=True)[0]
-    x = np.log(p["batch_size"].to_numpy(dtype=float))
-    y = np.log(p["val_loss"].to_numpy(dtype=float))
-    lt = np.log(p["tokens"].to_numpy(dtype=float) / surface["t0"])
-    ln = np.log(p["n_params"].to_numpy(dtype=float) / surface["n0"])
-    n_groups, one = surface["n_groups"], surface["one_size"]
-    t0, n0 = surface["t0"], surface["n0"]
-    a0 = (
-        np.log(surface["coef"])
-        + surface["exp_tokens"] * np.log(t0)
-        + (0 if one else surface["exp_params"] * np.log(n0))
-    )
-
-    def residuals(q: np.ndarray) -> np.ndarray:
-        gamma = 0.0 if one else q[-1]
-        return q[groups] + c_b * (x - q[n_groups] - q[n_groups + 1] * lt - gamma * ln) ** 2 - y
-
-    q0 = np.concatenate(
-        [
-            [o["log_loss"] for o in surface["optima"]],
-            [a0, surface["exp_tokens"]],
-            [] if one else [surface["exp_params"]],
-        ]
-    )
-    fit = least_squares(residuals, q0, method="trf", max_nfev=5000)
-    return float(np.sum(fit.fun**2))
 
 
 def curvature_file(

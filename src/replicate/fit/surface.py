@@ -34,7 +34,7 @@ def _centred(values: np.ndarray) -> tuple[np.ndarray, float]:
     return logs - logs.mean(), float(np.exp(logs.mean()))
 
 
-def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
+def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None, curvature: float | None = None) -> dict:
     """The B surface through a batch profile (columns n_params, tokens, batch_size, val_loss; raw units).
 
     Returns c_B (per ln B^2), curvature_per_doubling2 (c_B ln(2)^2), the B_opt law (coef, exp_tokens,
@@ -42,6 +42,7 @@ def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
     (N, T) with its offset m, the residual sd of log L, the number of points, and `converged`. NaNs where the
     data cannot identify the surface (fewer than 3 batch sizes, or no (N, T) with one). `init` (an earlier
     result on the same (N, T), e.g. the full data's for a bootstrap resample) is the one starting point.
+    `curvature` holds c_B (per ln B^2) at that value and fits the rest (a profile of the fit along c_B).
     """
     p = profile[np.isfinite(profile["val_loss"])].reset_index(drop=True)
     groups, keys = pd.factorize(pd.MultiIndex.from_arrays([p["n_params"], p["tokens"]]), sort=True)
@@ -111,11 +112,30 @@ def fit_batch_surface(profile: pd.DataFrame, init: dict | None = None) -> dict:
                 ]
             )
         ]
+    free = np.arange(len(lower))
+    if curvature is not None:  # c_B held: the solver moves the other parameters only
+        free = np.delete(free, n_groups + 2)
+        for q0 in starts:
+            q0[n_groups + 2] = curvature
+
+    def full(qf: np.ndarray, q0: np.ndarray) -> np.ndarray:
+        q = q0.copy()
+        q[free] = qf
+        return q
+
     fits = [
-        least_squares(residuals, q0, jac=jacobian, bounds=(lower, np.inf), method="trf", max_nfev=2000) for q0 in starts
+        least_squares(
+            lambda qf, q0=q0: residuals(full(qf, q0)),
+            q0[free],
+            jac=lambda qf, q0=q0: jacobian(full(qf, q0))[:, free],
+            bounds=(lower[free], np.inf),
+            method="trf",
+            max_nfev=2000,
+        )
+        for q0 in starts
     ]
-    fit = min(fits, key=lambda f: f.cost)
-    m, a, beta, gamma, c_b = unpack(fit.x)
+    best_start, fit = min(zip(starts, fits, strict=True), key=lambda sf: sf[1].cost)
+    m, a, beta, gamma, c_b = unpack(full(fit.x, best_start))
     if c_b <= MIN_CURVATURE:  # no minimum along B: B_opt is not defined, whatever the solver left in a and beta
         return {
             **failed,
