@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
+import pandas as pd
 
 from replicate.progress import progress_bar
 
@@ -58,3 +59,13 @@ def percentile_interval(values: np.ndarray, level: float = 0.95, min_finite: int
         return None
     tail = 50 * (1 - level)
     return [float(x) for x in np.percentile(v, [tail, 100 - tail])]
+
+
+def seed_strata(runs: pd.DataFrame) -> np.ndarray | None:
+    """Per fitting run (in the order of the sorted `run` labels) its (N, B, lr) cell, where cells hold several
+    seeds: the bootstrap then redraws the seeds of every cell instead of deleting cells. None with one seed."""
+    if "batch_size" not in runs:
+        return None
+    fit = runs[runs["role"] == "fit"].drop_duplicates("run").sort_values("run")
+    cells = pd.factorize(pd.MultiIndex.from_frame(fit[["n_params", "batch_size", "lr"]]))[0]
+    return cells if np.bincount(cells).max() >= 2 else None

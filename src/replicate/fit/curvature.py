@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
+from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_strata
 from replicate.fit.optima import batch_profile, cluster_tokens
 from replicate.fit.surface import LN2_SQUARED, fit_batch_surface, fit_lr_surface
 from replicate.fit.table import load_runs
@@ -95,9 +95,6 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
     loss_column picks the readout). Raw units: batch sizes in tokens per step, T in tokens."""
     runs = runs[runs["role"] == "fit"].reset_index(drop=True)
     surface, lr, profile = _statistics(runs)
-    # the seeds of one (N, B, lr) cell form a stratum: a resample redraws them, keeping every cell
-    run_keys = runs.drop_duplicates("run").sort_values("run")
-    strata = pd.factorize(pd.MultiIndex.from_frame(run_keys[["n_params", "batch_size", "lr"]]))[0]
 
     def refit(counts: np.ndarray) -> dict[str, float]:
         b, eta, _ = _statistics(runs, counts, surface)  # a resample starts from the full data's fit
@@ -111,7 +108,8 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
         }
 
     keys = ("curvature", "beta_b", "ridge", "beta_eta")
-    samples = bootstrap_runs(refit, len(run_keys), bootstrap, keys, seed=seed, progress=progress, strata=strata)
+    strata = seed_strata(runs)  # the seeds of each (N, B, lr) cell are redrawn, every cell kept
+    samples = bootstrap_runs(refit, runs["run"].nunique(), bootstrap, keys, seed=seed, progress=progress, strata=strata)
     ci = {k: percentile_interval(v) for k, v in samples.items()}
     failed = int(np.sum(~np.isfinite(samples["curvature"])))
     asymptotic = _curvature_interval(profile, surface)
@@ -140,7 +138,7 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
         "bootstrap": {
             "resamples": bootstrap,
             "seed": seed,
-            "unit": "seeds within each (N, B, lr) cell",
+            "unit": "run" if strata is None else "seeds within each (N, B, lr) cell",
             "failed": failed,
             "interval": "95% percentile",
         },

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.errors import ConfigError
-from replicate.fit.bootstrap import bootstrap_runs, percentile_interval
+from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_strata
 from replicate.fit.checks import loss_law_checks
 from replicate.fit.compute import flat_region
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, training_compute
@@ -235,16 +235,6 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
     )
     result["holdout"] = _holdout_rows(stage, data, ci, warnings)
     return result
-
-
-def seed_strata(runs: pd.DataFrame) -> np.ndarray | None:
-    """Per fitting run (in the order of the sorted `run` labels) its (N, B, lr) cell, where cells hold several
-    seeds: the bootstrap then redraws the seeds of every cell instead of deleting cells. None with one seed."""
-    if "batch_size" not in runs:
-        return None
-    fit = runs[runs["role"] == "fit"].drop_duplicates("run").sort_values("run")
-    cells = pd.factorize(pd.MultiIndex.from_frame(fit[["n_params", "batch_size", "lr"]]))[0]
-    return cells if np.bincount(cells).max() >= 2 else None
 
 
 def _surface_entry(stage: Stage, ci: dict) -> dict | None:
