@@ -6,6 +6,7 @@ new one, never a partial one. Torch-free: torch blobs come in through `write`.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -58,6 +59,13 @@ def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[Any]]) 
         writer.writerows(rows)
 
     atomic_write(path, write)
+
+
+def table_source(path: Path, **options: Any) -> dict:
+    """What a result is computed from: a table (its path and SHA-256, None where it does not exist) and options."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"runs": str(path), "sha256": digest, **options}
 
 
 def holds_source(path: Path, source: dict) -> bool:

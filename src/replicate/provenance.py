@@ -87,3 +87,8 @@ def provenance(device: torch.device) -> dict[str, str]:
         "triton": version("triton"),
         "git_sha": git_sha(),
     }
+
+
+def fit_provenance() -> dict[str, str]:
+    """git_sha and the numpy, scipy and pandas versions: the provenance of a result the analysis side computed."""
+    return {"git_sha": git_sha(), **{m: version(m) for m in ("numpy", "scipy", "pandas")}}

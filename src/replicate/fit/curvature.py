@@ -15,9 +15,7 @@ least-squares interval of the surface; the verdict's interval is the envelope of
 
 from __future__ import annotations
 
-import hashlib
 import math
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +25,9 @@ from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_st
 from replicate.fit.optima import batch_profile, cluster_tokens
 from replicate.fit.surface import LN2_SQUARED, fit_batch_surface, fit_lr_surface
 from replicate.fit.table import load_runs
-from replicate.io import holds_source, json_safe, write_json
+from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.paper import BATCH_SIZE_LAW
-from replicate.provenance import git_sha
+from replicate.provenance import fit_provenance
 
 GO, NO_GO = 0.003, 0.001  # curvature per doubling^2: go at or above GO, no-go below NO_GO
 NOISE_TO_CURVATURE = 1 / 3  # a cell resolves the curvature when its noise is at most this fraction of it
@@ -183,12 +181,7 @@ def curvature_file(
     """``replicate curvature``: batch_curvature of the raw weights' loss (the headline) and of the EMA weights'
     (under `ema`), written to `out` with its source and provenance. With if_changed, None without computing
     when `out` already holds the summary of this very table and these options."""
-    source = {
-        "runs": str(runs_path),
-        "sha256": hashlib.sha256(runs_path.read_bytes()).hexdigest() if runs_path.is_file() else None,
-        "bootstrap": bootstrap,
-        "seed": seed,
-    }
+    source = table_source(runs_path, bootstrap=bootstrap, seed=seed)
     if if_changed and holds_source(out, source):
         return None
     raw = batch_curvature(load_runs(runs_path), bootstrap, seed, progress)
@@ -206,7 +199,7 @@ def curvature_file(
             "seed_noise": "relative standard deviation between the seeds of one cell",
         },
         "source": source,
-        "provenance": {"git_sha": git_sha(), **{m: metadata.version(m) for m in ("numpy", "scipy", "pandas")}},
+        "provenance": fit_provenance(),
     }
     summary = json_safe(summary)
     write_json(out, summary)

@@ -12,8 +12,6 @@ raw_residual_fit); `compute_laws` per FLOP convention and the headline `compute_
 
 from __future__ import annotations
 
-import hashlib
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +36,8 @@ from replicate.fit.pipeline import (
     statistics,
 )
 from replicate.fit.table import load_runs, validate_runs
-from replicate.io import holds_source, json_safe, write_json
-from replicate.provenance import git_sha
+from replicate.io import holds_source, json_safe, table_source, write_json
+from replicate.provenance import fit_provenance
 
 SAMPLED_LAWS = ("loss_law", "batch_size_law", "lr_law", "compute_law", "surface")  # kept per resample in fit.json
 RAW_LOG_TOLERANCE = 0.05  # warn when the raw-residual fit's exponents differ from the log fit's by more
@@ -405,16 +403,15 @@ def fit_file(
         raise ConfigError("give --profile or --fixed-batch-size/--fixed-lr, not both")
     if fixed_batch_size is None:
         fixed_batch_size, fixed_lr = fixed_from_profile(runs_path, profile) or (None, None)
-    source = {
-        "runs": str(runs_path),
-        "sha256": hashlib.sha256(runs_path.read_bytes()).hexdigest() if runs_path.is_file() else None,
-        "loss_column": loss_column,
-        "bootstrap": bootstrap,
-        "seed": seed,
-        "flops": flops,
-        "fixed_batch_size": fixed_batch_size,
-        "fixed_lr": fixed_lr,
-    }
+    source = table_source(
+        runs_path,
+        loss_column=loss_column,
+        bootstrap=bootstrap,
+        seed=seed,
+        flops=flops,
+        fixed_batch_size=fixed_batch_size,
+        fixed_lr=fixed_lr,
+    )
     if if_changed and holds_source(out, source):
         return None
     result = fit_runs(
@@ -426,7 +423,7 @@ def fit_file(
         seed=seed,
         progress=progress,
     )
-    prov = {"git_sha": git_sha(), **{m: metadata.version(m) for m in ("numpy", "scipy", "pandas")}}
+    prov = fit_provenance()
     result = {**result, "source": source, "provenance": prov}
     write_json(out, result)
     return result
