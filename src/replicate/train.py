@@ -199,9 +199,9 @@ class GroupState:
     `GroupState.load(path, ...)`, on this machine or another (the file holds plain tensors and lists)."""
 
     def __init__(self, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int) -> None:
-        base = check_group(cfgs)
-        self.cfg, self.members = base, len(cfgs)
-        self.stepper = GroupStepper(cfgs, device, backend)
+        self.stepper = GroupStepper(cfgs, device, backend)  # checks that the configs may share a group
+        base = self.cfg = self.stepper.cfg
+        self.members = len(cfgs)
         self.ema = PowerEMA(self.stepper.model, base.ema_gamma) if base.ema_gamma is not None else None
         prov = provenance(device)
         self.records = [
