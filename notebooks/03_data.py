@@ -58,9 +58,10 @@ def label_name(label: int) -> str:
 
 # %% tags=["hide-input"]
 profile_path = Path(RESULTS_DIR) / "profile.toml"
-clip = load_profile(str(profile_path)).runs[0].cfg.model.clip if profile_path.is_file() else ClipConfig()
-if profile_path.is_file():
-    display(Markdown(report.clip_sentence(load_profile(str(profile_path)))))
+profile = load_profile(str(profile_path)) if profile_path.is_file() else None
+clip = profile.runs[0].cfg.model.clip if profile is not None else ClipConfig()
+if profile is not None:
+    display(Markdown(report.clip_sentence(profile)))
 videos, labels = make_clips(clip, seed=0, split="train", index=torch.arange(8))
 fig = plots.clip_strips(videos, labels, label_name, frame_strip)
 plt.show()
