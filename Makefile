@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 
-# What the book renders. default: the committed results of the best real study (results/gpu if present,
-# else results/cpu), running only what is missing; smoke: a minutes-long study end to end (CI);
-# gpu: the whole study re-executed on a GPU machine.
+# What the book renders. default: the committed results of the best real study (results/gpu once its table holds
+# every run of its profile, else results/cpu: a partial GPU study is neither rendered nor completed on the CPU),
+# running only what is missing; smoke: a minutes-long study end to end (CI); gpu: the whole study re-executed on
+# a GPU machine.
 PROFILE ?= default
 BOOTSTRAP := 1000
 ifeq ($(PROFILE),default)
-STUDY := $(if $(wildcard results/gpu/runs.csv),gpu,cpu)
+STUDY := $(if $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/gpu >/dev/null 2>&1 && echo complete),gpu,cpu)
 IMAGE := image
 THEORY := results/theory
 else ifeq ($(PROFILE),smoke)
@@ -30,7 +31,7 @@ endif
 BOOK_OUT ?= .
 MATHJAX := book/_static/mathjax/tex-mml-chtml.js
 
-.PHONY: venv test browser-test lint book results sweeps clean-book readme
+.PHONY: venv test browser-test lint book results sweeps clean-book readme device
 .DELETE_ON_ERROR:
 
 $(STAMP): requirements.txt pyproject.toml
@@ -99,6 +100,19 @@ book: results $(MATHJAX)
 	done
 	$(BIN)/jupyter-book build . -W -n --keep-going --path-output $(BOOK_OUT)
 	@echo "The book: $(BOOK_OUT)/_build/html/index.html"
+
+# The one command a lent GPU call runs (see README, "On a GPU"): the GPU image's python3 (torch there, no venv) on
+# this tree, which has no .git there, so the commit comes in as SHA. Its files land in $OUT; back here,
+# `python -m replicate ingest DIR` merges them into results/. Paused states of earlier calls travel in the
+# (git-ignored) results/<study>/paused/, which the call must carry.
+DEADLINE ?= 480
+DEVICE_PROFILE ?= next
+DEVICE_WORKERS ?= 8
+device:
+	@test -n "$(SHA)" || { echo "make device: pass SHA=<commit of this tree> (git rev-parse --short=12 HEAD)" >&2; exit 2; }
+	PYTHONPATH=src PYTHONUNBUFFERED=1 REPLICATE_GIT_SHA=$(SHA) python3 -m replicate device-run \
+		--out "$${OUT:?make device: set OUT to an empty folder}" --deadline-s $(DEADLINE) \
+		--profile $(DEVICE_PROFILE) --workers $(DEVICE_WORKERS)
 
 # README's findings from the committed results (a test fails when they drift apart)
 readme: $(STAMP)

@@ -30,7 +30,7 @@ from replicate.config import TrainConfig, flops_per_token, model_config
 from replicate.data import ClipStream
 from replicate.kernels import OPS, ExampleInputs
 from replicate.provenance import provenance
-from replicate.train import GroupStepper
+from replicate.step import GroupStepper
 
 COLUMNS = (
     "op",
@@ -149,7 +149,7 @@ def bench_ops(args, device: torch.device, peaks: dict[str, float]) -> list[dict]
 
 
 def bench_train_step(args, device: torch.device, peaks: dict[str, float]) -> list[dict]:
-    """One step of the trainer itself (replicate.train.train_step: bf16 autocast, epsilon-prediction MSE,
+    """One step of the trainer itself (replicate.step.GroupStepper.step: bf16 autocast, epsilon-prediction MSE,
     per-member clipping, AdamW) with the triton and torch backends, and the torch backend compiled."""
     cfg = TrainConfig(model_config(args.size), batch_size=args.batch_size, lr=1e-4, tokens=10**9)
     batch = ClipStream(cfg.model.clip, 0, "train", device).next(cfg.batch_size)

@@ -173,6 +173,18 @@ def test_paper_laws_in_raw_units_reproduce_the_papers_checks():
     assert FIGURE_VALUES["batch_size"]["value"] == 6.77e4 and FIGURE_VALUES["loss"][0]["value"] == 0.5185
 
 
+def test_the_papers_batch_law_fixes_the_number_of_steps_at_every_scale():
+    from replicate.paper import optimal_steps
+
+    v = paper_laws()["batch_size_law"]
+    n, t = 1.07e9, 4e9  # the paper's held-out cell: T / B_opt steps
+    assert optimal_steps(n, t) == pytest.approx(t / hyperparameter_law(t, n, **v), rel=1e-12)
+    # at 20 tokens per parameter: about 8.1e4 steps from N = 5e4 to 5e9 (within 2%), rising as (T / N)^0.19
+    steps = [optimal_steps(n, 20 * n) for n in (5e4, 5e6, 5e9)]
+    assert max(steps) / min(steps) < 1.02 and 7.5e4 < steps[0] < 8.5e4
+    assert optimal_steps(1e6, 2e8) / optimal_steps(1e6, 2e7) == pytest.approx(10 ** (1 - v["exp_tokens"]), rel=1e-9)
+
+
 # --- optima ---------------------------------------------------------------------------------------------------
 
 

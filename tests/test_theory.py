@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from replicate.theory import QuadraticProblem, eta_opt, hvp, measure, steps_examples_tradeoff
+from replicate.sgd import eta_opt, steps_examples_tradeoff
+from replicate.theory import QuadraticProblem, hvp, measure
 
 FIELDS = ("grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max")
 
@@ -49,8 +50,8 @@ def test_eta_opt_and_tradeoff():
     qp = QuadraticProblem(5, seed=1)
     ns = measure(qp.loss_fn, qp.params, qp.sample_batch, batch_sizes=(2, 16), n_draws=20)
     b = ns.b_noise.value
-    assert eta_opt(b, ns) == pytest.approx(ns.eta_max.value / 2)
-    assert eta_opt(1e9, ns) == pytest.approx(ns.eta_max.value, rel=1e-6)
+    assert eta_opt(b, ns.eta_max.value, ns.b_noise.value) == pytest.approx(ns.eta_max.value / 2)
+    assert eta_opt(1e9, ns.eta_max.value, ns.b_noise.value) == pytest.approx(ns.eta_max.value, rel=1e-6)
     s, e = steps_examples_tradeoff(4.0, 8.0)
     assert (s - 1) * (e - 1) == pytest.approx(1.0) and s == 3.0
 

@@ -2,6 +2,7 @@ import dataclasses
 import math
 
 import pytest
+import torch
 
 from replicate.config import ClipConfig, ModelConfig, TrainConfig, token_checkpoints
 from replicate.diffusion import ValidationSet
@@ -173,3 +174,27 @@ def test_a_paused_and_resumed_group_equals_one_that_ran_through(tmp_path):
     assert pauses == base.steps // 16 - 1 and not state.exists()
     assert [_strip_wall(r) for r in records] == [_strip_wall(r) for r in through]
     assert records[1].diverged and not records[0].diverged
+
+
+def _capture_group() -> list[TrainConfig]:
+    return [
+        TrainConfig(MODEL, batch_size=4, lr=lr, tokens=10**6, seed=seed, warmup_steps=4)
+        for seed in (0, 1)
+        for lr in (1e-3, 3e-3)
+    ]
+
+
+def test_the_capture_check_is_the_eager_step_both_ways_on_the_cpu():
+    from replicate.timing import capture_check
+
+    check = capture_check(_capture_group(), "cpu", steps=4, timed_steps=2)
+    assert check["max_rel_loss_diff"] == 0.0 and check["eager_ms"] > 0 and check["graph_ms"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_captured_step_replays_the_eager_one_on_cuda():
+    from replicate.device_run import CAPTURE_TOLERANCE
+    from replicate.timing import capture_check
+
+    check = capture_check(_capture_group(), "cuda", steps=12, timed_steps=20)
+    assert check["max_rel_loss_diff"] <= CAPTURE_TOLERANCE, check

@@ -6,12 +6,14 @@ meet only through files: runs.csv (runs.py), fit.json (fit.document) and the tor
 
     contracts, torch-free  errors, io (atomic writes), provenance, progress, paper (the paper's numbers),
                            config (clip, model and training configs; N and FLOP counts), profile (sweep
-                           profiles: runs, groups, run ids), runs (records and the runs.csv table)
+                           profiles: runs, groups, run ids), runs (records, the runs.csv table, a study's
+                           status)
     torch: the model       data (procedural clips), kernels/ (backend switch, Triton ops, references, the op
                            catalog), model (Video DiT), diffusion (DDPM loss, validation, DDIM), ensemble
                            (stacked members, per-member AdamW)
-    torch: training        train (GroupStepper, GroupState, train_group), sweep (the resumable runner),
-                           theory and theory_study (the SGD noise scale)
+    torch: training        step (a group's step, eager or replayed from a CUDA graph), train (GroupState,
+                           train_group), timing, sweep (the resumable runner), device_run (the prepared GPU
+                           call and ingest), theory and theory_study (the SGD noise scale)
     analysis, torch-free   fit/ (laws, optima, loss law, compute, bootstrap, fit.json), report/ (study
                            loading, comparisons, sentences, tables), plots (figures), book (notebook post-step)
     face                   cli (argparse; one library call per subcommand), __main__

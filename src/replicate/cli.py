@@ -184,6 +184,94 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_device_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "device-run",
+        help="the prepared GPU call: train pending groups under a deadline, results into one folder",
+        description="Train the next pending groups of a study (default: Stage A until it is complete, then the "
+        "study) for at most --deadline-s seconds, resuming from results/<study>/, and write the new rows, paused "
+        "states that fit, the log and step times into --out (at most 8 files; `replicate ingest` merges them).",
+    )
+    p.add_argument("--out", type=Path, required=True, help="an empty folder ($OUT on a device machine)")
+    p.add_argument("--profile", default="next", help="next (Stage A, then the study), or a profile name or .toml")
+    p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
+    p.add_argument("--deadline-s", type=_positive_float, default=480.0, help="seconds this call may train")
+    p.add_argument("--workers", type=_positive_int, help="groups trained at once (default: the profile's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    p.set_defaults(func=_device_run)
+
+
+def _device_run(args: argparse.Namespace) -> int:
+    from replicate.device_run import check_out, device_run
+    from replicate.kernels import check_backend
+
+    check_backend(args.backend)
+    check_out(args.out)
+    result = device_run(
+        args.out,
+        profile=args.profile,
+        results=args.results,
+        deadline_s=args.deadline_s,
+        workers=args.workers,
+        device=args.device,
+        backend=args.backend,
+    )
+    print(
+        f"device-run {result.profile}: {result.runs_added} runs added, {result.runs_done}/{result.runs_total} "
+        f"done; {len(result.files)} files in {args.out}; merge them with: python -m replicate ingest {args.out}"
+    )
+    if result.error:
+        print(f"device-run: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="merge a device run's folder into results/",
+        description="Merge the rows, paused states, log and step times of a device-run folder into "
+        "results/<study>/ (idempotent; rows that contradict the table's: exit 2, nothing written).",
+    )
+    p.add_argument("folder", type=Path, help="what device-run wrote (the device call's files)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
+    p.set_defaults(func=_ingest)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from replicate.device_run import ingest
+
+    if not args.folder.is_dir():
+        raise ConfigError(f"{args.folder} is not a folder")
+    result = ingest(args.folder, args.results)
+    state = "complete" if result.complete else "not complete yet"
+    print(
+        f"ingest: {result.runs_added} runs added to {result.study / 'runs.csv'} ({result.runs_known} held already), "
+        f"{result.paused} paused states; the study is {state}"
+    )
+    return 0
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status",
+        help="how many of a study's runs are finished (exit 1 while it is not complete)",
+        description="Finished runs of the study in a results folder against its profile.toml; exit 0 when "
+        "complete, 1 when not (the Makefile renders a study only when it is complete).",
+    )
+    p.add_argument("study", type=Path, help="a results folder, e.g. results/gpu")
+    p.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from replicate.runs import study_status
+
+    done, total = study_status(args.study)
+    print(f"{args.study}: {done}/{total} runs finished" + (", complete" if done == total else ""))
+    return 0 if done == total else 1
+
+
 def _add_bootstrap(p: argparse.ArgumentParser, unit: str, what: str) -> None:
     """--bootstrap, --seed and --if-changed: the options of the commands that write a fitted JSON."""
     p.add_argument("--bootstrap", type=int, default=1000, help=f"resamples of {unit} for the 95%% intervals (0: none)")
@@ -384,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_curvature(sub)
     _add_predict(sub)
     _add_theory(sub)
+    _add_device_run(sub)
+    _add_ingest(sub)
+    _add_status(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -110,7 +110,11 @@ class EnsembleAdamW(torch.optim.Optimizer):
     multiplies them all (the warm-up schedule); a member whose rate is set to 0 is frozen. Each member's
     slices are updated by torch's fused AdamW kernel, one call per member: one pass over the weights instead
     of the nine of a foreach update, which made the optimiser a third of a small model's step on the CPU.
-    The step count is per-parameter state, as in torch.optim.AdamW, so state_dict() holds all of it.
+    The rates and the scale live in tensors on the parameters' device, read by the kernel when it runs, so a
+    step captured in a CUDA graph (replicate.capture) follows the schedule and the freezes without being
+    captured again (float64 on the CPU, as the Python floats of earlier versions; float32 on a GPU, which the
+    CUDA kernel reads). The step count is per-parameter state, as in torch.optim.AdamW, so state_dict() holds
+    all of it.
     """
 
     def __init__(
@@ -122,15 +126,16 @@ class EnsembleAdamW(torch.optim.Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, {"betas": betas, "eps": eps, "weight_decay": weight_decay})
-        self.lrs = lrs.detach().clone().float().cpu()
-        self.scale = 1.0
+        device = self.param_groups[0]["params"][0].device
+        self.lrs = lrs.detach().float().to(device)  # float32, as the rates were always held
+        self.scale = torch.ones((), dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
 
     def set_scale(self, scale: float) -> None:
-        self.scale = scale
+        self.scale.fill_(scale)
 
     @torch.no_grad()
     def step(self, closure=None) -> None:  # noqa: ARG002 (torch's signature)
-        lrs = self.lrs.tolist()
+        lrs = self.lrs.to(self.scale.dtype) * self.scale  # (E,): no host sync, no Python float to bake in
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             params = [p for p in group["params"] if p.grad is not None]
@@ -154,14 +159,12 @@ class EnsembleAdamW(torch.optim.Optimizer):
                 [t.unbind(0) for t in tensors]
                 for tensors in (params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])
             ]
-            for e, lr in enumerate(lrs):
-                if lr == 0.0:
-                    continue
+            for e in range(len(lrs)):  # frozen members too (rate 0): a captured graph has no branches
                 torch._fused_adamw_(
                     *([t[e] for t in kind] for kind in slices),
                     [],
                     steps,
-                    lr=lr * self.scale,
+                    lr=lrs[e],
                     beta1=beta1,
                     beta2=beta2,
                     weight_decay=group["weight_decay"],

@@ -18,6 +18,10 @@ LOSS_LAW = {"a": 0.0373, "alpha_tokens": 0.2917, "b": 0.0082, "alpha_params": 0.
 COMPUTE_LAW_EMPIRICAL = {"coef": 1.5787, "exp": 0.4146}  # Eq. 14: IsoFLOP-style, from the runs
 COMPUTE_LAW_FROM_LOSS = {"coef": 0.8705, "exp": 0.4294}  # Eq. 18: minimising the loss law under C
 
+# The paper's scale (its set-up): fitting models of 0.017B-0.26B parameters on about 2B-12B tokens, held-out
+# checks at 1.07B (4B and 10B tokens) and 0.72B parameters (140B tokens)
+SCALE = {"n_params": (1.7e7, 1.07e9), "tokens": (2e9, 1.4e11)}
+
 # Headline results (section 4 of the paper; the held-out checks of its Fig. 5 and 6)
 HEADLINE = {
     "holdout_rel_error": (0.0003, 0.0015),  # loss-law extrapolation: (1.07B, 10B tokens), (0.72B, 140B tokens)
@@ -64,3 +68,11 @@ def paper_laws() -> dict[str, dict[str, float]]:
         "compute_law_empirical": dict(COMPUTE_LAW_EMPIRICAL),
         "compute_law_from_loss": dict(COMPUTE_LAW_FROM_LOSS),
     }
+
+
+def optimal_steps(n_params: float, tokens: float) -> float:
+    """S_opt = T / B_opt(N, T): the optimiser steps that the paper's batch law (Eq. 10) implies, with B_opt in
+    tokens per step. With beta_B + gamma_B = 0.9986 ~ 1 it is (1e9 / c) (T / N)^(1 - beta_B) (N / 1e9)^0.0014
+    ~ 4.6e4 (T / N)^0.19: nearly the same number of steps at every scale."""
+    law = paper_laws()["batch_size_law"]
+    return tokens / (law["coef"] * tokens ** law["exp_tokens"] * n_params ** law["exp_params"])

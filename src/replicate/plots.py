@@ -19,6 +19,7 @@ from replicate.fit import (
     loss_law,
 )
 from replicate.report import heatmap
+from replicate.sgd import eta_opt, steps_examples_tradeoff
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -342,7 +343,7 @@ def line_search_figure(line_search: dict) -> Figure:
     b = np.geomspace(rows["batch_size"].min() / 2, rows["batch_size"].max() * 2, 60)
     fig, ax = plt.subplots(figsize=(6, 4))
     eta_max, b_noise = noise["eta_max"]["value"], noise["b_noise"]["value"]
-    ax.plot(b, eta_max / (1 + b_noise / b), label=f"theory: eta_max = {eta_max:.3g}, B_noise = {b_noise:.3g}")
+    ax.plot(b, eta_opt(b, eta_max, b_noise), label=f"theory: eta_max = {eta_max:.3g}, B_noise = {b_noise:.3g}")
     ax.scatter(rows["batch_size"], rows["eta_best_measured"], color="black", zorder=5, label="line search")
     ax.set(xscale="log", yscale="log", xlabel="batch size (clips)", ylabel="best SGD step size")
     ax.legend(fontsize=8)
@@ -361,6 +362,24 @@ def noise_scale_figure(dit: pd.DataFrame) -> Figure:
             )
         ax.set(xscale="log", yscale="log", xlabel="training tokens T", title=titles[key])
     axes[0].legend(fontsize=8)
+    return _tidy(fig)
+
+
+def tradeoff_figure(dit: pd.DataFrame, batches: list[float]) -> Figure:
+    """Step 5's hyperbola, steps S / S_min against examples E / E_min, for the smallest and the largest B_noise
+    measured on the Video DiT (report.dit_noise_scales), with the batch sizes `batches` (clips) marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    measured = dit.loc[dit["b_noise"] > 0, "b_noise"]
+    b = np.geomspace(min(batches) / 8, max(batches) * 64, 200)
+    for b_noise, style, colour in ((measured.min(), "-", "tab:blue"), (measured.max(), "--", "tab:orange")):
+        s, e = steps_examples_tradeoff(b, b_noise)
+        ax.plot(e, s, style, color=colour, label=f"B_noise = {b_noise:.3g} clips")
+        s, e = steps_examples_tradeoff(np.asarray(batches, dtype=float), b_noise)
+        ax.plot(e, s, "o", color=colour)
+        for clips, x, y in zip(batches, e, s, strict=True):
+            ax.annotate(f"{clips:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
+    ax.set(xscale="log", yscale="log", xlabel="examples needed, E / E_min", ylabel="steps needed, S / S_min")
+    ax.legend(fontsize=8, title="dots: the study's batch sizes (clips)", title_fontsize=8)
     return _tidy(fig)
 
 

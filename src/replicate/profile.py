@@ -123,6 +123,7 @@ class Profile:
     path: Path
     design: str = ""  # why the grid is what it is
     slurm: dict = field(default_factory=dict)  # submitit executor parameters
+    device: str = ""  # the device type its design assumes ("cuda"); a sweep elsewhere needs --device
 
     @property
     def fixed_tokens_per_step(self) -> int:
@@ -130,7 +131,19 @@ class Profile:
         return self.fixed_batch_size * self.runs[0].cfg.model.n_ctx
 
 
-_TOP_KEYS = {"description", "design", "workers", "clip", "model", "train", "grid", "fixed", "holdout", "slurm"}
+_TOP_KEYS = {
+    "description",
+    "design",
+    "device",
+    "workers",
+    "clip",
+    "model",
+    "train",
+    "grid",
+    "fixed",
+    "holdout",
+    "slurm",
+}
 _GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes"}
 _SIZE_KEYS = {"name", "width", "depth", "heads", "lrs"}
 _HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints"}
@@ -189,6 +202,8 @@ def load_profile(name: str) -> Profile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"profile {path}: {err}") from None
     _check_keys(raw, _TOP_KEYS, f"profile {path.name}")
+    if raw.get("device", "") not in ("", "cpu", "cuda"):
+        raise ConfigError(f"profile {path.name}: device must be cpu or cuda, got {raw['device']!r}")
     for key in ("grid", "fixed"):
         if key not in raw:
             raise ConfigError(f"profile {path.name} has no [{key}] table")
@@ -281,4 +296,5 @@ def load_profile(name: str) -> Profile:
         path,
         raw.get("design", "").strip(),
         dict(raw.get("slurm", {})),
+        str(raw.get("device", "")),
     )

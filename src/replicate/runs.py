@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from replicate.config import TrainConfig
 from replicate.errors import ConfigError
 from replicate.io import write_csv
+from replicate.profile import load_profile
 
 if TYPE_CHECKING:
     from replicate.profile import Run
@@ -138,13 +139,7 @@ class RunsTable:
         self.rows: dict[str, list[list[str]]] = {}
         self.retired = 0
         if path.exists():
-            with open(path, newline="") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header is not None and tuple(header) != COLUMNS:
-                    raise ConfigError(f"{path} has other columns than a runs table: {header[:4]}...")
-                for row in reader:
-                    self.rows.setdefault(row[0], []).append(row)
+            self.rows = read_runs(path)
             stale = [r for r in self.rows if r not in order]
             if stale and retire:
                 retired = path.with_name("runs.retired.csv")
@@ -164,8 +159,40 @@ class RunsTable:
         write_csv(self.path, COLUMNS, [row for run_id in ids for row in self.rows[run_id]])
 
 
+def read_runs(path: Path) -> dict[str, list[list[str]]]:
+    """A runs table's rows by run id (one row per checkpoint, as written); a file of other columns is a
+    ConfigError."""
+    rows: dict[str, list[list[str]]] = {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is not None and tuple(header) != COLUMNS:
+            raise ConfigError(f"{path} has other columns than a runs table: {header[:4]}...")
+        for row in reader:
+            rows.setdefault(row[0], []).append(row)
+    return rows
+
+
 def _read_rows(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
         return list(csv.reader(f))[1:]
+
+
+def study_status(study: Path) -> tuple[int, int]:
+    """(finished runs, runs) of the study in folder `study`, whose profile.toml the sweep wrote there."""
+    if not (study / "profile.toml").is_file():
+        raise ConfigError(f"{study} holds no profile.toml: not a study folder")
+    profile = load_profile(str(study / "profile.toml"))
+    done = set(read_runs(study / "runs.csv")) if (study / "runs.csv").is_file() else set()
+    return len(done & {r.run_id for r in profile.runs}), len(profile.runs)
+
+
+def next_profile(results: Path) -> str:
+    """Stage A until its table holds every run, then the study."""
+    stage_a = results / "stage_a"
+    if not (stage_a / "profile.toml").is_file():
+        return "stage_a"
+    done, total = study_status(stage_a)
+    return "stage_a" if done < total else "study"

@@ -54,25 +54,29 @@ def run_group(
     threads: int,
     state: Path | None = None,
     stop_at: float | None = None,
+    capture: bool = False,
 ) -> list[TrainRecord] | None:
     """Train one group (in a worker process); the validation set is built once per process. None: paused at
-    `stop_at` with its state in the file `state` (see train_group)."""
+    `stop_at` with its state in the file `state` (see train_group); `capture`: replay its step from a CUDA
+    graph."""
     if threads:
         torch.set_num_threads(threads)
     base, dev = cfgs[0], resolve_device(device)
     key = (base.model.clip, base.val_examples, base.val_seed, str(dev))
     if key not in _VAL_CACHE:
         _VAL_CACHE[key] = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
-    return train_group(cfgs, device=str(dev), backend=backend, val=_VAL_CACHE[key], state=state, stop_at=stop_at)
+    return train_group(
+        cfgs, device=str(dev), backend=backend, val=_VAL_CACHE[key], state=state, stop_at=stop_at, capture=capture
+    )
 
 
-def calibrate(group: Group, device: str, threads: int) -> float:
+def calibrate(group: Group, device: str, threads: int, capture: bool = False) -> float:
     """FLOP/s of one worker training this group, from timing.run_seconds (a quarter second of its steps and a timed
-    slice of its validation)."""
+    slice of its validation), its step captured in a CUDA graph or not."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads or old)
     try:
-        seconds = run_seconds(group.cfgs, device)
+        seconds = run_seconds(group.cfgs, device, capture=capture)
     finally:
         torch.set_num_threads(old)
     return group.flops() / seconds
@@ -156,11 +160,26 @@ def sweep(
     backend: str = "auto",
     dry_run: bool = False,
     log: Callable[[str], None] = print,
+    estimator: Estimator | None = None,
+    longest_first: bool = False,
+    on_group: Callable[[Group, list[TrainRecord], float], None] | None = None,
+    capture: bool = False,
 ) -> SweepResult:
-    """Run every run of `profile` not yet in out/runs.csv; see the module docstring for the guarantees."""
+    """Run every run of `profile` not yet in out/runs.csv; see the module docstring for the guarantees.
+
+    `estimator` (default: calibrated per group shape) predicts each group's seconds; `longest_first` starts
+    the longest groups first (a deadline then leaves the short ones, which the next call fits in);
+    `on_group(group, records, seconds)` runs after each finished group is in the table; `capture` replays
+    each group's step from a CUDA graph (replicate.step.StepGraph) on a GPU.
+    """
     start, start_wall = time.monotonic(), time.time()
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    if profile.device and dev.type != profile.device and device == "auto":
+        raise ConfigError(
+            f"profile {profile.name} is designed for {profile.device} (see its design) but this machine trains on "
+            f"{dev.type}; pass --device {dev.type} to run it here anyway"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     workers = workers or profile.workers
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
@@ -175,7 +194,7 @@ def sweep(
     finished = table.done()
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
     n_left = sum(len(g.runs) for g in pending)
-    est = Estimator(lambda group: calibrate(group, str(dev), threads))
+    est = estimator or Estimator(lambda group: calibrate(group, str(dev), threads))
 
     def estimate(group: Group) -> float:
         return ESTIMATE_MARGIN * est.seconds(group)
@@ -189,6 +208,8 @@ def sweep(
         )
         return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
 
+    if longest_first:
+        pending.sort(key=est.seconds, reverse=True)
     shutil.copyfile(profile.path, out / "profile.toml")
     pool = _executor(executor, workers, out, profile)
     inflight: dict = {}
@@ -217,7 +238,9 @@ def sweep(
                     break
                 group = fits[0]
                 pending.remove(group)
-                handle = pool.submit(run_group, group.cfgs, str(dev), backend, threads, state_file(group), stop_at)
+                handle = pool.submit(
+                    run_group, group.cfgs, str(dev), backend, threads, state_file(group), stop_at, capture
+                )
                 inflight[handle] = (group, time.monotonic())
             if not inflight:
                 break
@@ -244,7 +267,8 @@ def sweep(
                     )
                     continue
                 bar.update(round(group.flops()))
-                est.finished(group, time.monotonic() - t0)
+                elapsed = time.monotonic() - t0
+                est.finished(group, elapsed)
                 for run, record in zip(group.runs, records, strict=True):
                     table.add(run.run_id, run_rows(run, record))
                     diverged += record.diverged
@@ -254,6 +278,8 @@ def sweep(
                         f"{run.role} {run.size} B={run.cfg.batch_size} lr={run.cfg.lr:g} seed={run.cfg.seed}: "
                         f"{status} ({record.wall_s:.1f} s) [{run.run_id}]"
                     )
+                if on_group is not None:
+                    on_group(group, records, elapsed)
     finally:
         bar.close()
         if isinstance(pool, ProcessPoolExecutor):

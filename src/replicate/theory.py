@@ -48,17 +48,6 @@ class NoiseScale:
     n_draws: int
 
 
-def eta_opt(batch_size: float, noise: NoiseScale) -> float:
-    """The SGD step size that most lowers the loss at batch size B: eta_max / (1 + B_noise / B)."""
-    return noise.eta_max.value / (1 + noise.b_noise.value / batch_size)
-
-
-def steps_examples_tradeoff(batch_size: float, b_noise: float) -> tuple[float, float]:
-    """(S / S_min, E / E_min) at batch size B: the steps and examples needed for a given loss relative to
-    their minima, on the hyperbola (S / S_min - 1)(E / E_min - 1) = 1 with B_crit = B_noise."""
-    return 1 + b_noise / batch_size, 1 + batch_size / b_noise
-
-
 def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 

@@ -21,7 +21,8 @@ from replicate.config import ClipConfig, ModelConfig, TrainConfig, count_params
 from replicate.io import write_json
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
-from replicate.theory import QuadraticProblem, best_step, diffusion_objective, eta_opt, measure, sgd_step_gain
+from replicate.sgd import eta_opt
+from replicate.theory import QuadraticProblem, best_step, diffusion_objective, measure, sgd_step_gain
 from replicate.train import resolve_device, train
 
 # (dim, condition of H, noise scale of S): small B_noise to large
@@ -107,7 +108,7 @@ def line_search_study(
     rows = []
     bar = progress_bar(total=len(batch_sizes), desc="line search")
     for b in batch_sizes:
-        predicted = eta_opt(b, ns)
+        predicted = eta_opt(b, ns.eta_max.value, ns.b_noise.value)
         etas = predicted * np.logspace(-1.5, 1.0, 11)
         change = sgd_step_gain(loss_fn, params, sample, heldout, b, etas, n_draws=n_draws)
         rows.append(

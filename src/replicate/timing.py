@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,8 @@ import torch
 
 from replicate.config import TrainConfig
 from replicate.diffusion import ValidationSet, example_losses
-from replicate.train import GroupStepper, PowerEMA, resolve_device
+from replicate.step import GroupStepper, StepGraph
+from replicate.train import PowerEMA, resolve_device
 
 
 def timed(dev: torch.device, fn: Callable[[], object]) -> float:
@@ -33,13 +35,16 @@ def step_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "
     return sorted(times[1:])[steps // 2]
 
 
-def run_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", budget_s: float = 0.25) -> float:
+def run_seconds(
+    cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", budget_s: float = 0.25, capture: bool = False
+) -> float:
     """Predicted wall seconds of train_group(cfgs): its steps as the trainer takes them (fresh clips, the EMA
     update), timed for about `budget_s` after a warm-up step, plus its validation passes at every checkpoint
     (the window's slices and the EMA's: two passes over the set), timed on 64 examples. Short bursts run at a
-    higher clock than a sustained sweep: the sweep corrects for that with what its finished groups took."""
+    higher clock than a sustained sweep: the sweep corrects for that with what its finished groups took.
+    `capture`: the step replayed from a CUDA graph (timed once recorded)."""
     dev = resolve_device(device)
-    group = GroupStepper(cfgs, dev, backend)
+    group = GroupStepper(cfgs, dev, backend, capture)
     base = group.cfg
     ema = PowerEMA(group.model, base.ema_gamma) if base.ema_gamma is not None else None
     val = ValidationSet.build(base.model.clip, min(64, base.val_examples), base.val_seed, dev)
@@ -49,11 +54,51 @@ def run_seconds(cfgs: list[TrainConfig], device: str = "auto", backend: str = "a
         if ema:
             ema.update(group.model)
 
-    step(1)
+    warm = StepGraph.WARM_STEPS + 1 if group.capture else 1  # a captured stepper records at its 4th step
+    for k in range(1, warm + 1):
+        step(k)
     example_losses(group.model, val, members=len(cfgs))  # warm-up
     steps, spent = 0, 0.0
     while steps < 3 or spent < budget_s:
-        spent += timed(dev, lambda k=steps + 2: step(k))
+        spent += timed(dev, lambda k=steps + warm + 1: step(k))
         steps += 1
     val_s = timed(dev, lambda: example_losses(group.model, val, members=len(cfgs))) * base.val_examples / len(val)
     return base.steps * spent / steps + len(base.checkpoint_steps()) * (2 if ema else 1) * val_s
+
+
+def capture_check(
+    cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 8, timed_steps: int = 50
+) -> dict[str, float]:
+    """The group's first `steps` steps taken eagerly and captured (two steppers from the same seeds): the largest
+    relative difference of the members' losses between them, then the milliseconds per step of each over
+    `timed_steps` more (fresh clips included). On the CPU both are the eager step: a logic check."""
+    dev = resolve_device(device)
+    eager, captured = GroupStepper(cfgs, dev, backend), GroupStepper(cfgs, dev, backend, capture=True)
+    first = [(eager.step(k), captured.step(k)) for k in range(1, steps + 1)]
+    diff = max(float(((b - a).abs() / a.abs()).max()) for a, b in first)
+
+    def run(stepper: GroupStepper) -> float:
+        return 1e3 * timed(dev, lambda: [stepper.step(steps + k) for k in range(1, timed_steps + 1)]) / timed_steps
+
+    return {"max_rel_loss_diff": diff, "eager_ms": run(eager), "graph_ms": run(captured), "steps": steps}
+
+
+def precision_check(
+    cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 400, last: int = 100
+) -> dict[str, float]:
+    """The group trained `steps` captured steps in fp32 and in bf16 autocast from the same seeds (the same
+    clips and noise): the mean relative difference of the members' training losses over the `last` steps
+    (bf16 / fp32 - 1), and the milliseconds per step of each. On the CPU both are fp32 (no autocast)."""
+    dev = resolve_device(device)
+    runs = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        stepper = GroupStepper([dataclasses.replace(c, bf16=bf16) for c in cfgs], dev, backend, capture=True)
+        for k in range(1, steps - last + 1):
+            stepper.step(k)
+        tail: list[torch.Tensor] = []
+        timed_steps = range(steps - last + 1, steps + 1)
+        seconds = timed(dev, lambda s=stepper, out=tail, ks=timed_steps: out.extend(s.step(k) for k in ks))
+        runs[name] = (torch.stack(tail).double().mean(0), 1e3 * seconds / last)
+    (fp32, fp32_ms), (bf16, bf16_ms) = runs["fp32"], runs["bf16"]
+    diff = float((bf16 / fp32 - 1).mean())
+    return {"bf16_rel_loss_diff": diff, "fp32_ms": fp32_ms, "bf16_ms": bf16_ms, "steps": steps}

@@ -30,15 +30,15 @@ from pathlib import Path
 import torch
 
 from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, TrainConfig, count_params, flops_per_token
-from replicate.data import ClipStream
-from replicate.diffusion import ValidationSet, alphas_cumprod, example_losses, stratified_mean_se, training_loss
-from replicate.ensemble import EnsembleAdamW, clip_grad_norm_per_member_, stack, unstack
+from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
+from replicate.ensemble import unstack
 from replicate.errors import ConfigError
 from replicate.io import atomic_write
 from replicate.model import VideoDiT
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
 from replicate.runs import Checkpoint, TrainRecord
+from replicate.step import GroupStepper, check_group
 
 
 def resolve_device(device: str) -> torch.device:
@@ -52,14 +52,6 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available")
     return dev
-
-
-def build_model(cfg: TrainConfig, device: torch.device, backend: str = "auto") -> VideoDiT:
-    """The run's model, initialised from its seed without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = VideoDiT(cfg.model, backend=backend)
-    return model.to(device)
 
 
 class PowerEMA:
@@ -95,98 +87,6 @@ def load_model(path: str | Path, device: str = "cpu") -> VideoDiT:
     return model.to(device)
 
 
-def check_group(cfgs: list[TrainConfig]) -> TrainConfig:
-    """The shared config of runs that may train as one ensemble: identical but for learning rate and seed."""
-    if not cfgs:
-        raise ConfigError("an ensemble needs at least one run")
-    base = cfgs[0]
-    if any(dataclasses.replace(c, lr=base.lr, seed=base.seed) != base for c in cfgs):
-        raise ConfigError("runs of one ensemble must differ only in learning rate and seed")
-    return base
-
-
-def make_optimizer(model: torch.nn.Module, cfgs: list[TrainConfig]) -> EnsembleAdamW:
-    """AdamW with each member's learning rate, for a model stacked len(cfgs) times."""
-    base = check_group(cfgs)
-    return EnsembleAdamW(
-        model.parameters(),
-        torch.tensor([c.lr for c in cfgs]),
-        betas=base.betas,
-        eps=base.adam_eps,
-        weight_decay=base.weight_decay,
-    )
-
-
-Batch = tuple[torch.Tensor, torch.Tensor]  # clips (B, C, F, H, W) and labels (B,)
-
-
-def train_step(
-    model: torch.nn.Module,
-    opt: EnsembleAdamW,
-    step: int,
-    batches: list[Batch],
-    gens: list[torch.Generator],
-    sources: list[int],
-    abar: torch.Tensor,
-    cfg: TrainConfig,
-    active: torch.Tensor,
-) -> torch.Tensor:
-    """Optimiser step `step` (from 1) of every member, member e on batches[sources[e]] (one batch per seed,
-    see diffusion.training_loss): linear warm-up, then the constant rate; bf16 autocast on CUDA; members not
-    `active` (diverged) get no gradient. Returns the losses (E,) on device.
-    """
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=batches[0][0].device.type == "cuda"):
-        losses = training_loss(model, batches, gens, abar, cfg.label_dropout, sources)
-    opt.zero_grad(set_to_none=True)
-    torch.where(active, losses, 0.0).sum().backward()
-    clip_grad_norm_per_member_(list(model.parameters()), cfg.grad_clip, len(active))
-    opt.set_scale(min(1.0, step / max(cfg.warmup_steps, 1)))
-    opt.step()
-    return losses.detach()
-
-
-class GroupStepper:
-    """What a training step of a group needs: its stacked model (and a plain model of its architecture),
-    optimiser, and per seed a noise generator and a clip stream, and the divergence mask. The trainer and the
-    step benchmarks share it. Members of one seed share their initialisation, clips and noise.
-    """
-
-    def __init__(self, cfgs: list[TrainConfig], device: torch.device, backend: str = "auto") -> None:
-        self.cfg = check_group(cfgs)
-        self.seeds = list(dict.fromkeys(c.seed for c in cfgs))  # in order of first appearance
-        self.sources = [self.seeds.index(c.seed) for c in cfgs]
-        plains = [build_model(dataclasses.replace(self.cfg, seed=seed), device, backend) for seed in self.seeds]
-        self.plain = plains[0]
-        self.model = stack([plains[k] for k in self.sources])
-        self.opt = make_optimizer(self.model, cfgs)
-        self.gens = [torch.Generator(device=device).manual_seed(seed) for seed in self.seeds]
-        self.abar = alphas_cumprod().to(device)
-        self.active = torch.ones(len(cfgs), dtype=torch.bool, device=device)
-        self.device = device
-        self.seek(0)
-
-    def seek(self, steps: int) -> None:
-        """Point the clip streams at the batch of step `steps` + 1 (clips are pure functions of their index)."""
-        self.streams = [
-            ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_size)
-            for seed in self.seeds
-        ]
-
-    def next_batches(self) -> list[Batch]:
-        """Each seed's next batch."""
-        return [stream.next(self.cfg.batch_size) for stream in self.streams]
-
-    def step(
-        self, step: int, batches: list[Batch] | None = None, forward: torch.nn.Module | None = None
-    ) -> torch.Tensor:
-        """train_step number `step` on `batches` (default: the streams' next), through `forward` (default: the
-        stacked model; e.g. a compiled one). Returns the members' losses (E,) on the device."""
-        batches = batches if batches is not None else self.next_batches()
-        return train_step(
-            forward or self.model, self.opt, step, batches, self.gens, self.sources, self.abar, self.cfg, self.active
-        )
-
-
 def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
     """Train one model: train_group with a single member (see there for the arguments)."""
     return train_group([cfg], **kwargs)[0]
@@ -198,8 +98,10 @@ class GroupState:
     and the divergence detector's running values. A paused group is one `save(path)`; it resumes from
     `GroupState.load(path, ...)`, on this machine or another (the file holds plain tensors and lists)."""
 
-    def __init__(self, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int) -> None:
-        self.stepper = GroupStepper(cfgs, device, backend)  # checks that the configs may share a group
+    def __init__(
+        self, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int, capture: bool = False
+    ) -> None:
+        self.stepper = GroupStepper(cfgs, device, backend, capture)  # checks that the configs may share a group
         base = self.cfg = self.stepper.cfg
         self.members = len(cfgs)
         self.ema = PowerEMA(self.stepper.model, base.ema_gamma) if base.ema_gamma is not None else None
@@ -304,14 +206,16 @@ class GroupState:
         atomic_write(path, lambda f: torch.save(blob, f), binary=True)
 
     @classmethod
-    def load(cls, path: Path, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int) -> GroupState:
+    def load(
+        cls, path: Path, cfgs: list[TrainConfig], device: torch.device, backend: str, n_val: int, capture: bool = False
+    ) -> GroupState:
         """The state `save` wrote, rebuilt for these configs on `device`."""
-        state = cls(cfgs, device, backend, n_val)
+        state = cls(cfgs, device, backend, n_val, capture)
         blob = torch.load(path, map_location=device, weights_only=True)
         stepper = state.stepper
         stepper.model.load_state_dict(blob["model"])
         stepper.opt.load_state_dict(blob["opt"])
-        stepper.opt.lrs = blob["lrs"].cpu()
+        stepper.opt.lrs.copy_(blob["lrs"])
         if state.ema:
             state.ema.model.load_state_dict(blob["ema"][0])
             state.ema.step = blob["ema"][1]
@@ -340,6 +244,7 @@ def train_group(
     on_checkpoint: Callable[[TrainRecord, VideoDiT, VideoDiT | None], None] | None = None,
     state: Path | None = None,
     stop_at: float | None = None,
+    capture: bool = False,
 ) -> list[TrainRecord] | None:
     """Train runs that differ only in learning rate and seed as one stacked model, validating each at every
     checkpoint.
@@ -352,6 +257,7 @@ def train_group(
     writes its GroupState into the file `state` and returns None; a call with the same arguments and that file
     continues from there (and deletes it when done). Paused and resumed, a group gives the same records on the
     CPU as one that ran through.
+    `capture`: on CUDA, replay the step from a CUDA graph (replicate.step.StepGraph); no effect on the CPU.
     """
     base = check_group(cfgs)
     dev = resolve_device(device)
@@ -360,9 +266,9 @@ def train_group(
     val = val.to(dev)
     resume = state is not None and Path(state).is_file()
     group = (
-        GroupState.load(Path(state), cfgs, dev, backend, len(val))
+        GroupState.load(Path(state), cfgs, dev, backend, len(val), capture)
         if resume
-        else GroupState(cfgs, dev, backend, len(val))
+        else GroupState(cfgs, dev, backend, len(val), capture)
     )
     stepper, members = group.stepper, group.members
     start = time.perf_counter() - group.records[0].wall_s  # wall_s: the seconds trained before a pause

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from replicate.fit import hyperparameter_law
-from replicate.paper import HEADLINE, paper_laws
+from replicate.paper import HEADLINE, SCALE, paper_laws
 from replicate.report.compare import ci_text, fmt_ci, verdict, worst_holdout_error
+from replicate.sgd import eta_opt
 
 
 def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
@@ -137,3 +140,44 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None) -> pd.DataFrame:
         }
     )
     return pd.DataFrame(rows)
+
+
+def line_search_scope(line_search: dict, dit_noise: list[dict]) -> str:
+    """What chapter 4's line-search check covers, and its largest deviation from the prediction beside the
+    prediction's own 95% interval (eta_max and B_noise each at +-1.96 SE, the combination that widens it)."""
+    noise, rows = line_search["noise"], line_search["rows"]
+    model = dit_noise[0]  # theory_study searches from the first checkpoint of the smallest size
+    worst = max(rows, key=lambda r: abs(math.log(r["eta_best_measured"] / r["eta_opt_predicted"])))
+    b, best = worst["batch_size"], worst["eta_best_measured"]
+    (em, em_se), (bn, bn_se) = ((noise[k]["value"], noise[k]["se"]) for k in ("eta_max", "b_noise"))
+    lo = eta_opt(b, em - 1.96 * em_se, bn + 1.96 * bn_se)
+    hi = eta_opt(b, em + 1.96 * em_se, max(bn - 1.96 * bn_se, 0.0))
+    sizes = ", ".join(str(r["batch_size"]) for r in rows)
+    return (
+        f"Scope: one checkpoint ({model['tokens']:,} training tokens) of one model ({model['size']}, "
+        f"N = {model['n_params']:,}), plain SGD, a single step from there, at {len(rows)} batch sizes ({sizes} "
+        f"clips), each step's gain averaged over {noise['n_draws']} minibatches. The largest deviation is at "
+        f"B = {b}: the best measured step is {best / worst['eta_opt_predicted']:.2f} times the predicted one; the "
+        f"prediction's own 95% interval there is [{lo:.3g}, {hi:.3g}], and the measured {best:.3g} lies "
+        f"{'inside' if lo <= best <= hi else 'outside'} it."
+    )
+
+
+def scale_sentence(runs: pd.DataFrame) -> str:
+    """How the rendered study's models and token counts (runs.csv) compare with the paper's (paper.SCALE)."""
+    n_lo, n_hi = runs["n_params"].min(), runs["n_params"].max()
+    (p_lo, p_hi), (pt_lo, pt_hi) = SCALE["n_params"], SCALE["tokens"]
+    return (
+        f"**Scale**: our models have {n_lo:,.0f} to {n_hi:,.0f} parameters and see at most {runs['tokens'].max():,.0f} "
+        f"tokens; the paper's have {_si(p_lo)} to {_si(p_hi)} and see {_si(pt_lo)} to {_si(pt_hi)}: our models are "
+        f"{p_lo / n_hi:,.0f} to {p_hi / n_lo:,.0f} times smaller, over a {n_hi / n_lo:.0f}x range of sizes, the "
+        f"held-out model included (the paper's: {p_hi / p_lo:.0f}x)."
+    )
+
+
+def _si(x: float) -> str:
+    """1.7e7 as '17M', 1.4e11 as '140B'."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
