@@ -61,8 +61,8 @@ if study is not None and study.fit is not None:
 # agreement (`replicate.report.verdict`): *excludes the paper's value* when our interval does; *not
 # identified* when it contains the paper's value but is at least as wide as that value (it would contain its
 # absence as well); *agrees* only when it contains the paper's value and is narrower than it. Our models are
-# 100 to 10,000 times smaller than the paper's, trained on procedural pixels rather than VAE latents of real
-# video, so constants will differ; exponents, signs and directions are what can be compared.
+# far smaller than the paper's (below) and trained on procedural pixels rather than VAE latents of real video,
+# so constants will differ; exponents, signs and directions are what can be compared.
 
 # %% tags=["hide-input"]
 if study is None or study.fit is None:
@@ -91,23 +91,27 @@ if study is not None and study.fit is not None:
 
 # %% [markdown]
 # Where we differ from the paper, four causes are candidates, and the chapters test what they can.
-# **Scale**: our models have $2.5\times10^4$ to $1.2\times10^6$ parameters and see at most $2\times10^6$
-# tokens; the paper's have $1.7\times10^7$ to $1.1\times10^9$ and see $2\times10^9$ to $1.4\times10^{11}$. Its
-# own batch-size law puts the optimum below one of our clips, which is the smallest batch there is
-# ({doc}`06_hyperparameter_laws`). **Noise**: the loss differences between neighbouring $(B, \eta)$ cells are
-# small, so the optimum moves from checkpoint to checkpoint; how they compare with the spread between two
-# seeds of one cell is what Stage A measures ({doc}`06b_stage_a`); the paper's own held-out heat map spans
-# only 0.6 to 1.3% and it reports no seed spread.
-# **Data**: procedural grayscale pixels instead of VAE latents of real video; our loss falls with $T$ but
-# barely with $N$ over the 12x range we can afford. **Evaluation protocol**: scored by an EMA of their weights, the same
-# runs put the optimal batch even more firmly at the smallest one ({doc}`06_hyperparameter_laws`). What does carry over cleanly is the SGD theory: the
-# noise scale measured on the model predicts the best step size ({doc}`04_sgd_theory`).
+
+# %% tags=["hide-input"]
+if study is not None:
+    display(Markdown(report.scale_sentence(study.runs)))
+
+# %% [markdown]
+# The paper's own batch-size law fixes the number of optimiser steps at its optimum near $10^5$, whatever the
+# scale ({doc}`04_sgd_theory`); runs much shorter than that find the optimum at the smallest batch, which is
+# what Stage A was designed to get past ({doc}`06b_stage_a`). **Noise**: the loss differences between
+# neighbouring $(B, \eta)$ cells are small, so the optimum moves from checkpoint to checkpoint; how they compare
+# with the spread between two seeds of one cell is what Stage A measures; the paper's own held-out heat map
+# spans only 0.6 to 1.3% and it reports no seed spread. **Data**: procedural grayscale pixels instead of VAE
+# latents of real video. **Evaluation protocol**: scored by an EMA of their weights, the same runs put the
+# optimal batch even more firmly at the smallest one ({doc}`06_hyperparameter_laws`). What carries over is the
+# SGD theory's step-size law, measured on the model ({doc}`04_sgd_theory`).
 
 # %% [markdown]
 # ## How to re-run it
 #
 # ```bash
-# make book                 # the committed study (results/gpu if present, else results/cpu), missing parts only
+# make book                 # the committed study (results/gpu once complete, else results/cpu), missing parts only
 # make book PROFILE=smoke   # a minutes-long study end to end (what CI builds)
 # make book PROFILE=gpu     # the whole study re-executed on a GPU machine
 # make test                 # the test suite (CPU; Triton kernels in the interpreter)

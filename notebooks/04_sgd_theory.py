@@ -49,20 +49,67 @@
 #
 # $$\eta_\mathrm{max} = \frac{|G|^2}{G^\top H G}, \qquad B_\mathrm{noise} = \frac{\mathrm{tr}(H\Sigma)}{G^\top H G}.$$
 #
-# (`replicate.theory.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
+# (`replicate.sgd.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
 # linear in $B$. Large batches: $\eta_\mathrm{opt} \to \eta_\mathrm{max}$, and more examples per step buy nothing.
+#
+# $B_\mathrm{noise}$ needs the Hessian. McCandlish et al. also define the *simple noise scale*
+#
+# $$B_\mathrm{simple} = \frac{\mathrm{tr}(\Sigma)}{|G|^2},$$
+#
+# which needs only gradients: it equals $B_\mathrm{noise}$ when $H$ is a multiple of the identity, and otherwise
+# differs by how the curvature weights the noise. Both are measured below.
 #
 # **Step 5 (steps against examples).** Taking every step at $\eta_\mathrm{opt}$, the loss drop per step is
 # $\Delta L_\mathrm{max}/(1 + B_\mathrm{noise}/B)$, so reaching a given loss takes $S = S_\mathrm{min}(1 + B_\mathrm{noise}/B)$ steps
 # and $E = BS = E_\mathrm{min}(1 + B/B_\mathrm{noise})$ examples: the hyperbola
-# $(S/S_\mathrm{min} - 1)(E/E_\mathrm{min} - 1) = 1$ (`replicate.theory.steps_examples_tradeoff`), whose knee
+# $(S/S_\mathrm{min} - 1)(E/E_\mathrm{min} - 1) = 1$ (`replicate.sgd.steps_examples_tradeoff`), whose knee
 # $B_\mathrm{crit} = E_\mathrm{min}/S_\mathrm{min} = B_\mathrm{noise}$ is the batch size that balances time and compute.
+# *This step assumes that $B_\mathrm{noise}$ stays constant while the loss falls*; the measurements at the end of
+# this chapter test that.
 #
 # **Step 6 (from theory to scaling laws).** *Assumptions (heuristic): larger models have larger smoothness
 # (curvature along the gradient), and training toward lower loss shrinks $|G|^2$ faster than the noise.*
 # Larger curvature lowers $\eta_\mathrm{max}$ (larger models need smaller steps, the paper's $\gamma_\eta < 0$);
 # a falling $G^\top H G$ with persistent noise raises $B_\mathrm{noise}$ as training proceeds (the batch grows with
 # $T$, $\beta_B > 0$). The step from here to power laws in $N$ and $T$ is empirical, in the paper as here.
+#
+# ## What the theory predicts at a fixed token budget, and what it does not
+#
+# The paper's laws are stated at a fixed number of training tokens $T$, i.e. a fixed number of examples
+# $E = T / n_\mathrm{ctx}$. Step 5 answers that question too: at the best step size, one step on $B$ examples
+# lowers the loss by $\Delta L_\mathrm{max} / (1 + B_\mathrm{noise}/B)$, so each *example* is worth
+#
+# $$\frac{\Delta L_\mathrm{max}}{B + B_\mathrm{noise}},$$
+#
+# which falls as $B$ grows. At a fixed budget of examples the one-step theory therefore makes **the smallest
+# batch the best**, at every $T$: it has no interior optimum and nothing that grows with $T$. Larger batches
+# only buy fewer steps (wall-clock time), never a lower loss per example. The paper's $B_\mathrm{opt}$ is
+# interior and grows with $T$, so it needs an ingredient the derivation leaves out:
+#
+# - **A constant learning rate's noise floor.** The derivation takes every step at its own best size. The
+#   sweeps keep one constant rate, and around a minimum the iterate then fluctuates with an excess loss of order
+#   $\eta\, \mathrm{tr}(H\Sigma)/B$. A small batch must run at a small rate to keep that floor low, and pays for
+#   it in progress per step; the floor matters more the lower the loss, so the balance moves to larger batches
+#   as $T$ grows. (This is also why the EMA of the weights, which averages the floor away, finds its optimum at
+#   the smallest batch: chapter 6.)
+# - **Adam.** Its per-coordinate normalisation changes how the step's size and noise scale with $B$.
+# - **A finite number of steps.** A run of $S$ steps cannot make more than $S$ steps' progress, however good each
+#   example is; the laws below say how many steps that is.
+#
+# ## The paper's batch law fixes the number of steps
+#
+# The paper's law is $B_\mathrm{opt} = c\, (T/10^9)^{\beta_B} (N/10^9)^{\gamma_B}$ tokens per step. The number of
+# optimiser steps at the optimum is then
+#
+# $$S_\mathrm{opt} = \frac{T}{B_\mathrm{opt}} = \frac{10^9}{c} \left(\frac{T}{N}\right)^{1 - \beta_B}
+#   \left(\frac{N}{10^9}\right)^{1 - \beta_B - \gamma_B}$$
+#
+# (`replicate.paper.optimal_steps`). With the paper's exponents, $1 - \beta_B - \gamma_B$ is almost zero, so
+# $S_\mathrm{opt}$ depends on the tokens per parameter alone, and weakly: the same number of steps, whatever the
+# model's size. The cell below puts the paper's numbers in. This is the single most useful fact for designing
+# a study like this one: **the smallest-batch runs must last a few $S_\mathrm{opt}$**, whatever the model and
+# the clip size (which only sets what a step costs); a study whose runs are much shorter than $S_\mathrm{opt}$
+# finds its optimal batch at the smallest one it tried, exactly as the paper's law predicts.
 #
 # :::{admonition} Exercise 1
 # On the quadratic $L(\theta) = \tfrac12 h\theta^2$ in one dimension with per-example gradient noise of variance
@@ -109,6 +156,7 @@ from IPython.display import Markdown, display
 
 from replicate import plots, report
 from replicate.fit import fit_power_law, paper_laws, power_law_exponent_se
+from replicate.paper import BATCH_SIZE_LAW, optimal_steps
 
 theory = {
     name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")
@@ -120,6 +168,44 @@ elif theory["quadratic"]["quick"]:
         Markdown(
             "*These are the seconds-long `--quick` measurements of the smoke build: few draws, "
             "tiny runs; the committed study has the real ones.*"
+        )
+    )
+
+# %% tags=["hide-input"]
+law = paper_laws()["batch_size_law"]
+display(
+    Markdown(
+        f"With the paper's numbers, $10^9/c$ = {1e9 / BATCH_SIZE_LAW['coef']:,.0f} steps, "
+        f"$1 - \\beta_B$ = {1 - law['exp_tokens']:.3f} and $1 - \\beta_B - \\gamma_B$ = "
+        f"{1 - law['exp_tokens'] - law['exp_params']:.4f}: $S_\\mathrm{{opt}}$ at 20 tokens per parameter is "
+        f"{optimal_steps(1e5, 2e6):,.0f} steps for N = 100k and {optimal_steps(1e9, 2e10):,.0f} for N = 1B."
+    )
+)
+display(Markdown("$S_\\mathrm{opt}$, the steps of the paper's optimal batch, at three model sizes:"))
+display(
+    report.table(
+        pd.DataFrame(
+            [
+                {
+                    "tokens per parameter": r,
+                    **{f"N = {n:.0e}": f"{optimal_steps(n, r * n):,.0f}" for n in (1e5, 1e7, 1e9)},
+                }
+                for r in (10, 100, 1000)
+            ]
+        )
+    )
+)
+study = report.load_study(RESULTS_DIR)
+runs = study.runs if study else None
+steps = runs["tokens"] / runs["batch_size"] if study else None
+if study:
+    display(
+        Markdown(
+            f"The study rendered here ({RESULTS_DIR}) trained its longest run for {steps.max():,.0f} steps, at "
+            f"{(runs['tokens'] / runs['n_params']).min():.2g} to {(runs['tokens'] / runs['n_params']).max():.3g} "
+            f"tokens per parameter, where the paper's law puts $S_\\mathrm{{opt}}$ at "
+            f"{min(map(optimal_steps, runs['n_params'], runs['tokens'])):,.0f} to "
+            f"{max(map(optimal_steps, runs['n_params'], runs['tokens'])):,.0f} steps."
         )
     )
 
@@ -155,11 +241,19 @@ if theory["line_search"]:
     plt.show()
     display(
         report.table(
-            rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]].assign(
-                ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"]
+            rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]]
+            .assign(ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"])
+            .rename(
+                columns={
+                    "batch_size": "batch size (clips)",
+                    "eta_opt_predicted": "predicted eta_opt",
+                    "eta_best_measured": "best measured step",
+                    "ratio": "measured / predicted",
+                }
             )
         )
     )
+    display(Markdown(report.line_search_scope(theory["line_search"]["results"], theory["dit_noise"]["results"])))
 
 # %% [markdown]
 # ## How the noise scale moves with $N$ and $T$ on the Video DiT
@@ -243,3 +337,16 @@ if theory["dit_noise"]:
             )
         )
     )
+
+# %% [markdown]
+# ## Steps against examples with the measured noise scale
+#
+# Step 5's trade-off with the $B_\mathrm{noise}$ measured above (its smallest and largest values), and the batch
+# sizes of the study rendered here as dots. What to see: whether the study's batches sit left of the knee
+# ($B < B_\mathrm{noise}$: almost no extra examples, many more steps) or right of it. The curve assumes a constant
+# $B_\mathrm{noise}$, which the measurements above do not show.
+
+# %% tags=["hide-input"]
+if theory["dit_noise"] and study:
+    fig = plots.tradeoff_figure(dit, sorted(runs["batch_samples"].unique().tolist()))
+    plt.show()

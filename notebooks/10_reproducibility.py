@@ -34,10 +34,26 @@
 #
 # ## On a GPU
 #
-# The training code imports only torch, triton, numpy, scipy and pandas, so it runs from the source tree on a
-# bare GPU image: `PYTHONPATH=src python -m replicate sweep --profile gpu --deadline-s 540` trains for nine
-# minutes and exits, pausing the runs it cannot finish (their state goes to `paused/` beside `runs.csv`), and
-# the same command continues where it stopped (set `REPLICATE_GIT_SHA` where the tree has no `.git`). Runs then use bf16 autocast and the Triton kernels (`--backend auto`).
+# A lent GPU machine here is bare: the tree without `.git`, torch and triton installed and nothing installable,
+# at most 10 minutes per command, and only up to 8 files of 16 MiB coming back. One command is prepared for it:
+#
+# ```bash
+# make device SHA=$(git rev-parse --short=12 HEAD)   # on the GPU machine, in one call (OUT: an empty folder)
+# python -m replicate ingest DIR                      # back here, on the files the call returned
+# ```
+#
+# `make device` runs `python -m replicate device-run --deadline-s 480` with the machine's own `python3`. It
+# prints the environment; checks, on the profile's smallest group, the training step replayed from a CUDA graph
+# (`replicate.step.StepGraph`) against the eager step (and stops, training nothing, if their losses differ by
+# more than 1e-3) and bf16 autocast against fp32 (bf16 is used only where a profile asks for it, after it moved
+# the loss by less than a fifth of Stage A's seed noise); then trains the pending groups of Stage A, or of the
+# study once Stage A is complete, longest first, from the step times earlier calls measured
+# (`results/benchmarks/device_steps.jsonl`). It writes `manifest.json`, `runs.csv` (the new rows),
+# `bench.jsonl` (the checks and each group's ms per step), `device_run.log` and the paused states that fit.
+# `ingest` merges them into `results/` (idempotent; a row that contradicts the table's stops it, exit 2). A
+# study trained in several calls carries the git-ignored `results/<study>/paused/` into each call. The book
+# renders `results/gpu` only once it holds every run of its profile (`python -m replicate status results/gpu`),
+# and `make sweeps` never trains a GPU profile on a CPU.
 #
 # What an H100 lent for 30 minutes showed (table below): the smoke profile's sweep ran there end to end (25
 # runs in 51 s with 4 workers), and the test suite's kernel, model and training tests passed on the compiled
