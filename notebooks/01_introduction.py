@@ -108,6 +108,17 @@ if study is not None:
 # SGD theory's step-size law, measured on the model ({doc}`04_sgd_theory`).
 
 # %% [markdown]
+# ## What this study cannot say
+#
+# Its limitations in one place, each with the number that sets it (`replicate.report.limitations`); the
+# figures that extrapolate mark the range of the data.
+
+# %% tags=["hide-input"]
+if study is not None and study.fit is not None:
+    stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
+    display(Markdown("\n".join(f"- {line}" for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema))))
+
+# %% [markdown]
 # ## How to re-run it
 #
 # ```bash

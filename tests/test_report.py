@@ -290,7 +290,30 @@ def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
         plots.quadratic_estimates_figure(quad),
         plots.line_search_figure(theory["line_search"]["results"]),
         plots.noise_scale_figure(dit),
+        plots.tradeoff_figure(dit, [1, 2, 4]),
     )
     for fig in figures:
         assert fig.axes and all(ax.has_data() for ax in fig.axes)
     assert len(plots.isoflop_figure(fit[1]).axes) == 2  # one panel per FLOP convention, empty where no budget
+
+
+def test_the_limitations_and_the_scope_sentences_come_from_the_results():
+    root = Path(__file__).resolve().parents[1] / "results"
+    study = report.load_study(root / "cpu")
+    stage_a = report.load_json(root / "stage_a/summary.json")
+    lines = report.limitations(study.fit, study.runs, stage_a, study.fit_ema)
+    steps = (study.runs["tokens"] / study.runs["batch_size"]).max()
+    assert any(f"longest run took {steps:,.0f} optimiser steps" in line for line in lines)
+    near = stage_a["seed_noise"]["raw"]["near_optimum"]["rms"]
+    assert any(f"{near:.2%} per cell" in line for line in lines)
+    loss = study.fit["loss_law"]
+    assert any(f"{loss['n_on_edge']} of the {loss['n_points']} (N, T) optima" in line for line in lines)
+    assert any(line.startswith("**L_inf is not identified**") for line in lines) == bool(loss["l_inf_at_zero"])
+    without = report.limitations(study.fit, study.runs)
+    assert any("not measured in this study" in line for line in without)
+    theory = {k: report.load_json(root / f"theory/{k}.json")["results"] for k in ("line_search", "dit_noise")}
+    scope = report.line_search_scope(theory["line_search"], theory["dit_noise"])
+    ratios = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in theory["line_search"]["rows"]]
+    worst = max(ratios, key=lambda r: abs(math.log(r)))
+    assert f"{worst:.2f} times the predicted one" in scope and f"N = {theory['dit_noise'][0]['n_params']:,}" in scope
+    assert f"{study.runs['n_params'].max():,.0f} parameters" in report.scale_sentence(study.runs)

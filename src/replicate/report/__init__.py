@@ -21,7 +21,13 @@ from replicate.report.compare import (
     verdict_lines,
     worst_holdout_error,
 )
-from replicate.report.findings import claim_verdicts, line_search_scope, scale_sentence, summary_lines
+from replicate.report.findings import (
+    claim_verdicts,
+    limitations,
+    line_search_scope,
+    scale_sentence,
+    summary_lines,
+)
 from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
 from replicate.report.study import Study, load_json, load_study
 from replicate.report.tables import (
@@ -57,6 +63,7 @@ __all__ = [
     "heatmap",
     "identical_rows",
     "kernel_speed_table",
+    "limitations",
     "line_search_scope",
     "scale_sentence",
     "load_json",

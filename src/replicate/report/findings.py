@@ -7,8 +7,8 @@ import math
 import pandas as pd
 
 from replicate.fit import hyperparameter_law
-from replicate.paper import HEADLINE, SCALE, paper_laws
-from replicate.report.compare import ci_text, fmt_ci, verdict, worst_holdout_error
+from replicate.paper import HEADLINE, LOSS_LAW, SCALE, optimal_steps, paper_laws
+from replicate.report.compare import ci_text, comparison, fmt_ci, verdict, worst_holdout_error
 from replicate.sgd import eta_opt
 
 
@@ -173,6 +173,75 @@ def scale_sentence(runs: pd.DataFrame) -> str:
         f"{p_lo / n_hi:,.0f} to {p_hi / n_lo:,.0f} times smaller, over a {n_hi / n_lo:.0f}x range of sizes, the "
         f"held-out model included (the paper's: {p_hi / p_lo:.0f}x)."
     )
+
+
+def limitations(fit: dict, runs: pd.DataFrame, stage_a: dict | None = None, fit_ema: dict | None = None) -> list[str]:
+    """What the rendered study cannot say, and why, one sentence each, from its fit.json and runs.csv (and
+    Stage A's summary.json for the seed noise, fit_ema.json for the readouts' optima): the book's limitations
+    section."""
+    steps = runs["tokens"] / runs["batch_size"]
+    s_opt = [optimal_steps(n, t) for n, t in zip(runs["n_params"], runs["tokens"], strict=True)]
+    cells = runs.groupby(["n_params", "batch_size", "lr"])["seed"].nunique()
+    loss = fit["loss_law"]
+    unidentified = comparison(fit).query("verdict == 'not identified'")["quantity"].tolist()
+    lines = [
+        scale_sentence(runs),
+        f"**Steps**: the longest run took {steps.max():,.0f} optimiser steps, where the paper's batch law puts the "
+        f"optimum's steps at {min(s_opt):,.0f} to {max(s_opt):,.0f}: by that law, runs shorter than that have their "
+        "best batch below the smallest one, where B_opt can be bounded but not located (chapter 4).",
+        f"**Seeds**: {cells.min()}"
+        + (f" to {cells.max()}" if cells.max() > cells.min() else "")
+        + (" seed" if cells.max() == 1 else " seeds")
+        + " per (N, B, lr) cell"
+        + (
+            f"; Stage A measured a seed-to-seed spread of {near:.2%} per cell near the optimum (raw readout, its own "
+            "model and clips), so loss differences below about twice that are not resolved by one run."
+            if stage_a and (near := stage_a["seed_noise"]["raw"]["near_optimum"]["rms"]) is not None
+            else "; the spread between seeds is not measured in this study."
+        ),
+        f"**Grid edges**: {loss['n_on_edge']} of the {loss['n_points']} (N, T) optima sit on an edge of the (B, lr) "
+        "grid; they bound the optimum's loss from above rather than locate it.",
+        "**Evaluation protocol**: the paper does not publish how it scores a model at constant learning rate; we "
+        "record the raw weights' windowed loss and the EMA weights' loss"
+        + (f" {_readouts_agree(fit, fit_ema)} (chapter 6)." if fit_ema else " (chapter 6)."),
+        f"**Data**: procedural grayscale clips of {runs['n_ctx'].iloc[0]} pixel-patch tokens, not VAE latents of "
+        "real video: the loss is another quantity, so constants (coefficients, L_inf) do not compare, only "
+        "exponents, signs and directions.",
+    ]
+    if loss.get("l_inf_at_zero"):
+        lines.append(
+            f"**L_inf is not identified**: the fit puts the irreducible loss at its bound, zero (the paper's is "
+            f"{LOSS_LAW['l_inf']}, most of its loss), so the fitted exponents absorb the floor."
+        )
+    if unidentified:
+        lines.append(
+            "**Not identified by these data** (intervals as wide as the paper's value): "
+            + "; ".join(unidentified)
+            + "."
+        )
+    if not any(law.get("isoflop") for law in fit["compute_laws"].values()):
+        lines.append(
+            "**N_opt is not bracketed**: no compute budget is reached by three sizes with an interior minimum, so "
+            "every compute-optimal size (the 1e22-FLOP comparison included) is read off a fitted law far outside "
+            f"the trained sizes (at most {runs['n_params'].max():,} parameters)."
+        )
+    holdout = [h for h in fit.get("holdout") or [] if h.get("rel_error") is not None]
+    if holdout:
+        fit_n = runs.loc[runs["role"] == "fit", "n_params"].max()
+        lines.append(
+            f"**Extrapolation**: the held-out model has {holdout[0]['n_params'] / fit_n:.1f}x the parameters of the "
+            f"largest fitted one; predictions beyond that are not tested here."
+        )
+    return lines
+
+
+def _readouts_agree(fit: dict, fit_ema: dict) -> str:
+    """Where the raw and the EMA readouts put the optimal batch, as a clause."""
+    key = ["n_params", "tokens"]
+    both = pd.DataFrame(fit["optima"]).merge(pd.DataFrame(fit_ema["optima"]), on=key, suffixes=("", "_ema"))
+    same = int((both["batch_size"] == both["batch_size_ema"]).sum())
+    smaller = int((both["batch_size_ema"] < both["batch_size"]).sum())
+    return f"and their optimal batches agree at {same} of {len(both)} (N, T) points (the EMA's is smaller at {smaller})"
 
 
 def _si(x: float) -> str:
