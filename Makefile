@@ -6,14 +6,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 
-# What the book renders. default: the committed results of the best real study (results/gpu once its table holds
-# every run of its profile, else results/cpu: a partial GPU study is neither rendered nor completed on the CPU),
+# What the book renders. default: the committed results of the best real study (results/study, then results/gpu,
+# the first whose table holds every run of its profile, else results/cpu: a partial study is not rendered),
 # running only what is missing; smoke: a minutes-long study end to end (CI); gpu: the whole study re-executed on
 # a GPU machine.
 PROFILE ?= default
 BOOTSTRAP := 1000
 ifeq ($(PROFILE),default)
-STUDY := $(if $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/gpu >/dev/null 2>&1 && echo complete),gpu,cpu)
+COMPLETE = $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/$(1) >/dev/null 2>&1 && echo $(1))
+STUDY := $(or $(call COMPLETE,study),$(call COMPLETE,gpu),cpu)
 IMAGE := image
 THEORY := results/theory
 else ifeq ($(PROFILE),smoke)

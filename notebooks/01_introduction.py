@@ -116,13 +116,15 @@ if study is not None:
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
     stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
-    display(Markdown("\n".join(f"- {line}" for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema))))
+    display(
+        Markdown("\n".join(f"- {line}" for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema)))
+    )
 
 # %% [markdown]
 # ## How to re-run it
 #
 # ```bash
-# make book                 # the committed study (results/gpu once complete, else results/cpu), missing parts only
+# make book                 # the committed study (results/study or results/gpu once complete, else results/cpu), missing parts only
 # make book PROFILE=smoke   # a minutes-long study end to end (what CI builds)
 # make book PROFILE=gpu     # the whole study re-executed on a GPU machine
 # make test                 # the test suite (CPU; Triton kernels in the interpreter)

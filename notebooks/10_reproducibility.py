@@ -52,7 +52,7 @@
 # `bench.jsonl` (the checks and each group's ms per step), `device_run.log` and the paused states that fit.
 # `ingest` merges them into `results/` (idempotent; a row that contradicts the table's stops it, exit 2). A
 # study trained in several calls carries the git-ignored `results/<study>/paused/` into each call. The book
-# renders `results/gpu` only once it holds every run of its profile (`python -m replicate status results/gpu`),
+# renders `results/study` (or `results/gpu`) only once it holds every run of its profile (`replicate status`),
 # and `make sweeps` never trains a GPU profile on a CPU.
 #
 # What an H100 lent for 30 minutes showed (table below): the smoke profile's sweep ran there end to end (25

@@ -148,6 +148,9 @@ def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
         (("lr = 0.01\n\n[holdout]", "lr = 0.02\n\n[holdout]"), "not in the lr grid"),
         (("heads = 2\n\n[[grid.sizes]]", "heads = 5\n\n[[grid.sizes]]"), "divisible"),
         (("[fixed]", "[fixed"), "profile"),
+        (("ensemble_rows = {rows}", "ensemble_rows = 0\nstop = { doublings = 1, bogus = 2 }"), "unknown key"),
+        (("ensemble_rows = {rows}", "ensemble_rows = 0\nstop = { doublings = -1 }"), "positive"),
+        (("workers = 1", 'workers = 1\ndevice = "tpu"'), "device must be"),
     ],
 )
 def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):
@@ -156,6 +159,24 @@ def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):
         load_profile(str(path))
     out = _cli("--profile", str(path), "--out", str(tmp_path / "out"))
     assert out.returncode == 2 and match in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_the_stop_rule_keeps_each_batch_while_it_is_at_most_one_doubling_below_the_law():
+    from replicate.config import count_params
+    from replicate.paper import optimal_batch
+
+    study = load_profile("study")
+    fits = [g for g in study.groups if g.runs[0].role == "fit"]
+    for group in fits:
+        cfg = group.runs[0].cfg
+        n, reach = count_params(cfg.model), 2 * cfg.batch_size * cfg.model.n_ctx
+        assert all(optimal_batch(n, t) <= reach for t in cfg.checkpoints)  # kept: within one doubling
+        later = [t for t in (2097152, 2965504, 4194304, 5931008, 8388608, 11862016, 16777216) if t > cfg.tokens]
+        assert all(optimal_batch(n, t) > reach for t in later)  # stopped: the optimum moved past it
+    by_batch = {b: max(g.runs[0].cfg.steps for g in fits if g.runs[0].cfg.batch_size == b) for b in (1, 2, 4, 8, 16)}
+    assert by_batch[1] < by_batch[4]  # the 1-clip chains stop early: the longest is no longer theirs
+    holdout = [g.runs[0].cfg for g in study.groups if g.runs[0].role == "holdout"]
+    assert all(c.checkpoints == (8388608, 11862016, 16777216) for c in holdout)  # the rule is for fitting runs
 
 
 def test_unknown_profile_exits_2():

@@ -70,9 +70,14 @@ def paper_laws() -> dict[str, dict[str, float]]:
     }
 
 
-def optimal_steps(n_params: float, tokens: float) -> float:
-    """S_opt = T / B_opt(N, T): the optimiser steps that the paper's batch law (Eq. 10) implies, with B_opt in
-    tokens per step. With beta_B + gamma_B = 0.9986 ~ 1 it is (1e9 / c) (T / N)^(1 - beta_B) (N / 1e9)^0.0014
-    ~ 4.6e4 (T / N)^0.19: nearly the same number of steps at every scale."""
+def optimal_batch(n_params: float, tokens: float) -> float:
+    """B_opt(N, T) of the paper's batch law (Eq. 10), in tokens per step; N in parameters, T in tokens."""
     law = paper_laws()["batch_size_law"]
-    return tokens / (law["coef"] * tokens ** law["exp_tokens"] * n_params ** law["exp_params"])
+    return law["coef"] * tokens ** law["exp_tokens"] * n_params ** law["exp_params"]
+
+
+def optimal_steps(n_params: float, tokens: float) -> float:
+    """S_opt = T / B_opt(N, T): the optimiser steps that the paper's batch law (Eq. 10) implies. With
+    beta_B + gamma_B = 0.9986 ~ 1 it is (1e9 / c) (T / N)^(1 - beta_B) (N / 1e9)^0.0014 ~ 4.6e4 (T / N)^0.19:
+    nearly the same number of steps at every scale."""
+    return tokens / optimal_batch(n_params, tokens)

@@ -25,8 +25,17 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, TrainConfig, flops_per_token, model_config
+from replicate.config import (
+    MODEL_SIZES,
+    ClipConfig,
+    ModelConfig,
+    TrainConfig,
+    count_params,
+    flops_per_token,
+    model_config,
+)
 from replicate.errors import ConfigError
+from replicate.paper import optimal_batch
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # The fields each config had when the committed studies' run ids were written: always hashed, so those ids
@@ -144,7 +153,8 @@ _TOP_KEYS = {
     "holdout",
     "slurm",
 }
-_GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes"}
+_GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes", "stop"}
+_STOP_KEYS = {"doublings", "law_scale"}
 _SIZE_KEYS = {"name", "width", "depth", "heads", "lrs"}
 _HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints"}
 
@@ -194,6 +204,17 @@ def batch_lrs(lrs: list[float], batch_size: int, exponent: float) -> list[float]
     return [float(f"{lr * batch_size**exponent:.4g}") for lr in lrs]
 
 
+def stop_checkpoints(ckpts: list[int], model: ModelConfig, batch_size: int, stop: dict | None) -> list[int]:
+    """The checkpoints a fitting group of `batch_size` clips trains to under a [grid.stop] rule: those T where
+    B is at most `doublings` doublings below the paper's B_opt(N, T) (scaled by `law_scale`, e.g. to where
+    Stage A found the optimum). A small batch thus stops once the optimum has moved past it, keeping one point
+    below the optimum at every T, and the longest chains (the smallest batches) get shorter. No rule: all."""
+    if stop is None:
+        return ckpts
+    reach = 2 ** stop.get("doublings", 1) * batch_size * model.n_ctx / stop.get("law_scale", 1.0)
+    return [c for c in ckpts if optimal_batch(count_params(model), c) <= reach]
+
+
 def load_profile(name: str) -> Profile:
     """Parse and validate a profile; every problem is a ConfigError naming it."""
     path = profile_path(name)
@@ -223,6 +244,11 @@ def load_profile(name: str) -> Profile:
         seeds = grid.get("seeds", [0])
         exponent = float(grid.get("lr_batch_exponent", 0.0))  # lrs scale as B^exponent across the batch grid
         rows = int(grid.get("ensemble_rows", 0))  # clips per step across an ensemble's members
+        stop = grid.get("stop")
+        if stop is not None:
+            _check_keys(stop, _STOP_KEYS, "[grid.stop]")
+            if not all(isinstance(v, int | float) and v > 0 for v in stop.values()):
+                raise ConfigError(f"[grid.stop] values must be positive numbers, got {stop}")
         if not grid.get("sizes"):
             raise ConfigError("[grid] needs at least one [[grid.sizes]] entry")
 
@@ -232,8 +258,11 @@ def load_profile(name: str) -> Profile:
         def add(role: str, table: dict, where: str, sizes_b: list[int], lrs: list[float], ckpts: list[int]) -> None:
             size, model = _size_config(table, where, shared_model)
             for b in sizes_b:
+                ckpts_b = stop_checkpoints(ckpts, model, b, stop if role == "fit" else None)
+                if not ckpts_b:
+                    continue  # B is too far below the optimum at every checkpoint
                 members = max(1, rows // b)
-                bad = [c for c in ckpts if c % (b * model.n_ctx)]
+                bad = [c for c in ckpts_b if c % (b * model.n_ctx)]
                 if bad:
                     raise ConfigError(
                         f"{where}: checkpoints {bad} are not multiples of batch size {b} x "
@@ -249,9 +278,9 @@ def load_profile(name: str) -> Profile:
                             model,
                             batch_size=b,
                             lr=lr,
-                            tokens=ckpts[-1],
+                            tokens=ckpts_b[-1],
                             seed=seed,
-                            checkpoints=tuple(ckpts),
+                            checkpoints=tuple(ckpts_b),
                             **shared_train,
                         ),
                     )
