@@ -24,6 +24,20 @@ VISIBLE_PROSE = """() => {
 }"""
 # what a formula that failed to typeset leaves in the text: a dollar sign or a TeX command
 TEX_LEFTOVER = re.compile(r"\$|\\(?:mathrm|frac|tfrac|eta|alpha|beta|gamma|sum|left|right|mathbb|propto|qquad)\b")
+# Tables wider than the text column (their columns are clipped behind a scroll bar) and figures shown below
+# 70% of their drawn size (their text gets too small to read; plots.BOOK_WIDTH_IN keeps them under it)
+LAYOUT = """() => {
+  const main = document.querySelector('main') || document.body;
+  const column = (document.querySelector('article.bd-article') || main).getBoundingClientRect().width;
+  const shown = e => e.getBoundingClientRect().width > 0;
+  return {
+    wide: [...main.querySelectorAll('table')].filter(shown)
+      .filter(t => t.getBoundingClientRect().width > column + 2).map(t => t.innerText.slice(0, 60)),
+    shrunk: [...main.querySelectorAll('img')].filter(shown)
+      .filter(i => i.naturalWidth && i.getBoundingClientRect().width < 0.7 * i.naturalWidth)
+      .map(i => `${i.naturalWidth} px shown at ${Math.round(i.getBoundingClientRect().width)}`),
+  };
+}"""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -86,6 +100,9 @@ def test_every_page_renders_in_chromium(book):
                     "[...document.querySelectorAll('.math')].every(e => e.querySelector('mjx-container'))",
                     timeout=30000,
                 )
+            layout = page.evaluate(LAYOUT)
+            assert not layout["wide"], f"{path.name}: tables wider than the page's column: {layout['wide']}"
+            assert not layout["shrunk"], f"{path.name}: figures too small to read: {layout['shrunk']}"
             prose = page.evaluate(VISIBLE_PROSE)
             leftover = TEX_LEFTOVER.findall(prose)
             assert not leftover, f"{path.name}: raw TeX in the page's text: {leftover[:5]}"

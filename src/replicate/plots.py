@@ -24,6 +24,11 @@ from replicate.sgd import eta_opt, steps_examples_tradeoff
 sns.set_theme(style="whitegrid", context="notebook")
 
 
+# The widest figure the book shows at >= 70% of its size (the browser test's legibility rule): its text column
+# is about 690 px wide and figures are drawn at about 100 px per inch.
+BOOK_WIDTH_IN = 9.6
+
+
 def _tidy(fig: Figure) -> Figure:
     """Log axes without minor tick labels (they overlap: "3x10^5 4x10^5"), then a tight layout."""
     for ax in fig.axes:
@@ -89,7 +94,7 @@ def heatmaps(
     """The paper's Figure 4: at each (N, T), the loss over the (batch size, lr) grid in % above its minimum;
     x marks diverged cells, a star the interpolated optimum, a square any `marks[(N, T)] = (B, lr)`."""
     fig, axes = plt.subplots(
-        len(n_params), len(tokens), figsize=(4.2 * len(tokens), 3.4 * len(n_params)), squeeze=False
+        len(n_params), len(tokens), figsize=(min(3.2 * len(tokens), BOOK_WIDTH_IN), 2.9 * len(n_params)), squeeze=False
     )
     opt = {(o["n_params"], o["tokens"]): o for o in optima}
     for i, n in enumerate(n_params):
@@ -103,14 +108,14 @@ def heatmaps(
                 cmap="viridis_r",
                 annot=True,
                 fmt=".1f",
-                annot_kws={"fontsize": 9},
+                annot_kws={"fontsize": 8},
                 cbar=False,
                 vmin=0,
                 vmax=min(10, np.nanmax(rel.to_numpy())),
                 mask=rel.isna(),
             )
-            ax.set_xticklabels([f"{v:.3g}" for v in grid.columns], rotation=45, fontsize=9)
-            ax.set_yticklabels([f"{int(v):,}" for v in grid.index], rotation=0, fontsize=9)
+            ax.set_xticklabels([f"{v:.3g}" for v in grid.columns], rotation=45, fontsize=8)
+            ax.set_yticklabels([f"{int(v):,}" for v in grid.index], rotation=0, fontsize=8)
             for r, c in zip(*np.where(grid.isna().to_numpy()), strict=True):
                 ax.text(c + 0.5, r + 0.5, "x", ha="center", va="center", color="grey")
 
@@ -118,7 +123,7 @@ def heatmaps(
                 ax.plot(*_cell(grid, opt[n, t]["batch_size"], opt[n, t]["lr"]), "*", color="red", ms=12)
             if marks and (n, t) in marks:
                 ax.plot(*_cell(grid, *marks[n, t]), "s", mfc="none", mec="white", ms=14, mew=2)
-            ax.set_title(f"N = {_fmt_n(n)}, T = {t / 1e6:.2f}M", fontsize=11)
+            ax.set_title(f"N = {_fmt_n(n)}, T = {t / 1e6:.2f}M", fontsize=10)
             ax.set_xlabel("learning rate" if i == len(n_params) - 1 else "")
             ax.set_ylabel("batch size (tokens)" if j == 0 else "")
     return _tidy(fig)
@@ -235,7 +240,7 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
     t = profile["tokens"].unique()
     at = profile[np.isclose(profile["tokens"], t[np.argmin(np.abs(np.log(t / tokens)))])]
     palette = _size_palette(at["n_params"].unique())
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 3.8))
     for n, g in at.groupby("n_params"):
         g = g.sort_values("batch_size")
         edge = g["edge_lr"].astype(bool).to_numpy()
@@ -352,7 +357,7 @@ def line_search_figure(line_search: dict) -> Figure:
 
 def noise_scale_figure(dit: pd.DataFrame) -> Figure:
     """B_noise, B_simple (clips) and eta_max along training for each size (report.dit_noise_scales)."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(BOOK_WIDTH_IN, 3.4))
     titles = {"b_noise": "B_noise (clips)", "b_simple": "B_simple (clips)", "eta_max": "eta_max (SGD step)"}
     colours = _size_palette(dit["N"].unique())
     for ax, key in zip(axes, titles, strict=True):
@@ -389,7 +394,9 @@ def isoflop_figure(fit: dict) -> Figure:
     optima = pd.DataFrame(fit["optima"])
     optima = optima[np.isfinite(optima["val_loss"])]
     conventions = [c for c in ("6n", "exact") if c in fit["compute_laws"]]
-    fig, axes = plt.subplots(1, len(conventions), figsize=(6 * len(conventions), 4.5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(conventions), figsize=(min(4.8 * len(conventions), BOOK_WIDTH_IN), 4.2), squeeze=False
+    )
     for ax, conv in zip(axes[0], conventions, strict=True):
         law = fit["compute_laws"][conv]
         fpt = FlopsPerToken(**law["flops_per_token"])

@@ -51,7 +51,8 @@ def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def provenance_table(paths: list[Path]) -> pd.DataFrame:
-    """Where each result file came from: rows, device(s), library versions and git commits."""
+    """Where each result file came from: rows, device(s), library versions and git commits (the path as folder
+    and file, two columns that a narrow page can hold)."""
     rows = []
     for path in paths:
         if path.suffix in (".csv", ".jsonl") and path.is_file():
@@ -59,7 +60,8 @@ def provenance_table(paths: list[Path]) -> pd.DataFrame:
             if "device" in df:
                 rows.append(
                     {
-                        "file": str(path),
+                        "folder": str(path.parent),
+                        "file": path.name,
                         "rows": len(df),
                         "device": "; ".join(df["device"].unique()),
                         "torch": ", ".join(df["torch"].astype(str).unique()),
@@ -72,7 +74,8 @@ def provenance_table(paths: list[Path]) -> pd.DataFrame:
             prov = data.get("provenance", data) if isinstance(data, dict) else (data[0] if data else {})
             rows.append(
                 {
-                    "file": str(path),
+                    "folder": str(path.parent),
+                    "file": path.name,
                     "rows": None,
                     "device": prov.get("device", "-"),
                     "torch": prov.get("torch", "-"),
