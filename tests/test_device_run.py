@@ -71,8 +71,11 @@ def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny
 def test_ingest_stops_on_rows_that_contradict_the_table(tmp_path, tiny):
     results, out = tmp_path / "results", tmp_path / "out"
     device_run(out, profile=str(tiny), results=results, deadline_s=600.0, device="cpu")
-    checks = [json.loads(line) for line in (out / "bench.jsonl").read_text().splitlines()][:2]
-    assert [c["kind"] for c in checks] == ["capture_check", "precision_check"]
+    checks = [json.loads(line) for line in (out / "bench.jsonl").read_text().splitlines()][:3]
+    assert [c["kind"] for c in checks] == ["capture_check", "precision_check", "stream_check"]
+    assert [r["groups"] for r in checks[2]["rows"]] == [1, 2, 4, 8] and all(
+        r["round_ms"] > 0 for r in checks[2]["rows"]
+    )
     # on the CPU both are the eager fp32 step
     assert checks[0]["max_rel_loss_diff"] == 0.0 and checks[1]["bf16_rel_loss_diff"] == 0.0
     assert _cli("ingest", str(out), "--results", str(results)).returncode == 0

@@ -37,7 +37,7 @@ from replicate.profile import Group, Profile, load_profile
 from replicate.provenance import device_name, git_sha, provenance
 from replicate.runs import COLUMNS, RunsTable, next_profile, read_runs
 from replicate.sweep import Estimator, SweepResult, calibrate, sweep
-from replicate.timing import capture_check, precision_check
+from replicate.timing import capture_check, precision_check, stream_check
 from replicate.train import TrainRecord, resolve_device
 
 MAX_FILES = 8  # what a device call brings back from $OUT
@@ -201,8 +201,9 @@ def device_checks(
     prof: Profile, out: Path, dev: torch.device, backend: str, env: dict[str, str], results: Path
 ) -> None:
     """On the profile's smallest group (cheapest step): the captured step against the eager one (raises
-    CaptureMismatch if they disagree), and bf16 autocast against fp32, against a fifth of Stage A's seed
-    noise (the rule for keeping bf16; the profiles decide, through TrainConfig.bf16). Both go to bench.jsonl."""
+    CaptureMismatch if they disagree); bf16 autocast against fp32, against a fifth of Stage A's seed noise (the
+    rule for keeping bf16; the profiles decide, through TrainConfig.bf16); and how many captured groups one
+    process overlaps on separate streams. All go to bench.jsonl."""
     smallest = min(prof.groups, key=lambda g: g.flops() / g.runs[0].cfg.steps)
     base = {"profile": prof.name, **_shape(smallest), "backend": backend, **env}
     check = capture_check(smallest.cfgs, str(dev), backend)
@@ -229,6 +230,12 @@ def device_checks(
             if noise
             else "no Stage A seed noise to judge it by"
         )
+    )
+    streams = stream_check(smallest.cfgs, str(dev), backend)
+    _bench_line(out, {"kind": "stream_check", **base, "rows": streams})
+    print(
+        "captured groups on their own streams in one process: "
+        + ", ".join(f"{r['groups']}: {r['group_steps_per_s']:,.0f} group-steps/s" for r in streams)
     )
 
 

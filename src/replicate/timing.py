@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -102,3 +103,36 @@ def precision_check(
     (fp32, fp32_ms), (bf16, bf16_ms) = runs["fp32"], runs["bf16"]
     diff = float((bf16 / fp32 - 1).mean())
     return {"bf16_rel_loss_diff": diff, "fp32_ms": fp32_ms, "bf16_ms": bf16_ms, "steps": steps}
+
+
+def stream_check(
+    cfgs: list[TrainConfig],
+    device: str = "auto",
+    backend: str = "auto",
+    counts: tuple[int, ...] = (1, 2, 4, 8),
+    rounds: int = 50,
+) -> list[dict[str, float]]:
+    """How many captured groups one process can overlap: for each count S, S copies of the group, each replayed
+    on its own CUDA stream, round-robin for `rounds` rounds; group-steps per second in all (on the CPU, one
+    after another: a logic check). The design question of the GPU issue: streams in one process, or more
+    processes (which the GPU time-slices)."""
+    dev = resolve_device(device)
+    rows = []
+    for count in counts:
+        steppers = [GroupStepper(cfgs, dev, backend, capture=True) for _ in range(count)]
+        for stepper in steppers:  # warm-up, recording and one replay each
+            for k in range(1, StepGraph.WARM_STEPS + 2):
+                stepper.step(k)
+        streams = [torch.cuda.Stream(dev) if dev.type == "cuda" else None for _ in steppers]
+
+        def run(steppers: list[GroupStepper] = steppers, streams: list = streams) -> None:
+            for k in range(StepGraph.WARM_STEPS + 2, StepGraph.WARM_STEPS + 2 + rounds):
+                for stepper, stream in zip(steppers, streams, strict=True):
+                    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                        stepper.step(k)
+
+        seconds = timed(dev, run)
+        rows.append(
+            {"groups": count, "group_steps_per_s": count * rounds / seconds, "round_ms": 1e3 * seconds / rounds}
+        )
+    return rows
