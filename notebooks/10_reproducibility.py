@@ -26,6 +26,7 @@
 # | its fit | `python -m replicate fit results/cpu/runs.csv --out results/cpu/fit.json` | about a minute (1000 bootstrap refits) |
 # | the noise-scale measurements | `python -m replicate theory` | about 50 minutes on one CPU core |
 # | the image appendix | `python -m replicate sweep --profile image` | about 30 minutes on 2 CPU cores (61 runs) |
+# | the sample model (chapter 3) | `python -m replicate train --width 128 --depth 6 --heads 8 --batch-size 8 --lr 1e-3 --tokens 2000000 --frames 4 --save-model results/samples/model.pt --out results/samples/model.json` | about 6 minutes on one CPU core |
 # | the tests | `make test` | about 10 minutes on 2 CPU cores (measured in CI) |
 #
 # Every run's row carries its configuration and provenance, and every run is identified by a hash of its

@@ -315,5 +315,5 @@ def test_the_limitations_and_the_scope_sentences_come_from_the_results():
     scope = report.line_search_scope(theory["line_search"], theory["dit_noise"])
     ratios = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in theory["line_search"]["rows"]]
     worst = max(ratios, key=lambda r: abs(math.log(r)))
-    assert f"{worst:.2f} times the predicted one" in scope and f"N = {theory['dit_noise'][0]['n_params']:,}" in scope
+    assert f"{worst:.3f} times the predicted one" in scope and f"N = {theory['dit_noise'][0]['n_params']:,}" in scope
     assert f"{study.runs['n_params'].max():,.0f} parameters" in report.scale_sentence(study.runs)

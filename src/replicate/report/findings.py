@@ -157,7 +157,7 @@ def line_search_scope(line_search: dict, dit_noise: list[dict]) -> str:
         f"Scope: one checkpoint ({model['tokens']:,} training tokens) of one model ({model['size']}, "
         f"N = {model['n_params']:,}), plain SGD, a single step from there, at {len(rows)} batch sizes ({sizes} "
         f"clips), each step's gain averaged over {noise['n_draws']} minibatches. The largest deviation is at "
-        f"B = {b}: the best measured step is {best / worst['eta_opt_predicted']:.2f} times the predicted one; the "
+        f"B = {b}: the best measured step is {best / worst['eta_opt_predicted']:.3f} times the predicted one; the "
         f"prediction's own 95% interval there is [{lo:.3g}, {hi:.3g}], and the measured {best:.3g} lies "
         f"{'inside' if lo <= best <= hi else 'outside'} it."
     )
