@@ -123,3 +123,19 @@ def test_the_next_profile_is_stage_a_until_it_is_complete(tmp_path):
     assert next_profile(ROOT / "results") == ("stage_a" if done < total else "study")
     status = _cli("status", str(ROOT / "results" / "stage_a"))
     assert status.returncode == (0 if done == total else 1) and f"{done}/{total}" in status.stdout
+
+
+def test_a_step_that_cannot_be_captured_stops_the_call_cleanly(tmp_path, tiny, monkeypatch):
+    import replicate.device_run as device_run_module
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(device_run_module, "capture_check", fails)
+    out = tmp_path / "out"
+    result = device_run(out, profile=str(tiny), results=tmp_path / "results", deadline_s=600.0, device="cpu")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert result.error and "capturing the step failed" in manifest["error"] and manifest["runs_added"] == 0
+    bench = [json.loads(line) for line in (out / "bench.jsonl").read_text().splitlines()]
+    assert bench == [bench[0]] and "not permitted" in bench[0]["error"]
+    assert "device run stopped" in (out / "device_run.log").read_text()

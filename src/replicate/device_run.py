@@ -201,12 +201,17 @@ def device_checks(
     prof: Profile, out: Path, dev: torch.device, backend: str, env: dict[str, str], results: Path
 ) -> None:
     """On the profile's smallest group (cheapest step): the captured step against the eager one (raises
-    CaptureMismatch if they disagree); bf16 autocast against fp32, against a fifth of Stage A's seed noise (the
-    rule for keeping bf16; the profiles decide, through TrainConfig.bf16); and how many captured groups one
-    process overlaps on separate streams. All go to bench.jsonl."""
+    CaptureMismatch if they disagree or capture fails); bf16 autocast against fp32, against a fifth of Stage
+    A's seed noise (the rule for keeping bf16; the profiles decide, through TrainConfig.bf16); and how many
+    captured groups one process overlaps on separate streams. All go to bench.jsonl; a measurement that fails
+    (other than the first) is a line with its error, and training goes on."""
     smallest = min(prof.groups, key=lambda g: g.flops() / g.runs[0].cfg.steps)
     base = {"profile": prof.name, **_shape(smallest), "backend": backend, **env}
-    check = capture_check(smallest.cfgs, str(dev), backend)
+    try:
+        check = capture_check(smallest.cfgs, str(dev), backend)
+    except Exception as err:  # e.g. an op that cannot be captured: the run stops cleanly, its files come back
+        _bench_line(out, {"kind": "capture_check", **base, "error": f"{type(err).__name__}: {err}"})
+        raise CaptureMismatch(f"capturing the step failed: {type(err).__name__}: {err}") from err
     _bench_line(out, {"kind": "capture_check", **base, **check})
     print(
         f"captured vs eager step of group {smallest.runs[0].run_id}: losses within {check['max_rel_loss_diff']:.1e} "
@@ -217,26 +222,36 @@ def device_checks(
             f"the captured step's losses differ from the eager step's by {check['max_rel_loss_diff']:.2e} "
             f"(> {CAPTURE_TOLERANCE:g}): nothing trained; see bench.jsonl"
         )
-    precision = precision_check(smallest.cfgs, str(dev), backend)
     summary = results / "stage_a" / "summary.json"
     noise = json.loads(summary.read_text())["seed_noise"]["raw"]["near_optimum"]["rms"] if summary.is_file() else None
-    keep = noise is not None and abs(precision["bf16_rel_loss_diff"]) < noise / 5
-    _bench_line(out, {"kind": "precision_check", **base, **precision, "seed_noise": noise, "bf16_would_pass": keep})
-    print(
-        f"bf16 autocast vs fp32: training losses differ by {precision['bf16_rel_loss_diff']:+.3%} after "
-        f"{precision['steps']} steps, {precision['bf16_ms']:.2f} vs {precision['fp32_ms']:.2f} ms per step; "
-        + (
+
+    def precision() -> str:
+        row = precision_check(smallest.cfgs, str(dev), backend)
+        keep = noise is not None and abs(row["bf16_rel_loss_diff"]) < noise / 5
+        _bench_line(out, {"kind": "precision_check", **base, **row, "seed_noise": noise, "bf16_would_pass": keep})
+        verdict = (
             f"a fifth of Stage A's seed noise is {noise / 5:.3%}: bf16 {'passes' if keep else 'fails'}"
             if noise
             else "no Stage A seed noise to judge it by"
         )
-    )
-    streams = stream_check(smallest.cfgs, str(dev), backend)
-    _bench_line(out, {"kind": "stream_check", **base, "rows": streams})
-    print(
-        "captured groups on their own streams in one process: "
-        + ", ".join(f"{r['groups']}: {r['group_steps_per_s']:,.0f} group-steps/s" for r in streams)
-    )
+        return (
+            f"bf16 autocast vs fp32: training losses differ by {row['bf16_rel_loss_diff']:+.3%} after "
+            f"{row['steps']} steps, {row['bf16_ms']:.2f} vs {row['fp32_ms']:.2f} ms per step; {verdict}"
+        )
+
+    def streams() -> str:
+        rows = stream_check(smallest.cfgs, str(dev), backend)
+        _bench_line(out, {"kind": "stream_check", **base, "rows": rows})
+        return "captured groups on their own streams in one process: " + ", ".join(
+            f"{r['groups']}: {r['group_steps_per_s']:,.0f} group-steps/s" for r in rows
+        )
+
+    for kind, measure in (("precision_check", precision), ("stream_check", streams)):
+        try:
+            print(measure())
+        except Exception as err:  # a measurement, not the training: record it and go on
+            _bench_line(out, {"kind": kind, **base, "error": f"{type(err).__name__}: {err}"})
+            print(f"{kind} failed: {type(err).__name__}: {err}")
 
 
 class CaptureMismatch(Exception):
