@@ -8,6 +8,7 @@ CUDA tensors, bf16 included."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,13 +134,15 @@ def test_mixed_dtypes_follow_the_reference():
 
 def test_backend_switch(monkeypatch):
     x = torch.randn(1, 2, 16, device=DEVICE)
-    assert kernels.resolve_backend("auto", x) == ("triton" if DEVICE.type == "cuda" else "torch")
-    assert kernels.resolve_backend("triton", x) == "triton"
+    for op in kernels.OPS:
+        want = "triton" if DEVICE.type == "cuda" and op in kernels.TRITON_FASTER else "torch"
+        assert kernels.resolve_backend("auto", x, op) == want
+    assert kernels.resolve_backend("triton", x, "gelu_tanh") == "triton"
     with pytest.raises(ConfigError, match="backend"):
-        kernels.resolve_backend("cuda", x)
+        kernels.resolve_backend("cuda", x, "gelu_tanh")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     x = x.cpu()
-    assert kernels.resolve_backend("auto", x) == "torch"
+    assert kernels.resolve_backend("auto", x, "gelu_tanh") == "torch"
     with pytest.raises(ConfigError, match="CUDA"):
         kernels.gelu_tanh(x, backend="triton")
     with pytest.raises(ConfigError, match="CUDA"):
@@ -166,3 +169,12 @@ def test_import_compiles_nothing_and_queries_no_driver():
     )
     env = {key: v for key, v in os.environ.items() if key != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_auto_takes_triton_only_where_the_benchmark_measured_it_faster_on_a_gpu():
+    import pandas as pd
+
+    speed = pd.read_csv(Path(__file__).resolve().parents[1] / "results/benchmarks/kernels.csv")
+    gpu = speed[(speed["backend"] == "triton") & ~speed["device"].str.startswith("cpu")]
+    faster = {op for op, g in gpu.groupby("op") if (g["speedup_vs_eager"] > 1).all()}
+    assert kernels.TRITON_FASTER == faster & set(kernels.OPS)

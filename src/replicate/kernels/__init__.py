@@ -2,7 +2,8 @@
 
 backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the test
 oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``flash_attention``);
-"auto" picks Triton for CUDA tensors and torch otherwise. ``OPS`` (below) lists every op with its reference,
+"auto" picks Triton for an op on CUDA tensors only where the kernel benchmark measured it faster than eager
+PyTorch on a GPU (TRITON_FASTER), and torch otherwise. ``OPS`` (below) lists every op with its reference,
 an independent formulation, example inputs and its cost. "triton" on CPU tensors runs on Triton's interpreter
 (TRITON_INTERPRET=1, as the tests do) and is refused otherwise. The Triton ops are differentiable once;
 double backward (the noise-scale measurements) needs backend "torch".
@@ -23,6 +24,10 @@ from replicate.kernels import reference
 
 BACKENDS = ("auto", "torch", "triton")
 ATTENTION_HEAD_DIMS = (16, 32, 64, 128)  # the Triton kernel's; "auto" falls back to torch for others
+# Ops whose Triton kernel ran faster than eager PyTorch at every shape benchmarks/kernels.py measured on a GPU
+# (results/benchmarks/kernels.csv; test_kernels holds this set to that table). None yet: on an H100 every
+# kernel ran at 0.28-0.99x eager, so "auto" takes PyTorch's ops there until a faster kernel is measured.
+TRITON_FASTER: frozenset[str] = frozenset()
 
 
 def check_backend(backend: str) -> str:
@@ -32,10 +37,10 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """The implementation ("torch" or "triton") that `backend` selects for tensor x."""
+def resolve_backend(backend: str, x: torch.Tensor, op: str) -> str:
+    """The implementation ("torch" or "triton") that `backend` selects for op `op` on tensor x."""
     if check_backend(backend) == "auto":
-        return "triton" if x.is_cuda else "torch"
+        return "triton" if x.is_cuda and op in TRITON_FASTER else "torch"
     if backend == "triton":
         from replicate.kernels._triton import check_device
 
@@ -47,7 +52,7 @@ def layernorm_modulate(
     x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float = 1e-6, backend: str = "auto"
 ) -> torch.Tensor:
     """LN(x) * (1 + scale) + shift (LayerNorm without affine). x (B, S, D); shift, scale (B, D)."""
-    if resolve_backend(backend, x) == "triton":
+    if resolve_backend(backend, x, "layernorm_modulate") == "triton":
         from replicate.kernels import modulate
 
         return modulate.layernorm_modulate(x, shift, scale, eps)
@@ -66,7 +71,7 @@ def gated_residual_layernorm_modulate(
     """(r, LN(r) * (1 + scale) + shift) with r = x + gate[:, None, :] * y: the residual stream and the next
     op's input, in one pass on Triton. Under CUDA autocast the second output is in the autocast dtype (it
     only feeds a matmul)."""
-    if resolve_backend(backend, x) == "triton":
+    if resolve_backend(backend, x, "gated_residual_layernorm_modulate") == "triton":
         from replicate.kernels import modulate
 
         return modulate.gated_residual_layernorm_modulate(x, gate, y, shift, scale, eps)
@@ -75,7 +80,7 @@ def gated_residual_layernorm_modulate(
 
 def gelu_tanh(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """GELU, tanh approximation."""
-    if resolve_backend(backend, x) == "triton":
+    if resolve_backend(backend, x, "gelu_tanh") == "triton":
         from replicate.kernels import gelu
 
         return gelu.gelu_tanh(x)
@@ -85,7 +90,9 @@ def gelu_tanh(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Non-causal softmax attention. q, k, v (B, H, S, Dh) -> (B, H, S, Dh); Triton takes Dh in
     ATTENTION_HEAD_DIMS, and "auto" uses torch for other head dims."""
-    if resolve_backend(backend, q) == "triton" and (backend == "triton" or q.shape[-1] in ATTENTION_HEAD_DIMS):
+    if resolve_backend(backend, q, "attention") == "triton" and (
+        backend == "triton" or q.shape[-1] in ATTENTION_HEAD_DIMS
+    ):
         from replicate.kernels import flash_attention
 
         return flash_attention.attention(q, k, v)
