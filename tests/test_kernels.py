@@ -164,7 +164,8 @@ def test_import_compiles_nothing_and_queries_no_driver():
     CUDA driver (which would raise there); and the package alone imports no kernel module."""
     code = (
         "import sys, replicate.kernels as k; assert 'replicate.kernels.flash_attention' not in sys.modules; "
-        "import replicate.kernels.modulate, replicate.kernels.gelu, replicate.kernels.flash_attention; "
+        "import replicate.kernels.modulate, replicate.kernels.gelu, replicate.kernels.flash_attention, "
+        "replicate.kernels.clip_attention; "
         "import torch; assert not torch.cuda.is_initialized()"
     )
     env = {key: v for key, v in os.environ.items() if key != "TRITON_INTERPRET"}
@@ -178,3 +179,19 @@ def test_auto_takes_triton_only_where_the_benchmark_measured_it_faster_on_a_gpu(
     gpu = speed[(speed["backend"] == "triton") & ~speed["device"].str.startswith("cpu")]
     faster = {op for op, g in gpu.groupby("op") if (g["speedup_vs_eager"] > 1).all()}
     assert kernels.TRITON_FASTER == faster & set(kernels.OPS)
+
+
+def test_short_clips_take_the_whole_clip_kernel_and_long_sequences_flash_attention(monkeypatch):
+    from replicate.kernels import clip_attention, flash_attention
+
+    used = []
+    for module in (clip_attention, flash_attention):
+        original = module.attention
+        monkeypatch.setattr(module, "attention", lambda *a, m=module, f=original: used.append(m) or f(*a))
+    for seq in (16, clip_attention.CLIP_MAX_SEQ, clip_attention.CLIP_MAX_SEQ + 1):
+        q = torch.randn(2, 2, seq, 16, device=DEVICE)
+        torch.testing.assert_close(kernels.attention(q, q, q, backend="triton"), reference.attention(q, q, q))
+    assert used == [clip_attention, clip_attention, flash_attention]
+    q = torch.randn(1, 1, clip_attention.CLIP_MAX_SEQ + 1, 16, device=DEVICE)
+    with pytest.raises(ValueError, match="at most"):
+        clip_attention.attention(q, q, q)

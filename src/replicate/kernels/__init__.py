@@ -89,13 +89,15 @@ def gelu_tanh(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Non-causal softmax attention. q, k, v (B, H, S, Dh) -> (B, H, S, Dh); Triton takes Dh in
-    ATTENTION_HEAD_DIMS, and "auto" uses torch for other head dims."""
+    ATTENTION_HEAD_DIMS (and "auto" uses torch for other head dims): a whole clip per program up to
+    clip_attention.CLIP_MAX_SEQ tokens, flash attention beyond."""
     if resolve_backend(backend, q, "attention") == "triton" and (
         backend == "triton" or q.shape[-1] in ATTENTION_HEAD_DIMS
     ):
-        from replicate.kernels import flash_attention
+        from replicate.kernels import clip_attention, flash_attention
 
-        return flash_attention.attention(q, k, v)
+        short = q.shape[2] <= clip_attention.CLIP_MAX_SEQ
+        return (clip_attention if short else flash_attention).attention(q, k, v)
     return reference.attention(q, k, v)
 
 

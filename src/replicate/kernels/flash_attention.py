@@ -443,17 +443,22 @@ def _common(q: torch.Tensor) -> tuple[int, int, int, dict]:
     return B * H, H, S, meta
 
 
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """q, k, v of one (B, H, S, Dh) shape and dtype, Dh one the kernels take (ValueError otherwise)."""
+    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(
+            f"expected q, k, v of one shape (B, H, S, Dh), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[-1] not in ATTENTION_HEAD_DIMS:
+        raise ValueError(f"head dim must be one of {ATTENTION_HEAD_DIMS}, got {q.shape[-1]}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+
+
 class FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):
-        if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-            raise ValueError(
-                f"expected q, k, v of one shape (B, H, S, Dh), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-            )
-        if q.shape[-1] not in ATTENTION_HEAD_DIMS:
-            raise ValueError(f"head dim must be one of {ATTENTION_HEAD_DIMS}, got {q.shape[-1]}")
-        if not q.dtype == k.dtype == v.dtype:
-            raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+        check_qkv(q, k, v)
         check_device(q, k, v)
         q, k, v = unit_stride(q), unit_stride(k), unit_stride(v)
         BH, H, S, meta = _common(q)
