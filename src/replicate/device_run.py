@@ -202,9 +202,10 @@ def device_checks(
 ) -> None:
     """On the profile's smallest group (cheapest step): the captured step against the eager one (raises
     CaptureMismatch if they disagree or capture fails); bf16 autocast against fp32, against a fifth of Stage
-    A's seed noise (the rule for keeping bf16; the profiles decide, through TrainConfig.bf16); and how many
-    captured groups one process overlaps on separate streams. All go to bench.jsonl; a measurement that fails
-    (other than the first) is a line with its error, and training goes on."""
+    A's seed noise (the rule for keeping bf16; the profiles decide, through TrainConfig.bf16); how many
+    captured groups one process overlaps on separate streams; and, on a GPU, the captured step with PyTorch's
+    ops against the Triton kernels. All go to bench.jsonl; a measurement that fails (other than the first) is
+    a line with its error, and training goes on."""
     smallest = min(prof.groups, key=lambda g: g.flops() / g.runs[0].cfg.steps)
     base = {"profile": prof.name, **_shape(smallest), "backend": backend, **env}
     try:
@@ -246,7 +247,17 @@ def device_checks(
             f"{r['groups']}: {r['group_steps_per_s']:,.0f} group-steps/s" for r in rows
         )
 
-    for kind, measure in (("precision_check", precision), ("stream_check", streams)):
+    def backends() -> str:
+        rows = {b: capture_check(smallest.cfgs, str(dev), b, steps=4, timed_steps=100) for b in ("torch", "triton")}
+        _bench_line(out, {"kind": "backend_check", **base, **{f"{b}_{k}": r[k] for b, r in rows.items() for k in r}})
+        return "captured step, PyTorch's ops against the Triton kernels: " + ", ".join(
+            f"{b} {r['graph_ms']:.3f} ms (eager {r['eager_ms']:.3f})" for b, r in rows.items()
+        )
+
+    measures = [("precision_check", precision), ("stream_check", streams)]
+    if dev.type == "cuda":  # the Triton kernels run on a GPU (the CPU's interpreter is no timing)
+        measures.append(("backend_check", backends))
+    for kind, measure in measures:
         try:
             print(measure())
         except Exception as err:  # a measurement, not the training: record it and go on
