@@ -20,7 +20,11 @@
 # gate are regressed from the conditioning, all initialised to zero so the network starts as the identity
 # and outputs zeros). A final adaLN layer maps tokens back to patches. The DiT's hot ops (LayerNorm-modulate
 # fused with the gated residual, attention, GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
-# references as the CPU path and the test oracle.
+# references as the CPU path and the test oracle. Attention has two: for the study's short clips (at most 64
+# tokens) one program holds a whole (clip, head), its scores included, forward and backward
+# (`kernels.clip_attention`); longer sequences take a flash-attention kernel that tiles them
+# (`kernels.flash_attention`). Backend `auto` uses a Triton kernel only where the benchmark below measured it
+# faster than PyTorch on a GPU (`kernels.TRITON_FASTER`).
 
 # %% tags=["parameters"]
 PROFILE = "default"
@@ -143,8 +147,9 @@ if bench.is_file():
             f"{step['compile']:.2f}x faster. They were written and tested without a GPU (their block sizes and warp "
             "counts were never tuned on one), eager PyTorch's fused layer norm and SDPA's flash attention are "
             "tuned kernels, and at 128 tokens of 64-wide heads attention is too small to gain from tiling. The "
-            "kernels remain the book's readable, tested account of the model's hot ops; for speed on a GPU, run "
-            "with `--backend torch` (or compile it)."
+            "kernels remain the book's readable, tested account of the model's hot ops; backend `auto` therefore "
+            "takes PyTorch's ops on a GPU. (This benchmark predates the whole-clip attention kernel; the device "
+            "run times the captured training step with both backends at the study's own shapes.)"
         )
     )
 else:
