@@ -139,3 +139,16 @@ def test_a_step_that_cannot_be_captured_stops_the_call_cleanly(tmp_path, tiny, m
     bench = [json.loads(line) for line in (out / "bench.jsonl").read_text().splitlines()]
     assert bench == [bench[0]] and "not permitted" in bench[0]["error"]
     assert "device run stopped" in (out / "device_run.log").read_text()
+
+
+def test_a_dry_run_states_the_cost_on_the_devices_that_device_runs_measured(tmp_path, tiny):
+    results = tmp_path / "results"
+    out = _cli("sweep", "--profile", str(tiny), "--out", str(results / "tiny"), "--device", "cpu", "--dry-run")
+    assert out.returncode == 0 and "no device run has measured" in out.stdout
+    (results / "benchmarks").mkdir()
+    shape = {"width": 32, "depth": 1, "heads": 2, "n_ctx": 16, "batch_samples": 4, "members": 1}
+    line = {"kind": "group", "device": "NVIDIA H200", "backend": "auto", **shape, "steps": 32, "train_s": 96.0}
+    (results / "benchmarks" / "device_steps.jsonl").write_text(json.dumps(line) + "\n")
+    out = _cli("sweep", "--profile", str(tiny), "--out", str(results / "tiny"), "--device", "cpu", "--dry-run")
+    # the two 4-clip groups of size a (32 steps each at the measured 3 s per step)
+    assert "on NVIDIA H200: 2 of the 5 pending groups have measured step times, about 3.2 min" in out.stdout

@@ -35,7 +35,7 @@ from replicate.errors import ConfigError
 from replicate.io import atomic_write, write_csv, write_json
 from replicate.profile import Group, Profile, load_profile
 from replicate.provenance import device_name, git_sha, provenance
-from replicate.runs import COLUMNS, RunsTable, next_profile, read_runs
+from replicate.runs import COLUMNS, STEP_TIMES, RunsTable, measured_step_seconds, next_profile, read_runs
 from replicate.sweep import Estimator, SweepResult, calibrate, sweep
 from replicate.timing import capture_check, precision_check, stream_check
 from replicate.train import TrainRecord, resolve_device
@@ -44,30 +44,8 @@ MAX_FILES = 8  # what a device call brings back from $OUT
 MAX_FILE_BYTES = 16 * 2**20
 MAX_TOTAL_BYTES = 64 * 2**20
 FIXED_FILES = ("manifest.json", "runs.csv", "bench.jsonl", "device_run.log")
-STEP_TIMES = Path("benchmarks") / "device_steps.jsonl"  # under the results root
 CAPTURE_TOLERANCE = 1e-3  # captured vs eager losses, relative: the same kernels (atomics aside) or a bug
 NEXT = "next"  # the profile a device run trains by default: runs.next_profile
-
-
-def shape_key(group: Group) -> tuple[int, ...]:
-    """What a group's step time depends on: (width, depth, heads, tokens per clip, clips per step, members)."""
-    cfg = group.runs[0].cfg
-    m = cfg.model
-    return (m.width, m.depth, m.heads, m.n_ctx, cfg.batch_size, len(group.runs))
-
-
-def measured_step_seconds(path: Path, device: str, backend: str) -> dict[tuple[int, ...], float]:
-    """Seconds per step (training, EMA and validation included) by group shape, from the device runs' bench
-    lines measured on `device` with `backend`; the latest measurement of a shape wins."""
-    times: dict[tuple[int, ...], float] = {}
-    if not path.is_file():
-        return times
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("kind") == "group" and row.get("device") == device and row.get("backend") == backend:
-            key = tuple(row[k] for k in ("width", "depth", "heads", "n_ctx", "batch_samples", "members"))
-            times[key] = row["train_s"] / row["steps"]
-    return times
 
 
 class _Tee:
@@ -160,9 +138,9 @@ def _train(
     est = Estimator(lambda group: calibrate(group, str(dev), threads, capture=True))
     measured = measured_step_seconds(results / STEP_TIMES, device_name(dev), backend)
     for group in prof.groups:
-        if shape_key(group) in measured:
-            est.finished(group, group.runs[0].cfg.steps * measured[shape_key(group)])
-    print(f"step times measured before for {sum(k in measured for k in map(shape_key, prof.groups))} groups")
+        if group.shape() in measured:
+            est.finished(group, group.runs[0].cfg.steps * measured[group.shape()])
+    print(f"step times measured before for {sum(k in measured for k in (g.shape() for g in prof.groups))} groups")
     (out / "bench.jsonl").touch()
     device_checks(prof, out, dev, backend, env, results)
 
@@ -270,9 +248,9 @@ class CaptureMismatch(Exception):
 
 
 def _shape(group: Group) -> dict:
-    """A group's id and shape_key, named, for a bench line."""
+    """A group's id and shape, named, for a bench line."""
     names = ("width", "depth", "heads", "n_ctx", "batch_samples", "members")
-    return {"run_id": group.runs[0].run_id, **dict(zip(names, shape_key(group), strict=True))}
+    return {"run_id": group.runs[0].run_id, **dict(zip(names, group.shape(), strict=True))}
 
 
 def _bench_line(out: Path, row: dict) -> None:

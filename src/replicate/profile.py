@@ -110,6 +110,11 @@ class Group:
     def cfgs(self) -> list[TrainConfig]:
         return [r.cfg for r in self.runs]
 
+    def shape(self) -> tuple[int, ...]:
+        """What its step time depends on: (width, depth, heads, tokens per clip, clips per step, members)."""
+        cfg = self.runs[0].cfg
+        return (cfg.model.width, cfg.model.depth, cfg.model.heads, cfg.model.n_ctx, cfg.batch_size, len(self.runs))
+
     def flops(self) -> float:
         """Exact FLOPs of training plus validation for every member."""
         cfg = self.runs[0].cfg

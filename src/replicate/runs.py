@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,23 @@ def _read_rows(path: Path) -> list[list[str]]:
         return []
     with open(path, newline="") as f:
         return list(csv.reader(f))[1:]
+
+
+STEP_TIMES = Path("benchmarks") / "device_steps.jsonl"  # under the results root: what device runs measured
+
+
+def measured_step_seconds(path: Path, device: str, backend: str | None = None) -> dict[tuple[int, ...], float]:
+    """Seconds per step (training, EMA and validation included) by group shape (profile.Group.shape), from the
+    device runs' bench lines measured on `device` (with `backend`, or any); the latest of a shape wins."""
+    times: dict[tuple[int, ...], float] = {}
+    if not path.is_file():
+        return times
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "group" and row.get("device") == device and backend in (None, row.get("backend")):
+            key = tuple(row[k] for k in ("width", "depth", "heads", "n_ctx", "batch_samples", "members"))
+            times[key] = row["train_s"] / row["steps"]
+    return times
 
 
 def study_status(study: Path) -> tuple[int, int]:

@@ -18,6 +18,7 @@ train_group), so runs longer than one call (a 10-minute GPU lease) advance call 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -35,7 +36,8 @@ from replicate.diffusion import ValidationSet
 from replicate.errors import ConfigError
 from replicate.profile import Group, Profile
 from replicate.progress import progress_bar
-from replicate.runs import RunsTable, run_rows
+from replicate.provenance import device_name
+from replicate.runs import STEP_TIMES, RunsTable, measured_step_seconds, run_rows
 from replicate.timing import run_seconds
 from replicate.train import TrainRecord, resolve_device, train_group
 
@@ -123,6 +125,25 @@ def makespan(seconds: list[float], workers: int) -> float:
     return max(free)
 
 
+def measured_elsewhere(pending: list[Group], step_times: Path, here: str) -> list[str]:
+    """What the pending groups would take on each other device that device runs measured (results/benchmarks/
+    device_steps.jsonl): their steps at the measured step times, one process, one group at a time."""
+    rows = [json.loads(line) for line in step_times.read_text().splitlines()] if step_times.is_file() else []
+    devices = sorted({row["device"] for row in rows} - {here})
+    lines = []
+    for device in devices:
+        measured = measured_step_seconds(step_times, device)
+        known = [g for g in pending if g.shape() in measured]
+        seconds = sum(g.runs[0].cfg.steps * measured[g.shape()] for g in known)
+        lines.append(
+            f"  on {device}: {len(known)} of the {len(pending)} pending groups have measured step times, "
+            f"about {seconds / 60:.1f} min of their steps one group at a time"
+        )
+    return lines or [
+        "  on a GPU: no device run has measured these groups' steps yet (results/benchmarks/device_steps.jsonl)"
+    ]
+
+
 @dataclass
 class SweepResult:
     done: int  # runs finished, this call or before
@@ -206,6 +227,8 @@ def sweep(
             f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
             f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}"
         )
+        for line in measured_elsewhere(pending, out.parent / STEP_TIMES, device_name(dev)):
+            log(line)
         return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
 
     if longest_first:
