@@ -22,7 +22,7 @@
 # fused with the gated residual, attention, GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
 # references as the CPU path and the test oracle. Attention has two: for the study's short clips (at most 64
 # tokens) one program holds a whole (clip, head), its scores included, forward and backward
-# (`kernels.clip_attention`); longer sequences take a flash-attention kernel that tiles them
+# (`kernels.clip_attention`); longer sequences take a flash-attention kernel {cite}`dao2022flashattention` that tiles them
 # (`kernels.flash_attention`). Backend `auto` uses a Triton kernel only where the benchmark below measured it
 # faster than PyTorch on a GPU (`kernels.TRITON_FASTER`).
 
