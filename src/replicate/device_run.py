@@ -111,7 +111,7 @@ def device_run(
         with open(out / "device_run.log", "w") as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
             error = None
             try:
-                _train(prof, work, out, dev, backend, workers, deadline_s - (time.monotonic() - start), results)
+                _train(prof, work, out, dev, backend, workers, start + deadline_s, results)
             except CaptureMismatch as err:
                 error = str(err)
                 print(f"device run stopped: {error}")
@@ -127,13 +127,16 @@ def _train(
     dev: torch.device,
     backend: str,
     workers: int | None,
-    seconds: float,
+    deadline: float,
     results: Path,
 ) -> SweepResult:
-    """The sweep of this call, logging the environment first and a bench line per finished group."""
+    """The device checks, then the sweep of this call until `deadline` (time.monotonic()), logging the
+    environment first and a bench line per finished group."""
     env = provenance(dev)
     print(f"device run: profile {prof.name}, {env['device']}, torch {env['torch']}, triton {env['triton']}")
-    print(f"commit {env['git_sha']}, backend {backend}, {os.cpu_count()} cores, {seconds:.0f} s left")
+    print(
+        f"commit {env['git_sha']}, backend {backend}, {os.cpu_count()} cores, {deadline - time.monotonic():.0f} s left"
+    )
     threads = max(1, len(os.sched_getaffinity(0)) // (workers or prof.workers)) if dev.type == "cpu" else 0
     est = Estimator(lambda group: calibrate(group, str(dev), threads, capture=True))
     measured = measured_step_seconds(results / STEP_TIMES, device_name(dev), backend)
@@ -161,11 +164,12 @@ def _train(
         }
         _bench_line(out, row)
 
+    print(f"device checks done: {deadline - time.monotonic():.0f} s left to train")
     return sweep(
         prof,
         work,
         workers=workers,
-        deadline_s=seconds,
+        deadline_s=max(deadline - time.monotonic(), 1e-3),
         device=str(dev),
         backend=backend,
         estimator=est,
