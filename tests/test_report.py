@@ -144,7 +144,10 @@ def test_provenance_table_reads_csv_jsonl_and_json(tmp_path):
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"x": i, **prov}) for i in range(3)) + "\n")
     (tmp_path / "c.json").write_text(json.dumps({"value": 1, "provenance": prov}))
     table = report.provenance_table([tmp_path / n for n in ("a.csv", "b.jsonl", "c.json", "missing.csv")])
-    assert table["file"].tolist() == ["a.csv", "b.jsonl", "c.json"] and (table["folder"] == str(tmp_path)).all()
+    assert (
+        table["file"].tolist() == ["a.csv", "b.jsonl", "c.json"]
+        and (table["in results/"] == tmp_path.as_posix().split("results/", 1)[-1]).all()
+    )
     assert table["rows"].tolist()[:2] == [2, 3] and table["device"][0] == "NVIDIA H100 80GB HBM3; cpu"
     assert set(table["git"]) == {"abc"}
 

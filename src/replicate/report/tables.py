@@ -50,9 +50,13 @@ def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
 
 
+def _under_results(path: Path) -> str:
+    return path.parent.as_posix().split("results/", 1)[-1]
+
+
 def provenance_table(paths: list[Path]) -> pd.DataFrame:
-    """Where each result file came from: rows, device(s), library versions and git commits (the path as folder
-    and file, two columns that a narrow page can hold)."""
+    """Where each result file came from: rows, device(s), library versions and git commits (the path as its
+    folder under results/ and its file name, columns that a narrow page can hold)."""
     rows = []
     for path in paths:
         if path.suffix in (".csv", ".jsonl") and path.is_file():
@@ -60,7 +64,7 @@ def provenance_table(paths: list[Path]) -> pd.DataFrame:
             if "device" in df:
                 rows.append(
                     {
-                        "folder": str(path.parent),
+                        "in results/": _under_results(path),
                         "file": path.name,
                         "rows": len(df),
                         "device": "; ".join(df["device"].unique()),
@@ -74,7 +78,7 @@ def provenance_table(paths: list[Path]) -> pd.DataFrame:
             prov = data.get("provenance", data) if isinstance(data, dict) else (data[0] if data else {})
             rows.append(
                 {
-                    "folder": str(path.parent),
+                    "in results/": _under_results(path),
                     "file": path.name,
                     "rows": None,
                     "device": prov.get("device", "-"),
