@@ -132,14 +132,26 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None) -> pd.DataFrame:
     ratio = fixed.get("n_opt_ratio")
     paper_ratio = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]
     ci = fixed.get("n_opt_ratio_ci95")
+    if ratio is None:
+        word = "not measured here"
+    elif not n_opt_bracketed(fit):
+        word = "not measured here (no budget brackets N_opt: both sizes are extrapolated)"
+    else:
+        word = verdict(ratio, ci, paper_ratio)
     rows.append(
         {
             "claim": f"fixed hyperparameters overestimate N_opt (x{paper_ratio:.2f} at 1e22 FLOPs)",
-            "verdict": "not measured here" if ratio is None else verdict(ratio, ci, paper_ratio),
+            "verdict": word,
             "deciding number": "-" if ratio is None else f"N_opt ratio {ratio:.3g} {fmt_ci(ci)}",
         }
     )
     return pd.DataFrame(rows)
+
+
+def n_opt_bracketed(fit: dict) -> bool:
+    """Whether the data bracket a compute-optimal size anywhere: some FLOP budget reached by three sizes with
+    an interior minimum (an IsoFLOP parabola in fit.json)."""
+    return any(law.get("isoflop") for law in fit["compute_laws"].values())
 
 
 def line_search_scope(line_search: dict, dit_noise: list[dict]) -> str:
@@ -219,7 +231,7 @@ def limitations(fit: dict, runs: pd.DataFrame, stage_a: dict | None = None, fit_
             + "; ".join(unidentified)
             + "."
         )
-    if not any(law.get("isoflop") for law in fit["compute_laws"].values()):
+    if not n_opt_bracketed(fit):
         lines.append(
             "**N_opt is not bracketed**: no compute budget is reached by three sizes with an interior minimum, so "
             "every compute-optimal size (the 1e22-FLOP comparison included) is read off a fitted law far outside "
