@@ -244,6 +244,11 @@ def test_claim_verdicts_come_from_the_fit(fit):
     flat["surface"]["converged"] = False
     assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].startswith("not testable")
     assert "0.05% per doubling^2" in report.claim_verdicts(flat, no_go).loc[0, "deciding number"]
+    unbracketed = copy.deepcopy(result)
+    for law in unbracketed["compute_laws"].values():
+        law["isoflop"] = None
+    if unbracketed["fixed"].get("n_opt_ratio") is not None:
+        assert report.claim_verdicts(unbracketed).loc[3, "verdict"].startswith("not measured here (no budget")
 
 
 def test_the_study_models_and_clips_are_the_profiles():
