@@ -222,6 +222,15 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     assert "30 of its 40 runs" in lines[0]
     assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]
     assert f"**{summary['verdict']}**" in lines[1]
+    assert not any("No-go at this scale" in line for line in lines)  # a curvature of 0.4% is a go
+    flat = copy.deepcopy(summary)
+    flat.update(verdict="no-go", seeds_needed=10**6)
+    lines = stage_a.verdict_lines(flat, 40, 40)
+    assert any(line.startswith("**No-go at this scale**") for line in lines)
+    assert any("more than a thousand seeds per cell" in line for line in lines)
+    table = stage_a.summary_table(flat).set_index("quantity")["raw weights"]
+    assert table["seeds per cell for noise <= c / 3"].startswith("more than 1,000")
+    assert table[next(q for q in table.index if q.startswith("B_opt exponent"))] == "not identified (flat along B)"
 
 
 def test_loss_law_checks_in_words_and_table(fit):

@@ -49,9 +49,9 @@ def summary_table(summary: dict) -> pd.DataFrame:
             "seed noise, all cells (%)": _pct(noise["all_cells"]["rms"]),
             "checkpoints with an interior B optimum": f"{interior['interior']} of {interior['checkpoints']}",
             f"B_opt exponent in T (paper {BATCH_SIZE_LAW['exp_tokens']})": f"{beta['value']:.3g} {fmt_ci(beta['ci95'])}"
-            if beta["value"] is not None
-            else "-",
-            "seeds per cell for noise <= c / 3": part["seeds_needed"],
+            if beta["value"] is not None and part["verdict"] != "no-go"
+            else ("not identified (flat along B)" if beta["value"] is not None else "-"),
+            "seeds per cell for noise <= c / 3": _seeds(part["seeds_needed"]),
             "verdict": part["verdict"],
         }
         for quantity, value in values.items():
@@ -96,10 +96,24 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
         lines.append(
             f"One cell's seed-to-seed noise near the optimum is {_pct(noise)}% (raw weights); a cell resolves the "
             f"curvature when its noise is at most {NOISE_TO_CURVATURE:.2g} of it, which takes "
-            f"{summary['seeds_needed']} seeds per cell."
+            + (
+                f"{summary['seeds_needed']:,} seeds per cell."
+                if summary["seeds_needed"] is not None and summary["seeds_needed"] <= 1000
+                else "more than a thousand seeds per cell: out of reach."
+            )
         )
     beta = summary["beta_b"]
-    if beta["value"] is not None:
+    if summary["verdict"] == "no-go":
+        interior = summary["interior_fraction"]
+        lines.append(
+            f"**No-go at this scale**: over the batch grid, the loss at each batch size's best learning rate "
+            f"moves by less than {_pct(envelope[1]) if envelope else '-'}% per squared doubling of B (the interval's "
+            f"upper end) against {_pct(noise)}% between two seeds of one cell; the best batch is the smallest at "
+            f"{interior['at_smallest']} of {interior['checkpoints']} checkpoints, and B_opt and its exponent in T "
+            "are not identified. The paper's batch law cannot be tested at this scale, so the study (Stage B) "
+            "does not run here; a larger model, where the loss may curve along B, is the next measurement."
+        )
+    elif beta["value"] is not None:
         ci = beta["ci95"]
         if ci and ci[0] <= beta["paper"] <= ci[1]:
             relation = "contains the paper's value" + (
@@ -112,6 +126,13 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
             f"{beta['paper']:.3f}); the interval {relation}."
         )
     return lines
+
+
+def _seeds(needed: int | None) -> str:
+    """A seed count, or what it means when it is out of reach."""
+    if needed is None:
+        return "-"
+    return f"{needed:,}" if needed <= 1000 else "more than 1,000 (out of reach)"
 
 
 def _pct(value: float | None) -> str:
