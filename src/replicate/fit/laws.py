@@ -50,9 +50,13 @@ def huber(residual: ArrayLike, delta: float) -> np.ndarray:
 
 
 def _log_least_squares(y: np.ndarray, x: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(design, log y, coefficients) of log y = b_0 + sum_k b_k log x_k; None when rank deficient."""
-    design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
-    logy = np.log(np.asarray(y, dtype=float))
+    """(design, log y, coefficients) of log y = b_0 + sum_k b_k log x_k; None when rank deficient or when a value
+    is not positive and finite (LAPACK would print its own complaint and return NaNs)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        design = np.column_stack([np.ones(len(y)), *(np.log(np.asarray(v, dtype=float)) for v in x)])
+        logy = np.log(np.asarray(y, dtype=float))
+    if not (np.isfinite(design).all() and np.isfinite(logy).all()):
+        return None
     if len(logy) < design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
         return None
     beta, *_ = np.linalg.lstsq(design, logy, rcond=None)
