@@ -117,10 +117,24 @@ def test_a_profile_designed_for_cuda_is_not_swept_on_the_cpu_unless_asked(tmp_pa
     assert asked.returncode == 0, asked.stderr
 
 
-def test_the_next_profile_is_stage_a_until_it_is_complete(tmp_path):
+def test_the_next_profile_is_stage_a_until_it_is_complete_and_a_go(tmp_path):
     assert next_profile(tmp_path) == "stage_a"
     done, total = study_status(ROOT / "results" / "stage_a")
-    assert next_profile(ROOT / "results") == ("stage_a" if done < total else "study")
+    verdict = json.loads((ROOT / "results" / "stage_a" / "summary.json").read_text())["verdict"]
+    assert next_profile(ROOT / "results") == ("stage_a" if done < total or verdict == "no-go" else "study")
+    complete = tmp_path / "stage_a"
+    complete.mkdir()
+    (complete / "profile.toml").write_text((ROOT / "results" / "stage_a" / "profile.toml").read_text())
+    (complete / "runs.csv").write_text("")
+    assert next_profile(tmp_path) == "stage_a"  # nothing finished
+    # every run finished: the study, unless Stage A said no-go
+    profile = load_profile(str(complete / "profile.toml"))
+    from replicate.runs import COLUMNS
+
+    (complete / "runs.csv").write_text(",".join(COLUMNS) + "\n" + "".join(f"{r.run_id}\n" for r in profile.runs))
+    assert next_profile(tmp_path) == "study"
+    (complete / "summary.json").write_text(json.dumps({"verdict": "no-go"}))
+    assert next_profile(tmp_path) == "stage_a"
     status = _cli("status", str(ROOT / "results" / "stage_a"))
     assert status.returncode == (0 if done == total else 1) and f"{done}/{total}" in status.stdout
 

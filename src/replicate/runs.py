@@ -208,9 +208,12 @@ def study_status(study: Path) -> tuple[int, int]:
 
 
 def next_profile(results: Path) -> str:
-    """Stage A until its table holds every run, then the study."""
+    """Stage A until its table holds every run, then the study; but Stage A again where its verdict is no-go
+    (the study is not run at that scale: a device run then trains nothing and its checks measure the GPU)."""
     stage_a = results / "stage_a"
     if not (stage_a / "profile.toml").is_file():
         return "stage_a"
     done, total = study_status(stage_a)
-    return "stage_a" if done < total else "study"
+    summary = stage_a / "summary.json"
+    no_go = summary.is_file() and json.loads(summary.read_text()).get("verdict") == "no-go"
+    return "stage_a" if done < total or no_go else "study"
