@@ -105,7 +105,9 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None) -> pd.DataFrame:
             decides = f"exponent in T {part['exp_tokens']:.3g} {fmt_ci(ci)} ({method})"
         elif stage_a is not None and stage_a.get("verdict") == "no-go":
             word = "not testable at this scale (the loss is too flat along B against the seed noise)"
-            decides = f"curvature {100 * curvature:.2f}% per doubling^2 (Stage A)"
+            envelope = stage_a["curvature_per_doubling2"].get("ci95_envelope")
+            interval = f" [{100 * envelope[0]:.2f}, {100 * envelope[1]:.2f}]%" if envelope else ""
+            decides = f"curvature {100 * curvature:.2f}%{interval} per doubling^2 (Stage A)"
         else:
             word = "not testable at this scale (the optima sit on the grid's edge; no curvature along B to locate)"
             decides = f"{on_edge} of {len(optima)} (N, T) optima on an edge" + (

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit import cluster_tokens
-from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE
+from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
 from replicate.paper import BATCH_SIZE_LAW, paper_laws
 from replicate.report.compare import fmt_ci
 
@@ -110,8 +110,10 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
             f"moves by less than {_pct(envelope[1]) if envelope else '-'}% per squared doubling of B (the interval's "
             f"upper end) against {_pct(noise)}% between two seeds of one cell; the best batch is the smallest at "
             f"{interior['at_smallest']} of {interior['checkpoints']} checkpoints, and B_opt and its exponent in T "
-            "are not identified. The paper's batch law cannot be tested at this scale, so the study (Stage B) "
-            "does not run here; a larger model, where the loss may curve along B, is the next measurement."
+            "are not identified. Even a curvature at the interval's upper end would take "
+            + (f"{upper:,}" if (upper := seeds_needed(envelope[1], noise) if envelope and noise else None) else "-")
+            + " seeds per cell to resolve. The paper's batch law cannot be tested at this scale, so the study "
+            "(Stage B) does not run here; a larger model, where the loss may curve along B, is the next measurement."
         )
     elif beta["value"] is not None:
         ci = beta["ci95"]
