@@ -33,6 +33,13 @@ def _load(base, stride_b, stride_h, stride_s, b, h, offs_s, offs_d, smask):
 
 
 @triton.jit
+def _scores(q, k, smask, qk_scale, PRECISION: tl.constexpr):
+    """q k^T of one (clip, head) in log2 units (BLOCK_S, BLOCK_S), the padded keys at -inf."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+    return tl.where(smask[None, :], s, float("-inf"))
+
+
+@triton.jit
 def _clip_fwd(
     Q,
     K,
@@ -65,8 +72,7 @@ def _clip_fwd(
     q = _load(Q, stride_qb, stride_qh, stride_qs, b, h, offs_s, offs_d, smask)
     k = _load(K, stride_kb, stride_kh, stride_ks, b, h, offs_s, offs_d, smask)
     v = _load(V, stride_vb, stride_vh, stride_vs, b, h, offs_s, offs_d, smask)
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # (BLOCK_S, BLOCK_S), log2 units
-    s = tl.where(smask[None, :], s, float("-inf"))
+    s = _scores(q, k, smask, qk_scale, PRECISION)
     m = tl.max(s, axis=1)
     p = tl.exp2(s - m[:, None])
     l = tl.sum(p, axis=1)
@@ -130,9 +136,7 @@ def _clip_bwd(
     do = _load(DO, stride_dob, stride_doh, stride_dos, b, h, offs_s, offs_d, smask)
     # padded rows: log-sum-exp +inf, so their probabilities are exactly 0 and add nothing to dK, dV
     lse = tl.load(LSE + bh.to(tl.int64) * S + offs_s, mask=smask, other=float("inf"))
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-    s = tl.where(smask[None, :], s, float("-inf"))
-    p = tl.exp2(s - lse[:, None])  # (BLOCK_S queries, BLOCK_S keys)
+    p = tl.exp2(_scores(q, k, smask, qk_scale, PRECISION) - lse[:, None])  # (BLOCK_S queries, BLOCK_S keys)
     delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), axis=1)
     dv = tl.dot(tl.trans(p).to(do.dtype), do, input_precision=PRECISION)
     dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
