@@ -33,10 +33,10 @@ import torch
 
 from replicate.errors import ConfigError
 from replicate.io import atomic_write, write_csv, write_json
-from replicate.profile import Group, Profile, load_profile
+from replicate.profile import SHAPE_FIELDS, Group, Profile, load_profile
 from replicate.provenance import device_name, git_sha, provenance
 from replicate.runs import COLUMNS, STEP_TIMES, RunsTable, measured_step_seconds, next_profile, read_runs
-from replicate.sweep import Estimator, SweepResult, calibrate, sweep
+from replicate.sweep import Estimator, SweepResult, calibrate, state_name, sweep
 from replicate.timing import capture_check, precision_check, stream_check
 from replicate.train import TrainRecord, resolve_device
 
@@ -253,8 +253,7 @@ class CaptureMismatch(Exception):
 
 def _shape(group: Group) -> dict:
     """A group's id and shape, named, for a bench line."""
-    names = ("width", "depth", "heads", "n_ctx", "batch_samples", "members")
-    return {"run_id": group.runs[0].run_id, **dict(zip(names, group.shape(), strict=True))}
+    return {"run_id": group.runs[0].run_id, **dict(zip(SHAPE_FIELDS, group.shape(), strict=True))}
 
 
 def _bench_line(out: Path, row: dict) -> None:
@@ -365,17 +364,18 @@ def ingest(src: Path, results: Path = Path("results")) -> IngestResult:
         table.rows.update({i: new[i] for i in added})
         table.write()
     finished = set(table.rows)
+    done = {state_name(g) for g in prof.groups if all(r.run_id in finished for r in g.runs)}
     paused = 0
     for state in sorted(src.glob("paused_*.pt")):
         target = study / "paused" / state.name.removeprefix("paused_")
-        if target.stem.rsplit("x", 1)[0] in finished:
+        if target.name in done:
             continue
         target.parent.mkdir(exist_ok=True)
         if not target.is_file() or target.read_bytes() != state.read_bytes():
             atomic_write(target, lambda f, s=state: f.write(s.read_bytes()), binary=True)
         paused += 1
     for state in (study / "paused").glob("*.pt") if (study / "paused").is_dir() else []:
-        if state.stem.rsplit("x", 1)[0] in finished:
+        if state.name in done:
             state.unlink()  # its group finished in this call or an earlier one
     _append_new_lines(src / "bench.jsonl", results / STEP_TIMES)
     if (src / "device_run.log").is_file():

@@ -100,6 +100,10 @@ class Run:
         return run_id(self.cfg)
 
 
+# what a group's step time depends on (Group.shape), as named in the device runs' bench lines
+SHAPE_FIELDS = ("width", "depth", "heads", "n_ctx", "batch_samples", "members")
+
+
 @dataclass(frozen=True)
 class Group:
     """Runs that train together as one ensemble (identical but for learning rate and seed)."""
@@ -111,7 +115,7 @@ class Group:
         return [r.cfg for r in self.runs]
 
     def shape(self) -> tuple[int, ...]:
-        """What its step time depends on: (width, depth, heads, tokens per clip, clips per step, members)."""
+        """What its step time depends on, the values of SHAPE_FIELDS."""
         cfg = self.runs[0].cfg
         return (cfg.model.width, cfg.model.depth, cfg.model.heads, cfg.model.n_ctx, cfg.batch_size, len(self.runs))
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from replicate.config import TrainConfig
 from replicate.errors import ConfigError
 from replicate.io import write_csv
-from replicate.profile import load_profile
+from replicate.profile import SHAPE_FIELDS, load_profile
 
 if TYPE_CHECKING:
     from replicate.profile import Run
@@ -193,7 +193,7 @@ def measured_step_seconds(path: Path, device: str, backend: str | None = None) -
     for line in path.read_text().splitlines():
         row = json.loads(line)
         if row.get("kind") == "group" and row.get("device") == device and backend in (None, row.get("backend")):
-            key = tuple(row[k] for k in ("width", "depth", "heads", "n_ctx", "batch_samples", "members"))
+            key = tuple(row[k] for k in SHAPE_FIELDS)
             times[key] = row["train_s"] / row["steps"]
     return times
 

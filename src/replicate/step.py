@@ -147,6 +147,11 @@ class GroupStepper:
         self.eager_steps = 0  # steps taken eagerly since this stepper was built (before a capture: warm-up)
         self.seek(0)
 
+    @property
+    def warm_steps(self) -> int:
+        """The steps before a steady one: eager warm-up, recording and a first replay when it captures."""
+        return StepGraph.WARM_STEPS + 1 if self.capture else 1
+
     def seek(self, steps: int) -> None:
         """Point the clip streams at the batch of step `steps` + 1 (clips are pure functions of their index)."""
         self.streams = [

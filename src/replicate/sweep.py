@@ -117,6 +117,11 @@ class Estimator:
         self.rate[key] = group.flops() / elapsed
 
 
+def state_name(group: Group) -> str:
+    """The file name of a paused group's state in DIR/paused/ (its first run id and member count)."""
+    return f"{group.runs[0].run_id}x{len(group.runs)}.pt"
+
+
 def makespan(seconds: list[float], workers: int) -> float:
     """Wall seconds of jobs taken in this order by whichever of `workers` is free first."""
     free = [0.0] * workers
@@ -240,7 +245,7 @@ def sweep(
     stop_at = None if deadline_s is None else start_wall + PAUSE_AT * deadline_s
 
     def state_file(group: Group) -> Path:
-        return out / "paused" / f"{group.runs[0].run_id}x{len(group.runs)}.pt"
+        return out / "paused" / state_name(group)
 
     bar = progress_bar(
         total=round(sum(g.flops() for g in pending)), desc=f"sweep {profile.name}", unit="FLOP", unit_scale=True

@@ -12,7 +12,7 @@ import torch
 
 from replicate.config import TrainConfig
 from replicate.diffusion import ValidationSet, example_losses
-from replicate.step import GroupStepper, StepGraph
+from replicate.step import GroupStepper
 from replicate.train import PowerEMA, resolve_device
 
 
@@ -55,7 +55,7 @@ def run_seconds(
         if ema:
             ema.update(group.model)
 
-    warm = StepGraph.WARM_STEPS + 1 if group.capture else 1  # a captured stepper records at its 4th step
+    warm = group.warm_steps
     for k in range(1, warm + 1):
         step(k)
     example_losses(group.model, val, members=len(cfgs))  # warm-up
@@ -120,13 +120,14 @@ def stream_check(
     rows = []
     for count in counts:
         steppers = [GroupStepper(cfgs, dev, backend, capture=True) for _ in range(count)]
-        for stepper in steppers:  # warm-up, recording and one replay each
-            for k in range(1, StepGraph.WARM_STEPS + 2):
+        warm = steppers[0].warm_steps
+        for stepper in steppers:
+            for k in range(1, warm + 1):
                 stepper.step(k)
         streams = [torch.cuda.Stream(dev) if dev.type == "cuda" else None for _ in steppers]
 
-        def run(steppers: list[GroupStepper] = steppers, streams: list = streams) -> None:
-            for k in range(StepGraph.WARM_STEPS + 2, StepGraph.WARM_STEPS + 2 + rounds):
+        def run(steppers: list[GroupStepper] = steppers, streams: list = streams, first: int = warm + 1) -> None:
+            for k in range(first, first + rounds):
                 for stepper, stream in zip(steppers, streams, strict=True):
                     with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                         stepper.step(k)
