@@ -23,10 +23,12 @@
 # doubling, at each batch size's best learning rate), against how much two seeds of the same cell differ.
 #
 # The measurement (`replicate curvature`, `replicate.fit.curvature`) fits one surface through every
-# checkpoint and batch size (`replicate.fit.surface`):
-# $\log L^*(T, B) = m(T) + c_B (\ln B - \ln B_\mathrm{opt}(T))^2$ with $B_\mathrm{opt} \propto T^{\beta_B}$,
-# where $L^*$ is the loss at that batch size's best learning rate and $c = c_B \ln(2)^2$. Its intervals come
-# from a bootstrap that redraws the seeds of every grid cell, and from the least-squares profile of $c_B$.
+# checkpoint, batch size and learning rate (`replicate.fit.surface`):
+# $\log L(T, B, \eta) = m(T) + c_B (\ln B - \ln B_\mathrm{opt}(T))^2 + c_\eta (\ln \eta - \ln \eta^*(T, B))^2$
+# with $B_\mathrm{opt} \propto T^{\beta_B}$, $\eta^*$ the best learning rate (a power law in $T$ times
+# $(B / B_\mathrm{opt})^r$, the ridge along which the best learning rate grows with $B$), $c_\eta$ steeper above
+# $\eta^*$ than below, and $c = c_B \ln(2)^2$. Its intervals come from a bootstrap that redraws the seeds of
+# every grid cell, and from the least-squares profile of $c_B$.
 # The verdict: *go* at $c \ge 0.3\%$ (a seed count exists that resolves it), *no-go* below $0.1\%$,
 # *marginal* between.
 
@@ -92,7 +94,7 @@ if study is not None and profile is not None:
 #
 # Each point is the loss at that batch size's best learning rate (the one with the lowest mean over the
 # seeds), in percent above the checkpoint's fitted minimum; the bar spans the seeds. The curves are the
-# fitted surface and the triangles its $B_\mathrm{opt}$ at each checkpoint.
+# fitted surface along its best learning rate and the triangles its $B_\mathrm{opt}$ at each checkpoint.
 
 # %% tags=["hide-input"]
 if study is not None:

@@ -3,7 +3,7 @@ one grid cell, for the paper's batch law to be testable at this scale?
 
 From one sweep with several seeds per (B, lr) cell (``replicate curvature RUNS --out summary.json``):
 - the curvature along B, c per doubling^2 (the relative loss increase one doubling of B away from the
-  optimum costs, at each B's best learning rate), from one surface through every (T, B) (fit.surface);
+  optimum costs), from one surface through every (T, B, lr) cell (fit.surface);
 - the seed noise: the relative standard deviation between the seeds of one cell, over all cells and near
   the optimum (each (T, B)'s best learning rate);
 - the share of checkpoints whose B optimum is interior to the grid, and the B_opt exponent in T;
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_strata
-from replicate.fit.optima import batch_profile, cluster_tokens
-from replicate.fit.surface import LN2_SQUARED, fit_batch_surface, fit_lr_surface
+from replicate.fit.optima import SweepCube, batch_profile, cluster_tokens
+from replicate.fit.surface import LN2_SQUARED, fit_surface
 from replicate.fit.table import load_runs
 from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.paper import BATCH_SIZE_LAW
@@ -80,22 +80,15 @@ def interior_fraction(profile: pd.DataFrame) -> dict:
     }
 
 
-def _statistics(
-    runs: pd.DataFrame, weights: np.ndarray | None = None, init: dict | None = None
-) -> tuple[dict, dict, pd.DataFrame]:
-    profile = batch_profile(runs, weights)
-    surface = fit_batch_surface(profile, init)
-    return surface, fit_lr_surface(profile, surface), profile
-
-
 def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> dict:
     """The summary of one readout of a sweep with seeds: `runs` is a validated table (fit.load_runs, whose
     loss_column picks the readout). Raw units: batch sizes in tokens per step, T in tokens."""
     runs = runs[runs["role"] == "fit"].reset_index(drop=True)
-    surface, lr, profile = _statistics(runs)
+    cube = SweepCube.from_runs(runs)
+    surface, lr = fit_surface(cube)
 
     def refit(counts: np.ndarray) -> dict[str, float]:
-        b, eta, _ = _statistics(runs, counts, surface)  # a resample starts from the full data's fit
+        b, eta = fit_surface(cube, counts, surface)  # a resample starts from the full data's fit
         if not b["converged"]:
             return {}
         return {
@@ -110,7 +103,7 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
     samples = bootstrap_runs(refit, runs["run"].nunique(), bootstrap, keys, seed=seed, progress=progress, strata=strata)
     ci = {k: percentile_interval(v) for k, v in samples.items()}
     failed = int(np.sum(~np.isfinite(samples["curvature"])))
-    asymptotic = _curvature_interval(profile, surface)
+    asymptotic = _curvature_interval(cube, surface)
     lows = [c[0] for c in (ci["curvature"], asymptotic) if c]
     highs = [c[1] for c in (ci["curvature"], asymptotic) if c]
     envelope = [min(lows), max(highs)] if lows else None
@@ -125,7 +118,7 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
             "c_b_per_ln2": surface["c_b"],
         },
         "seed_noise": noise,
-        "interior_fraction": interior_fraction(profile),
+        "interior_fraction": interior_fraction(batch_profile(runs)),
         "beta_b": {"value": surface["exp_tokens"], "ci95": ci["beta_b"], "paper": BATCH_SIZE_LAW["exp_tokens"]},
         "b_opt_law": {k: surface[k] for k in ("coef", "exp_tokens", "exp_params")},
         "lr_law": {**lr, "ridge_ci95": ci["ridge"], "exp_tokens_ci95": ci["beta_eta"]},
@@ -143,25 +136,23 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
     }
 
 
-def _curvature_interval(profile: pd.DataFrame, surface: dict) -> list[float] | None:
-    """95% interval of the curvature per doubling^2 by profiling c_B: the values whose refit (m, B_opt law free)
-    raises the residual sum of squares by at most F(1, dof) x its residual variance, a likelihood-ratio interval
-    that treats the profile points as independent."""
+def _curvature_interval(cube: SweepCube, surface: dict) -> list[float] | None:
+    """95% interval of the curvature per doubling^2 by profiling c_B: the values whose refit (everything else
+    free) raises the residual sum of squares by at most F(1, dof) x its residual variance, a likelihood-ratio
+    interval that treats the cells as independent."""
     from scipy.optimize import brentq
     from scipy.stats import f as f_dist
 
     if not surface["converged"]:
         return None
-    p = profile[np.isfinite(profile["val_loss"])]
-    n, k = len(p), surface["n_groups"] + 3 + (0 if surface["one_size"] else 1)
+    n, k = surface["n_points"], surface["n_free"]
     if n <= k:
         return None
-    rss = n * surface["rmse_log"] ** 2
-    limit = rss * (1 + f_dist.ppf(0.95, 1, n - k) / (n - k))
+    limit = surface["rss"] * (1 + f_dist.ppf(0.95, 1, n - k) / (n - k))
 
     def excess(c_b: float) -> float:
         """The residual sum of squares of the surface refitted with its curvature held at c_b, above the limit."""
-        return n * fit_batch_surface(p, surface, curvature=c_b)["rmse_log"] ** 2 - limit
+        return fit_surface(cube, None, surface, curvature=c_b)[0]["rss"] - limit
 
     c = surface["c_b"]
     try:

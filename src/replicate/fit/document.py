@@ -245,14 +245,16 @@ def _surface_entry(stage: Stage, ci: dict) -> dict | None:
         b = {**b, **dict.fromkeys(keys)}
         lr = {**lr, **dict.fromkeys((*keys, "ridge"))}
     return {
-        "method": "one surface through every (N, T, B): log L* = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 with "
-        "B_opt = coef T^exp_tokens N^exp_params, L* the loss at each B's best lr (fit.surface)",
+        "method": "one surface through every (N, T, B, lr) cell: log L = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 "
+        "+ c_lr (ln lr - ln lr*(N, T, B))^2 with B_opt = coef T^exp_tokens N^exp_params and lr* the lr law at "
+        "B_opt times (B / B_opt)^ridge (fit.surface)",
         "converged": b["converged"],
         "batch_size_law": {**{k: b[k] for k in keys}, "ci95": _cis(ci, "surface.batch_size_law", keys)},
         "lr_law": {
             **{k: lr[k] for k in (*keys, "ridge")},
             "ci95": _cis(ci, "surface.lr_law", (*keys, "ridge")),
-            "n_points": lr["n_points"],
+            "curvature_below": lr["c_lo"],
+            "curvature_above": lr["c_hi"],
         },
         "curvature_per_doubling2": {
             "value": b["curvature_per_doubling2"],

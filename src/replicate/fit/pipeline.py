@@ -20,8 +20,8 @@ from replicate.fit.compute import (
 )
 from replicate.fit.laws import HYPER_PARAMS, hyperparameter_law, loss_law, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law
-from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent, profile_frame
-from replicate.fit.surface import fit_batch_surface, fit_lr_surface
+from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent
+from replicate.fit.surface import fit_surface
 from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows
 
 REFERENCE_FLOPS = 1e22  # the video paper compares N_opt with fixed and with optimal hyperparameters here
@@ -177,9 +177,7 @@ def fit_stage(
         if init is not None and init.surface is not None and not init.surface["converged"]:
             surface, surface_lr = init.surface, init.surface_lr  # no curvature in the data: no resample has one
         else:
-            profile = profile_frame(data.cube, optima)
-            surface = fit_batch_surface(profile, None if init is None else init.surface)
-            surface_lr = fit_lr_surface(profile, surface)
+            surface, surface_lr = fit_surface(data.cube, counts, None if init is None else init.surface)
     else:
         points = data.rows
     law, compute = _fit_law(points, counts, data, "loss law", None if init is None else init.law, warnings)
