@@ -67,11 +67,11 @@ results/%/fit.json: results/%/runs.csv
 results/%/fit_ema.json: results/%/runs.csv
 	$(PY) -m replicate fit $< --bootstrap $(BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
 
-# Stage A (the study issue): its sweep runs by hand (hours on the CPU); its summary follows its table (300 seed
-# resamples: each refits the surface for both readouts, about 1.5 s on one core)
+# Stage A (the study issue): its sweep runs by hand (hours on the CPU); its summary follows its table (each seed
+# resample refits the surface for both readouts, about 0.2 s on one core)
 STAGE_A := $(if $(wildcard results/stage_a/runs.csv),results/stage_a/summary.json)
 results/stage_a/summary.json: results/stage_a/runs.csv
-	$(PY) -m replicate curvature $< --bootstrap 300 --out $@ --if-changed
+	$(PY) -m replicate curvature $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
 
 $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
