@@ -33,9 +33,7 @@ from IPython.display import Markdown, display
 
 from replicate import plots, report
 
-study = report.load_study(RESULTS_DIR)
-if study is None:
-    display(Markdown(f"**No sweep results in `{RESULTS_DIR}` yet.** Run `make book PROFILE={PROFILE}`."))
+study = report.open_study(RESULTS_DIR, PROFILE, need_fit=False)
 
 # %% [markdown]
 # ## The grid

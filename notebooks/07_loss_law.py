@@ -43,10 +43,8 @@ from replicate import plots, report
 from replicate.fit import paper_laws
 from replicate.paper import COMPUTE_LAW_FROM_LOSS
 
-study = report.load_study(RESULTS_DIR)
+study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
-if fit is None:
-    display(Markdown(f"**No fit in `{RESULTS_DIR}` yet.** Run `make book PROFILE={PROFILE}`."))
 
 # %% [markdown]
 # ## The fitted loss law

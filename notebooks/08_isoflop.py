@@ -33,10 +33,8 @@ from IPython.display import Markdown, display
 
 from replicate import plots, report
 
-study = report.load_study(RESULTS_DIR)
+study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
-if fit is None:
-    display(Markdown(f"**No fit in `{RESULTS_DIR}` yet.** Run `make book PROFILE={PROFILE}`."))
 
 # %% [markdown]
 # ## Loss against model size at fixed compute

@@ -34,9 +34,7 @@ from replicate import plots, report
 from replicate.config import MOTIONS, SHAPES, ClipConfig
 from replicate.data import frame_strip, make_clips
 
-image = report.load_study(IMAGE_DIR)
-if image is None or image.fit is None:
-    display(Markdown(f"**No image study in `{IMAGE_DIR}` yet.** Run `make book PROFILE={PROFILE}`."))
+image = report.open_study(IMAGE_DIR, PROFILE)
 
 # %% tags=["hide-input"]
 videos, labels = make_clips(ClipConfig(frames=1, height=32, width=32), seed=0, split="train", index=torch.arange(8))

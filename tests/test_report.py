@@ -334,3 +334,19 @@ def test_the_limitations_and_the_scope_sentences_come_from_the_results():
     worst = max(ratios, key=lambda r: abs(math.log(r)))
     assert f"{worst:.3f} times the predicted one" in scope and f"N = {theory['dit_noise'][0]['n_params']:,}" in scope
     assert f"{study.runs['n_params'].max():,.0f} parameters" in report.scale_sentence(study.runs)
+
+
+def test_the_chapters_prologue_says_what_is_missing_and_how_to_make_it(tmp_path, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj.data))
+    assert report.open_study(tmp_path / "none", "smoke") is None
+    synthetic_sweep(widths=(32, 48), tokens=(2**20, 2**21), seed=0).to_csv(tmp_path / "runs.csv", index=False)
+    study = report.open_study(tmp_path, "smoke")
+    assert study is not None and study.fit is None
+    assert report.open_study(tmp_path, "smoke", need_fit=False) is not None  # runs are enough: no note
+    assert shown == [
+        f"**No sweep results in `{tmp_path / 'none'}` yet.** Run `make book PROFILE=smoke`.",
+        f"**No fit in `{tmp_path}` yet.** Run `make book PROFILE=smoke`.",
+    ]

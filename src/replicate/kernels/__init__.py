@@ -1,7 +1,8 @@
 """The DiT block's hot ops behind one backend switch.
 
 backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the test
-oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``flash_attention``);
+oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``clip_attention`` for clips of at
+most 64 tokens, ``flash_attention`` with its backward kernels in ``flash_attention_bwd``);
 "auto" picks Triton for an op on CUDA tensors only where the kernel benchmark measured it faster than eager
 PyTorch on a GPU (TRITON_FASTER), and torch otherwise. ``OPS`` (below) lists every op with its reference,
 an independent formulation, example inputs and its cost. "triton" on CPU tensors runs on Triton's interpreter

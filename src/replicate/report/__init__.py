@@ -29,7 +29,7 @@ from replicate.report.findings import (
     summary_lines,
 )
 from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
-from replicate.report.study import Study, load_json, load_study
+from replicate.report.study import Study, load_json, load_study, open_study
 from replicate.report.tables import (
     clip_sentence,
     dit_noise_scales,
@@ -68,6 +68,7 @@ __all__ = [
     "scale_sentence",
     "load_json",
     "load_study",
+    "open_study",
     "neighbourhood_spread",
     "paper_box",
     "provenance_table",

@@ -35,6 +35,18 @@ def load_study(path: str | Path) -> Study | None:
     )
 
 
+def open_study(path: str | Path, book_profile: str, need_fit: bool = True) -> Study | None:
+    """The chapters' prologue: `load_study(path)`, and where the study (or, with `need_fit`, its fit) is missing,
+    a note in the page that says how to produce it."""
+    study = load_study(path)
+    missing = "sweep results" if study is None else "fit" if need_fit and study.fit is None else None
+    if missing:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"**No {missing} in `{path}` yet.** Run `make book PROFILE={book_profile}`."))
+    return study
+
+
 def load_json(path: str | Path) -> dict | None:
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None

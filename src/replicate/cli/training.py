@@ -1,0 +1,230 @@
+"""``replicate train, sweep, device-run, ingest, status``: the commands that train or schedule training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from replicate.cli.args import check_output_path, positive_float, positive_int
+from replicate.errors import ConfigError
+from replicate.io import write_json
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one Video DiT and validate it at token checkpoints",
+        description="Train one model with a constant learning rate; write its record as JSON.",
+    )
+    p.add_argument("--size", help="a named size (sets width, depth and heads; see replicate.model.MODEL_SIZES)")
+    p.add_argument("--width", type=positive_int, help="hidden size d")
+    p.add_argument("--depth", type=positive_int, help="number of blocks")
+    p.add_argument("--heads", type=positive_int, help="attention heads (width must be divisible by heads)")
+    p.add_argument("--batch-size", type=positive_int, required=True, help="samples per step")
+    p.add_argument("--lr", type=positive_float, required=True, help="peak (constant) learning rate")
+    p.add_argument("--tokens", type=positive_int, required=True, help="training tokens")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-steps", type=int, default=25)
+    p.add_argument("--val-examples", type=positive_int, default=4096, help="validation clips")
+    p.add_argument("--frames", type=positive_int, default=8)
+    p.add_argument("--frame-size", type=positive_int, default=16, help="clip height and width in pixels")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    p.add_argument("--out", type=Path, required=True, help="the record, JSON (rewritten at every checkpoint)")
+    p.add_argument("--save-model", type=Path, help="also save the EMA weights (raw without one) at every checkpoint")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from replicate.config import ClipConfig, ModelConfig, TrainConfig, model_config
+    from replicate.kernels import check_backend
+    from replicate.train import save_model, train
+
+    out = check_output_path(args.out)
+    if args.save_model:
+        check_output_path(args.save_model)
+    check_backend(args.backend)
+    shape = {k: getattr(args, k) for k in ("width", "depth", "heads") if getattr(args, k) is not None}
+    clip = ClipConfig(frames=args.frames, height=args.frame_size, width=args.frame_size)
+    if args.size:
+        model = model_config(args.size, clip=clip, **shape)
+    elif len(shape) == 3:
+        model = ModelConfig(clip=clip, **shape)
+    else:
+        raise ConfigError("give --size, or all of --width, --depth and --heads")
+    cfg = TrainConfig(
+        model,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        tokens=args.tokens,
+        seed=args.seed,
+        warmup_steps=args.warmup_steps,
+        val_examples=args.val_examples,
+    )
+
+    def save(record, model=None, ema=None) -> None:
+        write_json(out, record.to_dict())
+        if model is not None and args.save_model:
+            save_model(ema if ema is not None else model, args.save_model)
+
+    record = train(cfg, device=args.device, backend=args.backend, progress=True, on_checkpoint=save)
+    save(record)
+    last = record.checkpoints[-1] if record.checkpoints else None
+    status = "diverged" if record.diverged else "done"
+    summary = f"; val_loss {last.val_loss:.5f} +- {last.val_loss_se:.5f} at {last.tokens:,} tokens" if last else ""
+    print(f"{status}: N = {record.n_params:,}{summary} -> {out}")
+    return 0
+
+
+def add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep over (model size, batch size, learning rate); resumable",
+        description="Train every run of a profile that out/runs.csv does not hold yet.",
+    )
+    p.add_argument("--profile", required=True, help="smoke, cpu, gpu, or a path to a profile .toml")
+    p.add_argument("--out", type=Path, help="results directory (default: results/PROFILE)")
+    p.add_argument("--workers", type=positive_int, help="groups trained at once (default: the profile's)")
+    p.add_argument(
+        "--deadline-s",
+        type=positive_float,
+        help="stop within this many seconds, then exit 0: runs that would not finish pause "
+        "(state in OUT/paused/) and the same command goes on",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "submitit"),
+        default="local",
+        help="local processes, or submitit (Slurm job arrays; its local executor without Slurm)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    p.add_argument("--dry-run", action="store_true", help="print the number of runs, FLOPs and estimated time")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from replicate.kernels import check_backend
+    from replicate.profile import load_profile
+    from replicate.sweep import sweep
+
+    check_backend(args.backend)
+    profile = load_profile(args.profile)
+    out = args.out or Path("results") / profile.name
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is not a directory")
+    result = sweep(
+        profile,
+        out,
+        workers=args.workers,
+        deadline_s=args.deadline_s,
+        executor=args.executor,
+        device=args.device,
+        backend=args.backend,
+        dry_run=args.dry_run,
+    )
+    if args.dry_run:
+        return 0
+    print(
+        f"sweep {profile.name}: {result.done}/{len(profile.runs)} runs in {out / 'runs.csv'}"
+        f" ({result.diverged} diverged this call)"
+    )
+    if result.left:
+        paused = f", {result.paused} group(s) paused part-way with their state saved" if result.paused else ""
+        print(
+            f"deadline: {result.left} runs left (about {result.left_seconds / 60:.1f} min of work{paused});"
+            " run the same command again to continue"
+        )
+    if result.failed:
+        print(f"{result.failed} group(s) failed (see above); their runs are not in the table", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_device_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "device-run",
+        help="the prepared GPU call: train pending groups under a deadline, results into one folder",
+        description="Train the next pending groups of a study (default: Stage A until it is complete, then the "
+        "study) for at most --deadline-s seconds, resuming from results/<study>/, and write the new rows, paused "
+        "states that fit, the log and step times into --out (at most 8 files; `replicate ingest` merges them).",
+    )
+    p.add_argument("--out", type=Path, required=True, help="an empty folder ($OUT on a device machine)")
+    p.add_argument("--profile", default="next", help="next (Stage A, then the study), or a profile name or .toml")
+    p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
+    p.add_argument("--deadline-s", type=positive_float, default=480.0, help="seconds this call may train")
+    p.add_argument("--workers", type=positive_int, help="groups trained at once (default: the profile's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    p.set_defaults(func=_device_run)
+
+
+def _device_run(args: argparse.Namespace) -> int:
+    from replicate.device_run import check_out, device_run
+    from replicate.kernels import check_backend
+
+    check_backend(args.backend)
+    check_out(args.out)
+    result = device_run(
+        args.out,
+        profile=args.profile,
+        results=args.results,
+        deadline_s=args.deadline_s,
+        workers=args.workers,
+        device=args.device,
+        backend=args.backend,
+    )
+    print(
+        f"device-run {result.profile}: {result.runs_added} runs added, {result.runs_done}/{result.runs_total} "
+        f"done; {len(result.files)} files in {args.out}; merge them with: python -m replicate ingest {args.out}"
+    )
+    if result.error:
+        print(f"device-run: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="merge a device run's folder into results/",
+        description="Merge the rows, paused states, log and step times of a device-run folder into "
+        "results/<study>/ (idempotent; rows that contradict the table's: exit 2, nothing written).",
+    )
+    p.add_argument("folder", type=Path, help="what device-run wrote (the device call's files)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
+    p.set_defaults(func=_ingest)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from replicate.device_run import ingest
+
+    if not args.folder.is_dir():
+        raise ConfigError(f"{args.folder} is not a folder")
+    result = ingest(args.folder, args.results)
+    state = "complete" if result.complete else "not complete yet"
+    print(
+        f"ingest: {result.runs_added} runs added to {result.study / 'runs.csv'} ({result.runs_known} held already), "
+        f"{result.paused} paused states; the study is {state}"
+    )
+    return 0
+
+
+def add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status",
+        help="how many of a study's runs are finished (exit 1 while it is not complete)",
+        description="Finished runs of the study in a results folder against its profile.toml; exit 0 when "
+        "complete, 1 when not (the Makefile renders a study only when it is complete).",
+    )
+    p.add_argument("study", type=Path, help="a results folder, e.g. results/gpu")
+    p.set_defaults(func=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from replicate.runs import study_status
+
+    done, total = study_status(args.study)
+    print(f"{args.study}: {done}/{total} runs finished" + (", complete" if done == total else ""))
+    return 0 if done == total else 1
