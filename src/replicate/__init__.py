@@ -16,13 +16,14 @@ meet only through files: runs.csv (runs.py), fit.json (fit.document) and the tor
                            call and ingest), theory and theory_study (the SGD noise scale)
     analysis, torch-free   fit/ (laws, optima, loss law, compute, bootstrap, fit.json), report/ (study
                            loading, comparisons, sentences, tables), plots (figures), book (notebook post-step)
-    face                   cli (argparse; one library call per subcommand), __main__
+    face                   cli/ (argparse: training and analysis commands, one library call each), __main__
 
 Where a change goes: a kernel in kernels/<op>.py, kernels/reference.py (its reference and its
 written-out formula) and kernels/__init__.py (its dispatcher and catalog entry: tests, benchmark and book
-iterate the catalog); a profile in profiles/NAME.toml (its schema is in profile.py); a law
-in fit/laws.py (its equation), its fitter (fit/optima.py, loss.py or compute.py), fit/pipeline.py (fitted and
-bootstrapped) and fit/document.py (its place in fit.json).
+iterate the catalog); a profile in profiles/NAME.toml (its schema is in profile.py); a new law in its own
+fit/<law>.py (its equation and its fitter, as fit/surface.py), fit/pipeline.py (fitted once per bootstrap
+resample, and the numbers that get intervals) and fit/document.py (its place in fit.json). fit/laws.py holds
+the paper's equations that several fitters share (Eqs. 10-18).
 """
 
 __version__ = "0.1.0"
