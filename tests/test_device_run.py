@@ -166,3 +166,28 @@ def test_a_dry_run_states_the_cost_on_the_devices_that_device_runs_measured(tmp_
     out = _cli("sweep", "--profile", str(tiny), "--out", str(results / "tiny"), "--device", "cpu", "--dry-run")
     # the two 4-clip groups of size a (32 steps each at the measured 3 s per step)
     assert "on NVIDIA H200: 2 of the 5 pending groups have measured step times, about 3.2 min" in out.stdout
+
+
+def test_ingest_turns_the_kernel_benchmark_into_the_kernel_tables(tmp_path, tiny):
+    """The device run's kernel lines (kernels.bench.op_rows, here on the interpreter at a tiny shape) become
+    results/benchmarks/kernels.csv, one row per op and backend, and its autotune line kernels_tuning.json."""
+    from replicate.kernels import OPS
+    from replicate.kernels.bench import COLUMNS, op_rows
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    device_run(out, profile=str(tiny), results=results, deadline_s=600.0, device="cpu")
+    shape = {"width": 32, "depth": 2, "heads": 2, "n_ctx": 16, "batch_samples": 1, "members": 2}
+    peak = {"copy_gbps": 1.0, "matmul_tflops": 1.0}
+    rows, skipped = op_rows([shape], torch.device("cpu"), torch.float32, float("inf"), peak, ("eager", "triton"))
+    assert not skipped and len(rows) == 2 * len(OPS)
+    env = {"device": "test", "torch": "t", "triton": "t", "git_sha": "abc"}
+    with open(out / "bench.jsonl", "a") as f:
+        for row in rows:
+            f.write(json.dumps({"kind": "kernel", **row, **env}) + "\n")
+        f.write(json.dumps({"kind": "autotune", "tuning": [{"kernel": "k", "key": ["1"]}], **env}) + "\n")
+    ingest(out, results)
+    table = _table(results / "benchmarks" / "kernels.csv")
+    assert list(table[0]) == list(COLUMNS) and len(table) == len(rows)
+    assert {(r["op"], r["backend"]) for r in table} == {(op, b) for op in OPS for b in ("eager", "triton")}
+    tuning = json.loads((results / "benchmarks" / "kernels_tuning.json").read_text())
+    assert tuning["tuning"] == [{"kernel": "k", "key": ["1"]}] and tuning["git_sha"] == "abc"

@@ -110,6 +110,29 @@ def test_gelu_tanh_at_any_shape(shape):
     _compare(_triton("gelu_tanh"), op.reference, op.formula, lambda gen: [_randn(gen, *shape) * 4], torch.float32)
 
 
+@pytest.mark.parametrize(("members", "rows", "k", "n"), [(1, 1, 16, 16), (3, 50, 40, 70), (2, 33, 97, 130)])
+def test_linear_gelu_at_odd_shapes(members, rows, k, n):
+    """Tails along every axis of the tiles (32 on the interpreter), one row, one member, K beyond one tile."""
+    op = OPS["linear_gelu"]
+
+    def make(gen):
+        return [_randn(gen, members, rows, k), _randn(gen, members, k, n) / k**0.5, _randn(gen, members, n)]
+
+    _compare(_triton("linear_gelu"), op.reference, op.formula, make, torch.float32)
+
+
+def test_linear_gelu_refuses_mismatched_shapes():
+    x, w, b = (
+        torch.zeros(2, 5, 8, device=DEVICE),
+        torch.zeros(2, 8, 16, device=DEVICE),
+        torch.zeros(2, 16, device=DEVICE),
+    )
+    with pytest.raises(ValueError, match="expected x"):
+        kernels.linear_gelu(x, w[:1], b, backend="triton")
+    with pytest.raises(ValueError, match="bias"):
+        kernels.linear_gelu(x, w, b[:, :8], backend="triton")
+
+
 def test_attention_contiguous_inputs_and_peaked_scores():
     def make(gen):  # large logits: the online softmax must rescale without overflow
         return [_randn(gen, 1, 3, 70, 32) * 4 for _ in range(3)]
@@ -165,7 +188,7 @@ def test_import_compiles_nothing_and_queries_no_driver():
     code = (
         "import sys, replicate.kernels as k; assert 'replicate.kernels.flash_attention' not in sys.modules; "
         "import replicate.kernels.modulate, replicate.kernels.gelu, replicate.kernels.flash_attention, "
-        "replicate.kernels.clip_attention; "
+        "replicate.kernels.clip_attention, replicate.kernels.linear; "
         "import torch; assert not torch.cuda.is_initialized()"
     )
     env = {key: v for key, v in os.environ.items() if key != "TRITON_INTERPRET"}
@@ -195,3 +218,25 @@ def test_short_clips_take_the_whole_clip_kernel_and_long_sequences_flash_attenti
     q = torch.randn(1, 1, clip_attention.CLIP_MAX_SEQ + 1, 16, device=DEVICE)
     with pytest.raises(ValueError, match="at most"):
         clip_attention.attention(q, q, q)
+
+
+def test_the_kernel_benchmark_checks_its_logic_on_the_cpu(tmp_path):
+    """benchmarks/kernels.py --device cpu: every op of the catalog with every backend and the captured step with
+    both, at a tiny shape on the interpreter, into the CSV and the tuning JSON it names."""
+    import csv
+    import json
+
+    out = tmp_path / "kernels.csv"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "kernels.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert {(r["op"], r["backend"]) for r in rows} == {
+        *((op, b) for op in OPS for b in ("eager", "compile", "triton")),
+        ("train_step (captured)", "torch"),
+        ("train_step (captured)", "triton"),
+    }
+    assert all(float(r["ms"]) > 0 for r in rows)
+    assert json.loads((tmp_path / "kernels_tuning.json").read_text())["tuning"] == []  # nothing autotunes on CPU

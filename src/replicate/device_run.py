@@ -10,9 +10,11 @@ returns at most 8 files of at most 16 MiB (64 MiB in all) from $OUT. So a device
 - writes OUT/manifest.json, OUT/runs.csv (the rows it added), OUT/bench.jsonl (one line per finished group:
   its step time), OUT/device_run.log, and as many paused states (OUT/paused_<group>.pt) as the limits allow.
 
-`ingest OUT` puts those into results/<study>/ (rows, paused states, log) and the step times into
-results/benchmarks/device_steps.jsonl. Every file is replaced atomically; ingesting the same folder twice
-changes nothing; a row that differs from the one the table holds for the same run stops it before it writes.
+`ingest OUT` puts those into results/<study>/ (rows, paused states, log), every bench line into
+results/benchmarks/device_steps.jsonl, and the kernel benchmark's rows and autotuning into
+results/benchmarks/kernels.csv and kernels_tuning.json. Every file is replaced atomically; ingesting the same
+folder twice changes nothing; a row that differs from the one the table holds for the same run stops it before
+it writes.
 """
 
 from __future__ import annotations
@@ -33,17 +35,19 @@ import torch
 
 from replicate.errors import ConfigError
 from replicate.io import atomic_write, write_csv, write_json
+from replicate.kernels.bench import op_rows, peaks, write_table
 from replicate.profile import SHAPE_FIELDS, Group, Profile, load_profile
 from replicate.provenance import device_name, git_sha, provenance
 from replicate.runs import COLUMNS, STEP_TIMES, RunsTable, measured_step_seconds, next_profile, read_runs
 from replicate.sweep import Estimator, SweepResult, calibrate, state_name, sweep
-from replicate.timing import capture_check, precision_check, stream_check
+from replicate.timing import backend_rows, capture_check, precision_check, stream_check
 from replicate.train import TrainRecord, resolve_device
 
 MAX_FILES = 8  # what a device call brings back from $OUT
 MAX_FILE_BYTES = 16 * 2**20
 MAX_TOTAL_BYTES = 64 * 2**20
 FIXED_FILES = ("manifest.json", "runs.csv", "bench.jsonl", "device_run.log")
+KERNEL_CHECK_S = 90.0  # the kernel benchmark's share of a device call
 CAPTURE_TOLERANCE = 1e-3  # captured vs eager losses, relative: the same kernels (atomics aside) or a bug
 NEXT = "next"  # the profile a device run trains by default: runs.next_profile
 
@@ -185,10 +189,12 @@ def device_checks(
     """On the profile's smallest group (cheapest step): the captured step against the eager one (raises
     CaptureMismatch if they disagree or capture fails); bf16 autocast against fp32, against a fifth of Stage
     A's seed noise (the rule for keeping bf16; the profiles decide, through TrainConfig.bf16); how many
-    captured groups one process overlaps on separate streams; and, on a GPU, the captured step with PyTorch's
-    ops against the Triton kernels. All go to bench.jsonl; a measurement that fails (other than the first) is
-    a line with its error, and training goes on."""
-    smallest = min(prof.groups, key=lambda g: g.flops() / g.runs[0].cfg.steps)
+    captured groups one process overlaps on separate streams; and, on a GPU, the kernel benchmark (each op
+    against eager PyTorch and torch.compile, the captured step with PyTorch's ops against the Triton kernels,
+    at the smallest and the largest group; lines of kind "kernel" and "autotune"). All go to bench.jsonl; a
+    measurement that fails (other than the first) is a line with its error, and training goes on."""
+    bench_groups = prof.bench_groups()
+    smallest = bench_groups[0]
     base = {"profile": prof.name, **_shape(smallest), "backend": backend, **env}
     try:
         check = capture_check(smallest.cfgs, str(dev), backend)
@@ -229,16 +235,26 @@ def device_checks(
             f"{r['groups']}: {r['group_steps_per_s']:,.0f} group-steps/s" for r in rows
         )
 
-    def backends() -> str:
-        rows = {b: capture_check(smallest.cfgs, str(dev), b, steps=4, timed_steps=100) for b in ("torch", "triton")}
-        _bench_line(out, {"kind": "backend_check", **base, **{f"{b}_{k}": r[k] for b, r in rows.items() for k in r}})
-        return "captured step, PyTorch's ops against the Triton kernels: " + ", ".join(
-            f"{b} {r['graph_ms']:.3f} ms (eager {r['eager_ms']:.3f})" for b, r in rows.items()
+    def kernel_check() -> str:
+        """The kernel benchmark (benchmarks/kernels.py's rows) at the smallest and the largest group, in at most
+        KERNEL_CHECK_S: each op against eager and torch.compile, then the captured step torch vs triton."""
+        deadline, tuning = time.monotonic() + KERNEL_CHECK_S, {}
+        shapes = [dict(zip(SHAPE_FIELDS, g.shape(), strict=True)) for g in bench_groups]
+        rows, skipped = op_rows(shapes, dev, torch.bfloat16, deadline, peaks(dev), tuning=tuning)
+        step_rows, step_skipped = backend_rows([g.cfgs for g in bench_groups], dev, deadline)
+        for row in rows + step_rows:
+            _bench_line(out, {"kind": "kernel", "profile": prof.name, **row, **env})
+        _bench_line(out, {"kind": "autotune", "profile": prof.name, "tuning": list(tuning.values()), **env})
+        steps = ", ".join(f"{r['backend']} {r['ms']:.3f} ms at {r['shape']}" for r in step_rows)
+        return f"kernel benchmark: {len(rows)} op timings, {len(tuning)} autotuned keys; captured step: {steps}" + (
+            f"; skipped past {KERNEL_CHECK_S:.0f} s: {', '.join(skipped + step_skipped)}"
+            if skipped + step_skipped
+            else ""
         )
 
     measures = [("precision_check", precision), ("stream_check", streams)]
     if dev.type == "cuda":  # the Triton kernels run on a GPU (the CPU's interpreter is no timing)
-        measures.append(("backend_check", backends))
+        measures.append(("kernel_check", kernel_check))
     for kind, measure in measures:
         try:
             print(measure())
@@ -378,6 +394,7 @@ def ingest(src: Path, results: Path = Path("results")) -> IngestResult:
         if state.name in done:
             state.unlink()  # its group finished in this call or an earlier one
     _append_new_lines(src / "bench.jsonl", results / STEP_TIMES)
+    _kernel_results(src / "bench.jsonl", results / "benchmarks")
     if (src / "device_run.log").is_file():
         logs = study / "device_logs"
         logs.mkdir(exist_ok=True)
@@ -386,6 +403,18 @@ def ingest(src: Path, results: Path = Path("results")) -> IngestResult:
         if not target.is_file() or target.read_text() != log:
             atomic_write(target, lambda f: f.write(log))
     return IngestResult(study, len(added), len(new) - len(added), paused, finished >= set(order))
+
+
+def _kernel_results(bench: Path, dest: Path) -> None:
+    """A device run's kernel benchmark as results/benchmarks/kernels.csv and kernels_tuning.json (the newest
+    measurement replaces the tables; the step-time file keeps every line). Nothing without one."""
+    lines = [json.loads(line) for line in bench.read_text().splitlines() if line] if bench.is_file() else []
+    rows = [r for r in lines if r.get("kind") == "kernel"]
+    if rows:
+        write_table(dest / "kernels.csv", rows)
+    for r in lines:
+        if r.get("kind") == "autotune":
+            write_json(dest / "kernels_tuning.json", {k: v for k, v in r.items() if k != "kind"})
 
 
 def _append_new_lines(src: Path, dest: Path) -> None:

@@ -96,7 +96,20 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if kernels.resolve_backend(self.backend, x, "linear_gelu") == "triton":  # fc1, bias and GELU in one kernel
+            w, b = stacked_linear(self.fc1)
+            h = kernels.linear_gelu(x.reshape(w.shape[0], -1, x.shape[-1]), w, b, backend="triton")
+            return self.fc2(h.reshape(*x.shape[:-1], -1))
+        # nn.Linear's own matmul on the torch path: the committed studies' numerics, bit for bit
         return self.fc2(kernels.gelu_tanh(self.fc1(x), backend=self.backend))
+
+
+def stacked_linear(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear layer as E stacked ones: the (E, in, out) weight and (E, out) bias of an ensemble's layer
+    (replicate.ensemble.EnsembleLinear, whose members multiply consecutive row blocks), nn.Linear's as E = 1."""
+    if isinstance(linear, nn.Linear):
+        return linear.weight.t()[None], linear.bias[None]
+    return linear.weight, linear.bias
 
 
 Residual = tuple[torch.Tensor, torch.Tensor]  # (gate (B, D), y (B, S, D)): x + gate * y, not yet added

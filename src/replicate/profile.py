@@ -104,6 +104,12 @@ class Run:
 SHAPE_FIELDS = ("width", "depth", "heads", "n_ctx", "batch_samples", "members")
 
 
+def cfgs_shape(cfgs: list[TrainConfig]) -> tuple[int, ...]:
+    """The SHAPE_FIELDS of the members `cfgs` of one group (one model and batch size)."""
+    m = cfgs[0].model
+    return (m.width, m.depth, m.heads, m.n_ctx, cfgs[0].batch_size, len(cfgs))
+
+
 @dataclass(frozen=True)
 class Group:
     """Runs that train together as one ensemble (identical but for learning rate and seed)."""
@@ -116,8 +122,11 @@ class Group:
 
     def shape(self) -> tuple[int, ...]:
         """What its step time depends on, the values of SHAPE_FIELDS."""
-        cfg = self.runs[0].cfg
-        return (cfg.model.width, cfg.model.depth, cfg.model.heads, cfg.model.n_ctx, cfg.batch_size, len(self.runs))
+        return cfgs_shape(self.cfgs)
+
+    def step_flops(self) -> float:
+        """FLOPs per step, validation included, for every member: what orders groups by the cost of a step."""
+        return self.flops() / self.runs[0].cfg.steps
 
     def flops(self) -> float:
         """Exact FLOPs of training plus validation for every member."""
@@ -142,6 +151,12 @@ class Profile:
     design: str = ""  # why the grid is what it is
     slurm: dict = field(default_factory=dict)  # submitit executor parameters
     device: str = ""  # the device type its design assumes ("cuda"); a sweep elsewhere needs --device
+
+    def bench_groups(self) -> list[Group]:
+        """The groups with the cheapest and the dearest step (one where they coincide): the shapes the device
+        checks and the kernel benchmark measure."""
+        ordered = sorted(self.groups, key=Group.step_flops)
+        return ordered[:1] + ordered[-1:] if len(ordered) > 1 else ordered
 
     @property
     def fixed_tokens_per_step(self) -> int:

@@ -84,6 +84,42 @@ def capture_check(
     return {"max_rel_loss_diff": diff, "eager_ms": run(eager), "graph_ms": run(captured), "steps": steps}
 
 
+def backend_rows(
+    groups: list[list[TrainConfig]], device: torch.device, deadline: float, timed_steps: int = 100
+) -> tuple[list[dict], list[str]]:
+    """The captured training step of each group (its members' TrainConfigs) with PyTorch's ops and with the
+    Triton kernels (capture_check); rows in kernels.bench.op_rows' layout, ms per step, speed-up against the
+    torch backend; and the groups skipped because time.monotonic() passed `deadline`."""
+    from replicate.kernels.bench import shape_label
+    from replicate.profile import SHAPE_FIELDS, cfgs_shape
+
+    rows, skipped = [], []
+    for cfgs in groups:
+        label = shape_label(dict(zip(SHAPE_FIELDS, cfgs_shape(cfgs), strict=True)))
+        if time.monotonic() > deadline:
+            skipped.append(f"train_step at {label}")
+            continue
+        ms = {
+            b: capture_check(cfgs, str(device), b, steps=2, timed_steps=timed_steps)["graph_ms"]
+            for b in ("torch", "triton")
+        }
+        for backend, t in ms.items():
+            rows.append(
+                {
+                    "op": "train_step (captured)",
+                    "shape": label,
+                    "dtype": "bf16-autocast" if cfgs[0].bf16 else "fp32",
+                    "backend": backend,
+                    "ms": t,
+                    "speedup_vs_eager": ms["torch"] / t,
+                    "achieved": float("nan"),
+                    "peak": float("nan"),
+                    "unit": "",
+                }
+            )
+    return rows, skipped
+
+
 def precision_check(
     cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 400, last: int = 100
 ) -> dict[str, float]:

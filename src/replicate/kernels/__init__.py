@@ -1,8 +1,9 @@
 """The DiT block's hot ops behind one backend switch.
 
 backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the test
-oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``clip_attention`` for clips of at
-most 64 tokens, ``flash_attention`` with its backward kernels in ``flash_attention_bwd``);
+oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``linear`` for
+linear_gelu, ``clip_attention`` for clips of at most 64 tokens, ``flash_attention`` with its backward kernels
+in ``flash_attention_bwd``);
 "auto" picks Triton for an op on CUDA tensors only where the kernel benchmark measured it faster than eager
 PyTorch on a GPU (TRITON_FASTER), and torch otherwise. ``OPS`` (below) lists every op with its reference,
 an independent formulation, example inputs and its cost. "triton" on CPU tensors runs on Triton's interpreter
@@ -88,6 +89,16 @@ def gelu_tanh(x: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     return reference.gelu_tanh(x)
 
 
+def linear_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """gelu_tanh(x @ w + b) for E stacked linear layers: x (E, M, K), w (E, K, N), b (E, N) -> (E, M, N); on
+    Triton one kernel with the bias and GELU in the matmul's epilogue."""
+    if resolve_backend(backend, x, "linear_gelu") == "triton":
+        from replicate.kernels import linear
+
+        return linear.linear_gelu(x, w, b)
+    return reference.linear_gelu(x, w, b)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Non-causal softmax attention. q, k, v (B, H, S, Dh) -> (B, H, S, Dh); Triton takes Dh in
     ATTENTION_HEAD_DIMS (and "auto" uses torch for other head dims): a whole clip per program up to
@@ -115,15 +126,29 @@ class ExampleInputs:
     stride handling is part of what the tests check."""
 
     def __init__(
-        self, make: Callable[[tuple[int, ...]], torch.Tensor], batch: int, seq: int, width: int, heads: int
+        self,
+        make: Callable[[tuple[int, ...]], torch.Tensor],
+        batch: int,
+        seq: int,
+        width: int,
+        heads: int,
+        members: int | None = None,
     ) -> None:
         self.make, self.batch, self.seq, self.width, self.heads = make, batch, seq, width, heads
+        self.members = members or (2 if batch % 2 == 0 else 1)  # ensemble members among the batch's samples
 
     def tokens(self, multiple: int = 1) -> torch.Tensor:
         return self.make((self.batch, self.seq, multiple * self.width))
 
     def rows(self, n: int) -> list[torch.Tensor]:
         return list(self.make((self.batch, n * self.width)).chunk(n, dim=1))
+
+    def linear(self, out_multiple: int = 4) -> list[torch.Tensor]:
+        """x (E, rows, D), w (E, D, out_multiple D), b (E, out_multiple D): the ensemble's stacked layers, each
+        member's samples as its rows."""
+        e = self.members
+        x = self.make((e, self.batch // e * self.seq, self.width))
+        return [x, self.make((e, self.width, out_multiple * self.width)), self.make((e, out_multiple * self.width))]
 
     def qkv(self) -> list[torch.Tensor]:
         packed = self.make((self.batch, self.seq, 3, self.heads, self.width // self.heads))
@@ -167,6 +192,13 @@ OPS: dict[str, Op] = {
         lambda i: [i.tokens(4)],
         lambda b, s, d, h, es: (5 * 4 * b * s * d * es, None),
     ),
+    "linear_gelu": Op(
+        linear_gelu,
+        reference.linear_gelu,
+        reference.formula_linear_gelu,
+        lambda i: i.linear(4),
+        lambda b, s, d, h, es: (None, 3 * 2 * b * s * d * 4 * d),
+    ),  # a forward matmul and two backward ones
     "attention": Op(
         attention,
         reference.attention,

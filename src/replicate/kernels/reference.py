@@ -24,6 +24,11 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def linear_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """gelu_tanh(x @ w + b) per member: x (E, M, K), w (E, K, N), b (E, N) -> (E, M, N) (the ensemble's fc1)."""
+    return gelu_tanh(torch.baddbmm(b[:, None, :], x, w))
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Non-causal softmax attention, softmax(q k^T / sqrt(Dh)) v. q, k, v (B, H, S, Dh) -> (B, H, S, Dh).
 
@@ -62,6 +67,10 @@ def formula_gated_residual_layernorm_modulate(
 
 def formula_gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def formula_linear_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return formula_gelu_tanh(torch.einsum("emk,ekn->emn", x, w) + b[:, None, :])
 
 
 def formula_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,183 @@
+"""Timing the Triton ops against eager PyTorch and torch.compile at the shapes of a training group: the harness
+that benchmarks/kernels.py prints and the device run records (bench lines of kind "kernel" and "autotune").
+
+Every op of the catalog (kernels.OPS), forward and backward, with the inputs one group hands it: E members x
+B clips of S tokens at width D with H heads, in the ensemble's layout (the row ops and attention see E B
+samples; the stacked first MLP layer multiplies (E, B S, D)). On a GPU each is timed by replaying a CUDA graph
+of many calls (triton.testing.do_bench_cudagraph: no host launch overhead in the numbers, as inside the
+captured training step), eager attention being SDPA (PyTorch's library kernel); on the CPU the Triton
+kernels run on the interpreter and the wall clock times one call: a check of the logic, not a measurement.
+`achieved` is GB/s for the row ops (the bytes a fused forward + backward must move, the same count for every
+backend: an effective bandwidth) and TFLOP/s for the matmul ops, against `peak`, the device's copy bandwidth
+or bf16 matmul rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from replicate.io import write_csv
+from replicate.kernels import OPS, ExampleInputs, Op
+
+BACKENDS = ("eager", "compile", "triton")
+# results/benchmarks/kernels.csv: one row per (op, shape, backend), with the provenance of the device run
+COLUMNS = (
+    "op",
+    "shape",
+    "dtype",
+    "backend",
+    "ms",
+    "speedup_vs_eager",
+    "achieved",
+    "peak",
+    "unit",
+    "device",
+    "torch",
+    "triton",
+    "git_sha",
+)
+
+
+def _ms(fn: Callable[[], object], device: torch.device, leaves: list[torch.Tensor] | None = None) -> float:
+    """Milliseconds per call: the median over replays of a CUDA graph of calls on a GPU, one timed call on CPU."""
+    if device.type == "cuda":
+        from triton.testing import do_bench_cudagraph
+
+        return do_bench_cudagraph(fn, rep=50, grad_to_none=leaves, return_mode="median")
+    fn()  # the first call compiles (torch.compile) or traces; the second is timed
+    start = time.perf_counter()
+    fn()
+    return 1e3 * (time.perf_counter() - start)
+
+
+def peaks(device: torch.device) -> dict[str, float]:
+    """The device's copy bandwidth (GB/s, 1 GiB device to device) and bf16 matmul rate (TFLOP/s, n = 8192);
+    on the CPU small fp32 stand-ins, for the logic only."""
+    n_copy, n_mm, dtype = (2**28, 8192, torch.bfloat16) if device.type == "cuda" else (2**20, 256, torch.float32)
+    src = torch.empty(n_copy, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    a, b = (torch.randn(n_mm, n_mm, device=device, dtype=dtype) for _ in range(2))
+    return {
+        "copy_gbps": 2 * n_copy * 4 / _ms(lambda: dst.copy_(src), device) / 1e6,
+        "matmul_tflops": 2 * n_mm**3 / _ms(lambda: a @ b, device) / 1e9,
+    }
+
+
+def _fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    """A closure running fn forward and backward with fixed random output gradients."""
+    outs = fn(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    grads = [torch.randn_like(o) for o in outs]
+
+    def run() -> None:
+        res = fn(*inputs)
+        torch.autograd.backward(res if isinstance(res, tuple) else (res,), grads)
+
+    return run
+
+
+def _backend_fns(name: str, op: Op, device: torch.device) -> dict[str, Callable]:
+    from replicate import kernels
+
+    return {
+        "eager": op.reference,  # attention: SDPA, which picks its fastest library kernel for the shape
+        # on the CPU only traced (no code generation): the logic check needs no compiler
+        "compile": torch.compile(op.reference, dynamic=False, backend="inductor" if device.type == "cuda" else "eager"),
+        "triton": lambda *a: getattr(kernels, name)(*a, backend="triton"),
+    }
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    """The rows as kernels.csv (COLUMNS; floats to 4 significant digits), atomically."""
+    write_csv(path, COLUMNS, [[f"{r[k]:.4g}" if isinstance(r[k], float) else r[k] for k in COLUMNS] for r in rows])
+
+
+def shape_label(shape: dict) -> str:
+    """A group's shape for tables: E x B clips x S tokens, width D, H heads."""
+    return f"E{shape['members']}xB{shape['batch_samples']}xS{shape['n_ctx']}xD{shape['width']}xH{shape['heads']}"
+
+
+def op_rows(
+    shapes: list[dict],
+    device: torch.device,
+    dtype: torch.dtype,
+    deadline: float,
+    peak: dict[str, float],
+    backends: tuple[str, ...] = BACKENDS,
+    tuning: dict[tuple[str, str], dict] | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Each op of the catalog at each group shape (dicts of profile.SHAPE_FIELDS), forward + backward, with
+    each backend; (rows, cases skipped because time.monotonic() passed `deadline`). A row: op, shape, dtype,
+    backend, ms, speedup_vs_eager, achieved, peak, unit. `tuning` collects the autotuning (record_tuning)."""
+    es = torch.finfo(dtype).bits // 8
+    rows, skipped = [], []
+    for shape in shapes:
+        batch = shape["members"] * shape["batch_samples"]
+        seq, width, heads = shape["n_ctx"], shape["width"], shape["heads"]
+        for name, op in OPS.items():
+            if time.monotonic() > deadline:
+                skipped.append(f"{name} at {shape_label(shape)}")
+                continue
+            leaves: list[torch.Tensor] = []
+
+            def make(dims: tuple[int, ...], made: list[torch.Tensor] = leaves) -> torch.Tensor:
+                made.append(torch.randn(*dims, dtype=dtype, device=device).requires_grad_())
+                return made[-1]
+
+            inputs = op.example(ExampleInputs(make, batch, seq, width, heads, members=shape["members"]))
+            nbytes, flops = op.cost(batch, seq, width, heads, es)
+            fns = _backend_fns(name, op, device)
+            times = {b: _ms(_fwd_bwd(fns[b], inputs), device, leaves) for b in backends}
+            if tuning is not None:
+                record_tuning(tuning)
+            for backend, ms in times.items():
+                achieved = nbytes / ms / 1e6 if nbytes is not None else flops / ms / 1e9
+                rows.append(
+                    {
+                        "op": name,
+                        "shape": shape_label(shape),
+                        "dtype": str(dtype).removeprefix("torch."),
+                        "backend": backend,
+                        "ms": ms,
+                        "speedup_vs_eager": times["eager"] / ms if "eager" in times else float("nan"),
+                        "achieved": achieved,
+                        "peak": peak["copy_gbps"] if nbytes is not None else peak["matmul_tflops"],
+                        "unit": "GB/s" if nbytes is not None else "TFLOP/s",
+                    }
+                )
+    return rows, skipped
+
+
+def _autotuners() -> list[tuple[str, object]]:
+    """(kernel name, its triton autotuner) of every Tunable whose autotuner has been built (it ran on a GPU)."""
+    import sys
+
+    found = []
+    for module_name, module in sorted(sys.modules.items()):
+        if module_name.startswith("replicate.kernels.") and module is not None:
+            for attr, value in vars(module).items():
+                tuned = getattr(value, "__dict__", {}).get("_tuned")  # functools.cached_property's slot
+                if tuned is not None:
+                    found.append((f"{module_name.rsplit('.', 1)[-1]}.{attr}", tuned))
+    return found
+
+
+def record_tuning(seen: dict[tuple[str, str], dict]) -> None:
+    """Add to `seen` every (kernel, tuning key) tuned since the last call: its best config and the timings of
+    every config tried (Triton keeps only the last tuning's, so call this after each case)."""
+    for kernel, tuner in _autotuners():
+        timings = getattr(tuner, "configs_timings", None) or {}
+        for key, best in getattr(tuner, "cache", {}).items():
+            if (kernel, str(key)) not in seen:
+                seen[(kernel, str(key))] = {
+                    "kernel": kernel,
+                    "key": [str(k) for k in key],
+                    "best": str(best),
+                    "timings_ms": {
+                        str(c): t if isinstance(t, float) else list(map(float, t)) for c, t in timings.items()
+                    },
+                }
