@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import kernels, plots, report
 from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
 from replicate.kernels import OPS, ExampleInputs
 from replicate.profile import load_profile
@@ -127,31 +127,17 @@ display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["ou
 # %% [markdown]
 # ## Kernel speed
 #
-# `benchmarks/kernels.py` times each op forward and backward, and a whole training step, against PyTorch eager
-# and `torch.compile` on a GPU, next to the copy bandwidth and matmul rate measured in the same run.
+# `benchmarks/kernels.py` (and the device run, `make device`) times each op forward and backward at the study's
+# shapes, against PyTorch eager and `torch.compile`, and the whole captured training step with PyTorch's ops
+# and with the Triton kernels, next to the copy bandwidth and matmul rate measured in the same run. The table
+# is the newest GPU measurement.
 
 # %% tags=["hide-input"]
 bench = Path("results/benchmarks/kernels.csv")
 if bench.is_file():
     speed = pd.read_csv(bench)
     display(report.table(report.kernel_speed_table(speed), digits=3))
-    rel = speed[(speed.backend == "triton") & (speed.op != "train_step")]["speedup_vs_eager"]
-    step = speed[speed.op == "train_step"].set_index("backend")["speedup_vs_eager"]
-    first = speed.iloc[0]
-    display(
-        Markdown(
-            f"Measured on an {first.device} (torch {first.torch}, triton {first.triton}, commit {first.git_sha}). "
-            f"**Our Triton kernels are not faster than PyTorch here**: forward + backward they run at "
-            f"{rel.min():.2f}-{rel.max():.2f}x eager PyTorch's speed (1 = as fast), and a whole training step of the "
-            f"largest model with them at {step['triton']:.2f}x eager, while `torch.compile` makes that step "
-            f"{step['compile']:.2f}x faster. They were written and tested without a GPU (their block sizes and warp "
-            "counts were never tuned on one), eager PyTorch's fused layer norm and SDPA's flash attention are "
-            "tuned kernels, and at 128 tokens of 64-wide heads attention is too small to gain from tiling. The "
-            "kernels remain the book's readable, tested account of the model's hot ops; backend `auto` therefore "
-            "takes PyTorch's ops on a GPU. (This benchmark predates the whole-clip attention kernel; the device "
-            "run times the captured training step with both backends at the study's own shapes.)"
-        )
-    )
+    display(Markdown(report.kernel_speed_sentence(speed, kernels.TRITON_FASTER)))
 else:
     display(Markdown("**Not measured yet.** Run `python benchmarks/kernels.py` on a GPU to fill this table."))
 

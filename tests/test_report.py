@@ -287,8 +287,34 @@ def test_kernel_speed_table_has_one_row_per_op_and_the_speedups():
     table = report.kernel_speed_table(speed)
     assert len(table) == len(speed.drop_duplicates(["op", "shape"]))
     row = speed[(speed["op"] == "gelu_tanh") & (speed["backend"] == "triton")].iloc[0]
-    got = table.loc[table["op"] == "gelu_tanh", "triton: x eager"].iloc[0]
+    got = table.loc[table["op"] == "gelu_tanh", "triton: x baseline"].iloc[0]
     assert got == pytest.approx(row["speedup_vs_eager"], rel=0.01)  # the benchmark's own ratio, rounded to 4 digits
+    text = report.kernel_speed_sentence(speed, frozenset())
+    assert f"{row['device']}" in text and "not faster for any op" in text and "TRITON_FASTER is empty" in text
+
+
+def test_kernel_speed_reads_a_device_runs_rows_with_the_captured_step_against_torch():
+    rows = [
+        ("gelu_tanh", "eager", 1.0),
+        ("gelu_tanh", "compile", 0.5),
+        ("gelu_tanh", "triton", 0.4),
+        ("attention", "eager", 1.0),
+        ("attention", "compile", 2.0),
+        ("attention", "triton", 2.0),
+        ("train_step (captured)", "torch", 3.0),
+        ("train_step (captured)", "triton", 2.0),
+    ]
+    speed = pd.DataFrame(
+        [{"op": o, "shape": "s", "backend": b, "ms": ms, "device": "GPU", "torch": "t", "triton": "t", "git_sha": "x"}
+         for o, b, ms in rows]
+    )  # fmt: skip
+    table = report.kernel_speed_table(speed).set_index("op")
+    assert table.loc["gelu_tanh", "triton: x faster of eager, compile"] == pytest.approx(1.25)
+    assert table.loc["attention", "triton: x faster of eager, compile"] == pytest.approx(0.5)
+    assert table.loc["train_step (captured)", "triton: x baseline"] == pytest.approx(1.5)
+    text = report.kernel_speed_sentence(speed, frozenset({"gelu_tanh"}))
+    assert "0.50-1.25x" in text and "at least as fast for gelu_tanh." in text and "1.50x (s)" in text
+    assert "takes Triton for gelu_tanh" in text
 
 
 def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):

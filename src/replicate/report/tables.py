@@ -145,17 +145,61 @@ def clip_sentence(profile: Profile) -> str:
     )
 
 
+STEP_OP = "train_step"  # rows whose op starts with this time a whole training step, not one op
+
+
 def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
-    """benchmarks/kernels.py's CSV, one row per op and shape: milliseconds (forward + backward) of eager PyTorch
-    and the speed-up over it of torch.compile and of our Triton kernels (above 1: faster than eager)."""
+    """benchmarks/kernels.py's CSV (or a device run's kernel rows), one row per op and shape: the baseline's
+    milliseconds forward + backward (eager PyTorch; for the captured training step, the step with PyTorch's ops)
+    and the speed-up over it of torch.compile and of our Triton kernels (above 1: faster), and Triton's over the
+    faster of eager and compile where both were timed (the kernels issue's acceptance ratio)."""
     wide = speed.pivot_table(index=["op", "shape"], columns="backend", values="ms", sort=False)
+    nan = pd.Series(float("nan"), index=wide.index)
+    base = wide.get("eager", nan).fillna(wide.get("torch", nan))
     out = pd.DataFrame(
-        {"op": [o for o, _ in wide.index], "shape": [s for _, s in wide.index], "eager (ms)": wide["eager"].to_numpy()}
+        {"op": [o for o, _ in wide.index], "shape": [s for _, s in wide.index], "baseline (ms)": base.to_numpy()}
     )
     for backend in ("compile", "triton"):
         if backend in wide:
-            out[f"{backend}: x eager"] = (wide["eager"] / wide[backend]).to_numpy()
+            out[f"{backend}: x baseline"] = (base / wide[backend]).to_numpy()
+    if {"eager", "compile", "triton"} <= set(wide):
+        out["triton: x faster of eager, compile"] = (wide[["eager", "compile"]].min(axis=1) / wide["triton"]).to_numpy()
     return out
+
+
+def kernel_speed_sentence(speed: pd.DataFrame, faster: frozenset[str]) -> str:
+    """What the kernel table says, generated: the device, Triton's range of speed-ups over the faster of eager
+    and compile per op (or over eager), which ops are at least as fast, the whole step's speed-up, and the ops
+    backend "auto" takes from Triton (`faster`, kernels.TRITON_FASTER)."""
+    table = kernel_speed_table(speed)
+    first = speed.iloc[0]
+    ops = table[~table["op"].str.startswith(STEP_OP)]
+    col = "triton: x faster of eager, compile" if "triton: x faster of eager, compile" in ops else "triton: x baseline"
+    against = "the faster of eager PyTorch and torch.compile" if col.endswith("compile") else "eager PyTorch"
+    ratio = ops[col]
+    winners = sorted(set(ops.loc[ratio >= 1, "op"]))
+    text = (
+        f"Measured on an {first['device']} (torch {first['torch']}, triton {first['triton']}, commit "
+        f"{first['git_sha']}). Forward + backward, our Triton kernels run at {ratio.min():.2f}-{ratio.max():.2f}x "
+        f"the speed of {against} (1 = as fast): "
+        + (f"at least as fast for {', '.join(winners)}." if winners else "**not faster for any op**.")
+    )
+    steps = table[table["op"].str.startswith(STEP_OP)]
+    if len(steps) and "triton: x baseline" in steps:
+        text += " A whole training step with them runs at " + ", ".join(
+            f"{r['triton: x baseline']:.2f}x ({r['shape']})" for _, r in steps.iterrows()
+        )
+        text += " the speed of the step with PyTorch's ops" + (
+            f" (torch.compile: {', '.join(f'{x:.2f}x' for x in steps['compile: x baseline'])})."
+            if "compile: x baseline" in steps and steps["compile: x baseline"].notna().all()
+            else "."
+        )
+    return text + (
+        f" Backend `auto` takes Triton for {', '.join(sorted(faster))} (kernels.TRITON_FASTER) and PyTorch's ops for"
+        " the rest."
+        if faster
+        else " Backend `auto` therefore takes PyTorch's ops on a GPU (kernels.TRITON_FASTER is empty)."
+    )
 
 
 THEORY_QUANTITIES = ("grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max")
