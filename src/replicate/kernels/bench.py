@@ -42,12 +42,15 @@ COLUMNS = (
 )
 
 
-def _ms(fn: Callable[[], object], device: torch.device, leaves: list[torch.Tensor] | None = None) -> float:
-    """Milliseconds per call: the median over replays of a CUDA graph of calls on a GPU, one timed call on CPU."""
+def _ms(fn: Callable[[], object], device: torch.device) -> float:
+    """Milliseconds per call: the median over replays of a CUDA graph of calls on a GPU, one timed call on CPU.
+    Gradients accumulate into the inputs' .grad across calls (one add per input, the same for every backend):
+    resetting them to None, as do_bench_cudagraph's grad_to_none does by detaching in place, would cut the
+    inputs that are views of one tensor (the model's chunks and packed qkv) off their base."""
     if device.type == "cuda":
         from triton.testing import do_bench_cudagraph
 
-        return do_bench_cudagraph(fn, rep=50, grad_to_none=leaves, return_mode="median")
+        return do_bench_cudagraph(fn, rep=50, return_mode="median")
     fn()  # the first call compiles (torch.compile) or traces; the second is timed
     start = time.perf_counter()
     fn()
@@ -111,7 +114,8 @@ def op_rows(
     tuning: dict[tuple[str, str], dict] | None = None,
 ) -> tuple[list[dict], list[str]]:
     """Each op of the catalog at each group shape (dicts of profile.SHAPE_FIELDS), forward + backward, with
-    each backend; (rows, cases skipped because time.monotonic() passed `deadline`). A row: op, shape, dtype,
+    each backend; (rows, cases skipped because time.monotonic() passed `deadline` or failed, with the error).
+    A row: op, shape, dtype,
     backend, ms, speedup_vs_eager, achieved, peak, unit. `tuning` collects the autotuning (record_tuning)."""
     es = torch.finfo(dtype).bits // 8
     rows, skipped = [], []
@@ -122,16 +126,20 @@ def op_rows(
             if time.monotonic() > deadline:
                 skipped.append(f"{name} at {shape_label(shape)}")
                 continue
-            leaves: list[torch.Tensor] = []
 
-            def make(dims: tuple[int, ...], made: list[torch.Tensor] = leaves) -> torch.Tensor:
-                made.append(torch.randn(*dims, dtype=dtype, device=device).requires_grad_())
-                return made[-1]
+            def make(dims: tuple[int, ...]) -> torch.Tensor:
+                return torch.randn(*dims, dtype=dtype, device=device).requires_grad_()
 
             inputs = op.example(ExampleInputs(make, batch, seq, width, heads, members=shape["members"]))
             nbytes, flops = op.cost(batch, seq, width, heads, es)
             fns = _backend_fns(name, op, device)
-            times = {b: _ms(_fwd_bwd(fns[b], inputs), device, leaves) for b in backends}
+            times = {}
+            for b in backends:
+                try:
+                    times[b] = _ms(_fwd_bwd(fns[b], inputs), device)
+                except Exception as err:  # one backend failing (a compile error) must not cost the others' numbers
+                    times[b] = float("nan")
+                    skipped.append(f"{name} {b} at {shape_label(shape)}: {type(err).__name__}: {str(err)[:200]}")
             if tuning is not None:
                 record_tuning(tuning)
             for backend, ms in times.items():
