@@ -36,6 +36,12 @@ def check_device(*tensors: torch.Tensor) -> None:
         )
 
 
+def check_same_dtype(names: str, *tensors: torch.Tensor) -> None:
+    """ValueError unless the tensors (`names` in the message, e.g. "q, k, v") share one dtype."""
+    if len({t.dtype for t in tensors}) > 1:
+        raise ValueError(f"{names} must share a dtype, got {', '.join(str(t.dtype) for t in tensors)}")
+
+
 def unit_stride(t: torch.Tensor) -> torch.Tensor:
     """t with stride 1 along its last dimension (a copy only where it has not)."""
     return t if t.stride(-1) == 1 else t.contiguous()

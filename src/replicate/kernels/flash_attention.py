@@ -27,7 +27,7 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 
 from replicate.kernels import ATTENTION_HEAD_DIMS
-from replicate.kernels._triton import Tunable, check_device, unit_stride
+from replicate.kernels._triton import Tunable, check_device, check_same_dtype, unit_stride
 from replicate.kernels.flash_attention_bwd import _attn_bwd_delta, _attn_bwd_dkdv, _attn_bwd_dq
 
 LOG2E = 1.4426950408889634
@@ -217,8 +217,7 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         )
     if q.shape[-1] not in ATTENTION_HEAD_DIMS:
         raise ValueError(f"head dim must be one of {ATTENTION_HEAD_DIMS}, got {q.shape[-1]}")
-    if not q.dtype == k.dtype == v.dtype:
-        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    check_same_dtype("q, k, v", q, k, v)
 
 
 class FlashAttentionFunction(torch.autograd.Function):

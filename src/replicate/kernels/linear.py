@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from replicate.kernels._triton import Tunable, check_device, matmul_input_dtype
+from replicate.kernels._triton import Tunable, check_device, check_same_dtype, matmul_input_dtype
 from replicate.kernels.gelu import _gelu_bwd, _tanh_terms
 from replicate.kernels.gelu import _launch as _elementwise
 
@@ -99,8 +99,7 @@ def check_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> None:
         )
     if b.shape != (w.shape[0], w.shape[2]):
         raise ValueError(f"bias {tuple(b.shape)} does not match w {tuple(w.shape)}")
-    if not x.dtype == w.dtype == b.dtype:
-        raise ValueError(f"x, w, b must share a dtype, got {x.dtype}, {w.dtype}, {b.dtype}")
+    check_same_dtype("x, w, b", x, w, b)
 
 
 class LinearGeluFunction(torch.autograd.Function):
