@@ -35,6 +35,7 @@ from replicate.fit import (
     validate_runs,
 )
 from replicate.fit import document as fit_document
+from replicate.fit.laws import HYPER_PARAMS
 
 LAW = TRUTH["loss_law"]
 
@@ -600,3 +601,13 @@ def test_anyones_llm_style_table_fits_to_finite_laws():
         assert np.isfinite(fit[law]["exp_tokens" if law != "loss_law" else "alpha_tokens"]), law
     surface = fit["surface"]["batch_size_law"]
     assert fit["surface"]["converged"] and surface["exp_tokens"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_the_holdout_takes_the_headline_surface_laws_where_the_surface_converged():
+    fit = fit_runs(synthetic_sweep(widths=(32, 48, 64), holdout_widths=(96,), seed=3), bootstrap=0)
+    assert fit["surface"]["converged"]
+    laws = {k: fit["surface"][k] for k in ("batch_size_law", "lr_law")}
+    for row in fit["holdout"]:
+        for key, law in (("predicted_batch_size", "batch_size_law"), ("predicted_lr", "lr_law")):
+            want = hyperparameter_law(row["tokens"], row["n_params"], **{k: laws[law][k] for k in HYPER_PARAMS})
+            assert row[key] == pytest.approx(want, rel=1e-9)

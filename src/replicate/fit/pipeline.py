@@ -261,12 +261,13 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
 
 
 def holdout_predictions(stage: Stage, data: FitData) -> list[dict]:
+    """The held-out points predicted by the loss law and the headline hyperparameter laws: the surface fit's
+    where it converged (as `replicate predict`), else the per-(N, T) optima's."""
+    batch_law, lr_law = stage.batch_size_law, stage.lr_law
+    if stage.surface is not None and stage.surface["converged"]:
+        batch_law, lr_law = stage.surface, stage.surface_lr
     return predict_holdout(
-        data.holdout.n,
-        data.holdout.t,
-        stage.law.params() if stage.law.converged else None,
-        stage.batch_size_law,
-        stage.lr_law,
+        data.holdout.n, data.holdout.t, stage.law.params() if stage.law.converged else None, batch_law, lr_law
     )
 
 
