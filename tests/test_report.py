@@ -223,6 +223,13 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]
     assert f"**{summary['verdict']}**" in lines[1]
     assert not any("No-go at this scale" in line for line in lines)  # a curvature of 0.4% is a go
+    # the planted best lr does not move with B: a ridge near 0, which excludes both scaling rules
+    ridge = next(line for line in lines if line.startswith("Along B the best learning rate"))
+    assert f"B^{summary['lr_law']['ridge']:.2f}" in ridge and ridge.count("excludes") == 2
+    sqrt_rule = copy.deepcopy(summary)
+    sqrt_rule["lr_law"].update(ridge=0.5, ridge_ci95=[0.45, 0.55])
+    ridge = next(line for line in stage_a.verdict_lines(sqrt_rule, 40, 40) if line.startswith("Along B"))
+    assert "contains Adam's square-root rule (0.5); excludes SGD's linear rule (1)" in ridge
     flat = copy.deepcopy(summary)
     flat.update(verdict="no-go", seeds_needed=10**6)
     lines = stage_a.verdict_lines(flat, 40, 40)

@@ -51,6 +51,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
             f"B_opt exponent in T (paper {BATCH_SIZE_LAW['exp_tokens']})": f"{beta['value']:.3g} {fmt_ci(beta['ci95'])}"
             if beta["value"] is not None and part["verdict"] != "no-go"
             else ("not identified (flat along B)" if beta["value"] is not None else "-"),
+            "best lr grows as B^r: r (SGD's linear rule 1, Adam's square root 0.5)": _ridge(part["lr_law"]),
             "seeds per cell for noise <= c / 3": _seeds(part["seeds_needed"]),
             "verdict": part["verdict"],
         }
@@ -102,6 +103,17 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
                 else "more than a thousand seeds per cell: out of reach."
             )
         )
+    ridge, ridge_ci = summary["lr_law"].get("ridge"), summary["lr_law"].get("ridge_ci95")
+    if ridge is not None and ridge_ci:
+        inside = {name: ridge_ci[0] <= value <= ridge_ci[1] for name, value in LR_RULES.items()}
+        lines.append(
+            f"Along B the best learning rate grows as B^{ridge:.2f} {fmt_ci(ridge_ci)} (the surface's ridge r): "
+            "the interval "
+            + "; ".join(
+                f"{'contains' if ok else 'excludes'} {name} ({LR_RULES[name]:g})" for name, ok in inside.items()
+            )
+            + "."
+        )
     beta = summary["beta_b"]
     if summary["verdict"] == "no-go":
         interior = summary["interior_fraction"]
@@ -128,6 +140,15 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
             f"{beta['paper']:.3f}); the interval {relation}."
         )
     return lines
+
+
+LR_RULES = {"Adam's square-root rule": 0.5, "SGD's linear rule": 1.0}  # lr_opt ~ B^r below the noise scale
+
+
+def _ridge(lr_law: dict) -> str:
+    """The ridge r with its interval, or "-" where the surface did not converge."""
+    r = lr_law.get("ridge")
+    return "-" if r is None or not math.isfinite(r) else f"{r:.3g} {fmt_ci(lr_law.get('ridge_ci95'))}"
 
 
 def _seeds(needed: int | None) -> str:
