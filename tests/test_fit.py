@@ -611,3 +611,18 @@ def test_the_holdout_takes_the_headline_surface_laws_where_the_surface_converged
         for key, law in (("predicted_batch_size", "batch_size_law"), ("predicted_lr", "lr_law")):
             want = hyperparameter_law(row["tokens"], row["n_params"], **{k: laws[law][k] for k in HYPER_PARAMS})
             assert row[key] == pytest.approx(want, rel=1e-9)
+
+
+def test_a_surface_whose_minimum_lies_off_the_grid_still_reports_its_curvature_and_ridge_with_intervals():
+    """B_opt planted 3 doublings below the smallest batch (as in the cpu study): no B_opt law (nor intervals from
+    the resamples that place a vertex on the grid), but the curvature and the lr-B ridge are the surface's shape,
+    with intervals over every resample."""
+    runs = synthetic_sweep(widths=(32, 48, 64), n_batch=11, seed=4)
+    runs = runs[runs["batch_size"] >= np.sort(runs["batch_size"].unique())[-3]]  # 3 doublings above B_opt
+    surface = fit_runs(runs, bootstrap=20)["surface"]
+    assert not surface["converged"] and surface["batch_size_law"]["exp_tokens"] is None
+    assert all(v is None for v in surface["batch_size_law"]["ci95"].values())
+    curvature = surface["curvature_per_doubling2"]
+    assert 0 < curvature["ci95"][0] <= curvature["value"] <= curvature["ci95"][1]  # a slope with a bend: c > 0
+    lo, hi = surface["lr_law"]["ci95"]["ridge"]
+    assert lo <= surface["lr_law"]["ridge"] <= hi and abs(surface["lr_law"]["ridge"]) < 0.1  # planted: 0

@@ -89,12 +89,12 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
 
     def refit(counts: np.ndarray) -> dict[str, float]:
         b, eta = fit_surface(cube, counts, surface)  # a resample starts from the full data's fit
-        if not b["converged"]:
-            return {}
+        # the curvature and the ridge count in every resample, a minimum along B or not (a resample without one
+        # is flat or sloped: leaving it out would bias the interval upward); B_opt's exponents only where defined
         return {
             "curvature": b["curvature_per_doubling2"],
-            "beta_b": b["exp_tokens"],
             "ridge": eta["ridge"],
+            "beta_b": b["exp_tokens"],
             "beta_eta": eta["exp_tokens"],
         }
 

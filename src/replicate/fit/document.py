@@ -241,18 +241,21 @@ def _surface_entry(stage: Stage, ci: dict) -> dict | None:
         return None
     b, lr = stage.surface, stage.surface_lr
     keys = ("coef", "exp_tokens", "exp_params")
-    if not b["converged"]:  # no positive curvature along B: the loss has no minimum in B to locate
+    # no minimum along B to locate: no laws (nor the intervals of the few resamples that found one), but the
+    # surface's curvature and ridge stand
+    law_ci = {} if not b["converged"] else ci
+    if not b["converged"]:
         b = {**b, **dict.fromkeys(keys)}
-        lr = {**lr, **dict.fromkeys((*keys, "ridge"))}
+        lr = {**lr, **dict.fromkeys(keys)}
     return {
         "method": "one surface through every (N, T, B, lr) cell: log L = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 "
         "+ c_lr (ln lr - ln lr*(N, T, B))^2 with B_opt = coef T^exp_tokens N^exp_params and lr* the lr law at "
         "B_opt times (B / B_opt)^ridge (fit.surface)",
         "converged": b["converged"],
-        "batch_size_law": {**{k: b[k] for k in keys}, "ci95": _cis(ci, "surface.batch_size_law", keys)},
+        "batch_size_law": {**{k: b[k] for k in keys}, "ci95": _cis(law_ci, "surface.batch_size_law", keys)},
         "lr_law": {
             **{k: lr[k] for k in (*keys, "ridge")},
-            "ci95": _cis(ci, "surface.lr_law", (*keys, "ridge")),
+            "ci95": {**_cis(law_ci, "surface.lr_law", keys), "ridge": ci.get("surface.lr_law.ridge")},
             "curvature_below": lr["c_lo"],
             "curvature_above": lr["c_hi"],
         },

@@ -174,10 +174,7 @@ def fit_stage(
         batch_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_batch"][used]))
         lr_law = fit_hyperparameter_law(t_used, n_used, np.exp(optima["log_lr"][used]))
         lr_batch = lr_batch_exponent(optima, data.cube.batch_size)
-        if init is not None and init.surface is not None and not init.surface["converged"]:
-            surface, surface_lr = init.surface, init.surface_lr  # no curvature in the data: no resample has one
-        else:
-            surface, surface_lr = fit_surface(data.cube, counts, None if init is None else init.surface)
+        surface, surface_lr = fit_surface(data.cube, counts, None if init is None else init.surface)
     else:
         points = data.rows
     law, compute = _fit_law(points, counts, data, "loss law", None if init is None else init.law, warnings)
@@ -248,12 +245,13 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
             out[f"{name}.{k}"] = getattr(stage, name)[k]
     if stage.lr_batch_exponent is not None:
         out["lr_batch_exponent"] = stage.lr_batch_exponent
-    if stage.surface is not None:
+    if stage.surface is not None:  # the laws where the surface has a minimum along B; its shape in any case
         ok = stage.surface["converged"]
-        for k in ("coef", "exp_tokens", "exp_params", "curvature_per_doubling2"):
+        for k in HYPER_PARAMS:
             out[f"surface.batch_size_law.{k}"] = stage.surface[k] if ok else np.nan
-        for k in ("coef", "exp_tokens", "exp_params", "ridge"):
             out[f"surface.lr_law.{k}"] = stage.surface_lr[k] if ok else np.nan
+        out["surface.batch_size_law.curvature_per_doubling2"] = stage.surface["curvature_per_doubling2"]
+        out["surface.lr_law.ridge"] = stage.surface_lr["ridge"]
     for i, pred in enumerate(holdout_predictions(stage, data)):
         for k, v in pred.items():
             out[f"holdout.{i}.{k}"] = v

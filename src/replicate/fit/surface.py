@@ -128,7 +128,9 @@ def fit_surface(
     with its offset m (`optima`), rmse_log and rss (weighted), n_points (cells), n_groups, n_free (fitted
     parameters), one_size, converged, and `params` (the solution, a starting point for refits). lr: the
     eta_opt law at B_opt (coef, exp_tokens, exp_params), the ridge r, the curvatures c_lo and c_hi, n_points.
-    NaNs where the data cannot identify the surface (fewer than 3 batch sizes, or too few cells). `init` (an
+    Not converged (no minimum along B): the B_opt and eta_opt laws are NaN, the curvatures and the ridge are
+    still the fitted surface's. NaNs where the data cannot identify the surface (fewer than 3 batch sizes, or
+    too few cells). `init` (an
     earlier result on the same cube, e.g. the full data's for a bootstrap resample) is the one starting point.
     `curvature` holds c_B (per ln B^2) at that value and fits the rest (a profile of the fit along c_B).
     """
@@ -199,18 +201,25 @@ def fit_surface(
     q = full(fit.x, best_start)
     m, a, beta, gamma, c_b, a_eta, beta_eta, gamma_eta, ridge, c_lo, c_hi = model.unpack(q)
     rss = float(2 * fit.cost)
-    fitted = {**failed, "rss": rss, "rmse_log": float(np.sqrt(rss / np.sum(model.sw**2))), "params": q}
+    # the curvatures and the ridge are the surface's shape, defined whether or not it has a minimum along B
+    fitted = {
+        **failed,
+        "rss": rss,
+        "rmse_log": float(np.sqrt(rss / np.sum(model.sw**2))),
+        "params": q,
+        "c_b": float(c_b),
+        "curvature_per_doubling2": float(c_b * LN2_SQUARED),
+    }
+    shape = {**lr_failed, "ridge": float(ridge), "c_lo": float(c_lo), "c_hi": float(c_hi)}
     if c_b <= MIN_CURVATURE:  # no minimum along B: B_opt is not defined, whatever the solver left in a and beta
-        return {**fitted, "c_b": float(c_b), "curvature_per_doubling2": float(c_b * LN2_SQUARED)}, lr_failed
+        return fitted, shape
     log_b_opt = a + beta * np.log(cube.tokens / t0) + gamma * np.log(cube.n_params / n0)
     log_grid = np.log(cube.batch_size)
     within = (log_b_opt > log_grid[0] - np.log(2)) & (log_b_opt < log_grid[-1] + np.log(2))
     if not within.any():  # a vertex far beyond the grid everywhere: the fit has found a slope, not a minimum
-        return {**fitted, "c_b": float(c_b), "curvature_per_doubling2": float(c_b * LN2_SQUARED)}, lr_failed
+        return fitted, shape
     batch = {
         **fitted,
-        "c_b": float(c_b),
-        "curvature_per_doubling2": float(c_b * LN2_SQUARED),
         "coef": float(np.exp(a - beta * np.log(t0) - gamma * np.log(n0))),
         "exp_tokens": float(beta),
         "exp_params": np.nan if one_size else float(gamma),
@@ -221,13 +230,10 @@ def fit_surface(
         ],
     }
     lr = {
+        **shape,
         "coef": float(np.exp(a_eta - beta_eta * np.log(t0) - gamma_eta * np.log(n0))),
         "exp_tokens": float(beta_eta),
         "exp_params": np.nan if one_size else float(gamma_eta),
-        "ridge": float(ridge),
-        "c_lo": float(c_lo),
-        "c_hi": float(c_hi),
-        "n_points": len(y),
     }
     return batch, lr
 
