@@ -130,7 +130,9 @@ display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["ou
 # `benchmarks/kernels.py` (and the device run, `make device`) times each op forward and backward at the study's
 # shapes, against PyTorch eager and `torch.compile`, and the whole captured training step with PyTorch's ops
 # and with the Triton kernels, next to the copy bandwidth and matmul rate measured in the same run. The table
-# is the newest GPU measurement.
+# is the newest GPU measurement: the baseline's milliseconds (eager PyTorch; for the captured step, the step
+# with PyTorch's ops), the speed-up over it of `torch.compile` and of the Triton kernels (x, above 1: faster),
+# and the kernels' speed-up over the faster of eager and compile (`triton x best`).
 
 # %% tags=["hide-input"]
 bench = Path("results/benchmarks/kernels.csv")

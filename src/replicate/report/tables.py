@@ -146,24 +146,25 @@ def clip_sentence(profile: Profile) -> str:
 
 
 STEP_OP = "train_step"  # rows whose op starts with this time a whole training step, not one op
+BEST_OF = "triton x best"  # Triton's speed-up over the faster of eager and torch.compile
 
 
 def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
     """benchmarks/kernels.py's CSV (or a device run's kernel rows), one row per op and shape: the baseline's
-    milliseconds forward + backward (eager PyTorch; for the captured training step, the step with PyTorch's ops)
-    and the speed-up over it of torch.compile and of our Triton kernels (above 1: faster), and Triton's over the
-    faster of eager and compile where both were timed (the kernels issue's acceptance ratio)."""
+    milliseconds forward + backward (eager PyTorch; for the captured training step, the step with PyTorch's ops),
+    the speed-up over it of torch.compile and of our Triton kernels ("x", above 1: faster), and Triton's over
+    the faster of eager and compile where both were timed (BEST_OF, the kernels issue's acceptance ratio)."""
     wide = speed.pivot_table(index=["op", "shape"], columns="backend", values="ms", sort=False)
     nan = pd.Series(float("nan"), index=wide.index)
     base = wide.get("eager", nan).fillna(wide.get("torch", nan))
     out = pd.DataFrame(
-        {"op": [o for o, _ in wide.index], "shape": [s for _, s in wide.index], "baseline (ms)": base.to_numpy()}
+        {"op": [o for o, _ in wide.index], "shape": [s for _, s in wide.index], "baseline ms": base.to_numpy()}
     )
     for backend in ("compile", "triton"):
         if backend in wide:
-            out[f"{backend}: x baseline"] = (base / wide[backend]).to_numpy()
+            out[f"{backend} x"] = (base / wide[backend]).to_numpy()
     if {"eager", "compile", "triton"} <= set(wide):
-        out["triton: x faster of eager, compile"] = (wide[["eager", "compile"]].min(axis=1) / wide["triton"]).to_numpy()
+        out[BEST_OF] = (wide[["eager", "compile"]].min(axis=1) / wide["triton"]).to_numpy()
     return out
 
 
@@ -174,8 +175,8 @@ def kernel_speed_sentence(speed: pd.DataFrame, faster: frozenset[str]) -> str:
     table = kernel_speed_table(speed)
     first = speed.iloc[0]
     ops = table[~table["op"].str.startswith(STEP_OP)]
-    col = "triton: x faster of eager, compile" if "triton: x faster of eager, compile" in ops else "triton: x baseline"
-    against = "the faster of eager PyTorch and torch.compile" if col.endswith("compile") else "eager PyTorch"
+    col = BEST_OF if BEST_OF in ops else "triton x"
+    against = "the faster of eager PyTorch and torch.compile" if col == BEST_OF else "eager PyTorch"
     ratio = ops[col]
     winners = sorted(set(ops.loc[ratio >= 1, "op"]))
     text = (
@@ -185,13 +186,13 @@ def kernel_speed_sentence(speed: pd.DataFrame, faster: frozenset[str]) -> str:
         + (f"at least as fast for {', '.join(winners)}." if winners else "**not faster for any op**.")
     )
     steps = table[table["op"].str.startswith(STEP_OP)]
-    if len(steps) and "triton: x baseline" in steps:
+    if len(steps) and "triton x" in steps:
         text += " A whole training step with them runs at " + ", ".join(
-            f"{r['triton: x baseline']:.2f}x ({r['shape']})" for _, r in steps.iterrows()
+            f"{r['triton x']:.2f}x ({r['shape']})" for _, r in steps.iterrows()
         )
         text += " the speed of the step with PyTorch's ops" + (
-            f" (torch.compile: {', '.join(f'{x:.2f}x' for x in steps['compile: x baseline'])})."
-            if "compile: x baseline" in steps and steps["compile: x baseline"].notna().all()
+            f" (torch.compile: {', '.join(f'{x:.2f}x' for x in steps['compile x'])})."
+            if "compile x" in steps and steps["compile x"].notna().all()
             else "."
         )
     return text + (
