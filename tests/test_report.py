@@ -294,7 +294,7 @@ def test_kernel_speed_table_has_one_row_per_op_and_the_speedups():
     table = report.kernel_speed_table(speed)
     assert len(table) == len(speed.drop_duplicates(["op", "shape"]))
     row = speed[(speed["op"] == "gelu_tanh") & (speed["backend"] == "triton")].iloc[0]
-    got = table.loc[table["op"] == "gelu_tanh", "triton x"].iloc[0]
+    got = table.loc[table["op"] == "GELU", "triton x"].iloc[0]
     assert got == pytest.approx(row["speedup_vs_eager"], rel=0.01)  # the benchmark's own ratio, rounded to 4 digits
     text = report.kernel_speed_sentence(speed, frozenset())
     assert f"{row['device']}" in text and "not faster for any op" in text and "TRITON_FASTER is empty" in text
@@ -316,11 +316,11 @@ def test_kernel_speed_reads_a_device_runs_rows_with_the_captured_step_against_to
          for o, b, ms in rows]
     )  # fmt: skip
     table = report.kernel_speed_table(speed).set_index("op")
-    assert table.loc["gelu_tanh", "triton x best"] == pytest.approx(1.25)
+    assert table.loc["GELU", "triton x best"] == pytest.approx(1.25)
     assert table.loc["attention", "triton x best"] == pytest.approx(0.5)
-    assert table.loc["train_step (captured)", "triton x"] == pytest.approx(1.5)
+    assert table.loc["training step (captured)", "triton x"] == pytest.approx(1.5)
     text = report.kernel_speed_sentence(speed, frozenset({"gelu_tanh"}))
-    assert "0.50-1.25x" in text and "at least as fast for gelu_tanh." in text and "1.50x (s)" in text
+    assert "0.50-1.25x" in text and "at least as fast for GELU." in text and "1.50x (s)" in text
     assert "takes Triton for gelu_tanh" in text
 
 

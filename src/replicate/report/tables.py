@@ -147,6 +147,15 @@ def clip_sentence(profile: Profile) -> str:
 
 STEP_OP = "train_step"  # rows whose op starts with this time a whole training step, not one op
 BEST_OF = "triton x best"  # Triton's speed-up over the faster of eager and torch.compile
+OP_LABELS = {  # the catalog's op names, as the book's table shows them (words wrap; identifiers do not)
+    "layernorm_modulate": "LN-modulate",
+    "gated_residual_layernorm_modulate": "residual + LN-modulate",
+    "gated_residual": "gated residual",
+    "gelu_tanh": "GELU",
+    "linear_gelu": "linear + GELU",
+    "train_step": "training step",
+    "train_step (captured)": "training step (captured)",
+}
 
 
 def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +167,11 @@ def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
     nan = pd.Series(float("nan"), index=wide.index)
     base = wide.get("eager", nan).fillna(wide.get("torch", nan))
     out = pd.DataFrame(
-        {"op": [o for o, _ in wide.index], "shape": [s for _, s in wide.index], "baseline ms": base.to_numpy()}
+        {
+            "op": [OP_LABELS.get(o, o) for o, _ in wide.index],
+            "shape": [s for _, s in wide.index],
+            "baseline ms": base.to_numpy(),
+        }
     )
     for backend in ("compile", "triton"):
         if backend in wide:
@@ -172,9 +185,9 @@ def kernel_speed_sentence(speed: pd.DataFrame, faster: frozenset[str]) -> str:
     """What the kernel table says, generated: the device, Triton's range of speed-ups over the faster of eager
     and compile per op (or over eager), which ops are at least as fast, the whole step's speed-up, and the ops
     backend "auto" takes from Triton (`faster`, kernels.TRITON_FASTER)."""
-    table = kernel_speed_table(speed)
     first = speed.iloc[0]
-    ops = table[~table["op"].str.startswith(STEP_OP)]
+    is_step = speed["op"].str.startswith(STEP_OP)
+    ops = kernel_speed_table(speed[~is_step])
     col = BEST_OF if BEST_OF in ops else "triton x"
     against = "the faster of eager PyTorch and torch.compile" if col == BEST_OF else "eager PyTorch"
     ratio = ops[col]
@@ -185,7 +198,7 @@ def kernel_speed_sentence(speed: pd.DataFrame, faster: frozenset[str]) -> str:
         f"the speed of {against} (1 = as fast): "
         + (f"at least as fast for {', '.join(winners)}." if winners else "**not faster for any op**.")
     )
-    steps = table[table["op"].str.startswith(STEP_OP)]
+    steps = kernel_speed_table(speed[is_step]) if is_step.any() else pd.DataFrame()
     if len(steps) and "triton x" in steps:
         text += " A whole training step with them runs at " + ", ".join(
             f"{r['triton x']:.2f}x ({r['shape']})" for _, r in steps.iterrows()
