@@ -89,8 +89,9 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
 
     def refit(counts: np.ndarray) -> dict[str, float]:
         b, eta = fit_surface(cube, counts, surface)  # a resample starts from the full data's fit
-        # the curvature and the ridge count in every resample, a minimum along B or not (a resample without one
-        # is flat or sloped: leaving it out would bias the interval upward); B_opt's exponents only where defined
+        # the curvature and the ridge count in every resample, a minimum along B or not: a resample without one
+        # is flat or sloped, its curvature small (bent only as far as fit.surface.VERTEX_REACH lets the vertex
+        # go), and leaving it out would bias the interval upward; B_opt's exponents only where defined
         return {
             "curvature": b["curvature_per_doubling2"],
             "ridge": eta["ridge"],

@@ -241,11 +241,11 @@ def _surface_entry(stage: Stage, ci: dict) -> dict | None:
         return None
     b, lr = stage.surface, stage.surface_lr
     keys = ("coef", "exp_tokens", "exp_params")
-    # no minimum along B to locate: no laws (nor the intervals of the few resamples that found one), but the
-    # surface's curvature and ridge stand
+    # no minimum along B to locate: no laws and no curvature (a parabola through a slope bends by whatever its
+    # far vertex allows), nor the intervals of the few resamples that found one; the lr-B ridge stands
     law_ci = {} if not b["converged"] else ci
     if not b["converged"]:
-        b = {**b, **dict.fromkeys(keys)}
+        b = {**b, **dict.fromkeys((*keys, "curvature_per_doubling2"))}
         lr = {**lr, **dict.fromkeys(keys)}
     return {
         "method": "one surface through every (N, T, B, lr) cell: log L = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 "
@@ -261,7 +261,7 @@ def _surface_entry(stage: Stage, ci: dict) -> dict | None:
         },
         "curvature_per_doubling2": {
             "value": b["curvature_per_doubling2"],
-            "ci95": ci.get("surface.batch_size_law.curvature_per_doubling2"),
+            "ci95": law_ci.get("surface.batch_size_law.curvature_per_doubling2"),
         },
         "rmse_log": b["rmse_log"],
         "n_points": b["n_points"],

@@ -245,12 +245,12 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
             out[f"{name}.{k}"] = getattr(stage, name)[k]
     if stage.lr_batch_exponent is not None:
         out["lr_batch_exponent"] = stage.lr_batch_exponent
-    if stage.surface is not None:  # the laws where the surface has a minimum along B; its shape in any case
+    if stage.surface is not None:  # the laws and curvature where the surface has a minimum along B; the ridge always
         ok = stage.surface["converged"]
-        for k in HYPER_PARAMS:
+        for k in (*HYPER_PARAMS, "curvature_per_doubling2"):
             out[f"surface.batch_size_law.{k}"] = stage.surface[k] if ok else np.nan
+        for k in HYPER_PARAMS:
             out[f"surface.lr_law.{k}"] = stage.surface_lr[k] if ok else np.nan
-        out["surface.batch_size_law.curvature_per_doubling2"] = stage.surface["curvature_per_doubling2"]
         out["surface.lr_law.ridge"] = stage.surface_lr["ridge"]
     for i, pred in enumerate(holdout_predictions(stage, data)):
         for k, v in pred.items():

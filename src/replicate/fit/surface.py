@@ -31,6 +31,7 @@ from replicate.fit.optima import SweepCube
 
 LN2_SQUARED = np.log(2.0) ** 2
 MIN_CURVATURE = 1e-6  # c_B per ln(B)^2 below which the fit has found no minimum along B (its bound is 0)
+VERTEX_REACH = 10  # doublings beyond the batch grid within which the fit may place B_opt (at the data's centre)
 LR_WINDOW = 4.0  # cells whose lr is within this factor of their (N, T, B)'s best cell enter the fit
 _SHAPE = ("a", "beta", "c_b", "a_eta", "beta_eta", "ridge", "c_lo", "c_hi")  # after m; then gamma, gamma_eta
 _LR_KEYS = ("coef", "exp_tokens", "exp_params", "ridge")
@@ -161,8 +162,13 @@ def fit_surface(
 
     # curvatures cannot be negative: where the loss has no minimum along B the fit stops at c_B = 0 (not
     # converged) instead of wandering off with B_opt
-    lower = np.full(n_par, -np.inf)
+    lower, upper = np.full(n_par, -np.inf), np.full(n_par, np.inf)
     lower[[n_groups + _SHAPE.index(k) for k in ("c_b", "c_lo", "c_hi")]] = 0.0
+    # B_opt at the data's centre within VERTEX_REACH doublings of the grid: beyond, a vertex only bends a slope,
+    # and an unbounded one drifts off (c_B -> 0) for thousands of evaluations without changing the fit
+    log_grid = np.log(cube.batch_size)
+    reach = VERTEX_REACH * np.log(2)
+    lower[n_groups + _SHAPE.index("a")], upper[n_groups + _SHAPE.index("a")] = log_grid[0] - reach, log_grid[-1] + reach
     if init is not None and init["params"] is not None and len(init["params"]) == n_par:
         starts = [np.array(init["params"], dtype=float)]
     else:
@@ -189,9 +195,9 @@ def fit_surface(
     fits = [
         least_squares(
             lambda qf, q0=q0: model.residuals(full(qf, q0)),
-            np.maximum(q0[free], lower[free]),
+            np.clip(q0[free], lower[free], upper[free]),
             jac=lambda qf, q0=q0: model.jacobian(full(qf, q0))[:, free],
-            bounds=(lower[free], np.inf),
+            bounds=(lower[free], upper[free]),
             method="trf",
             max_nfev=2000,
         )
@@ -214,7 +220,6 @@ def fit_surface(
     if c_b <= MIN_CURVATURE:  # no minimum along B: B_opt is not defined, whatever the solver left in a and beta
         return fitted, shape
     log_b_opt = a + beta * np.log(cube.tokens / t0) + gamma * np.log(cube.n_params / n0)
-    log_grid = np.log(cube.batch_size)
     within = (log_b_opt > log_grid[0] - np.log(2)) & (log_b_opt < log_grid[-1] + np.log(2))
     if not within.any():  # a vertex far beyond the grid everywhere: the fit has found a slope, not a minimum
         return fitted, shape
