@@ -131,12 +131,11 @@ if fit is not None:
         f"{100 * spread.max():.1f}% (per model size).",
     ]
     if slope.get("value") is not None:
-        ci = slope.get("ci95")
-        lines.append(
-            f"lr_opt grows as B^{slope['value']:.2f}"
-            + (f" (95% CI [{ci[0]:.2f}, {ci[1]:.2f}])" if ci else "")
-            + ": between SGD's linear scaling (1) and Adam's square-root rule (0.5)."
-        )
+        lines.append(report.lr_scaling_sentence("lr_opt (per batch size, pooled)", slope["value"], slope.get("ci95")))
+    surface_lr = (fit.get("surface") or {}).get("lr_law") or {}
+    if surface_lr.get("ridge") is not None:
+        what = "lr_opt (the surface fit's ridge)"
+        lines.append(report.lr_scaling_sentence(what, surface_lr["ridge"], surface_lr["ci95"].get("ridge")))
     display(Markdown(report.paper_box(lines, title="The batch-size axis at our scale")))
 
 # %% [markdown]

@@ -189,7 +189,7 @@ if first is not None and second is not None:
 # decided by loss differences of a fraction of a percent, the size of the rounding differences above. Those
 # exponents' intervals, about one unit wide, already said so; the rerun shows it directly. What the sweep does
 # measure of the hyperparameters is the learning rate's growth with the batch at fixed (N, T), pooled over all
-# cells (`replicate.fit.lr_batch_exponent`): the rerun leaves it where it was, near B^0.68.
+# cells (`replicate.fit.lr_batch_exponent`): its row in the table above, "eta_opt exponent in B at fixed (N, T)".
 
 # %% [markdown]
 # ## How long the CPU study takes

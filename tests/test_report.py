@@ -226,6 +226,10 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     # the planted best lr does not move with B: a ridge near 0, which excludes both scaling rules
     ridge = next(line for line in lines if line.startswith("Along B the best learning rate"))
     assert f"B^{summary['lr_law']['ridge']:.2f}" in ridge and ridge.count("excludes") == 2
+    assert report.lr_scaling_sentence("x", 0.7, [0.4, 0.75]) == (
+        "x grows as B^0.70 [0.4, 0.75]: the interval contains Adam's square-root rule (0.5); excludes SGD's linear "
+        "rule (1)."
+    )
     sqrt_rule = copy.deepcopy(summary)
     sqrt_rule["lr_law"].update(ridge=0.5, ridge_ci95=[0.45, 0.55])
     ridge = next(line for line in stage_a.verdict_lines(sqrt_rule, 40, 40) if line.startswith("Along B"))

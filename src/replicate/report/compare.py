@@ -36,6 +36,24 @@ def fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
     return f"[{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]"
 
 
+LR_RULES = {"Adam's square-root rule": 0.5, "SGD's linear rule": 1.0}  # lr_opt ~ B^r below the noise scale
+
+
+def lr_scaling_sentence(what: str, value: float, ci: list[float] | None) -> str:
+    """ "`what` grows as B^r [ci]: the interval contains or excludes" each scaling rule of LR_RULES."""
+    text = f"{what} grows as B^{value:.2f} {fmt_ci(ci)}"
+    if not ci:
+        return text + " (no interval)."
+    return (
+        text
+        + ": the interval "
+        + "; ".join(
+            f"{'contains' if ci[0] <= v <= ci[1] else 'excludes'} {name} ({v:g})" for name, v in LR_RULES.items()
+        )
+        + "."
+    )
+
+
 def worst_holdout_error(fit: dict) -> float | None:
     """The largest |relative error| of the loss law's held-out predictions; None without any."""
     errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]

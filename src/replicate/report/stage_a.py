@@ -11,7 +11,7 @@ import pandas as pd
 from replicate.fit import cluster_tokens
 from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
 from replicate.paper import BATCH_SIZE_LAW, paper_laws
-from replicate.report.compare import fmt_ci
+from replicate.report.compare import fmt_ci, lr_scaling_sentence
 
 
 def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
@@ -103,17 +103,10 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
                 else "more than a thousand seeds per cell: out of reach."
             )
         )
-    ridge, ridge_ci = summary["lr_law"].get("ridge"), summary["lr_law"].get("ridge_ci95")
-    if ridge is not None and ridge_ci:
-        inside = {name: ridge_ci[0] <= value <= ridge_ci[1] for name, value in LR_RULES.items()}
-        lines.append(
-            f"Along B the best learning rate grows as B^{ridge:.2f} {fmt_ci(ridge_ci)} (the surface's ridge r): "
-            "the interval "
-            + "; ".join(
-                f"{'contains' if ok else 'excludes'} {name} ({LR_RULES[name]:g})" for name, ok in inside.items()
-            )
-            + "."
-        )
+    ridge = summary["lr_law"].get("ridge")
+    if ridge is not None:
+        what = "Along B the best learning rate (the surface's ridge r)"
+        lines.append(lr_scaling_sentence(what, ridge, summary["lr_law"].get("ridge_ci95")))
     beta = summary["beta_b"]
     if summary["verdict"] == "no-go":
         interior = summary["interior_fraction"]
@@ -140,9 +133,6 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
             f"{beta['paper']:.3f}); the interval {relation}."
         )
     return lines
-
-
-LR_RULES = {"Adam's square-root rule": 0.5, "SGD's linear rule": 1.0}  # lr_opt ~ B^r below the noise scale
 
 
 def _ridge(lr_law: dict) -> str:
