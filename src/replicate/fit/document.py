@@ -35,6 +35,7 @@ from replicate.fit.pipeline import (
     prepare,
     statistics,
 )
+from replicate.fit.surface import surface_entry
 from replicate.fit.table import load_runs, validate_runs
 from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.provenance import fit_provenance
@@ -185,7 +186,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
             "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2",
         }
     )
-    result["surface"] = _surface_entry(stage, ci)
+    result["surface"] = None if stage.surface is None else surface_entry(stage.surface, stage.surface_lr, ci)
     raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
     result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
     result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
@@ -233,40 +234,6 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
     )
     result["holdout"] = _holdout_rows(stage, data, ci, warnings)
     return result
-
-
-def _surface_entry(stage: Stage, ci: dict) -> dict | None:
-    """The surface fit (the headline B_opt and eta_opt laws) with its intervals; None without (B, lr) columns."""
-    if stage.surface is None:
-        return None
-    b, lr = stage.surface, stage.surface_lr
-    keys = ("coef", "exp_tokens", "exp_params")
-    # no minimum along B to locate: no laws and no curvature (a parabola through a slope bends by whatever its
-    # far vertex allows), nor the intervals of the few resamples that found one; the lr-B ridge stands
-    law_ci = {} if not b["converged"] else ci
-    if not b["converged"]:
-        b = {**b, **dict.fromkeys((*keys, "curvature_per_doubling2"))}
-        lr = {**lr, **dict.fromkeys(keys)}
-    return {
-        "method": "one surface through every (N, T, B, lr) cell: log L = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 "
-        "+ c_lr (ln lr - ln lr*(N, T, B))^2 with B_opt = coef T^exp_tokens N^exp_params and lr* the lr law at "
-        "B_opt times (B / B_opt)^ridge (fit.surface)",
-        "converged": b["converged"],
-        "batch_size_law": {**{k: b[k] for k in keys}, "ci95": _cis(law_ci, "surface.batch_size_law", keys)},
-        "lr_law": {
-            **{k: lr[k] for k in (*keys, "ridge")},
-            "ci95": {**_cis(law_ci, "surface.lr_law", keys), "ridge": ci.get("surface.lr_law.ridge")},
-            "curvature_below": lr["c_lo"],
-            "curvature_above": lr["c_hi"],
-        },
-        "curvature_per_doubling2": {
-            "value": b["curvature_per_doubling2"],
-            "ci95": law_ci.get("surface.batch_size_law.curvature_per_doubling2"),
-        },
-        "rmse_log": b["rmse_log"],
-        "n_points": b["n_points"],
-        "n_groups": b["n_groups"],
-    }
 
 
 def _cis(ci: dict, prefix: str, keys: tuple[str, ...]) -> dict:

@@ -21,7 +21,7 @@ from replicate.fit.compute import (
 from replicate.fit.laws import HYPER_PARAMS, hyperparameter_law, loss_law, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent
-from replicate.fit.surface import fit_surface
+from replicate.fit.surface import fit_surface, surface_statistics
 from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows
 
 REFERENCE_FLOPS = 1e22  # the video paper compares N_opt with fixed and with optimal hyperparameters here
@@ -245,13 +245,8 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
             out[f"{name}.{k}"] = getattr(stage, name)[k]
     if stage.lr_batch_exponent is not None:
         out["lr_batch_exponent"] = stage.lr_batch_exponent
-    if stage.surface is not None:  # the laws and curvature where the surface has a minimum along B; the ridge always
-        ok = stage.surface["converged"]
-        for k in (*HYPER_PARAMS, "curvature_per_doubling2"):
-            out[f"surface.batch_size_law.{k}"] = stage.surface[k] if ok else np.nan
-        for k in HYPER_PARAMS:
-            out[f"surface.lr_law.{k}"] = stage.surface_lr[k] if ok else np.nan
-        out["surface.lr_law.ridge"] = stage.surface_lr["ridge"]
+    if stage.surface is not None:
+        out |= surface_statistics(stage.surface, stage.surface_lr)
     for i, pred in enumerate(holdout_predictions(stage, data)):
         for k, v in pred.items():
             out[f"holdout.{i}.{k}"] = v

@@ -34,7 +34,8 @@ MIN_CURVATURE = 1e-6  # c_B per ln(B)^2 below which the fit has found no minimum
 VERTEX_REACH = 10  # doublings beyond the batch grid within which the fit may place B_opt (at the data's centre)
 LR_WINDOW = 4.0  # cells whose lr is within this factor of their (N, T, B)'s best cell enter the fit
 _SHAPE = ("a", "beta", "c_b", "a_eta", "beta_eta", "ridge", "c_lo", "c_hi")  # after m; then gamma, gamma_eta
-_LR_KEYS = ("coef", "exp_tokens", "exp_params", "ridge")
+_LAW_KEYS = ("coef", "exp_tokens", "exp_params")  # a hyperparameter law's (fit.laws.hyperparameter_law)
+_LR_KEYS = (*_LAW_KEYS, "ridge")
 
 
 def surface_cells(cube: SweepCube, run_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -241,6 +242,50 @@ def fit_surface(
         "exp_params": np.nan if one_size else float(gamma_eta),
     }
     return batch, lr
+
+
+def surface_statistics(batch: dict, lr: dict) -> dict[str, float]:
+    """The numbers of one surface fit that get bootstrap intervals (fit.pipeline.statistics), flat: the laws and
+    the curvature where the surface has a minimum along B (NaN otherwise), the lr-B ridge always."""
+    ok = batch["converged"]
+    out = {f"surface.batch_size_law.{k}": batch[k] if ok else np.nan for k in (*_LAW_KEYS, "curvature_per_doubling2")}
+    out |= {f"surface.lr_law.{k}": lr[k] if ok else np.nan for k in _LAW_KEYS}
+    return out | {"surface.lr_law.ridge": lr["ridge"]}
+
+
+def surface_entry(batch: dict, lr: dict, ci: dict) -> dict:
+    """The surface fit in fit.json (the headline B_opt and eta_opt laws), with the intervals `ci` of the keys
+    that surface_statistics names. Without a minimum along B: no laws and no curvature (a parabola through a
+    slope bends as far as its vertex is allowed to go), nor the intervals of the few resamples that found one;
+    the lr-B ridge stands."""
+    law_ci = ci if batch["converged"] else {}
+    if not batch["converged"]:
+        batch = {**batch, **dict.fromkeys((*_LAW_KEYS, "curvature_per_doubling2"))}
+        lr = {**lr, **dict.fromkeys(_LAW_KEYS)}
+    return {
+        "method": "one surface through every (N, T, B, lr) cell: log L = m(N, T) + c_B (ln B - ln B_opt(N, T))^2 "
+        "+ c_lr (ln lr - ln lr*(N, T, B))^2 with B_opt = coef T^exp_tokens N^exp_params and lr* the lr law at "
+        "B_opt times (B / B_opt)^ridge (fit.surface)",
+        "converged": batch["converged"],
+        "batch_size_law": {
+            **{k: batch[k] for k in _LAW_KEYS},
+            "ci95": {k: law_ci.get(f"surface.batch_size_law.{k}") for k in _LAW_KEYS},
+        },
+        "lr_law": {
+            **{k: lr[k] for k in (*_LAW_KEYS, "ridge")},
+            "ci95": {k: law_ci.get(f"surface.lr_law.{k}") for k in _LAW_KEYS}
+            | {"ridge": ci.get("surface.lr_law.ridge")},
+            "curvature_below": lr["c_lo"],
+            "curvature_above": lr["c_hi"],
+        },
+        "curvature_per_doubling2": {
+            "value": batch["curvature_per_doubling2"],
+            "ci95": law_ci.get("surface.batch_size_law.curvature_per_doubling2"),
+        },
+        "rmse_log": batch["rmse_log"],
+        "n_points": batch["n_points"],
+        "n_groups": batch["n_groups"],
+    }
 
 
 def exponent_sd(cube: SweepCube, batch: dict, run_noise: float, checkpoint_noise: float) -> dict[str, dict]:
