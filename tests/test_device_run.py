@@ -140,12 +140,12 @@ def test_the_next_profile_is_stage_a_until_it_is_complete_and_a_go(tmp_path):
 
 
 def test_a_step_that_cannot_be_captured_stops_the_call_cleanly(tmp_path, tiny, monkeypatch):
-    import replicate.device_run as device_run_module
+    import replicate.device_checks as device_checks_module
 
     def fails(*args, **kwargs):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(device_run_module, "capture_check", fails)
+    monkeypatch.setattr(device_checks_module, "capture_check", fails)
     out = tmp_path / "out"
     result = device_run(out, profile=str(tiny), results=tmp_path / "results", deadline_s=600.0, device="cpu")
     manifest = json.loads((out / "manifest.json").read_text())

@@ -193,7 +193,7 @@ def test_the_capture_check_is_the_eager_step_both_ways_on_the_cpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_a_captured_step_replays_the_eager_one_on_cuda():
-    from replicate.device_run import CAPTURE_TOLERANCE
+    from replicate.device_checks import CAPTURE_TOLERANCE
     from replicate.timing import capture_check
 
     check = capture_check(_capture_group(), "cuda", steps=12, timed_steps=20)

@@ -12,8 +12,9 @@ meet only through files: runs.csv (runs.py), fit.json (fit.document) and the tor
                            catalog), model (Video DiT), diffusion (DDPM loss, validation, DDIM), ensemble
                            (stacked members, per-member AdamW)
     torch: training        step (a group's step, eager or replayed from a CUDA graph), train (GroupState,
-                           train_group), timing, sweep (the resumable runner), device_run (the prepared GPU
-                           call and ingest), theory and theory_study (the SGD noise scale)
+                           train_group), timing, sweep (the resumable runner), device_checks (what a GPU
+                           call measures), device_run (the prepared GPU call and ingest), theory and
+                           theory_study (the SGD noise scale)
     analysis, torch-free   fit/ (laws, optima, loss law, compute, bootstrap, fit.json), report/ (study
                            loading, comparisons, sentences, tables), plots (figures), book (notebook post-step)
     face                   cli/ (argparse: training and analysis commands, one library call each), __main__
