@@ -207,7 +207,7 @@ if second is not None and timed is not None:
 
 # %% [markdown]
 # Two changes brought the study under 2 hours. The grid: 16-clip batches were the best batch at 1 of 28
-# $(N, T)$ in each of the first two sweeps, a median 4.3% above the best loss, so the batch grid stops at
+# $(N, T)$ in each of the first two sweeps, a median 4.2% and 4.3% above the best loss, so the batch grid stops at
 # 8 clips (96 fitting runs instead of 120), and the held-out runs stop at 737k tokens instead of 1M (that
 # model's 1M-token point is no longer predicted). By the first grid's measured group times this cut alone
 # gives 116 min. The code: the ensemble's linear layers store their weights as the batched matmul reads them
