@@ -52,10 +52,10 @@ def main() -> int:
 
     from replicate.errors import ConfigError
     from replicate.io import write_json
-    from replicate.kernels.bench import op_rows, peaks, write_table
-    from replicate.profile import SHAPE_FIELDS, cfgs_shape, load_profile
+    from replicate.kernels.bench import write_table
+    from replicate.profile import load_profile
     from replicate.provenance import provenance
-    from replicate.timing import backend_rows
+    from replicate.timing import kernel_benchmark
 
     start = time.monotonic()
     try:
@@ -66,15 +66,10 @@ def main() -> int:
     groups = [g.cfgs for g in prof.bench_groups()]
     if device.type == "cpu":  # the interpreter: one tiny group (two members, one clip) checks the logic
         groups = [[dataclasses.replace(c, batch_size=1) for c in groups[0][:2]]]
-    shapes = [dict(zip(SHAPE_FIELDS, cfgs_shape(cfgs), strict=True)) for cfgs in groups]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    peak = peaks(device)
-    tuning: dict = {}
-    deadline = start + args.deadline_s
-    rows, skipped = op_rows(shapes, device, dtype, deadline, peak, tuning=tuning)
-    if not args.skip_train_step:
-        step_rows, step_skipped = backend_rows(groups, device, deadline, 100 if device.type == "cuda" else 1)
-        rows, skipped = rows + step_rows, skipped + step_skipped
+    timed_steps = None if args.skip_train_step else 100 if device.type == "cuda" else 1
+    bench = kernel_benchmark(groups, device, dtype, start + args.deadline_s, timed_steps)
+    rows, skipped, peak, tuning = bench["rows"], bench["skipped"], bench["peak"], bench["tuning"]
     prov = provenance(device)
     for r in rows:
         r.update({k: prov[k] for k in ("device", "torch", "triton", "git_sha")})
@@ -87,7 +82,7 @@ def main() -> int:
             f"{r['achieved']:9.1f} {share:6.1f}%"
         )
     if skipped:
-        print(f"skipped past the {args.deadline_s:.0f} s deadline: {', '.join(skipped)}")
+        print(f"skipped (past the {args.deadline_s:.0f} s deadline, or failed): {', '.join(skipped)}")
     if device.type == "cpu":
         print("(the Triton interpreter on the CPU: a check of the logic; the times mean nothing)")
     write_table(out, rows)

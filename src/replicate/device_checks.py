@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 
-from replicate.kernels.bench import op_rows, peaks
-from replicate.profile import SHAPE_FIELDS, Group, Profile
-from replicate.timing import backend_rows, capture_check, precision_check, stream_check
+from replicate.profile import Group, Profile, named_shape
+from replicate.timing import CAPTURED_STEP, capture_check, kernel_benchmark, precision_check, stream_check
 
 KERNEL_CHECK_S = 90.0  # the kernel benchmark's share of a device call
 CAPTURE_TOLERANCE = 1e-3  # captured vs eager losses, relative: the same kernels (atomics aside) or a bug
@@ -74,18 +73,16 @@ def device_checks(
     def kernel_check() -> str:
         """The kernel benchmark (benchmarks/kernels.py's rows) at the smallest and the largest group, in at most
         KERNEL_CHECK_S: each op against eager and torch.compile, then the captured step torch vs triton."""
-        deadline, tuning = time.monotonic() + KERNEL_CHECK_S, {}
-        shapes = [dict(zip(SHAPE_FIELDS, g.shape(), strict=True)) for g in bench_groups]
-        rows, skipped = op_rows(shapes, dev, torch.bfloat16, deadline, peaks(dev), tuning=tuning)
-        step_rows, step_skipped = backend_rows([g.cfgs for g in bench_groups], dev, deadline)
-        for row in rows + step_rows:
+        bench = kernel_benchmark([g.cfgs for g in bench_groups], dev, torch.bfloat16, time.monotonic() + KERNEL_CHECK_S)
+        for row in bench["rows"]:
             bench_line(out, {"kind": "kernel", "profile": prof.name, **row, **env})
-        bench_line(out, {"kind": "autotune", "profile": prof.name, "tuning": list(tuning.values()), **env})
-        steps = ", ".join(f"{r['backend']} {r['ms']:.3f} ms at {r['shape']}" for r in step_rows)
-        return f"kernel benchmark: {len(rows)} op timings, {len(tuning)} autotuned keys; captured step: {steps}" + (
-            f"; skipped past {KERNEL_CHECK_S:.0f} s: {', '.join(skipped + step_skipped)}"
-            if skipped + step_skipped
-            else ""
+        bench_line(out, {"kind": "autotune", "profile": prof.name, "tuning": list(bench["tuning"].values()), **env})
+        steps = ", ".join(
+            f"{r['backend']} {r['ms']:.3f} ms at {r['shape']}" for r in bench["rows"] if r["op"] == CAPTURED_STEP
+        )
+        return (
+            f"kernel benchmark: {len(bench['rows'])} timings, {len(bench['tuning'])} autotuned keys; captured "
+            f"step: {steps}" + (f"; skipped: {', '.join(bench['skipped'])}" if bench["skipped"] else "")
         )
 
     measures = [("precision_check", precision), ("stream_check", streams)]
@@ -105,7 +102,7 @@ class CaptureMismatch(Exception):
 
 def group_shape(group: Group) -> dict:
     """A group's id and shape, named, for a bench line."""
-    return {"run_id": group.runs[0].run_id, **dict(zip(SHAPE_FIELDS, group.shape(), strict=True))}
+    return {"run_id": group.runs[0].run_id, **named_shape(group.cfgs)}
 
 
 def bench_line(out: Path, row: dict) -> None:

@@ -110,6 +110,11 @@ def cfgs_shape(cfgs: list[TrainConfig]) -> tuple[int, ...]:
     return (m.width, m.depth, m.heads, m.n_ctx, cfgs[0].batch_size, len(cfgs))
 
 
+def named_shape(cfgs: list[TrainConfig]) -> dict[str, int]:
+    """cfgs_shape by SHAPE_FIELDS' names, as bench lines and the kernel benchmark take it."""
+    return dict(zip(SHAPE_FIELDS, cfgs_shape(cfgs), strict=True))
+
+
 @dataclass(frozen=True)
 class Group:
     """Runs that train together as one ensemble (identical but for learning rate and seed)."""

@@ -84,6 +84,9 @@ def capture_check(
     return {"max_rel_loss_diff": diff, "eager_ms": run(eager), "graph_ms": run(captured), "steps": steps}
 
 
+CAPTURED_STEP = "train_step (captured)"  # backend_rows' op: the whole captured training step
+
+
 def backend_rows(
     groups: list[list[TrainConfig]], device: torch.device, deadline: float, timed_steps: int = 100
 ) -> tuple[list[dict], list[str]]:
@@ -91,11 +94,11 @@ def backend_rows(
     Triton kernels (capture_check); rows in kernels.bench.op_rows' layout, ms per step, speed-up against the
     torch backend; and the groups skipped because time.monotonic() passed `deadline`."""
     from replicate.kernels.bench import shape_label
-    from replicate.profile import SHAPE_FIELDS, cfgs_shape
+    from replicate.profile import named_shape
 
     rows, skipped = [], []
     for cfgs in groups:
-        label = shape_label(dict(zip(SHAPE_FIELDS, cfgs_shape(cfgs), strict=True)))
+        label = shape_label(named_shape(cfgs))
         if time.monotonic() > deadline:
             skipped.append(f"train_step at {label}")
             continue
@@ -106,7 +109,7 @@ def backend_rows(
         for backend, t in ms.items():
             rows.append(
                 {
-                    "op": "train_step (captured)",
+                    "op": CAPTURED_STEP,
                     "shape": label,
                     "dtype": "bf16-autocast" if cfgs[0].bf16 else "fp32",
                     "backend": backend,
@@ -118,6 +121,28 @@ def backend_rows(
                 }
             )
     return rows, skipped
+
+
+def kernel_benchmark(
+    groups: list[list[TrainConfig]],
+    device: torch.device,
+    dtype: torch.dtype,
+    deadline: float,
+    timed_steps: int | None = 100,
+) -> dict:
+    """The kernel benchmark at each group's shape (benchmarks/kernels.py prints it, the device run records it):
+    the device's peaks, kernels.bench.op_rows for every op, then (unless timed_steps is None) backend_rows for
+    the captured step over `timed_steps`, all until time.monotonic() passes `deadline`. Returns peak, rows,
+    skipped (with why) and tuning (per kernel and key)."""
+    from replicate.kernels.bench import op_rows, peaks
+    from replicate.profile import named_shape
+
+    peak, tuning = peaks(device), {}
+    rows, skipped = op_rows([named_shape(cfgs) for cfgs in groups], device, dtype, deadline, peak, tuning=tuning)
+    if timed_steps is not None:
+        step_rows, step_skipped = backend_rows(groups, device, deadline, timed_steps)
+        rows, skipped = rows + step_rows, skipped + step_skipped
+    return {"peak": peak, "rows": rows, "skipped": skipped, "tuning": tuning}
 
 
 def precision_check(

@@ -83,14 +83,12 @@ def _fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
     return run
 
 
-def _backend_fns(name: str, op: Op, device: torch.device) -> dict[str, Callable]:
-    from replicate import kernels
-
+def _backend_fns(op: Op, device: torch.device) -> dict[str, Callable]:
     return {
         "eager": op.reference,  # attention: SDPA, which picks its fastest library kernel for the shape
         # on the CPU only traced (no code generation): the logic check needs no compiler
         "compile": torch.compile(op.reference, dynamic=False, backend="inductor" if device.type == "cuda" else "eager"),
-        "triton": lambda *a: getattr(kernels, name)(*a, backend="triton"),
+        "triton": lambda *a: op.fn(*a, backend="triton"),
     }
 
 
@@ -115,8 +113,8 @@ def op_rows(
 ) -> tuple[list[dict], list[str]]:
     """Each op of the catalog at each group shape (dicts of profile.SHAPE_FIELDS), forward + backward, with
     each backend; (rows, cases skipped because time.monotonic() passed `deadline` or failed, with the error).
-    A row: op, shape, dtype,
-    backend, ms, speedup_vs_eager, achieved, peak, unit. `tuning` collects the autotuning (record_tuning)."""
+    A row: op, shape, dtype, backend, ms, speedup_vs_eager, achieved, peak, unit. `tuning` collects the
+    autotuning (record_tuning)."""
     es = torch.finfo(dtype).bits // 8
     rows, skipped = [], []
     for shape in shapes:
@@ -132,7 +130,7 @@ def op_rows(
 
             inputs = op.example(ExampleInputs(make, batch, seq, width, heads, members=shape["members"]))
             nbytes, flops = op.cost(batch, seq, width, heads, es)
-            fns = _backend_fns(name, op, device)
+            fns = _backend_fns(op, device)
             times = {}
             for b in backends:
                 try:
