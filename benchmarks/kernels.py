@@ -85,6 +85,7 @@ def main() -> int:
         print(f"skipped (past the {args.deadline_s:.0f} s deadline, or failed): {', '.join(skipped)}")
     if device.type == "cpu":
         print("(the Triton interpreter on the CPU: a check of the logic; the times mean nothing)")
+    out.parent.mkdir(parents=True, exist_ok=True)  # _build/benchmarks/ on a fresh clone
     write_table(out, rows)
     write_json(tuning_out, {"profile": prof.name, "tuning": list(tuning.values()), "provenance": prov})
     print(f"wrote {out} and {tuning_out} in {time.monotonic() - start:.0f} s")

@@ -314,6 +314,7 @@ def _kernel_results(bench: Path, dest: Path) -> None:
     measurement replaces the tables; the step-time file keeps every line). Nothing without one."""
     lines = [json.loads(line) for line in bench.read_text().splitlines() if line] if bench.is_file() else []
     rows = [r for r in lines if r.get("kind") == "kernel"]
+    dest.mkdir(parents=True, exist_ok=True)
     if rows:
         write_table(dest / "kernels.csv", rows)
     for r in lines:
