@@ -77,15 +77,17 @@ def test_config_validation(kwargs, match):
 def test_power_ema_weights_follow_the_closed_form():
     import torch
 
+    from replicate.ensemble import MemberBuffers
     from replicate.train import PowerEMA
 
     model = torch.nn.Linear(1, 1, bias=False)
     gamma, steps = 3.0, 50
     ema = PowerEMA(model, gamma)
+    weights = MemberBuffers(model.parameters(), grads=False)
     with torch.no_grad():
         for t in range(1, steps + 1):
             model.weight.fill_(float(t))
-            ema.update(model)
+            ema.update(weights)
     # weight of step tau after T steps: (tau^(g+1) - (tau-1)^(g+1)) / T^(g+1)
     want = sum(tau * (tau ** (gamma + 1) - (tau - 1) ** (gamma + 1)) for tau in range(1, steps + 1))
     assert ema.model.weight.item() == pytest.approx(want / steps ** (gamma + 1), rel=1e-5)

@@ -10,7 +10,8 @@ meet only through files: runs.csv (runs.py), fit.json (fit.document) and the tor
                            status)
     torch: the model       data (procedural clips), kernels/ (backend switch, Triton ops, references, the op
                            catalog), model (Video DiT), diffusion (DDPM loss, validation, DDIM), ensemble
-                           (stacked members, per-member AdamW)
+                           (stacked members, their flat buffers, per-member AdamW; ensemble_reference: the
+                           earlier optimiser, the oracle)
     torch: training        step (a group's step, eager or replayed from a CUDA graph), train (GroupState,
                            train_group), timing, sweep (the resumable runner), device_checks (what a GPU
                            call measures), device_run (the prepared GPU call and ingest), theory and

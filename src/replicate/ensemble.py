@@ -13,6 +13,7 @@ autograd kernels.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -82,93 +83,134 @@ def unstack(model: nn.Module, template: nn.Module, member: int) -> nn.Module:
     return plain
 
 
-def _member_views(values: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """values (E,) as a broadcastable (E, 1, ...) view for each tensor (in its dtype)."""
-    return [values.to(t.dtype).view(-1, *([1] * (t.dim() - 1))) for t in tensors]
+class MemberBuffers:
+    """The parameters of a stacked model as (E, ...) views of one contiguous (E, P) tensor `data`, and a second,
+    `grad`, that gathers their gradients in the same layout: row e of each is member e, whatever the tensor.
+
+    What is per member (gradient norms, the optimiser's moments and rates, the EMA) is then one op over a
+    buffer, or one call per member over its contiguous row, instead of one per member and tensor. Autograd
+    leaves each parameter's gradient where its backward put it (no buffer to zero, nothing accumulated in place:
+    on the CPU a step is bound by passes over parameter-sized memory, and those cost two passes more than
+    `gather_grads`' one copy). Every parameter must carry the member dimension first, as replicate.ensemble's
+    stacked layers do; a plain model is E = its first dimension, which is all the EMA needs.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], grads: bool = True) -> None:
+        self.params = list(params)
+        members = self.params[0].shape[0]
+        if any(p.shape[0] != members for p in self.params):
+            raise ValueError("every parameter of a stacked model carries the member dimension first")
+        sizes = [p[0].numel() for p in self.params]
+        with torch.no_grad():
+            self.data = torch.cat([p.detach().reshape(members, -1) for p in self.params], dim=1)  # (E, P)
+        for p, view in zip(self.params, self.data.split(sizes, dim=1), strict=True):
+            p.data = view.view(p.shape)
+        self.grad = torch.zeros_like(self.data) if grads else None
+        # the parameters' gradients' places in `grad`, as (E, ...) views made once
+        places = self.grad.split(sizes, dim=1) if grads else []
+        self._grad_views = [g.view(p.shape) for p, g in zip(self.params, places, strict=False)]
+
+    @property
+    def members(self) -> int:
+        return self.data.shape[0]
+
+    def zero_grad(self) -> None:
+        """Forget the parameters' gradients (as torch's zero_grad(set_to_none=True): the next backward writes
+        fresh ones instead of adding into old)."""
+        for p in self.params:
+            p.grad = None
+
+    def gather_grads(self) -> torch.Tensor:
+        """The parameters' gradients copied into `grad` (one pass; a parameter without one counts zero)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        torch._foreach_copy_(self._grad_views, grads)
+        return self.grad
 
 
-def per_member_norms(params: list[torch.Tensor], members: int) -> torch.Tensor:
-    """The L2 norm of each member's slice of the gradients, (E,)."""
-    grads = [p.grad.detach() for p in params if p.grad is not None]
-    norms = torch.stack([torch.linalg.vector_norm(g.reshape(members, -1), dim=1, dtype=torch.float32) for g in grads])
-    return torch.linalg.vector_norm(norms, dim=0)
+class MemberAdamW:
+    """AdamW (torch's decoupled weight decay and bias correction) with one learning rate per member, over
+    MemberBuffers, with per-member gradient clipping.
 
-
-def clip_grad_norm_per_member_(params: list[torch.Tensor], max_norm: float, members: int) -> torch.Tensor:
-    """torch.nn.utils.clip_grad_norm_ applied to each member's slice separately; returns the norms (E,)."""
-    norms = per_member_norms(params, members)
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    grads = [p.grad for p in params if p.grad is not None]
-    torch._foreach_mul_(grads, _member_views(coef, grads))
-    return norms
-
-
-class EnsembleAdamW(torch.optim.Optimizer):
-    """AdamW (torch's decoupled weight decay and bias correction) with one learning rate per member.
-
-    Every parameter carries the member dimension first. `lrs` (E,) are the peak rates; `set_scale(f)`
-    multiplies them all (the warm-up schedule); a member whose rate is set to 0 is frozen. Each member's
-    slices are updated by torch's fused AdamW kernel, one call per member: one pass over the weights instead
-    of the nine of a foreach update, which made the optimiser a third of a small model's step on the CPU.
-    The rates and the scale live in tensors on the parameters' device, read by the kernel when it runs, so a
-    step captured in a CUDA graph (replicate.capture) follows the schedule and the freezes without being
-    captured again (float64 on the CPU, as the Python floats of earlier versions; float32 on a GPU, which the
-    CUDA kernel reads). The step count is per-parameter state, as in torch.optim.AdamW, so state_dict() holds
-    all of it.
+    `clip_grad_norm_` gathers the gradients into the (E, P) buffer and takes every member's norm in one
+    reduction; `step` then runs torch's fused AdamW kernel once per member over that member's contiguous row,
+    with the member's rate and its clipping factor (the kernel's gradient scale) read from device tensors. That
+    is the fewest passes over parameter-sized memory a step can make (the update reads the gradient and the
+    moments and writes the moments and the weights once), which is what bounds it on the CPU; a vectorised
+    update with the rates as an (E, 1) broadcast needs three passes more (measured slower than the reference at
+    Stage L's held-out shape, benchmarks/step.py). The loop is E calls of one kernel, not one per member and
+    tensor, and it has no host sync: on a GPU a captured step holds E update kernels.
+    `lrs` (E,) are the peak rates; `set_scale(f)` multiplies them all (the warm-up schedule); a member whose rate
+    is set to 0 is frozen. Rates and scale are read when the update runs, so a captured step follows the schedule
+    and the freezes without being captured again (float64 on the CPU, as the reference; float32 on a GPU, which
+    the CUDA kernel reads). The reference, one fused call per member over every tensor's slices, is
+    replicate.ensemble_reference.EnsembleAdamW; the two agree to float32 rounding (tests/test_ensemble.py).
     """
 
     def __init__(
         self,
-        params,
+        buffers: MemberBuffers,
         lrs: torch.Tensor,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, {"betas": betas, "eps": eps, "weight_decay": weight_decay})
-        device = self.param_groups[0]["params"][0].device
-        self.lrs = lrs.detach().float().to(device)  # float32, as the rates were always held
+        if buffers.grad is None:
+            raise ValueError("MemberAdamW needs MemberBuffers with gradients")
+        self.buffers = buffers
+        data = buffers.data
+        device = data.device
+        self.lrs = lrs.detach().float().to(device)  # (E,), float32 as the rates were always held
         self.scale = torch.ones((), dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+        self.rates = torch.empty(len(self.lrs), dtype=self.scale.dtype, device=device)  # lrs x scale, per step
+        self.unscale = torch.ones(len(self.lrs), device=device)  # 1 / each member's clipping factor
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(data), torch.zeros_like(data)
+        self.step_count = torch.zeros((), device=device)
+        # each member's row of every buffer, and its rate and gradient scale: views made once
+        self._rows = [
+            ([data[e]], [buffers.grad[e]], [self.exp_avg[e]], [self.exp_avg_sq[e]], self.rates[e], self.unscale[e])
+            for e in range(buffers.members)
+        ]
 
     def set_scale(self, scale: float) -> None:
         self.scale.fill_(scale)
 
+    def zero_grad(self) -> None:
+        self.buffers.zero_grad()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """torch.nn.utils.clip_grad_norm_ for each member's gradients separately, applied by the next `step`
+        (the gathered gradients are divided there, in the pass that reads them); returns the norms (E,)."""
+        norms = torch.linalg.vector_norm(self.buffers.gather_grads(), dim=1, dtype=torch.float32)
+        torch.clamp((norms + 1e-6) / max_norm, min=1.0, out=self.unscale)
+        return norms
+
     @torch.no_grad()
-    def step(self, closure=None) -> None:  # noqa: ARG002 (torch's signature)
-        lrs = self.lrs.to(self.scale.dtype) * self.scale  # (E,): no host sync, no Python float to bake in
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            for p in params:
-                if not self.state[p]:
-                    self.state[p] = {
-                        "step": torch.zeros((), device=p.device),
-                        "exp_avg": torch.zeros_like(p),
-                        "exp_avg_sq": torch.zeros_like(p),
-                    }
-            states = [self.state[p] for p in params]
-            steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1)
-            # the CPU kernel reads every tensor as contiguous whatever its strides (torch 2.13)
-            grads = [p.grad.contiguous() for p in params]
-            # every tensor's member slices from one unbind, not one index per member and tensor (a sixth of
-            # the update's 1.4 ms for the smallest cpu-profile model, 6 members)
-            slices = [
-                [t.unbind(0) for t in tensors]
-                for tensors in (params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])
-            ]
-            for e in range(len(lrs)):  # frozen members too (rate 0): a captured graph has no branches
-                torch._fused_adamw_(
-                    *([t[e] for t in kind] for kind in slices),
-                    [],
-                    steps,
-                    lr=lrs[e],
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    eps=group["eps"],
-                    amsgrad=False,
-                    maximize=False,
-                )
+    def step(self) -> None:
+        torch.mul(self.lrs.to(self.scale.dtype), self.scale, out=self.rates)
+        self.step_count += 1
+        for param, grad, exp_avg, exp_avg_sq, rate, unscale in self._rows:
+            torch._fused_adamw_(
+                param,
+                grad,
+                exp_avg,
+                exp_avg_sq,
+                [],
+                [self.step_count],
+                lr=rate,
+                beta1=self.betas[0],
+                beta2=self.betas[1],
+                weight_decay=self.weight_decay,
+                eps=self.eps,
+                amsgrad=False,
+                maximize=False,
+                grad_scale=unscale,
+            )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"step": self.step_count, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.step_count.copy_(state["step"])
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])

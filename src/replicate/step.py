@@ -18,7 +18,8 @@ import torch
 from replicate.config import TrainConfig
 from replicate.data import ClipStream
 from replicate.diffusion import alphas_cumprod, training_loss
-from replicate.ensemble import EnsembleAdamW, clip_grad_norm_per_member_, stack
+from replicate.ensemble import MemberAdamW, MemberBuffers, stack
+from replicate.ensemble_reference import EnsembleAdamW
 from replicate.errors import ConfigError
 from replicate.model import VideoDiT
 
@@ -41,16 +42,18 @@ def check_group(cfgs: list[TrainConfig]) -> TrainConfig:
     return base
 
 
-def make_optimizer(model: torch.nn.Module, cfgs: list[TrainConfig]) -> EnsembleAdamW:
-    """AdamW with each member's learning rate, for a model stacked len(cfgs) times."""
+Optimizer = MemberAdamW | EnsembleAdamW
+
+
+def make_optimizer(model: torch.nn.Module, cfgs: list[TrainConfig], reference: bool = False) -> Optimizer:
+    """AdamW with each member's learning rate, for a model stacked len(cfgs) times: MemberAdamW over the model's
+    parameters laid into MemberBuffers, or with `reference` the per-member EnsembleAdamW (the baseline)."""
     base = check_group(cfgs)
-    return EnsembleAdamW(
-        model.parameters(),
-        torch.tensor([c.lr for c in cfgs]),
-        betas=base.betas,
-        eps=base.adam_eps,
-        weight_decay=base.weight_decay,
-    )
+    lrs = torch.tensor([c.lr for c in cfgs])
+    hyper = {"betas": base.betas, "eps": base.adam_eps, "weight_decay": base.weight_decay}
+    if reference:
+        return EnsembleAdamW(model.parameters(), lrs, **hyper)
+    return MemberAdamW(MemberBuffers(model.parameters()), lrs, **hyper)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # clips (B, C, F, H, W) and labels (B,)
@@ -63,7 +66,7 @@ def warmup_scale(step: int, cfg: TrainConfig) -> float:
 
 def update(
     model: torch.nn.Module,
-    opt: EnsembleAdamW,
+    opt: Optimizer,
     batches: list[Batch],
     gens: list[torch.Generator],
     sources: list[int],
@@ -79,9 +82,9 @@ def update(
     bf16 = cfg.bf16 and batches[0][0].device.type == "cuda"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
         losses = training_loss(model, batches, gens, abar, cfg.label_dropout, sources)
-    opt.zero_grad(set_to_none=True)
+    opt.zero_grad()
     torch.where(active, losses, 0.0).sum().backward()
-    clip_grad_norm_per_member_(list(model.parameters()), cfg.grad_clip, len(active))
+    opt.clip_grad_norm_(cfg.grad_clip)
     opt.step()
     return losses.detach()
 
@@ -125,11 +128,17 @@ class StepGraph:
 class GroupStepper:
     """What a training step of a group needs: its stacked model (and a plain model of its architecture),
     optimiser, and per seed a noise generator and a clip stream, and the divergence mask. The trainer and the
-    step benchmarks share it. Members of one seed share their initialisation, clips and noise.
+    step benchmarks share it. Members of one seed share their initialisation, clips and noise. `reference`:
+    the per-member optimiser (replicate.ensemble_reference) instead of the flat one, for tests and benchmarks.
     """
 
     def __init__(
-        self, cfgs: list[TrainConfig], device: torch.device, backend: str = "auto", capture: bool = False
+        self,
+        cfgs: list[TrainConfig],
+        device: torch.device,
+        backend: str = "auto",
+        capture: bool = False,
+        reference: bool = False,
     ) -> None:
         self.cfg = check_group(cfgs)
         self.seeds = list(dict.fromkeys(c.seed for c in cfgs))  # in order of first appearance
@@ -137,7 +146,8 @@ class GroupStepper:
         plains = [build_model(dataclasses.replace(self.cfg, seed=seed), device, backend) for seed in self.seeds]
         self.plain = plains[0]
         self.model = stack([plains[k] for k in self.sources])
-        self.opt = make_optimizer(self.model, cfgs)
+        self.opt = make_optimizer(self.model, cfgs, reference)
+        self.buffers = self.opt.buffers if isinstance(self.opt, MemberAdamW) else None  # the EMA reads them
         self.gens = [torch.Generator(device=device).manual_seed(seed) for seed in self.seeds]
         self.abar = alphas_cumprod().to(device)
         self.active = torch.ones(len(cfgs), dtype=torch.bool, device=device)
@@ -173,7 +183,7 @@ class GroupStepper:
         batches = batches if batches is not None else self.next_batches()
         if self.capture and forward is None:
             return self._captured(step, batches)
-        return self._eager(step, batches, forward or self.model)
+        return self._eager(step, batches, forward if forward is not None else self.model)
 
     def _eager(self, step: int, batches: list[Batch], forward: torch.nn.Module) -> torch.Tensor:
         self.eager_steps += 1

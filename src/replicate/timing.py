@@ -53,7 +53,7 @@ def run_seconds(
     def step(k: int) -> None:
         group.step(k)
         if ema:
-            ema.update(group.model)
+            ema.update(group.buffers)
 
     warm = group.warm_steps
     for k in range(1, warm + 1):

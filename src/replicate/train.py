@@ -31,7 +31,7 @@ import torch
 
 from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, TrainConfig, count_params, flops_per_token
 from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
-from replicate.ensemble import unstack
+from replicate.ensemble import MemberBuffers, unstack
 from replicate.errors import ConfigError
 from replicate.io import atomic_write
 from replicate.model import VideoDiT
@@ -57,18 +57,21 @@ def resolve_device(device: str) -> torch.device:
 class PowerEMA:
     """EDM2's power-function EMA of a model's weights: after step t it weights the iterate of step tau by
     tau^gamma, an average over the last ~sigma_rel of the run with sigma_rel = sqrt((g+1) / ((g+2)^2 (g+3)))
-    (0.10 at gamma = 7), whatever the run's length.
+    (0.10 at gamma = 7), whatever the run's length. Its copy of the model keeps its weights in MemberBuffers
+    laid out as the model's, so an update is one lerp over one buffer.
     """
 
     def __init__(self, model: torch.nn.Module, gamma: float) -> None:
         self.model = copy.deepcopy(model).requires_grad_(False)
+        self.weights = MemberBuffers(self.model.parameters(), grads=False)
         self.gamma, self.step = gamma, 0
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, weights: MemberBuffers) -> None:
+        """Average in the model's current weights (its MemberBuffers, of the model this EMA copied)."""
         self.step += 1
         beta = (1 - 1 / self.step) ** (self.gamma + 1)
-        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - beta)
+        self.weights.data.lerp_(weights.data, 1 - beta)
 
 
 def save_model(model: VideoDiT, path: str | Path) -> None:
@@ -285,7 +288,7 @@ def train_group(
     for step in range(group.step + 1, base.steps + 1):
         pending.append(stepper.step(step))
         if group.ema:
-            group.ema.update(stepper.model)
+            group.ema.update(stepper.buffers)
         group.step = step
         bar.update(1)
         if step % 16 and step not in slice_steps and step != base.steps:

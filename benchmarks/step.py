@@ -1,0 +1,160 @@
+"""The training step with flat per-member state (replicate.ensemble.MemberAdamW) against the per-member reference
+(replicate.ensemble_reference.EnsembleAdamW), side by side in one process, at the studies' shapes.
+
+Each row times both steppers of one group in alternating rounds (the machine's drift cancels in each round's
+ratio; medians over rounds) and counts the aten calls of one step of each. `fwd_bwd_ms` is the forward and
+backward alone (the loss and its gradient, no clipping or optimiser): no optimiser can make the step faster
+than that, so `speedup_bound` = baseline / fwd_bwd is the most a faster optimiser could give at that shape.
+Rows: Stage A's 1-clip and 16-clip groups (E = 8), Stage L's dearest fitting group and its held-out group, and
+E = 8, 32, 64 at Stage A's 1-clip shape (2 seeds x E/2 learning rates).
+
+    python benchmarks/step.py [--quick] [--threads 1] [--out results/benchmarks/step.json]
+
+--quick (about a minute) measures Stage A's 1-clip group and Stage L's held-out group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from replicate.config import TrainConfig
+from replicate.diffusion import training_loss
+from replicate.profile import Group, load_profile
+from replicate.provenance import provenance
+from replicate.step import GroupStepper
+from replicate.timing import timed
+from replicate.train import resolve_device
+
+
+class _AtenCalls(TorchDispatchMode):
+    """Counts the aten calls made under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_calls(stepper: GroupStepper, step: int) -> int:
+    """The aten calls of one step (its batch drawn before)."""
+    batches = stepper.next_batches()
+    with _AtenCalls() as counter:
+        stepper.step(step, batches)
+    return counter.calls
+
+
+def forward_backward(stepper: GroupStepper) -> None:
+    """The loss and its gradient, as a step computes them, without clipping or the optimiser's update."""
+    stepper.opt.zero_grad()
+    training_loss(stepper.model, stepper.next_batches(), stepper.gens, stepper.abar, stepper.cfg.label_dropout,
+                  stepper.sources).sum().backward()  # fmt: skip
+
+
+def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: int, budget_s: float) -> dict:
+    """One row: the flat and the reference step of the group `cfgs`, timed in `rounds` alternating rounds of
+    about `budget_s` seconds each."""
+    flat, ref = GroupStepper(cfgs, device), GroupStepper(cfgs, device, reference=True)
+    for k in range(1, 4):  # warm-up: the optimisers' state exists and the caches are hot
+        flat.step(k)
+        ref.step(k)
+    per_round = max(3, round(budget_s / timed(device, lambda: flat.step(4))))
+    times: dict[str, list[float]] = {"flat": [], "ref": [], "fwd_bwd": []}
+    step = 5
+    for _ in range(rounds):
+        for key, fn in (("flat", flat.step), ("ref", ref.step), ("fwd_bwd", lambda _k: forward_backward(flat))):
+            seconds = timed(device, lambda fn=fn, first=step: [fn(first + i) for i in range(per_round)])
+            times[key].append(1e3 * seconds / per_round)
+        step += per_round
+    ms = {key: statistics.median(values) for key, values in times.items()}
+    speedups = [r / f for f, r in zip(times["flat"], times["ref"], strict=True)]
+    members = len(cfgs)
+    return {
+        "group": name,
+        "members": members,
+        "ms_per_step": round(ms["flat"], 3),
+        "baseline_ms_per_step": round(ms["ref"], 3),
+        "speedup": round(statistics.median(speedups), 3),
+        "speedup_range": [round(min(speedups), 3), round(max(speedups), 3)],
+        "fwd_bwd_ms": round(ms["fwd_bwd"], 3),
+        "speedup_bound": round(ms["ref"] / ms["fwd_bwd"], 3),
+        "aten_calls": aten_calls(flat, step),
+        "baseline_aten_calls": aten_calls(ref, step),
+        "ms_per_member_step": round(ms["flat"] / members, 4),
+        "baseline_ms_per_member_step": round(ms["ref"] / members, 4),
+        "rounds": rounds,
+        "steps_per_round": per_round,
+    }
+
+
+def _name(profile: str, group: Group) -> str:
+    run = group.runs[0]
+    return f"{profile} {run.role} {run.size} B={run.cfg.batch_size} clips"
+
+
+def shapes(quick: bool) -> list[tuple[str, list[TrainConfig]]]:
+    """The measured groups: (name, their configs)."""
+    stage_a, stage_l = load_profile("stage_a"), load_profile("stage_l")
+    by_batch = {g.runs[0].cfg.batch_size: g for g in stage_a.groups}
+    one_clip = by_batch[min(by_batch)]
+    holdout = next(g for g in stage_l.groups if g.runs[0].role == "holdout")
+    if quick:
+        return [(_name("stage_a", one_clip), one_clip.cfgs), (_name("stage_l", holdout), holdout.cfgs)]
+    dearest = max((g for g in stage_l.groups if g.runs[0].role == "fit"), key=Group.step_flops)
+    rows = [(_name("stage_a", g), g.cfgs) for g in (one_clip, by_batch[max(by_batch)])]
+    rows += [(_name("stage_l", g), g.cfgs) for g in (dearest, holdout)]
+    base = one_clip.cfgs[0]
+    for members in (32, 64):  # Stage A's 1-clip shape, more rates stacked (2 seeds)
+        lrs = [base.lr * 2 ** (k / 4) for k in range(members // 2)]
+        cfgs = [dataclasses.replace(base, seed=seed, lr=lr) for seed in (0, 1) for lr in lrs]
+        rows.append((f"{_name('stage_a', one_clip)}, E={members}", cfgs))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="Stage A's 1-clip group and Stage L's held-out only")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per row (default 7, quick 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a sweep worker uses 1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/step.json"))
+    args = parser.parse_args()
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
+    rounds = args.rounds or (5 if args.quick else 7)
+    budget = 0.25 if args.quick else 0.4
+    rows = []
+    columns = ("E", 3), ("ms/step", 8), ("baseline", 9), ("speedup", 8), ("bound", 6), ("aten", 11), ("ms/member", 9)
+    print(f"{'group':52s} " + " ".join(f"{name:>{width}s}" for name, width in columns))
+    start = time.perf_counter()
+    for name, cfgs in shapes(args.quick):
+        row = compare(name, cfgs, device, rounds, budget)
+        rows.append({**row, **provenance(device)})
+        print(
+            f"{name:52s} {row['members']:3d} {row['ms_per_step']:8.2f} {row['baseline_ms_per_step']:9.2f} "
+            f"{row['speedup']:7.2f}x {row['speedup_bound']:5.2f}x "
+            f"{row['aten_calls']:5d}/{row['baseline_aten_calls']:<5d} "
+            f"{row['ms_per_member_step']:9.3f}",
+            flush=True,
+        )
+    print(f"({time.perf_counter() - start:.0f} s; bound: the baseline over the forward and backward alone)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
