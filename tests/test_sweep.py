@@ -161,6 +161,18 @@ def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):
     assert out.returncode == 2 and match in out.stderr and out.stderr.count("\n") == 1
 
 
+def test_a_profile_may_have_no_fixed_baseline_and_split_its_held_out_model(tmp_path):
+    text = TINY.replace("[fixed]\nbatch_size = 4\nlr = 0.01\n\n", "").replace("lrs = [0.01]", "lrs = [0.01, 0.02]")
+    text = text.replace("ensemble_rows = {rows}", "ensemble_rows = 64\nseeds = [0, 1]")
+    profile = load_profile(str(_profile(tmp_path, text=text + "ensemble_rows = 8\n")))
+    assert profile.fixed_batch_size is None and profile.fixed_tokens_per_step is None
+    held = [g for g in profile.groups if g.runs[0].role == "holdout"]
+    assert [len(g.runs) for g in held] == [2, 2]  # 8 rows at 4 clips: one group per seed
+    assert [{r.cfg.seed for r in g.runs} for g in held] == [{0}, {1}]
+    fitting = [g for g in profile.groups if g.runs[0].role == "fit"]
+    assert all(len(g.runs) == 6 for g in fitting)  # the grid's 64 rows: every rate and seed in one group
+
+
 def test_the_stop_rule_keeps_each_batch_while_it_is_at_most_one_doubling_below_the_law():
     from replicate.config import count_params
     from replicate.paper import optimal_batch

@@ -10,8 +10,9 @@ Schema (every key is checked; unknown keys are errors):
   (the lrs are those of one clip per step, times B^exponent at B clips), `seeds`, `ensemble_rows` (clips
   per step across an ensemble's members: E = ensemble_rows // B), and `[[grid.sizes]]` (a named size of
   config.MODEL_SIZES, or name, width, depth, heads; optional per-size `lrs`);
-- `[fixed]`: the fixed-hyperparameter baseline's `batch_size` and `lr` (on every size's grid);
-- `[holdout]`: a held-out model with its own `batch_sizes`, `lrs` and optional `checkpoints`;
+- `[fixed]` (optional): the fixed-hyperparameter baseline's `batch_size` and `lr` (on every size's grid);
+- `[holdout]`: a held-out model with its own `batch_sizes`, `lrs`, optional `checkpoints` and optional
+  `ensemble_rows` (default the grid's: fewer splits a costly held-out model into smaller groups);
 - `[slurm]`: passed to submitit's executor as it is.
 """
 
@@ -149,8 +150,8 @@ class Profile:
     description: str
     runs: tuple[Run, ...]
     groups: tuple[Group, ...]
-    fixed_batch_size: int  # samples per step
-    fixed_lr: float
+    fixed_batch_size: int | None  # samples per step; None: the profile has no fixed baseline
+    fixed_lr: float | None
     workers: int
     path: Path
     design: str = ""  # why the grid is what it is
@@ -164,8 +165,10 @@ class Profile:
         return ordered[:1] + ordered[-1:] if len(ordered) > 1 else ordered
 
     @property
-    def fixed_tokens_per_step(self) -> int:
-        """The fixed baseline's batch size in the fit's unit: tokens per step."""
+    def fixed_tokens_per_step(self) -> int | None:
+        """The fixed baseline's batch size in the fit's unit: tokens per step (None without a baseline)."""
+        if self.fixed_batch_size is None:
+            return None
         return self.fixed_batch_size * self.runs[0].cfg.model.n_ctx
 
 
@@ -185,7 +188,7 @@ _TOP_KEYS = {
 _GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes", "stop"}
 _STOP_KEYS = {"doublings", "law_scale"}
 _SIZE_KEYS = {"name", "width", "depth", "heads", "lrs"}
-_HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints"}
+_HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints", "ensemble_rows"}
 
 
 def profile_path(name: str) -> Path:
@@ -254,10 +257,9 @@ def load_profile(name: str) -> Profile:
     _check_keys(raw, _TOP_KEYS, f"profile {path.name}")
     if raw.get("device", "") not in ("", "cpu", "cuda"):
         raise ConfigError(f"profile {path.name}: device must be cpu or cuda, got {raw['device']!r}")
-    for key in ("grid", "fixed"):
-        if key not in raw:
-            raise ConfigError(f"profile {path.name} has no [{key}] table")
-    grid, fixed = raw["grid"], raw["fixed"]
+    if "grid" not in raw:
+        raise ConfigError(f"profile {path.name} has no [grid] table")
+    grid, fixed = raw["grid"], raw.get("fixed")
     _check_keys(grid, _GRID_KEYS, "[grid]")
     try:
         clip = ClipConfig(**raw.get("clip", {}))
@@ -284,7 +286,9 @@ def load_profile(name: str) -> Profile:
         runs: list[Run] = []
         groups: list[Group] = []
 
-        def add(role: str, table: dict, where: str, sizes_b: list[int], lrs: list[float], ckpts: list[int]) -> None:
+        def add(
+            role: str, table: dict, where: str, sizes_b: list[int], lrs: list[float], ckpts: list[int], rows: int
+        ) -> None:
             size, model = _size_config(table, where, shared_model)
             for b in sizes_b:
                 ckpts_b = stop_checkpoints(ckpts, model, b, stop if role == "fit" else None)
@@ -321,14 +325,15 @@ def load_profile(name: str) -> Profile:
         for i, table in enumerate(grid["sizes"]):
             _check_keys(table, _SIZE_KEYS, f"[[grid.sizes]] #{i + 1}")
             lrs = _positive_list(table["lrs"], float, f"[[grid.sizes]] #{i + 1} lrs") if "lrs" in table else default_lrs
-            at_fixed = batch_lrs(lrs, fixed.get("batch_size", 1), exponent)
-            if not any(math.isclose(fixed.get("lr", -1), lr) for lr in at_fixed):
-                raise ConfigError(
-                    f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1} at the fixed "
-                    f"batch size: {at_fixed}"
-                )
-            add("fit", table, f"[[grid.sizes]] #{i + 1}", batch_sizes, lrs, checkpoints)
-        if fixed.get("batch_size") not in batch_sizes:
+            if fixed is not None:
+                at_fixed = batch_lrs(lrs, fixed.get("batch_size", 1), exponent)
+                if not any(math.isclose(fixed.get("lr", -1), lr) for lr in at_fixed):
+                    raise ConfigError(
+                        f"[fixed] lr {fixed.get('lr')} is not in the lr grid of size #{i + 1} at the fixed "
+                        f"batch size: {at_fixed}"
+                    )
+            add("fit", table, f"[[grid.sizes]] #{i + 1}", batch_sizes, lrs, checkpoints, rows)
+        if fixed is not None and fixed.get("batch_size") not in batch_sizes:
             raise ConfigError(f"[fixed] batch_size {fixed.get('batch_size')} is not in the grid {batch_sizes}")
         if "holdout" in raw:
             hold = raw["holdout"]
@@ -340,6 +345,7 @@ def load_profile(name: str) -> Profile:
                 _positive_list(hold.get("batch_sizes"), int, "[holdout] batch_sizes"),
                 _positive_list(hold.get("lrs"), float, "[holdout] lrs"),
                 sorted(_positive_list(hold.get("checkpoints", checkpoints), int, "[holdout] checkpoints")),
+                int(hold.get("ensemble_rows", rows)),
             )
     except TypeError as err:  # a misspelt or mistyped config field
         raise ConfigError(f"profile {path.name}: {err}") from None
@@ -348,8 +354,8 @@ def load_profile(name: str) -> Profile:
         raw.get("description", ""),
         tuple(runs),
         tuple(groups),
-        int(fixed["batch_size"]),
-        float(fixed["lr"]),
+        None if fixed is None else int(fixed["batch_size"]),
+        None if fixed is None else float(fixed["lr"]),
         int(raw.get("workers", 1)),
         path,
         raw.get("design", "").strip(),

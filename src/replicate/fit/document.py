@@ -341,13 +341,15 @@ def _holdout_rows(stage: Stage, data: FitData, ci: dict, warnings: list[str]) ->
 
 def fixed_from_profile(runs_path: Path, profile: str | None) -> tuple[float, float] | None:
     """The fixed baseline (tokens per step, lr) of a sweep profile: `profile` (a name or .toml path), else the
-    profile.toml that the sweep wrote beside the table, else None (anyone's table)."""
+    profile.toml that the sweep wrote beside the table, else None (anyone's table, or a profile without one)."""
     from replicate.profile import load_profile
 
     path = profile or (runs_path.parent / "profile.toml")
     if profile is None and not Path(path).is_file():
         return None
     loaded = load_profile(str(path))
+    if loaded.fixed_tokens_per_step is None:
+        return None
     return float(loaded.fixed_tokens_per_step), loaded.fixed_lr
 
 
