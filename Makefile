@@ -67,9 +67,13 @@ results/%/fit.json: results/%/runs.csv
 results/%/fit_ema.json: results/%/runs.csv
 	$(PY) -m replicate fit $< --bootstrap $(BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
 
+# the learning-rate law at a fixed batch size (Eq. 13's test at this scale): lr* ~ T^e_T N^e_N, the lr-B ridge
+results/%/lr_law.json: results/%/runs.csv
+	$(PY) -m replicate lrlaw $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
+
 # Stage A (the study issue): its sweep runs by hand (hours on the CPU); its summary follows its table (each seed
 # resample refits the surface for both readouts, about 0.2 s on one core)
-STAGE_A := $(if $(wildcard results/stage_a/runs.csv),results/stage_a/summary.json)
+STAGE_A := $(if $(wildcard results/stage_a/runs.csv),results/stage_a/summary.json results/stage_a/lr_law.json)
 results/stage_a/summary.json: results/stage_a/runs.csv
 	$(PY) -m replicate curvature $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
 
@@ -77,7 +81,8 @@ $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
 
 results: sweeps
-	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(STUDY)/fit_ema.json results/$(IMAGE)/fit.json \
+	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(STUDY)/fit_ema.json results/$(STUDY)/lr_law.json \
+		results/$(IMAGE)/fit.json \
 		$(THEORY)/line_search.json $(STAGE_A)
 
 # A local MathJax, so that the book reads offline (npm registry; the package's combined script and its fonts).

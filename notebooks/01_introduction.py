@@ -45,13 +45,14 @@ display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE
 # %% [markdown]
 # ## The paper's claims: our verdicts
 #
-# One line per claim, with the one number that decides it (`replicate.report.claim_verdicts`, from the fit and
-# from Stage A's measurement of the loss's curvature along $B$, {doc}`06b_stage_a`).
+# One line per claim, with the one number that decides it (`replicate.report.claim_verdicts`, from the fit,
+# from Stage A's measurement of the loss's curvature along $B$, {doc}`06b_stage_a`, and for Eq. 13 from the
+# learning-rate law at a fixed batch size, `replicate lrlaw`).
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
     stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
-    display(report.table(report.claim_verdicts(study.fit, stage_a)))
+    display(report.table(report.claim_verdicts(study.fit, stage_a, report.load_lr_law(RESULTS_DIR))))
 
 # %% [markdown]
 # ## Every headline result against the paper

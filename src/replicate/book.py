@@ -57,7 +57,8 @@ def readme_findings(
         f"`{study_dir}/fit.json`. The book's introduction has every number beside the paper's."
     )
     stage_a = report.load_json(Path(stage_a_dir) / "summary.json")
-    parts = [intro, "", _markdown_table(report.claim_verdicts(fit, stage_a)), ""]
+    lr_law = report.load_lr_law(study_dir)
+    parts = [intro, "", _markdown_table(report.claim_verdicts(fit, stage_a, lr_law)), ""]
     line_search = report.load_json(Path(theory_dir) / "line_search.json")
     parts += [f"- {line}" for line in report.summary_lines(fit, (line_search or {}).get("results"))]
     if stage_a is not None:

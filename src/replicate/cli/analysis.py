@@ -1,4 +1,4 @@
-"""``replicate fit, curvature, predict, theory``: the commands that analyse results (torch-free but theory)."""
+"""``replicate fit, curvature, lrlaw, predict, theory``: the commands that analyse results (torch-free but theory)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,43 @@ def _curvature(args: argparse.Namespace) -> int:
     noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
     noise_text = "not measured" if noise is None else f"{100 * noise:.2f}% per cell"
     print(f"curvature {value}; seed noise {noise_text}; verdict {summary['verdict']} -> {out}")
+    return 0
+
+
+def add_lrlaw(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lrlaw",
+        help="the learning-rate law at fixed batch size: lr* ~ T^e_T N^e_N, and what it implies for the paper's laws",
+        description="Fit the optimal learning rate's exponents in T and N at a fixed batch size (one bowl in ln lr "
+        "per (N, T, B, seed) group, asymmetric), the lr-B ridge per model size, and the exponents the paper's "
+        "laws imply given that ridge; 95%% intervals by a wild cluster bootstrap over training groups; JSON.",
+    )
+    p.add_argument("runs", type=Path, help="runs table, CSV (batch_size and lr columns; one row per run x checkpoint)")
+    p.add_argument("--out", type=Path, required=True, help="the law, JSON (lr_law.json)")
+    add_bootstrap(p, "training groups (N, B, seed), wild", "law")
+    p.add_argument(
+        "--loss-column",
+        default="val_loss",
+        help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
+    )
+    p.set_defaults(func=_lrlaw)
+
+
+def _lrlaw(args: argparse.Namespace) -> int:
+    from replicate.fit.lr_law import lr_law_file
+
+    out = check_output_path(args.out)
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    doc = lr_law_file(args.runs, out, args.bootstrap, args.seed, args.loss_column, if_changed=args.if_changed)
+    if doc is None:
+        print(f"lrlaw: {out} is up to date with {args.runs}")
+        return 0
+
+    from replicate.report import lr_law_claim
+
+    words, numbers = lr_law_claim(doc)
+    print(f"{numbers}: {words}; {doc['fit']['cells']} cells, {doc['fit']['clusters']} training groups -> {out}")
     return 0
 
 

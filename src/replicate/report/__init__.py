@@ -26,11 +26,12 @@ from replicate.report.findings import (
     claim_verdicts,
     limitations,
     line_search_scope,
+    lr_law_claim,
     scale_sentence,
     summary_lines,
 )
 from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
-from replicate.report.study import Study, load_json, load_study, open_study
+from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study
 from replicate.report.tables import (
     clip_sentence,
     dit_noise_scales,
@@ -69,8 +70,10 @@ __all__ = [
     "kernel_speed_table",
     "limitations",
     "line_search_scope",
+    "lr_law_claim",
     "scale_sentence",
     "load_json",
+    "load_lr_law",
     "load_study",
     "open_study",
     "neighbourhood_spread",

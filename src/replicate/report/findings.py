@@ -83,10 +83,29 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
     return lines
 
 
-def claim_verdicts(fit: dict, stage_a: dict | None = None) -> pd.DataFrame:
+def lr_law_claim(lr_law: dict) -> tuple[str, str]:
+    """Eq. 13 tested at a fixed batch size (replicate.fit.lr_law, an lr_law.json): the verdict on its T and its N
+    dependence, each against the exponent the paper's laws imply given the measured lr-B ridge, and the numbers
+    that decide them."""
+    implied = lr_law["paper_implied"]
+    words, numbers = [], []
+    for key, label in (("tokens", "T"), ("params", "N")):
+        measured = lr_law[f"lr_exponent_{key}"]
+        if measured is None:
+            words.append(f"in {label}: not identified (one model size)")
+            continue
+        paper = implied[f"lr_exponent_{key}"]["value"]
+        words.append(f"in {label}: {verdict(measured['value'], measured['ci95'], paper)}")
+        numbers.append(f"lr* ~ {label}^{measured['value']:.3f} {fmt_ci(measured['ci95'])} (paper-implied {paper:.3f})")
+    ridge = lr_law["ridge"]
+    numbers.append(f"ridge r = {ridge['value']:.2f} {fmt_ci(ridge['ci95'], 2)}")
+    return "; ".join(words), ", ".join(numbers) + " at fixed B"
+
+
+def claim_verdicts(fit: dict, stage_a: dict | None = None, lr_law: dict | None = None) -> pd.DataFrame:
     """The paper's claims, one row each: the claim, our verdict (holds / does not hold / not identified / not
-    testable at this scale, with the reason) and the one number that decides it, all from fit.json and Stage A's
-    summary.json."""
+    testable at this scale, with the reason) and the one number that decides it, all from fit.json, Stage A's
+    summary.json and, for Eq. 13, the learning-rate law at a fixed batch size (`lr_law`, where measured)."""
     paper = paper_laws()
     rows = []
     optima = pd.DataFrame(fit["optima"])
@@ -99,7 +118,9 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None) -> pd.DataFrame:
         part, method = (surface.get(law), "surface fit") if surface.get("converged") else (None, "")
         if part is None and law == "lr_law":  # the lr axis has its own optima, whatever B's do
             part, method = fit.get("lr_law"), "per-(N, T) optima"
-        if part and part.get("exp_tokens") is not None:
+        if law == "lr_law" and lr_law is not None:
+            word, decides = lr_law_claim(lr_law)
+        elif part and part.get("exp_tokens") is not None:
             ci = (part.get("ci95") or {}).get("exp_tokens")
             word = verdict(part["exp_tokens"], ci, p["exp_tokens"])
             decides = f"exponent in T {part['exp_tokens']:.3g} {fmt_ci(ci)} ({method})"

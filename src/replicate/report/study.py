@@ -47,6 +47,12 @@ def open_study(path: str | Path, book_profile: str, need_fit: bool = True) -> St
     return study
 
 
+def load_lr_law(study_dir: str | Path, stage_l_dir: str | Path = "results/stage_l") -> dict | None:
+    """The learning-rate law that decides Eq. 13's verdict: Stage L's (designed for it) where it has one, else
+    the study's own lr_law.json, else None."""
+    return load_json(Path(stage_l_dir) / "lr_law.json") or load_json(Path(study_dir) / "lr_law.json")
+
+
 def load_json(path: str | Path) -> dict | None:
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None

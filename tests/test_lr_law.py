@@ -1,0 +1,94 @@
+"""The learning-rate law at a fixed batch size (replicate.fit.lr_law, ``replicate lrlaw``), on planted sweeps."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replicate.fit.lr_law import fit_lr_law, lr_exponents_at_fixed_batch
+from replicate.fit.table import validate_runs
+from replicate.report import lr_law_claim
+
+
+def planted(
+    e_t: float = -0.2,
+    e_n: float = -0.3,
+    ridge: float = 0.6,
+    sizes: tuple[int, ...] = (25_000, 56_000, 150_000, 310_000),
+    noise: float = 0.002,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A sweep whose optimal lr is 1e-3 (T / 1e6)^e_T (N / 1e5)^e_N (B / 64)^ridge: 6 rates x sqrt(2) apart
+    around it at the middle checkpoint, 2 batch sizes, 2 seeds, 5 checkpoints; log L = level(N, T) + c(v) v^2
+    (1.5% and 4% per octave^2 below and above the vertex) + a run's offset + checkpoint noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    tokens = [2**20 * 2 ** (k / 2) for k in range(5)]
+    for n in sizes:
+        for b in (64, 256):
+            centre = 1e-3 * (tokens[2] / 1e6) ** e_t * (n / 1e5) ** e_n * (b / 64) ** ridge
+            for s in (0, 1):
+                for k in range(6):
+                    lr = centre * 2 ** ((k - 2.5) / 2)
+                    offset = rng.normal(0, noise)
+                    for t in tokens:
+                        star = 1e-3 * (t / 1e6) ** e_t * (n / 1e5) ** e_n * (b / 64) ** ridge
+                        v = math.log(lr / star)
+                        c = (0.015 if v < 0 else 0.04) / math.log(2) ** 2
+                        log_loss = math.log(0.1 * (t / 1e6) ** -0.2) + c * v * v + offset + rng.normal(0, noise / 3)
+                        rows.append(
+                            {"n_params": n, "tokens": t, "batch_size": b, "lr": lr, "seed": s,
+                             "val_loss": math.exp(log_loss), "role": "fit", "run_id": f"{n}-{b}-{s}-{k}"}
+                        )  # fmt: skip
+    return validate_runs(pd.DataFrame(rows))
+
+
+def test_the_planted_exponents_and_ridge_are_recovered_within_their_intervals():
+    doc = fit_lr_law(planted(), bootstrap=60)
+    for key, truth in (("lr_exponent_tokens", -0.2), ("lr_exponent_params", -0.3), ("ridge", 0.6)):
+        est = doc[key]
+        assert est["value"] == pytest.approx(truth, abs=0.03), key
+        assert est["ci95"][0] <= truth <= est["ci95"][1], key
+    assert [r["value"] for r in doc["ridge_by_size"]] == pytest.approx([0.6] * 4, abs=0.05)
+    below, above = doc["curvature_per_octave2"]["below"]["value"], doc["curvature_per_octave2"]["above"]["value"]
+    assert below == pytest.approx(0.015, rel=0.2) and above == pytest.approx(0.04, rel=0.2)
+    # the paper's laws at this ridge imply e_T = -0.045 - 0.808 r: far from the planted -0.2, so excluded
+    implied = doc["paper_implied"]["lr_exponent_tokens"]["value"]
+    assert implied == pytest.approx(lr_exponents_at_fixed_batch(doc["ridge"]["value"])["tokens"])
+    words, numbers = lr_law_claim(doc)
+    assert "in T: excludes the paper's value" in words and "ridge r = 0.6" in numbers
+    # what the measured e_T implies for beta_B given the paper's beta_eta: (beta_eta - e_T) / r
+    beta_b = doc["implied"]["beta_b_given_paper_beta_eta"]["value"]
+    assert beta_b == pytest.approx((-0.0453 - doc["lr_exponent_tokens"]["value"]) / doc["ridge"]["value"])
+    assert len(doc["bootstrap"]["samples"]["e_t"]) == 60 and doc["bootstrap"]["failed"] == 0
+    assert all(v["lr_star"] > 0 for v in doc["vertices"])
+
+
+def test_a_planted_paper_law_agrees_and_one_size_leaves_n_unidentified():
+    r = 0.6
+    implied = lr_exponents_at_fixed_batch(r)
+    doc = fit_lr_law(planted(e_t=implied["tokens"], e_n=implied["params"], ridge=r), bootstrap=40)
+    words, _ = lr_law_claim(doc)
+    assert words == "in T: agrees; in N: agrees"
+    one = fit_lr_law(planted(sizes=(56_000,)), bootstrap=20)
+    assert one["lr_exponent_params"] is None and one["paper_implied"]["measured_minus_implied"]["params"] is None
+    assert "in N: not identified (one model size)" in lr_law_claim(one)[0]
+
+
+def test_the_cli_writes_lr_law_json_and_refuses_a_table_without_rates(tmp_path):
+    table = tmp_path / "runs.csv"
+    planted(sizes=(25_000, 150_000)).to_csv(table, index=False)
+    out = tmp_path / "lr_law.json"
+    cmd = [sys.executable, "-m", "replicate", "lrlaw", str(table), "--out", str(out), "--bootstrap", "10"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "lr* ~ T^" in done.stdout and json.loads(out.read_text())["source"]["bootstrap"] == 10
+    again = subprocess.run([*cmd, "--if-changed"], capture_output=True, text=True)
+    assert "up to date" in again.stdout
+    pd.DataFrame({"n_params": [1e5], "tokens": [1e6], "val_loss": [0.1]}).to_csv(table, index=False)
+    bad = subprocess.run(cmd, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "batch_size and lr" in bad.stderr
