@@ -14,6 +14,11 @@ from replicate.fit.table import validate_runs
 from replicate.report import lr_law_claim
 
 
+def level(n: float, t: float) -> float:
+    """The planted lr-optimal loss: the paper's additive form."""
+    return 0.05 * (t / 1e6) ** -0.3 + 0.05 * (n / 1e5) ** -0.3 + 0.02
+
+
 def planted(
     e_t: float = -0.2,
     e_n: float = -0.3,
@@ -21,15 +26,17 @@ def planted(
     sizes: tuple[int, ...] = (25_000, 56_000, 150_000, 310_000),
     noise: float = 0.002,
     seed: int = 0,
+    holdout: int | None = None,
 ) -> pd.DataFrame:
     """A sweep whose optimal lr is 1e-3 (T / 1e6)^e_T (N / 1e5)^e_N (B / 64)^ridge: 6 rates x sqrt(2) apart
-    around it at the middle checkpoint, 2 batch sizes, 2 seeds, 5 checkpoints; log L = level(N, T) + c(v) v^2
-    (1.5% and 4% per octave^2 below and above the vertex) + a run's offset + checkpoint noise."""
+    around it at the middle checkpoint, 2 batch sizes, 2 seeds, 5 checkpoints; log L = log level(N, T) + c(v) v^2
+    (1.5% and 4% per octave^2 below and above the vertex) + a run's offset + checkpoint noise. A `holdout`
+    size trains at the smaller batch size only."""
     rng = np.random.default_rng(seed)
     rows = []
     tokens = [2**20 * 2 ** (k / 2) for k in range(5)]
-    for n in sizes:
-        for b in (64, 256):
+    for n in (*sizes, *([holdout] if holdout else [])):
+        for b in (64, 256) if n != holdout else (64,):
             centre = 1e-3 * (tokens[2] / 1e6) ** e_t * (n / 1e5) ** e_n * (b / 64) ** ridge
             for s in (0, 1):
                 for k in range(6):
@@ -39,10 +46,11 @@ def planted(
                         star = 1e-3 * (t / 1e6) ** e_t * (n / 1e5) ** e_n * (b / 64) ** ridge
                         v = math.log(lr / star)
                         c = (0.015 if v < 0 else 0.04) / math.log(2) ** 2
-                        log_loss = math.log(0.1 * (t / 1e6) ** -0.2) + c * v * v + offset + rng.normal(0, noise / 3)
+                        log_loss = math.log(level(n, t)) + c * v * v + offset + rng.normal(0, noise / 3)
                         rows.append(
                             {"n_params": n, "tokens": t, "batch_size": b, "lr": lr, "seed": s,
-                             "val_loss": math.exp(log_loss), "role": "fit", "run_id": f"{n}-{b}-{s}-{k}"}
+                             "val_loss": math.exp(log_loss), "role": "holdout" if n == holdout else "fit",
+                             "run_id": f"{n}-{b}-{s}-{k}"}
                         )  # fmt: skip
     return validate_runs(pd.DataFrame(rows))
 
@@ -79,6 +87,27 @@ def test_a_planted_paper_law_agrees_and_one_size_leaves_n_unidentified():
     assert "in N: not identified (one model size)" in lr_law_claim(one)[0]
 
 
+def test_the_held_out_model_is_predicted_by_the_law_and_by_the_loss_law_at_the_optima():
+    from replicate.fit.heldout import heldout_summary
+
+    runs = planted(holdout=600_000)
+    lr_doc, summary = heldout_summary(runs, bootstrap=30)
+    assert lr_doc["lr_exponent_tokens"]["value"] == pytest.approx(-0.2, abs=0.03)
+    held = summary["heldout"]
+    assert held["n_params"] == 600_000 and held["batch_size"] == 64
+    # the checkpoints whose T/N lies in the fitting range (3.4 to 168): T >= 2.0M of 1.0M ... 4.2M
+    assert [c["tokens"] for c in held["checkpoints"]] == pytest.approx([2**21, 2**21.5, 2**22])
+    for ratio in summary["heldout_lr_ratio"]:
+        assert ratio["value"] == pytest.approx(1.0, abs=0.08) and ratio["ci95"][0] <= 1.0 <= ratio["ci95"][1]
+    for error, check in zip(summary["heldout_loss_error"], held["checkpoints"], strict=True):
+        assert abs(error["value"]) < 0.01
+        assert check["loss"] == pytest.approx(level(600_000, check["tokens"]), rel=0.01)
+    # the planted loss does not depend on B at the lr optimum: every gap is noise about 0
+    assert len(summary["batch_gap"]) == 4 * 5
+    assert all(abs(g["value"]) < 0.01 for g in summary["batch_gap"])
+    assert summary["ridge_spread"] < 0.1
+
+
 def test_the_cli_writes_lr_law_json_and_refuses_a_table_without_rates(tmp_path):
     table = tmp_path / "runs.csv"
     planted(sizes=(25_000, 150_000)).to_csv(table, index=False)
@@ -89,6 +118,10 @@ def test_the_cli_writes_lr_law_json_and_refuses_a_table_without_rates(tmp_path):
     assert "lr* ~ T^" in done.stdout and json.loads(out.read_text())["source"]["bootstrap"] == 10
     again = subprocess.run([*cmd, "--if-changed"], capture_output=True, text=True)
     assert "up to date" in again.stdout
+    summary = tmp_path / "summary.json"
+    done = subprocess.run([*cmd, "--summary", str(summary)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(summary.read_text())["heldout"] is None  # no held-out model in this table
     pd.DataFrame({"n_params": [1e5], "tokens": [1e6], "val_loss": [0.1]}).to_csv(table, index=False)
     bad = subprocess.run(cmd, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "batch_size and lr" in bad.stderr

@@ -122,6 +122,12 @@ def add_lrlaw(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", type=Path, help="runs table, CSV (batch_size and lr columns; one row per run x checkpoint)")
     p.add_argument("--out", type=Path, required=True, help="the law, JSON (lr_law.json)")
+    p.add_argument(
+        "--summary",
+        type=Path,
+        help="also the held-out checks of a learning-rate study (the law's lr* and the loss law at the lr-optimal "
+        "cells, predicting the held-out model; the batch-size gap per (N, T)), JSON (summary.json)",
+    )
     add_bootstrap(p, "training groups (N, B, seed), wild", "law")
     p.add_argument(
         "--loss-column",
@@ -137,7 +143,10 @@ def _lrlaw(args: argparse.Namespace) -> int:
     out = check_output_path(args.out)
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    doc = lr_law_file(args.runs, out, args.bootstrap, args.seed, args.loss_column, if_changed=args.if_changed)
+    summary = check_output_path(args.summary) if args.summary else None
+    doc = lr_law_file(
+        args.runs, out, args.bootstrap, args.seed, args.loss_column, if_changed=args.if_changed, summary=summary
+    )
     if doc is None:
         print(f"lrlaw: {out} is up to date with {args.runs}")
         return 0

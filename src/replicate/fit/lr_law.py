@@ -22,6 +22,7 @@ initialisation, its checkpoints) and the design whole even with ten clusters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, m
 _GROUP = ["n_params", "tokens", "batch_size", "seed"]
 
 
+def webb_weights(rng: np.random.Generator, cluster: np.ndarray) -> np.ndarray:
+    """One of Webb's six weights per cluster (mean 0, variance 1, symmetric), spread to the cells of `cluster`."""
+    return rng.choice(_WEBB, cluster.max() + 1)[cluster]
+
+
 def lr_exponents_at_fixed_batch(ridge: float | np.ndarray, laws: dict | None = None) -> dict:
     """e_T = beta_eta - r beta_B and e_N = gamma_eta - r gamma_B: the exponents of lr* in T and N at a fixed
     batch size that a batch law and an lr law imply, given the lr-B ridge r (default: the paper's laws)."""
@@ -51,19 +57,18 @@ def lr_exponents_at_fixed_batch(ridge: float | np.ndarray, laws: dict | None = N
     }
 
 
-def lr_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """The fitting runs' finite cells within LR_WINDOW_OCTAVES of their (N, T, B, seed)'s best lr, with the
-    columns the fits use: y (log loss), z (log lr), lt and ln (log T and log N about their means), `group`,
-    `batch` (index of the batch size), `pair` (index of the (N, B) pair) and `cluster` (training group)."""
-    rows = runs[(runs["role"] == "fit") & np.isfinite(runs["val_loss"]) & (runs["val_loss"] > 0)].copy()
+def lr_cells(runs: pd.DataFrame, role: str = "fit") -> pd.DataFrame:
+    """The finite cells of the runs of `role` within LR_WINDOW_OCTAVES of their (N, T, B, seed)'s best lr, with
+    the columns the fits use: y (log loss), z (log lr), lt and ln (log T and log N about their means), `group`,
+    `batch` (index of the batch size), `pair` (index of the (N, B) pair) and `cluster` (training group). Empty
+    where the role has no finite cell."""
+    rows = runs[(runs["role"] == role) & np.isfinite(runs["val_loss"]) & (runs["val_loss"] > 0)].copy()
     if "seed" not in rows:
         rows["seed"] = 0
     rows["y"], rows["z"] = np.log(rows["val_loss"]), np.log(rows["lr"])
     best = rows.groupby(_GROUP)["y"].transform("min")
     best_lr = rows["z"].where(rows["y"] == best).groupby([rows[k] for k in _GROUP]).transform("max")
     rows = rows[np.abs(rows["z"] - best_lr) <= LR_WINDOW_OCTAVES * math.log(2) + 1e-9].reset_index(drop=True)
-    if rows.empty:
-        raise ConfigError("no finite fitting cells to fit the learning-rate law")
     rows["lt"] = np.log(rows["tokens"]) - np.log(rows["tokens"]).mean()
     rows["ln"] = np.log(rows["n_params"]) - np.log(rows["n_params"]).mean()
     rows["group"] = rows.groupby(_GROUP).ngroup()
@@ -100,6 +105,12 @@ class _Bowl:
         m = np.bincount(self.group, rest, self.n_groups) / self.size
         return bowl + m[self.group] - y
 
+    def levels(self, q: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each group's log loss at its vertex (the profiled m), (groups,)."""
+        _, _, _, c_lo, c_hi = self.unpack(q)
+        v = self.z - self.vertex(q)
+        return np.bincount(self.group, y - np.where(v < 0, c_lo, c_hi) * v * v, self.n_groups) / self.size
+
     def start(self, cells: pd.DataFrame) -> np.ndarray:
         """Each intercept at the mean log lr of its groups' best cells; no slopes; mild curvatures."""
         best = cells.groupby("group")["y"].idxmin().to_numpy()  # row positions (cells has a 0..n-1 index)
@@ -121,75 +132,110 @@ def _slope(x: np.ndarray, y: np.ndarray, label: np.ndarray) -> float:
     return float(np.sum(xd * yd) / denom) if denom > 0 else math.nan
 
 
-def fit_lr_law(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> dict:
-    """e_T, e_N (None for one size), the ridge r (pooled and per size) and what they imply for the paper's laws,
-    with 95% wild-cluster-bootstrap intervals and the samples they come from. `runs` is a validated table
-    (fit.load_runs) with batch_size (tokens per step) and lr."""
-    cells = lr_cells(runs)
-    sizes = np.sort(cells["n_params"].unique())
-    with_params = len(sizes) > 1
-    main = _Bowl(cells, "batch", with_params)
-    q = main.fit(cells["y"].to_numpy(), main.start(cells))
-    pairs = cells.drop_duplicates("pair").sort_values("pair")
-    ridge_model = _Bowl(cells, "pair", False)
-    q_ridge = ridge_model.fit(cells["y"].to_numpy(), ridge_model.start(cells))
-    log_batch, pair_size = np.log(pairs["batch_size"].to_numpy()), pairs["n_params"].to_numpy()
-    several_b = pairs.groupby("n_params")["batch_size"].nunique().to_dict()
+class LrLawFit:
+    """The learning-rate law fitted to a table's fitting runs: the exponents' fit (an intercept per batch size)
+    and the ridge's (an intercept per size and batch size), with what a wild cluster bootstrap needs to refit
+    them on resampled losses."""
 
-    def statistics(q_main: np.ndarray, q_pair: np.ndarray) -> dict[str, float]:
-        _, e_t, e_n, c_lo, c_hi = main.unpack(q_main)
-        a_pair = q_pair[: ridge_model.n_a]
-        out = {"e_t": e_t, "e_n": e_n if with_params else math.nan, "c_lo": c_lo, "c_hi": c_hi}
-        out["ridge"] = _slope(log_batch, a_pair, pair_size)
-        for n in sizes:
-            at = pair_size == n
-            out[f"ridge_{n}"] = _slope(log_batch[at], a_pair[at], pair_size[at]) if several_b[n] > 1 else math.nan
+    def __init__(self, runs: pd.DataFrame) -> None:
+        self.cells = cells = lr_cells(runs)
+        if cells.empty:
+            raise ConfigError("no finite fitting cells to fit the learning-rate law")
+        self.sizes = np.sort(cells["n_params"].unique())
+        self.with_params = len(self.sizes) > 1
+        self.y = y = cells["y"].to_numpy()
+        self.main = _Bowl(cells, "batch", self.with_params)
+        self.q = self.main.fit(y, self.main.start(cells))
+        self.pair_model = _Bowl(cells, "pair", False)
+        self.q_pair = self.pair_model.fit(y, self.pair_model.start(cells))
+        self.fitted = y + self.main.residuals(self.q, y)
+        self.fitted_pair = y + self.pair_model.residuals(self.q_pair, y)
+        self.cluster = cells["cluster"].to_numpy()
+        pairs = cells.drop_duplicates("pair").sort_values("pair")
+        self._log_batch, self._pair_size = np.log(pairs["batch_size"].to_numpy()), pairs["n_params"].to_numpy()
+        self._several_b = pairs.groupby("n_params")["batch_size"].nunique().to_dict()
+        self.batch_sizes = np.sort(cells["batch_size"].unique())
+
+    def statistics(self, q_main: np.ndarray, q_pair: np.ndarray) -> dict[str, float]:
+        """The exponents, curvatures, intercepts (log lr at the centre per batch size) and ridges of one fit."""
+        a, e_t, e_n, c_lo, c_hi = self.main.unpack(q_main)
+        a_pair = q_pair[: self.pair_model.n_a]
+        out = {"e_t": e_t, "e_n": e_n if self.with_params else math.nan, "c_lo": c_lo, "c_hi": c_hi}
+        out.update({f"a_{float(bs)!r}": a[j] for j, bs in enumerate(self.batch_sizes)})
+        out["ridge"] = _slope(self._log_batch, a_pair, self._pair_size)
+        for n in self.sizes:
+            at = self._pair_size == n
+            several = self._several_b[n] > 1
+            out[f"ridge_{n}"] = _slope(self._log_batch[at], a_pair[at], self._pair_size[at]) if several else math.nan
         return out
 
-    point = statistics(q, q_ridge)
-    y = cells["y"].to_numpy()
-    fitted_main, fitted_pair = y + main.residuals(q, y), y + ridge_model.residuals(q_ridge, y)
-    resid_main, resid_pair = fitted_main - y, fitted_pair - y
-    cluster = cells["cluster"].to_numpy()
+    def log_lr_star(
+        self, stats: dict[str, float], n_params: float, tokens: np.ndarray, batch_size: float
+    ) -> np.ndarray:
+        """ln lr* of the law (one fit's `statistics`) at (N, T) for a batch size of the grid."""
+        lt = np.log(tokens) - np.log(self.cells["tokens"]).mean()
+        ln = math.log(n_params) - np.log(self.cells["n_params"]).mean()
+        e_n = stats["e_n"] if self.with_params else 0.0
+        return stats[f"a_{float(batch_size)!r}"] + stats["e_t"] * lt + e_n * ln
+
+    def resample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Log losses for both fits, each training group's residuals times one of Webb's six weights."""
+        w = webb_weights(rng, self.cluster)
+        return self.fitted + (self.y - self.fitted) * w, self.fitted_pair + (self.y - self.fitted_pair) * w
+
+
+def bootstrap_lr_law(
+    law: LrLawFit,
+    resamples: int,
+    seed: int = 0,
+    extra: Callable[[np.random.Generator, np.ndarray, np.ndarray], dict[str, float]] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], int]:
+    """The law refitted on `resamples` wild cluster resamples: each statistic's values, and the count of failed
+    refits. `extra(rng, q, y)` adds statistics of the same resample (its rng, the refitted exponents' fit and
+    its log losses): the held-out checks draw their own clusters' weights from that rng."""
     rng = np.random.default_rng(seed)
     draws: list[dict[str, float]] = []
     failed = 0
-    bar = progress_bar(bootstrap, desc="lr law bootstrap", disable=not progress)
-    for _ in range(bootstrap):
-        w = rng.choice(_WEBB, cluster.max() + 1)[cluster]
+    bar = progress_bar(resamples, desc="lr law bootstrap", disable=not progress)
+    for _ in range(resamples):
+        y_main, y_pair = law.resample(rng)
         try:
-            qb = main.fit(fitted_main + resid_main * w, q)
-            qr = ridge_model.fit(fitted_pair + resid_pair * w, q_ridge)
-            draws.append(statistics(qb, qr))
+            q = law.main.fit(y_main, law.q)
+            stats = law.statistics(q, law.pair_model.fit(y_pair, law.q_pair))
+            if extra is not None:
+                stats.update(extra(rng, q, y_main))
+            draws.append(stats)
         except (ValueError, np.linalg.LinAlgError):
             failed += 1
         bar.update()
     bar.close()
-    samples = {k: np.array([d[k] for d in draws]) for k in point}
-    return _document(cells, point, samples, sizes, failed, bootstrap, seed, main, q, fitted_main)
+    keys = dict.fromkeys(k for d in draws for k in d)
+    return {k: np.array([d.get(k, math.nan) for d in draws]) for k in keys}, failed
+
+
+def fit_lr_law(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> dict:
+    """e_T, e_N (None for one size), the ridge r (pooled and per size) and what they imply for the paper's laws,
+    with 95% wild-cluster-bootstrap intervals and the samples they come from. `runs` is a validated table
+    (fit.load_runs) with batch_size (tokens per step) and lr."""
+    law = LrLawFit(runs)
+    samples, failed = bootstrap_lr_law(law, bootstrap, seed, progress=progress)
+    return lr_law_document(law, samples, failed, bootstrap, seed)
 
 
 def _estimate(value: float, samples: np.ndarray) -> dict:
     return {"value": value, "ci95": percentile_interval(samples)}
 
 
-def _document(
-    cells: pd.DataFrame,
-    point: dict[str, float],
-    samples: dict[str, np.ndarray],
-    sizes: np.ndarray,
-    failed: int,
-    bootstrap: int,
-    seed: int,
-    main: _Bowl,
-    q: np.ndarray,
-    fitted: np.ndarray,
-) -> dict:
+def lr_law_document(law: LrLawFit, samples: dict[str, np.ndarray], failed: int, bootstrap: int, seed: int) -> dict:
     """lr_law.json's content from the point fit and the bootstrap samples."""
-    with_params = len(sizes) > 1
+    cells, sizes, with_params = law.cells, law.sizes, law.with_params
+    point = law.statistics(law.q, law.q_pair)
+    a, _, _, c_lo, c_hi = law.main.unpack(law.q)
+    fitted = law.fitted
+    samples = {k: samples.get(k, np.array([])) for k in point}
     implied_paper = lr_exponents_at_fixed_batch(point["ridge"])
     implied_samples = lr_exponents_at_fixed_batch(samples["ridge"])
-    a, _, _, c_lo, c_hi = main.unpack(q)
     b, eta = BATCH_SIZE_LAW, LR_LAW
 
     def difference(kind: str, measured: str) -> dict:
@@ -252,7 +298,7 @@ def _document(
             "log_lr_at_center": {float(bs): float(a[j]) for j, bs in enumerate(np.sort(cells["batch_size"].unique()))},
             "rmse_log": float(np.sqrt(np.mean((fitted - cells["y"].to_numpy()) ** 2))),
         },
-        "vertices": group_vertices(cells, c_lo, c_hi),
+        "vertices": group_vertices(cells, c_lo, c_hi).drop(columns="log_loss").to_dict("records"),
         "bootstrap": {
             "resamples": bootstrap,
             "seed": seed,
@@ -276,32 +322,45 @@ def _document(
     return doc
 
 
-def group_vertices(cells: pd.DataFrame, c_lo: float, c_hi: float) -> list[dict]:
-    """Per (N, T, B) the vertex of its own bowl (the fit's curvatures, a level per seed): the points that the
-    book plots against the law, beside the grid's best learning rate."""
+def bowl_vertex(
+    z: np.ndarray, y: np.ndarray, seeds: np.ndarray, c_lo: float, c_hi: float
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The vertex of one (N, T, B)'s bowl in ln lr with the law's curvatures and a level per seed: its ln lr
+    (a grid search over the cells' span and half an octave beyond, 1/240 of it apart), each seed's log loss at
+    it (in order of first appearance), and every cell's fitted log loss."""
+    labels = pd.factorize(seeds)[0]
+    counts = np.bincount(labels)
+    grid = np.linspace(z.min() - 0.35, z.max() + 0.35, 241)
+    v = z[None, :] - grid[:, None]  # (grid, cells)
+    rest = y[None, :] - np.where(v < 0, c_lo, c_hi) * v * v
+    means = np.stack([np.bincount(labels, r, len(counts)) / counts for r in rest])  # (grid, seeds)
+    rss = np.sum((rest - means[:, labels]) ** 2, axis=1)
+    k = int(np.argmin(rss))
+    return float(grid[k]), means[k], y - rest[k] + means[k][labels]
+
+
+def group_vertices(cells: pd.DataFrame, c_lo: float, c_hi: float, y: np.ndarray | None = None) -> pd.DataFrame:
+    """Per (N, T, B) the vertex of its own bowl (bowl_vertex; `y` replaces the cells' log losses, e.g. a
+    bootstrap resample's): columns n_params, tokens, batch_size, lr_star, log_loss, lr_best_grid, on_edge."""
+    y = cells["y"].to_numpy() if y is None else y
     out = []
     for (n, t, bs), rows in cells.groupby(["n_params", "tokens", "batch_size"]):
-        seeds, z, y = rows["seed"].to_numpy(), rows["z"].to_numpy(), rows["y"].to_numpy()
-
-        def rss(center: float, seeds=seeds, z=z, y=y) -> float:
-            v = z - center
-            rest = y - np.where(v < 0, c_lo, c_hi) * v * v
-            return float(np.sum((rest - pd.Series(rest).groupby(seeds).transform("mean").to_numpy()) ** 2))
-
-        grid = np.linspace(z.min() - 0.5, z.max() + 0.5, 241)
-        center = grid[int(np.argmin([rss(c) for c in grid]))]
-        best = rows.loc[rows.groupby("seed")["y"].idxmin(), "lr"]
+        at = rows.index.to_numpy()
+        z = rows["z"].to_numpy()
+        center, levels, _ = bowl_vertex(z, y[at], rows["seed"].to_numpy(), c_lo, c_hi)
+        best = rows.loc[rows.groupby("seed")["y"].idxmin(), "z"]
         out.append(
             {
                 "n_params": int(n),
                 "tokens": float(t),
                 "batch_size": float(bs),
-                "lr_star": float(np.exp(center)),
-                "lr_best_grid": float(np.exp(np.log(best).mean())),
-                "on_edge": bool(center <= z.min() + 1e-9 or center >= z.max() - 1e-9),
+                "lr_star": math.exp(center),
+                "log_loss": float(levels.mean()),
+                "lr_best_grid": float(np.exp(best.mean())),
+                "on_edge": bool(center <= z.min() or center >= z.max()),
             }
         )
-    return out
+    return pd.DataFrame(out)
 
 
 def lr_law_file(
@@ -312,23 +371,31 @@ def lr_law_file(
     loss_column: str = "val_loss",
     progress: bool = True,
     if_changed: bool = False,
+    summary: Path | None = None,
 ) -> dict | None:
-    """``replicate lrlaw``: fit_lr_law of a table, written to `out` with its source and provenance. With
-    if_changed, None without computing when `out` already holds the law of this very table and options."""
+    """``replicate lrlaw``: fit_lr_law of a table, written to `out` with its source and provenance; with
+    `summary`, also the held-out checks of a learning-rate study (fit.heldout) written there, from the same
+    bootstrap. With if_changed, None without computing when the outputs already hold this very table's results
+    with these options."""
     source = table_source(runs_path, bootstrap=bootstrap, seed=seed, loss_column=loss_column)
-    if if_changed and holds_source(out, source):
+    if if_changed and holds_source(out, source) and (summary is None or holds_source(summary, source)):
         return None
     runs = load_runs(runs_path, loss_column)
     if "lr" not in runs or "batch_size" not in runs:
         raise ConfigError(f"{runs_path}: the learning-rate law needs batch_size and lr columns")
-    doc = fit_lr_law(runs, bootstrap, seed, progress)
-    doc = {
-        "readout": loss_column,
-        **doc,
+    if summary is None:
+        doc, summary_doc = fit_lr_law(runs, bootstrap, seed, progress), None
+    else:
+        from replicate.fit.heldout import heldout_summary
+
+        doc, summary_doc = heldout_summary(runs, bootstrap, seed, progress)
+    tail = {
         "units": {"tokens": "training tokens", "n_params": "parameters", "batch_size": "tokens per step"},
         "source": source,
         "provenance": fit_provenance(),
     }
-    doc = json_safe(doc)
+    doc = json_safe({"readout": loss_column, **doc, **tail})
     write_json(out, doc)
+    if summary_doc is not None:
+        write_json(summary, json_safe({"readout": loss_column, **summary_doc, **tail}))
     return doc
