@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from replicate.config import FLOP_KINDS
 from replicate.fit import (
@@ -19,6 +21,7 @@ from replicate.fit import (
     loss_law,
 )
 from replicate.report import heatmap
+from replicate.report.lr_law import law_band
 from replicate.sgd import eta_opt, steps_examples_tradeoff
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -30,13 +33,33 @@ BOOK_WIDTH_IN = 9.6
 
 
 def _tidy(fig: Figure) -> Figure:
-    """Log axes without minor tick labels (they overlap: "3x10^5 4x10^5"), then a tight layout."""
+    """Log axes without minor tick labels (they overlap: "3x10^5 4x10^5"), but labelled at 1, 2 and 5 times the
+    powers of ten where they span less than two decades (else a narrow axis shows one label or none); then a
+    tight layout."""
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
                 axis.set_minor_formatter(NullFormatter())
+                lo, hi = sorted(axis.get_view_interval())
+                if lo > 0 and hi / lo < 100:
+                    axis.set_major_locator(FixedLocator(_log_ticks(lo, hi)))
+                    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     fig.tight_layout()
     return fig
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Round ticks for a log axis from lo to hi: 1, 2 and 5 times the powers of ten, or finer mantissas where
+    those leave fewer than three inside (down to steps of 0.5)."""
+    fine = tuple(np.arange(1.0, 10.0, 0.5))
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8), fine):
+        ticks = [
+            m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in mantissas
+        ]
+        inside = [t for t in ticks if lo <= t <= hi]
+        if len(inside) >= 3:
+            return inside
+    return inside
 
 
 def _size_palette(sizes) -> dict:
@@ -421,4 +444,73 @@ def isoflop_figure(fit: dict) -> Figure:
             ylabel="loss at optimal hp",
             title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no IsoFLOP law"),
         )
+    return _tidy(fig)
+
+
+def lr_star_figure(doc: dict, batch_size: float) -> Figure:
+    """The optimal learning rate at one batch size (an lr_law.json): left, against T for each N; right, against
+    N at the first, middle and last checkpoints. Points: each (N, T)'s own vertex (hollow where it lies beyond
+    the rates tried); lines: the fitted law, with its 95% bootstrap band."""
+    vertices = pd.DataFrame(doc["vertices"])
+    vertices = vertices[vertices["batch_size"] == batch_size]
+    sizes, tokens = np.sort(vertices["n_params"].unique()), np.sort(vertices["tokens"].unique())
+    palette = _size_palette(sizes)
+    fig, axes = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 4.0), sharey=True)
+    t = np.geomspace(tokens.min(), tokens.max(), 40)
+    for n in sizes:
+        rows = vertices[vertices["n_params"] == n]
+        _vertex_points(axes[0], rows["tokens"], rows, palette[n], f"N = {_fmt_n(n)}")
+        centre, lo, hi = law_band(doc, batch_size, np.full(len(t), n), t)
+        axes[0].plot(t, centre, color=palette[n])
+        if lo is not None:
+            axes[0].fill_between(t, lo, hi, color=palette[n], alpha=0.15, lw=0)
+    picked = tokens[[0, len(tokens) // 2, -1]] if len(tokens) > 2 else tokens
+    shades = dict(zip(picked, sns.color_palette("rocket", len(picked)), strict=True))
+    n_grid = np.geomspace(sizes.min(), sizes.max(), 40)
+    for t_k in picked:
+        rows = vertices[vertices["tokens"] == t_k]
+        _vertex_points(axes[1], rows["n_params"], rows, shades[t_k], f"T = {t_k / 1e6:.2f}M")
+        centre, lo, hi = law_band(doc, batch_size, n_grid, np.full(len(n_grid), t_k))
+        axes[1].plot(n_grid, centre, color=shades[t_k])
+        if lo is not None:
+            axes[1].fill_between(n_grid, lo, hi, color=shades[t_k], alpha=0.15, lw=0)
+    axes[0].set(xscale="log", yscale="log", xlabel="training tokens T", ylabel=f"lr* at B = {batch_size:g} tokens")
+    axes[1].set(xscale="log", xlabel="parameters N")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    return _tidy(fig)
+
+
+def _vertex_points(ax, x, rows: pd.DataFrame, color, label: str) -> None:
+    edge = rows["on_edge"].astype(bool).to_numpy()
+    ax.scatter(np.asarray(x)[~edge], rows["lr_star"].to_numpy()[~edge], color=color, label=label, zorder=3)
+    ax.scatter(np.asarray(x)[edge], rows["lr_star"].to_numpy()[edge], facecolor="none", edgecolor=color, zorder=3)
+
+
+def heldout_figure(summary: dict, doc: dict) -> Figure:
+    """The held-out model (a learning-rate study's summary.json and its lr_law.json): left, its own lr* against
+    T beside the law's prediction with the 95% band (the fitting range of T/N shaded); right, its lr-optimal loss
+    beside the loss law's prediction, with the prediction's 95% interval."""
+    held = summary["heldout"]
+    checks = pd.DataFrame(held["checkpoints"])
+    vertices = pd.DataFrame(doc["vertices"])
+    n, b = held["n_params"], held["batch_size"]
+    fig, axes = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 4.0))
+    t = np.geomspace(checks["tokens"].min() / 1.5, checks["tokens"].max() * 1.2, 40)
+    centre, lo, hi = law_band(doc, b, np.full(len(t), float(n)), t)
+    axes[0].plot(t, centre, color="C0", label="law (fitting sizes)")
+    if lo is not None:
+        axes[0].fill_between(t, lo, hi, color="C0", alpha=0.2, lw=0, label="95% band")
+    axes[0].scatter(checks["tokens"], checks["lr_star"], color="k", zorder=3, label=f"held-out N = {_fmt_n(n)}")
+    ratio = vertices["tokens"] / vertices["n_params"]
+    axes[0].axvspan(ratio.min() * n, min(ratio.max() * n, t.max()), color="0.9", zorder=0, label="fitting T/N range")
+    axes[0].set(xscale="log", yscale="log", xlabel="training tokens T", ylabel=f"lr* at B = {b:g} tokens")
+    errors = np.array([c["loss_error"]["ci95"] or [np.nan, np.nan] for c in held["checkpoints"]])
+    pred, measured = checks["loss_predicted"].to_numpy(), checks["loss"].to_numpy()
+    axes[1].scatter(checks["tokens"], measured, color="k", zorder=3, label="measured (its lr optimum)")
+    yerr = np.stack([pred - measured * (1 + errors[:, 0]), measured * (1 + errors[:, 1]) - pred]).clip(min=0)
+    axes[1].errorbar(checks["tokens"], pred, yerr=yerr, fmt="s", color="C1", capsize=3, label="loss law (95%)")
+    axes[1].set(xscale="log", xlabel="training tokens T", ylabel="validation loss")
+    for ax in axes:
+        ax.legend(fontsize=8)
     return _tidy(fig)

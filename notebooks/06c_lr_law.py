@@ -1,0 +1,144 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The learning-rate law at a fixed batch size (Stage L)
+#
+# Stage A ({doc}`06b_stage_a`) found the loss flat along $B$ at this scale, so the paper's batch law cannot be
+# measured here. Its learning-rate law can, at one remove. If the best learning rate follows the paper's law
+# along a ridge in $B$,
+# $\eta^*(N, T, B) = \eta_\mathrm{opt}(N, T)\,(B / B_\mathrm{opt}(N, T))^r$, then at a *fixed* batch size
+#
+# $$\eta^* \propto T^{e_T} N^{e_N}, \qquad e_T = \beta_\eta - r\,\beta_B, \qquad e_N = \gamma_\eta - r\,\gamma_B,$$
+#
+# and the paper's four exponents ($\beta_B = 0.808$, $\gamma_B = 0.191$, $\beta_\eta = -0.045$,
+# $\gamma_\eta = -0.162$) predict $e_T$ and $e_N$ from the ridge $r$, which we measure. The learning rate's bowl
+# is far steeper than the batch size's, so these exponents can be measured with seeds we can afford.
+#
+# The fit (`replicate lrlaw`, `replicate.fit.lr_law`) passes one asymmetric bowl in $\ln \eta$ through every
+# cell within two octaves of its training group's best rate:
+# $\log L = m(N, T, B, \mathrm{seed}) + c(v)\,v^2$ with
+# $v = \ln\eta - (a_B + e_T \ln(T/T_0) + e_N \ln(N/N_0))$, $c$ steeper above the vertex than below. The ridge
+# comes from the same bowl with a free intercept per size and batch size. Intervals: a wild cluster bootstrap,
+# one weight per training group (a model size, batch size and seed trained as one ensemble), which keeps every
+# correlation inside an ensemble.
+
+# %% tags=["parameters"]
+PROFILE = "default"
+RESULTS_DIR = "results/cpu"
+IMAGE_DIR = "results/image"
+THEORY_DIR = "results/theory"
+STAGE_A_DIR = "results/stage_a"
+STAGE_L_DIR = "results/stage_l"
+
+# %% tags=["hide-input"]
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from replicate import plots, report
+from replicate.profile import load_profile
+from replicate.report import lr_law
+
+STAGE_L = Path(STAGE_L_DIR)
+studies = {
+    "Stage L": STAGE_L,
+    f"study ({Path(RESULTS_DIR).name})": Path(RESULTS_DIR),
+    "Stage A": Path(STAGE_A_DIR),
+}
+laws = {name: doc for name, path in studies.items() if (doc := report.load_json(path / "lr_law.json"))}
+summary = report.load_json(STAGE_L / "summary.json")
+headline_name = next(iter(laws), None)
+headline = laws.get(headline_name)
+
+# %% [markdown]
+# ## The exponents, study by study
+#
+# Each study's exponents of $\eta^*$ in $T$ and $N$ at a fixed batch size, beside the values the paper's laws
+# imply at that study's own ridge $r$, with the verdict of the book's rule (*excludes* when the 95% interval
+# does; *not identified* when it contains the value but is as wide as it; *agrees* otherwise).
+
+# %% tags=["hide-input"]
+if not laws:
+    display(Markdown("**No learning-rate law yet.** `make book` writes `lr_law.json` beside each runs table."))
+else:
+    display(report.table(lr_law.lr_law_table(laws)))
+    words, numbers = report.lr_law_claim(headline)
+    display(Markdown(report.paper_box([f"{headline_name}: {words} ({numbers})."], "The learning-rate law says")))
+
+# %% [markdown]
+# ## The optimal learning rate against $T$ and against $N$
+#
+# Points: each $(N, T)$'s own vertex (the bowl of its cells alone, with the fit's curvatures; hollow where it
+# lies beyond the rates tried). Lines: the fitted law, with its 95% bootstrap band, over the range of the data.
+
+# %% tags=["hide-input"]
+if headline is not None:
+    for batch in headline["fit"]["batch_sizes"]:
+        fig = plots.lr_star_figure(headline, batch)
+        fig.suptitle(f"{headline_name}, B = {batch:g} tokens per step", fontsize=10)
+        plt.show()
+
+# %% [markdown]
+# ## The ridge: one $r$ for every size?
+#
+# The relation between the fixed-$B$ exponents and the paper's assumes that the best learning rate grows with
+# $B$ as the same power $r$ at every size (a separable ridge).
+
+# %% tags=["hide-input"]
+if headline is not None:
+    display(report.table(lr_law.ridge_table(headline)))
+    display(Markdown(lr_law.ridge_sentence(headline)))
+    display(Markdown("What the measured exponents imply for the paper's laws (each given the paper's other one):"))
+    display(Markdown("\n".join(f"- {line}" for line in lr_law.implied_lines(headline))))
+
+# %% [markdown]
+# ## A held-out model
+#
+# Stage L trains a model 3.8 times larger than its largest fitting size at one batch size. At every checkpoint
+# whose $T/N$ lies inside the fitting sizes' range, the law's $\eta^*$ is compared with the held-out model's own
+# vertex, and the paper's additive loss law (Eq. 15), fitted to the fitting sizes' losses at their
+# learning-rate optima, predicts its loss at its optimum.
+
+# %% tags=["hide-input"]
+if summary is None or not summary.get("heldout"):
+    display(Markdown(f"**No held-out results yet** (`{STAGE_L_DIR}/summary.json`)."))
+else:
+    plots.heldout_figure(summary, laws["Stage L"])
+    plt.show()
+    display(report.table(lr_law.heldout_table(summary)))
+    display(Markdown(report.paper_box(lr_law.heldout_lines(summary), "The held-out model says")))
+
+# %% [markdown]
+# ## The batch size's right flank
+#
+# The loss at the learning-rate optimum at the larger batch size over that at the smaller one, minus one, per
+# $(N, T)$: at a fixed number of tokens a larger batch takes fewer steps; below the critical batch size the
+# theory expects it to cost little ({doc}`04_sgd_theory`).
+
+# %% tags=["hide-input"]
+if summary is not None and summary.get("batch_gap"):
+    display(report.table(lr_law.batch_gap_table(summary)))
+
+# %% [markdown]
+# ## Stage L's design
+
+# %% tags=["hide-input"]
+profile_path = STAGE_L / "profile.toml"
+if profile_path.is_file():
+    profile = load_profile(str(profile_path))
+    stage_l = report.load_study(STAGE_L)
+    done = 0 if stage_l is None else stage_l.runs["run_id"].nunique()
+    display(Markdown(f"{done} of {len(profile.runs)} runs trained. " + " ".join(profile.design.split())))
+else:
+    display(Markdown("Stage L has not been trained yet: `python -m replicate sweep --profile stage_l`."))

@@ -1,0 +1,167 @@
+"""The learning-rate law at a fixed batch size in the book: tables and sentences from lr_law.json and a learning-rate
+study's summary.json (replicate.fit.lr_law, replicate.fit.heldout)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from replicate.report.compare import fmt_ci, verdict
+
+
+def _value(estimate: dict | None, digits: int = 3) -> str:
+    if estimate is None:
+        return "not identified (one size)"
+    return f"{estimate['value']:+.{digits}f} {fmt_ci(estimate['ci95'], digits)}"
+
+
+def lr_law_table(docs: dict[str, dict]) -> pd.DataFrame:
+    """One row per study (its lr_law.json): the exponents of lr* in T and N at a fixed batch size, each beside the
+    value the paper's laws imply at the study's own ridge r and the verdict, the ridge and the curvatures."""
+    rows = []
+    for name, doc in docs.items():
+        implied = doc["paper_implied"]
+        row = {"study": name, "cells": doc["fit"]["cells"], "training groups": doc["fit"]["clusters"]}
+        for key, label in (("tokens", "T"), ("params", "N")):
+            measured, paper = doc[f"lr_exponent_{key}"], implied[f"lr_exponent_{key}"]["value"]
+            row[f"e_{label}"] = _value(measured)
+            row[f"paper-implied e_{label}"] = f"{paper:+.3f}"
+            row[f"e_{label} verdict"] = (
+                "not identified (one size)" if measured is None else verdict(measured["value"], measured["ci95"], paper)
+            )
+        row["ridge r"] = _value(doc["ridge"], 2)
+        curv = doc["curvature_per_octave2"]
+        row["bowl per octave^2 (below / above)"] = (
+            f"{100 * curv['below']['value']:.1f}% / {100 * curv['above']['value']:.1f}%"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ridge_table(doc: dict) -> pd.DataFrame:
+    """The lr-B ridge r per model size (the slope of ln lr* in ln B at fixed (N, T))."""
+    return pd.DataFrame(
+        [{"N": f"{r['n_params']:,}", "ridge r": _value(r, 2)} for r in doc["ridge_by_size"]]
+        + [{"N": "all sizes (shared slope)", "ridge r": _value(doc["ridge"], 2)}]
+    )
+
+
+def ridge_sentence(doc: dict) -> str:
+    """Whether the ridge is the same at every size (within +-0.1, the separable form the law assumes)."""
+    ridges = [r["value"] for r in doc["ridge_by_size"]]
+    if len(ridges) < 2:
+        return f"The ridge, measured at one size, is r = {_value(doc['ridge'], 2)}."
+    spread = max(ridges) - min(ridges)
+    holds = "holds" if spread <= 0.1 else "fails"
+    return (
+        f"The ridge ranges from {min(ridges):.2f} to {max(ridges):.2f} over the sizes (spread {spread:.2f}): the "
+        f"separable form lr* = eta_opt(N, T) (B / B_opt)^r, with one r for every size, {holds} at +-0.1."
+    )
+
+
+def implied_lines(doc: dict) -> list[str]:
+    """What the measured exponents imply for the paper's batch and lr laws, one sentence each."""
+    implied = doc["implied"]
+    names = {
+        "beta_b_given_paper_beta_eta": ("beta_B", "the paper's beta_eta"),
+        "beta_eta_given_paper_beta_b": ("beta_eta", "the paper's beta_B"),
+        "gamma_b_given_paper_gamma_eta": ("gamma_B", "the paper's gamma_eta"),
+        "gamma_eta_given_paper_gamma_b": ("gamma_eta", "the paper's gamma_B"),
+    }
+    paper = doc["paper_implied"]["paper"]
+    values = {"beta_B": paper["beta_b"], "beta_eta": paper["beta_eta"], "gamma_B": paper["gamma_b"]}
+    values["gamma_eta"] = paper["gamma_eta"]
+    lines = []
+    for key, (what, given) in names.items():
+        if key not in implied:
+            continue
+        est = implied[key]
+        lines.append(
+            f"Given {given}, {what} = {_value(est)} (the paper's {values[what]:+.3f}: "
+            f"{verdict(est['value'], est['ci95'], values[what])})."
+        )
+    return lines
+
+
+def heldout_table(summary: dict) -> pd.DataFrame:
+    """The held-out model's checkpoints: the law's lr* against its own vertex, the loss law against its loss."""
+    held = summary.get("heldout")
+    if not held:
+        return pd.DataFrame()
+    rows = []
+    for c in held["checkpoints"]:
+        ratio, error = c["lr_ratio"], c["loss_error"]
+        rows.append(
+            {
+                "T (tokens)": f"{c['tokens'] / 1e6:.2f}M",
+                "T/N": f"{c['t_over_n']:.1f}",
+                "lr* measured": f"{c['lr_star']:.3g}",
+                "lr* predicted": f"{c['lr_predicted']:.3g}",
+                "predicted / measured": f"{ratio['value']:.2f} {fmt_ci(ratio['ci95'], 3)}",
+                "loss measured": f"{c['loss']:.4f}",
+                "loss predicted": f"{c['loss_predicted']:.4f}",
+                "loss error": _percent(error),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _percent(estimate: dict) -> str:
+    ci = estimate["ci95"]
+    text = f"{100 * estimate['value']:+.2f}%"
+    return text + (f" [{100 * ci[0]:+.2f}%, {100 * ci[1]:+.2f}%]" if ci else "")
+
+
+def heldout_lines(summary: dict) -> list[str]:
+    """The held-out checks against their goals, in sentences (none without a held-out model)."""
+    held = summary.get("heldout")
+    if not held:
+        return []
+    goals = summary["goals"]
+    ratios, errors = summary["heldout_lr_ratio"], summary["heldout_loss_error"]
+    worst_ratio = max(ratios, key=lambda r: abs(math.log(r["value"])))
+    worst_error = max(errors, key=lambda e: abs(e["value"]))
+    within = all(1 / goals["heldout_lr_ratio"] <= r["value"] <= goals["heldout_lr_ratio"] for r in ratios)
+    loss_within = all(abs(e["value"]) <= goals["heldout_loss_error"] for e in errors)
+    n = f"{held['n_params']:,}"
+    return [
+        f"The law's lr* for the held-out model (N = {n}) is {worst_ratio['value']:.2f}x its own vertex at worst "
+        f"({fmt_ci(worst_ratio['ci95'])}) over {len(ratios)} checkpoints inside the fitting range of T/N: "
+        + ("within" if within else "outside")
+        + f" the goal of x{goals['heldout_lr_ratio']}.",
+        f"The paper's loss law fitted at the lr-optimal cells of the fitting sizes predicts the held-out model's "
+        f"lr-optimal loss within {_percent(worst_error)} at worst: "
+        + ("within" if loss_within else "outside")
+        + f" the goal of {100 * goals['heldout_loss_error']:.0f}% (the paper reports 0.03% and 0.15% at its scale).",
+    ]
+
+
+def batch_gap_table(summary: dict) -> pd.DataFrame:
+    """L(largest B) / L(smallest B) - 1 at the lr optimum, (N, T) by (N, T): sizes as rows, T as columns."""
+    gaps = pd.DataFrame(summary.get("batch_gap") or [])
+    if gaps.empty:
+        return gaps
+    gaps["cell"] = [f"{100 * v:+.2f}%" for v in gaps["value"]]
+    table = gaps.pivot(index="n_params", columns="tokens", values="cell")
+    table.index = [f"N = {n:,}" for n in table.index]
+    table.columns = [f"{t / 1e6:.2f}M" for t in table.columns]
+    return table
+
+
+def law_band(doc: dict, batch_size: float, n_params: np.ndarray, tokens: np.ndarray) -> tuple:
+    """The law's ln lr* at (N, T) pairs for a batch size of the grid, and the 2.5 and 97.5 percentiles over the
+    bootstrap samples: (lr*, lower, upper), arrays."""
+    fit, samples = doc["fit"], doc["bootstrap"]["samples"]
+    lt, ln = np.log(tokens / fit["t0"]), np.log(n_params / fit["n0"])
+    key = f"a_{float(batch_size)!r}"
+    e_n = doc["lr_exponent_params"]["value"] if doc["lr_exponent_params"] else 0.0
+    centre = fit["log_lr_at_center"][repr(float(batch_size))] + doc["lr_exponent_tokens"]["value"] * lt + e_n * ln
+    if key not in samples or not samples[key]:
+        return np.exp(centre), None, None
+    a, e_t = np.asarray(samples[key]), np.asarray(samples["e_t"])
+    e_ns = np.asarray(samples["e_n"]) if doc["lr_exponent_params"] else np.zeros_like(a)
+    curves = a[:, None] + e_t[:, None] * lt[None, :] + e_ns[:, None] * ln[None, :]
+    lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
+    return np.exp(centre), np.exp(lo), np.exp(hi)
