@@ -85,8 +85,7 @@ else:
 # %% tags=["hide-input"]
 if headline is not None:
     for batch in headline["fit"]["batch_sizes"]:
-        fig = plots.lr_star_figure(headline, batch)
-        fig.suptitle(f"{headline_name}, B = {batch:g} tokens per step", fontsize=10)
+        plots.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
         plt.show()
 
 # %% [markdown]

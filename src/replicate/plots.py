@@ -447,10 +447,10 @@ def isoflop_figure(fit: dict) -> Figure:
     return _tidy(fig)
 
 
-def lr_star_figure(doc: dict, batch_size: float) -> Figure:
+def lr_star_figure(doc: dict, batch_size: float, title: str = "") -> Figure:
     """The optimal learning rate at one batch size (an lr_law.json): left, against T for each N; right, against
     N at the first, middle and last checkpoints. Points: each (N, T)'s own vertex (hollow where it lies beyond
-    the rates tried); lines: the fitted law, with its 95% bootstrap band."""
+    the rates tried); lines: the fitted law, with its 95% bootstrap band over the data's range."""
     vertices = pd.DataFrame(doc["vertices"])
     vertices = vertices[vertices["batch_size"] == batch_size]
     sizes, tokens = np.sort(vertices["n_params"].unique()), np.sort(vertices["tokens"].unique())
@@ -478,6 +478,8 @@ def lr_star_figure(doc: dict, batch_size: float) -> Figure:
     axes[1].set(xscale="log", xlabel="parameters N")
     for ax in axes:
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _tidy(fig)
 
 
