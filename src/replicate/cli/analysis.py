@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from replicate.cli.args import add_bootstrap, check_output_path, positive_float
+from replicate.cli.args import add_bootstrap, add_loss_column, check_output_path, positive_float
 from replicate.errors import ConfigError
 
 
@@ -37,11 +37,7 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
         help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)",
     )
     add_bootstrap(p, "runs (the seeds of every cell where cells hold several)", "fit")
-    p.add_argument(
-        "--loss-column",
-        default="val_loss",
-        help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
-    )
+    add_loss_column(p)
     p.set_defaults(func=_fit)
 
 
@@ -129,11 +125,7 @@ def add_lrlaw(sub: argparse._SubParsersAction) -> None:
         "cells, predicting the held-out model; the batch-size gap per (N, T)), JSON (summary.json)",
     )
     add_bootstrap(p, "training groups (N, B, seed), wild", "law")
-    p.add_argument(
-        "--loss-column",
-        default="val_loss",
-        help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
-    )
+    add_loss_column(p)
     p.set_defaults(func=_lrlaw)
 
 

@@ -50,3 +50,12 @@ def add_bootstrap(p: argparse.ArgumentParser, unit: str, what: str) -> None:
         action="store_true",
         help=f"do nothing when --out already holds the {what} of this very table with these options",
     )
+
+
+def add_loss_column(p: argparse.ArgumentParser) -> None:
+    """--loss-column: which column of the runs table is fitted as the loss."""
+    p.add_argument(
+        "--loss-column",
+        default="val_loss",
+        help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
+    )
