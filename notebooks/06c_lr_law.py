@@ -25,7 +25,8 @@
 # is far steeper than the batch size's, so these exponents can be measured with seeds we can afford.
 #
 # The fit (`replicate lrlaw`, `replicate.fit.lr_law`) passes one asymmetric bowl in $\ln \eta$ through every
-# cell within two octaves of its training group's best rate:
+# cell within two octaves of its training group's best rate (and within 50% of its loss: a cell further above is
+# near divergence, where the loss is no longer a bowl; such cells are counted in `lr_law.json`):
 # $\log L = m(N, T, B, \mathrm{seed}) + c(v)\,v^2$ with
 # $v = \ln\eta - (a_B + e_T \ln(T/T_0) + e_N \ln(N/N_0))$, $c$ steeper above the vertex than below. The ridge
 # comes from the same bowl with a free intercept per size and batch size. Intervals: a wild cluster bootstrap,

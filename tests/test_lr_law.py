@@ -76,6 +76,17 @@ def test_the_planted_exponents_and_ridge_are_recovered_within_their_intervals():
     assert all(v["lr_star"] > 0 for v in doc["vertices"])
 
 
+def test_a_cell_near_divergence_is_left_out_and_counted():
+    runs = planted(sizes=(25_000, 150_000))
+    clean = fit_lr_law(runs, bootstrap=0)
+    spiked = runs.copy()
+    spiked.loc[spiked["lr"].idxmax(), "val_loss"] *= 1.8  # the highest rate, one checkpoint: a loss spike
+    doc = fit_lr_law(spiked, bootstrap=0)
+    assert clean["fit"]["unstable_cells"] == 0 and doc["fit"]["unstable_cells"] == 1
+    assert doc["fit"]["cells"] == clean["fit"]["cells"] - 1
+    assert doc["lr_exponent_tokens"]["value"] == pytest.approx(clean["lr_exponent_tokens"]["value"], abs=0.01)
+
+
 def test_a_planted_paper_law_agrees_and_one_size_leaves_n_unidentified():
     r = 0.6
     implied = lr_exponents_at_fixed_batch(r)

@@ -38,6 +38,9 @@ from replicate.progress import progress_bar
 from replicate.provenance import fit_provenance
 
 LR_WINDOW_OCTAVES = 2.0  # cells within this many doublings of their group's best learning rate enter the fits
+# cells whose loss is more than this fraction above their group's best are near divergence, where the loss is no
+# longer a bowl in ln lr (within two octaves the fitted bowls rise by 25% at most): they are left out and counted
+UNSTABLE_ABOVE_BEST = 0.5
 _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
 _GROUP = ["n_params", "tokens", "batch_size", "seed"]
 
@@ -58,17 +61,22 @@ def lr_exponents_at_fixed_batch(ridge: float | np.ndarray, laws: dict | None = N
 
 
 def lr_cells(runs: pd.DataFrame, role: str = "fit") -> pd.DataFrame:
-    """The finite cells of the runs of `role` within LR_WINDOW_OCTAVES of their (N, T, B, seed)'s best lr, with
-    the columns the fits use: y (log loss), z (log lr), lt and ln (log T and log N about their means), `group`,
-    `batch` (index of the batch size), `pair` (index of the (N, B) pair) and `cluster` (training group). Empty
-    where the role has no finite cell."""
+    """The finite cells of the runs of `role` within LR_WINDOW_OCTAVES of their (N, T, B, seed)'s best lr and at
+    most UNSTABLE_ABOVE_BEST above its loss, with the columns the fits use: y (log loss), z (log lr), lt and ln
+    (log T and log N about their means), `group`, `batch` (index of the batch size), `pair` (index of the (N, B)
+    pair) and `cluster` (training group). Empty where the role has no finite cell. `attrs["unstable"]` counts
+    the cells left out as near divergence."""
     rows = runs[(runs["role"] == role) & np.isfinite(runs["val_loss"]) & (runs["val_loss"] > 0)].copy()
     if "seed" not in rows:
         rows["seed"] = 0
     rows["y"], rows["z"] = np.log(rows["val_loss"]), np.log(rows["lr"])
     best = rows.groupby(_GROUP)["y"].transform("min")
     best_lr = rows["z"].where(rows["y"] == best).groupby([rows[k] for k in _GROUP]).transform("max")
-    rows = rows[np.abs(rows["z"] - best_lr) <= LR_WINDOW_OCTAVES * math.log(2) + 1e-9].reset_index(drop=True)
+    rows = rows[np.abs(rows["z"] - best_lr) <= LR_WINDOW_OCTAVES * math.log(2) + 1e-9]
+    stable = rows["y"] - best.loc[rows.index] <= math.log1p(UNSTABLE_ABOVE_BEST)
+    unstable = int((~stable).sum())
+    rows = rows[stable].reset_index(drop=True)
+    rows.attrs["unstable"] = unstable
     rows["lt"] = np.log(rows["tokens"]) - np.log(rows["tokens"]).mean()
     rows["ln"] = np.log(rows["n_params"]) - np.log(rows["n_params"]).mean()
     rows["group"] = rows.groupby(_GROUP).ngroup()
@@ -293,6 +301,8 @@ def lr_law_document(law: LrLawFit, samples: dict[str, np.ndarray], failed: int, 
             "sizes": [int(n) for n in sizes],
             "batch_sizes": [float(v) for v in np.sort(cells["batch_size"].unique())],
             "window_octaves": LR_WINDOW_OCTAVES,
+            "unstable_cells": cells.attrs.get("unstable", 0),
+            "unstable_above_best": UNSTABLE_ABOVE_BEST,
             "t0": float(np.exp(np.log(cells["tokens"]).mean())),
             "n0": float(np.exp(np.log(cells["n_params"]).mean())),
             "log_lr_at_center": {repr(float(bs)): float(a[j]) for j, bs in enumerate(law.batch_sizes)},
