@@ -1,11 +1,12 @@
-"""``replicate fit, curvature, lrlaw, predict, theory``: the commands that analyse results (torch-free but theory)."""
+"""``replicate fit, curvature, lrlaw, predict, theory``: the commands that analyse results (all torch-free
+but theory)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from replicate.cli.args import add_bootstrap, check_output_path, positive_float
+from replicate.cli.args import add_bootstrap, check_output_path, positive_float, positive_float_or_inf
 from replicate.errors import ConfigError
 
 
@@ -42,7 +43,26 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
         default="val_loss",
         help="the column fitted as the loss (default val_loss; val_loss_ema: the EMA weights' loss)",
     )
+    p.add_argument(
+        "--run-columns",
+        type=_column_list,
+        help="comma-separated columns whose shared values make one run (default: run_id if the table has it, "
+        "else n_params, batch_size, lr, seed, those present)",
+    )
+    p.add_argument(
+        "--diverged-above",
+        type=positive_float_or_inf,
+        help="a row whose loss exceeds this many times the best at its (N, T) is diverged (default 2, and only "
+        "in a table without a diverged column; inf: never)",
+    )
     p.set_defaults(func=_fit)
+
+
+def _column_list(text: str) -> list[str]:
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    if not columns:
+        raise argparse.ArgumentTypeError("expected column names separated by commas")
+    return columns
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -60,21 +80,15 @@ def _fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         loss_column=args.loss_column,
         if_changed=args.if_changed,
+        run_columns=args.run_columns,
+        diverged_above=args.diverged_above,
     )
     if result is None:
         print(f"fit: {out} is up to date with {args.runs}")
         return 0
-    law, ci = result["loss_law"], result["loss_law"]["ci95"]
+    from replicate.fit.document import summary_lines
 
-    def exponent(name: str) -> str:
-        return f"{law[name]:.3f}" + (" [{:.3f}, {:.3f}]".format(*ci[name]) if ci[name] else "")
-
-    print(
-        f"{result['mode']}: {result['n_rows']} rows; L = {law['a']:.4g} T^-{exponent('alpha_tokens')} + "
-        f"{law['b']:.4g} N^-{exponent('alpha_params')} + {law['l_inf']:.4f}; N_opt ~ C^"
-        f"{result['compute_law']['exp']:.3f} ({result['compute_law']['flops']} FLOPs); "
-        f"{len(result['warnings'])} warnings -> {out}"
-    )
+    print("\n".join(summary_lines(result)) + f" -> {out}")
     return 0
 
 
