@@ -77,13 +77,20 @@ STAGE_A := $(if $(wildcard results/stage_a/runs.csv),results/stage_a/summary.jso
 results/stage_a/summary.json: results/stage_a/runs.csv
 	$(PY) -m replicate curvature $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
 
+# Claim 4 at language-model scale: Porian et al.'s public IsoFLOP points (data/public/porian, committed with their
+# licence and source commit), every configuration through `fit`; redone only when a table changed, whatever the
+# profile (the data are not the study's: a smoke build keeps the committed claim)
+results/public/porian.json: $(wildcard data/public/porian/*.csv) | $(STAMP)
+	@mkdir -p results/public
+	$(PY) -m replicate porian data/public/porian --bootstrap 1000 --out $@ --if-changed
+
 $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
 
 results: sweeps
 	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(STUDY)/fit_ema.json results/$(STUDY)/lr_law.json \
 		results/$(IMAGE)/fit.json \
-		$(THEORY)/line_search.json $(STAGE_A)
+		$(THEORY)/line_search.json $(STAGE_A) results/public/porian.json
 
 # A local MathJax, so that the book reads offline (npm registry; the package's combined script and its fonts).
 $(MATHJAX):

@@ -1,4 +1,4 @@
-"""``replicate fit, curvature, lrlaw, predict, theory``: the commands that analyse results (all torch-free
+"""``replicate fit, curvature, lrlaw, porian, predict, theory``: the commands that analyse results (all torch-free
 but theory)."""
 
 from __future__ import annotations
@@ -160,6 +160,33 @@ def _lrlaw(args: argparse.Namespace) -> int:
 
     words, numbers = lr_law_claim(doc)
     print(f"{numbers}: {words}; {doc['fit']['cells']} cells, {doc['fit']['clusters']} training groups -> {out}")
+    return 0
+
+
+def add_porian(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "porian",
+        help="claim 4 at language-model scale: N_opt untuned vs tuned on Porian et al.'s public IsoFLOP points",
+        description="Fit every configuration of Porian et al.'s IsoFLOP tables (data/public/porian) with `fit` "
+        "(C = 6NT), and give the N_opt exponents by IsoFLOP and by the loss law and N_opt(base) / N_opt(tuned) at "
+        "1e19-1e22 FLOPs with 95%% bootstrap intervals; JSON.",
+    )
+    p.add_argument("data", type=Path, nargs="?", default=Path("data/public/porian"), help="the tables' folder")
+    p.add_argument("--out", type=Path, required=True, help="the claim, JSON (results/public/porian.json)")
+    add_bootstrap(p, "runs, per configuration", "claim")
+    p.set_defaults(func=_porian)
+
+
+def _porian(args: argparse.Namespace) -> int:
+    from replicate.fit.public import porian_file
+    from replicate.report.public import porian_sentences
+
+    out = check_output_path(args.out)
+    doc = porian_file(args.data, out, args.bootstrap, args.seed, if_changed=args.if_changed)
+    if doc is None:
+        print(f"porian: {out} is up to date with {args.data}")
+        return 0
+    print("\n".join(porian_sentences(doc)[:-1]) + f" -> {out}")
     return 0
 
 
