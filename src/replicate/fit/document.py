@@ -324,25 +324,10 @@ def _table_rules(
 
 # Exponents measured by two estimators: (what, (name, path to the law in fit.json, key), (name, path, key))
 _ESTIMATOR_PAIRS = (
-    (
-        "B_opt exponent in T",
-        ("per-(N, T) optima", ("batch_size_law",), "exp_tokens"),
-        ("surface", ("surface", "batch_size_law"), "exp_tokens"),
-    ),
-    (
-        "B_opt exponent in N",
-        ("per-(N, T) optima", ("batch_size_law",), "exp_params"),
-        ("surface", ("surface", "batch_size_law"), "exp_params"),
-    ),
-    (
-        "eta_opt exponent in T",
-        ("per-(N, T) optima", ("lr_law",), "exp_tokens"),
-        ("surface", ("surface", "lr_law"), "exp_tokens"),
-    ),
-    (
-        "eta_opt exponent in N",
-        ("per-(N, T) optima", ("lr_law",), "exp_params"),
-        ("surface", ("surface", "lr_law"), "exp_params"),
+    *(
+        (f"{symbol} exponent in {variable}", ("per-(N, T) optima", (law,), key), ("surface", ("surface", law), key))
+        for law, symbol in (("batch_size_law", "B_opt"), ("lr_law", "eta_opt"))
+        for key, variable in (("exp_tokens", "T"), ("exp_params", "N"))
     ),
     ("N_opt exponent", ("loss law", ("compute_law",), "exp"), ("IsoFLOP", ("compute_law", "isoflop"), "exp")),
 )
