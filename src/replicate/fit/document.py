@@ -217,8 +217,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
         }
         for c, model in data.flop_models.items()
     }
-    result["compute_law"] = _compute_out(result["compute_laws"][data.flops], data, ci, "compute_law")
-    _flag_compute(result, stage, data, warnings)
+    _headline_compute(result, stage, data, ci, warnings)
     for c, entry in result["compute_laws"].items():
         if entry["isoflop"] is None:
             warnings.append(
@@ -235,15 +234,13 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
             "batch_size": data.fixed_hp[0],
             "lr": data.fixed_hp[1],
             "loss_law": _loss_entry(stage.fixed_law, data.fixed, ci, "fixed.loss_law", warnings, "fixed-hp loss law"),
-            "compute_law": _compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"),
+            "compute_law": _identified(_compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"), data.fixed.n),
             "n_opt_ratio": full["fixed.n_opt_ratio"],
             "n_opt_ratio_ci95": ci["fixed.n_opt_ratio"],
             "reference_flops": data.reference_flops,
         }
     )
     result["holdout"] = _holdout_rows(stage, data, ci, warnings)
-    if data.fixed is not None:
-        result["fixed"]["compute_law"] = _identified(result["fixed"]["compute_law"], data.fixed.n)
     return result
 
 
@@ -266,13 +263,13 @@ def _identified(entry: dict, n_params: np.ndarray) -> dict:
     return out
 
 
-def _flag_compute(result: dict, stage: Stage, data: FitData, warnings: list[str]) -> None:
-    """Mark the headline compute law: not identified by too few model sizes (its numbers withheld), or resting
-    on a loss law that did not converge (its numbers reported, flagged, with the range of alpha_N that fits as
-    well, fit.loss.profile_alpha_params)."""
+def _headline_compute(result: dict, stage: Stage, data: FitData, ci: dict, warnings: list[str]) -> None:
+    """The headline compute law (the `flops` convention's) with its intervals, marked: not identified by too few
+    model sizes (its numbers withheld, in every convention's), or resting on a loss law that did not converge
+    (its numbers reported, flagged, with the range of alpha_N that fits as well, fit.loss.profile_alpha_params)."""
     law = stage.law
+    entry = _identified(_compute_out(result["compute_laws"][data.flops], data, ci, "compute_law"), stage.points.n)
     result["compute_laws"] = {c: _identified(e, stage.points.n) for c, e in result["compute_laws"].items()}
-    entry = _identified(result["compute_law"], stage.points.n)
     entry["loss_law_converged"] = law.converged
     if not entry["identified"]:
         warnings.append(f"compute law: N_opt not identified ({entry['not_identified']})")
