@@ -2,7 +2,8 @@
 
 A stranger's table is read by stated rules, each reported by ``replicate fit``: runs are the rows sharing a
 ``run_id`` (else the rows sharing n_params, batch_size, lr and seed, those of them present, or the columns
-given with --run-columns); learning rates and batch sizes within GRID_RTOL of each other are one grid value;
+given with --run-columns); a learning rate or batch size written to fewer digits than another within GRID_RTOL
+of it, and equal to that one rounded to those digits, is that grid value (the same number, spelled short);
 a row is diverged where its ``diverged`` column says so, its loss is not finite, or (by default only in a
 table without a ``diverged`` column) its loss exceeds DIVERGED_ABOVE times the best loss at its (N, T).
 """
@@ -22,7 +23,9 @@ HYPER = ("batch_size", "lr")
 FLOP_CONVENTIONS = ("6n", "paper", "exact")
 ROLES = ("fit", "holdout")
 RUN_COLUMNS = ("n_params", "batch_size", "lr", "seed")  # what tells runs apart in a table without run_id
-GRID_RTOL = 0.01  # lr and B values this close are one grid value: 2.44e-4 is 0.000244140625 written short
+# lr and B values this close may be one grid value spelled twice: 2.44e-4 is 0.000244140625 written short (a
+# short spelling must also be the other value rounded: distinct rates of a continuous sweep stay distinct)
+GRID_RTOL = 0.01
 # A loss this many times the best at its (N, T) is a diverged run's: a language model that diverges sits near
 # ln(vocabulary) (7-11 nats) against a best of 2-5, a diffusion model near the unit noise variance (about 1)
 # against 0.1-0.5; slow but stable runs of the project's own sweeps stay within 4x at early checkpoints, so the
@@ -134,19 +137,33 @@ def require_hyperparameters(runs: pd.DataFrame, source: str, what: str) -> None:
         raise ConfigError(f"{source}: {what} needs batch_size and lr columns; this table has no {' or '.join(missing)}")
 
 
+def _digits(value: float) -> int:
+    """Significant digits of a float as written shortest (repr): 0.000244 has 3, 4096.0 has 4."""
+    mantissa = repr(float(value)).lower().split("e")[0].lstrip("-").replace(".", "").lstrip("0").rstrip("0")
+    return max(len(mantissa), 1)
+
+
+def _spelled_short(short: float, full: float) -> bool:
+    """`short` is `full` rounded to the digits `short` is written with (and has fewer of them)."""
+    d = _digits(short)
+    return d < _digits(full) and float(f"{full:.{d}g}") == short
+
+
 def canonical_grid(values: np.ndarray, rtol: float = GRID_RTOL) -> np.ndarray:
-    """Each value on its grid: values within `rtol` of their (sorted) neighbour are one grid value, the one
-    written most often among them (ties: the one with the most digits, the most precise spelling). A grid whose
-    steps all exceed `rtol` comes back unchanged."""
+    """Each value on its grid: a value that is another value within `rtol` rounded to fewer digits (2.44e-4 and
+    0.000244140625) becomes the most precise such value, provided the candidates are themselves spellings of it;
+    every other value stays as it is (a grid whose values are not spellings of each other comes back unchanged)."""
     values = np.asarray(values, dtype=float)
-    distinct, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    cluster = np.concatenate([[0], np.cumsum(np.diff(np.log(distinct)) > np.log1p(rtol))])
+    distinct, inverse = np.unique(values, return_inverse=True)
     canonical = distinct.copy()
-    for c in np.unique(cluster):
-        members = np.flatnonzero(cluster == c)
-        if len(members) > 1:
-            pick = max(members, key=lambda i: (counts[i], len(repr(float(distinct[i])))))
-            canonical[members] = distinct[pick]
+    lo = np.searchsorted(distinct, distinct / (1 + rtol), side="left")
+    hi = np.searchsorted(distinct, distinct * (1 + rtol), side="right")
+    for i, short in enumerate(distinct):
+        longer = [w for w in distinct[lo[i] : hi[i]] if _spelled_short(short, w)]
+        if longer:
+            best = max(longer, key=_digits)
+            if all(w == best or _spelled_short(w, best) for w in longer):
+                canonical[i] = best
     return canonical[inverse]
 
 
