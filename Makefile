@@ -83,13 +83,20 @@ STAGE_L := $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/stage_l 
 results/stage_l/summary.json: results/stage_l/runs.csv
 	$(PY) -m replicate lrlaw $< --bootstrap $(BOOTSTRAP) --out results/stage_l/lr_law.json --summary $@ --if-changed
 
+# Claim 4 at language-model scale: Porian et al.'s public IsoFLOP points (data/public/porian, committed with their
+# licence and source commit), every configuration through `fit`; redone only when a table changed, whatever the
+# profile (the data are not the study's: a smoke build keeps the committed claim)
+results/public/porian.json: $(wildcard data/public/porian/*.csv) | $(STAMP)
+	@mkdir -p results/public
+	$(PY) -m replicate porian data/public/porian --bootstrap 1000 --out $@ --if-changed
+
 $(THEORY)/line_search.json: | $(STAMP)
 	$(PY) -m replicate theory --out $(THEORY) $(if $(filter smoke,$(PROFILE)),--quick)
 
 results: sweeps
 	$(MAKE) --no-print-directory results/$(STUDY)/fit.json results/$(STUDY)/fit_ema.json results/$(STUDY)/lr_law.json \
 		results/$(IMAGE)/fit.json \
-		$(THEORY)/line_search.json $(STAGE_A) $(STAGE_L)
+		$(THEORY)/line_search.json $(STAGE_A) $(STAGE_L) results/public/porian.json
 
 # A local MathJax, so that the book reads offline (npm registry; the package's combined script and its fonts).
 $(MATHJAX):

@@ -107,6 +107,10 @@ def test_output_has_the_documented_keys():
         "n_rows",
         "n_diverged",
         "warnings",
+        "runs",
+        "grid",
+        "divergence",
+        "estimators",
     } <= result.keys()
     assert {"n_params", "tokens", "batch_size", "lr", "val_loss", "on_edge"} <= result["optima"][0].keys()
     assert set(result["batch_size_law"]["ci95"]) == {"coef", "exp_tokens", "exp_params"}
@@ -483,7 +487,7 @@ def test_bad_tables_raise_one_line_config_errors(change, match):
 
 def test_bad_fit_options():
     runs = synthetic_sweep(widths=(32, 48, 64))
-    with pytest.raises(ConfigError, match="no finite fit rows at batch_size 3"):
+    with pytest.raises(ConfigError, match="fixed batch_size 3 is no value of the grid"):
         fit_runs(runs, fixed_batch_size=3, fixed_lr=1e-3, bootstrap=0)
     with pytest.raises(ConfigError, match="both"):
         fit_runs(runs, fixed_lr=1e-3, bootstrap=0)

@@ -112,7 +112,7 @@ def _small() -> pd.DataFrame:
         (
             lambda p: _table(p, _small().assign(batch_size=1024, lr=1e-3)),
             ["--fixed-batch-size", "8", "--fixed-lr", "1"],
-            "no finite fit rows",
+            "is no value of the grid",
         ),
         (lambda p: _table(p, _small()), ["--bootstrap", "-1"], ">= 0"),
         (lambda p: _table(p, _small()), ["--flops", "7n"], "invalid choice"),

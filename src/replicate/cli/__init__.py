@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from replicate.cli.analysis import add_curvature, add_fit, add_lrlaw, add_predict, add_theory
+from replicate.cli.analysis import add_curvature, add_fit, add_lrlaw, add_porian, add_predict, add_theory
 from replicate.cli.training import add_device_run, add_ingest, add_status, add_sweep, add_train
 from replicate.errors import ConfigError
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     add_sweep(sub)
     add_curvature(sub)
     add_lrlaw(sub)
+    add_porian(sub)
     add_predict(sub)
     add_theory(sub)
     add_device_run(sub)

@@ -1,11 +1,18 @@
-"""``replicate fit, curvature, lrlaw, predict, theory``: the commands that analyse results (torch-free but theory)."""
+"""``replicate fit, curvature, lrlaw, porian, predict, theory``: the commands that analyse results (all torch-free
+but theory)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from replicate.cli.args import add_bootstrap, add_loss_column, check_output_path, positive_float
+from replicate.cli.args import (
+    add_bootstrap,
+    add_loss_column,
+    check_output_path,
+    positive_float,
+    positive_float_or_inf,
+)
 from replicate.errors import ConfigError
 
 
@@ -38,7 +45,26 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
     )
     add_bootstrap(p, "runs (the seeds of every cell where cells hold several)", "fit")
     add_loss_column(p)
+    p.add_argument(
+        "--run-columns",
+        type=_column_list,
+        help="comma-separated columns whose shared values make one run (default: run_id if the table has it, "
+        "else n_params, batch_size, lr, seed, those present)",
+    )
+    p.add_argument(
+        "--diverged-above",
+        type=positive_float_or_inf,
+        help="a row whose loss exceeds this many times the best at its (N, T) is diverged (default 2, and only "
+        "in a table without a diverged column; inf: never)",
+    )
     p.set_defaults(func=_fit)
+
+
+def _column_list(text: str) -> list[str]:
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    if not columns:
+        raise argparse.ArgumentTypeError("expected column names separated by commas")
+    return columns
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -56,21 +82,15 @@ def _fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         loss_column=args.loss_column,
         if_changed=args.if_changed,
+        run_columns=args.run_columns,
+        diverged_above=args.diverged_above,
     )
     if result is None:
         print(f"fit: {out} is up to date with {args.runs}")
         return 0
-    law, ci = result["loss_law"], result["loss_law"]["ci95"]
+    from replicate.fit.document import summary_lines
 
-    def exponent(name: str) -> str:
-        return f"{law[name]:.3f}" + (" [{:.3f}, {:.3f}]".format(*ci[name]) if ci[name] else "")
-
-    print(
-        f"{result['mode']}: {result['n_rows']} rows; L = {law['a']:.4g} T^-{exponent('alpha_tokens')} + "
-        f"{law['b']:.4g} N^-{exponent('alpha_params')} + {law['l_inf']:.4f}; N_opt ~ C^"
-        f"{result['compute_law']['exp']:.3f} ({result['compute_law']['flops']} FLOPs); "
-        f"{len(result['warnings'])} warnings -> {out}"
-    )
+    print("\n".join(summary_lines(result)) + f" -> {out}")
     return 0
 
 
@@ -147,6 +167,33 @@ def _lrlaw(args: argparse.Namespace) -> int:
 
     words, numbers = lr_law_claim(doc)
     print(f"{numbers}: {words}; {doc['fit']['cells']} cells, {doc['fit']['clusters']} training groups -> {out}")
+    return 0
+
+
+def add_porian(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "porian",
+        help="claim 4 at language-model scale: N_opt untuned vs tuned on Porian et al.'s public IsoFLOP points",
+        description="Fit every configuration of Porian et al.'s IsoFLOP tables (data/public/porian) with `fit` "
+        "(C = 6NT), and give the N_opt exponents by IsoFLOP and by the loss law and N_opt(base) / N_opt(tuned) at "
+        "1e19-1e22 FLOPs with 95%% bootstrap intervals; JSON.",
+    )
+    p.add_argument("data", type=Path, nargs="?", default=Path("data/public/porian"), help="the tables' folder")
+    p.add_argument("--out", type=Path, required=True, help="the claim, JSON (results/public/porian.json)")
+    add_bootstrap(p, "runs, per configuration", "claim")
+    p.set_defaults(func=_porian)
+
+
+def _porian(args: argparse.Namespace) -> int:
+    from replicate.fit.public import porian_file
+    from replicate.report.public import porian_sentences
+
+    out = check_output_path(args.out)
+    doc = porian_file(args.data, out, args.bootstrap, args.seed, if_changed=args.if_changed)
+    if doc is None:
+        print(f"porian: {out} is up to date with {args.data}")
+        return 0
+    print("\n".join(porian_sentences(doc)[:-1]) + f" -> {out}")
     return 0
 
 

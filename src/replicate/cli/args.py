@@ -41,6 +41,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_float_or_inf(text: str) -> float:
+    """A positive number, infinity included ("inf": a test switched off)."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    return positive_float(text)
+
+
 def add_bootstrap(p: argparse.ArgumentParser, unit: str, what: str) -> None:
     """--bootstrap, --seed and --if-changed: the options of the commands that write a fitted JSON."""
     p.add_argument("--bootstrap", type=int, default=1000, help=f"resamples of {unit} for the 95%% intervals (0: none)")

@@ -11,7 +11,7 @@ interaction), checks (what the loss law stands on), compute (FLOPs per token, N_
 bootstrap (over runs, or the seeds of each cell), pipeline (the fitting behind `fit_runs`, held-out
 predictions), document (`fit_runs`: the fit.json document; `fit_file`: ``replicate fit``), curvature (Stage
 A's measurement: ``replicate curvature``), predict (``replicate predict``), synthetic (sweeps with planted
-laws).
+laws), public (claim 4 on Porian et al.'s public IsoFLOP points: ``replicate porian``).
 """
 
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval

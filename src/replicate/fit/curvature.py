@@ -24,7 +24,7 @@ import pandas as pd
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_strata
 from replicate.fit.optima import SweepCube, batch_profile, cluster_tokens
 from replicate.fit.surface import LN2_SQUARED, fit_surface
-from replicate.fit.table import load_runs
+from replicate.fit.table import load_runs, require_hyperparameters
 from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.paper import BATCH_SIZE_LAW
 from replicate.provenance import fit_provenance
@@ -176,7 +176,9 @@ def curvature_file(
     source = table_source(runs_path, bootstrap=bootstrap, seed=seed)
     if if_changed and holds_source(out, source):
         return None
-    raw = batch_curvature(load_runs(runs_path), bootstrap, seed, progress)
+    runs = load_runs(runs_path)
+    require_hyperparameters(runs, str(runs_path), "the curvature along B")
+    raw = batch_curvature(runs, bootstrap, seed, progress)
     with_ema = "val_loss_ema" in pd.read_csv(runs_path, nrows=0).columns
     ema = batch_curvature(load_runs(runs_path, "val_loss_ema"), bootstrap, seed, progress) if with_ema else None
     summary = {

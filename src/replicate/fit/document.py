@@ -6,8 +6,12 @@ Schema (raw units: N in parameters, T in training tokens, B in tokens per step, 
 row and run counts; `optima` (one per (N, T) with its edge flags); `batch_size_law` and `lr_law` (coef,
 exponents, ci95, n_points, the band cross-check); `lr_batch_exponent`; `loss_law` (parameters, mse, ci95,
 raw_residual_fit); `compute_laws` per FLOP convention and the headline `compute_law`; `flat_region`; `fixed`
-(the fixed-hyperparameter laws and the N_opt ratio); `holdout` (predictions against observations);
-`bootstrap` (resamples, failures per law); `warnings`; and, from `fit_file`, `source` and `provenance`.
+(the fixed-hyperparameter laws and the N_opt ratio); `holdout` (predictions against observations, flagged
+where the loss law did not converge); how the table was read: `runs` (the rule, runs, checkpoints), `grid` (the
+(B, lr) grid, spellings merged), `divergence` (the rule, rows taken as diverged by their loss); `estimators`
+(exponents two estimators measure, both, and whether their intervals exclude each other); `bootstrap`
+(resamples, failures per law); `warnings`; and, from `fit_file`, `source` and `provenance`. A compute law the
+model sizes cannot identify has `identified` false and no numbers.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from replicate.fit.pipeline import (
     statistics,
 )
 from replicate.fit.surface import surface_entry
-from replicate.fit.table import load_runs, validate_runs
+from replicate.fit.table import DIVERGED_ABOVE, grid_summary, read_table, run_rule, validate_runs
 from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.provenance import fit_provenance
 
@@ -55,6 +59,9 @@ def fit_runs(
     seed: int = 0,
     reference_flops: float = REFERENCE_FLOPS,
     progress: bool = False,
+    run_columns: list[str] | None = None,
+    diverged_above: float | None = None,
+    source: str = "runs table",
 ) -> dict:
     """Fit every law to a runs table and return the ``replicate fit`` JSON document (raw units throughout).
 
@@ -71,9 +78,10 @@ def fit_runs(
     also move with the grid's resolution: the intervals are conservative where the loss noise is small next
     to the loss steps between grid cells. A fixed (B, lr) has one run per model size, so many resamples
     cannot identify its law; those count as failed and are reported.
-    Bad input raises ConfigError.
+    The table is read by `validate_runs`'s rules (`run_columns`, `diverged_above`, the lr and B grid), each
+    reported in the document (`runs`, `grid`, `divergence`). Bad input raises ConfigError.
     """
-    runs = validate_runs(runs)
+    runs = validate_runs(runs, source, run_columns=run_columns, diverged_above=diverged_above)
     warnings: list[str] = []
     data = prepare(runs, fixed_batch_size, fixed_lr, flops, bootstrap, reference_flops, warnings)
     stage = fit_stage(data, warnings=warnings)
@@ -90,6 +98,8 @@ def fit_runs(
     )
     ci = {k: percentile_interval(v) for k, v in samples.items()}
     result = _report(runs, data, stage, full, ci, warnings)
+    result.update(_table_rules(runs, run_columns, diverged_above, warnings))
+    result["estimators"] = _estimators(result, warnings)
     result["bootstrap"] = {
         "resamples": bootstrap,
         "seed": seed,
@@ -98,9 +108,7 @@ def fit_runs(
         "failed": _failures(samples, data, bootstrap, warnings),
         # the laws' parameters per resample, jointly: what `replicate predict` turns into prediction intervals
         "samples": {
-            k: v
-            for k, v in samples.items()
-            if k.split(".")[0] in SAMPLED_LAWS and "isoflop" not in k and "n_opt_at_reference" not in k
+            k: v for k, v in samples.items() if k.split(".")[0] in SAMPLED_LAWS and "n_opt_at_reference" not in k
         },
     }
     result["warnings"] = warnings
@@ -209,7 +217,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
         }
         for c, model in data.flop_models.items()
     }
-    result["compute_law"] = _compute_out(result["compute_laws"][data.flops], data, ci, "compute_law")
+    _headline_compute(result, stage, data, ci, warnings)
     for c, entry in result["compute_laws"].items():
         if entry["isoflop"] is None:
             warnings.append(
@@ -226,7 +234,7 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
             "batch_size": data.fixed_hp[0],
             "lr": data.fixed_hp[1],
             "loss_law": _loss_entry(stage.fixed_law, data.fixed, ci, "fixed.loss_law", warnings, "fixed-hp loss law"),
-            "compute_law": _compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"),
+            "compute_law": _identified(_compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"), data.fixed.n),
             "n_opt_ratio": full["fixed.n_opt_ratio"],
             "n_opt_ratio_ci95": ci["fixed.n_opt_ratio"],
             "reference_flops": data.reference_flops,
@@ -234,6 +242,122 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
     )
     result["holdout"] = _holdout_rows(stage, data, ci, warnings)
     return result
+
+
+def _sizes_text(n_params: np.ndarray) -> str | None:
+    """Why N_opt is not identified by these model sizes ('one model size', '2 model sizes'), None if it is: the
+    loss law's N term needs 3 sizes (b N^-alpha_N + L_inf has three parameters), and N_opt(C) rests on it."""
+    k = len(np.unique(n_params))
+    return None if k >= 3 else ("one model size" if k == 1 else f"{k} model sizes")
+
+
+def _identified(entry: dict, n_params: np.ndarray) -> dict:
+    """A compute law without its numbers where the model sizes cannot identify it (`_sizes_text`)."""
+    reason = _sizes_text(n_params)
+    if reason is None:
+        return {**entry, "identified": True}
+    blank = dict.fromkeys(("coef", "exp", "n_opt_at_reference", "rmse_log"))
+    out = {**entry, **blank, "identified": False, "not_identified": reason}
+    if "ci95" in entry:
+        out["ci95"] = dict.fromkeys(entry["ci95"])
+    return out
+
+
+def _headline_compute(result: dict, stage: Stage, data: FitData, ci: dict, warnings: list[str]) -> None:
+    """The headline compute law (the `flops` convention's) with its intervals, marked: not identified by too few
+    model sizes (its numbers withheld, in every convention's), or resting on a loss law that did not converge
+    (its numbers reported, flagged, with the range of alpha_N that fits as well, fit.loss.profile_alpha_params)."""
+    law = stage.law
+    entry = _identified(_compute_out(result["compute_laws"][data.flops], data, ci, "compute_law"), stage.points.n)
+    result["compute_laws"] = {c: _identified(e, stage.points.n) for c, e in result["compute_laws"].items()}
+    entry["loss_law_converged"] = law.converged
+    if not entry["identified"]:
+        warnings.append(f"compute law: N_opt not identified ({entry['not_identified']})")
+    elif not law.converged:
+        profile = result["loss_law"]["profile_alpha_params"]
+        entry["alpha_params_range95"] = profile["range95"]
+        entry["alpha_params_range_open"] = [profile["open_low"], profile["open_high"]]
+        span = "-" if profile["range95"] is None else "[{:.3g}, {:.3g}]".format(*profile["range95"])
+        warnings.append(
+            "loss law not converged: its N_opt and held-out predictions are reported but rest on an exponent the "
+            f"data do not pin (alpha_params within {span} fits as well)"
+        )
+    result["compute_law"] = entry
+
+
+def _table_rules(
+    runs: pd.DataFrame, run_columns: list[str] | None, diverged_above: float | None, warnings: list[str]
+) -> dict:
+    """How the table was read (fit.table's rules): its runs, its (B, lr) grid, its diverged rows."""
+    _, rule = run_rule(runs.columns, run_columns)
+    by_loss = runs["diverged_by_loss"].to_numpy(dtype=bool)
+    grid = grid_summary(runs)
+    if grid and (grid["batch_size_merged"] or grid["lr_merged"]):
+        warnings.append(
+            f"grid: {grid['batch_size_merged']} batch-size and {grid['lr_merged']} lr spellings within "
+            f"{grid['rtol']:.0%} of another merged into one grid value"
+        )
+    if by_loss.any():
+        warnings.append(
+            f"{int(by_loss.sum())} rows of {runs.loc[by_loss, 'run'].nunique()} runs taken as diverged: their "
+            "loss is far above the best at their (N, T) (excluded)"
+        )
+    return {
+        "runs": {
+            "rule": rule,
+            "n_runs": int(runs["run"].nunique()),
+            "n_checkpoints": len(runs),
+        },
+        "grid": grid,
+        "divergence": {
+            "rule": "the diverged column, a loss that is not finite, or a loss above `factor` times the best at "
+            f"its (N, T) (default {DIVERGED_ABOVE:g}, applied only to a table without a diverged column)",
+            "factor": diverged_above,
+            "n_rows_by_loss": int(by_loss.sum()),
+            "n_runs_by_loss": int(runs.loc[by_loss, "run"].nunique()),
+        },
+    }
+
+
+# Exponents measured by two estimators: (what, (name, path to the law in fit.json, key), (name, path, key))
+_ESTIMATOR_PAIRS = (
+    *(
+        (f"{symbol} exponent in {variable}", ("per-(N, T) optima", (law,), key), ("surface", ("surface", law), key))
+        for law, symbol in (("batch_size_law", "B_opt"), ("lr_law", "eta_opt"))
+        for key, variable in (("exp_tokens", "T"), ("exp_params", "N"))
+    ),
+    ("N_opt exponent", ("loss law", ("compute_law",), "exp"), ("IsoFLOP", ("compute_law", "isoflop"), "exp")),
+)
+
+
+def _estimate(result: dict, path: tuple[str, ...], key: str) -> dict | None:
+    entry = result
+    for part in path:
+        entry = (entry or {}).get(part)
+    if not entry or entry.get(key) is None or not np.isfinite(entry[key]):
+        return None
+    return {"value": entry[key], "ci95": (entry.get("ci95") or {}).get(key)}
+
+
+def _estimators(result: dict, warnings: list[str]) -> list[dict]:
+    """Every exponent two estimators measure, both shown; `disagree` where their 95% intervals exclude each
+    other (None where either lacks an interval), with a warning: neither is then the headline."""
+    out = []
+    for what, *sides in _ESTIMATOR_PAIRS:
+        found = {name: _estimate(result, path, key) for name, path, key in sides}
+        if any(v is None for v in found.values()):
+            continue
+        (a, ea), (b, eb) = found.items()
+        disagree = None
+        if ea["ci95"] and eb["ci95"]:
+            disagree = bool(ea["ci95"][1] < eb["ci95"][0] or eb["ci95"][1] < ea["ci95"][0])
+        if disagree:
+            warnings.append(
+                f"{what}: the {a} give {ea['value']:.3g} [{ea['ci95'][0]:.3g}, {ea['ci95'][1]:.3g}] and the {b} "
+                f"{eb['value']:.3g} [{eb['ci95'][0]:.3g}, {eb['ci95'][1]:.3g}]: the intervals exclude each other"
+            )
+        out.append({"quantity": what, "estimates": found, "disagree": disagree})
+    return out
 
 
 def _cis(ci: dict, prefix: str, keys: tuple[str, ...]) -> dict:
@@ -315,12 +439,13 @@ def _optima_rows(stage: Stage, warnings: list[str]) -> list[dict]:
 def _holdout_rows(stage: Stage, data: FitData, ci: dict, warnings: list[str]) -> list[dict]:
     rows = []
     opt = data.holdout_optima
-    for i, pred in enumerate(holdout_predictions(stage, data)):
+    for i, pred in enumerate(holdout_predictions(stage, data, converged_only=False)):
         observed = data.holdout.loss[i]
         row = {
             "n_params": data.holdout.n[i],
             "tokens": data.holdout.t[i],
             **pred,
+            "loss_law_converged": stage.law.converged,
             "observed_val_loss": observed,
             "rel_error": pred["predicted_val_loss"] / observed - 1,
             **{f"{k}_ci95": ci.get(f"holdout.{i}.{k}") for k in pred},
@@ -366,6 +491,8 @@ def fit_file(
     loss_column: str = "val_loss",
     if_changed: bool = False,
     progress: bool = True,
+    run_columns: list[str] | None = None,
+    diverged_above: float | None = None,
 ) -> dict | None:
     """``replicate fit``: fit_runs on the table at `runs_path`, written to `out` with its `source` (what it was
     computed from) and `provenance`. The fixed baseline comes from fixed_batch_size and fixed_lr (tokens per
@@ -385,19 +512,80 @@ def fit_file(
         flops=flops,
         fixed_batch_size=fixed_batch_size,
         fixed_lr=fixed_lr,
+        # the table rules' options only where given: a default fit keeps the source it always had
+        **{k: v for k, v in (("run_columns", run_columns), ("diverged_above", diverged_above)) if v is not None},
     )
     if if_changed and holds_source(out, source):
         return None
     result = fit_runs(
-        load_runs(runs_path, loss_column),
+        read_table(runs_path, loss_column),
         fixed_batch_size=fixed_batch_size,
         fixed_lr=fixed_lr,
         flops=flops,
         bootstrap=bootstrap,
         seed=seed,
         progress=progress,
+        run_columns=run_columns,
+        diverged_above=diverged_above,
+        source=str(runs_path),
     )
     prov = fit_provenance()
     result = {**result, "source": source, "provenance": prov}
     write_json(out, result)
     return result
+
+
+def _with_ci(value: float, ci: list[float] | None) -> str:
+    return f"{value:.3f}" + (" [{:.3f}, {:.3f}]".format(*ci) if ci else "")
+
+
+def _listing(values: list[float], most: int = 8) -> str:
+    shown = [f"{v:g}" for v in values]
+    return ", ".join(shown if len(shown) <= most else [*shown[:3], "...", *shown[-3:]])
+
+
+def summary_lines(result: dict) -> list[str]:
+    """``replicate fit``'s summary of a fit.json: how the table was read (runs, grid, diverged rows), the loss
+    law, N_opt by both estimators (or why not identified), and every pair of estimators that disagree."""
+    runs, div = result.get("runs") or {}, result.get("divergence") or {}
+    lines = [
+        f"{result['mode']}: {result['n_rows']} rows, {runs.get('n_runs', result['n_runs'])} runs "
+        f"({runs.get('rule', 'run_id')}); {result['n_diverged']} diverged rows"
+        + (f" ({div['n_rows_by_loss']} by their loss, excluded)" if div.get("n_rows_by_loss") else "")
+    ]
+    grid = result.get("grid")
+    if grid:
+        merged = grid["batch_size_merged"] + grid["lr_merged"]
+        lines.append(
+            f"grid: batch sizes {_listing(grid['batch_size'])}; lrs {_listing(grid['lr'])}"
+            + (f" ({merged} spellings merged)" if merged else "")
+        )
+    law, ci = result["loss_law"], result["loss_law"]["ci95"]
+    lines.append(
+        f"L = {law['a']:.4g} T^-{_with_ci(law['alpha_tokens'], ci['alpha_tokens'])} + {law['b']:.4g} "
+        f"N^-{_with_ci(law['alpha_params'], ci['alpha_params'])} + {law['l_inf']:.4f}"
+        + ("" if law["converged"] else " (not converged)")
+    )
+    compute = result["compute_law"]
+    if not compute.get("identified", True):
+        lines.append(f"N_opt: not identified ({compute['not_identified']})")
+    else:
+        text = f"N_opt ~ C^{_with_ci(compute['exp'], compute['ci95']['exp'])} (loss law, {compute['flops']} FLOPs)"
+        iso = compute.get("isoflop")
+        if iso:
+            text += f"; C^{_with_ci(iso['exp'], iso['ci95']['exp'])} (IsoFLOP)"
+        if not compute.get("loss_law_converged", True):
+            span = compute.get("alpha_params_range95")
+            text += " -- loss law not converged" + (
+                ": alpha_N within [{:.3g}, {:.3g}] fits as well".format(*span) if span else ""
+            )
+        lines.append(text)
+    for pair in result.get("estimators", []):
+        if pair["disagree"]:
+            (a, ea), (b, eb) = pair["estimates"].items()
+            lines.append(
+                f"estimators disagree on the {pair['quantity']}: {a} {_with_ci(ea['value'], ea['ci95'])}, "
+                f"{b} {_with_ci(eb['value'], eb['ci95'])}"
+            )
+    lines.append(f"{len(result['warnings'])} warnings")
+    return lines

@@ -31,7 +31,7 @@ from scipy.optimize import least_squares
 
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import percentile_interval
-from replicate.fit.table import load_runs
+from replicate.fit.table import load_runs, require_hyperparameters
 from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.paper import BATCH_SIZE_LAW, LR_LAW
 from replicate.progress import progress_bar
@@ -391,8 +391,7 @@ def lr_law_file(
     if if_changed and holds_source(out, source) and (summary is None or holds_source(summary, source)):
         return None
     runs = load_runs(runs_path, loss_column)
-    if "lr" not in runs or "batch_size" not in runs:
-        raise ConfigError(f"{runs_path}: the learning-rate law needs batch_size and lr columns")
+    require_hyperparameters(runs, str(runs_path), "the learning-rate law")
     if summary is None:
         doc, summary_doc = fit_lr_law(runs, bootstrap, seed, progress), None
     else:

@@ -237,7 +237,8 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
         for k in ("coef", "exp", "n_opt_at_reference"):
             out[f"{prefix}compute_law.{k}"] = compute[k] if law.converged else np.nan
         iso = compute["isoflop"]
-        out[f"{prefix}compute_law.isoflop.exp"] = iso["exp"] if iso else np.nan
+        for k in ("coef", "exp"):  # both: N_opt(C) of the IsoFLOP law at any budget, per resample
+            out[f"{prefix}compute_law.isoflop.{k}"] = iso[k] if iso else np.nan
     if stage.fixed_law is not None:
         out["fixed.n_opt_ratio"] = out["fixed.compute_law.n_opt_at_reference"] / out["compute_law.n_opt_at_reference"]
     for name in ("batch_size_law", "lr_law"):
@@ -253,15 +254,16 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
     return out
 
 
-def holdout_predictions(stage: Stage, data: FitData) -> list[dict]:
+def holdout_predictions(stage: Stage, data: FitData, converged_only: bool = True) -> list[dict]:
     """The held-out points predicted by the loss law and the headline hyperparameter laws: the surface fit's
-    where it converged (as `replicate predict`), else the per-(N, T) optima's."""
+    where it converged (as `replicate predict`), else the per-(N, T) optima's. A loss law that did not converge
+    predicts nothing with `converged_only` (a bootstrap resample), and predicts all the same without it (the
+    full data's report, which flags it)."""
     batch_law, lr_law = stage.batch_size_law, stage.lr_law
     if stage.surface is not None and stage.surface["converged"]:
         batch_law, lr_law = stage.surface, stage.surface_lr
-    return predict_holdout(
-        data.holdout.n, data.holdout.t, stage.law.params() if stage.law.converged else None, batch_law, lr_law
-    )
+    law = stage.law.params() if stage.law.converged or not converged_only else None
+    return predict_holdout(data.holdout.n, data.holdout.t, law, batch_law, lr_law)
 
 
 def prepare(

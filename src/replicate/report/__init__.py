@@ -2,8 +2,8 @@
 
 Pure pandas and numpy (figures: replicate.plots; the paper's numbers: replicate.paper). One job per module:
 study (loading a results folder), compare (verdicts and comparison tables), findings (sentences), tables
-(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs). The notebooks call these names
-from here.
+(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs), public (the paper's claims at
+language-model scale: published laws, Porian et al.'s runs). The notebooks call these names from here.
 """
 
 from replicate.report.compare import (
@@ -29,6 +29,12 @@ from replicate.report.findings import (
     lr_law_claim,
     scale_sentence,
     summary_lines,
+)
+from replicate.report.public import (
+    hyperparameter_laws_table,
+    porian_exponent_table,
+    porian_ratio_table,
+    porian_sentences,
 )
 from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
 from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study
@@ -65,6 +71,7 @@ __all__ = [
     "ratio",
     "grid_table",
     "heatmap",
+    "hyperparameter_laws_table",
     "identical_rows",
     "kernel_speed_sentence",
     "kernel_speed_table",
@@ -78,6 +85,9 @@ __all__ = [
     "open_study",
     "neighbourhood_spread",
     "paper_box",
+    "porian_exponent_table",
+    "porian_ratio_table",
+    "porian_sentences",
     "provenance_table",
     "quadratic_estimates",
     "rerun_agreement",
