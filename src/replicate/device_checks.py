@@ -31,7 +31,7 @@ from replicate.timing import capture_check, kernel_benchmark, precision_check, s
 
 CAPTURE_TOLERANCE = 1e-3  # captured vs eager losses, relative: the same kernels (atomics aside) or a bug
 # each stage's box: at most this share of the call's deadline (a cap, not a reservation: what a stage leaves
-# goes to the next); 90 s of the default 480 for the kernel benchmark's cold compiles
+# goes to the next); about 90 s of the default 480 for the kernel benchmark's cold compiles
 SHARES = {"preflight": 0.15, "capture": 0.06, "precision": 0.06, "streams": 0.08, "kernels": 0.19}
 # steps on a GPU, and on the CPU where they only check the logic
 CAPTURE_STEPS = {"cuda": (8, 50), "cpu": (4, 4)}  # compared, then timed
