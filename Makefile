@@ -121,18 +121,19 @@ book: results $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going --path-output $(BOOK_OUT)
 	@echo "The book: $(BOOK_OUT)/_build/html/index.html"
 
-# The one command a lent GPU call runs (see README, "On a GPU"): the GPU image's python3 (torch there, no venv) on
-# this tree, which has no .git there, so the commit comes in as SHA. Its files land in $OUT; back here,
-# `python -m replicate ingest DIR` merges them into results/. Paused states of earlier calls travel in the
-# (git-ignored) results/<study>/paused/, which the call must carry.
+# The one command a lent GPU call runs (README, "Running on a GPU"), where the machine has make; without it, the
+# same line by hand. The GPU image's python3 (torch there, no venv) on this tree, which has no .git there, so the
+# commit comes in as SHA (without it the rows carry the digest of src/replicate). Its files land in $OUT (files
+# already there count against the 8 that come back); here, `python -m replicate ingest DIR` merges them into
+# results/. Paused states of earlier calls travel in the (git-ignored) results/<study>/paused/.
 DEADLINE ?= 480
 DEVICE_PROFILE ?= next
+DEVICE_MEASURE ?= stage_l
 DEVICE_WORKERS ?= 8
 device:
-	@test -n "$(SHA)" || { echo "make device: pass SHA=<commit of this tree> (git rev-parse --short=12 HEAD)" >&2; exit 2; }
 	PYTHONPATH=src PYTHONUNBUFFERED=1 REPLICATE_GIT_SHA=$(SHA) python3 -m replicate device-run \
-		--out "$${OUT:?make device: set OUT to an empty folder}" --deadline-s $(DEADLINE) \
-		--profile $(DEVICE_PROFILE) --workers $(DEVICE_WORKERS)
+		--out "$${OUT:?make device: set OUT to the call's folder}" --deadline-s $(DEADLINE) \
+		--profile $(DEVICE_PROFILE) --measure $(DEVICE_MEASURE) --workers $(DEVICE_WORKERS)
 
 # README's findings from the committed results (a test fails when they drift apart)
 readme: $(STAMP)

@@ -36,25 +36,29 @@
 # ## On a GPU
 #
 # A lent GPU machine here is bare: the tree without `.git`, torch and triton installed and nothing installable,
-# at most 10 minutes per command, and only up to 8 files of 16 MiB coming back. One command is prepared for it:
+# at most 10 minutes per command, and only up to 8 files of 16 MiB coming back. One command is prepared for it,
+# which needs no `make`:
 #
 # ```bash
-# make device SHA=$(git rev-parse --short=12 HEAD)   # on the GPU machine, in one call (OUT: an empty folder)
-# python -m replicate ingest DIR                      # back here, on the files the call returned
+# PYTHONPATH=src REPLICATE_GIT_SHA=<commit> python3 -m replicate device-run --out "$OUT"   # on the GPU machine
+# python -m replicate ingest DIR                                                           # back here
 # ```
 #
-# `make device` runs `python -m replicate device-run --deadline-s 480` with the machine's own `python3`. It
-# prints the environment; checks, on the profile's smallest group, the training step replayed from a CUDA graph
-# (`replicate.step.StepGraph`) against the eager step (and stops, training nothing, if their losses differ by
-# more than 1e-3) and bf16 autocast against fp32 (bf16 is used only where a profile asks for it, after it moved
-# the loss by less than a fifth of Stage A's seed noise); then trains the pending groups of Stage A, or of the
-# study once Stage A is complete, longest first, from the step times earlier calls measured
-# (`results/benchmarks/device_steps.jsonl`). It writes `manifest.json`, `runs.csv` (the new rows),
-# `bench.jsonl` (the checks and each group's ms per step), `device_run.log` and the paused states that fit.
-# `ingest` merges them into `results/` (idempotent; a row that contradicts the table's stops it, exit 2). A
-# study trained in several calls carries the git-ignored `results/<study>/paused/` into each call. The book
-# renders `results/study` (or `results/gpu`) only once it holds every run of its profile (`replicate status`),
-# and `make sweeps` never trains a GPU profile on a CPU.
+# It runs its stages in order, each in a time box cut from the call's deadline (480 s), a stage that fails or
+# runs out of time recorded as such and the next one run: a preflight (versions; a small step captured in a CUDA
+# graph with a registered generator; every Triton op compiled and checked against the PyTorch reference); the
+# training step replayed from a CUDA graph (`replicate.step.StepGraph`) against the eager step (every step of
+# the call stays eager unless their losses agree within 1e-3); bf16 autocast against fp32 (bf16 is used only where
+# a profile asks for it, after it moved the loss by less than a fifth of Stage A's seed noise); groups on parallel
+# streams; on a GPU the kernel benchmark; then the pending groups of Stage A, or of the study once Stage A is
+# complete with a go, longest first; then, with the time left, the training step at every shape of Stage L,
+# eager and captured, with PyTorch's ops and the Triton kernels. Its files are written as it goes: `manifest.json`
+# (after every stage), `runs.csv` (after every finished group), `bench.jsonl` (the checks, each group's ms per step,
+# the step timings), `device_run.log` and the paused states that fit. `ingest` merges them into `results/`
+# (idempotent; a row that contradicts the table's, or a partial kernel benchmark, stops it, exit 2). A study
+# trained in several calls carries the git-ignored `results/<study>/paused/` into each call. The book renders
+# `results/study` (or `results/gpu`) only once it holds every run of its profile (`replicate status`), and
+# `make sweeps` never trains a GPU profile on a CPU.
 #
 # What an H100 lent for 30 minutes showed (table below): the smoke profile's sweep ran there end to end (25
 # runs in 51 s with 4 workers), and the test suite's kernel, model and training tests passed on the compiled

@@ -240,3 +240,33 @@ def test_the_kernel_benchmark_checks_its_logic_on_the_cpu(tmp_path):
     }
     assert all(float(r["ms"]) > 0 for r in rows)
     assert json.loads((out.parent / "kernels_tuning.json").read_text())["tuning"] == []  # nothing autotunes on CPU
+
+
+def test_autotuning_tries_only_the_configs_whose_tiles_fit_the_registers(monkeypatch):
+    """Tunable.prune, triton's early_config_prune: the fp32 clip attention backward at 64 tokens and head dim 64
+    keeps only its 4-warp config (on one warp it spills tens of KB and takes minutes to compile), fp32 linear_gelu
+    drops its K = 64 tile, bf16 keeps every config at the study's 16 tokens, and no launch is left with none."""
+    import triton
+
+    from replicate.kernels import clip_attention, flash_attention, linear
+    from replicate.kernels._triton import Tunable
+
+    def warps(tunable, named, **meta):
+        return [c.num_warps for c in tunable.prune(tunable.configs, named, **meta)]
+
+    assert warps(clip_attention._bwd, {"S": 64}, HEAD_DIM=64, PRECISION="ieee", BLOCK_S=64) == [4]
+    assert warps(clip_attention._fwd, {"S": 16}, HEAD_DIM=16, PRECISION="ieee", BLOCK_S=16) == [1, 2, 4]
+    assert warps(clip_attention._bwd, {"S": 16}, HEAD_DIM=16, PRECISION="tf32", BLOCK_S=16) == [1, 2, 4]
+    fp32 = linear._fwd.prune(linear._fwd.configs, {"M": 256, "N": 192, "K": 48}, PRECISION="ieee")
+    assert [c.kwargs["BLOCK_K"] for c in fp32] == [32, 32]
+    assert len(linear._fwd.prune(linear._fwd.configs, {"M": 256, "N": 192, "K": 48}, PRECISION="tf32")) == 3
+    for tunable in (clip_attention._fwd, clip_attention._bwd, flash_attention._fwd, flash_attention._dkdv):
+        for head_dim in kernels.ATTENTION_HEAD_DIMS:
+            for precision in ("ieee", "tf32"):
+                meta = {"HEAD_DIM": head_dim, "PRECISION": precision, "BLOCK_S": 64}
+                kept = tunable.prune(tunable.configs, {"S": 64}, **meta)
+                assert kept and set(kept) <= set(tunable.configs)
+    built = {}
+    monkeypatch.setattr(triton, "autotune", lambda **kw: built.update(kw) or (lambda fn: fn))
+    fresh = Tunable(clip_attention._clip_bwd, clip_attention._CONFIGS, ["S"], {}, lambda m: 1.0)
+    assert fresh._tuned is clip_attention._clip_bwd and built["prune_configs_by"]["early_config_prune"] == fresh.prune

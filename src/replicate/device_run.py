@@ -1,68 +1,54 @@
-"""The prepared GPU call: `device-run` trains the next pending groups of a study under a deadline on a bare
-machine and leaves what must come back in one folder; `ingest` merges such a folder into results/.
+"""The prepared GPU call: `device-run` checks the machine, measures it and trains the next pending groups of a
+study under a deadline on a bare machine, and leaves what must come back in one folder; `ingest`
+(replicate.ingest) merges such a folder into results/.
 
 A lent GPU machine has the working tree but no .git, nothing installable, at most 10 minutes per command, and
-returns at most 8 files of at most 16 MiB (64 MiB in all) from $OUT. So a device run
-- takes its commit from $REPLICATE_GIT_SHA (`make device` passes it in) and refuses to train without one;
-- resumes from the tree's results/<study>/: finished runs are skipped, paused states carried in go on;
-- starts the longest groups first, each group's time taken from the measured step times of earlier calls on
-  the same device (results/benchmarks/device_steps.jsonl) where its shape was measured, calibrated otherwise;
-- writes OUT/manifest.json, OUT/runs.csv (the rows it added), OUT/bench.jsonl (one line per finished group:
-  its step time), OUT/device_run.log, and as many paused states (OUT/paused_<group>.pt) as the limits allow.
-
-`ingest OUT` puts those into results/<study>/ (rows, paused states, log), every bench line into
-results/benchmarks/device_steps.jsonl, and the kernel benchmark's rows and autotuning into
-results/benchmarks/kernels.csv and kernels_tuning.json. Every file is replaced atomically; ingesting the same
-folder twice changes nothing; a row that differs from the one the table holds for the same run stops it before
-it writes.
+returns at most 8 files of at most 16 MiB (64 MiB in all) from $OUT; it is lent rarely, so its first call must
+return numbers whatever fails. A device run
+- takes its commit from $REPLICATE_GIT_SHA (`make device` passes it in), else git's, else the digest of its
+  source (provenance.tree_digest, "tree-...");
+- runs its stages in order, each in a time box cut from the deadline, each failure recorded and the next stage
+  run (replicate.device_call): preflight, capture, precision, streams, the kernel benchmark (on a GPU; these are
+  replicate.device_checks at the shapes of the profile it measures, `--measure`, default Stage L's), then
+  training, then the step measurements with the time left;
+- trains the next study (runs.next_profile) from the tree's results/<study>/: finished runs are skipped,
+  paused states carried in go on, the longest groups first, each group's time taken from the measured step
+  times of earlier calls on the same device (results/benchmarks/device_steps.jsonl) where its shape was
+  measured, calibrated otherwise; its steps replayed from CUDA graphs only once the capture check passed;
+- writes OUT/manifest.json (at the start, after every stage and finished group, at the end), OUT/runs.csv (the
+  rows it added, after every finished group), OUT/bench.jsonl (one line per check and finished group, as each
+  ends), OUT/device_run.log, and the paused states that the file limits allow (bundled into one archive when
+  there are more states than free files). Files already in OUT count against --max-files and are left alone.
+SIGTERM stops it where it is: it writes the rows and the manifest (status "interrupted") and exits 143.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import sys
+import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
-import torch
-
-from replicate.device_checks import CaptureMismatch, bench_line, device_checks, group_shape
-from replicate.errors import ConfigError
-from replicate.io import atomic_write, write_csv, write_json
-from replicate.kernels.bench import write_table
+from replicate.device_call import MANIFEST, Call, CallInterrupted, Stage
+from replicate.device_checks import Checks, bench_line, group_shape
+from replicate.io import atomic_write, write_csv
 from replicate.profile import Group, Profile, load_profile
-from replicate.provenance import device_name, git_sha, provenance
-from replicate.runs import COLUMNS, STEP_TIMES, RunsTable, measured_step_seconds, next_profile, read_runs
-from replicate.sweep import Estimator, SweepResult, calibrate, state_name, sweep
+from replicate.provenance import device_name, git_sha, provenance, tree_digest
+from replicate.runs import COLUMNS, STEP_TIMES, measured_step_seconds, next_profile, read_runs
+from replicate.sweep import Estimator, calibrate, sweep
 from replicate.train import TrainRecord, resolve_device
 
 MAX_FILES = 8  # what a device call brings back from $OUT
 MAX_FILE_BYTES = 16 * 2**20
 MAX_TOTAL_BYTES = 64 * 2**20
-FIXED_FILES = ("manifest.json", "runs.csv", "bench.jsonl", "device_run.log")
+FIXED_FILES = (MANIFEST, "runs.csv", "bench.jsonl", "device_run.log")
 NEXT = "next"  # the profile a device run trains by default: runs.next_profile
-
-
-class _Tee:
-    """A text stream that writes to a terminal stream and a log file."""
-
-    def __init__(self, stream: TextIO, log: TextIO) -> None:
-        self.stream, self.log = stream, log
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-        self.stream.flush()
+MEASURE = "stage_l"  # the profile whose shapes it measures by default (README: "Running on a GPU")
 
 
 @dataclass
@@ -71,263 +57,215 @@ class DeviceRunResult:
     runs_added: int
     runs_done: int  # the study's finished runs after this call
     runs_total: int
-    files: list[str]  # what OUT holds
+    files: list[str]  # the call's files in OUT
     paused_lost: list[str]  # paused groups whose state did not fit in OUT: the next call restarts them
-    error: str | None = None  # why nothing was trained (the captured step disagreed with the eager one)
+    status: str = "finished"  # or "interrupted" (SIGTERM)
+    failed: list[str] | None = None  # the stages that failed or ran out of their time box
 
 
-def check_out(out: Path) -> None:
-    """OUT must be an empty (or new) folder: one folder is one call's results."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} must be an empty folder (one device call's results)")
+def call_commit() -> str:
+    """The commit this call's rows carry: $REPLICATE_GIT_SHA, else git's, else "tree-" and the digest of the
+    source, which then goes into $REPLICATE_GIT_SHA so that the workers' rows carry it too."""
+    sha = git_sha()
+    if sha == "unknown":
+        sha = f"tree-{tree_digest()}"
+        os.environ["REPLICATE_GIT_SHA"] = sha
+        git_sha.cache_clear()
+    return sha
 
 
 def device_run(
     out: Path,
     *,
     profile: str = NEXT,
+    measure: str = MEASURE,
     results: Path = Path("results"),
     deadline_s: float = 480.0,
     workers: int | None = None,
     device: str = "auto",
     backend: str = "auto",
+    max_files: int = MAX_FILES,
 ) -> DeviceRunResult:
-    """Train the next pending groups of `profile` (its results in results/<name>/) for at most `deadline_s`
-    seconds and write what must come back into `out` (see the module docstring)."""
-    start, started = time.monotonic(), datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    check_out(out)
-    sha = git_sha()
-    if sha == "unknown":
-        raise ConfigError("no commit: set REPLICATE_GIT_SHA to the commit of this tree (make device does)")
+    """Run the call's stages on `profile` (trained; its results in results/<name>/) and `measure` (whose shapes
+    are measured) for at most `deadline_s` seconds and write what must come back into `out` (see the module
+    docstring)."""
+    call = Call(out, deadline_s, FIXED_FILES, max_files)
     dev = resolve_device(device)
     prof = load_profile(next_profile(results) if profile == NEXT else profile)
-    study = results / prof.name
-    out.mkdir(parents=True, exist_ok=True)
+    measured = prof if measure == prof.name else load_profile(measure)
+    sha, started = call_commit(), datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     work = Path(tempfile.mkdtemp(prefix="device-run-"))
     try:
-        if (study / "runs.csv").is_file():
-            shutil.copyfile(study / "runs.csv", work / "runs.csv")
-        if (study / "paused").is_dir():
-            shutil.copytree(study / "paused", work / "paused")
-        before = set(read_runs(work / "runs.csv")) if (work / "runs.csv").is_file() else set()
-        with open(out / "device_run.log", "w") as log_file, contextlib.redirect_stdout(_Tee(sys.stdout, log_file)):
-            error = None
-            try:
-                _train(prof, work, out, dev, backend, workers, start + deadline_s, results)
-            except CaptureMismatch as err:
-                error = str(err)
-                print(f"device run stopped: {error}")
-            return _collect(prof, work, out, before, sha, dev, started, start, deadline_s, error)
+        before = _work_copy(results / prof.name, work)
+        env = provenance(dev)
+        checks = Checks(measured, out, dev, backend, env, results)
+        stages = [*checks.stages(), _train_stage(call, checks, prof, work, before, workers), _measure_stage(checks)]
+        call.manifest = {
+            "profile": prof.name,
+            "study": prof.name,
+            "measured": measured.name,
+            "call": f"{started}_{sha}",
+            **env,
+            "started_utc": started,
+            "deadline_s": deadline_s,
+            "plan": [{"stage": s.name, "share": s.share} for s in stages],
+            "runs_total": len(prof.runs),
+            "profile_toml": prof.path.read_text(),  # the folder describes itself: ingest needs no profile file
+        }
+        with call.opened():
+            print(
+                f"device run: train {prof.name}, measure {measured.name}; {env['device']}, torch {env['torch']}, "
+                f"triton {env['triton']}, commit {sha}, backend {backend}, {os.cpu_count()} cores, "
+                f"{deadline_s:.0f} s"
+            )
+            status = _run(call, stages, lambda: _copy_rows(call, prof, work, before))
+            call.ignore_sigterm()
+            return _collect(call, prof, work, before, status)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _train(
-    prof: Profile,
-    work: Path,
-    out: Path,
-    dev: torch.device,
-    backend: str,
-    workers: int | None,
-    deadline: float,
-    results: Path,
-) -> SweepResult:
-    """The device checks, then the sweep of this call until `deadline` (time.monotonic()), logging the
-    environment first and a bench line per finished group."""
-    env = provenance(dev)
-    print(f"device run: profile {prof.name}, {env['device']}, torch {env['torch']}, triton {env['triton']}")
-    print(
-        f"commit {env['git_sha']}, backend {backend}, {os.cpu_count()} cores, {deadline - time.monotonic():.0f} s left"
-    )
-    threads = max(1, len(os.sched_getaffinity(0)) // (workers or prof.workers)) if dev.type == "cpu" else 0
-    est = Estimator(lambda group: calibrate(group, str(dev), threads, capture=True))
-    measured = measured_step_seconds(results / STEP_TIMES, device_name(dev), backend)
-    for group in prof.groups:
-        if group.shape() in measured:
-            est.finished(group, group.runs[0].cfg.steps * measured[group.shape()])
-    print(f"step times measured before for {sum(k in measured for k in (g.shape() for g in prof.groups))} groups")
-    (out / "bench.jsonl").touch()
-    device_checks(prof, out, dev, backend, env, results)
-
-    def bench(group: Group, records: list[TrainRecord], elapsed: float) -> None:
-        steps, train_s = group.runs[0].cfg.steps, records[0].wall_s
-        row = {
-            "kind": "group",
-            "profile": prof.name,
-            **group_shape(group),
-            "steps": steps,
-            "train_s": round(train_s, 3),
-            "elapsed_s": round(elapsed, 3),
-            "step_ms": round(1e3 * train_s / steps, 4),
-            "group_steps_per_s": round(steps / train_s, 1),
-            "backend": backend,
-            "capture": dev.type == "cuda",
-            **env,
-        }
-        bench_line(out, row)
-
-    print(f"device checks done: {deadline - time.monotonic():.0f} s left to train")
-    return sweep(
-        prof,
-        work,
-        workers=workers,
-        deadline_s=max(deadline - time.monotonic(), 1e-3),
-        device=str(dev),
-        backend=backend,
-        estimator=est,
-        longest_first=True,
-        on_group=bench,
-        capture=True,
-    )
+def _run(call: Call, stages: list[Stage], first: Callable[[], None]) -> str:
+    """`first` (the files OUT holds from the start), then the stages in order; "finished", or "interrupted" where
+    a SIGTERM stopped them."""
+    try:
+        first()
+        (call.out / "bench.jsonl").touch()
+        call.write_manifest("running")
+        for stage in stages:
+            call.run(stage)
+    except CallInterrupted:
+        print("device run: terminated (SIGTERM): writing what it has")
+        return "interrupted"
+    return "finished"
 
 
-def _collect(
-    prof: Profile,
-    work: Path,
-    out: Path,
-    before: set[str],
-    sha: str,
-    dev: torch.device,
-    started: str,
-    start: float,
-    deadline_s: float,
-    error: str | None,
-) -> DeviceRunResult:
-    """OUT's rows, paused states (smallest first, while the limits allow) and manifest."""
+def _work_copy(study: Path, work: Path) -> set[str]:
+    """The study's table and paused states copied into the work folder; the runs it holds already."""
+    if (study / "runs.csv").is_file():
+        shutil.copyfile(study / "runs.csv", work / "runs.csv")
+    if (study / "paused").is_dir():
+        shutil.copytree(study / "paused", work / "paused")
+    return set(read_runs(work / "runs.csv")) if (work / "runs.csv").is_file() else set()
+
+
+def _copy_rows(call: Call, prof: Profile, work: Path, before: set[str]) -> None:
+    """OUT/runs.csv: the rows this call added (in the profile's order), and their count in the manifest."""
     rows = read_runs(work / "runs.csv") if (work / "runs.csv").is_file() else {}
     added = {run_id: r for run_id, r in rows.items() if run_id not in before}
     order = {r.run_id: r.index for r in prof.runs}
-    write_csv(out / "runs.csv", COLUMNS, [row for i in sorted(added, key=order.__getitem__) for row in added[i]])
-    budget = MAX_TOTAL_BYTES - sum(f.stat().st_size for f in out.iterdir()) - 2**20  # 1 MiB for the manifest
-    kept, lost = [], []
-    for state in (
-        sorted((work / "paused").glob("*.pt"), key=lambda p: p.stat().st_size) if (work / "paused").is_dir() else []
-    ):
-        size = state.stat().st_size
-        if len(FIXED_FILES) + len(kept) < MAX_FILES and size <= min(MAX_FILE_BYTES, budget):
-            shutil.copyfile(state, out / f"paused_{state.name}")
-            kept.append(f"paused_{state.name}")
-            budget -= size
-        else:
-            lost.append(state.name)
-            print(f"paused state {state.name} ({size / 2**20:.1f} MiB) does not fit in OUT: the next call restarts it")
+    write_csv(call.out / "runs.csv", COLUMNS, [row for i in sorted(added, key=order.__getitem__) for row in added[i]])
     done = len(set(rows) & set(order))
-    print(f"device run: {len(added)} runs added, {done}/{len(prof.runs)} done, {len(kept)} paused states kept")
-    files = [*FIXED_FILES, *kept]
-    write_json(
-        out / "manifest.json",
-        {
-            "profile": prof.name,
-            "study": prof.name,
-            "call": f"{started}_{sha}",
-            "git_sha": sha,
-            **provenance(dev),
-            "started_utc": started,
-            "deadline_s": deadline_s,
-            "wall_s": round(time.monotonic() - start, 1),
-            "runs_added": len(added),
-            "runs_done": done,
-            "runs_total": len(prof.runs),
-            "complete": done == len(prof.runs),
-            "paused": kept,
-            "paused_lost": lost,
-            "files": files,
-            "error": error,
-            "profile_toml": prof.path.read_text(),  # the folder describes itself: ingest needs no profile file
-        },
-    )
-    return DeviceRunResult(prof.name, len(added), done, len(prof.runs), files, lost, error)
+    call.manifest.update(runs_added=len(added), runs_done=done, complete=done == len(prof.runs))
 
 
-@dataclass
-class IngestResult:
-    study: Path
-    runs_added: int
-    runs_known: int  # rows the table already held, identical
-    paused: int
-    complete: bool
+def _train_stage(call: Call, checks: Checks, prof: Profile, work: Path, before: set[str], workers: int | None) -> Stage:
+    """Training the study's pending groups until the stage's deadline; each finished group's rows into OUT."""
+    dev, backend = checks.dev, checks.backend
 
+    def on_group(group: Group, records: list[TrainRecord], elapsed: float) -> None:
+        steps, train_s = group.runs[0].cfg.steps, records[0].wall_s
+        row = {"kind": "group", "profile": prof.name, **group_shape(group), "steps": steps}
+        row.update(train_s=round(train_s, 3), elapsed_s=round(elapsed, 3), step_ms=round(1e3 * train_s / steps, 4))
+        row.update(group_steps_per_s=round(steps / train_s, 1), backend=backend, capture=checks.graphs)
+        bench_line(call.out, {**row, **checks.env})
+        _copy_rows(call, prof, work, before)
+        call.write_manifest("running", "train")
 
-def _without_wall(rows: list[list[str]]) -> list[list[str]]:
-    wall = COLUMNS.index("wall_s")
-    return [row[:wall] + row[wall + 1 :] for row in rows]
-
-
-def ingest(src: Path, results: Path = Path("results")) -> IngestResult:
-    """Merge a device run's folder into results/ (see the module docstring)."""
-    try:
-        manifest = json.loads((src / "manifest.json").read_text())
-        name, profile_toml, call = manifest["study"], manifest["profile_toml"], manifest["call"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{src} is not a device run's folder (manifest.json: {err})") from None
-    study = results / name
-    study.mkdir(parents=True, exist_ok=True)
-    if not (study / "profile.toml").is_file():
-        atomic_write(study / "profile.toml", lambda f: f.write(profile_toml))
-    prof = load_profile(str(study / "profile.toml"))
-    order = {r.run_id: r.index for r in prof.runs}
-    new = read_runs(src / "runs.csv")
-    unknown = sorted(set(new) - set(order))
-    if unknown:
-        raise ConfigError(
-            f"{src}/runs.csv has {len(unknown)} runs that profile {prof.name} does not (e.g. {unknown[0]})"
+    def train(deadline: float) -> str:
+        done = set(read_runs(work / "runs.csv")) if (work / "runs.csv").is_file() else set()
+        pending = [g for g in prof.groups if not all(r.run_id in done for r in g.runs)]
+        if not pending:
+            return f"nothing to train: {prof.name} holds all {len(prof.runs)} runs"
+        threads = max(1, len(os.sched_getaffinity(0)) // (workers or prof.workers)) if dev.type == "cpu" else 0
+        est = Estimator(lambda group: calibrate(group, str(dev), threads, capture=checks.capture))
+        measured = measured_step_seconds(checks.results / STEP_TIMES, device_name(dev), backend)
+        for group in prof.groups:
+            if group.shape() in measured:
+                est.finished(group, group.runs[0].cfg.steps * measured[group.shape()])
+        print(f"step times measured before for {sum(g.shape() in measured for g in prof.groups)} groups")
+        result = sweep(
+            prof,
+            work,
+            workers=workers,
+            deadline_s=max(deadline - time.monotonic(), 1e-3),
+            device=str(dev),
+            backend=backend,
+            estimator=est,
+            longest_first=True,
+            on_group=on_group,
+            capture=checks.capture,
         )
-    table = RunsTable(study / "runs.csv", order, retire=False)
-    conflicts = [i for i in new if i in table.rows and _without_wall(table.rows[i]) != _without_wall(new[i])]
-    if conflicts:
-        raise ConfigError(
-            f"{len(conflicts)} runs of {src} differ from the rows {study / 'runs.csv'} holds for them "
-            f"(e.g. {conflicts[0]}): nothing ingested"
-        )
-    added = [i for i in new if i not in table.rows]
-    if added:
-        table.rows.update({i: new[i] for i in added})
-        table.write()
-    finished = set(table.rows)
-    done = {state_name(g) for g in prof.groups if all(r.run_id in finished for r in g.runs)}
-    paused = 0
-    for state in sorted(src.glob("paused_*.pt")):
-        target = study / "paused" / state.name.removeprefix("paused_")
-        if target.name in done:
+        summary = f"{result.done}/{len(prof.runs)} runs done, {result.left} left ({result.paused} groups paused)"
+        if result.failed:
+            raise RuntimeError(f"{result.failed} groups failed; {summary}")
+        return summary
+
+    return Stage("train", None, train, alarm=False)
+
+
+def _measure_stage(checks: Checks) -> Stage:
+    return Stage("measure", None, checks.measure)
+
+
+def _bins(states: list[Path], slots: int, budget: int) -> tuple[list[list[Path]], list[Path]]:
+    """The paused states (smallest first) in at most `slots` files of at most MAX_FILE_BYTES and `budget` bytes
+    in all: one file per state while there are free files, then into the first file with room; and those lost."""
+    bins: list[list[Path]] = []
+    lost = []
+    for state in sorted(states, key=lambda p: p.stat().st_size):
+        size = state.stat().st_size
+        room = [b for b in bins if sum(p.stat().st_size for p in b) + size <= MAX_FILE_BYTES]
+        if size > min(MAX_FILE_BYTES, budget) or (len(bins) >= slots and not room):
+            lost.append(state)
             continue
-        target.parent.mkdir(exist_ok=True)
-        if not target.is_file() or target.read_bytes() != state.read_bytes():
-            atomic_write(target, lambda f, s=state: f.write(s.read_bytes()), binary=True)
-        paused += 1
-    for state in (study / "paused").glob("*.pt") if (study / "paused").is_dir() else []:
-        if state.name in done:
-            state.unlink()  # its group finished in this call or an earlier one
-    _append_new_lines(src / "bench.jsonl", results / STEP_TIMES)
-    _kernel_results(src / "bench.jsonl", results / "benchmarks")
-    if (src / "device_run.log").is_file():
-        logs = study / "device_logs"
-        logs.mkdir(exist_ok=True)
-        log = (src / "device_run.log").read_text()
-        target = logs / f"{call}.log"
-        if not target.is_file() or target.read_text() != log:
-            atomic_write(target, lambda f: f.write(log))
-    return IngestResult(study, len(added), len(new) - len(added), paused, finished >= set(order))
+        if len(bins) < slots:
+            bins.append([state])
+        else:
+            room[0].append(state)
+        budget -= size
+    return bins, lost
 
 
-def _kernel_results(bench: Path, dest: Path) -> None:
-    """A device run's kernel benchmark as results/benchmarks/kernels.csv and kernels_tuning.json (the newest
-    measurement replaces the tables; the step-time file keeps every line). Nothing without one."""
-    lines = [json.loads(line) for line in bench.read_text().splitlines() if line] if bench.is_file() else []
-    rows = [r for r in lines if r.get("kind") == "kernel"]
-    dest.mkdir(parents=True, exist_ok=True)
-    if rows:
-        write_table(dest / "kernels.csv", rows)
-    for r in lines:
-        if r.get("kind") == "autotune":
-            write_json(dest / "kernels_tuning.json", {k: v for k, v in r.items() if k != "kind"})
+def _write_paused(out: Path, bins: list[list[Path]]) -> list[str]:
+    """Each bin as OUT/paused_<state> (one state) or OUT/paused_<k>.tar (several); the states kept."""
+    kept = []
+    for k, states in enumerate(bins):
+        if len(states) == 1:
+            shutil.copyfile(states[0], out / f"paused_{states[0].name}")
+        else:
+
+            def archive(f, states: list[Path] = states) -> None:
+                with tarfile.open(fileobj=f, mode="w") as tar:
+                    for state in states:
+                        tar.add(state, arcname=state.name)
+
+            atomic_write(out / f"paused_{k}.tar", archive, binary=True)
+        kept += [state.name for state in states]
+    return kept
 
 
-def _append_new_lines(src: Path, dest: Path) -> None:
-    """The lines of `src` that `dest` does not hold yet, appended to it (atomically)."""
-    if not src.is_file():
-        return
-    have = dest.read_text().splitlines() if dest.is_file() else []
-    new = [line for line in src.read_text().splitlines() if line and line not in set(have)]
-    if new:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(dest, lambda f: f.write("".join(f"{line}\n" for line in have + new)))
+def _collect(call: Call, prof: Profile, work: Path, before: set[str], status: str) -> DeviceRunResult:
+    """OUT's rows, paused states (as many as the file limits allow) and the final manifest."""
+    for tmp in call.out.glob(".*.tmp"):  # an atomic write that a SIGTERM cut short: no file of the call's
+        tmp.unlink()
+    _copy_rows(call, prof, work, before)
+    states = sorted((work / "paused").glob("*.pt")) if (work / "paused").is_dir() else []
+    slots = call.max_files - len(call.foreign) - len(FIXED_FILES)
+    budget = MAX_TOTAL_BYTES - sum(f.stat().st_size for f in call.out.iterdir()) - 2**20  # 1 MiB for the manifest
+    bins, lost = _bins(states, slots, budget)
+    kept = _write_paused(call.out, bins)
+    for state in lost:
+        size = state.stat().st_size / 2**20
+        print(f"paused state {state.name} ({size:.1f} MiB) does not fit in OUT: the next call restarts it")
+    failed = [s["stage"] for s in call.stages if s["status"] in ("failed", "timeout")]
+    m = call.manifest
+    print(
+        f"device run {status}: {m['runs_added']} runs added, {m['runs_done']}/{len(prof.runs)} done, "
+        f"{len(kept)} paused states kept" + (f"; stages failed: {', '.join(failed)}" if failed else "")
+    )
+    call.manifest.update(paused=kept, paused_lost=[s.name for s in lost], failed=failed)
+    call.write_manifest(status)
+    return DeviceRunResult(
+        prof.name, m["runs_added"], m["runs_done"], len(prof.runs), call.files(), m["paused_lost"], status, failed
+    )

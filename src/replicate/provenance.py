@@ -6,6 +6,7 @@ Torch-free at import: the fit and the report record their provenance on machines
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -67,6 +68,17 @@ def git_sha() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("-dirty" if dirty else "")
+
+
+def tree_digest(root: Path | None = None) -> str:
+    """12 hex digits of a digest of the package's source (every .py and .toml file under src/replicate, by path
+    and content): what names the code of a copy that has neither .git nor $REPLICATE_GIT_SHA. The same on any
+    checkout of the same source, so a commit is found by computing it there."""
+    root = root or Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml") and p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def version(package: str) -> str:

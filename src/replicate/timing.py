@@ -67,6 +67,26 @@ def run_seconds(
     return base.steps * spent / steps + len(base.checkpoint_steps()) * (2 if ema else 1) * val_s
 
 
+def _steps_ms(stepper: GroupStepper, dev: torch.device, first: int, count: int, batches: list | None = None) -> float:
+    """Milliseconds per step of the stepper's steps first, ..., first + count - 1: on `batches` each (data
+    excluded), or on fresh clips (None: clips included, as the trainer takes them)."""
+    return 1e3 * timed(dev, lambda: [stepper.step(k, batches) for k in range(first, first + count)]) / count
+
+
+def step_ms(
+    cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", capture: bool = False, steps: int = 50
+) -> float:
+    """Milliseconds per training step of the group over `steps` steps on one batch (data excluded: clips are
+    rendered in blocks, which a few steps would catch or miss), after its warm-up: one eager step, or with
+    `capture` the eager warm-up, the recording and a first replay of its CUDA graph (on the CPU the eager step)."""
+    dev = resolve_device(device)
+    stepper = GroupStepper(cfgs, dev, backend, capture)
+    batches = stepper.next_batches()
+    for k in range(1, stepper.warm_steps + 1):
+        stepper.step(k, batches)
+    return _steps_ms(stepper, dev, stepper.warm_steps + 1, steps, batches)
+
+
 def capture_check(
     cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 8, timed_steps: int = 50
 ) -> dict[str, float]:
@@ -77,49 +97,60 @@ def capture_check(
     eager, captured = GroupStepper(cfgs, dev, backend), GroupStepper(cfgs, dev, backend, capture=True)
     first = [(eager.step(k), captured.step(k)) for k in range(1, steps + 1)]
     diff = max(float(((b - a).abs() / a.abs()).max()) for a, b in first)
-
-    def run(stepper: GroupStepper) -> float:
-        return 1e3 * timed(dev, lambda: [stepper.step(steps + k) for k in range(1, timed_steps + 1)]) / timed_steps
-
-    return {"max_rel_loss_diff": diff, "eager_ms": run(eager), "graph_ms": run(captured), "steps": steps}
+    return {
+        "max_rel_loss_diff": diff,
+        "eager_ms": _steps_ms(eager, dev, steps + 1, timed_steps),
+        "graph_ms": _steps_ms(captured, dev, steps + 1, timed_steps),
+        "steps": steps,
+    }
 
 
 CAPTURED_STEP = "train_step (captured)"  # backend_rows' op: the whole captured training step
+EAGER_STEP = "train_step (eager)"  # the same where the step could not be captured
 
 
 def backend_rows(
-    groups: list[list[TrainConfig]], device: torch.device, deadline: float, timed_steps: int = 100
+    groups: list[list[TrainConfig]],
+    device: torch.device,
+    deadline: float,
+    timed_steps: int = 100,
+    capture: bool = True,
+    rows: list[dict] | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[list[dict], list[str]]:
-    """The captured training step of each group (its members' TrainConfigs) with PyTorch's ops and with the
-    Triton kernels (capture_check); rows in kernels.bench.op_rows' layout, ms per step, speed-up against the
-    torch backend; and the groups skipped because time.monotonic() passed `deadline`."""
+    """The training step of each group (its members' TrainConfigs), replayed from a CUDA graph (eager without
+    `capture`), with PyTorch's ops and with the Triton kernels (step_ms); rows in kernels.bench.op_rows' layout, ms
+    per step, speed-up against the torch backend; and the cases skipped because time.monotonic() passed
+    `deadline` (checked before each backend) or failed. Appended to `rows` and `skipped` where given."""
     from replicate.kernels.bench import shape_label
     from replicate.profile import named_shape
 
-    rows, skipped = [], []
+    rows, skipped = (rows if rows is not None else []), (skipped if skipped is not None else [])
+    op = CAPTURED_STEP if capture else EAGER_STEP
     for cfgs in groups:
-        label = shape_label(named_shape(cfgs))
-        if time.monotonic() > deadline:
-            skipped.append(f"train_step at {label}")
-            continue
-        ms = {
-            b: capture_check(cfgs, str(device), b, steps=2, timed_steps=timed_steps)["graph_ms"]
-            for b in ("torch", "triton")
-        }
-        for backend, t in ms.items():
-            rows.append(
-                {
-                    "op": CAPTURED_STEP,
-                    "shape": label,
-                    "dtype": "bf16-autocast" if cfgs[0].bf16 else "fp32",
-                    "backend": backend,
-                    "ms": t,
-                    "speedup_vs_eager": ms["torch"] / t,
-                    "achieved": float("nan"),
-                    "peak": float("nan"),
-                    "unit": "",
-                }
-            )
+        label, ms = shape_label(named_shape(cfgs)), {}
+        for backend in ("torch", "triton"):
+            if time.monotonic() > deadline:
+                skipped.append(f"{op} {backend} at {label}")
+                continue
+            try:
+                ms[backend] = step_ms(cfgs, str(device), backend, capture, timed_steps)
+            except Exception as err:  # the Triton step failing must not cost the torch step's number
+                skipped.append(f"{op} {backend} at {label}: {type(err).__name__}: {str(err)[:200]}")
+        rows.extend(
+            {
+                "op": op,
+                "shape": label,
+                "dtype": "bf16-autocast" if cfgs[0].bf16 else "fp32",
+                "backend": backend,
+                "ms": t,
+                "speedup_vs_eager": ms["torch"] / t if "torch" in ms else float("nan"),
+                "achieved": float("nan"),
+                "peak": float("nan"),
+                "unit": "",
+            }
+            for backend, t in ms.items()
+        )
     return rows, skipped
 
 
@@ -129,32 +160,46 @@ def kernel_benchmark(
     dtype: torch.dtype,
     deadline: float,
     timed_steps: int | None = 100,
+    capture: bool = True,
+    rows: list[dict] | None = None,
+    skipped: list[str] | None = None,
+    tuning: dict[tuple[str, str], dict] | None = None,
 ) -> dict:
-    """The kernel benchmark at each group's shape (benchmarks/kernels.py prints it, the device run records it):
-    the device's peaks, kernels.bench.op_rows for every op, then (unless timed_steps is None) backend_rows for
-    the captured step over `timed_steps`, all until time.monotonic() passes `deadline`. Returns peak, rows,
-    skipped (with why) and tuning (per kernel and key)."""
+    """The kernel benchmark at each group's shape (benchmarks/kernels.py prints it, the device run records it),
+    the decisive rows first: unless timed_steps is None, backend_rows for the training step over `timed_steps`
+    (captured unless `capture` is false); then the device's peaks and kernels.bench.op_rows for every op, the
+    largest group's shape first; all until time.monotonic() passes `deadline`, checked before each backend.
+    Returns peak, rows, skipped (with why) and tuning (per kernel and key); the rows, skipped cases and tunings
+    go into `rows`, `skipped` and `tuning` as they come where given (a caller cut short keeps them)."""
     from replicate.kernels.bench import op_rows, peaks
     from replicate.profile import named_shape
 
-    peak, tuning = peaks(device), {}
-    rows, skipped = op_rows([named_shape(cfgs) for cfgs in groups], device, dtype, deadline, peak, tuning=tuning)
+    rows, skipped = (rows if rows is not None else []), (skipped if skipped is not None else [])
+    tuning = tuning if tuning is not None else {}
     if timed_steps is not None:
-        step_rows, step_skipped = backend_rows(groups, device, deadline, timed_steps)
-        rows, skipped = rows + step_rows, skipped + step_skipped
+        backend_rows(groups, device, deadline, timed_steps, capture, rows, skipped)
+    peak = peaks(device)
+    shapes = [named_shape(cfgs) for cfgs in reversed(groups)]
+    op_rows(shapes, device, dtype, deadline, peak, tuning=tuning, rows=rows, skipped=skipped)
     return {"peak": peak, "rows": rows, "skipped": skipped, "tuning": tuning}
 
 
 def precision_check(
-    cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 400, last: int = 100
+    cfgs: list[TrainConfig],
+    device: str = "auto",
+    backend: str = "auto",
+    steps: int = 400,
+    last: int = 100,
+    capture: bool = True,
 ) -> dict[str, float]:
-    """The group trained `steps` captured steps in fp32 and in bf16 autocast from the same seeds (the same
-    clips and noise): the mean relative difference of the members' training losses over the `last` steps
-    (bf16 / fp32 - 1), and the milliseconds per step of each. On the CPU both are fp32 (no autocast)."""
+    """The group trained `steps` captured (with `capture`, else eager) steps in fp32 and in bf16 autocast from
+    the same seeds (the same clips and noise): the mean relative difference of the members' training losses over
+    the `last` steps (bf16 / fp32 - 1), and the milliseconds per step of each. On the CPU both are fp32 (no
+    autocast)."""
     dev = resolve_device(device)
     runs = {}
     for name, bf16 in (("fp32", False), ("bf16", True)):
-        stepper = GroupStepper([dataclasses.replace(c, bf16=bf16) for c in cfgs], dev, backend, capture=True)
+        stepper = GroupStepper([dataclasses.replace(c, bf16=bf16) for c in cfgs], dev, backend, capture)
         for k in range(1, steps - last + 1):
             stepper.step(k)
         tail: list[torch.Tensor] = []
@@ -172,15 +217,20 @@ def stream_check(
     backend: str = "auto",
     counts: tuple[int, ...] = (1, 2, 4, 8),
     rounds: int = 50,
+    capture: bool = True,
+    deadline: float = float("inf"),
 ) -> list[dict[str, float]]:
-    """How many captured groups one process can overlap: for each count S, S copies of the group, each replayed
-    on its own CUDA stream, round-robin for `rounds` rounds; group-steps per second in all (on the CPU, one
-    after another: a logic check). The design question of the GPU issue: streams in one process, or more
-    processes (which the GPU time-slices)."""
+    """How many captured (with `capture`, else eager) groups one process can overlap: for each count S, S copies
+    of the group, each stepped on its own CUDA stream, round-robin for `rounds` rounds; group-steps per second in
+    all (on the CPU, one after another: a logic check). The design question of the GPU issue: streams in one
+    process, or more processes (which the GPU time-slices). Counts left when time.monotonic() passes `deadline`
+    are left out."""
     dev = resolve_device(device)
     rows = []
     for count in counts:
-        steppers = [GroupStepper(cfgs, dev, backend, capture=True) for _ in range(count)]
+        if time.monotonic() > deadline:
+            break
+        steppers = [GroupStepper(cfgs, dev, backend, capture) for _ in range(count)]
         warm = steppers[0].warm_steps
         for stepper in steppers:
             for k in range(1, warm + 1):

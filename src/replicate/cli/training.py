@@ -145,42 +145,53 @@ def _sweep(args: argparse.Namespace) -> int:
 def add_device_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "device-run",
-        help="the prepared GPU call: train pending groups under a deadline, results into one folder",
-        description="Train the next pending groups of a study (default: Stage A until it is complete, then the "
-        "study) for at most --deadline-s seconds, resuming from results/<study>/, and write the new rows, paused "
-        "states that fit, the log and step times into --out (at most 8 files; `replicate ingest` merges them).",
+        help="the prepared GPU call: check, measure and train under a deadline, results into one folder",
+        description="Check the machine (preflight, the captured step, bf16, streams, the kernel benchmark) at the "
+        "shapes of --measure, train the next pending groups of a study (default: Stage A until it is complete, "
+        "then the study), resuming from results/<study>/, then time the steps at --measure's shapes with the time "
+        "left; every stage in its time box, a failure recorded and the next stage run, within --deadline-s. Writes "
+        "the new rows, the checks, the log and the paused states that fit into --out as it goes (at most "
+        "--max-files files, those already there included); `replicate ingest` merges them. Exit 0, 1 when a "
+        "stage failed (the folder says which), 143 on SIGTERM (the folder holds what was finished).",
     )
-    p.add_argument("--out", type=Path, required=True, help="an empty folder ($OUT on a device machine)")
+    p.add_argument("--out", type=Path, required=True, help="the folder of this call's files ($OUT on a device machine)")
     p.add_argument("--profile", default="next", help="next (Stage A, then the study), or a profile name or .toml")
+    p.add_argument("--measure", default="stage_l", help="the profile whose shapes the checks and step timings measure")
     p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
-    p.add_argument("--deadline-s", type=positive_float, default=480.0, help="seconds this call may train")
+    p.add_argument("--deadline-s", type=positive_float, default=480.0, help="seconds the whole call may take")
     p.add_argument("--workers", type=positive_int, help="groups trained at once (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    p.add_argument("--max-files", type=positive_int, default=8, help="files that may come back from --out")
     p.set_defaults(func=_device_run)
 
 
 def _device_run(args: argparse.Namespace) -> int:
-    from replicate.device_run import check_out, device_run
+    from replicate.device_run import device_run
     from replicate.kernels import check_backend
 
     check_backend(args.backend)
-    check_out(args.out)
     result = device_run(
         args.out,
         profile=args.profile,
+        measure=args.measure,
         results=args.results,
         deadline_s=args.deadline_s,
         workers=args.workers,
         device=args.device,
         backend=args.backend,
+        max_files=args.max_files,
     )
     print(
-        f"device-run {result.profile}: {result.runs_added} runs added, {result.runs_done}/{result.runs_total} "
-        f"done; {len(result.files)} files in {args.out}; merge them with: python -m replicate ingest {args.out}"
+        f"device-run {result.profile} ({result.status}): {result.runs_added} runs added, {result.runs_done}/"
+        f"{result.runs_total} done; {len(result.files)} files in {args.out}; merge them with: "
+        f"python -m replicate ingest {args.out}"
     )
-    if result.error:
-        print(f"device-run: {result.error}", file=sys.stderr)
+    if result.status == "interrupted":
+        print("device-run: terminated (SIGTERM); the folder holds what was finished", file=sys.stderr)
+        return 143
+    if result.failed:
+        print(f"device-run: stages failed or ran out of time: {', '.join(result.failed)}", file=sys.stderr)
         return 1
     return 0
 
@@ -189,20 +200,26 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ingest",
         help="merge a device run's folder into results/",
-        description="Merge the rows, paused states, log and step times of a device-run folder into "
-        "results/<study>/ (idempotent; rows that contradict the table's: exit 2, nothing written).",
+        description="Merge the rows, paused states, log, step times and kernel benchmark of a device-run folder "
+        "into results/ (idempotent; rows that contradict the table's, or a partial kernel benchmark: exit 2, "
+        "nothing written).",
     )
     p.add_argument("folder", type=Path, help="what device-run wrote (the device call's files)")
     p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
+    p.add_argument(
+        "--skip-kernels",
+        action="store_true",
+        help="leave kernels.csv and kernels_tuning.json as they are (e.g. for a partial kernel benchmark)",
+    )
     p.set_defaults(func=_ingest)
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from replicate.device_run import ingest
+    from replicate.ingest import ingest
 
     if not args.folder.is_dir():
         raise ConfigError(f"{args.folder} is not a folder")
-    result = ingest(args.folder, args.results)
+    result = ingest(args.folder, args.results, skip_kernels=args.skip_kernels)
     state = "complete" if result.complete else "not complete yet"
     print(
         f"ingest: {result.runs_added} runs added to {result.study / 'runs.csv'} ({result.runs_known} held already), "

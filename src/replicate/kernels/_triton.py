@@ -95,17 +95,52 @@ def row_launch(x: torch.Tensor) -> tuple[tuple[int, int], dict, int]:
     return (n_chunks, B), {"BLOCK_M": block_m, "BLOCK_D": block_d, "num_warps": num_warps}, chunk
 
 
+# 32-bit registers per thread that a config's tiles may take before it is pruned from autotuning: a config
+# past them spills to local memory on sm_90, compiles slowly (minutes for the fp32 clip attention backward at 64
+# tokens and head dim 64 on one warp) and runs slowly. fp32 dots take exact ("ieee") products on the FMA units,
+# their operands in registers; tensor-core dots (bf16, tf32) hold only fragments. Set from ptxas -v over each
+# kernel's configs for sm_90 at the study's head dims and clip lengths: no config within them spills more than a
+# few bytes, and every config that spills more is past them.
+REGISTER_BUDGET = {"ieee": 64}
+TENSOR_CORE_REGISTER_BUDGET = 256
+
+
 class Tunable:
     """A @triton.jit kernel autotuned over `configs` on a GPU, and launched with the fixed meta-parameters
     `interpret_meta` on the interpreter (which ignores launch configs: autotuning would only multiply its
-    runtime). Launch as ``kernel[grid](*args)`` with a grid that is a function of the meta-parameters."""
+    runtime). Launch as ``kernel[grid](*args)`` with a grid that is a function of the meta-parameters.
+    `footprint(meta)`: the values a program of the kernel holds (its tiles) at a launch's arguments and a
+    config's meta-parameters; the tuner then tries only the configs that fit the register budget (`prune`)."""
 
-    def __init__(self, fn, configs: Sequence[triton.Config], key: list[str], interpret_meta: dict) -> None:
+    def __init__(
+        self,
+        fn,
+        configs: Sequence[triton.Config],
+        key: list[str],
+        interpret_meta: dict,
+        footprint: Callable[[dict], float] | None = None,
+    ) -> None:
         self.fn, self.configs, self.key, self.interpret_meta = fn, list(configs), key, interpret_meta
+        self.footprint = footprint
+
+    def registers(self, config: triton.Config, meta: dict) -> float:
+        """32-bit values per thread that `config`'s tiles take at a launch with arguments `meta`."""
+        return self.footprint({**meta, **config.kwargs}) / (32 * config.num_warps) if self.footprint else 0.0
+
+    def prune(self, configs: Sequence[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+        """The configs worth compiling at this launch (triton's early_config_prune: the launch's arguments by name
+        and its keyword meta-parameters): those within the register budget of its precision, else the one
+        that takes the fewest registers (never none)."""
+        meta = {**named_args, **kwargs}
+        budget = REGISTER_BUDGET.get(meta.get("PRECISION"), TENSOR_CORE_REGISTER_BUDGET)
+        fit = [c for c in configs if self.registers(c, meta) <= budget]
+        return fit or [min(configs, key=lambda c: self.registers(c, meta))]
 
     @functools.cached_property
     def _tuned(self):
-        return triton.autotune(configs=self.configs, key=self.key)(self.fn)
+        return triton.autotune(configs=self.configs, key=self.key, prune_configs_by={"early_config_prune": self.prune})(
+            self.fn
+        )
 
     def __getitem__(self, grid: Callable[[dict], tuple[int, ...]]):
         if interpreting():

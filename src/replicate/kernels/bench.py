@@ -42,7 +42,7 @@ COLUMNS = (
 )
 
 
-def _ms(fn: Callable[[], object], device: torch.device) -> float:
+def time_ms(fn: Callable[[], object], device: torch.device) -> float:
     """Milliseconds per call: the median over replays of a CUDA graph of calls on a GPU, one timed call on CPU.
     Gradients accumulate into the inputs' .grad across calls (one add per input, the same for every backend):
     resetting them to None, as do_bench_cudagraph's grad_to_none does by detaching in place, would cut the
@@ -65,12 +65,12 @@ def peaks(device: torch.device) -> dict[str, float]:
     dst = torch.empty_like(src)
     a, b = (torch.randn(n_mm, n_mm, device=device, dtype=dtype) for _ in range(2))
     return {
-        "copy_gbps": 2 * n_copy * 4 / _ms(lambda: dst.copy_(src), device) / 1e6,
-        "matmul_tflops": 2 * n_mm**3 / _ms(lambda: a @ b, device) / 1e9,
+        "copy_gbps": 2 * n_copy * 4 / time_ms(lambda: dst.copy_(src), device) / 1e6,
+        "matmul_tflops": 2 * n_mm**3 / time_ms(lambda: a @ b, device) / 1e9,
     }
 
 
-def _fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
+def fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
     """A closure running fn forward and backward with fixed random output gradients."""
     outs = fn(*inputs)
     outs = outs if isinstance(outs, tuple) else (outs,)
@@ -83,7 +83,7 @@ def _fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
     return run
 
 
-def _backend_fns(op: Op, device: torch.device) -> dict[str, Callable]:
+def backend_fns(op: Op, device: torch.device) -> dict[str, Callable]:
     return {
         "eager": op.reference,  # attention: SDPA, which picks its fastest library kernel for the shape
         # on the CPU only traced (no code generation): the logic check needs no compiler
@@ -102,6 +102,14 @@ def shape_label(shape: dict) -> str:
     return f"E{shape['members']}xB{shape['batch_samples']}xS{shape['n_ctx']}xD{shape['width']}xH{shape['heads']}"
 
 
+def op_inputs(op: Op, shape: dict, make: Callable[[tuple[int, ...]], torch.Tensor]) -> list[torch.Tensor]:
+    """The inputs one group of `shape` (a dict of profile.SHAPE_FIELDS) hands `op`, each made by make(dims)."""
+    batch = shape["members"] * shape["batch_samples"]
+    return op.example(
+        ExampleInputs(make, batch, shape["n_ctx"], shape["width"], shape["heads"], members=shape["members"])
+    )
+
+
 def op_rows(
     shapes: list[dict],
     device: torch.device,
@@ -110,13 +118,16 @@ def op_rows(
     peak: dict[str, float],
     backends: tuple[str, ...] = BACKENDS,
     tuning: dict[tuple[str, str], dict] | None = None,
+    rows: list[dict] | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[list[dict], list[str]]:
-    """Each op of the catalog at each group shape (dicts of profile.SHAPE_FIELDS), forward + backward, with
-    each backend; (rows, cases skipped because time.monotonic() passed `deadline` or failed, with the error).
-    A row: op, shape, dtype, backend, ms, speedup_vs_eager, achieved, peak, unit. `tuning` collects the
-    autotuning (record_tuning)."""
+    """Each op of the catalog at each group shape (dicts of profile.SHAPE_FIELDS), in that order, forward +
+    backward, with each backend; (rows, cases skipped because time.monotonic() passed `deadline`, checked
+    before each backend, or failed, with the error). A row: op, shape, dtype, backend, ms, speedup_vs_eager,
+    achieved, peak, unit. `tuning` collects the autotuning (record_tuning). Rows and skipped cases are appended
+    to `rows` and `skipped` where given, as each op finishes: a caller cut short keeps what was measured."""
     es = torch.finfo(dtype).bits // 8
-    rows, skipped = [], []
+    rows, skipped = (rows if rows is not None else []), (skipped if skipped is not None else [])
     for shape in shapes:
         batch = shape["members"] * shape["batch_samples"]
         seq, width, heads = shape["n_ctx"], shape["width"], shape["heads"]
@@ -128,13 +139,16 @@ def op_rows(
             def make(dims: tuple[int, ...]) -> torch.Tensor:
                 return torch.randn(*dims, dtype=dtype, device=device).requires_grad_()
 
-            inputs = op.example(ExampleInputs(make, batch, seq, width, heads, members=shape["members"]))
+            inputs = op_inputs(op, shape, make)
             nbytes, flops = op.cost(batch, seq, width, heads, es)
-            fns = _backend_fns(op, device)
+            fns = backend_fns(op, device)
             times = {}
             for b in backends:
+                if time.monotonic() > deadline:  # a backend's first call compiles: the budget is checked before each
+                    skipped.append(f"{name} {b} at {shape_label(shape)}")
+                    continue
                 try:
-                    times[b] = _ms(_fwd_bwd(fns[b], inputs), device)
+                    times[b] = time_ms(fwd_bwd(fns[b], inputs), device)
                 except Exception as err:  # one backend failing (a compile error) must not cost the others' numbers
                     times[b] = float("nan")
                     skipped.append(f"{name} {b} at {shape_label(shape)}: {type(err).__name__}: {str(err)[:200]}")

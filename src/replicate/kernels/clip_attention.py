@@ -161,11 +161,13 @@ def _clip_bwd(
     )
 
 
-# One (clip, head) per program: small tiles want few warps; the tuner picks per (S, Dh, precision).
+# One (clip, head) per program: small tiles want few warps; the tuner picks per (S, Dh, precision), among the
+# warp counts whose tiles fit the registers (Tunable.prune): q, k, v and the output, and the S x S scores in the
+# forward; q, k, v, dO, dQ, dK, dV, O and the probabilities and their gradient in the backward.
 _CONFIGS = [triton.Config({}, num_warps=w, num_stages=1) for w in (1, 2, 4)]
 _KEY = ["S", "HEAD_DIM", "PRECISION"]
-_fwd = Tunable(_clip_fwd, _CONFIGS, _KEY, {})
-_bwd = Tunable(_clip_bwd, _CONFIGS, _KEY, {})
+_fwd = Tunable(_clip_fwd, _CONFIGS, _KEY, {}, lambda m: m["BLOCK_S"] * (m["BLOCK_S"] + 4 * m["HEAD_DIM"]))
+_bwd = Tunable(_clip_bwd, _CONFIGS, _KEY, {}, lambda m: m["BLOCK_S"] * (2 * m["BLOCK_S"] + 8 * m["HEAD_DIM"]))
 
 
 def _block(S: int) -> int:

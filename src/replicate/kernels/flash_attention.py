@@ -135,8 +135,25 @@ def _attn_fwd(
 
 # (BLOCK_M, BLOCK_N, warps, stages). The large tiles suit bf16 at Dh <= 64; the small ones are the configs that
 # compile without register spills for fp32 (exact products, the validation pass) and for Dh = 128 (checked
-# with ptxas for sm_90).
+# with ptxas for sm_90). Each launch tries only the configs whose tiles fit the registers (Tunable.prune): the
+# forward holds q, the output, a key and a value block and the scores; the dK dV pass a key and a value block,
+# their gradients, a query and an output-gradient block and the probabilities and their gradient; the dQ pass
+# the same with the query side's three blocks.
 _KEY = ["S", "HEAD_DIM", "PRECISION"]
+
+
+def _fwd_footprint(m: dict) -> float:
+    return m["BLOCK_M"] * m["BLOCK_N"] + 2 * m["HEAD_DIM"] * (m["BLOCK_M"] + m["BLOCK_N"])
+
+
+def _dkdv_footprint(m: dict) -> float:
+    return 2 * m["BLOCK_M"] * m["BLOCK_N"] + m["HEAD_DIM"] * (4 * m["BLOCK_N"] + 2 * m["BLOCK_M"])
+
+
+def _dq_footprint(m: dict) -> float:
+    return 2 * m["BLOCK_M"] * m["BLOCK_N"] + m["HEAD_DIM"] * (3 * m["BLOCK_M"] + 2 * m["BLOCK_N"])
+
+
 _fwd = Tunable(
     _attn_fwd,
     _configs(
@@ -155,6 +172,7 @@ _fwd = Tunable(
     ),
     _KEY,
     _INTERPRET_META,
+    _fwd_footprint,
 )
 _dkdv = Tunable(
     _attn_bwd_dkdv,
@@ -172,6 +190,7 @@ _dkdv = Tunable(
     ),
     _KEY,
     _INTERPRET_META,
+    _dkdv_footprint,
 )
 _dq = Tunable(
     _attn_bwd_dq,
@@ -189,6 +208,7 @@ _dq = Tunable(
     ),
     _KEY,
     _INTERPRET_META,
+    _dq_footprint,
 )
 DELTA_BLOCK = 64
 

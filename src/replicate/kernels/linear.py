@@ -71,23 +71,19 @@ def _linear_gelu_fwd(
     tl.store(OUT + offs, (0.5 * h * (1.0 + t)).to(OUT.dtype.element_ty), mask=mask)
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages): the study's layers are small (K = 48-384, N = 4K) with many rows
+# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages): the study's layers are small (K = 48-384, N = 4K) with many rows.
+# Tiles of 128 rows or columns spill registers on sm_90 in bf16 and fp32 alike, so none is offered; each launch
+# tries the configs whose accumulator and operand tiles fit the registers (Tunable.prune: in fp32 the K = 64
+# config does not).
 _fwd = Tunable(
     _linear_gelu_fwd,
     [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-        for m, n, k, w, s in (
-            (64, 64, 32, 4, 3),
-            (128, 64, 32, 4, 3),
-            (64, 128, 32, 4, 3),
-            (128, 128, 32, 8, 3),
-            (128, 128, 64, 8, 3),
-            (64, 64, 64, 4, 4),
-            (32, 64, 32, 4, 2),
-        )
+        for m, n, k, w, s in ((64, 64, 32, 4, 3), (64, 64, 64, 4, 4), (32, 64, 32, 4, 2))
     ],
     ["M", "N", "K", "PRECISION"],
     {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32},  # several tiles and tails at the tests' shapes
+    lambda m: m["BLOCK_M"] * m["BLOCK_N"] + m["BLOCK_K"] * (m["BLOCK_M"] + m["BLOCK_N"]),
 )
 
 

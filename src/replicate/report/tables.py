@@ -155,6 +155,7 @@ OP_LABELS = {  # the catalog's op names, as the book's table shows them (words w
     "linear_gelu": "linear + GELU",
     "train_step": "training step",
     "train_step (captured)": "training step (captured)",
+    "train_step (eager)": "training step (eager)",
 }
 
 

@@ -1,0 +1,188 @@
+"""`ingest OUT`: a device run's folder (replicate.device_run) merged into results/.
+
+The rows go into results/<study>/runs.csv, the paused states (single files or bundled archives) into
+results/<study>/paused/, the log into results/<study>/device_logs/<call>.log, every bench line into
+results/benchmarks/device_steps.jsonl, and the kernel benchmark's rows into results/benchmarks/kernels.csv, one
+row per (op, shape, dtype, backend, device) replaced or added (the other devices' and shapes' rows stay), its
+autotuning into kernels_tuning.json likewise per (kernel, key, device). A folder whose kernel benchmark is
+partial (cut short, or cases skipped) is refused, one line and exit 2, nothing written: kernels.csv decides
+which kernels `auto` takes. `--skip-kernels` ingests the rest and leaves the kernel tables as they are (its
+lines are still kept in device_steps.jsonl). A folder cut short anywhere else (killed, status "running" or
+"interrupted") is taken as it is: what it holds was finished. Every file is replaced atomically; ingesting the
+same folder twice changes nothing; a row that differs from the one the table holds for the same run stops it
+before it writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from replicate.errors import ConfigError
+from replicate.io import atomic_write, write_json
+from replicate.kernels.bench import write_table
+from replicate.profile import Profile, load_profile
+from replicate.runs import COLUMNS, STEP_TIMES, RunsTable, read_runs
+from replicate.sweep import state_name
+
+KERNEL_KEY = ("op", "shape", "dtype", "backend", "device")  # a kernels.csv row's identity
+PROVENANCE = ("device", "torch", "triton", "git_sha")
+
+
+@dataclass
+class IngestResult:
+    study: Path
+    runs_added: int
+    runs_known: int  # rows the table already held, identical
+    paused: int
+    complete: bool
+
+
+def _without_wall(rows: list[list[str]]) -> list[list[str]]:
+    wall = COLUMNS.index("wall_s")
+    return [row[:wall] + row[wall + 1 :] for row in rows]
+
+
+def _bench_lines(src: Path) -> list[dict]:
+    bench = src / "bench.jsonl"
+    return [json.loads(line) for line in bench.read_text().splitlines() if line] if bench.is_file() else []
+
+
+def kernel_benchmark_state(lines: list[dict]) -> str:
+    """ "none" (no kernel benchmark in the lines), "complete", or why it is partial."""
+    rows = [r for r in lines if r.get("kind") == "kernel"]
+    summaries = [r for r in lines if r.get("kind") == "kernel_benchmark"]
+    if not rows and not summaries:
+        return "none"
+    if not summaries:
+        return f"{len(rows)} kernel rows but no end to the benchmark (the call stopped inside it)"
+    if not summaries[-1].get("complete"):
+        skipped = summaries[-1].get("skipped") or []
+        return f"{len(skipped)} cases skipped" + (f", e.g. {skipped[0]}" if skipped else " (it was cut short)")
+    return "complete"
+
+
+def _merge_rows(src: Path, study: Path, prof: Profile) -> tuple[int, int, set[str]]:
+    """The folder's rows into the study's table: (added, already held, the finished runs after)."""
+    order = {r.run_id: r.index for r in prof.runs}
+    new = read_runs(src / "runs.csv") if (src / "runs.csv").is_file() else {}
+    unknown = sorted(set(new) - set(order))
+    if unknown:
+        raise ConfigError(
+            f"{src}/runs.csv has {len(unknown)} runs that profile {prof.name} does not (e.g. {unknown[0]})"
+        )
+    table = RunsTable(study / "runs.csv", order, retire=False)
+    conflicts = [i for i in new if i in table.rows and _without_wall(table.rows[i]) != _without_wall(new[i])]
+    if conflicts:
+        raise ConfigError(
+            f"{len(conflicts)} runs of {src} differ from the rows {study / 'runs.csv'} holds for them "
+            f"(e.g. {conflicts[0]}): nothing ingested"
+        )
+    added = [i for i in new if i not in table.rows]
+    if added:
+        table.rows.update({i: new[i] for i in added})
+        table.write()
+    return len(added), len(new) - len(added), set(table.rows)
+
+
+def _states(src: Path) -> dict[str, bytes]:
+    """The paused states of a device run's folder by file name: paused_<name>.pt, and the members of the
+    archives paused_<k>.tar (plain .pt names only)."""
+    states = {state.name.removeprefix("paused_"): state.read_bytes() for state in sorted(src.glob("paused_*.pt"))}
+    for archive in sorted(src.glob("paused_*.tar")):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or "/" in member.name or not member.name.endswith(".pt"):
+                    raise ConfigError(f"{archive} holds {member.name!r}, not a paused state")
+                states[member.name] = tar.extractfile(member).read()
+    return states
+
+
+def _move_paused(src: Path, study: Path, prof: Profile, finished: set[str]) -> int:
+    """The folder's paused states into study/paused/, except those of groups now finished (whose old states go)."""
+    done = {state_name(g) for g in prof.groups if all(r.run_id in finished for r in g.runs)}
+    paused = 0
+    for name, data in _states(src).items():
+        target = study / "paused" / name
+        if name in done:
+            continue
+        target.parent.mkdir(exist_ok=True)
+        if not target.is_file() or target.read_bytes() != data:
+            atomic_write(target, lambda f, d=data: f.write(d), binary=True)
+        paused += 1
+    for state in (study / "paused").glob("*.pt") if (study / "paused").is_dir() else []:
+        if state.name in done:
+            state.unlink()  # its group finished in this call or an earlier one
+    return paused
+
+
+def ingest(src: Path, results: Path = Path("results"), skip_kernels: bool = False) -> IngestResult:
+    """Merge a device run's folder into results/ (see the module docstring)."""
+    try:
+        manifest = json.loads((src / "manifest.json").read_text())
+        name, profile_toml, call = manifest["study"], manifest["profile_toml"], manifest["call"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{src} is not a device run's folder (manifest.json: {err})") from None
+    lines = _bench_lines(src)
+    state = kernel_benchmark_state(lines)
+    if state not in ("none", "complete") and not skip_kernels:
+        raise ConfigError(
+            f"the kernel benchmark in {src} is partial ({state}): nothing ingested; --skip-kernels ingests the "
+            "rest and leaves kernels.csv as it is"
+        )
+    study = results / name
+    study.mkdir(parents=True, exist_ok=True)
+    if not (study / "profile.toml").is_file():
+        atomic_write(study / "profile.toml", lambda f: f.write(profile_toml))
+    prof = load_profile(str(study / "profile.toml"))
+    added, known, finished = _merge_rows(src, study, prof)
+    paused = _move_paused(src, study, prof, finished)
+    _append_new_lines(src / "bench.jsonl", results / STEP_TIMES)
+    if state == "complete" and not skip_kernels:
+        merge_kernel_rows(results / "benchmarks" / "kernels.csv", [r for r in lines if r.get("kind") == "kernel"])
+        for line in lines:
+            if line.get("kind") == "autotune":
+                merge_tuning(results / "benchmarks" / "kernels_tuning.json", line)
+    if (src / "device_run.log").is_file():
+        log, target = (src / "device_run.log").read_text(), study / "device_logs" / f"{call}.log"
+        target.parent.mkdir(exist_ok=True)
+        if not target.is_file() or target.read_text() != log:
+            atomic_write(target, lambda f: f.write(log))
+    return IngestResult(study, added, known, paused, finished >= {r.run_id for r in prof.runs})
+
+
+def merge_kernel_rows(path: Path, rows: list[dict]) -> None:
+    """kernels.csv with `rows` (bench lines of kind "kernel") in place of the rows of the same KERNEL_KEY, the
+    others added at the end; the table's other rows kept as they are."""
+    old = list(csv.DictReader(path.open(newline=""))) if path.is_file() else []
+    table = {tuple(r[k] for k in KERNEL_KEY): r for r in old}
+    for row in rows:
+        table[tuple(str(row[k]) for k in KERNEL_KEY)] = row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_table(path, list(table.values()))
+
+
+def merge_tuning(path: Path, line: dict) -> None:
+    """kernels_tuning.json with the autotuning of a bench line of kind "autotune" (each entry with the line's
+    provenance) in place of the entries of the same kernel, key and device."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    base = {k: old.get(k) or old.get("provenance", {}).get(k) for k in PROVENANCE}  # a file of one run's tuning
+    prov = {k: line.get(k) for k in PROVENANCE}
+    entries = [{**base, **e} for e in old.get("tuning", [])] + [{**e, **prov} for e in line.get("tuning", [])]
+    merged = {(e.get("kernel"), str(e.get("key")), e.get("device")): e for e in entries}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"tuning": list(merged.values())})
+
+
+def _append_new_lines(src: Path, dest: Path) -> None:
+    """The lines of `src` that `dest` does not hold yet, appended to it (atomically)."""
+    if not src.is_file():
+        return
+    have = dest.read_text().splitlines() if dest.is_file() else []
+    new = [line for line in src.read_text().splitlines() if line and line not in set(have)]
+    if new:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest, lambda f: f.write("".join(f"{line}\n" for line in have + new)))
