@@ -2,8 +2,9 @@
 
 Pure pandas and numpy (figures: replicate.plots; the paper's numbers: replicate.paper). One job per module:
 study (loading a results folder), compare (verdicts and comparison tables), findings (sentences), tables
-(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs). The notebooks call these names
-from here.
+(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs), optima (best cells beside the
+interpolated optima, IsoFLOP budgets), extrapolation (the fitted laws beyond the data, with bands). The notebooks
+call these names from here.
 """
 
 from replicate.report.compare import (
@@ -13,30 +14,64 @@ from replicate.report.compare import (
     comparison,
     exponent_table,
     fitted_exponent,
+    fixed_ratio_table,
     fmt_ci,
+    fmt_flops,
+    holdout_table,
     loss_law_checks,
     loss_law_checks_sentence,
     lr_scaling_sentence,
+    n_opt_table,
     ratio,
+    surface_note,
     verdict,
     verdict_lines,
     worst_holdout_error,
 )
+from replicate.report.execution import record_reads
+from replicate.report.extrapolation import (
+    N_OPT_DEFINITION,
+    flat_region_sentence,
+    n_opt,
+    n_opt_sentence,
+    prediction_table,
+)
 from replicate.report.findings import (
     claim_verdicts,
+    law_form_verdict,
     limitations,
     line_search_scope,
     lr_law_claim,
+    s_opt_range,
     scale_sentence,
     summary_lines,
 )
-from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
+from replicate.report.optima import (
+    best_cells,
+    isoflop_budgets,
+    isoflop_sentence,
+    isoflop_summary,
+    law_identified,
+    optima_frame,
+    optima_sentence,
+    optima_table,
+)
+from replicate.report.rerun import (
+    fits_agreement_sentence,
+    identical_rows,
+    rerun_agreement,
+    rerun_fit_sentence,
+    rerun_sentence,
+    rerun_spread,
+)
 from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study
 from replicate.report.tables import (
     clip_sentence,
     dit_noise_scales,
+    flop_overhead_sentence,
     grid_table,
     heatmap,
+    kernel_shapes_sentence,
     kernel_speed_sentence,
     kernel_speed_table,
     neighbourhood_spread,
@@ -45,10 +80,28 @@ from replicate.report.tables import (
     quadratic_estimates,
     study_models,
     table,
+    tradeoff_sentence,
+    value_range,
 )
+
+# a book build records which results files each chapter reads ($REPLICATE_READS_LOG; nothing without it)
+record_reads()
 
 __all__ = [
     "EXPONENTS",
+    "N_OPT_DEFINITION",
+    "best_cells",
+    "isoflop_budgets",
+    "isoflop_sentence",
+    "isoflop_summary",
+    "law_identified",
+    "n_opt",
+    "n_opt_sentence",
+    "optima_frame",
+    "optima_sentence",
+    "optima_table",
+    "tradeoff_sentence",
+    "value_range",
     "COMPARISON_COLUMNS",
     "Study",
     "ci_text",
@@ -57,8 +110,14 @@ __all__ = [
     "comparison",
     "dit_noise_scales",
     "exponent_table",
+    "fits_agreement_sentence",
     "fitted_exponent",
+    "fixed_ratio_table",
+    "flat_region_sentence",
     "fmt_ci",
+    "fmt_flops",
+    "holdout_table",
+    "n_opt_table",
     "lr_scaling_sentence",
     "loss_law_checks",
     "loss_law_checks_sentence",
@@ -66,11 +125,15 @@ __all__ = [
     "grid_table",
     "heatmap",
     "identical_rows",
+    "flop_overhead_sentence",
+    "kernel_shapes_sentence",
     "kernel_speed_sentence",
     "kernel_speed_table",
+    "law_form_verdict",
     "limitations",
     "line_search_scope",
     "lr_law_claim",
+    "s_opt_range",
     "scale_sentence",
     "load_json",
     "load_lr_law",
@@ -78,14 +141,17 @@ __all__ = [
     "open_study",
     "neighbourhood_spread",
     "paper_box",
+    "prediction_table",
     "provenance_table",
     "quadratic_estimates",
+    "record_reads",
     "rerun_agreement",
     "rerun_fit_sentence",
     "rerun_sentence",
     "rerun_spread",
     "study_models",
     "summary_lines",
+    "surface_note",
     "table",
     "verdict",
     "verdict_lines",
