@@ -161,7 +161,7 @@ if fit is not None and fit.get("holdout"):
         "observed_on_edge": "best cell on the grid's edge",
     }
     display(Markdown(f"The held-out model: N = {holdout['n_params'].iloc[0]:,.0f}."))
-    display(report.table(holdout[list(names)].rename(columns=names)))
+    display(report.table(holdout[list(names)].astype({"tokens": int}).rename(columns=names)))
     n = holdout["n_params"].iloc[0]
     picks = sorted(holdout["tokens"].unique())
     picks = [picks[0], picks[len(picks) // 2], picks[-1]]
