@@ -72,16 +72,21 @@ results/%/lr_law.json: results/%/runs.csv
 	$(PY) -m replicate lrlaw $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
 
 # Stage A (the study issue): its sweep runs by hand (hours on the CPU); its summary follows its table (each seed
-# resample refits the surface for both readouts, about 0.2 s on one core)
+# resample refits the surface for both readouts, about 0.2 s on one core). Its results and Stage L's are committed
+# with STAGE_BOOTSTRAP resamples whatever the book's profile, so that a smoke build never rewrites them.
+STAGE_BOOTSTRAP := 1000
 STAGE_A := $(if $(wildcard results/stage_a/runs.csv),results/stage_a/summary.json results/stage_a/lr_law.json)
 results/stage_a/summary.json: results/stage_a/runs.csv
-	$(PY) -m replicate curvature $< --bootstrap $(BOOTSTRAP) --out $@ --if-changed
+	$(PY) -m replicate curvature $< --bootstrap $(STAGE_BOOTSTRAP) --out $@ --if-changed
+
+results/stage_a/lr_law.json: results/stage_a/runs.csv
+	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --out $@ --if-changed
 
 # Stage L (the learning-rate law's issue): its sweep runs by hand; its law and held-out checks follow its table
 # once the table holds every run of its profile (a partial Stage L is not fitted)
 STAGE_L := $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/stage_l >/dev/null 2>&1 && echo results/stage_l/summary.json)
 results/stage_l/summary.json: results/stage_l/runs.csv
-	$(PY) -m replicate lrlaw $< --bootstrap $(BOOTSTRAP) --out results/stage_l/lr_law.json --summary $@ --if-changed
+	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --out results/stage_l/lr_law.json --summary $@ --if-changed
 
 # Claim 4 at language-model scale: Porian et al.'s public IsoFLOP points (data/public/porian, committed with their
 # licence and source commit), every configuration through `fit`; redone only when a table changed, whatever the
@@ -105,19 +110,22 @@ $(MATHJAX):
 	cp -r _build/mathjax/package/es5/output/chtml/fonts book/_static/mathjax/output/chtml/
 	cp _build/mathjax/package/es5/tex-mml-chtml.js $@
 
-# Each notebook: jupytext source -> papermill (executes it with the results above) -> book/*.ipynb, then
-# Jupyter Book renders the site (the notebooks are not executed again).
+# Each notebook: jupytext source -> papermill (executes it with the results above, recording the results files it
+# opens in _build/reads/) -> book/*.ipynb beside the book's own pages; then the execution page from those records,
+# and Jupyter Book renders the site (the notebooks are not executed again).
 book: results $(MATHJAX)
-	@mkdir -p _build/notebooks
+	@rm -rf _build/reads book/data && mkdir -p _build/notebooks _build/reads
 	@set -e; for nb in $(NOTEBOOKS); do \
 		name=$$(basename $$nb .py); \
 		echo "== $$name (PROFILE=$(PROFILE): results/$(STUDY), results/$(IMAGE), $(THEORY))"; \
 		$(BIN)/jupytext --quiet --to ipynb --output _build/notebooks/$$name.ipynb $$nb; \
+		REPLICATE_READS_LOG=_build/reads/$$name.txt \
 		$(BIN)/papermill --log-level WARNING -k python3 --cwd . -p PROFILE $(PROFILE) -p RESULTS_DIR results/$(STUDY) \
 			-p IMAGE_DIR results/$(IMAGE) -p THEORY_DIR $(THEORY) \
 			_build/notebooks/$$name.ipynb book/$$name.ipynb; \
 		$(PY) -m replicate.book book/$$name.ipynb; \
 	done
+	$(PY) -m replicate.book --execution book _build/reads
 	$(BIN)/jupyter-book build . -W -n --keep-going --path-output $(BOOK_OUT)
 	@echo "The book: $(BOOK_OUT)/_build/html/index.html"
 
@@ -140,4 +148,4 @@ readme: $(STAMP)
 	$(PY) -m replicate.book --readme README.md
 
 clean-book:
-	rm -rf _build book/*.ipynb book/figures
+	rm -rf _build book/*.ipynb book/figures book/data book/execution.md

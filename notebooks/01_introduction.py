@@ -25,7 +25,8 @@
 # We rebuild the whole chain: a Video DiT whose hot ops are Triton kernels, a procedural video stream, sweeps
 # over $(N, B, \eta)$ at a constant learning rate, the SGD derivation of $\eta_\mathrm{opt}(B)$ *measured* on the
 # model, fits of every law with bootstrap confidence intervals, and held-out checks. Every number below is
-# computed by the `replicate` package from the committed results; the notebooks only load, fit and plot.
+# computed by the `replicate` package from the committed results; the notebooks only load them, call the
+# package, plot and say what the numbers mean.
 
 # %% tags=["parameters"]
 PROFILE = "default"
@@ -38,6 +39,8 @@ STAGE_A_DIR = "results/stage_a"
 from IPython.display import Markdown, display
 
 from replicate import report
+from replicate.profile import load_profile
+from replicate.report import recipe
 
 study = report.load_study(RESULTS_DIR)
 display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE}`)."))
@@ -72,7 +75,10 @@ else:
     table = report.comparison(study.fit)
     display(report.table(table))
     counts = table["verdict"].value_counts()
-    display(Markdown("Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."))
+    note = report.surface_note(study.fit)
+    display(
+        Markdown("Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "." + (f" {note}" if note else ""))
+    )
 
 # %% [markdown]
 # ## What the study shows
@@ -91,28 +97,28 @@ if study is not None and study.fit is not None:
     )
 
 # %% [markdown]
-# Where we differ from the paper, four causes are candidates, and the chapters test what they can.
+# Where we differ from the paper, five causes are candidates, and the chapters test what they can.
 
 # %% tags=["hide-input"]
 if study is not None:
     display(Markdown(report.scale_sentence(study.runs)))
 
 # %% [markdown]
-# The paper's own batch-size law fixes the number of optimiser steps at its optimum near $10^5$, whatever the
-# scale ({doc}`04_sgd_theory`); runs much shorter than that find the optimum at the smallest batch, which is
-# what Stage A was designed to get past ({doc}`06b_stage_a`). **Noise**: the loss differences between
-# neighbouring $(B, \eta)$ cells are small, so the optimum moves from checkpoint to checkpoint; how they compare
-# with the spread between two seeds of one cell is what Stage A measures; the paper's own held-out heat map
-# spans only 0.6 to 1.3% and it reports no seed spread. **Data**: procedural grayscale pixels instead of VAE
-# latents of real video. **Evaluation protocol**: scored by an EMA of their weights, the same runs put the
-# optimal batch even more firmly at the smallest one ({doc}`06_hyperparameter_laws`). What carries over is the
-# SGD theory's step-size law, measured on the model ({doc}`04_sgd_theory`).
+# **Steps**: the paper's own batch-size law fixes the number of optimiser steps at its optimum, nearly whatever
+# the scale ({doc}`04_sgd_theory` computes it); runs much shorter than that find the optimum at the smallest
+# batch, which is what Stage A was designed to get past ({doc}`06b_stage_a`). **Noise**: the loss differences
+# between neighbouring $(B, \eta)$ cells are small, so the optimum moves from checkpoint to checkpoint; how they
+# compare with the spread between two seeds of one cell is what Stage A measures; the paper reports no seed
+# spread. **Data**: procedural grayscale pixels instead of VAE latents of real video. **Evaluation protocol**:
+# scored by an EMA of their weights, the same runs put the optimal batch even more firmly at the smallest one
+# ({doc}`06_hyperparameter_laws`). What carries over is the SGD theory's step-size law, measured on the model
+# ({doc}`04_sgd_theory`).
 
 # %% [markdown]
 # ## What this study cannot say
 #
-# Its limitations in one place, each with the number that sets it (`replicate.report.limitations`); the
-# figures that extrapolate mark the range of the data.
+# Its limitations beyond its scale (above) in one place, each with the number that sets it
+# (`replicate.report.limitations`); the figures that extrapolate mark the range of the data and the 95% band.
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
@@ -125,21 +131,25 @@ if study is not None and study.fit is not None:
 # ## How to re-run it
 #
 # ```bash
-# make book                 # the committed study (results/study or results/gpu once complete, else results/cpu), missing parts only
-# make book PROFILE=smoke   # a minutes-long study end to end (what CI builds)
-# make book PROFILE=gpu     # the whole study re-executed on a GPU machine
-# make test                 # the test suite (CPU; Triton kernels in the interpreter)
+# make book                # the committed study; runs what is missing
+# make book PROFILE=smoke  # a minutes-long study end to end (CI)
+# make test                # the test suite on the CPU
 # ```
 #
-# The last chapter lists the commands behind every result file, their provenance and how long each takes.
+# `make book` renders `results/study` or `results/gpu` once one holds every run of its profile, else
+# `results/cpu`. {doc}`10_reproducibility` lists the command behind every result file and the time each took.
 #
+# **A lab with its own GPU** re-runs the study at GPU scale:
+
+# %% tags=["hide-input"]
+display(Markdown(recipe.gpu_recipe(recipe.gpu_estimate(load_profile("gpu")))))
+
+# %% [markdown]
 # ## The chapters
 #
-# {doc}`02_model_and_kernels` describes the model and its Triton kernels; {doc}`03_data` the procedural
-# clips; {doc}`04_sgd_theory` derives and measures the SGD step-size law; {doc}`05_sweep` shows the sweep;
-# {doc}`06_hyperparameter_laws` and {doc}`07_loss_law` fit the laws; {doc}`08_isoflop` cross-checks the
-# compute allocation without a loss law; {doc}`09_image_dit` repeats the study on images;
-# {doc}`10_reproducibility` tells how to reproduce everything.
-#
-# ```{bibliography}
-# ```
+# {doc}`01b_paper` lists the paper's numbers; {doc}`02_model_and_kernels` describes the model and its Triton
+# kernels; {doc}`03_data` the procedural clips; {doc}`04_sgd_theory` derives and measures the SGD step-size law;
+# {doc}`05_sweep` shows the sweep; {doc}`06_hyperparameter_laws`, {doc}`06b_stage_a`, {doc}`06c_lr_law` and
+# {doc}`07_loss_law` fit the laws; {doc}`08_isoflop` locates the compute-optimal size without a loss law;
+# {doc}`09_image_dit` repeats the study on images; {doc}`10_reproducibility` tells how to reproduce everything;
+# {doc}`execution` records how this copy was built; the works cited are in the {doc}`bibliography`.

@@ -39,7 +39,6 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # the Triton kernels run on the 
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
@@ -87,13 +86,13 @@ else:  # no study rendered: the named ladder of config.MODEL_SIZES at the defaul
 display(report.table(sizes))
 
 # %% tags=["hide-input"]
-fig = plots.flop_conventions_figure(sizes)
-plt.show()
+plots.show(plots.flop_conventions_figure(sizes), "02_flop_conventions")
+display(Markdown(report.flop_overhead_sentence(sizes)))
 
 # %% [markdown]
-# What to see: for our smallest models, attention scores ($4 n_\mathrm{ctx} d$ per layer and token) add half
-# again to $6N$, and the paper's formula sits between; the three converge for wide models. A compute-optimal
-# law fitted with one convention has a different exponent than with another (Porian et al.
+# What to see: the attention scores ($4 n_\mathrm{ctx} d$ per layer and token) matter most for the narrowest
+# models, the paper's formula sits between, and the three converge for wide models. A compute-optimal law
+# fitted with one convention has a different exponent than with another (Porian et al.
 # {cite}`porian2024resolving` found 0.05-0.1 from such choices), so {doc}`07_loss_law` reports all three.
 #
 # ## Kernel correctness
@@ -127,12 +126,12 @@ display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["ou
 # %% [markdown]
 # ## Kernel speed
 #
-# `benchmarks/kernels.py` (and the device run, `make device`) times each op forward and backward at the study's
-# shapes, against PyTorch eager and `torch.compile`, and the whole captured training step with PyTorch's ops
-# and with the Triton kernels, next to the copy bandwidth and matmul rate measured in the same run. The table
-# is the newest GPU measurement: the baseline's milliseconds (eager PyTorch; for the captured step, the step
-# with PyTorch's ops), the speed-up over it of `torch.compile` and of the Triton kernels (x, above 1: faster),
-# and the kernels' speed-up over the faster of eager and compile (`triton x best`).
+# `benchmarks/kernels.py` (and the device run, `make device`) times each op forward and backward against
+# PyTorch eager and `torch.compile`, and the whole training step with PyTorch's ops and with the Triton kernels.
+# The table is the newest GPU measurement committed: the baseline's milliseconds (eager PyTorch; for the captured
+# step, the step with PyTorch's ops), the speed-up over it of `torch.compile` and of the Triton kernels (x,
+# above 1: faster), and the kernels' speed-up over the faster of eager and compile (`triton x best`). Its
+# shapes, and where they come from, follow the table.
 
 # %% tags=["hide-input"]
 bench = Path("results/benchmarks/kernels.csv")
@@ -140,6 +139,7 @@ if bench.is_file():
     speed = pd.read_csv(bench)
     display(report.table(report.kernel_speed_table(speed), digits=3))
     display(Markdown(report.kernel_speed_sentence(speed, kernels.TRITON_FASTER)))
+    display(Markdown(report.kernel_shapes_sentence(speed, sizes)))
 else:
     display(Markdown("**Not measured yet.** Run `python benchmarks/kernels.py` on a GPU to fill this table."))
 
@@ -152,8 +152,8 @@ display(
                 "several hundred to thousands; ours is an in-context (adaLN) DiT on grayscale pixels, "
                 f"{sizes['tokens per clip'].iloc[0] if 'tokens per clip' in sizes else '-'} tokens per clip, widths "
                 f"{sizes['width d'].min()}-{sizes['width d'].max()}.",
-                "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes 16 $d^2$ "
-                "parameters per layer (self- and cross-attention, MLP); our blocks have 12 $d^2$, so for us it is only a "
+                "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes $16 d^2$ "
+                "parameters per layer (self- and cross-attention, MLP); our blocks have $12 d^2$, so for us it is only a "
                 f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "
                 f"{sizes['exact / N'].min():.2f}-{sizes['exact / N'].max():.2f} x N for the exact count.",
             ]

@@ -33,13 +33,12 @@ THEORY_DIR = "results/theory"
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 from replicate import plots, report
-from replicate.config import MOTIONS, SHAPES, ClipConfig
+from replicate.config import MOTIONS, NUM_CLASSES, SHAPES, ClipConfig
 from replicate.data import frame_strip, make_clips, save_gif
 from replicate.diffusion import ddim_sample
 from replicate.profile import load_profile
@@ -54,7 +53,10 @@ def label_name(label: int) -> str:
 # ## Training clips
 #
 # Eight clips of the training stream of the study rendered here, frames left to right; the title is the class
-# label. What to see: the variety of textures, sizes and contrasts, and the three motions.
+# label, the main sprite's shape and motion. Two sprites move in every clip: the main one is always drawn in
+# front, and the other, the distractor, has a random shape and motion of its own and can pass behind it; size,
+# texture and colour tell them apart only by chance, so the model must learn which one the label describes. What
+# to see: the variety of textures, sizes and contrasts, and the three motions.
 
 # %% tags=["hide-input"]
 profile_path = Path(RESULTS_DIR) / "profile.toml"
@@ -62,9 +64,10 @@ profile = load_profile(str(profile_path)) if profile_path.is_file() else None
 clip = profile.runs[0].cfg.model.clip if profile is not None else ClipConfig()
 if profile is not None:
     display(Markdown(report.clip_sentence(profile)))
-videos, labels = make_clips(clip, seed=0, split="train", index=torch.arange(8))
-fig = plots.clip_strips(videos, labels, label_name, frame_strip)
-plt.show()
+index = torch.arange(8)
+videos, labels = make_clips(clip, seed=0, split="train", index=index)
+source = {"seed": 0, "split": "train", "index": index.tolist()}
+plots.show(plots.clip_strips(videos, labels, label_name, frame_strip, source=source), "03_training_clips")
 
 # %% tags=["hide-input"]
 Path("book/figures").mkdir(parents=True, exist_ok=True)
@@ -120,24 +123,27 @@ else:
 # `python -m replicate train --width 128 --depth 6 --heads 8 --batch-size 8 --lr 1e-3 --tokens 2000000
 # --frames 4 --save-model results/samples/model.pt`; DDPM objective {cite}`ho2020denoising`), sampled from its power-EMA
 # weights {cite}`karras2024analyzing` with 50 DDIM steps and
-# classifier-free guidance 2 (`replicate.diffusion.ddim_sample`), one clip per class. What to see: whether the
-# shapes, textures and motions of the training clips above come back.
+# classifier-free guidance 2 (`replicate.diffusion.ddim_sample`), one clip for each of the 12 classes. What to
+# see: whether the shapes, textures and motions of the training clips above come back.
 
 # %% tags=["hide-input"]
 weights = Path("results/samples/model.pt")
 if weights.is_file():
     model = load_model(weights)
-    y = torch.arange(0, 12, 2)
+    y = torch.arange(NUM_CLASSES)
     samples = ddim_sample(
         model, y, model.cfg.clip.shape, steps=50, guidance=2.0, generator=torch.Generator().manual_seed(0)
     )
     meta = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").is_file() else {}
-    fig = plots.clip_strips(samples, y, lambda label: "sample: " + label_name(label), frame_strip)
-    plt.show()
+    source = {"sampler": "ddim_sample, 50 steps, guidance 2", "generator_seed": 0}
+    fig = plots.clip_strips(samples, y, lambda label: label_name(label), frame_strip, columns=2, source=source)
+    plots.show(fig, "03_samples")
     if meta:
-        print(
-            f"model: N = {meta['n_params']:,}, trained on {meta['checkpoints'][-1]['tokens']:,} tokens, "
-            f"validation loss {meta['checkpoints'][-1]['val_loss']:.4f}"
+        display(
+            Markdown(
+                f"The sampled model: N = {meta['n_params']:,}, trained on {meta['checkpoints'][-1]['tokens']:,} "
+                f"tokens, validation loss {meta['checkpoints'][-1]['val_loss']:.4f}."
+            )
         )
 else:
     display(Markdown("*No trained model in `results/samples/` yet.*"))

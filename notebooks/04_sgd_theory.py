@@ -52,6 +52,17 @@
 # (`replicate.sgd.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
 # linear in $B$. Large batches: $\eta_\mathrm{opt} \to \eta_\mathrm{max}$, and more examples per step buy nothing.
 #
+# Putting $\eta_\mathrm{opt}$ back into the parabola of step 3 gives the best expected drop of one step. For a
+# parabola $-\eta a + \tfrac12 \eta^2 c$ the minimum is $-a^2 / (2c)$, here with $a = |G|^2$ and
+# $c = G^\top H G + \mathrm{tr}(H\Sigma)/B$:
+#
+# $$\mathbb{E}[\Delta L](\eta_\mathrm{opt}) = -\frac{|G|^4}{2\,(G^\top H G + \mathrm{tr}(H\Sigma)/B)}
+#   = -\frac{\Delta L_\mathrm{max}}{1 + B_\mathrm{noise}/B}, \qquad
+#   \Delta L_\mathrm{max} = \frac{|G|^4}{2\, G^\top H G},$$
+#
+# where $\Delta L_\mathrm{max}$ is the largest drop one step can make: the drop with the exact gradient
+# ($B \to \infty$) at its best step $\eta_\mathrm{max}$.
+#
 # $B_\mathrm{noise}$ needs the Hessian. McCandlish et al. also define the *simple noise scale*
 #
 # $$B_\mathrm{simple} = \frac{\mathrm{tr}(\Sigma)}{|G|^2},$$
@@ -60,18 +71,29 @@
 # differs by how the curvature weights the noise. Both are measured below.
 #
 # **Step 5 (steps against examples).** Taking every step at $\eta_\mathrm{opt}$, the loss drop per step is
-# $\Delta L_\mathrm{max}/(1 + B_\mathrm{noise}/B)$, so reaching a given loss takes $S = S_\mathrm{min}(1 + B_\mathrm{noise}/B)$ steps
-# and $E = BS = E_\mathrm{min}(1 + B/B_\mathrm{noise})$ examples: the hyperbola
+# $\Delta L_\mathrm{max}/(1 + B_\mathrm{noise}/B)$, a fraction $1/(1 + B_\mathrm{noise}/B)$ of what an exact
+# gradient would give. Reaching a given loss therefore takes
+#
+# $$S = S_\mathrm{min}\,(1 + B_\mathrm{noise}/B)$$
+#
+# steps, where $S_\mathrm{min}$ is the number of steps with exact gradients ($B \to \infty$), and
+#
+# $$E = B S = S_\mathrm{min}\,(B + B_\mathrm{noise}) = E_\mathrm{min}\,(1 + B/B_\mathrm{noise}), \qquad
+#   E_\mathrm{min} = S_\mathrm{min}\, B_\mathrm{noise},$$
+#
+# examples, $E_\mathrm{min}$ being the fewest examples, reached as $B \to 0$. Eliminating $B$ gives the hyperbola
 # $(S/S_\mathrm{min} - 1)(E/E_\mathrm{min} - 1) = 1$ (`replicate.sgd.steps_examples_tradeoff`), whose knee
-# $B_\mathrm{crit} = E_\mathrm{min}/S_\mathrm{min} = B_\mathrm{noise}$ is the batch size that balances time and compute.
+# $B_\mathrm{crit} = E_\mathrm{min}/S_\mathrm{min} = B_\mathrm{noise}$ is the batch size that balances time (steps) and
+# compute (examples).
 # *This step assumes that $B_\mathrm{noise}$ stays constant while the loss falls*; the measurements at the end of
 # this chapter test that.
 #
 # **Step 6 (from theory to scaling laws).** *Assumptions (heuristic): larger models have larger smoothness
 # (curvature along the gradient), and training toward lower loss shrinks $|G|^2$ faster than the noise.*
 # Larger curvature lowers $\eta_\mathrm{max}$ (larger models need smaller steps, the paper's $\gamma_\eta < 0$);
-# a falling $G^\top H G$ with persistent noise raises $B_\mathrm{noise}$ as training proceeds (the batch grows with
-# $T$, $\beta_B > 0$). The step from here to power laws in $N$ and $T$ is empirical, in the paper as here.
+# a falling $G^\top H G$ with persistent noise raises $B_\mathrm{noise}$ as training proceeds, and with it the
+# critical batch $B_\mathrm{crit}$: later in training a larger batch costs fewer extra examples. The step from
+# here to power laws in $N$ and $T$ is empirical, in the paper as here.
 #
 # ## What the theory predicts at a fixed token budget, and what it does not
 #
@@ -95,6 +117,15 @@
 # - **Adam.** Its per-coordinate normalisation changes how the step's size and noise scale with $B$.
 # - **A finite number of steps.** A run of $S$ steps cannot make more than $S$ steps' progress, however good each
 #   example is; the laws below say how many steps that is.
+#
+# **Step 6 and this section do not contradict each other**: they answer two questions. $B_\mathrm{crit}$ is the
+# batch beyond which more examples per step stop saving steps: the best batch for someone who pays for time
+# (steps) and compute (examples) together. It grows as training proceeds because $B_\mathrm{noise}$ does. The
+# best batch at a fixed token budget $T$, the paper's $B_\mathrm{opt}$, asks only for the lowest loss from a fixed
+# number of examples; by step 5 that is the smallest batch, at every $T$, however large $B_\mathrm{crit}$ has
+# grown. A growing $B_\mathrm{crit}$ therefore says that large batches become cheap later in training, not that
+# they become better; a $B_\mathrm{opt}$ that grows with $T$ ($\beta_B > 0$) needs one of the three ingredients
+# above.
 #
 # ## The paper's batch law fixes the number of steps
 #
@@ -122,7 +153,8 @@
 # $G = h\theta$, $H = h$, $\Sigma = \sigma^2$: $\eta_\mathrm{max} = h^2\theta^2 / (h^3\theta^2) = 1/h$ and
 # $B_\mathrm{noise} = h\sigma^2/(h^3\theta^2) = \sigma^2 / (h^2 \theta^2)$. As training approaches the minimum,
 # $B_\mathrm{noise}$ grows as $1/\theta^2$: the gradient signal vanishes while its noise does not, so ever larger
-# batches pay. This is step 6's mechanism for $\beta_B > 0$.
+# batches save steps at little cost in examples. This is step 6's mechanism for a critical batch that grows
+# during training; at a fixed budget of examples the smallest batch still gives the lowest loss.
 # ```
 #
 # :::{admonition} Exercise 2
@@ -150,13 +182,13 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import plots, report
-from replicate.fit import fit_power_law, paper_laws, power_law_exponent_se
+from replicate.fit import paper_laws
 from replicate.paper import BATCH_SIZE_LAW, optimal_steps
+from replicate.report import noise
 
 theory = {
     name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")
@@ -203,9 +235,7 @@ if study:
         Markdown(
             f"The study rendered here ({RESULTS_DIR}) trained its longest run for {steps.max():,.0f} steps, at "
             f"{(runs['tokens'] / runs['n_params']).min():.2g} to {(runs['tokens'] / runs['n_params']).max():.3g} "
-            f"tokens per parameter, where the paper's law puts $S_\\mathrm{{opt}}$ at "
-            f"{min(map(optimal_steps, runs['n_params'], runs['tokens'])):,.0f} to "
-            f"{max(map(optimal_steps, runs['n_params'], runs['tokens'])):,.0f} steps."
+            f"tokens per parameter, where the paper's law puts $S_\\mathrm{{opt}}$ at {report.s_opt_range(runs)}."
         )
     )
 
@@ -219,11 +249,12 @@ if study:
 # %% tags=["hide-input"]
 if theory["quadratic"]:
     quad = report.quadratic_estimates(theory["quadratic"])
-    fig = plots.quadratic_estimates_figure(quad)
-    plt.show()
-    print(
-        f"largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| {quad['z'].abs().max():.2f}; "
-        f"{(quad['z'].abs() < 3).mean():.0%} within 3 SE"
+    plots.show(plots.quadratic_estimates_figure(quad), "04_quadratic_estimates")
+    display(
+        Markdown(
+            f"Largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| "
+            f"{quad['z'].abs().max():.2f}; {(quad['z'].abs() < 3).mean():.0%} of the estimates within 3 SE."
+        )
     )
 
 # %% [markdown]
@@ -237,8 +268,7 @@ if theory["quadratic"]:
 # %% tags=["hide-input"]
 if theory["line_search"]:
     rows = pd.DataFrame(theory["line_search"]["results"]["rows"])
-    fig = plots.line_search_figure(theory["line_search"]["results"])
-    plt.show()
+    plots.show(plots.line_search_figure(theory["line_search"]["results"]), "04_line_search")
     display(
         report.table(
             rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]]
@@ -266,77 +296,15 @@ if theory["line_search"]:
 # %% tags=["hide-input"]
 if theory["dit_noise"]:
     dit = report.dit_noise_scales(theory["dit_noise"])
-    fig = plots.noise_scale_figure(dit)
-    plt.show()
-    ok = (dit["b_noise"] > 0) & (dit["eta_max"] > 0)
-    xs = (dit.loc[ok, "T"], dit.loc[ok, "N"])
-    coef, (e_t, e_n), _ = fit_power_law(dit.loc[ok, "b_noise"], *xs)
-    coef2, (f_t, f_n), _ = fit_power_law(dit.loc[ok, "eta_max"], *xs)
-    se_b, se_e = power_law_exponent_se(dit.loc[ok, "b_noise"], *xs), power_law_exponent_se(dit.loc[ok, "eta_max"], *xs)
-    p = paper_laws()
-
-    def ci(value: float, se: float) -> str:
-        return f"{value:+.2f} [{value - 1.96 * se:+.2f}, {value + 1.96 * se:+.2f}]"
-
-    def sign(value: float, se: float, paper: float) -> str:
-        lo, hi = value - 1.96 * se, value + 1.96 * se
-        return (
-            "undetermined (the interval holds zero)"
-            if lo < 0 < hi
-            else ("the paper's" if value * paper > 0 else "the opposite of the paper's")
-        )
-
-    display(
-        report.table(
-            pd.DataFrame(
-                [
-                    {
-                        "quantity": "B_noise (ours) / B_opt (paper)",
-                        "exponent in T (95% CI)": ci(e_t, se_b[0]),
-                        "exponent in N (95% CI)": ci(e_n, se_b[1]),
-                        "paper's exponents": f"{p['batch_size_law']['exp_tokens']}, {p['batch_size_law']['exp_params']}",
-                    },
-                    {
-                        "quantity": "eta_max (ours) / eta_opt (paper)",
-                        "exponent in T (95% CI)": ci(f_t, se_e[0]),
-                        "exponent in N (95% CI)": ci(f_n, se_e[1]),
-                        "paper's exponents": f"{p['lr_law']['exp_tokens']}, {p['lr_law']['exp_params']}",
-                    },
-                ]
-            )
-        )
-    )
-    print(
-        "95% intervals from the least-squares standard errors of the log-log fit "
-        "(replicate.fit.power_law_exponent_se), over the measurements plotted above"
-    )
+    plots.show(plots.noise_scale_figure(dit), "04_noise_scales")
+    display(report.table(noise.noise_scale_table(dit)))
     display(
         Markdown(
-            report.paper_box(
-                [
-                    f"B_noise against T: exponent {ci(e_t, se_b[0])}, against N: {ci(e_n, se_b[1])}; the paper's B_opt has "
-                    f"beta_B = {p['batch_size_law']['exp_tokens']:+.2f} and gamma_B = "
-                    f"{p['batch_size_law']['exp_params']:+.2f}: sign in N "
-                    f"{sign(e_n, se_b[1], p['batch_size_law']['exp_params'])}."
-                    + (
-                        " B_noise is not a power law in T here: for every size it peaks at the middle checkpoint."
-                        if all(
-                            v[1:-1].max() > max(v[0], v[-1])
-                            for v in (g.sort_values("T")["b_noise"].to_numpy() for _, g in dit.groupby("N"))
-                            if len(v) > 2
-                        )
-                        else ""
-                    ),
-                    f"eta_max against N: exponent {ci(f_n, se_e[1])}; the paper's eta_opt has gamma_eta = "
-                    f"{p['lr_law']['exp_params']:+.2f}: sign {sign(f_n, se_e[1], p['lr_law']['exp_params'])}.",
-                    "The theory is for plain SGD; the sweeps use AdamW, whose per-coordinate normalisation changes the "
-                    "step's scale (eta then multiplies roughly sign-like updates), so the measured eta_max sets no AdamW "
-                    "learning rate. What carries over is the batch-size side: B_noise is a property of the gradients, "
-                    "not of the optimiser.",
-                ]
-            )
+            "95% intervals from the least-squares standard errors of the log-log fit "
+            "(`replicate.fit.power_law_exponent_se`), over the measurements plotted above."
         )
     )
+    display(Markdown(report.paper_box(noise.noise_scale_lines(dit))))
 
 # %% [markdown]
 # ## Steps against examples with the measured noise scale
@@ -348,5 +316,6 @@ if theory["dit_noise"]:
 
 # %% tags=["hide-input"]
 if theory["dit_noise"] and study:
-    fig = plots.tradeoff_figure(dit, sorted(runs["batch_samples"].unique().tolist()))
-    plt.show()
+    batches = sorted(runs["batch_samples"].unique().tolist())
+    plots.show(plots.tradeoff_figure(dit, batches), "04_tradeoff")
+    display(Markdown(report.tradeoff_sentence(dit, batches)))

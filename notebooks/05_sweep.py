@@ -27,7 +27,6 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 import tomllib
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -46,9 +45,11 @@ study = report.open_study(RESULTS_DIR, PROFILE, need_fit=False)
 if study is not None:
     display(report.table(report.grid_table(study.runs)))
     runs, diverged = study.runs, study.runs.groupby("run_id")["diverged"].any()
-    print(
-        f"{runs['run_id'].nunique()} runs, {len(runs)} rows; {int(diverged.sum())} runs diverged "
-        f"(their later checkpoints are NaN rows with diverged = True)"
+    display(
+        Markdown(
+            f"{runs['run_id'].nunique()} runs, {len(runs)} rows of `runs.csv` (one per run and checkpoint); "
+            f"{int(diverged.sum())} runs diverged (their later checkpoints are rows without a loss, diverged = True)."
+        )
     )
     design = tomllib.loads(study.profile).get("design", "") if study.profile else ""
     display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
@@ -62,17 +63,17 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None:
-    fig = plots.loss_curves(study.runs)
-    plt.show()
+    plots.show(plots.loss_curves(study.runs), "05_loss_curves")
 
 # %% [markdown]
 # ## The loss landscape over $(B, \eta)$
 #
 # In the style of the paper's Figure 4: at a few $(N, T)$, each cell is the validation loss in % above the
-# best cell; `x` marks diverged runs, the star the optimum interpolated by `replicate.fit.grid_optima`. The
-# landscape is shallow near the optimum and steep toward divergence (large $\eta$). In the paper the optimal
-# batch size grows with $T$; {doc}`06_hyperparameter_laws` shows where ours falls. The box below also locates
-# each optimum as DeepSeek do {cite}`deepseek2024llm`: the centre of the settings within 0.25% of the best.
+# best cell, which has a white frame; `x` marks diverged runs, and the red star the optimum interpolated between
+# the cells by `replicate.fit.grid_optima`, the point every law of the next chapters stands on. The landscape is
+# shallow near the optimum and steep toward divergence (large $\eta$). In the paper the optimal batch size grows
+# with $T$; {doc}`06_hyperparameter_laws` shows where ours falls. The box below also locates each optimum as
+# DeepSeek do {cite}`deepseek2024llm`: the centre of the settings within 0.25% of the best.
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
@@ -81,8 +82,19 @@ if study is not None and study.fit is not None:
     tokens = sorted(fit_rows["tokens"].unique())
     picks_n = sizes if len(sizes) <= 2 else [sizes[0], sizes[-1]]
     picks_t = [tokens[0], tokens[len(tokens) // 2], tokens[-1]]
-    fig = plots.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t)
-    plt.show()
+    plots.show(plots.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t), "05_heatmaps")
+
+# %% [markdown]
+# ## The best cell and the interpolated optimum
+#
+# Where the star leaves the framed cell, the two answers differ. For every $(N, T)$: the grid's best cell, the
+# interpolated optimum, how far apart they are in doublings of $B$ and of $\eta$, how much lower the interpolated
+# loss is than the best cell's, and on which edge of the grid the optimum sits (`replicate.report.optima_table`).
+
+# %% tags=["hide-input"]
+if study is not None and study.fit is not None:
+    display(Markdown(report.optima_sentence(study.runs, study.fit)))
+    display(report.table(report.optima_table(study.runs, study.fit)))
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:

@@ -34,7 +34,6 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -66,9 +65,11 @@ if fit is not None:
         rows.append({"law": name, "term": "coefficient", "ours": law["coef"], "95% CI": "-", "paper": paper["coef"]})
     display(report.table(pd.DataFrame(rows)))
     optima = pd.DataFrame(fit["optima"])
-    print(
-        f"fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
-        f"({int(optima['on_edge'].sum())} on the grid edge); {fit['bootstrap']['resamples']} bootstrap resamples"
+    display(
+        Markdown(
+            f"Fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
+            f"({int(optima['on_edge'].sum())} on the grid edge); {fit['bootstrap']['resamples']} bootstrap resamples."
+        )
     )
 
 # %% [markdown]
@@ -80,8 +81,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    fig = plots.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"])
-    plt.show()
+    plots.show(plots.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"]), "06_batch_size_law")
 
 # %% [markdown]
 # ## Optimal learning rate
@@ -91,8 +91,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    fig = plots.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"])
-    plt.show()
+    plots.show(plots.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"]), "06_lr_law")
 
 # %% [markdown]
 # ## Why the optimal batch size sits on the grid's edge
@@ -103,20 +102,21 @@ if fit is not None:
 # dashed lines above). Second, along the
 # batch-size axis the loss barely changes once each batch size gets its own best learning rate: the figure
 # shows, at the last checkpoint, each batch size's best loss relative to the best one (left) and its best
-# learning rate (right). This is what the SGD chapter's step 5 predicts below the noise scale: a fixed budget
-# of examples is spent about equally well in many small steps or fewer large ones, provided the learning rate
-# follows the batch size. Plain SGD would scale it linearly in $B$; Adam's stochastic-differential-equation
-# limit {cite}`malladi2022sdes` scales it as $\sqrt{B}$. What to see: curves on the left that are flat within
-# a few percent and cross each other (the seed-to-seed spread of a run is of that size), and parallel lines on
-# the right whose slope is the pooled exponent (`replicate.fit.lr_batch_exponent`).
+# learning rate (right). The SGD chapter's step 5 predicts such flatness only below the noise scale, where a
+# fixed budget of examples is spent about equally well in many small steps or fewer large ones; the noise scale
+# measured on the model puts the study's batches on both sides of it (the box after the figure), so the
+# one-step theory alone does not explain it. The learning rate does follow the batch size: plain SGD would
+# scale it linearly in $B$, Adam's stochastic-differential-equation limit {cite}`malladi2022sdes` as
+# $\sqrt{B}$. What to see: curves on the left that are flat within a few percent and cross each other (the
+# seed-to-seed spread of a run is of that size), and parallel lines on the right whose slope is the pooled
+# exponent (`replicate.fit.lr_batch_exponent`).
 
 # %% tags=["hide-input"]
 if fit is not None:
     fit_runs_table = study.runs[study.runs["role"] == "fit"]
     profile = batch_profile(validate_runs(fit_runs_table))
     slope = fit.get("lr_batch_exponent") or {}
-    fig = plots.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value"))
-    plt.show()
+    plots.show(plots.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value")), "06_batch_ridge")
     optima = pd.DataFrame(fit["optima"])
     paper_b = hyperparameter_law(optima["tokens"], optima["n_params"], **paper_laws()["batch_size_law"])
     clip = float(fit_runs_table["tokens_per_sample"].iloc[0])
@@ -136,6 +136,10 @@ if fit is not None:
     if surface_lr.get("ridge") is not None:
         what = "lr_opt (the surface fit's ridge)"
         lines.append(report.lr_scaling_sentence(what, surface_lr["ridge"], surface_lr["ci95"].get("ridge")))
+    dit_noise = report.load_json(f"{THEORY_DIR}/dit_noise.json")
+    if dit_noise:
+        batches = sorted(fit_runs_table["batch_samples"].unique().tolist())
+        lines.append(report.tradeoff_sentence(report.dit_noise_scales(dit_noise), batches))
     display(Markdown(report.paper_box(lines, title="The batch-size axis at our scale")))
 
 # %% [markdown]
@@ -157,7 +161,7 @@ if fit is not None and fit.get("holdout"):
         "observed_on_edge": "best cell on the grid's edge",
     }
     display(Markdown(f"The held-out model: N = {holdout['n_params'].iloc[0]:,.0f}."))
-    display(report.table(holdout[list(names)].rename(columns=names)))
+    display(report.table(holdout[list(names)].astype({"tokens": int}).rename(columns=names)))
     n = holdout["n_params"].iloc[0]
     picks = sorted(holdout["tokens"].unique())
     picks = [picks[0], picks[len(picks) // 2], picks[-1]]
@@ -168,8 +172,7 @@ if fit is not None and fit.get("holdout"):
         {"n_params": n, "tokens": t, "batch_size": r["observed_batch_size"], "lr": r["observed_lr"]}
         for t, r in holdout.set_index("tokens").iterrows()
     ]
-    fig = plots.heatmaps(study.runs, optima_holdout, [n], picks, marks)
-    plt.show()
+    plots.show(plots.heatmaps(study.runs, optima_holdout, [n], picks, marks), "06_heldout_heatmaps")
     edge = int(holdout["observed_on_edge"].astype(bool).sum())
     if edge:
         display(
@@ -189,13 +192,15 @@ if fit is not None and fit.get("holdout"):
 # --loss-column val_loss_ema`), the same runs give the figure and table below. What to see: with EMA weights
 # the optimal batch size stays at or near the smallest batch. Averaging the iterates removes the noise floor
 # that a constant learning rate leaves, the very cost that makes small batches pay for their extra steps, so
-# the batch-size trade-off the paper measures is partly a property of how the loss is read out.
+# the batch-size trade-off the paper measures is partly a property of how the loss is read out. Where every
+# optimum of a readout sits on one grid value, its law has no exponent: the table says "not identified" rather
+# than print the fit's rounding.
 
 # %% tags=["hide-input"]
 if study is not None and study.fit_ema is not None:
     fig = plots.hyperparameter_law_figure(study.fit_ema, "batch_size", paper_laws()["batch_size_law"])
     fig.axes[0].set_title("optimal batch size, EMA weights' loss")
-    plt.show()
+    plots.show(fig, "06_batch_size_law_ema")
     display(report.table(report.exponent_table({"raw weights": fit, "EMA weights": study.fit_ema})))
 elif study is not None:
     display(Markdown(f"*No fit of the EMA weights' loss in `{RESULTS_DIR}` yet (fit_ema.json).*"))

@@ -42,11 +42,11 @@ STAGE_A_DIR = "results/stage_a"
 # %% tags=["hide-input"]
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
 from replicate import plots, report
+from replicate.paper import optimal_steps
 from replicate.profile import load_profile
 from replicate.report import stage_a
 
@@ -66,15 +66,13 @@ if cpu is not None and profile is not None:
     fit_rows = cpu.runs[cpu.runs["role"] == "fit"]
     longest = int((fit_rows["tokens"] / fit_rows["batch_size"]).max())
     grid = [r.cfg for r in profile.runs]
-    ns = sorted({float(n) for n in fit_rows["n_params"]})
-    s_cpu = stage_a.paper_steps(fit_rows["tokens"].to_numpy(), fit_rows["n_params"].to_numpy())
     tokens = np.array(sorted({c for cfg in grid for c in cfg.checkpoints}), dtype=float)
     n_a = float(study.runs["n_params"].iloc[0]) if study is not None else float("nan")
-    s_a = stage_a.paper_steps(tokens, n_a)
+    s_a = optimal_steps(n_a, tokens)
     display(
         Markdown(
-            f"The paper's law puts the optimal number of steps at {s_cpu.min():,.0f} to {s_cpu.max():,.0f} over "
-            f"the cpu study's grid (`{RESULTS_DIR}`), whose longest run took {longest:,} steps: its optimal batch "
+            f"The paper's law puts the optimal number of steps of the cpu study (`{RESULTS_DIR}`) at "
+            f"{report.s_opt_range(cpu.runs)}, and its longest run took {longest:,} steps: its optimal batch "
             f"sizes lay below one clip. Stage A's checkpoints ({tokens.min() / 1e6:.2f}M to "
             f"{tokens.max() / 1e6:.2f}M tokens, N = {n_a:,.0f}) ask for {s_a.min():,.0f} to {s_a.max():,.0f} "
             f"steps, and its one-clip runs take {max(cfg.steps for cfg in grid):,}."
@@ -102,7 +100,7 @@ if study is not None:
         part = summary if column == "val_loss" else (summary or {}).get("ema")
         fig = plots.batch_curvature_figure(stage_a.seed_profile(study.runs, column), part)
         fig.axes[0].set_title(f"Stage A, {name}")
-        plt.show()
+        plots.show(fig, f"06b_loss_along_B_{column}")
 
 # %% [markdown]
 # ## What Stage A measured

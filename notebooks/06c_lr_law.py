@@ -44,7 +44,6 @@ STAGE_L_DIR = "results/stage_l"
 # %% tags=["hide-input"]
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from replicate import plots, report
@@ -86,8 +85,8 @@ else:
 # %% tags=["hide-input"]
 if headline is not None:
     for batch in headline["fit"]["batch_sizes"]:
-        plots.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
-        plt.show()
+        fig = plots.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
+        plots.show(fig, f"06c_lr_star_B{batch:g}")
 
 # %% [markdown]
 # ## The ridge: one $r$ for every size?
@@ -114,8 +113,7 @@ if headline is not None:
 if summary is None or not summary.get("heldout"):
     display(Markdown(f"**No held-out results yet** (`{STAGE_L_DIR}/summary.json`)."))
 else:
-    plots.heldout_figure(summary, laws["Stage L"])
-    plt.show()
+    plots.show(plots.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
     display(report.table(lr_law.heldout_table(summary)))
     display(Markdown(report.paper_box(lr_law.heldout_lines(summary), "The held-out model says")))
 

@@ -24,9 +24,12 @@
 # in Besiroglu et al.'s Chinchilla replication {cite}`besiroglu2024chinchilla` of Hoffmann et al.
 # {cite}`hoffmann2022training`, and checks convergence; the 95% intervals resample runs.
 #
-# Compute: $C = C_\mathrm{token}(N)\, T$ (`replicate.fit.training_compute`). $N_\mathrm{opt}(C)$ minimises the
-# law at fixed $C$ (`replicate.fit.compute_optimal_size`), and a power law $N_\mathrm{opt} = k\, C^{e}$ is
-# fitted to it (`replicate.fit.fit_compute_law`, the paper's Eq. 18).
+# Compute: $C = C_\mathrm{token}(N)\, T$ (`replicate.fit.training_compute`). **$N_\mathrm{opt}(C)$, the one
+# definition this book and `replicate predict` use, is the model size that minimises the fitted loss law at a
+# budget of $C$ FLOPs** (`replicate.fit.compute_optimal_size`; fit.json's `compute_law.n_opt_at_reference` at
+# $10^{22}$ FLOPs). A power law $N_\mathrm{opt} = k\, C^{e}$ fitted to it over the data's budgets
+# (`replicate.fit.fit_compute_law`, the form of the paper's Eq. 18) gives its exponent there; it is not used to
+# extrapolate, because far beyond the data the minimiser is not a power law of the same exponent.
 
 # %% tags=["parameters"]
 PROFILE = "default"
@@ -35,13 +38,12 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import plots, report
 from replicate.fit import paper_laws
-from replicate.paper import COMPUTE_LAW_FROM_LOSS
+from replicate.paper import COMPUTE_LAW_FROM_LOSS, HEADLINE
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -75,25 +77,28 @@ if fit is not None:
         }
     )
     display(report.table(pd.DataFrame(rows)))
-    print(
-        f"converged: {law['converged']}; raw-residual fit: alpha_T = {law['raw_residual_fit']['alpha_tokens']:.3f}, "
-        f"alpha_N = {law['raw_residual_fit']['alpha_params']:.3f}"
+    display(
+        Markdown(
+            f"The fit {'converged' if law['converged'] else '**did not converge**'}; fitted to raw instead of log "
+            f"residuals it gives alpha_T = {law['raw_residual_fit']['alpha_tokens']:.3f} and alpha_N = "
+            f"{law['raw_residual_fit']['alpha_params']:.3f}."
+        )
     )
 
 # %% [markdown]
 # ## Fit and extrapolation
 #
-# Dots: the loss at the interpolated optimum of each $(N, T)$; lines: the law. Squares: the held-out model's
-# best observed loss; crosses: the law's prediction there (never fitted). What to see: how closely the law
-# tracks each size, and the held-out error below.
+# Dots: the loss at the interpolated optimum of each $(N, T)$; lines: the law, over the data's range of $T$.
+# Squares: the held-out model's best observed loss; crosses: the law's prediction there (never fitted), on the
+# dashed line extrapolated in $N$ with its 95% bootstrap band. What to see: how closely the law tracks each size,
+# and the held-out error below.
 
 # %% tags=["hide-input"]
 if fit is not None:
-    fig = plots.loss_law_figure(fit)
-    plt.show()
+    plots.show(plots.loss_law_figure(fit), "07_loss_law")
     if fit.get("holdout"):
         holdout = pd.DataFrame(fit["holdout"])
-        display(report.table(holdout[["n_params", "tokens", "observed_val_loss", "predicted_val_loss", "rel_error"]]))
+        display(report.table(report.holdout_table(fit)))
         ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
         display(
             Markdown(
@@ -125,45 +130,31 @@ elif fit is not None:
 # ## Compute-optimal model size: optimal vs fixed hyperparameters
 #
 # The same loss law fitted to the runs at the fixed $(B, \eta)$ of the profile gives its own
-# $N_\mathrm{opt}(C)$. The paper finds the fixed-hyperparameter law overestimates $N_\mathrm{opt}$ by about
-# 66% at $C = 10^{22}$ FLOPs (4.04B vs 2.43B parameters), i.e. optimal hyperparameters save ~40% of the
-# parameters. The dotted line has the paper's slope (its Eq. 18).
+# $N_\mathrm{opt}(C)$. The paper finds that the fixed-hyperparameter law overestimates $N_\mathrm{opt}$ at
+# $C = 10^{22}$ FLOPs ({doc}`01b_paper` has its two values). The figure runs from the data's budgets (shaded
+# grey, the trained sizes lighter) to $10^{22}$ FLOPs, twelve decades beyond them; the band is the 95% bootstrap
+# band of $N_\mathrm{opt}(C)$ at the optimal hyperparameters, the bar its interval at $10^{22}$. The dotted line is
+# the paper's own Eq. 18, drawn from its printed coefficients, and the open markers its two values at $10^{22}$.
 
 # %% tags=["hide-input"]
 if fit is not None:
-    fig = plots.compute_allocation_figure(fit, paper_laws()["compute_law_from_loss"]["exp"])
-    plt.show()
-    rows = []
-    for conv, cl in fit["compute_laws"].items():
-        rows.append(
-            {
-                "FLOPs": conv,
-                "exponent": cl["exp"],
-                "N_opt at 1e22": cl["n_opt_at_reference"],
-                "IsoFLOP exponent": (cl.get("isoflop") or {}).get("exp"),
-                "C_token(N)": cl["flops_per_token"]["source"],
-            }
-        )
-    display(report.table(pd.DataFrame(rows)))
-    fx = fit.get("fixed") or {}
-    if fx.get("n_opt_ratio") is not None:
-        ci = fx.get("n_opt_ratio_ci95")
-        print(
-            f"N_opt(fixed) / N_opt(optimal) at {fx['reference_flops']:.0e} FLOPs: {fx['n_opt_ratio']:.3f}"
-            + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")
-            + "; paper: 1.663"
-        )
+    figure = plots.compute_allocation_figure(fit, paper_laws()["compute_law_from_loss"], HEADLINE)
+    plots.show(figure, "07_compute_allocation")
+    display(Markdown(report.n_opt_sentence(fit)))
+    display(report.table(report.n_opt_table(fit)))
+    display(report.table(report.fixed_ratio_table(fit)))
 
 # %% [markdown]
 # ## The flat region
 #
 # At fixed compute, how much loss does a model $k$ times larger or smaller than $N_\mathrm{opt}$ cost? The
-# paper: within $\pm 30\%$ of $N_\mathrm{opt}$ the loss rises by less than 1%. The shaded band is $\pm 30\%$.
+# paper: within $\pm 30\%$ of $N_\mathrm{opt}$ the loss rises by less than 1%. The grey band is $\pm 30\%$; the
+# curves are at the data's largest budget and, extrapolated, at $10^{22}$ FLOPs, each with its 95% bootstrap band.
 
 # %% tags=["hide-input"]
 if fit is not None and fit.get("flat_region"):
-    fig = plots.flat_region_figure(fit)
-    plt.show()
+    plots.show(plots.flat_region_figure(fit), "07_flat_region")
+    display(Markdown(report.flat_region_sentence(fit)))
 
 # %% [markdown]
 # ## Consistency: the loss law against $N_\mathrm{opt}(C)$

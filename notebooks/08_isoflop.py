@@ -27,8 +27,6 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import plots, report
@@ -39,26 +37,27 @@ fit = study.fit if study is not None else None
 # %% [markdown]
 # ## Loss against model size at fixed compute
 #
-# Each colour is one budget: dots are the sizes' interpolated losses, curves the parabolas in $\log N$, and
-# open circles their vertices, $N_\mathrm{opt}(C)$. What to see: the vertex moving to larger $N$ as $C$ grows.
+# Each colour is one budget reached by two or more sizes: each size's loss there (filled: the lowest), and, where
+# a parabola in $\log N$ has its vertex inside the sizes, the parabola and its vertex $N_\mathrm{opt}(C)$. What to
+# see: whether any budget has its lowest loss between two sizes, which is what locates $N_\mathrm{opt}$.
 
 # %% tags=["hide-input"]
 if fit is not None:
-    fig = plots.isoflop_figure(fit)
-    plt.show()
+    plots.show(plots.isoflop_figure(fit), "08_isoflop")
+
+# %% [markdown]
+# ## Where $N_\mathrm{opt}$ lies
+#
+# Per FLOP convention: the budgets that two and three sizes reach, at how many of them the smallest size that
+# reaches the budget has the lowest loss, how many vertices lie inside the sizes, and the loss law's
+# $N_\mathrm{opt}$ at the same budgets ({doc}`07_loss_law`'s definition) beside the trained sizes
+# (`replicate.report.isoflop_summary`).
 
 # %% tags=["hide-input"]
 if fit is not None:
-    rows = [
-        {
-            "FLOPs": conv,
-            "IsoFLOP exponent": (cl.get("isoflop") or {}).get("exp"),
-            "budgets used": len((cl.get("isoflop") or {}).get("budgets", [])),
-            "loss-law exponent": cl["exp"],
-        }
-        for conv, cl in fit["compute_laws"].items()
-    ]
-    display(report.table(pd.DataFrame(rows)))
+    summary = report.isoflop_summary(fit)
+    display(report.table(summary.drop(columns="below the trained sizes")))
+    display(Markdown(report.isoflop_sentence(summary)))
     iso6 = (fit["compute_laws"].get("6n") or {}).get("isoflop")
     lines = [
         "Liang et al. (fixed hyperparameters, C = 6ND): N_opt ~ C^0.5681; the video paper's empirical law "
@@ -67,7 +66,8 @@ if fit is not None:
             f"Ours (optimal hyperparameters, 6N): N_opt ~ C^{iso6['exp']:.3f} from {len(iso6['budgets'])} budgets, "
             f"against {fit['compute_laws']['6n']['exp']:.3f} from our loss law."
             if iso6
-            else "Ours: too few budgets reach three model sizes for an IsoFLOP law with 6N FLOPs."
+            else "Ours: no IsoFLOP law, because no budget has its minimum inside the sizes that reach it; what the "
+            "data say instead is where N_opt lies, above."
         ),
         "Both methods read the same optima; where they disagree, the loss law's form (additive power laws) "
         "is the suspect, since the IsoFLOP vertices assume none.",

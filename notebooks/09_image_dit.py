@@ -26,7 +26,6 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 import tomllib
 
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
@@ -37,13 +36,17 @@ from replicate.data import frame_strip, make_clips
 image = report.open_study(IMAGE_DIR, PROFILE)
 
 # %% tags=["hide-input"]
-videos, labels = make_clips(ClipConfig(frames=1, height=32, width=32), seed=0, split="train", index=torch.arange(8))
-strip = torch.cat(list(videos), dim=1)  # the 8 images side by side, as the frames of one strip
-fig, ax = plt.subplots(figsize=(9, 1.6))
-ax.imshow(frame_strip(strip))
-ax.set_axis_off()
-ax.set_title("Eight training images: " + "; ".join(SHAPES[int(y) // len(MOTIONS)] for y in labels), fontsize=8)
-plt.show()
+index = torch.arange(8)
+images, labels = make_clips(ClipConfig(frames=1, height=32, width=32), seed=0, split="train", index=index)
+source = {"seed": 0, "split": "train", "index": index.tolist(), "frames": 1, "height": 32, "width": 32}
+
+
+def shape_name(label: int) -> str:
+    """One frame shows the main sprite's shape, not its motion."""
+    return SHAPES[label // len(MOTIONS)]
+
+
+plots.show(plots.image_strip(images, labels, shape_name, frame_strip, source), "09_training_images")
 
 # %% [markdown]
 # ## The sweep and the laws on images
@@ -56,27 +59,17 @@ if image is not None and image.fit is not None:
 
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:
-    fig = plots.loss_law_figure(image.fit)
-    plt.show()
-    fig = plots.hyperparameter_law_figure(image.fit, "batch_size")
-    plt.show()
+    plots.show(plots.loss_law_figure(image.fit), "09_loss_law")
+    plots.show(plots.hyperparameter_law_figure(image.fit, "batch_size"), "09_batch_size_law")
 
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:
     video = report.load_study(RESULTS_DIR)
-    lines = [
-        f"The loss law on images: alpha_T = {image.fit['loss_law']['alpha_tokens']:.3f}, "
-        f"alpha_N = {image.fit['loss_law']['alpha_params']:.3f}, converged: {image.fit['loss_law']['converged']}."
-    ]
-    if video is not None and video.fit is not None:
-        lines.append(
-            f"On video (same code, this book's main study): alpha_T = "
-            f"{video.fit['loss_law']['alpha_tokens']:.3f}, alpha_N = {video.fit['loss_law']['alpha_params']:.3f}."
-        )
+    lines = report.law_form_verdict(image.fit, video.fit if video is not None else None, image.runs)
     lines.append(
-        "The paper reports only that the same form fits its image DiT; compare the form and the signs "
-        "of the hyperparameter exponents, not values."
+        "The paper reports only that the same form fits its image DiT; compare the form and the signs of the "
+        "hyperparameter exponents, not values."
     )
-    design = tomllib.loads(image.profile).get("design", "")
-    lines.append("How the grid was chosen: " + " ".join(design.split()))
     display(Markdown(report.paper_box(lines)))
+    design = tomllib.loads(image.profile).get("design", "")
+    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))

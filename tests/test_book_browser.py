@@ -2,7 +2,10 @@
 Chromium (Debian's package, through Playwright's executable_path: no browser download) over every page.
 
 Marked `browser`: `make test` leaves it out, `make browser-test` (run by .ci/run) runs it. The build goes to
-$REPLICATE_BOOK_OUT (default: a temporary folder), with a screenshot of every page in its screenshots/.
+$REPLICATE_BOOK_OUT (default: a temporary folder), with a screenshot of every page in its screenshots/. Each page
+must render without tracebacks, broken images or raw TeX, keep its tables and printed lines inside the column and
+its figures legible, label every log axis with two ticks or more, link each figure's data, and offer each chapter's
+executed notebook and source for download.
 """
 
 import os
@@ -10,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -24,8 +28,9 @@ VISIBLE_PROSE = """() => {
 }"""
 # what a formula that failed to typeset leaves in the text: a dollar sign or a TeX command
 TEX_LEFTOVER = re.compile(r"\$|\\(?:mathrm|frac|tfrac|eta|alpha|beta|gamma|sum|left|right|mathbb|propto|qquad)\b")
-# Tables wider than the text column (their columns are clipped behind a scroll bar) and figures shown below
-# 70% of their drawn size (their text gets too small to read; plots.BOOK_WIDTH_IN keeps them under it)
+# Tables wider than the text column (their columns are clipped behind a scroll bar), figures shown below 70% of
+# their drawn size (their text gets too small to read; plots.BOOK_WIDTH_IN keeps them under it), and printed
+# output or code whose lines run past the column (collapsed code cells, which a reader has not opened, aside)
 LAYOUT = """() => {
   const main = document.querySelector('main') || document.body;
   const column = (document.querySelector('article.bd-article') || main).getBoundingClientRect().width;
@@ -36,8 +41,39 @@ LAYOUT = """() => {
     shrunk: [...main.querySelectorAll('img')].filter(shown)
       .filter(i => i.naturalWidth && i.getBoundingClientRect().width < 0.7 * i.naturalWidth)
       .map(i => `${i.naturalWidth} px shown at ${Math.round(i.getBoundingClientRect().width)}`),
+    clipped: [...main.querySelectorAll('pre')].filter(shown).filter(e => !e.closest('details:not([open])'))
+      .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.slice(0, 60)),
   };
 }"""
+# Each executed cell's figures (PNG outputs) and the links under them to their data (CSV)
+FIGURES = """() => [...document.querySelectorAll('.cell_output')].map(cell => ({
+  images: [...cell.querySelectorAll('img')].map(i => i.src).filter(src => src.endsWith('.png')),
+  data: [...cell.querySelectorAll('a')].map(a => a.href).filter(href => href.endsWith('.csv')),
+}))"""
+# The download menu's links (the theme's: executed notebook and page source; the book's extension: .py source)
+DOWNLOADS = """() => [...document.querySelectorAll('.dropdown-download-buttons a, a.dropdown-item')]
+  .map(a => a.href).filter(href => href.startsWith('file:'))"""
+
+
+def _local(url: str) -> Path:
+    return Path(unquote(urlparse(url).path))
+
+
+def _check_figures(page, name: str) -> None:
+    """Every figure PNG of a cell carries its log axes' tick labels (plots.show writes them) with two labels or
+    more on each, and its cell links as many existing CSV files as it shows figures."""
+    from replicate.plots import unreadable_log_axes
+
+    for cell in page.evaluate(FIGURES):
+        for src in cell["images"]:
+            bad = unreadable_log_axes(_local(src).read_bytes())
+            assert bad is not None, f"{name}: a figure not drawn through plots.show ({src})"
+            assert not bad, f"{name}: log axes with fewer than two tick labels: {bad}"
+        assert len(cell["data"]) >= len(cell["images"]), f"{name}: a figure without the CSV of its data"
+        missing = [href for href in cell["data"] if not _local(href).is_file()]
+        assert not missing, f"{name}: links to missing data {missing}"
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -92,8 +128,14 @@ def test_every_page_renders_in_chromium(book):
                 "[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
             )
             assert not broken, f"{path.name}: broken images {broken}"
-            if path.stem in ("index", "01_introduction"):
+            if path.stem == "01_introduction":
                 assert page.locator("table:has-text('verdict')").count() >= 1, "the summary table is missing"
+            if (ROOT / "notebooks" / f"{path.stem}.py").is_file():  # a chapter: its notebook and source download
+                links = page.evaluate(DOWNLOADS)
+                for suffix in (".ipynb", ".py"):
+                    found = [u for u in links if u.endswith(suffix) and _local(u).is_file()]
+                    assert found, f"{path.name}: no {suffix} download in {links}"
+            _check_figures(page, path.name)
             if page.locator(".math").count():  # the local MathJax typesets every formula
                 # attached, not visible: the first equation may sit in a collapsed cell
                 page.wait_for_function(
@@ -103,6 +145,7 @@ def test_every_page_renders_in_chromium(book):
             layout = page.evaluate(LAYOUT)
             assert not layout["wide"], f"{path.name}: tables wider than the page's column: {layout['wide']}"
             assert not layout["shrunk"], f"{path.name}: figures too small to read: {layout['shrunk']}"
+            assert not layout["clipped"], f"{path.name}: printed lines clipped: {layout['clipped']}"
             prose = page.evaluate(VISIBLE_PROSE)
             leftover = TEX_LEFTOVER.findall(prose)
             assert not leftover, f"{path.name}: raw TeX in the page's text: {leftover[:5]}"

@@ -1,26 +1,24 @@
-"""The book's figures: each function takes loaded results and returns a matplotlib Figure."""
+"""The book's figures: each function takes loaded results and returns a matplotlib Figure that carries the data it
+plots (`figure_data`); `show` puts a figure in the book with that data as a CSV beside it."""
 
 from __future__ import annotations
 
+import io
+import json
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 from replicate.config import FLOP_KINDS
-from replicate.fit import (
-    FlopsPerToken,
-    compute_law,
-    compute_optimal_size,
-    hyperparameter_law,
-    isoflop_losses,
-    loss_law,
-)
-from replicate.report import heatmap
+from replicate.fit import compute_law, hyperparameter_law, loss_law
+from replicate.report import fmt_flops, heatmap, isoflop_budgets, law_identified
+from replicate.report.extrapolation import data_compute_range, flat_region_curves, loss_band, n_opt_curve
 from replicate.report.lr_law import law_band
 from replicate.sgd import eta_opt, steps_examples_tradeoff
 
@@ -30,12 +28,17 @@ sns.set_theme(style="whitegrid", context="notebook")
 # The widest figure the book shows at >= 70% of its size (the browser test's legibility rule): its text column
 # is about 690 px wide and figures are drawn at about 100 px per inch.
 BOOK_WIDTH_IN = 9.6
+# Where `show` writes each figure's data (the book links it as a CSV under the figure), relative to the
+# repository root (papermill runs the notebooks there); the chapters live in book/, so their links are data/NAME.csv
+DATA_DIR = Path("book/data")
+# The PNG text chunk in which `show` records every log axis's tick labels: the browser test reads it back
+LOG_AXES_KEY = "replicate-log-axes"
 
 
-def _tidy(fig: Figure) -> Figure:
+def _tidy(fig: Figure, data: pd.DataFrame | None = None) -> Figure:
     """Log axes without minor tick labels (they overlap: "3x10^5 4x10^5"), but labelled at 1, 2 and 5 times the
     powers of ten where they span less than two decades (else a narrow axis shows one label or none); then a
-    tight layout."""
+    tight layout. `data`: what the figure plots, one row per point, kept on the figure for `show`."""
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
@@ -43,14 +46,123 @@ def _tidy(fig: Figure) -> Figure:
                 lo, hi = sorted(axis.get_view_interval())
                 if lo > 0 and hi / lo < 100:
                     axis.set_major_locator(FixedLocator(_log_ticks(lo, hi)))
-                    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+                    axis.set_major_formatter(FuncFormatter(lambda v, _: compact(v)))
     fig.tight_layout()
+    if data is not None:
+        fig.replicate_data = data
     return fig
+
+
+def compact(value: float) -> str:
+    """A round axis value as a reader takes it in: 500k, 2.5M, 1G for large values, 0.002 or 5e-05 for small."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def figure_data(fig: Figure) -> pd.DataFrame | None:
+    """The data a figure of this module plots (None for a figure drawn elsewhere)."""
+    return getattr(fig, "replicate_data", None)
+
+
+def log_axis_labels(fig: Figure) -> list[dict]:
+    """Every log axis of a figure, drawn, with the tick labels a reader sees on it (inside the view, non-empty).
+    An axis that shares its scale with a neighbour and hides its labels (a shared y axis) is read off the
+    neighbour's and left out."""
+    fig.canvas.draw()
+    out = []
+    for i, ax in enumerate(fig.axes):
+        if not ax.axison:
+            continue
+        for name, axis, shared in (("x", ax.xaxis, ax.get_shared_x_axes()), ("y", ax.yaxis, ax.get_shared_y_axes())):
+            if axis.get_scale() != "log" or not axis.get_visible():
+                continue
+            lo, hi = sorted(axis.get_view_interval())
+            ticks = [
+                *axis.get_major_ticks(len(axis.get_majorticklocs())),
+                *axis.get_minor_ticks(len(axis.get_minorticklocs())),
+            ]
+            labels = [
+                label.get_text()
+                for tick in ticks
+                if lo * (1 - 1e-9) <= tick.get_loc() <= hi * (1 + 1e-9)
+                for label in (tick.label1, tick.label2)
+                if label.get_visible() and label.get_text()
+            ]
+            if labels or len(shared.get_siblings(ax)) == 1:
+                out.append({"axes": i, "axis": name, "title": ax.get_title(), "labels": labels})
+    return out
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as the book's PNG (as the notebook's inline backend draws it), with its log axes' tick labels
+    in a text chunk (LOG_AXES_KEY)."""
+    labels = json.dumps(log_axis_labels(fig))
+    out = io.BytesIO()
+    fig.savefig(
+        out,
+        format="png",
+        dpi=fig.dpi,
+        bbox_inches="tight",
+        facecolor=fig.get_facecolor(),
+        metadata={LOG_AXES_KEY: labels},
+    )
+    return out.getvalue()
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The text chunks (tEXt, and uncompressed iTXt) of a PNG file's bytes: where `png` records the log axes."""
+    out, pos = {}, 8  # after the signature
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            if rest[:1] == b"\0":  # not compressed: skip the method byte, language tag and translated keyword
+                _, _, rest = rest[2:].partition(b"\0")
+                _, _, value = rest.partition(b"\0")
+                out[key.decode("latin-1")] = value.decode("utf-8")
+        pos += 12 + length
+    return out
+
+
+def unreadable_log_axes(data: bytes) -> list[str] | None:
+    """The log axes of a book figure (its PNG's bytes, as `png` wrote it) that show fewer than two tick labels,
+    described; None where the PNG carries no record (a figure not drawn through `show`)."""
+    record = png_text(data).get(LOG_AXES_KEY)
+    if record is None:
+        return None
+    return [
+        f"axes {a['axes']} ({a['title'] or 'untitled'}), {a['axis']} axis: labels {a['labels']}"
+        for a in json.loads(record)
+        if len(a["labels"]) < 2
+    ]
+
+
+def show(fig: Figure, name: str, caption: str = "the data behind this figure") -> None:
+    """Put a figure in the book: its PNG, then a link to its data as a CSV (book/data/NAME.csv, where the figure
+    carries its data; `figure_data`)."""
+    from IPython.display import Image, Markdown, display
+
+    display(Image(data=png(fig)))
+    plt.close(fig)
+    data = figure_data(fig)
+    if data is None:
+        return
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / f"{name}.csv"
+    data.to_csv(path, index=False)
+    display(Markdown(f"{{download}}`{caption} (CSV) <{path.relative_to(DATA_DIR.parent).as_posix()}>`"))
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
     """Round ticks for a log axis from lo to hi: 1, 2 and 5 times the powers of ten, or finer mantissas where
-    those leave fewer than three inside (down to steps of 0.5)."""
+    those leave fewer than three inside (down to steps of 0.5); on an axis too narrow for any of them (less than
+    a factor of about 1.2), evenly spaced round values."""
     fine = tuple(np.arange(1.0, 10.0, 0.5))
     for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8), fine):
         ticks = [
@@ -59,7 +171,9 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
         inside = [t for t in ticks if lo <= t <= hi]
         if len(inside) >= 3:
             return inside
-    return inside
+    if len(inside) >= 2:
+        return inside
+    return [float(t) for t in MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
 
 
 def _size_palette(sizes) -> dict:
@@ -73,14 +187,40 @@ def _fmt_n(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
-def clip_strips(videos, labels, names, frame_strip) -> Figure:
-    """Clips as rows of frames; `names(label)` titles each row, `frame_strip(video)` renders it."""
-    fig, axes = plt.subplots(len(videos), 1, figsize=(9, 1.15 * len(videos)))
-    for ax, video, label in zip(np.atleast_1d(axes), videos, labels, strict=True):
+def clip_strips(videos, labels, names, frame_strip, columns: int = 1, source: dict | None = None) -> Figure:
+    """Clips as strips of frames, in `columns` columns; `names(label)` titles each strip, `frame_strip(video)`
+    renders it. Its data: each strip's position, label and class name, with `source` (how to render the same
+    clips again, e.g. the generator's seed, split and index) as further columns."""
+    rows = math.ceil(len(videos) / columns)
+    width = 9 if columns == 1 else BOOK_WIDTH_IN
+    fig, axes = plt.subplots(rows, columns, figsize=(width, 1.15 * rows), squeeze=False)
+    for ax in axes.flat[len(videos) :]:
+        ax.set_axis_off()
+    for ax, video, label in zip(axes.T.flat, videos, labels, strict=False):
         ax.imshow(frame_strip(video))
         ax.set_title(names(int(label)), fontsize=9)
         ax.set_axis_off()
-    return _tidy(fig)
+    data = pd.DataFrame({"strip": range(len(labels)), "label": [int(y) for y in labels]})
+    data["class"] = [names(y) for y in data["label"]]
+    for key, value in (source or {}).items():
+        data[key] = list(value) if np.ndim(value) else value
+    return _tidy(fig, data)
+
+
+def image_strip(images, labels, names, frame_strip, source: dict | None = None) -> Figure:
+    """Single-frame clips side by side as one strip, titled with their classes (`names(label)`); its data as
+    clip_strips'."""
+    import torch
+
+    fig, ax = plt.subplots(figsize=(9, 1.6))
+    ax.imshow(frame_strip(torch.cat(list(images), dim=1)))  # the images as the frames of one strip
+    ax.set_axis_off()
+    ax.set_title("; ".join(names(int(y)) for y in labels), fontsize=8)
+    data = pd.DataFrame({"image": range(len(labels)), "label": [int(y) for y in labels]})
+    data["class"] = [names(y) for y in data["label"]]
+    for key, value in (source or {}).items():
+        data[key] = list(value) if np.ndim(value) else value
+    return _tidy(fig, data)
 
 
 def loss_curves(runs: pd.DataFrame) -> Figure:
@@ -95,7 +235,9 @@ def loss_curves(runs: pd.DataFrame) -> Figure:
         ax.plot(g["tokens"], g["val_loss"], "o-", color=palette[n], label=f"N = {_fmt_n(n)}")
     ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss (eps-MSE)")
     ax.legend(title="best over (B, lr)")
-    return _tidy(fig)
+    data = fit[["run_id", "n_params", "batch_size", "lr", "tokens", "val_loss"]].copy()
+    data["best_at_this_T"] = data["val_loss"] == data.groupby(["n_params", "tokens"])["val_loss"].transform("min")
+    return _tidy(fig, data)
 
 
 def _cell(grid: pd.DataFrame, batch_size: float, lr: float) -> tuple[float, float]:
@@ -114,12 +256,14 @@ def heatmaps(
     tokens: list[float],
     marks: dict[tuple[float, float], tuple[float, float]] | None = None,
 ) -> Figure:
-    """The paper's Figure 4: at each (N, T), the loss over the (batch size, lr) grid in % above its minimum;
-    x marks diverged cells, a star the interpolated optimum, a square any `marks[(N, T)] = (B, lr)`."""
+    """The paper's Figure 4: at each (N, T), the loss over the (batch size, lr) grid in % above its best cell;
+    x marks diverged cells, a white frame the best cell, a red star the interpolated optimum, a white square any
+    `marks[(N, T)] = (B, lr)`."""
     fig, axes = plt.subplots(
         len(n_params), len(tokens), figsize=(min(3.2 * len(tokens), BOOK_WIDTH_IN), 2.9 * len(n_params)), squeeze=False
     )
     opt = {(o["n_params"], o["tokens"]): o for o in optima}
+    frames = []
     for i, n in enumerate(n_params):
         for j, t in enumerate(tokens):
             ax = axes[i, j]
@@ -141,23 +285,30 @@ def heatmaps(
             ax.set_yticklabels([f"{int(v):,}" for v in grid.index], rotation=0, fontsize=8)
             for r, c in zip(*np.where(grid.isna().to_numpy()), strict=True):
                 ax.text(c + 0.5, r + 0.5, "x", ha="center", va="center", color="grey")
-
+            r, c = np.unravel_index(np.nanargmin(grid.to_numpy()), grid.shape)
+            ax.add_patch(plt.Rectangle((c + 0.04, r + 0.04), 0.92, 0.92, fill=False, ec="white", lw=2.2))
             if (n, t) in opt and np.isfinite(opt[n, t]["lr"]):
-                ax.plot(*_cell(grid, opt[n, t]["batch_size"], opt[n, t]["lr"]), "*", color="red", ms=12)
+                star = _cell(grid, opt[n, t]["batch_size"], opt[n, t]["lr"])
+                ax.plot(*star, "*", color="red", ms=11, mec="white", mew=0.8, alpha=0.9)
             if marks and (n, t) in marks:
                 ax.plot(*_cell(grid, *marks[n, t]), "s", mfc="none", mec="white", ms=14, mew=2)
             ax.set_title(f"N = {_fmt_n(n)}, T = {t / 1e6:.2f}M", fontsize=10)
             ax.set_xlabel("learning rate" if i == len(n_params) - 1 else "")
             ax.set_ylabel("batch size (tokens)" if j == 0 else "")
-    return _tidy(fig)
+            long = rel.stack(future_stack=True).rename("pct_above_best_cell").reset_index()
+            frames.append(long.assign(n_params=n, tokens=t, val_loss=grid.stack(future_stack=True).to_numpy()))
+    fig.text(0.5, 0, "white frame: the best cell; red star: the interpolated optimum", ha="center", fontsize=9)
+    return _tidy(fig, pd.concat(frames, ignore_index=True))
 
 
 def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) -> Figure:
     """Optimal batch size (key "batch_size") or learning rate ("lr") against T for each N, with the fitted law
-    (solid) and, dashed, the paper's law evaluated at our (N, T). Hollow markers: optima on the grid edge."""
+    (solid; left out where every optimum sits on one grid value, which identifies no law) and, dashed, the paper's
+    law evaluated at our (N, T). Hollow markers: optima on the grid edge."""
     law = fit[f"{key}_law"]
     optima = pd.DataFrame(fit["optima"])
     optima = optima[np.isfinite(optima[key])]
+    drawn = law and np.isfinite(law["coef"]) and law_identified(fit, key)
     palette = _size_palette(optima["n_params"].unique())
     fig, ax = plt.subplots(figsize=(7, 4.5))
     t = np.geomspace(optima["tokens"].min(), optima["tokens"].max(), 50)
@@ -165,10 +316,12 @@ def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) ->
         edge = g["on_edge"].astype(bool)
         ax.scatter(g.loc[~edge, "tokens"], g.loc[~edge, key], color=palette[n], label=f"N = {_fmt_n(n)}")
         ax.scatter(g.loc[edge, "tokens"], g.loc[edge, key], facecolor="none", edgecolor=palette[n])
-        if law and np.isfinite(law["coef"]):
+        if drawn:
             ax.plot(t, hyperparameter_law(t, n, law["coef"], law["exp_tokens"], law["exp_params"]), color=palette[n])
         if paper:
             ax.plot(t, hyperparameter_law(t, n, **paper), color=palette[n], ls="--", alpha=0.6)
+    if not drawn:
+        ax.text(0.02, 0.02, "no law drawn: every optimum on one grid value", transform=ax.transAxes, fontsize=8)
     ax.set(
         xscale="log",
         yscale="log",
@@ -176,84 +329,129 @@ def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) ->
         ylabel="optimal batch size (tokens per step)" if key == "batch_size" else "optimal learning rate",
     )
     ax.legend(fontsize=8)
-    return _tidy(fig)
+    data = optima[["n_params", "tokens", key, "on_edge"]].copy()
+    if drawn:
+        data["our_law"] = hyperparameter_law(
+            data["tokens"], data["n_params"], law["coef"], law["exp_tokens"], law["exp_params"]
+        )
+    if paper:
+        data["paper_law"] = hyperparameter_law(data["tokens"], data["n_params"], **paper)
+    return _tidy(fig, data)
 
 
 def loss_law_figure(fit: dict) -> Figure:
-    """The loss at the optimal hyperparameters against T for each N, the fitted law (lines), and the held-out
-    model's observed (squares) and predicted (crosses) losses."""
+    """The loss at the optimal hyperparameters against T for each N and the fitted law (lines) over the data's
+    range of T; the held-out model's observed (squares) and predicted (crosses) losses, its law extrapolated in N
+    (dashed) with the law's 95% bootstrap band."""
     law = {k: fit["loss_law"][k] for k in ("a", "alpha_tokens", "b", "alpha_params", "l_inf")}
     optima = pd.DataFrame(fit["optima"])
     holdout = pd.DataFrame(fit.get("holdout", []))
     sizes = list(optima["n_params"].unique()) + (list(holdout["n_params"].unique()) if len(holdout) else [])
     palette = _size_palette(sizes)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    t = np.geomspace(optima["tokens"].min(), optima["tokens"].max() * 4, 60)
+    t = np.geomspace(optima["tokens"].min(), optima["tokens"].max(), 60)
     for n, g in optima.groupby("n_params"):
         ax.scatter(g["tokens"], g["val_loss"], color=palette[n], label=f"N = {_fmt_n(n)}")
         ax.plot(t, loss_law(n, t, **law), color=palette[n])
+    data = optima[["n_params", "tokens", "val_loss"]].assign(kind="optimum (fitted)")
+    data["law"] = loss_law(data["n_params"], data["tokens"], **law)
     for n, g in holdout.groupby("n_params") if len(holdout) else []:
+        lo, hi = loss_band(fit, n, t)
+        ax.fill_between(t, lo, hi, color=palette[n], alpha=0.2, lw=0, label="95% band (held-out size)")
         ax.scatter(
             g["tokens"], g["observed_val_loss"], marker="s", color=palette[n], label=f"held out, N = {_fmt_n(n)}"
         )
         ax.scatter(g["tokens"], g["predicted_val_loss"], marker="x", color="black", zorder=5)
         ax.plot(t, loss_law(n, t, **law), color=palette[n], ls="--")
-    ax.set(xscale="log", yscale="log", xlabel="training tokens T", ylabel="validation loss at optimal (B, lr)")
+        held = g[["n_params", "tokens", "observed_val_loss", "predicted_val_loss"]]
+        held = held.rename(columns={"observed_val_loss": "val_loss", "predicted_val_loss": "law"})
+        band = np.array(loss_band(fit, n, g["tokens"].to_numpy())).T
+        data = pd.concat([data, held.assign(kind="held out", law_lo=band[:, 0], law_hi=band[:, 1])], ignore_index=True)
+    fitted = optima["n_params"]
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training tokens T",
+        ylabel="validation loss at optimal (B, lr)",
+        title=f"fitted on N = {_fmt_n(fitted.min())} to {_fmt_n(fitted.max())}; dashed: extrapolated in N",
+    )
+    ax.title.set_fontsize(10)
     ax.legend(fontsize=8)
-    return _tidy(fig)
+    return _tidy(fig, data)
 
 
-def compute_allocation_figure(fit: dict, paper_exponent: float | None = None) -> Figure:
-    """N_opt(C): from the loss law at optimal hyperparameters, at the fixed ones, and the IsoFLOP vertices;
-    the reference budget marked. A dotted line of the paper's slope through the optimal law at our budgets."""
+def compute_allocation_figure(fit: dict, paper: dict | None = None, headline: dict | None = None) -> Figure:
+    """N_opt(C) by the book's definition (report.extrapolation) from the loss law at the optimal hyperparameters,
+    with its 95% bootstrap band, and at the fixed ones, from the data's budgets to the reference budget; the data's
+    budgets and trained sizes shaded. `paper`: its printed N_opt = coef C^exp (its Eq. 18), drawn from its own
+    values; `headline`: its N_opt at the reference budget for optimal and fixed hyperparameters (paper.HEADLINE)."""
     law = fit["compute_law"]
-    fixed = (fit.get("fixed") or {}).get("compute_law")
-    c = np.geomspace(1e11, law["reference_flops"], 60)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(c, compute_law(c, law["coef"], law["exp"]), label=f"optimal hp: N ~ C^{law['exp']:.3f}")
-    if fixed:
-        ax.plot(c, compute_law(c, fixed["coef"], fixed["exp"]), label=f"fixed hp: N ~ C^{fixed['exp']:.3f}")
-    iso = law.get("isoflop")
-    if iso:
-        budgets = pd.DataFrame(iso["budgets"])
-        ax.scatter(
-            budgets["flops"],
-            budgets["n_opt"],
-            color="black",
-            zorder=5,
-            label=f"IsoFLOP vertices: N ~ C^{iso['exp']:.3f}",
+    c_lo, c_hi = data_compute_range(fit)
+    reference = law["reference_flops"]
+    curve = n_opt_curve(fit, np.geomspace(c_lo / 3, reference * 3, 70))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    ax.axvspan(c_lo, c_hi, color="0.85", zorder=0, label="the data's budgets")
+    trained = pd.DataFrame(fit["optima"])["n_params"]
+    ax.axhspan(trained.min(), trained.max(), color="0.93", zorder=0, label="the trained sizes")
+    ax.fill_between(curve["flops"], curve["n_opt_lo"], curve["n_opt_hi"], color="C0", alpha=0.2, lw=0)
+    ax.plot(curve["flops"], curve["n_opt"], color="C0", label="ours, optimal hp (95% band)")
+    if "n_opt_fixed_hp" in curve:
+        ax.plot(curve["flops"], curve["n_opt_fixed_hp"], color="C1", label="ours, fixed hp")
+    ci = (law.get("ci95") or {}).get("n_opt_at_reference")
+    if ci:
+        ax.errorbar(
+            [reference],
+            [law["n_opt_at_reference"]],
+            yerr=[[law["n_opt_at_reference"] - ci[0]], [ci[1] - law["n_opt_at_reference"]]],
+            fmt="o",
+            color="C0",
+            capsize=4,
         )
-    if paper_exponent is not None:
-        anchor = c[0]
+    if paper:
+        c = curve["flops"]
         ax.plot(
             c,
-            law["coef"] * anchor ** law["exp"] * (c / anchor) ** paper_exponent,
+            compute_law(c, paper["coef"], paper["exp"]),
             ":",
-            color="grey",
-            label=f"paper's slope {paper_exponent}",
+            color="black",
+            label=f"paper's Eq. 18: N ~ C^{paper['exp']}",
         )
-    ax.axvline(law["reference_flops"], color="grey", lw=0.8)
+    if headline:
+        for key, marker, label in (
+            ("n_opt_1e22_optimal", "D", "paper, optimal hp"),
+            ("n_opt_1e22_fixed", "s", "paper, fixed hp"),
+        ):
+            ax.plot([reference], [headline[key]], marker, mfc="none", mec="black", ms=7, label=label)
     ax.set(xscale="log", yscale="log", xlabel=f"training compute C ({law['flops']} FLOPs)", ylabel="compute-optimal N")
-    ax.legend(fontsize=8)
-    return _tidy(fig)
+    ax.legend(fontsize=7, loc="upper left")
+    data = curve.assign(in_data_range=(curve["flops"] >= c_lo) & (curve["flops"] <= c_hi))
+    if paper:
+        data["paper_eq18"] = compute_law(data["flops"], paper["coef"], paper["exp"])
+    return _tidy(fig, data)
 
 
 def flat_region_figure(fit: dict) -> Figure:
-    """At fixed compute, the loss-law loss of a model k x N_opt relative to N_opt's, for each budget."""
-    law = {k: fit["loss_law"][k] for k in ("a", "alpha_tokens", "b", "alpha_params", "l_inf")}
-    fpt = FlopsPerToken(**fit["compute_law"]["flops_per_token"])
-    k = np.geomspace(0.3, 3.0, 80)
+    """At fixed compute, the loss-law loss of a model k x N_opt relative to N_opt's, at the data's largest budget
+    (solid) and at the reference budget (dashed, extrapolated), each with its 95% bootstrap band."""
+    curves = flat_region_curves(fit, np.geomspace(0.3, 3.0, 80))
+    c_hi = data_compute_range(fit)[1]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for region in fit.get("flat_region", []):
-        c = region["flops"]
-        n_opt, l_opt = compute_optimal_size(law, c, fpt)
-        n = n_opt[0] * k
-        ax.plot(k, 100 * (loss_law(n, c / fpt(n), **law) / l_opt[0] - 1), label=f"C = {c:.2g} FLOPs")
+    for (c, g), colour in zip(curves.groupby("flops"), sns.color_palette(n_colors=2), strict=False):
+        inside = c <= c_hi * (1 + 1e-9)
+        what = "the data's largest budget" if inside else "extrapolated"
+        ax.fill_between(g["k"], 100 * g["lo"], 100 * g["hi"], color=colour, alpha=0.15, lw=0)
+        ax.plot(
+            g["k"],
+            100 * g["rise"],
+            ls="-" if inside else "--",
+            color=colour,
+            label=f"C = {fmt_flops(c)} FLOPs ({what})",
+        )
     ax.axhline(1.0, color="grey", ls=":", label="1% (the paper's flat region)")
     ax.axvspan(0.7, 1.3, color="grey", alpha=0.15)
     ax.set(xscale="log", xlabel="N / N_opt at fixed compute", ylabel="loss increase (%)", ylim=(0, None))
     ax.legend(fontsize=8)
-    return _tidy(fig)
+    return _tidy(fig, curves)
 
 
 def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
@@ -289,7 +487,9 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
         title="best learning rate per batch size",
     )
     left.legend(fontsize=8)
-    return _tidy(fig)
+    data = at[["n_params", "tokens", "batch_size", "val_loss", "lr", "edge_lr"]].copy()
+    data["pct_above_best_batch"] = 100 * (data["val_loss"] / data.groupby("n_params")["val_loss"].transform("min") - 1)
+    return _tidy(fig, data)
 
 
 def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figure:
@@ -327,7 +527,7 @@ def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figur
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set(xlabel="batch size (clips per step)", ylabel="loss above the checkpoint's minimum (%)")
     ax.legend(title="checkpoint", fontsize=8, ncol=2)
-    return _tidy(fig)
+    return _tidy(fig, profile.copy())
 
 
 def _nearest(fitted: dict, tokens: float) -> dict | None:
@@ -350,7 +550,7 @@ def flop_conventions_figure(sizes: pd.DataFrame) -> Figure:
         title="FLOP conventions: the attention term matters most for small models",
     )
     ax.legend()
-    return _tidy(fig)
+    return _tidy(fig, sizes.copy())
 
 
 def quadratic_estimates_figure(quad: pd.DataFrame) -> Figure:
@@ -362,7 +562,7 @@ def quadratic_estimates_figure(quad: pd.DataFrame) -> Figure:
     ax.plot(lims, lims, color="grey", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="closed form", ylabel="estimate (+- 2 SE)")
     ax.legend(fontsize=8)
-    return _tidy(fig)
+    return _tidy(fig, quad.copy())
 
 
 def line_search_figure(line_search: dict) -> Figure:
@@ -375,7 +575,10 @@ def line_search_figure(line_search: dict) -> Figure:
     ax.scatter(rows["batch_size"], rows["eta_best_measured"], color="black", zorder=5, label="line search")
     ax.set(xscale="log", yscale="log", xlabel="batch size (clips)", ylabel="best SGD step size")
     ax.legend(fontsize=8)
-    return _tidy(fig)
+    data = rows[["batch_size", "eta_best_measured"]].assign(
+        eta_opt_theory=eta_opt(rows["batch_size"], eta_max, b_noise)
+    )
+    return _tidy(fig, data)
 
 
 def noise_scale_figure(dit: pd.DataFrame) -> Figure:
@@ -390,7 +593,7 @@ def noise_scale_figure(dit: pd.DataFrame) -> Figure:
             )
         ax.set(xscale="log", yscale="log", xlabel="training tokens T", title=titles[key])
     axes[0].legend(fontsize=8)
-    return _tidy(fig)
+    return _tidy(fig, dit.copy())
 
 
 def tradeoff_figure(dit: pd.DataFrame, batches: list[float]) -> Figure:
@@ -399,6 +602,7 @@ def tradeoff_figure(dit: pd.DataFrame, batches: list[float]) -> Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     measured = dit.loc[dit["b_noise"] > 0, "b_noise"]
     b = np.geomspace(min(batches) / 8, max(batches) * 64, 200)
+    frames = []
     for b_noise, style, colour in ((measured.min(), "-", "tab:blue"), (measured.max(), "--", "tab:orange")):
         s, e = steps_examples_tradeoff(b, b_noise)
         ax.plot(e, s, style, color=colour, label=f"B_noise = {b_noise:.3g} clips")
@@ -406,35 +610,36 @@ def tradeoff_figure(dit: pd.DataFrame, batches: list[float]) -> Figure:
         ax.plot(e, s, "o", color=colour)
         for clips, x, y in zip(batches, e, s, strict=True):
             ax.annotate(f"{clips:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
+        frames.append(pd.DataFrame({"b_noise_clips": b_noise, "batch_clips": batches, "E/E_min": e, "S/S_min": s}))
     ax.set(xscale="log", yscale="log", xlabel="examples needed, E / E_min", ylabel="steps needed, S / S_min")
     ax.legend(fontsize=8, title="dots: the study's batch sizes (clips)", title_fontsize=8)
-    return _tidy(fig)
+    return _tidy(fig, pd.concat(frames, ignore_index=True))
 
 
 def isoflop_figure(fit: dict) -> Figure:
-    """The paper's IsoFLOP method on our optima: at each compute budget reached by 3 sizes, the loss over N, its
-    parabola in log N where one was fitted, and the vertex; one panel per FLOP convention."""
-    optima = pd.DataFrame(fit["optima"])
-    optima = optima[np.isfinite(optima["val_loss"])]
+    """The IsoFLOP method on our optima, one panel per FLOP convention: at each compute budget reached by two or
+    more sizes, the loss over N (report.isoflop_budgets), the lowest filled, its parabola in log N and vertex
+    where one was fitted."""
     conventions = [c for c in ("6n", "exact") if c in fit["compute_laws"]]
     fig, axes = plt.subplots(
         1, len(conventions), figsize=(min(4.8 * len(conventions), BOOK_WIDTH_IN), 4.2), squeeze=False
     )
+    frames = []
     for ax, conv in zip(axes[0], conventions, strict=True):
         law = fit["compute_laws"][conv]
-        fpt = FlopsPerToken(**law["flops_per_token"])
-        sizes, budgets, table = isoflop_losses(optima["n_params"], optima["tokens"], optima["val_loss"], fpt)
-        colours = sns.color_palette("magma", len(budgets))
+        table = isoflop_budgets(fit, conv)
+        budgets = sorted(table["flops"].unique())
+        colours = dict(zip(budgets, sns.color_palette("magma", len(budgets)), strict=True))
         vertices = {round(b["flops"]): b for b in (law.get("isoflop") or {}).get("budgets", [])}
-        for j, c in enumerate(budgets):
-            ok = np.isfinite(table[:, j])
-            if ok.sum() < 3:
-                continue
-            ax.plot(sizes[ok], table[ok, j], "o", color=colours[j], ms=4)
+        for c, g in table.groupby("flops"):
+            best = g["lowest"].to_numpy()
+            ax.plot(g["n_params"], g["val_loss"], "-", color=colours[c], lw=0.8)
+            ax.plot(g.loc[~best, "n_params"], g.loc[~best, "val_loss"], "o", mfc="none", mec=colours[c], ms=5)
+            ax.plot(g.loc[best, "n_params"], g.loc[best, "val_loss"], "o", color=colours[c], ms=6)
             if round(c) in vertices:
                 a2, a1, a0 = vertices[round(c)]["parabola"]
-                x = np.linspace(np.log(sizes[ok].min()), np.log(sizes[ok].max()), 40)
-                ax.plot(np.exp(x), a2 * x**2 + a1 * x + a0, color=colours[j], lw=1)
+                x = np.linspace(np.log(g["n_params"].min()), np.log(g["n_params"].max()), 40)
+                ax.plot(np.exp(x), a2 * x**2 + a1 * x + a0, color=colours[c], lw=1)
                 ax.plot(vertices[round(c)]["n_opt"], vertices[round(c)]["loss"], "o", mfc="none", mec="black")
         iso = law.get("isoflop")
         ax.set(
@@ -442,9 +647,11 @@ def isoflop_figure(fit: dict) -> Figure:
             yscale="log",
             xlabel="N (parameters)",
             ylabel="loss at optimal hp",
-            title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no IsoFLOP law"),
+            title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no vertex inside the sizes"),
         )
-    return _tidy(fig)
+        ax.title.set_fontsize(10)
+        frames.append(table.assign(flops_convention=conv))
+    return _tidy(fig, pd.concat(frames, ignore_index=True))
 
 
 def lr_star_figure(doc: dict, batch_size: float, title: str = "") -> Figure:
@@ -480,7 +687,7 @@ def lr_star_figure(doc: dict, batch_size: float, title: str = "") -> Figure:
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _tidy(fig)
+    return _tidy(fig, vertices.copy())
 
 
 def _vertex_points(ax, x, rows: pd.DataFrame, color, label: str) -> None:
@@ -515,4 +722,5 @@ def heldout_figure(summary: dict, doc: dict) -> Figure:
     axes[1].set(xscale="log", xlabel="training tokens T", ylabel="validation loss")
     for ax in axes:
         ax.legend(fontsize=8)
-    return _tidy(fig)
+    data = checks.drop(columns=[c for c in checks if checks[c].map(lambda v: isinstance(v, dict | list)).any()])
+    return _tidy(fig, data)

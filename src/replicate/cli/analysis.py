@@ -201,12 +201,15 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="B_opt, eta_opt and the loss at (N, T), or at the compute-optimal (N, T) of a budget",
-        description="Evaluate the laws of a fit.json (95%% intervals from its bootstrap resamples) or the paper's "
-        "printed laws. Units: N in parameters, T in tokens, B in tokens per step, C in FLOPs.",
+        description="Evaluate the laws of a fit.json (95% intervals from its bootstrap resamples) or the paper's "
+        "printed laws. Units: N in parameters, T in tokens, B in tokens per step, C in FLOPs. For a budget, N_opt(C) "
+        "is the size that minimises the fit's loss law at C (the paper's laws: its printed Eq. 18).",
     )
     p.add_argument("--params", type=positive_float, help="model size N (parameters)")
     p.add_argument("--tokens", type=positive_float, help="training tokens T")
-    p.add_argument("--flops", type=positive_float, help="a compute budget C instead: N_opt(C) and T_opt")
+    p.add_argument(
+        "--flops", type=positive_float, help="a compute budget C instead: N_opt(C), the loss law's minimiser, and T_opt"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--fit", type=Path, help="a fit.json (replicate fit)")
     source.add_argument("--law", choices=("paper",), help="the paper's printed laws (no intervals)")

@@ -4,9 +4,12 @@ predict``). The laws come from any fit.json (intervals from its bootstrap resamp
 the paper's printed laws (replicate.paper; the paper gives no intervals).
 
 Units: N in parameters, T in training tokens, B in tokens per step, C in FLOPs. For a compute budget, the
-size is the fit's compute law N_opt(C) (the headline FLOP convention of that fit) and the tokens are
-T_opt = C / C_token(N_opt) with that convention's FLOPs per token; with the paper's laws, C_token = 6 N
-(the paper's own count needs the context length and width of a model it does not name).
+size is N_opt(C), the model size that minimises the fit's loss law at C FLOPs (`compute_optimal_size`, the fit's
+headline FLOP convention; fit.json's `compute_law.n_opt_at_reference` at 1e22 FLOPs): the one definition the book
+uses. The power law N_opt = coef C^exp that fit.json also holds summarises it over the data's budgets and is not
+used to extrapolate. The tokens are T_opt = C / C_token(N_opt) with that convention's FLOPs per token. With the
+paper's laws, N_opt(C) is its printed Eq. 18 (which the paper derives from its loss law) and C_token = 6 N (the
+paper's own count needs the context length and width of a model it does not name).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import percentile_interval
-from replicate.fit.compute import FlopsPerToken
+from replicate.fit.compute import FlopsPerToken, compute_optimal_size
 from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, compute_law, hyperparameter_law, loss_law
 from replicate.paper import paper_laws
 
@@ -27,7 +30,7 @@ def paper_fit() -> dict:
         "loss_law": laws["loss_law"],
         "batch_size_law": laws["batch_size_law"],
         "lr_law": laws["lr_law"],
-        "compute_law": {**laws["compute_law_from_loss"], "flops": "6n"},
+        "compute_law": {**laws["compute_law_from_loss"], "flops": "6n", "printed": True},
         "compute_laws": {"6n": {"flops_per_token": FlopsPerToken("6n", 6.0).to_dict()}},
     }
 
@@ -58,12 +61,15 @@ def _laws(fit: dict, sample: int | None = None) -> dict[str, dict[str, float] | 
 
 
 def _point(
-    laws: dict, fpt: FlopsPerToken, n_params: float | None, tokens: float | None, flops: float | None
+    laws: dict, fpt: FlopsPerToken, n_params: float | None, tokens: float | None, flops: float | None, printed: bool
 ) -> dict[str, float]:
     if flops is not None:
-        if laws["compute_law"] is None:
+        if printed and laws["compute_law"] is not None:
+            n_params = float(compute_law(flops, **laws["compute_law"]))
+        elif laws["loss_law"] is not None:
+            n_params = float(compute_optimal_size(laws["loss_law"], flops, fpt)[0][0])
+        else:
             return {}
-        n_params = float(compute_law(flops, **laws["compute_law"]))
         tokens = flops / float(fpt(n_params))
     out = {"n_params": n_params, "tokens": tokens}
     if laws["batch_size_law"]:
@@ -86,12 +92,15 @@ def predict(fit: dict, n_params: float | None = None, tokens: float | None = Non
     convention = (fit.get("compute_law") or {}).get("flops", "6n")
     fpt_dict = ((fit.get("compute_laws") or {}).get(convention) or {}).get("flops_per_token")
     fpt = FlopsPerToken(**fpt_dict) if fpt_dict else FlopsPerToken("6n", 6.0)
-    point = _point(_laws(fit), fpt, n_params, tokens, flops)
+    printed = bool((fit.get("compute_law") or {}).get("printed"))
+    point = _point(_laws(fit), fpt, n_params, tokens, flops, printed)
     if not point:
-        raise ConfigError("this fit has no compute law: give --params and --tokens")
+        raise ConfigError("this fit has no loss law to minimise: give --params and --tokens")
     resamples = int((fit.get("bootstrap") or {}).get("resamples") or 0)
     has_samples = bool((fit.get("bootstrap") or {}).get("samples"))
-    draws = [_point(_laws(fit, j), fpt, n_params, tokens, flops) for j in range(resamples)] if has_samples else []
+    draws = (
+        [_point(_laws(fit, j), fpt, n_params, tokens, flops, printed) for j in range(resamples)] if has_samples else []
+    )
     ci = {}
     for key in point:
         values = np.array([d.get(key, np.nan) for d in draws], dtype=float)

@@ -2,8 +2,10 @@
 
 Pure pandas and numpy (figures: replicate.plots; the paper's numbers: replicate.paper). One job per module:
 study (loading a results folder), compare (verdicts and comparison tables), findings (sentences), tables
-(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs), public (the paper's claims at
-language-model scale: published laws, Porian et al.'s runs). The notebooks call these names from here.
+(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs), optima (best cells beside the
+interpolated optima, IsoFLOP budgets), extrapolation (the fitted laws beyond the data, with bands), lr_law (the
+learning-rate law at a fixed batch size), public (the paper's claims at language-model scale: published laws,
+Porian et al.'s runs). The notebooks call these names from here.
 """
 
 from replicate.report.compare import (
@@ -13,22 +15,47 @@ from replicate.report.compare import (
     comparison,
     exponent_table,
     fitted_exponent,
+    fixed_ratio_table,
     fmt_ci,
+    fmt_flops,
+    holdout_table,
     loss_law_checks,
     loss_law_checks_sentence,
     lr_scaling_sentence,
+    n_opt_table,
     ratio,
+    surface_note,
     verdict,
     verdict_lines,
     worst_holdout_error,
 )
+from replicate.report.execution import record_reads
+from replicate.report.extrapolation import (
+    N_OPT_DEFINITION,
+    flat_region_sentence,
+    n_opt,
+    n_opt_sentence,
+    prediction_table,
+)
 from replicate.report.findings import (
     claim_verdicts,
+    law_form_verdict,
     limitations,
     line_search_scope,
     lr_law_claim,
+    s_opt_range,
     scale_sentence,
     summary_lines,
+)
+from replicate.report.optima import (
+    best_cells,
+    isoflop_budgets,
+    isoflop_sentence,
+    isoflop_summary,
+    law_identified,
+    optima_frame,
+    optima_sentence,
+    optima_table,
 )
 from replicate.report.public import (
     hyperparameter_laws_table,
@@ -36,13 +63,22 @@ from replicate.report.public import (
     porian_ratio_table,
     porian_sentences,
 )
-from replicate.report.rerun import identical_rows, rerun_agreement, rerun_fit_sentence, rerun_sentence, rerun_spread
+from replicate.report.rerun import (
+    fits_agreement_sentence,
+    identical_rows,
+    rerun_agreement,
+    rerun_fit_sentence,
+    rerun_sentence,
+    rerun_spread,
+)
 from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study
 from replicate.report.tables import (
     clip_sentence,
     dit_noise_scales,
+    flop_overhead_sentence,
     grid_table,
     heatmap,
+    kernel_shapes_sentence,
     kernel_speed_sentence,
     kernel_speed_table,
     neighbourhood_spread,
@@ -51,10 +87,28 @@ from replicate.report.tables import (
     quadratic_estimates,
     study_models,
     table,
+    tradeoff_sentence,
+    value_range,
 )
+
+# a book build records which results files each chapter reads ($REPLICATE_READS_LOG; nothing without it)
+record_reads()
 
 __all__ = [
     "EXPONENTS",
+    "N_OPT_DEFINITION",
+    "best_cells",
+    "isoflop_budgets",
+    "isoflop_sentence",
+    "isoflop_summary",
+    "law_identified",
+    "n_opt",
+    "n_opt_sentence",
+    "optima_frame",
+    "optima_sentence",
+    "optima_table",
+    "tradeoff_sentence",
+    "value_range",
     "COMPARISON_COLUMNS",
     "Study",
     "ci_text",
@@ -63,8 +117,14 @@ __all__ = [
     "comparison",
     "dit_noise_scales",
     "exponent_table",
+    "fits_agreement_sentence",
     "fitted_exponent",
+    "fixed_ratio_table",
+    "flat_region_sentence",
     "fmt_ci",
+    "fmt_flops",
+    "holdout_table",
+    "n_opt_table",
     "lr_scaling_sentence",
     "loss_law_checks",
     "loss_law_checks_sentence",
@@ -73,11 +133,15 @@ __all__ = [
     "heatmap",
     "hyperparameter_laws_table",
     "identical_rows",
+    "flop_overhead_sentence",
+    "kernel_shapes_sentence",
     "kernel_speed_sentence",
     "kernel_speed_table",
+    "law_form_verdict",
     "limitations",
     "line_search_scope",
     "lr_law_claim",
+    "s_opt_range",
     "scale_sentence",
     "load_json",
     "load_lr_law",
@@ -88,14 +152,17 @@ __all__ = [
     "porian_exponent_table",
     "porian_ratio_table",
     "porian_sentences",
+    "prediction_table",
     "provenance_table",
     "quadratic_estimates",
+    "record_reads",
     "rerun_agreement",
     "rerun_fit_sentence",
     "rerun_sentence",
     "rerun_spread",
     "study_models",
     "summary_lines",
+    "surface_note",
     "table",
     "verdict",
     "verdict_lines",

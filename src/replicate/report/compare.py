@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.paper import HEADLINE, paper_laws
+from replicate.report.optima import law_identified
 
 
 def verdict(ours: float, ci: list[float] | None, paper: float) -> str:
@@ -28,6 +29,11 @@ def ratio(ours: float, paper: float) -> float:
     if ours is None or paper in (None, 0) or not np.isfinite(ours):
         return math.nan
     return ours / paper
+
+
+def fmt_flops(flops: float) -> str:
+    """A FLOP budget as the book writes it: 1e22, 4.4e12."""
+    return f"{flops:.2g}".replace("e+", "e")
 
 
 def fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
@@ -90,9 +96,10 @@ def comparison(fit: dict) -> pd.DataFrame:
         part = fit.get(law) or {} if part is None else part
         row(label, part.get(key), (part.get("ci95") or {}).get(key), paper[paper_law][key], failed_as or law)
 
-    # the hyperparameter laws: the surface fit is the headline, the per-(N, T) optima a cross-check
+    # the hyperparameter laws: the surface fit is the headline where it converged (else surface_note says so),
+    # the per-(N, T) optima a cross-check
     surface = fit.get("surface") or {}
-    methods = [(" (surface fit)", "surface", surface)] if surface else []
+    methods = [(" (surface fit)", "surface", surface)] if surface.get("converged") else []
     methods.append((" (per-(N, T) optima)" if surface else "", None, None))
     for tag, failed_as, source in methods:
         for law, key, label in (
@@ -179,6 +186,23 @@ def comparison(fit: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
+def surface_note(fit: dict) -> str | None:
+    """Where the one-surface fit of B_opt and eta_opt (the headline method) did not converge: a sentence saying so
+    and that the comparison's hyperparameter rows are the per-(N, T) optima's; None where it converged or is
+    absent."""
+    surface = fit.get("surface") or {}
+    if not surface or surface.get("converged"):
+        return None
+    boot = fit.get("bootstrap") or {}
+    failed = (boot.get("failed") or {}).get("surface")
+    resamples = f" ({failed} of its {boot['resamples']} bootstrap resamples failed as well)" if failed else ""
+    return (
+        "The one-surface fit of B_opt and eta_opt through every (N, T, B, lr) cell, the headline method where it "
+        f"converges, did not converge on these data{resamples}; the hyperparameter rows are those of the "
+        "per-(N, T) optima."
+    )
+
+
 def verdict_lines(table: pd.DataFrame, quantities: list[str]) -> list[str]:
     """Sentences for the rows of a comparison() table whose quantity starts with one of `quantities`."""
     lines = []
@@ -209,14 +233,22 @@ def fitted_exponent(fit: dict, law: str, key: str) -> tuple[float, list[float] |
     return part.get(key, math.nan), (ci.get(key) if isinstance(ci, dict) else ci)
 
 
+NOT_IDENTIFIED = "not identified: every optimum on one grid value"
+LAW_KEYS = {"batch_size_law": "batch_size", "lr_law": "lr"}  # the optima's column each hyperparameter law fits
+
+
 def exponent_table(fits: dict[str, dict]) -> pd.DataFrame:
     """Every fitted exponent of several fits side by side (columns named by the keys of `fits`), with the
-    paper's: e.g. two evaluation protocols of one sweep, or two sweeps of the same runs."""
+    paper's: e.g. two evaluation protocols of one sweep, or two sweeps of the same runs. A hyperparameter law
+    fitted to optima that all sit on one grid value has no exponent: NOT_IDENTIFIED instead of its rounding."""
     paper = paper_laws()
     rows = []
     for law, key, label in EXPONENTS:
         row = {"quantity": label, "paper": paper.get(law, {}).get(key, math.nan)}  # the paper fits no eta(B) law
         for name, f in fits.items():
+            if law in LAW_KEYS and not law_identified(f, LAW_KEYS[law]):
+                row[name], row[f"{name} 95% CI"] = math.nan, NOT_IDENTIFIED
+                continue
             row[name], ci = fitted_exponent(f, law, key)
             row[f"{name} 95% CI"] = fmt_ci(ci)
         rows.append(row)
@@ -239,7 +271,7 @@ def loss_law_checks(fit: dict) -> pd.DataFrame:
         k = other.get(h["n_params"])
         rows.append(
             {
-                "N held out": h["n_params"],
+                "N held out": int(h["n_params"]),
                 "points": h["points"],
                 "additive: median |error| (%)": 100 * h["median_abs_rel_error"],
                 "additive: max |error| (%)": 100 * h["max_abs_rel_error"],
@@ -280,3 +312,67 @@ def loss_law_checks_sentence(fit: dict) -> str:
             "interaction."
         )
     return text
+
+
+def holdout_table(fit: dict) -> pd.DataFrame:
+    """The loss law's predictions for the held-out model beside its best observed loss, one row per checkpoint:
+    readable columns, the prediction's 95% interval, the error in percent."""
+    rows = []
+    for h in fit.get("holdout") or []:
+        rows.append(
+            {
+                "N": int(h["n_params"]),
+                "T (tokens)": int(h["tokens"]),
+                "observed loss (best cell)": h["observed_val_loss"],
+                "predicted loss": h["predicted_val_loss"],
+                "its 95% CI": fmt_ci(h.get("predicted_val_loss_ci95"), 4),
+                "error (%)": None if h.get("rel_error") is None else 100 * h["rel_error"],
+                "best cell on an edge": "yes" if h.get("observed_on_edge") else "no",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def n_opt_table(fit: dict) -> pd.DataFrame:
+    """N_opt at the fit's reference budget under each FLOP convention, by the book's one definition (the argmin of
+    the loss law: fit.json's compute_laws.*.n_opt_at_reference), beside the exponent of the power law fitted to
+    N_opt(C) over the data's budgets; the headline convention with its 95% interval."""
+    headline = fit["compute_law"]
+    rows = []
+    for conv, law in fit["compute_laws"].items():
+        ci = (headline.get("ci95") or {}).get("n_opt_at_reference") if conv == headline["flops"] else None
+        rows.append(
+            {
+                "FLOPs": conv + (" (headline)" if conv == headline["flops"] else ""),
+                f"N_opt at {fmt_flops(headline['reference_flops'])}": law["n_opt_at_reference"],
+                "95% CI": fmt_ci(ci),
+                "exponent of N_opt(C), data's budgets": law["exp"],
+                "C_token(N)": law["flops_per_token"]["source"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def fixed_ratio_table(fit: dict) -> pd.DataFrame:
+    """N_opt at the fixed hyperparameters over N_opt at the optimal ones, at the reference budget, with its
+    interval, in scientific notation, beside the paper's."""
+    fixed = fit.get("fixed") or {}
+    if fixed.get("n_opt_ratio") is None:
+        return pd.DataFrame()
+    ci = fixed.get("n_opt_ratio_ci95")
+    return pd.DataFrame(
+        [
+            {
+                "quantity": f"N_opt(fixed hp) / N_opt(optimal hp) at {fmt_flops(fixed['reference_flops'])} FLOPs",
+                "ours": f"{fixed['n_opt_ratio']:.3g}",
+                "95% CI": fmt_ci(ci),
+                "paper": f"{HEADLINE['n_opt_1e22_fixed'] / HEADLINE['n_opt_1e22_optimal']:.4g}",
+            },
+            {
+                "quantity": f"N_opt(fixed hp) at {fmt_flops(fixed['reference_flops'])} FLOPs",
+                "ours": f"{fixed['compute_law']['n_opt_at_reference']:.3g}",
+                "95% CI": fmt_ci((fixed["compute_law"].get("ci95") or {}).get("n_opt_at_reference")),
+                "paper": f"{HEADLINE['n_opt_1e22_fixed']:.4g}",
+            },
+        ]
+    )

@@ -107,3 +107,43 @@ def rerun_sentence(agreement: pd.DataFrame) -> str:
         f"batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) diverged "
         f"in one sweep only."
     )
+
+
+FAMILIES = {  # the fitted exponents grouped by what they rest on
+    "the loss law's exponents": ("loss_law",),
+    "the B_opt and eta_opt exponents in T and N": ("batch_size_law", "lr_law"),
+    "the learning rate's exponent in B at fixed (N, T)": ("lr_batch_exponent",),
+}
+
+
+def fits_agreement_sentence(fits: dict[str, dict]) -> str:
+    """How several fits of (nearly) the same runs agree: per family of exponents (FAMILIES) the largest move
+    between fits beside the mean width of their 95% intervals, and every exponent whose sign differs between
+    fits; then which families these data determine."""
+    parts, flips, determined = [], [], []
+    for family, laws in FAMILIES.items():
+        moves, widths, flipped = [], [], False
+        for law, key, label in EXPONENTS:
+            if law not in laws:
+                continue
+            values = [fitted_exponent(f, law, key) for f in fits.values()]
+            v = np.array([x for x, _ in values], dtype=float)
+            moves.append(float(np.nanmax(v) - np.nanmin(v)))
+            widths += [ci[1] - ci[0] for _, ci in values if ci]
+            if np.nanmin(v) < 0 < np.nanmax(v):
+                flipped = True
+                flips.append(f"{label} ({', '.join(f'{x:+.2f}' for x in v)})")
+        width = float(np.mean(widths)) if widths else float("nan")
+        parts.append(f"{family} by up to {max(moves):.2g} (their intervals {width:.2g} wide on average)")
+        # determined: the fits move it by less than a quarter of its interval, and never across zero
+        if max(moves) < 0.25 * width and not flipped:
+            determined.append(family)
+    text = "Between the fits (" + " / ".join(fits) + "), " + "; ".join(parts) + "."
+    if flips:
+        text += " Signs that differ between them: " + "; ".join(flips) + "."
+    stable = [f for f in FAMILIES if f in determined]
+    unstable = [f for f in FAMILIES if f not in determined]
+    text += f" What these runs determine does not depend on the difference: {', '.join(stable) or 'nothing'}" + (
+        f"; {', '.join(unstable)} move with it, so they are not determined by these data." if unstable else "."
+    )
+    return text

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from replicate.fit import cluster_tokens
 from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
-from replicate.paper import BATCH_SIZE_LAW, paper_laws
+from replicate.paper import BATCH_SIZE_LAW
 from replicate.report.compare import fmt_ci, lr_scaling_sentence
 
 
@@ -25,13 +24,6 @@ def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
     return best.rename(columns={"mean": "loss", "min": "lowest_seed", "max": "highest_seed", "count": "seeds"})
 
 
-def paper_steps(tokens: np.ndarray, n_params: float) -> np.ndarray:
-    """The optimal number of steps T / B_opt that the paper's batch law (Eq. 10) gives at (T, N)."""
-    law = paper_laws()["batch_size_law"]
-    b_opt = law["coef"] * np.asarray(tokens, dtype=float) ** law["exp_tokens"] * n_params ** law["exp_params"]
-    return np.asarray(tokens, dtype=float) / b_opt
-
-
 def summary_table(summary: dict) -> pd.DataFrame:
     """The summary's headline numbers, one row each, the raw and EMA readouts as columns."""
     parts = {"raw weights": summary, "EMA weights": summary.get("ema")}
@@ -41,8 +33,11 @@ def summary_table(summary: dict) -> pd.DataFrame:
             continue
         c, beta, interior = part["curvature_per_doubling2"], part["beta_b"], part["interior_fraction"]
         noise = summary["seed_noise"]["raw"] if part is summary else part["seed_noise"]  # the top level holds both
+        converged = (part.get("surface") or {}).get("converged", True)
+        flag = "" if converged else " (fit not converged)"
         values = {
-            "curvature per squared doubling (%)": _pct(c["value"]),
+            "the surface fit": "converged" if converged else "did not converge: its numbers decide nothing",
+            "curvature per squared doubling (%)": _pct(c["value"]) + flag,
             "its 95% interval, seed bootstrap (%)": _pct_ci(c["ci95"]),
             "its 95% interval, least squares (%)": _pct_ci(c["ci95_least_squares"]),
             "seed noise near the optimum (%)": _pct(noise["near_optimum"]["rms"]),
@@ -53,7 +48,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
             else ("not identified (flat along B)" if beta["value"] is not None else "-"),
             "best lr grows as B^r: r (SGD's linear rule 1, Adam's square root 0.5)": _ridge(part["lr_law"]),
             "seeds per cell for noise <= c / 3": _seeds(part["seeds_needed"]),
-            "verdict": part["verdict"],
+            "verdict": part["verdict"] + flag,
         }
         for quantity, value in values.items():
             rows.setdefault(quantity, {"quantity": quantity})[name] = value
@@ -92,6 +87,12 @@ def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]
             else f" (the interval spans {' and '.join(summary['verdict_envelope'])}: not decided by these seeds)."
         )
     )
+    ema = summary.get("ema") or {}
+    if ema and not (ema.get("surface") or {}).get("converged", True):
+        lines.append(
+            "The EMA readout's surface fit did not converge: its curvature, interval and verdict in the table come "
+            "from that unconverged fit, are shown for completeness and decide nothing; the raw readout decides."
+        )
     noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
     if noise is not None:
         lines.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 
 from replicate.config import FLOP_KINDS, count_params, flops_per_token
 from replicate.profile import Profile
+from replicate.sgd import steps_examples_tradeoff
 
 
 def heatmap(runs: pd.DataFrame, n_params: float, tokens: float) -> pd.DataFrame:
@@ -41,13 +43,24 @@ def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "heads": first["heads"],
                 "N": int(n),
                 "tokens per clip": first["tokens_per_sample"],
-                "batch sizes (clips)": ", ".join(str(b) for b in sorted(g["batch_samples"].unique())),
-                "learning rates": ", ".join(f"{v:g}" for v in sorted(g["lr"].unique())),
+                "batch sizes (clips)": value_range(g["batch_samples"].unique()),
+                "learning rates": value_range(g["lr"].unique()),
                 "tokens": f"{g['tokens'].min():,} - {g['tokens'].max():,}",
                 "runs": g["run_id"].nunique(),
             }
         )
     return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
+
+
+def value_range(values, listed: int = 4) -> str:
+    """A grid's values for a table cell that stays on a line or two: up to `listed` of them listed, more as their
+    count and range, with the factor between neighbours where that is constant."""
+    v = np.sort(np.unique(np.asarray(values, dtype=float)))
+    if len(v) <= listed:
+        return ", ".join(f"{x:g}" for x in v)
+    steps = v[1:] / v[:-1]
+    factor = f", x{steps[0]:.3g} apart" if np.allclose(steps, steps[0], rtol=1e-3) else ""
+    return f"{len(v)} from {v[0]:g} to {v[-1]:g}{factor}"
 
 
 def _under_results(path: Path) -> str:
@@ -217,6 +230,47 @@ def kernel_speed_sentence(speed: pd.DataFrame, faster: frozenset[str]) -> str:
     )
 
 
+def flop_overhead_sentence(sizes: pd.DataFrame) -> str:
+    """How far the exact training FLOP count and the paper's formula lie above 6N for the smallest and the largest
+    model of study_models' table."""
+    ends = sizes.sort_values("N").iloc[[0, -1]]
+    parts = [
+        f"{r['exact / N']:.2f} N for the {'smallest' if i == 0 else 'largest'} model ({r['size']}, N = {r['N']:,}), "
+        f"{100 * (r['exact / N'] / 6 - 1):.0f}% above 6N"
+        for i, (_, r) in enumerate(ends.iterrows())
+    ]
+    return (
+        f"Counted exactly, a training token costs {parts[0]}, and {parts[1]}; the paper's formula gives "
+        f"{sizes['paper / N'].min():.2f} to {sizes['paper / N'].max():.2f} N over these models."
+    )
+
+
+def kernel_shapes_sentence(speed: pd.DataFrame, sizes: pd.DataFrame | None = None) -> str:
+    """Where the kernel table's shapes come from: those recorded with the measurement (its shape column; the
+    training step's model), its commit and device, beside the rendered study's clips and widths."""
+    first = speed.iloc[0]
+    steps = [
+        "{} (batch {} clips of {} tokens, width {}, {} blocks)".format(s.split(":")[0], *m.groups())
+        for s in dict.fromkeys(speed["shape"].astype(str))
+        if (m := re.search(r"B(\d+)xS(\d+)xD(\d+)xL(\d+)", s))
+    ]
+    text = (
+        f"The shapes are those recorded with this measurement (commit {first['git_sha']}, {first['device']}): the "
+        "shape column gives clips x tokens x width for the block's ops (the MLP's width for GELU) and clips x heads "
+        "x tokens x head dimension for attention"
+        + (f"; the training step is that of model {', '.join(steps)}" if steps else "")
+        + "."
+    )
+    if sizes is not None and "tokens per clip" in sizes:
+        text += (
+            f" The study rendered here has {sizes['tokens per clip'].iloc[0]} tokens per clip and widths "
+            f"{sizes['width d'].min()} to {sizes['width d'].max()}. The benchmark now times the shapes of the profile "
+            "it is given (its cheapest and its dearest group, `replicate.kernels.bench`), so the next GPU measurement "
+            "replaces this table with the study's own."
+        )
+    return text
+
+
 THEORY_QUANTITIES = ("grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max")
 
 
@@ -257,4 +311,24 @@ def dit_noise_scales(dit_noise: dict) -> pd.DataFrame:
             }
             for r in dit_noise["results"]
         ]
+    )
+
+
+def tradeoff_sentence(dit: pd.DataFrame, batches: list[float]) -> str:
+    """Where the study's batch sizes (clips) sit against the knee of step 5's trade-off, E / E_min = 1 + B / B_noise,
+    for the smallest and the largest B_noise measured on the model (dit_noise_scales)."""
+    measured = dit.loc[dit["b_noise"] > 0, "b_noise"]
+    b = np.asarray(sorted(batches), dtype=float)
+    parts = []
+    for b_noise in (measured.min(), measured.max()):
+        _, examples = steps_examples_tradeoff(b, b_noise)
+        side = "above" if b.min() >= b_noise else "below" if b.max() <= b_noise else "on both sides of"
+        parts.append(
+            f"at B_noise = {b_noise:.3g} clips they lie {side} the knee and need {examples.min():.2g} to "
+            f"{examples.max():.2g} times the fewest examples"
+        )
+    return (
+        f"The study's batches of {b.min():g} to {b.max():g} clips: {parts[0]}; {parts[1]}. Over its checkpoints the "
+        "study thus spans both regimes of step 5, and where B_noise is smallest its larger batches spend a budget of "
+        "examples markedly less well than its smallest, by the one-step theory."
     )

@@ -1,0 +1,159 @@
+"""Where a study's optima lie: the best cell of each (N, T) grid beside the interpolated optimum the laws stand on,
+whether a hyperparameter law is identified at all, and the IsoFLOP budgets' lowest sizes (runs.csv, fit.json)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from replicate.fit import FlopsPerToken, compute_optimal_size, isoflop_losses
+from replicate.fit.laws import LOSS_PARAMS
+
+
+def best_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """The lowest-loss (B, lr) cell of every (N, T) of the fitting runs (mean over seeds), one row each."""
+    fit = runs[(runs["role"] == "fit") & ~runs["diverged"]]
+    cells = fit.groupby(["n_params", "tokens", "batch_size", "lr"], as_index=False)["val_loss"].mean()
+    return cells.loc[cells.groupby(["n_params", "tokens"])["val_loss"].idxmin()].reset_index(drop=True)
+
+
+def optima_frame(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
+    """Per (N, T): the grid's best cell and the interpolated optimum of fit.json (`replicate.fit.grid_optima`),
+    how far apart they are in doublings of B and of lr, and how much lower the interpolated loss is (numbers)."""
+    both = best_cells(runs).merge(pd.DataFrame(fit["optima"]), on=["n_params", "tokens"], suffixes=("_cell", ""))
+    return both.assign(
+        # rounded: a shift of 1e-16 doublings is the same cell, not a result
+        moved_batch=np.log2(both["batch_size"] / both["batch_size_cell"]).round(2) + 0.0,
+        moved_lr=np.log2(both["lr"] / both["lr_cell"]).round(2) + 0.0,
+        gain_pct=(100 * (1 - both["val_loss"] / both["val_loss_cell"])).clip(0).round(3),
+    )
+
+
+def optima_table(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
+    """optima_frame as the book shows it: (B in tokens, lr) pairs in single columns, so that it fits the page."""
+    f = optima_frame(runs, fit)
+    return pd.DataFrame(
+        {
+            "N": f["n_params"].astype(int),
+            "T": f["tokens"].astype(int),
+            "best cell (B, lr)": [
+                f"{b:.0f}, {lr:.3g}" for b, lr in zip(f["batch_size_cell"], f["lr_cell"], strict=True)
+            ],
+            "interpolated (B, lr)": [f"{b:.0f}, {lr:.3g}" for b, lr in zip(f["batch_size"], f["lr"], strict=True)],
+            "moved (doublings of B, lr)": [
+                f"{b:g}, {lr:g}" for b, lr in zip(f["moved_batch"], f["moved_lr"], strict=True)
+            ],
+            "loss below the cell (%)": f["gain_pct"],
+            "on an edge": f["edge"].fillna("-").replace("", "-"),
+        }
+    )
+
+
+def optima_sentence(runs: pd.DataFrame, fit: dict) -> str:
+    """optima_frame in words: how often the interpolated optimum leaves its best cell, and why it may."""
+    f = optima_frame(runs, fit)
+    moved_b, moved_lr = f["moved_batch"].abs() > 0.5, f["moved_lr"].abs() > 0.5
+    return (
+        f"The interpolated optimum lies more than half a grid step from the best cell in B at {int(moved_b.sum())} "
+        f"of {len(f)} (N, T) and in lr at {int(moved_lr.sum())}; the interpolated loss is {f['gain_pct'].min():.2f}% "
+        f"to {f['gain_pct'].max():.2f}% below the best cell's. The two differ by construction: the interpolation "
+        "first finds each batch size's best loss between the grid's learning rates (a parabola in log lr through its "
+        "best cell and their neighbours), then compares batch sizes at those interpolated losses, not at the cells. "
+        "Along B the loss is nearly flat, so a batch size whose own best cell is a few tenths of a percent worse can "
+        "win once its learning rate is interpolated, and the star then lands on another row. Every B_opt and eta_opt "
+        "law below stands on the interpolated optima; the best cells are the grid's raw answer."
+    )
+
+
+def law_identified(fit: dict, key: str) -> bool:
+    """Whether the optima a hyperparameter law (key "batch_size" or "lr") was fitted to vary at all: where all of
+    them sit on one grid value, its exponents are zero up to rounding and identify nothing."""
+    optima = pd.DataFrame(fit.get("optima") or [])
+    if key not in optima or not len(optima):
+        return False
+    used = optima["used"].astype(bool) if "used" in optima else pd.Series(True, index=optima.index)
+    values = optima.loc[used, key].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return len(values) > 1 and not np.allclose(values, values[0], rtol=1e-9, atol=0)
+
+
+def isoflop_budgets(fit: dict, convention: str) -> pd.DataFrame:
+    """Each compute budget (FLOPs of `convention`) that two or more sizes' optima reach: their losses there (read
+    off each size's curve, never extrapolated: replicate.fit.isoflop_losses), which is lowest, and whether that is
+    the smallest size reaching the budget."""
+    optima = pd.DataFrame(fit["optima"])
+    optima = optima[np.isfinite(optima["val_loss"])]
+    fpt = FlopsPerToken(**fit["compute_laws"][convention]["flops_per_token"])
+    sizes, budgets, table = isoflop_losses(optima["n_params"], optima["tokens"], optima["val_loss"], fpt)
+    rows = []
+    for j, c in enumerate(budgets):
+        ok = np.isfinite(table[:, j])
+        if ok.sum() < 2:
+            continue
+        n, loss = sizes[ok], table[ok, j]
+        for size, value in zip(n, loss, strict=True):
+            rows.append(
+                {
+                    "flops": float(c),
+                    "n_params": float(size),
+                    "val_loss": float(value),
+                    "lowest": bool(value == loss.min()),
+                    "smallest_reaching": bool(size == n.min()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["flops", "n_params", "val_loss", "lowest", "smallest_reaching"])
+
+
+def _isoflop_n_opt(fit: dict, convention: str, flops: np.ndarray) -> np.ndarray:
+    """The loss law's N_opt (the book's definition) at `flops` counted in `convention`."""
+    law = {k: fit["loss_law"][k] for k in LOSS_PARAMS}
+    fpt = FlopsPerToken(**fit["compute_laws"][convention]["flops_per_token"])
+    return compute_optimal_size(law, flops, fpt)[0] if len(flops) else np.array([])
+
+
+def isoflop_summary(fit: dict) -> pd.DataFrame:
+    """One row per FLOP convention: the budgets two and three sizes reach, at how many the smallest size that
+    reaches a budget has its lowest loss, the vertices inside the sizes, and the loss law's N_opt over those
+    budgets (the book's definition) beside the trained sizes."""
+    trained = pd.DataFrame(fit["optima"])["n_params"]
+    rows = []
+    for conv, part in fit["compute_laws"].items():
+        table = isoflop_budgets(fit, conv)
+        per = table.groupby("flops")
+        wins = per.apply(lambda g: bool(g.loc[g["lowest"], "smallest_reaching"].any()), include_groups=False)
+        n_opt = _isoflop_n_opt(fit, conv, np.array(sorted(table["flops"].unique())))
+        rows.append(
+            {
+                "FLOPs": conv,
+                "budgets reached by 2 sizes": len(wins),
+                "by 3 sizes": int((per.size() >= 3).sum()),
+                "smallest size reaching it is best": int(wins.sum()),
+                "vertices inside the sizes": len((part.get("isoflop") or {}).get("budgets", [])),
+                "loss law's N_opt there": f"{n_opt.min():,.0f} to {n_opt.max():,.0f}" if len(n_opt) else "-",
+                "trained sizes": f"{trained.min():,.0f} to {trained.max():,.0f}",
+                "below the trained sizes": bool(len(n_opt)) and bool(n_opt.max() < trained.min()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def isoflop_sentence(summary: pd.DataFrame) -> str:
+    """What isoflop_summary's table means for where N_opt lies."""
+    everywhere = bool((summary["smallest size reaching it is best"] == summary["budgets reached by 2 sizes"]).all())
+    vertices = int(summary["vertices inside the sizes"].sum())
+    if not (everywhere and not vertices):
+        return (
+            f"{vertices} budget(s) have a vertex inside the sizes; at the others the lowest loss sits at an end of "
+            "the sizes that reach them, which bounds N_opt rather than locating it."
+        )
+    law = (
+        "The loss law says the same: its N_opt at every one of these budgets is below the smallest trained size."
+        if summary["below the trained sizes"].all()
+        else "The loss law's N_opt at these budgets is in the table; it is not below every trained size."
+    )
+    return (
+        "At every budget that two or more sizes reach, the smallest of them has the lowest loss: at fixed compute "
+        "the loss falls toward smaller models, no budget has its minimum inside the sizes trained to it, and the "
+        "IsoFLOP method has no vertex to fit. N_opt lies below the smallest size that reaches each budget. "
+        f"{law} Bracketing N_opt at this compute would take smaller models trained for more tokens."
+    )

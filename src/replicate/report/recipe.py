@@ -1,0 +1,260 @@
+"""How to re-run the study, with the times the results record: the commands table, the recipe for a lab with its
+own GPU (the time estimated from the GPU step times measured so far) and the lent GPU window's prepared call."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from replicate.config import count_params
+from replicate.profile import Profile
+from replicate.runs import next_profile
+
+RESULTS = Path("results")
+GPU_STEPS = RESULTS / "benchmarks" / "gpu_steps.jsonl"
+
+
+def duration(seconds: float) -> str:
+    """2 h 03 min, 18 min, 51 s."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def logged_wall_time(log: str | Path) -> float | None:
+    """The wall-clock seconds that `/usr/bin/time -v` recorded in a sweep's log, None without one."""
+    log = Path(log)
+    match = (
+        re.search(r"Elapsed \(wall clock\) time.*?: (?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", log.read_text())
+        if log.is_file()
+        else None
+    )
+    if not match:
+        return None
+    h, m, s = match.groups()
+    return int(h or 0) * 3600 + int(m) * 60 + float(s)
+
+
+def run_seconds(runs_csv: str | Path) -> tuple[float, int] | None:
+    """The summed training time of a study's groups and its number of runs. runs.csv's wall_s is the time a run's
+    group had trained at each checkpoint: a run's time is its last, and the runs that trained together as one
+    group (one model and batch size) share it, counted once."""
+    path = Path(runs_csv)
+    if not path.is_file():
+        return None
+    runs = pd.read_csv(path, usecols=["run_id", "n_params", "batch_size", "role", "wall_s"])
+    per_run = runs.groupby(["run_id", "n_params", "batch_size", "role"], as_index=False)["wall_s"].max()
+    groups = per_run.drop_duplicates(["n_params", "batch_size", "role", "wall_s"])
+    return float(groups["wall_s"].sum()), len(per_run)
+
+
+def _study_time(study: str) -> str:
+    elapsed = logged_wall_time(RESULTS / study / "sweep.log")
+    summed = run_seconds(RESULTS / study / "runs.csv")
+    parts = [f"{duration(elapsed)} wall clock (its sweep.log)"] if elapsed else []
+    if summed:
+        parts.append(f"{summed[1]} runs, {duration(summed[0])} of training summed over its groups")
+    return "; ".join(parts) or "not recorded"
+
+
+def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
+    """Every command behind the book's results, with the time the results record for it (on the machine that
+    ran it; 'not recorded' where none does)."""
+    model = RESULTS / "samples" / "model.json"
+    model_s = json.loads(model.read_text())["wall_s"] if model.is_file() else None
+    rows = [
+        (
+            "the book from the committed results",
+            "make book",
+            duration(book_seconds) + " of notebooks (execution page)" if book_seconds else "see the execution page",
+        ),
+        ("the whole pipeline at toy scale (CI)", "make book PROFILE=smoke", "not recorded"),
+        ("the cpu study", "python -m replicate sweep --profile cpu", _study_time("cpu")),
+        ("its fits", "make results", "not recorded"),
+        ("Stage A", "python -m replicate sweep --profile stage_a", _study_time("stage_a")),
+        ("the image appendix", "python -m replicate sweep --profile image", _study_time("image")),
+        ("the noise-scale measurements", "python -m replicate theory", "not recorded"),
+        (
+            "the sample model (ch. 3)",
+            "see chapter 3",
+            duration(model_s) + " (model.json)" if model_s else "not recorded",
+        ),
+        ("the tests", "make test", "not recorded"),
+    ]
+    return pd.DataFrame(rows, columns=["what", "command", "time, as recorded"])
+
+
+def gpu_estimate(profile: Profile, steps: str | Path = GPU_STEPS) -> dict | None:
+    """What `profile` would take on the GPU whose step times gpu_steps.jsonl holds: each group's steps at the
+    single-process ms per step of its model size (log-log interpolated in N between the sizes measured, the
+    median over batch sizes), summed; shared by the profile's workers at the speed-up measured for that many
+    processes; never less than its longest group. None without measurements."""
+    path = Path(steps)
+    if not path.is_file():
+        return None
+    rows = pd.read_json(path, lines=True)
+    rows = rows[rows.get("backend", pd.Series("auto", index=rows.index)).fillna("auto") == "auto"]
+    single = rows[rows["procs"] == 1].groupby("n_params")["ms_per_step"].median()
+    if single.empty:
+        return None
+    n, ms = np.log(single.index.to_numpy(float)), np.log(single.to_numpy(float))
+    group_s = [
+        g.runs[0].cfg.steps * float(np.exp(np.interp(np.log(_n_params(g)), n, ms))) / 1000 for g in profile.groups
+    ]
+    # the speed-up of several processes sharing the GPU, against one process at the same (size, clips)
+    multi = rows[rows["procs"] > 1]
+    key = ["size", "clips"]
+    one = rows[rows["procs"] == 1].groupby(key)["steps_per_s_total"].median()
+    ratio = multi.set_index(key)["steps_per_s_total"] / one.reindex(multi.set_index(key).index).to_numpy()
+    slower = multi["ms_per_step"].to_numpy() / (ratio.index.map(one).to_numpy() ** -1 * 1000)
+    procs, gain = multi["procs"].to_numpy(), ratio.to_numpy()
+    order = np.argsort(procs)
+    workers = profile.workers
+    speedup = float(np.interp(workers, [1, *procs[order]], [1.0, *gain[order]])) if len(multi) else 1.0
+    # each process's own step slows down as more share the GPU: what the longest group takes among the others
+    slowdown = float(np.interp(workers, [1, *procs[order]], [1.0, *slower[order]])) if len(multi) else 1.0
+    total = float(sum(group_s))
+    return {
+        "device": str(rows["device"].iloc[0]),
+        "git_sha": str(rows["git_sha"].iloc[0]),
+        "single_process_s": total,
+        "workers": workers,
+        "speedup": speedup,
+        "longest_group_s": max(group_s) * slowdown,
+        "wall_s": max(total / speedup, max(group_s) * slowdown),
+        "runs": len(profile.runs),
+    }
+
+
+def _n_params(group) -> float:
+    return float(count_params(group.runs[0].cfg.model))
+
+
+def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
+    """The one recipe for a lab that re-runs the study on its own GPU machine, in Markdown: the commands, what
+    they write, how long they should take and how they resume."""
+    time = (
+        f"Expected: about {duration(estimate['wall_s'])} on one {estimate['device']}: {estimate['runs']} runs, "
+        f"{duration(estimate['single_process_s'])} of one process's steps shared by {estimate['workers']} "
+        f"workers (measured {estimate['speedup']:.1f}x faster than one), its longest group "
+        f"{duration(estimate['longest_group_s'])} among them. The estimate takes the eager training step's times "
+        f"measured on that GPU at commit {estimate['git_sha']} (`{GPU_STEPS}`); the profile has never run to the end."
+        if estimate
+        else "No GPU step times are recorded yet, so no time can be estimated."
+    )
+    writes = (
+        f"It writes `results/{name}/runs.csv` (a row per run and checkpoint, rewritten whole after each finished "
+        f"group) and `profile.toml`; runs still training at the deadline pause into `results/{name}/paused/`. "
+        f"`make book PROFILE={name}` then fits it (`fit.json`, `fit_ema.json`, `lr_law.json`) and renders the book "
+        f"from it; once `results/{name}` is complete, a plain `make book` renders it too. To resume, run the same "
+        "command again: finished runs are skipped by their ids, paused ones go on from their saved state, and a "
+        "killed sweep loses at most the runs it was training."
+    )
+    return "\n".join(
+        [
+            f"On a machine with a CUDA GPU, torch and triton, one command re-runs the `{name}` profile and builds the "
+            "book from it:",
+            "",
+            "```bash",
+            f"make book PROFILE={name}",
+            "```",
+            "",
+            "or, where a scheduler limits each job's length, the sweep in bounded calls until the study is complete:",
+            "",
+            "```bash",
+            f"until PYTHONPATH=src python -m replicate status results/{name}; do",
+            f"  PYTHONPATH=src python -m replicate sweep --profile {name} --deadline-s 540",
+            "done",
+            "```",
+            "",
+            time,
+            "",
+            writes,
+        ]
+    )
+
+
+def device_window(results: str | Path = RESULTS) -> str:
+    """The lent GPU window's prepared call, in Markdown, with what it would train now (runs.next_profile)."""
+    results = Path(results)
+    summary = results / "stage_a" / "summary.json"
+    verdict = json.loads(summary.read_text()).get("verdict") if summary.is_file() else None
+    now = next_profile(results)
+    if now == "study":
+        what = "Stage A is complete with a go verdict, so a call now trains the study's pending groups."
+    elif verdict == "no-go":
+        what = (
+            "Stage A's verdict is no-go, so a call now trains nothing: it runs its checks and the kernel benchmark, "
+            "and spends the time left measuring the training step at Stage L's shapes."
+        )
+    else:
+        what = "Stage A is not complete, so a call now trains Stage A's pending groups."
+    return "\n".join(
+        [
+            "This project's own GPU access is a lent window: a bare machine for minutes, at most 10 minutes per "
+            "command, the tree without `.git`, perhaps no `make`, and only files written under `$OUT` coming back. "
+            "One call is prepared for it:",
+            "",
+            "```bash",
+            'PYTHONPATH=src REPLICATE_GIT_SHA=<commit> python3 -m replicate device-run --out "$OUT"  # there',
+            "python -m replicate ingest DIR  # here, on the files it returned",
+            "```",
+            "",
+            "It runs its stages in order, each in a time box cut from the call's deadline (480 s), a stage that "
+            "fails or runs out of its box recorded as such and the next one run: a preflight (versions; a small "
+            "step captured in a CUDA graph; every Triton op compiled and checked against the PyTorch reference), the "
+            "training step replayed from a CUDA graph against the eager step (every later step stays eager unless "
+            "their losses agree within 1e-3), bf16 against fp32, groups on parallel streams, the kernel benchmark, "
+            "then the pending groups of Stage A, or of the study only after Stage A's verdict is go, and with the "
+            "time left the training step at every shape of Stage L. Its files (`manifest.json`, `runs.csv`, "
+            "`bench.jsonl`, `device_run.log`, paused states) are written as it goes, so a call cut short still "
+            "returns what it measured. " + what,
+        ]
+    )
+
+
+def gpu_steps_table(path: str | Path = GPU_STEPS) -> tuple[pd.DataFrame, str]:
+    """benchmarks/gpu_steps.py's measurements as the book shows them, and a sentence naming the device, software
+    and commit they were measured with (kept out of the table: one value for every row)."""
+    steps = pd.read_json(path, lines=True)
+    # rows measured before the backend column ran on backend auto
+    steps = steps.assign(backend=steps.get("backend", "auto")).fillna({"backend": "auto"})
+    columns = {
+        "size": "size",
+        "n_params": "N",
+        "clips": "clips per member",
+        "members": "members",
+        "procs": "processes",
+        "backend": "backend",
+        "ms_per_step": "ms per step",
+        "steps_per_s_total": "steps/s, all processes",
+    }
+    where = "; ".join(
+        f"{device} (torch {', '.join(g['torch'].astype(str).unique())}, commit "
+        f"{', '.join(g['git_sha'].astype(str).unique())})"
+        for device, g in steps.groupby("device")
+    )
+    return steps[list(columns)].rename(columns=columns), f"Measured on {where}."
+
+
+def captured_step_sentence(kernels_csv: str | Path = RESULTS / "benchmarks" / "kernels.csv") -> str:
+    """What the committed GPU measurements say about the training step captured in a CUDA graph."""
+    path = Path(kernels_csv)
+    rows = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["op", "backend", "ms"])
+    captured = rows[rows["op"].astype(str).str.contains("captured")]
+    eager = rows[(rows["op"] == "train_step") & (rows["backend"].isin(["eager", "torch"]))]
+    if captured.empty or eager.empty:
+        return (
+            "The device run captures the training step in a CUDA graph (`replicate.step.StepGraph`) and checks it "
+            "against the eager step, but no GPU timing of the captured step is committed yet: every GPU step time "
+            "in this book, the estimate above included, is the eager step's."
+        )
+    ratio = eager["ms"].median() / captured["ms"].median()
+    return (
+        f"Captured in a CUDA graph, the training step ran {ratio:.2g}x as fast as the eager step "
+        f"(`{path}`); the GPU estimate above still takes the eager step's times."
+    )

@@ -1,0 +1,222 @@
+"""The book's own machinery, on the committed results: one definition of N_opt, figures that carry their data and
+readable log axes, the tables and sentences the chapters print, the execution record and the GPU recipe."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from replicate import plots, report
+from replicate.fit import paper_laws
+from replicate.fit.predict import predict
+from replicate.report import execution, extrapolation, recipe
+
+matplotlib.use("Agg")
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return report.load_study(RESULTS / "cpu")
+
+
+def test_n_opt_has_one_definition_in_the_fit_the_book_and_predict(cpu):
+    """ch. 7's N_opt(1e22), ch. 10's and `replicate predict`'s are the argmin of the loss law, with the same
+    interval: fit.json's compute_law.n_opt_at_reference, not the power law fitted to it."""
+    law = cpu.fit["compute_law"]
+    reference, stored, ci = law["reference_flops"], law["n_opt_at_reference"], law["ci95"]["n_opt_at_reference"]
+    result = predict(cpu.fit, flops=reference)
+    assert result["prediction"]["n_params"] == pytest.approx(stored, rel=1e-9)
+    assert result["ci95"]["n_params"] == pytest.approx(ci, rel=1e-9)
+    curve = extrapolation.n_opt_curve(cpu.fit, np.array([reference]))
+    assert curve[["n_opt_lo", "n_opt_hi"]].iloc[0].tolist() == pytest.approx(ci, rel=1e-9)
+    power_law = law["coef"] * reference ** law["exp"]
+    assert abs(power_law / stored - 1) > 0.1  # the two differ: only one may be printed as N_opt
+    assert f"{stored:.3g}" in extrapolation.n_opt_sentence(cpu.fit)
+
+
+def test_every_figure_of_the_loss_chapters_carries_its_data_and_labels_its_log_axes(cpu):
+    image = report.load_study(RESULTS / "image")
+    figures = {
+        "image loss law": plots.loss_law_figure(image.fit),
+        "lr law": plots.hyperparameter_law_figure(cpu.fit, "lr", paper_laws()["lr_law"]),
+        "EMA batch law": plots.hyperparameter_law_figure(cpu.fit_ema, "batch_size"),
+        "compute allocation": plots.compute_allocation_figure(cpu.fit),
+        "flat region": plots.flat_region_figure(cpu.fit),
+        "isoflop": plots.isoflop_figure(cpu.fit),
+    }
+    for name, fig in figures.items():
+        data = plots.figure_data(fig)
+        assert data is not None and len(data), name
+        assert plots.unreadable_log_axes(plots.png(fig)) == [], name
+
+
+def test_a_narrow_log_axis_without_round_ticks_is_reported_and_tidy_labels_it():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([1e5, 1e7], [0.051, 0.058])
+    ax.set(xscale="log", yscale="log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.055]))  # one label only: unreadable
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    bad = plots.unreadable_log_axes(plots.png(fig))
+    assert len(bad) == 1 and "y axis" in bad[0]
+    assert plots.unreadable_log_axes(plots.png(plots._tidy(fig))) == []
+    plain = plt.figure()
+    assert plots.unreadable_log_axes(plots.png(plain)) == []  # a figure without axes has nothing to report
+    plt.close("all")
+
+
+def test_show_writes_the_csv_the_book_links(tmp_path, monkeypatch, cpu):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    monkeypatch.setattr(plots, "DATA_DIR", tmp_path / "book" / "data")
+    plots.show(plots.loss_curves(cpu.runs), "05_loss_curves")
+    written = pd.read_csv(tmp_path / "book" / "data" / "05_loss_curves.csv")
+    assert {"run_id", "tokens", "val_loss", "best_at_this_T"} <= set(written.columns)
+    image, link = shown
+    assert plots.unreadable_log_axes(image.data) == []  # the PNG shown carries its log axes' labels
+    assert link.data == "{download}`the data behind this figure (CSV) <data/05_loss_curves.csv>`"
+
+
+def test_best_cells_and_interpolated_optima_side_by_side(cpu):
+    frame = report.optima_frame(cpu.runs, cpu.fit)
+    assert len(frame) == len(cpu.fit["optima"]) == len(report.optima_table(cpu.runs, cpu.fit))
+    assert (frame["gain_pct"] >= 0).all()
+    moved = frame["moved_batch"].abs() > 0.5
+    assert moved.any() and (~moved).any()  # the stars leave their cells at some (N, T), not at all
+    assert f"in B at {int(moved.sum())} of {len(frame)}" in report.optima_sentence(cpu.runs, cpu.fit)
+
+
+def test_a_law_fitted_to_optima_on_one_grid_value_is_not_identified(cpu):
+    assert report.law_identified(cpu.fit, "batch_size") and not report.law_identified(cpu.fit_ema, "batch_size")
+    table = report.exponent_table({"raw": cpu.fit, "EMA": cpu.fit_ema}).set_index("quantity")
+    assert table.loc["B_opt exponent in T", "EMA 95% CI"] == report.compare.NOT_IDENTIFIED
+    assert np.isnan(table.loc["B_opt exponent in T", "EMA"])
+    assert table.loc["loss exponent in T", "EMA 95% CI"].startswith("[")
+
+
+def test_the_isoflop_chapter_says_where_n_opt_lies(cpu):
+    summary = report.isoflop_summary(cpu.fit)
+    assert (summary["smallest size reaching it is best"] == summary["budgets reached by 2 sizes"]).all()
+    assert "N_opt lies below the smallest size" in report.isoflop_sentence(summary)
+    changed = summary.assign(**{"smallest size reaching it is best": 0, "vertices inside the sizes": 2})
+    assert "bounds N_opt" in report.isoflop_sentence(changed)
+
+
+def test_degenerate_numbers_are_flagged_not_printed():
+    from replicate.report import stage_a as chapter
+
+    stage_a = report.load_json(RESULTS / "stage_a/summary.json")
+    table = chapter.summary_table(stage_a).set_index("quantity")
+    assert stage_a["ema"]["surface"]["converged"] is False
+    assert "not converged" in table.loc["verdict", "EMA weights"]
+    assert "did not converge" in table.loc["the surface fit", "EMA weights"]
+    assert any("did not converge" in line for line in chapter.verdict_lines(stage_a, 1, 1))
+    fit = report.load_study(RESULTS / "cpu").fit
+    ratio = report.fixed_ratio_table(fit).iloc[0]
+    assert "e-0" in ratio["ours"] and ratio["ours"] != "0.000"
+
+
+def test_the_s_opt_range_names_the_runs_it_covers(cpu):
+    text = report.s_opt_range(cpu.runs)
+    assert "over its fitting runs" in text and "with the held-out model" in text
+    fitting = report.s_opt_range(cpu.runs[cpu.runs["role"] == "fit"])
+    assert "held-out" not in fitting and fitting in text
+
+
+def test_three_fits_name_the_exponents_whose_sign_they_do_not_agree_on(cpu):
+    same = report.fits_agreement_sentence({"a": cpu.fit, "b": cpu.fit})
+    assert "Signs that differ" not in same and "not determined" not in same
+    flipped = copy.deepcopy(cpu.fit)
+    flipped["loss_law"]["alpha_tokens"] *= -1
+    text = report.fits_agreement_sentence({"a": cpu.fit, "b": flipped})
+    assert "loss exponent in T (" in text and "the loss law's exponents move with it" not in text.split("What")[0]
+
+
+def test_the_image_verdict_follows_the_held_out_error(cpu):
+    image = report.load_study(RESULTS / "image")
+    lines = report.law_form_verdict(image.fit, cpu.fit, image.runs)
+    assert "not shown at this scale" in lines[-1] and "single run" in lines[1]
+    good = copy.deepcopy(image.fit)
+    for h in good["holdout"]:
+        h["rel_error"] = 0.004
+    assert "holds at 1% here" in report.law_form_verdict(good)[-1]
+
+
+def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
+    from replicate.profile import load_profile
+
+    estimate = recipe.gpu_estimate(load_profile("gpu"), RESULTS / "benchmarks/gpu_steps.jsonl")
+    steps = pd.read_json(RESULTS / "benchmarks/gpu_steps.jsonl", lines=True)
+    mini = steps[(steps["size"] == "mini") & (steps["clips"] == 1)].set_index("procs")["steps_per_s_total"]
+    assert estimate["speedup"] == pytest.approx(mini[12] / mini[1], rel=1e-6)
+    assert estimate["wall_s"] >= estimate["single_process_s"] / estimate["speedup"]
+    text = recipe.gpu_recipe(estimate)
+    assert "make book PROFILE=gpu" in text and "--deadline-s" in text and "paused/" in text
+    assert recipe.duration(estimate["wall_s"]) in text
+    assert "no time can be estimated" in recipe.gpu_recipe(None)
+    assert recipe.logged_wall_time(RESULTS / "cpu/sweep.log") == pytest.approx(5039)
+
+
+def test_the_readme_gpu_recipe_is_the_books():
+    from replicate.book import GPU_END, GPU_START, readme_gpu_recipe
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(GPU_START) + len(GPU_START) : text.index(GPU_END)].strip()
+    assert section == readme_gpu_recipe(ROOT).strip(), "README's GPU recipe is stale: run make readme"
+
+
+def test_reads_are_recorded_per_chapter_and_tabled(tmp_path):
+    log = tmp_path / "reads" / "07_loss_law.txt"
+    log.parent.mkdir()
+    code = (
+        "from replicate.report.execution import record_reads; import pandas as pd; "
+        f"record_reads({str(log)!r}); pd.read_csv('results/cpu/runs.csv', nrows=1); "
+        "open('results/cpu/fit.json').read(); open('results/cpu/fit.json').read(); "
+        f"open({str(tmp_path / 'results_out.txt')!r}, 'w').write('x')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().split() == ["results/cpu/runs.csv", "results/cpu/fit.json"]
+    nb = tmp_path / "book" / "07_loss_law.ipynb"
+    nb.parent.mkdir()
+    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"duration": 12.5}}}))
+    runs = execution.execution_table(nb.parent, log.parent)
+    assert runs.iloc[0].to_dict() == {
+        "chapter": "{doc}`07_loss_law`",
+        "ran (s)": 12.5,
+        "results files read": 2,
+        "from results/": "cpu",
+    }
+    files = execution.files_table(log.parent).set_index("file (results/)")
+    assert files.loc["cpu/runs.csv", "read by"] == "07"
+    assert files.loc["cpu/runs.csv", "device"].startswith("cpu")
+    assert (
+        files.loc["cpu/fit.json", "written by code at"]
+        == report.load_json(RESULTS / "cpu/fit.json")["provenance"]["git_sha"]
+    )
+
+
+def test_the_download_menu_offers_the_chapters_source(tmp_path):
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import book_downloads
+    finally:
+        sys.path.pop(0)
+    menu = {"label": "download-buttons", "buttons": [{"text": ".ipynb"}, {"text": ".pdf"}]}
+    context = {"header_buttons": [menu], "pathto": lambda target, _: f"../{target}"}
+    app = SimpleNamespace(srcdir=str(ROOT))
+    book_downloads.add_source_button(app, "book/07_loss_law", "page.html", context, None)
+    assert [b["text"] for b in menu["buttons"]] == [".ipynb", ".py", ".pdf"]
+    assert menu["buttons"][1]["url"] == "../_sources/notebooks/07_loss_law.py"
+    book_downloads.add_source_button(app, "book/preface", "page.html", context, None)  # no notebook: no button
+    assert len(menu["buttons"]) == 3
