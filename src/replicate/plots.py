@@ -724,3 +724,28 @@ def heldout_figure(summary: dict, doc: dict) -> Figure:
         ax.legend(fontsize=8)
     data = checks.drop(columns=[c for c in checks if checks[c].map(lambda v: isinstance(v, dict | list)).any()])
     return _tidy(fig, data)
+
+
+def porian_n_opt_figure(frame: pd.DataFrame, data_range: tuple[float, float], base: str, tuned: str) -> Figure:
+    """N_opt(C) with one set of hyperparameters for every size (`base`) and with them tuned per size (`tuned`),
+    one panel per dataset (report.porian_n_opt_frame): the IsoFLOP laws (lines), their N_opt at the evaluated
+    budgets with 95% intervals, and the budgets the runs reached (shaded: beyond them the laws extrapolate)."""
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(BOOK_WIDTH_IN, 4.0), sharey=True, squeeze=False)
+    colours = {base: "C3", tuned: "C0"}
+    c = np.geomspace(data_range[0], frame["flops"].max(), 60)
+    for ax, name in zip(axes[0], datasets, strict=True):
+        ax.axvspan(*data_range, color="0.92", zorder=0, label="budgets trained")
+        for config, colour in colours.items():
+            rows = frame[(frame["dataset"] == name) & (frame["config"] == config)]
+            if rows.empty:
+                continue
+            label = config.replace("_", ", ")
+            ax.plot(c, rows["coef"].iloc[0] * c ** rows["exp"].iloc[0], color=colour, label=label)
+            yerr = np.stack([rows["n_opt"] - rows["lo"], rows["hi"] - rows["n_opt"]])
+            ax.errorbar(rows["flops"], rows["n_opt"], yerr=yerr, fmt="o", color=colour, capsize=3)
+        ax.set(xscale="log", yscale="log", xlabel="compute C = 6NT (FLOPs)", title=name)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("compute-optimal parameters N_opt")
+    shown = frame[frame["config"].isin(colours)]
+    return _tidy(fig, shown[["dataset", "config", "flops", "n_opt", "lo", "hi"]].copy())

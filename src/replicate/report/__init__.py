@@ -59,7 +59,9 @@ from replicate.report.optima import (
 )
 from replicate.report.public import (
     hyperparameter_laws_table,
+    porian_budget_range,
     porian_exponent_table,
+    porian_n_opt_frame,
     porian_ratio_table,
     porian_sentences,
 )
@@ -149,7 +151,9 @@ __all__ = [
     "open_study",
     "neighbourhood_spread",
     "paper_box",
+    "porian_budget_range",
     "porian_exponent_table",
+    "porian_n_opt_frame",
     "porian_ratio_table",
     "porian_sentences",
     "prediction_table",

@@ -5,6 +5,8 @@ from that JSON."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -13,6 +15,7 @@ from replicate.published import HYPERPARAMETER_LAWS
 from replicate.report.compare import fmt_ci, verdict
 
 PAPER_RATIO = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]  # claim 4: N_opt fixed / optimal
+PORIAN_DIR = Path("data/public/porian")  # the committed tables (relative to the repository root)
 LAW_COLUMNS = ["work", "citation", "setting", "B_opt law", "eta_opt law", "B_opt exponent in N", "supports gamma_B > 0"]
 
 
@@ -154,3 +157,34 @@ def porian_sentences(doc: dict, flops: float = 1e22) -> list[str]:
         out.append(text)
     out.append("Confounds: " + "; ".join(doc["confounds"]) + ".")
     return out
+
+
+def porian_budget_range(tables: str | Path = PORIAN_DIR) -> tuple[float, float]:
+    """The smallest and largest FLOP budget of Porian et al.'s committed IsoFLOP tables (the data's range)."""
+    flops = pd.concat(pd.read_csv(p, usecols=["flops"]) for p in sorted(Path(tables).glob("isoflop_*.csv")))
+    return float(flops["flops"].min()), float(flops["flops"].max())
+
+
+def porian_n_opt_frame(doc: dict) -> pd.DataFrame:
+    """N_opt at each evaluated budget, per dataset and configuration, by the IsoFLOP law: value and 95% interval,
+    with the law's coefficient and exponent (the figure's points and lines)."""
+    rows = []
+    for dataset in doc["datasets"].values():
+        for name, c in dataset["configs"].items():
+            law = c["isoflop"] or {}
+            for point in c["n_opt"]:
+                iso = point.get("isoflop") or {}
+                ci = iso.get("ci95") or [np.nan, np.nan]
+                rows.append(
+                    {
+                        "dataset": dataset["name"],
+                        "config": name,
+                        "flops": point["flops"],
+                        "n_opt": iso.get("value", np.nan),
+                        "lo": ci[0],
+                        "hi": ci[1],
+                        "coef": law.get("coef", np.nan),
+                        "exp": law.get("exp", np.nan),
+                    }
+                )
+    return pd.DataFrame(rows)
