@@ -43,6 +43,7 @@ def readme_findings(
     study_dir: str | Path = "results/cpu",
     theory_dir: str | Path = "results/theory",
     stage_a_dir: str | Path = "results/stage_a",
+    public_dir: str | Path = "results/public",
 ) -> str:
     """The README's findings, in Markdown: the study in one sentence, the paper's claims with our verdicts, the
     findings in sentences (report.summary_lines) and Stage A's verdict, all from the committed results."""
@@ -73,6 +74,9 @@ def readme_findings(
             f"- Stage A (`{stage_a_dir}/`, one model with seeds, trained until the paper's B_opt lies inside the batch "
             f"grid): curvature {value}, verdict {stage_a['verdict']} (book, chapter 6b)."
         )
+    porian = report.load_json(Path(public_dir) / "porian.json")
+    if porian is not None:
+        parts.append(f"- {report.porian_summary_line(porian)}")
     return "\n".join(parts)
 
 

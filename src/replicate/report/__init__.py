@@ -64,6 +64,7 @@ from replicate.report.public import (
     porian_n_opt_frame,
     porian_ratio_table,
     porian_sentences,
+    porian_summary_line,
 )
 from replicate.report.rerun import (
     fits_agreement_sentence,
@@ -156,6 +157,7 @@ __all__ = [
     "porian_n_opt_frame",
     "porian_ratio_table",
     "porian_sentences",
+    "porian_summary_line",
     "prediction_table",
     "provenance_table",
     "quadratic_estimates",

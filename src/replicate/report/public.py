@@ -188,3 +188,18 @@ def porian_n_opt_frame(doc: dict) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def porian_summary_line(doc: dict, flops: float = 1e22) -> str:
+    """Claim 4 at language-model scale in one sentence (README's findings): the IsoFLOP ratio per dataset."""
+    parts = []
+    for dataset in doc["datasets"].values():
+        for r in dataset.get("ratios", {}).get(doc["headline_base"], []):
+            if np.isclose(r["flops"], flops) and r.get("isoflop"):
+                parts.append(f"{_with_ci(r['isoflop'])} ({dataset['name']})")
+    lo, hi = porian_budget_range()
+    return (
+        f"Claim 4 at language-model scale (Porian et al.'s public runs, chapter 11): N_opt with one set of "
+        f"hyperparameters for every size over N_opt with them tuned is {' and '.join(parts)} at {budget(flops)} "
+        f"FLOPs by IsoFLOP laws fitted on budgets {lo:.3g} to {hi:.3g} (the video paper: {PAPER_RATIO:.2f})."
+    )
