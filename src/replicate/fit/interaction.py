@@ -1,4 +1,4 @@
-"""The loss law with an N x T interaction, beside the paper's additive one (the audit's M2: on the cpu study
+"""The loss law with an N x T interaction, beside the paper's additive one (on the cpu study
 the local elasticity d log L / d log N grows with T, which an additive law cannot show).
 
 Kaplan et al.'s L(N, D) with an irreducible term, in our units:

@@ -1,8 +1,8 @@
 """One surface through every (N, T, B, lr) cell of a sweep, instead of one parabola vertex per (N, T).
 
 The per-(N, T) estimator (optima.grid_optima) needs an interior optimum at every (N, T), drops the others, and
-is biased toward a zero T exponent when optima crowd a grid edge (the audit's Monte-Carlo: 0.12-0.77 for a
-true 0.81). Here every finite cell informs one fit (the fitting issue's form, with the lr-B ridge):
+is biased toward a zero T exponent when optima crowd a grid edge (on planted sweeps: 0.12-0.77 for a true
+0.81). Here every finite cell informs one fit, with the lr-B ridge:
 
     log L(N, T, B, lr) = m(N, T) + c_B u^2 + c_lr(v) v^2,
     u = ln B - ln B_opt(N, T),        ln B_opt = a + beta ln(T / T0) + gamma ln(N / N0)
