@@ -173,6 +173,18 @@ def test_a_profile_may_have_no_fixed_baseline_and_split_its_held_out_model(tmp_p
     assert all(len(g.runs) == 6 for g in fitting)  # the grid's 64 rows: every rate and seed in one group
 
 
+def test_max_members_splits_one_size_by_seed_and_keeps_its_run_ids(tmp_path):
+    text = TINY.replace("ensemble_rows = {rows}", "ensemble_rows = 64\nseeds = [0, 1]")
+    whole = load_profile(str(_profile(tmp_path, text=text)))
+    capped = text.replace('name = "b"\n', 'name = "b"\nmax_members = 3\n')
+    split = load_profile(str(_profile(tmp_path, text=capped)))
+    assert [r.run_id for r in split.runs] == [r.run_id for r in whole.runs]
+    sizes_b = [g for g in split.groups if g.runs[0].size == "b"]
+    assert [len(g.runs) for g in sizes_b] == [3, 3, 3, 3]  # 2 batch sizes x 2 seeds, 3 lrs each
+    assert [{r.cfg.seed for r in g.runs} for g in sizes_b] == [{0}, {1}, {0}, {1}]
+    assert all(len(g.runs) == 6 for g in split.groups if g.runs[0].size == "a")
+
+
 def test_the_stop_rule_keeps_each_batch_while_it_is_at_most_one_doubling_below_the_law():
     from replicate.config import count_params
     from replicate.paper import optimal_batch

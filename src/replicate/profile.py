@@ -9,7 +9,8 @@ Schema (every key is checked; unknown keys are errors):
 - `[grid]`: `checkpoints` (tokens), `batch_sizes` (clips per step), `lrs`, optional `lr_batch_exponent`
   (the lrs are those of one clip per step, times B^exponent at B clips), `seeds`, `ensemble_rows` (clips
   per step across an ensemble's members: E = ensemble_rows // B), and `[[grid.sizes]]` (a named size of
-  config.MODEL_SIZES, or name, width, depth, heads; optional per-size `lrs`);
+  config.MODEL_SIZES, or name, width, depth, heads; optional per-size `lrs` and `max_members`, a cap on E
+  that splits a costly size's groups (seeds outer: a cap of one seed's lrs trains each seed as its own group));
 - `[fixed]` (optional): the fixed-hyperparameter baseline's `batch_size` and `lr` (on every size's grid);
 - `[holdout]`: a held-out model with its own `batch_sizes`, `lrs`, optional `checkpoints` and optional
   `ensemble_rows` (default the grid's: fewer splits a costly held-out model into smaller groups);
@@ -187,7 +188,7 @@ _TOP_KEYS = {
 }
 _GRID_KEYS = {"checkpoints", "batch_sizes", "lrs", "lr_batch_exponent", "seeds", "ensemble_rows", "sizes", "stop"}
 _STOP_KEYS = {"doublings", "law_scale"}
-_SIZE_KEYS = {"name", "width", "depth", "heads", "lrs"}
+_SIZE_KEYS = {"name", "width", "depth", "heads", "lrs", "max_members"}
 _HOLDOUT_KEYS = (_SIZE_KEYS - {"lrs"}) | {"lrs", "batch_sizes", "checkpoints", "ensemble_rows"}
 
 
@@ -294,7 +295,7 @@ def load_profile(name: str) -> Profile:
                 ckpts_b = stop_checkpoints(ckpts, model, b, stop if role == "fit" else None)
                 if not ckpts_b:
                     continue  # B is too far below the optimum at every checkpoint
-                members = max(1, rows // b)
+                members = max(1, min(rows // b, int(table.get("max_members", rows))))
                 bad = [c for c in ckpts_b if c % (b * model.n_ctx)]
                 if bad:
                     raise ConfigError(
