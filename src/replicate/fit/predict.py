@@ -89,10 +89,14 @@ def predict(fit: dict, n_params: float | None = None, tokens: float | None = Non
     for name, value in (("params", n_params), ("tokens", tokens), ("flops", flops)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise ConfigError(f"--{name} must be a positive number, got {value}")
-    convention = (fit.get("compute_law") or {}).get("flops", "6n")
+    compute = fit.get("compute_law") or {}
+    convention = compute.get("flops", "6n")
     fpt_dict = ((fit.get("compute_laws") or {}).get(convention) or {}).get("flops_per_token")
     fpt = FlopsPerToken(**fpt_dict) if fpt_dict else FlopsPerToken("6n", 6.0)
-    printed = bool((fit.get("compute_law") or {}).get("printed"))
+    printed = bool(compute.get("printed"))
+    if flops is not None and compute.get("identified") is False:
+        reason = compute.get("not_identified") or "N_opt(C) is not identified"
+        raise ConfigError(f"this fit has no compute law ({reason}): give --params and --tokens")
     point = _point(_laws(fit), fpt, n_params, tokens, flops, printed)
     if not point:
         raise ConfigError("this fit has no loss law to minimise: give --params and --tokens")
