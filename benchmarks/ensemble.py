@@ -21,8 +21,8 @@ import torch
 from replicate.config import TrainConfig, count_params
 from replicate.profile import load_profile
 from replicate.provenance import provenance
-from replicate.timing import step_seconds
-from replicate.train import resolve_device
+from replicate.training.step import resolve_device
+from replicate.training.timing import step_seconds
 
 
 def main() -> int:

@@ -22,7 +22,7 @@ import torch
 from replicate.config import TrainConfig, count_params, model_config
 from replicate.kernels import BACKENDS
 from replicate.provenance import provenance
-from replicate.step import GroupStepper
+from replicate.training.step import GroupStepper
 
 
 def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, backend: str, barrier) -> float:

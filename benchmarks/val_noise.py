@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 
 from replicate.config import TrainConfig, model_config, token_checkpoints
-from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
 from replicate.provenance import provenance
-from replicate.train import resolve_device, train
+from replicate.training.diffusion import ValidationSet, example_losses, stratified_mean_se
+from replicate.training.step import resolve_device
+from replicate.training.train import train
 
 
 def main() -> int:

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # The model and its kernels
 #
-# A Video DiT in the style of DiT {cite}`peebles2023scalable` (`replicate.model.VideoDiT`): clips are cut into
+# A Video DiT in the style of DiT {cite}`peebles2023scalable` (`replicate.training.model.VideoDiT`): clips are cut into
 # 3D patches of $1 \times 4 \times 4$ pixels, embedded linearly, given a fixed 3D sin-cos
 # position, and processed by blocks of full 3D self-attention and a tanh-GELU MLP, each conditioned on the
 # timestep and the class label by adaLN-Zero (a LayerNorm without affine whose shift, scale and residual
@@ -43,10 +43,11 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from replicate import kernels, plots, report
+from replicate import kernels, report
 from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
 from replicate.kernels import OPS, ExampleInputs
 from replicate.profile import load_profile
+from replicate.report import figures
 
 # %% [markdown]
 # ## Sizes and their parameter and FLOP counts
@@ -86,7 +87,7 @@ else:  # no study rendered: the named ladder of config.MODEL_SIZES at the defaul
 display(report.table(sizes))
 
 # %% tags=["hide-input"]
-plots.show(plots.flop_conventions_figure(sizes), "02_flop_conventions")
+figures.show(figures.flop_conventions_figure(sizes), "02_flop_conventions")
 display(Markdown(report.flop_overhead_sentence(sizes)))
 
 # %% [markdown]

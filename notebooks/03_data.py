@@ -14,7 +14,7 @@
 # # The data
 #
 # The paper trains on Panda-70M video through a VAE; we cannot, so the study runs on a procedural stream
-# (`replicate.data`): grayscale clips in which a textured *main* sprite (a
+# (`replicate.training.data`): grayscale clips in which a textured *main* sprite (a
 # square, disc, triangle or ring) moves in a straight line, bounces off the walls or orbits, over a distractor
 # sprite and a drifting background wave. The main sprite's (shape, motion) is the class label, 12 classes.
 #
@@ -37,12 +37,13 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.config import MOTIONS, NUM_CLASSES, SHAPES, ClipConfig
-from replicate.data import frame_strip, make_clips, save_gif
-from replicate.diffusion import ddim_sample
 from replicate.profile import load_profile
-from replicate.train import load_model
+from replicate.report import figures
+from replicate.training.data import frame_strip, make_clips, save_gif
+from replicate.training.diffusion import ddim_sample
+from replicate.training.train import load_model
 
 
 def label_name(label: int) -> str:
@@ -67,7 +68,7 @@ if profile is not None:
 index = torch.arange(8)
 videos, labels = make_clips(clip, seed=0, split="train", index=index)
 source = {"seed": 0, "split": "train", "index": index.tolist()}
-plots.show(plots.clip_strips(videos, labels, label_name, frame_strip, source=source), "03_training_clips")
+figures.show(figures.clip_strips(videos, labels, label_name, frame_strip, source=source), "03_training_clips")
 
 # %% tags=["hide-input"]
 Path("book/figures").mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,7 @@ else:
 # `python -m replicate train --width 128 --depth 6 --heads 8 --batch-size 8 --lr 1e-3 --tokens 2000000
 # --frames 4 --save-model results/samples/model.pt`; DDPM objective {cite}`ho2020denoising`), sampled from its power-EMA
 # weights {cite}`karras2024analyzing` with 50 DDIM steps and
-# classifier-free guidance 2 (`replicate.diffusion.ddim_sample`), one clip for each of the 12 classes. What to
+# classifier-free guidance 2 (`replicate.training.diffusion.ddim_sample`), one clip for each of the 12 classes. What to
 # see: whether the shapes, textures and motions of the training clips above come back.
 
 # %% tags=["hide-input"]
@@ -136,8 +137,8 @@ if weights.is_file():
     )
     meta = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").is_file() else {}
     source = {"sampler": "ddim_sample, 50 steps, guidance 2", "generator_seed": 0}
-    fig = plots.clip_strips(samples, y, lambda label: label_name(label), frame_strip, columns=2, source=source)
-    plots.show(fig, "03_samples")
+    fig = figures.clip_strips(samples, y, lambda label: label_name(label), frame_strip, columns=2, source=source)
+    figures.show(fig, "03_samples")
     if meta:
         display(
             Markdown(

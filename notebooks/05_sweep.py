@@ -30,7 +30,8 @@ import tomllib
 import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
+from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE, need_fit=False)
 
@@ -63,7 +64,7 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None:
-    plots.show(plots.loss_curves(study.runs), "05_loss_curves")
+    figures.show(figures.loss_curves(study.runs), "05_loss_curves")
 
 # %% [markdown]
 # ## The loss landscape over $(B, \eta)$
@@ -82,7 +83,7 @@ if study is not None and study.fit is not None:
     tokens = sorted(fit_rows["tokens"].unique())
     picks_n = sizes if len(sizes) <= 2 else [sizes[0], sizes[-1]]
     picks_t = [tokens[0], tokens[len(tokens) // 2], tokens[-1]]
-    plots.show(plots.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t), "05_heatmaps")
+    figures.show(figures.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t), "05_heatmaps")
 
 # %% [markdown]
 # ## The best cell and the interpolated optimum

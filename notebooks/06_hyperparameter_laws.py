@@ -37,8 +37,9 @@ THEORY_DIR = "results/theory"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.fit import batch_profile, hyperparameter_law, paper_laws, validate_runs
+from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -81,7 +82,9 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"]), "06_batch_size_law")
+    figures.show(
+        figures.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"]), "06_batch_size_law"
+    )
 
 # %% [markdown]
 # ## Optimal learning rate
@@ -91,7 +94,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"]), "06_lr_law")
+    figures.show(figures.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"]), "06_lr_law")
 
 # %% [markdown]
 # ## Why the optimal batch size sits on the grid's edge
@@ -116,7 +119,7 @@ if fit is not None:
     fit_runs_table = study.runs[study.runs["role"] == "fit"]
     profile = batch_profile(validate_runs(fit_runs_table))
     slope = fit.get("lr_batch_exponent") or {}
-    plots.show(plots.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value")), "06_batch_ridge")
+    figures.show(figures.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value")), "06_batch_ridge")
     optima = pd.DataFrame(fit["optima"])
     paper_b = hyperparameter_law(optima["tokens"], optima["n_params"], **paper_laws()["batch_size_law"])
     clip = float(fit_runs_table["tokens_per_sample"].iloc[0])
@@ -172,7 +175,7 @@ if fit is not None and fit.get("holdout"):
         {"n_params": n, "tokens": t, "batch_size": r["observed_batch_size"], "lr": r["observed_lr"]}
         for t, r in holdout.set_index("tokens").iterrows()
     ]
-    plots.show(plots.heatmaps(study.runs, optima_holdout, [n], picks, marks), "06_heldout_heatmaps")
+    figures.show(figures.heatmaps(study.runs, optima_holdout, [n], picks, marks), "06_heldout_heatmaps")
     edge = int(holdout["observed_on_edge"].astype(bool).sum())
     if edge:
         display(
@@ -187,7 +190,7 @@ if fit is not None and fit.get("holdout"):
 # %% [markdown]
 # ## The evaluation protocol moves the optimum
 #
-# Every run's loss is also recorded for an EMA of its weights (`val_loss_ema`, `replicate.train`), the weights
+# Every run's loss is also recorded for an EMA of its weights (`val_loss_ema`, `replicate.training.train`), the weights
 # diffusion models are usually sampled from. Fitted on that loss instead (`fit_ema.json`, `replicate fit
 # --loss-column val_loss_ema`), the same runs give the figure and table below. What to see: with EMA weights
 # the optimal batch size stays at or near the smallest batch. Averaging the iterates removes the noise floor
@@ -198,9 +201,9 @@ if fit is not None and fit.get("holdout"):
 
 # %% tags=["hide-input"]
 if study is not None and study.fit_ema is not None:
-    fig = plots.hyperparameter_law_figure(study.fit_ema, "batch_size", paper_laws()["batch_size_law"])
+    fig = figures.hyperparameter_law_figure(study.fit_ema, "batch_size", paper_laws()["batch_size_law"])
     fig.axes[0].set_title("optimal batch size, EMA weights' loss")
-    plots.show(fig, "06_batch_size_law_ema")
+    figures.show(fig, "06_batch_size_law_ema")
     display(report.table(report.exponent_table({"raw weights": fit, "EMA weights": study.fit_ema})))
 elif study is not None:
     display(Markdown(f"*No fit of the EMA weights' loss in `{RESULTS_DIR}` yet (fit_ema.json).*"))

@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.paper import optimal_steps
 from replicate.profile import load_profile
-from replicate.report import stage_a
+from replicate.report import figures, stage_a
 
 STAGE_A = Path(STAGE_A_DIR)
 study = report.load_study(STAGE_A)
@@ -98,9 +98,9 @@ if study is not None and profile is not None:
 if study is not None:
     for column, name in (("val_loss", "raw weights"), ("val_loss_ema", "EMA weights")):
         part = summary if column == "val_loss" else (summary or {}).get("ema")
-        fig = plots.batch_curvature_figure(stage_a.seed_profile(study.runs, column), part)
+        fig = figures.batch_curvature_figure(stage_a.seed_profile(study.runs, column), part)
         fig.axes[0].set_title(f"Stage A, {name}")
-        plots.show(fig, f"06b_loss_along_B_{column}")
+        figures.show(fig, f"06b_loss_along_B_{column}")
 
 # %% [markdown]
 # ## What Stage A measured

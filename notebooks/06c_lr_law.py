@@ -46,9 +46,9 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.profile import load_profile
-from replicate.report import lr_law
+from replicate.report import figures, lr_law
 
 STAGE_L = Path(STAGE_L_DIR)
 studies = {
@@ -85,8 +85,8 @@ else:
 # %% tags=["hide-input"]
 if headline is not None:
     for batch in headline["fit"]["batch_sizes"]:
-        fig = plots.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
-        plots.show(fig, f"06c_lr_star_B{batch:g}")
+        fig = figures.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
+        figures.show(fig, f"06c_lr_star_B{batch:g}")
 
 # %% [markdown]
 # ## The ridge: one $r$ for every size?
@@ -113,7 +113,7 @@ if headline is not None:
 if summary is None or not summary.get("heldout"):
     display(Markdown(f"**No held-out results yet** (`{STAGE_L_DIR}/summary.json`)."))
 else:
-    plots.show(plots.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
+    figures.show(figures.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
     display(report.table(lr_law.heldout_table(summary)))
     display(Markdown(report.paper_box(lr_law.heldout_lines(summary), "The held-out model says")))
 

@@ -41,9 +41,10 @@ THEORY_DIR = "results/theory"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.fit import paper_laws
 from replicate.paper import COMPUTE_LAW_FROM_LOSS, HEADLINE
+from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -95,7 +96,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.loss_law_figure(fit), "07_loss_law")
+    figures.show(figures.loss_law_figure(fit), "07_loss_law")
     if fit.get("holdout"):
         holdout = pd.DataFrame(fit["holdout"])
         display(report.table(report.holdout_table(fit)))
@@ -138,8 +139,8 @@ elif fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    figure = plots.compute_allocation_figure(fit, paper_laws()["compute_law_from_loss"], HEADLINE)
-    plots.show(figure, "07_compute_allocation")
+    figure = figures.compute_allocation_figure(fit, paper_laws()["compute_law_from_loss"], HEADLINE)
+    figures.show(figure, "07_compute_allocation")
     display(Markdown(report.n_opt_sentence(fit)))
     display(report.table(report.n_opt_table(fit)))
     display(report.table(report.fixed_ratio_table(fit)))
@@ -153,7 +154,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None and fit.get("flat_region"):
-    plots.show(plots.flat_region_figure(fit), "07_flat_region")
+    figures.show(figures.flat_region_figure(fit), "07_flat_region")
     display(Markdown(report.flat_region_sentence(fit)))
 
 # %% [markdown]

@@ -29,7 +29,8 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
+from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -43,7 +44,7 @@ fit = study.fit if study is not None else None
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.isoflop_figure(fit), "08_isoflop")
+    figures.show(figures.isoflop_figure(fit), "08_isoflop")
 
 # %% [markdown]
 # ## Where $N_\mathrm{opt}$ lies

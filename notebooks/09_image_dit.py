@@ -29,9 +29,10 @@ import tomllib
 import torch
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.config import MOTIONS, SHAPES, ClipConfig
-from replicate.data import frame_strip, make_clips
+from replicate.report import figures
+from replicate.training.data import frame_strip, make_clips
 
 image = report.open_study(IMAGE_DIR, PROFILE)
 
@@ -46,7 +47,7 @@ def shape_name(label: int) -> str:
     return SHAPES[label // len(MOTIONS)]
 
 
-plots.show(plots.image_strip(images, labels, shape_name, frame_strip, source), "09_training_images")
+figures.show(figures.image_strip(images, labels, shape_name, frame_strip, source), "09_training_images")
 
 # %% [markdown]
 # ## The sweep and the laws on images
@@ -59,8 +60,8 @@ if image is not None and image.fit is not None:
 
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:
-    plots.show(plots.loss_law_figure(image.fit), "09_loss_law")
-    plots.show(plots.hyperparameter_law_figure(image.fit, "batch_size"), "09_batch_size_law")
+    figures.show(figures.loss_law_figure(image.fit), "09_loss_law")
+    figures.show(figures.hyperparameter_law_figure(image.fit, "batch_size"), "09_batch_size_law")
 
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:

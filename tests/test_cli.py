@@ -48,8 +48,8 @@ def test_train_writes_a_record_and_the_model(tmp_path):
     assert {"tokens", "val_loss", "val_loss_se", "train_loss", "wall_s"} <= record["checkpoints"][0].keys()
     assert record["config"]["lr"] == 1e-3 and record["provenance"]["torch"]
     # the saved (EMA) model scores the EMA validation loss the record reports
-    from replicate.diffusion import ValidationSet, validation_loss
-    from replicate.train import load_model
+    from replicate.training.diffusion import ValidationSet, validation_loss
+    from replicate.training.train import load_model
 
     model = load_model(weights)
     assert model.cfg.width == 32 and model.cfg.clip.frames == 4

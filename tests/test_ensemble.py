@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from replicate.config import ClipConfig, ModelConfig, TrainConfig
-from replicate.diffusion import ValidationSet
-from replicate.ensemble import MemberAdamW, MemberBuffers, stack, unstack
-from replicate.ensemble_reference import EnsembleAdamW, clip_grad_norm_per_member_
-from replicate.model import VideoDiT
-from replicate.train import train, train_group
+from replicate.training.diffusion import ValidationSet
+from replicate.training.ensemble import MemberAdamW, MemberBuffers, stack, unstack
+from replicate.training.ensemble_reference import EnsembleAdamW, clip_grad_norm_per_member_
+from replicate.training.model import VideoDiT
+from replicate.training.train import train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)
@@ -166,7 +166,7 @@ def test_the_flat_step_trains_as_the_reference_step():
     of magnitude between them are what the test holds. The key projection's bias is left out: its gradient is
     zero in exact arithmetic (softmax ignores a shift shared by every key), so Adam moves it by rounding noise
     alone, and differently in either order; it has no effect on the loss."""
-    from replicate.step import GroupStepper
+    from replicate.training.step import GroupStepper
 
     base = TrainConfig(MODEL, batch_size=1, lr=1e-3, tokens=16 * 200, warmup_steps=10)
     cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (3e-4, 3e-3)]

@@ -4,8 +4,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, count_params, flops_per_token, model_config
-from replicate.data import make_clips
-from replicate.model import VideoDiT, sincos_pos_embed_3d
+from replicate.training.data import make_clips
+from replicate.training.model import VideoDiT, sincos_pos_embed_3d
 
 TINY = ModelConfig(
     width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8, channels=3), patch=(2, 4, 4)

@@ -333,7 +333,7 @@ def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
     import matplotlib
 
     matplotlib.use("Agg")
-    from replicate import plots
+    from replicate.report import figures
 
     root = Path(__file__).resolve().parents[1] / "results/theory"
     theory = {name: report.load_json(root / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")}
@@ -341,14 +341,14 @@ def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
     assert len(quad) == 7 * len(theory["quadratic"]["results"]) and quad["z"].notna().all()
     dit = report.dit_noise_scales(theory["dit_noise"])
     figures = (
-        plots.quadratic_estimates_figure(quad),
-        plots.line_search_figure(theory["line_search"]["results"]),
-        plots.noise_scale_figure(dit),
-        plots.tradeoff_figure(dit, [1, 2, 4]),
+        figures.quadratic_estimates_figure(quad),
+        figures.line_search_figure(theory["line_search"]["results"]),
+        figures.noise_scale_figure(dit),
+        figures.tradeoff_figure(dit, [1, 2, 4]),
     )
     for fig in figures:
         assert fig.axes and all(ax.has_data() for ax in fig.axes)
-    assert len(plots.isoflop_figure(fit[1]).axes) == 2  # one panel per FLOP convention, empty where no budget
+    assert len(figures.isoflop_figure(fit[1]).axes) == 2  # one panel per FLOP convention, empty where no budget
 
 
 def test_the_limitations_and_the_scope_sentences_come_from_the_results():

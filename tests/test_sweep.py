@@ -14,7 +14,7 @@ import pytest
 from replicate.config import TrainConfig, count_params
 from replicate.profile import load_profile, run_id
 from replicate.runs import COLUMNS
-from replicate.sweep import Estimator, makespan, sweep
+from replicate.training.sweep import Estimator, makespan, sweep
 
 # 4 frames of 8 x 8 pixels: 16 tokens per clip. Six groups of about a second each.
 TINY = """
@@ -298,7 +298,7 @@ def test_submitit_local_executor_gives_the_same_table(tmp_path):
 
 
 def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(tmp_path, monkeypatch):
-    import replicate.sweep as sweep_module
+    import replicate.training.sweep as sweep_module
 
     monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)  # start groups however little time is left
     profile = load_profile(str(_profile(tmp_path, text=SMALL)))

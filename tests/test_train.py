@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from replicate.config import ClipConfig, ModelConfig, TrainConfig, token_checkpoints
-from replicate.diffusion import ValidationSet
-from replicate.train import train, train_group
+from replicate.training.diffusion import ValidationSet
+from replicate.training.train import train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)  # 4 x 2 x 2 = 16 tokens per sample
@@ -77,8 +77,8 @@ def test_config_validation(kwargs, match):
 def test_power_ema_weights_follow_the_closed_form():
     import torch
 
-    from replicate.ensemble import MemberBuffers
-    from replicate.train import PowerEMA
+    from replicate.training.ensemble import MemberBuffers
+    from replicate.training.train import PowerEMA
 
     model = torch.nn.Linear(1, 1, bias=False)
     gamma, steps = 3.0, 50
@@ -137,7 +137,7 @@ def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
     record = train(cfg, val=val, device="cpu", on_checkpoint=lambda r, model, ema: seen.append((model, ema)))
     last = record.checkpoints[-1]
     assert last.val_loss_ema is not None and last.val_loss_ema != last.val_loss
-    from replicate.diffusion import validation_loss
+    from replicate.training.diffusion import validation_loss
 
     # early in training the loss falls fast, so its average over the window lies above its value at the end
     assert last.val_loss > validation_loss(seen[-1][0], val)[0]
@@ -187,7 +187,7 @@ def _capture_group() -> list[TrainConfig]:
 
 
 def test_the_capture_check_is_the_eager_step_both_ways_on_the_cpu():
-    from replicate.timing import capture_check
+    from replicate.device.checks import capture_check
 
     check = capture_check(_capture_group(), "cpu", steps=4, timed_steps=2)
     assert check["max_rel_loss_diff"] == 0.0 and check["eager_ms"] > 0 and check["graph_ms"] > 0
@@ -195,8 +195,7 @@ def test_the_capture_check_is_the_eager_step_both_ways_on_the_cpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_a_captured_step_replays_the_eager_one_on_cuda():
-    from replicate.device_checks import CAPTURE_TOLERANCE
-    from replicate.timing import capture_check
+    from replicate.device.checks import CAPTURE_TOLERANCE, capture_check
 
     check = capture_check(_capture_group(), "cuda", steps=12, timed_steps=20)
     assert check["max_rel_loss_diff"] <= CAPTURE_TOLERANCE, check

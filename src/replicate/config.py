@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from replicate.errors import ConfigError
 
-# Procedural clips: the main sprite's (shape, motion) is the class label (see replicate.data).
+# Procedural clips: the main sprite's (shape, motion) is the class label (see replicate.training.data).
 SHAPES = ("square", "disc", "triangle", "ring")
 MOTIONS = ("straight", "bounce", "orbit")
 NUM_CLASSES = len(SHAPES) * len(MOTIONS)

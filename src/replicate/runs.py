@@ -3,7 +3,7 @@ table itself (read once, rewritten atomically after every finished group).
 
 runs.csv holds one row per run and checkpoint. Units: `tokens` and `batch_size` in tokens (the fit's units;
 `batch_samples` is the clips per step), `lr` the peak learning rate, `val_loss` the raw weights' loss
-averaged over the evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.train), `wall_s`
+averaged over the evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.training.train), `wall_s`
 the seconds since the run's start at that checkpoint.
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from replicate.config import TrainConfig
 from replicate.errors import ConfigError
 from replicate.io import write_csv
-from replicate.profile import SHAPE_FIELDS, load_profile
+from replicate.profile import load_profile
 
 if TYPE_CHECKING:
     from replicate.profile import Run
@@ -52,7 +52,7 @@ COLUMNS = (
     "wall_s",
     "val_loss_ema",
     "val_loss_ema_se",
-)  # the EMA weights' loss (replicate.train): a second protocol
+)  # the EMA weights' loss (replicate.training.train): a second protocol
 
 
 @dataclass
@@ -179,23 +179,6 @@ def _read_rows(path: Path) -> list[list[str]]:
         return []
     with open(path, newline="") as f:
         return list(csv.reader(f))[1:]
-
-
-STEP_TIMES = Path("benchmarks") / "device_steps.jsonl"  # under the results root: what device runs measured
-
-
-def measured_step_seconds(path: Path, device: str, backend: str | None = None) -> dict[tuple[int, ...], float]:
-    """Seconds per step (training, EMA and validation included) by group shape (profile.Group.shape), from the
-    device runs' bench lines measured on `device` (with `backend`, or any); the latest of a shape wins."""
-    times: dict[tuple[int, ...], float] = {}
-    if not path.is_file():
-        return times
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("kind") == "group" and row.get("device") == device and backend in (None, row.get("backend")):
-            key = tuple(row[k] for k in SHAPE_FIELDS)
-            times[key] = row["train_s"] / row["steps"]
-    return times
 
 
 def study_status(study: Path) -> tuple[int, int]:

@@ -268,7 +268,7 @@ def add_theory(sub: argparse._SubParsersAction) -> None:
 
 
 def _theory(args: argparse.Namespace) -> int:
-    from replicate.theory_study import run
+    from replicate.theory.study import run
 
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is not a directory")

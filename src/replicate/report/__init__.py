@@ -1,6 +1,6 @@
 """What the book shows: a study's results loaded, compared with the paper, turned into sentences and tables.
 
-Pure pandas and numpy (figures: replicate.plots; the paper's numbers: replicate.paper). One job per module:
+Pure pandas and numpy (figures: replicate.report.figures; the paper's numbers: replicate.paper). One job per module:
 study (loading a results folder), compare (verdicts and comparison tables), findings (sentences), tables
 (heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs), optima (best cells beside the
 interpolated optima, IsoFLOP budgets), extrapolation (the fitted laws beyond the data, with bands), lr_law (the

@@ -10,7 +10,7 @@ import pandas as pd
 from replicate.fit import hyperparameter_law
 from replicate.paper import HEADLINE, LOSS_LAW, SCALE, optimal_steps, paper_laws
 from replicate.report.compare import ci_text, comparison, fmt_ci, verdict, worst_holdout_error
-from replicate.sgd import eta_opt
+from replicate.theory.sgd import eta_opt
 
 
 def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:

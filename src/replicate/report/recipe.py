@@ -249,9 +249,9 @@ def captured_step_sentence(kernels_csv: str | Path = RESULTS / "benchmarks" / "k
     eager = rows[(rows["op"] == "train_step") & (rows["backend"].isin(["eager", "torch"]))]
     if captured.empty or eager.empty:
         return (
-            "The device run captures the training step in a CUDA graph (`replicate.step.StepGraph`) and checks it "
-            "against the eager step, but no GPU timing of the captured step is committed yet: every GPU step time "
-            "in this book, the estimate above included, is the eager step's."
+            "The device run captures the training step in a CUDA graph (`replicate.training.step.StepGraph`) and "
+            "checks it against the eager step, but no GPU timing of the captured step is committed yet: every GPU "
+            "step time in this book, the estimate above included, is the eager step's."
         )
     ratio = eager["ms"].median() / captured["ms"].median()
     return (

@@ -12,7 +12,7 @@ import pandas as pd
 
 from replicate.config import FLOP_KINDS, count_params, flops_per_token
 from replicate.profile import Profile
-from replicate.sgd import steps_examples_tradeoff
+from replicate.theory.sgd import steps_examples_tradeoff
 
 
 def heatmap(runs: pd.DataFrame, n_params: float, tokens: float) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from replicate.fit import compute_law, hyperparameter_law, loss_law
 from replicate.report import fmt_flops, heatmap, isoflop_budgets, law_identified
 from replicate.report.extrapolation import data_compute_range, flat_region_curves, loss_band, n_opt_curve
 from replicate.report.lr_law import law_band
-from replicate.sgd import eta_opt, steps_examples_tradeoff
+from replicate.theory.sgd import eta_opt, steps_examples_tradeoff
 
 sns.set_theme(style="whitegrid", context="notebook")
 

@@ -2,7 +2,7 @@
 
 A profile (replicate.profile) lists the runs, each one TrainConfig identified by `run_id`, and how they group.
 Runs that differ only in learning rate and seed train together as one ensemble
-(:mod:`replicate.ensemble`) of E = ensemble_rows // batch_size members (seeds outer, learning rates inner):
+(:mod:`replicate.training.ensemble`) of E = ensemble_rows // batch_size members (seeds outer, learning rates inner):
 ensembles pay where a step is too small to keep the hardware busy (2.2-3.2x for the smallest models at 2-4
 clips per step on one CPU thread, about 1.1x at 16; benchmarks/ensemble.py).
 
@@ -32,14 +32,15 @@ from pathlib import Path
 import torch
 
 from replicate.config import ModelConfig, TrainConfig
-from replicate.diffusion import ValidationSet
 from replicate.errors import ConfigError
 from replicate.profile import Group, Profile
 from replicate.progress import progress_bar
 from replicate.provenance import device_name
-from replicate.runs import STEP_TIMES, RunsTable, measured_step_seconds, run_rows
-from replicate.timing import run_seconds
-from replicate.train import TrainRecord, resolve_device, train_group
+from replicate.runs import RunsTable, TrainRecord, run_rows
+from replicate.training.diffusion import ValidationSet
+from replicate.training.step import resolve_device
+from replicate.training.timing import STEP_TIMES, measured_step_seconds, run_seconds
+from replicate.training.train import train_group
 
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
 PAUSE_AT = 0.9  # groups still training at this fraction of --deadline-s pause (state saved) to end in time
@@ -196,7 +197,7 @@ def sweep(
     `estimator` (default: calibrated per group shape) predicts each group's seconds; `longest_first` starts
     the longest groups first (a deadline then leaves the short ones, which the next call fits in);
     `on_group(group, records, seconds)` runs after each finished group is in the table; `capture` replays
-    each group's step from a CUDA graph (replicate.step.StepGraph) on a GPU.
+    each group's step from a CUDA graph (replicate.training.step.StepGraph) on a GPU.
     """
     start, start_wall = time.monotonic(), time.time()
     dev = resolve_device(device)

@@ -30,28 +30,14 @@ from pathlib import Path
 import torch
 
 from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, TrainConfig, count_params, flops_per_token
-from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
-from replicate.ensemble import MemberBuffers, unstack
-from replicate.errors import ConfigError
 from replicate.io import atomic_write
-from replicate.model import VideoDiT
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
 from replicate.runs import Checkpoint, TrainRecord
-from replicate.step import GroupStepper, check_group
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return dev
+from replicate.training.diffusion import ValidationSet, example_losses, stratified_mean_se
+from replicate.training.ensemble import MemberBuffers, unstack
+from replicate.training.model import VideoDiT
+from replicate.training.step import GroupStepper, check_group, resolve_device
 
 
 class PowerEMA:
@@ -260,7 +246,7 @@ def train_group(
     writes its GroupState into the file `state` and returns None; a call with the same arguments and that file
     continues from there (and deletes it when done). Paused and resumed, a group gives the same records on the
     CPU as one that ran through.
-    `capture`: on CUDA, replay the step from a CUDA graph (replicate.step.StepGraph); no effect on the CPU.
+    `capture`: on CUDA, replay the step from a CUDA graph (replicate.training.step.StepGraph); no effect on the CPU.
     """
     base = check_group(cfgs)
     dev = resolve_device(device)

@@ -106,7 +106,8 @@ class Mlp(nn.Module):
 
 def stacked_linear(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """A linear layer as E stacked ones: the (E, in, out) weight and (E, out) bias of an ensemble's layer
-    (replicate.ensemble.EnsembleLinear, whose members multiply consecutive row blocks), nn.Linear's as E = 1."""
+    (replicate.training.ensemble.EnsembleLinear, whose members multiply consecutive row blocks), nn.Linear's as
+    E = 1."""
     if isinstance(linear, nn.Linear):
         return linear.weight.t()[None], linear.bias[None]
     return linear.weight, linear.bias

@@ -1,0 +1,106 @@
+"""The layers of the package, as its folders name them, held against every import of its source (read, not run):
+the contracts at the bottom import only each other and no torch; the kernels import only the contracts; training
+imports the contracts and the kernels; the fit imports only the contracts; the report imports neither training nor
+the device call (nor the kernels, nor the torch side of the theory); the device call sits on training. The face
+(cli, __main__) may import anything."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "replicate"
+CONTRACTS = ("errors", "io", "provenance", "progress", "paper", "published", "config", "profile", "runs")
+# the layer of a module: its folder, a contract's own name, or the module itself where its layer is one file
+LAYER_OF = {**{name: "contracts" for name in CONTRACTS}, "theory.sgd": "contracts", "book": "book"}
+ALLOWED = {
+    "contracts": {"contracts"},
+    "kernels": {"contracts", "kernels"},
+    "training": {"contracts", "kernels", "training"},
+    "theory": {"contracts", "kernels", "training", "theory"},
+    "fit": {"contracts", "fit"},
+    "report": {"contracts", "fit", "report"},
+    "device": {"contracts", "kernels", "training", "device"},
+    "book": {"contracts", "fit", "report", "book"},
+}
+TORCH = ("torch", "triton")
+
+
+def _layer(module: str) -> str:
+    """The layer of `module` (a dotted name under replicate, e.g. "fit.surface")."""
+    if module in LAYER_OF:
+        return LAYER_OF[module]
+    return module.split(".")[0]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(p for p in parts if p != "__init__")
+        out[name or "__init__"] = path
+    return out
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(module imported, at import time) for every import statement of the file: at import time unless it stands
+    inside a function or under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    lazy: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or (
+            isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        ):
+            lazy.update(id(n) for n in ast.walk(node) if n is not node)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(alias.name, id(node) not in lazy) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] if node.module == "replicate" else []
+            out += [(name, id(node) not in lazy) for name in names or [node.module]]
+    return out
+
+
+def _internal(name: str, modules: dict[str, Path]) -> str | None:
+    """The package module that an imported name `replicate.x.y[.z]` refers to (None outside the package)."""
+    if not name.startswith("replicate."):
+        return None
+    parts = name.split(".")[1:]
+    while parts and ".".join(parts) not in modules:
+        parts.pop()  # a name imported from a module: from replicate.fit import fit_runs
+    return ".".join(parts) if parts else None
+
+
+def test_every_module_imports_only_the_layers_below_it():
+    modules = _modules()
+    broken = []
+    for name, path in modules.items():
+        layer = _layer(name)
+        if layer not in ALLOWED:
+            continue  # the face
+        for imported, _ in _imports(path):
+            target = _internal(imported, modules)
+            if target is not None and _layer(target) not in ALLOWED[layer]:
+                broken.append(f"{name} ({layer}) imports {target} ({_layer(target)})")
+    assert broken == []
+
+
+def test_contracts_and_the_analysis_side_import_no_torch_when_imported():
+    modules = _modules()
+    torch_free = [n for n in modules if _layer(n) in ("contracts", "fit", "report", "book")]
+    assert {"config", "runs", "fit.document", "report.figures", "theory.sgd"} <= set(torch_free)
+    found = [
+        f"{name} imports {imported}"
+        for name in torch_free
+        for imported, eager in _imports(modules[name])
+        if eager and imported.split(".")[0] in TORCH
+    ]
+    assert found == []
+
+
+def test_the_rules_can_fail():
+    # a report module that imported the trainer, or a contract that imported torch, would be named
+    modules = _modules()
+    assert _layer(_internal("replicate.training.train.train", modules)) not in ALLOWED["report"]
+    assert _internal("replicate.fit.fit_runs", modules) == "fit"
+    assert ("torch", True) in _imports(modules["training.model"])
+    assert ("torch", False) in _imports(modules["provenance"])  # imported inside a function: at use, not import
