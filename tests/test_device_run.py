@@ -167,6 +167,7 @@ def test_a_profile_designed_for_cuda_is_not_swept_on_the_cpu_unless_asked(tmp_pa
 
 
 def test_the_next_profile_is_stage_a_until_it_is_complete_and_a_go(tmp_path):
+    assert load_profile("study").after == "stage_a" and not load_profile("stage_a").after  # the plan is data
     assert next_profile(tmp_path) == "stage_a"
     done, total = study_status(ROOT / "results" / "stage_a")
     verdict = json.loads((ROOT / "results" / "stage_a" / "summary.json").read_text())["verdict"]

@@ -151,6 +151,7 @@ def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
         (("ensemble_rows = {rows}", "ensemble_rows = 0\nstop = { doublings = 1, bogus = 2 }"), "unknown key"),
         (("ensemble_rows = {rows}", "ensemble_rows = 0\nstop = { doublings = -1 }"), "positive"),
         (("workers = 1", 'workers = 1\ndevice = "tpu"'), "device must be"),
+        (("workers = 1", 'workers = 1\nafter = "nosuch"'), "unknown profile"),
     ],
 )
 def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):

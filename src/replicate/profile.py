@@ -4,7 +4,9 @@ and a held-out model; `load_profile` turns it into Runs (one TrainConfig each, i
 Groups (the runs that train together as one ensemble).
 
 Schema (every key is checked; unknown keys are errors):
-- top level: `description`, `design` (the note that says why the grid is what it is), `workers`;
+- top level: `description`, `design` (the note that says why the grid is what it is), `workers`, `device`
+  (the device type its design assumes), `after` (the profile it waits for: trained only once that one's table
+  holds every run and its summary.json's verdict is not no-go; runs.next_profile follows it);
 - `[clip]`: ClipConfig's fields; `[model]`: ModelConfig's shared fields; `[train]`: TrainConfig's fields;
 - `[grid]`: `checkpoints` (tokens), `batch_sizes` (clips per step), `lrs`, optional `lr_batch_exponent`
   (the lrs are those of one clip per step, times B^exponent at B clips), `seeds`, `ensemble_rows` (clips
@@ -157,6 +159,7 @@ class Profile:
     design: str = ""  # why the grid is what it is
     slurm: dict = field(default_factory=dict)  # submitit executor parameters
     device: str = ""  # the device type its design assumes ("cuda"); a sweep elsewhere needs --device
+    after: str = ""  # the profile it waits for (a gate: complete, and a summary verdict that is not no-go)
 
     def bench_groups(self) -> list[Group]:
         """The groups with the cheapest and the dearest step (one where they coincide): the shapes the device
@@ -173,6 +176,7 @@ class Profile:
 
 
 _TOP_KEYS = {
+    "after",
     "description",
     "design",
     "device",
@@ -257,6 +261,10 @@ def load_profile(name: str) -> Profile:
     _check_keys(raw, _TOP_KEYS, f"profile {path.name}")
     if raw.get("device", "") not in ("", "cpu", "cuda"):
         raise ConfigError(f"profile {path.name}: device must be cpu or cuda, got {raw['device']!r}")
+    if raw.get("after") is not None and (not isinstance(raw["after"], str) or raw["after"] == path.stem):
+        raise ConfigError(f"profile {path.name}: after must name another profile, got {raw['after']!r}")
+    if raw.get("after"):
+        profile_path(raw["after"])  # an unknown profile is a ConfigError here, not when the plan is followed
     if "grid" not in raw:
         raise ConfigError(f"profile {path.name} has no [grid] table")
     grid, fixed = raw["grid"], raw.get("fixed")
@@ -361,4 +369,5 @@ def load_profile(name: str) -> Profile:
         raw.get("design", "").strip(),
         dict(raw.get("slurm", {})),
         str(raw.get("device", "")),
+        str(raw.get("after", "")),
     )

@@ -22,6 +22,8 @@ from replicate.errors import ConfigError
 from replicate.io import write_csv
 from replicate.profile import load_profile
 
+STUDY = "study"  # the profile the project's plan works towards (results/study); what it waits for is profile data
+
 if TYPE_CHECKING:
     from replicate.profile import Run
 
@@ -190,13 +192,35 @@ def study_status(study: Path) -> tuple[int, int]:
     return len(done & {r.run_id for r in profile.runs}), len(profile.runs)
 
 
-def next_profile(results: Path) -> str:
-    """Stage A until its table holds every run, then the study; but Stage A again where its verdict is no-go
-    (the study is not run at that scale: a device run then trains nothing and its checks measure the GPU)."""
-    stage_a = results / "stage_a"
-    if not (stage_a / "profile.toml").is_file():
-        return "stage_a"
-    done, total = study_status(stage_a)
-    summary = stage_a / "summary.json"
+def gate_passed(results: Path, name: str) -> bool:
+    """Whether the study `name` in results/ lets the profiles that wait for it (`after`) go: its table holds
+    every run of its profile and its summary.json's verdict, where it has one, is not no-go."""
+    folder = results / name
+    if not (folder / "profile.toml").is_file():
+        return False
+    done, total = study_status(folder)
+    summary = folder / "summary.json"
     no_go = summary.is_file() and json.loads(summary.read_text()).get("verdict") == "no-go"
-    return "stage_a" if done < total or no_go else "study"
+    return done == total and not no_go
+
+
+def next_profile(results: Path, target: str = STUDY) -> str:
+    """The profile that the plan towards `target` trains next: the first profile of its `after` chain (profile
+    data) whose gate has not passed, else `target`. With the committed profiles: Stage A until its table holds
+    every run, then the study; but Stage A again where its verdict is no-go (the study is not run at that
+    scale: a device run then trains nothing and its checks measure the GPU)."""
+    gate = load_profile(target).after
+    if not gate:
+        return target
+    first = next_profile(results, gate)
+    return first if first != gate or not gate_passed(results, gate) else target
+
+
+def seed_noise(results: Path, target: str = STUDY) -> float | None:
+    """The seed-to-seed noise near the optimum (relative) that the first study of the plan towards `target`
+    measured (its summary.json), the yardstick of the device run's precision check; None where it has none."""
+    first = target
+    while load_profile(first).after:
+        first = load_profile(first).after
+    summary = results / first / "summary.json"
+    return json.loads(summary.read_text())["seed_noise"]["raw"]["near_optimum"]["rms"] if summary.is_file() else None

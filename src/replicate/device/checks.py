@@ -5,8 +5,8 @@ summary line; a failure is the stage's result (replicate.device.call), and the n
 - preflight (replicate.device.preflight): the environment, a small captured step, the Triton ops' correctness;
 - capture: the captured step against the eager one on the smallest group. Until it passes, and where it fails
   or disagrees, every step of the call is eager (`Checks.capture`): the other checks and the training go on;
-- precision: bf16 autocast against fp32, against a fifth of Stage A's seed noise (the rule for keeping bf16;
-  the profiles decide, through TrainConfig.bf16);
+- precision: bf16 autocast against fp32, against a fifth of the seed noise that the plan's first study (Stage A)
+  measured (runs.seed_noise; the rule for keeping bf16: the profiles decide, through TrainConfig.bf16);
 - streams: how many groups one process overlaps on separate streams;
 - kernels (on a GPU): the kernel benchmark, the training step torch vs Triton first, then each op against eager
   PyTorch and torch.compile at the largest and the smallest group (lines "kernel" and "autotune"), and a line
@@ -30,6 +30,7 @@ import torch
 from replicate.config import TrainConfig
 from replicate.device.call import Stage
 from replicate.profile import Group, Profile, named_shape
+from replicate.runs import seed_noise
 from replicate.training.step import GroupStepper, resolve_device
 from replicate.training.timing import step_ms, stepper_ms, timed
 
@@ -299,10 +300,7 @@ class Checks:
     def check_precision(self, deadline: float) -> str:
         """bf16 autocast against fp32 on the smallest group, judged against a fifth of Stage A's seed noise."""
         smallest = self.prof.bench_groups()[0]
-        summary = self.results / "stage_a" / "summary.json"
-        noise = (
-            json.loads(summary.read_text())["seed_noise"]["raw"]["near_optimum"]["rms"] if summary.is_file() else None
-        )
+        noise = seed_noise(self.results)
         steps, last = PRECISION_STEPS[self.dev.type]
         row = precision_check(smallest.cfgs, str(self.dev), self.backend, steps, last, self.capture)
         keep = noise is not None and abs(row["bf16_rel_loss_diff"]) < noise / 5

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from replicate.config import count_params
-from replicate.profile import Profile
-from replicate.runs import next_profile
+from replicate.profile import Profile, load_profile
+from replicate.runs import STUDY, next_profile
 
 RESULTS = Path("results")
 GPU_STEPS = RESULTS / "benchmarks" / "gpu_steps.jsonl"
@@ -181,10 +181,11 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
 def device_window(results: str | Path = RESULTS) -> str:
     """The lent GPU window's prepared call, in Markdown, with what it would train now (runs.next_profile)."""
     results = Path(results)
-    summary = results / "stage_a" / "summary.json"
+    gate = load_profile(STUDY).after
+    summary = results / gate / "summary.json"
     verdict = json.loads(summary.read_text()).get("verdict") if summary.is_file() else None
     now = next_profile(results)
-    if now == "study":
+    if now == STUDY:
         what = "Stage A is complete with a go verdict, so a call now trains the study's pending groups."
     elif verdict == "no-go":
         what = (
