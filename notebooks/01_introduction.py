@@ -54,7 +54,7 @@ display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
+    stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
     display(report.table(report.claim_verdicts(study.fit, stage_a, report.load_lr_law(RESULTS_DIR))))
 
 # %% [markdown]
@@ -122,7 +122,7 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
+    stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
     display(
         Markdown("\n".join(f"- {line}" for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema)))
     )

@@ -25,8 +25,6 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import tomllib
-
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -52,7 +50,7 @@ if study is not None:
             f"{int(diverged.sum())} runs diverged (their later checkpoints are rows without a loss, diverged = True)."
         )
     )
-    design = tomllib.loads(study.profile).get("design", "") if study.profile else ""
+    design = study.profile.design if study.profile else ""
     display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
 
 # %% [markdown]

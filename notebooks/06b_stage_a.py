@@ -52,7 +52,7 @@ from replicate.report import figures, stage_a
 
 STAGE_A = Path(STAGE_A_DIR)
 study = report.load_study(STAGE_A)
-summary = report.load_json(STAGE_A / "summary.json")
+summary = report.read_summary(STAGE_A / "summary.json")
 profile = load_profile(str(STAGE_A / "profile.toml")) if (STAGE_A / "profile.toml").is_file() else None
 if study is None or profile is None:
     display(Markdown("**Stage A has no results yet.** `python -m replicate sweep --profile stage_a` trains it."))

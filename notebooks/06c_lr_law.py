@@ -56,8 +56,8 @@ studies = {
     f"study ({Path(RESULTS_DIR).name})": Path(RESULTS_DIR),
     "Stage A": Path(STAGE_A_DIR),
 }
-laws = {name: doc for name, path in studies.items() if (doc := report.load_json(path / "lr_law.json"))}
-summary = report.load_json(STAGE_L / "summary.json")
+laws = {name: doc for name, path in studies.items() if (doc := report.read_lr_law(path / "lr_law.json"))}
+summary = report.read_summary(STAGE_L / "summary.json")
 headline_name = next(iter(laws), None)
 headline = laws.get(headline_name)
 

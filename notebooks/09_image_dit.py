@@ -24,8 +24,6 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import tomllib
-
 import torch
 from IPython.display import Markdown, display
 
@@ -72,5 +70,5 @@ if image is not None and image.fit is not None:
         "hyperparameter exponents, not values."
     )
     display(Markdown(report.paper_box(lines)))
-    design = tomllib.loads(image.profile).get("design", "")
+    design = image.profile.design if image.profile else ""
     display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))

@@ -115,7 +115,7 @@ def test_the_isoflop_chapter_says_where_n_opt_lies(cpu):
 def test_degenerate_numbers_are_flagged_not_printed():
     from replicate.report import stage_a as chapter
 
-    stage_a = report.load_json(RESULTS / "stage_a/summary.json")
+    stage_a = report.read_summary(RESULTS / "stage_a/summary.json")
     table = chapter.summary_table(stage_a).set_index("quantity")
     assert stage_a["ema"]["surface"]["converged"] is False
     assert "not converged" in table.loc["verdict", "EMA weights"]
@@ -202,7 +202,7 @@ def test_reads_are_recorded_per_chapter_and_tabled(tmp_path):
     assert files.loc["cpu/runs.csv", "device"].startswith("cpu")
     assert (
         files.loc["cpu/fit.json", "written by code at"]
-        == report.load_json(RESULTS / "cpu/fit.json")["provenance"]["git_sha"]
+        == report.read_fit(RESULTS / "cpu/fit.json")["provenance"]["git_sha"]
     )
 
 

@@ -36,6 +36,7 @@ from replicate.fit import (
 )
 from replicate.fit import document as fit_document
 from replicate.fit.laws import HYPER_PARAMS
+from replicate.fit.read import Bootstrap, ComputeLaw, FitDocument, HyperparameterLaw, LossLaw, Surface
 
 LAW = TRUTH["loss_law"]
 
@@ -96,22 +97,14 @@ def test_output_has_the_documented_keys():
     runs = synthetic_sweep(holdout_widths=(192,))
     fixed_lr = float(np.sort(runs["lr"].unique())[3])
     result = fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=12)
-    assert {
-        "optima",
-        "batch_size_law",
-        "lr_law",
-        "loss_law",
-        "compute_law",
-        "fixed",
-        "holdout",
-        "n_rows",
-        "n_diverged",
-        "warnings",
-        "runs",
-        "grid",
-        "divergence",
-        "estimators",
-    } <= result.keys()
+    # the schema (fit.read) names every key the document has, and no other; source and provenance come from fit_file
+    assert result.keys() == FitDocument.__annotations__.keys() - {"source", "provenance"}
+    assert result["surface"].keys() == Surface.__annotations__.keys()
+    assert result["bootstrap"].keys() == Bootstrap.__annotations__.keys()
+    assert result["batch_size_law"].keys() == HyperparameterLaw.__annotations__.keys()
+    assert result["loss_law"].keys() <= LossLaw.__annotations__.keys()
+    assert result["compute_law"].keys() <= ComputeLaw.__annotations__.keys()
+    assert {"surface.batch_size_law.exp_tokens", "loss_law.alpha_tokens"} <= result["bootstrap"]["samples"].keys()
     assert {"n_params", "tokens", "batch_size", "lr", "val_loss", "on_edge"} <= result["optima"][0].keys()
     assert set(result["batch_size_law"]["ci95"]) == {"coef", "exp_tokens", "exp_params"}
     assert {"a", "alpha_tokens", "b", "alpha_params", "l_inf"} <= result["loss_law"]["ci95"].keys()

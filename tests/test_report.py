@@ -340,13 +340,13 @@ def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
     quad = report.quadratic_estimates(theory["quadratic"])
     assert len(quad) == 7 * len(theory["quadratic"]["results"]) and quad["z"].notna().all()
     dit = report.dit_noise_scales(theory["dit_noise"])
-    figures = (
+    drawn = (
         figures.quadratic_estimates_figure(quad),
         figures.line_search_figure(theory["line_search"]["results"]),
         figures.noise_scale_figure(dit),
         figures.tradeoff_figure(dit, [1, 2, 4]),
     )
-    for fig in figures:
+    for fig in drawn:
         assert fig.axes and all(ax.has_data() for ax in fig.axes)
     assert len(figures.isoflop_figure(fit[1]).axes) == 2  # one panel per FLOP convention, empty where no budget
 
@@ -354,7 +354,7 @@ def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
 def test_the_limitations_and_the_scope_sentences_come_from_the_results():
     root = Path(__file__).resolve().parents[1] / "results"
     study = report.load_study(root / "cpu")
-    stage_a = report.load_json(root / "stage_a/summary.json")
+    stage_a = report.read_summary(root / "stage_a/summary.json")
     lines = report.limitations(study.fit, study.runs, stage_a, study.fit_ema)
     steps = (study.runs["tokens"] / study.runs["batch_size"]).max()
     assert any(f"longest run took {steps:,.0f} optimiser steps" in line for line in lines)

@@ -221,14 +221,12 @@ def _predict(args: argparse.Namespace) -> int:
     import json
 
     from replicate.fit.predict import paper_fit, predict
+    from replicate.fit.read import read_fit
 
     if args.fit is not None:
-        try:
-            fit = json.loads(args.fit.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read {args.fit}: {err}") from None
-        if not isinstance(fit, dict) or "loss_law" not in fit:
-            raise ConfigError(f"{args.fit} is not a fit.json (no loss_law)")
+        fit = read_fit(args.fit)
+        if fit is None:
+            raise ConfigError(f"cannot read {args.fit}: no such file")
     else:
         fit = paper_fit()
     result = predict(fit, args.params, args.tokens, args.flops)

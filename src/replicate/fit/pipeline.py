@@ -21,6 +21,7 @@ from replicate.fit.compute import (
 from replicate.fit.laws import HYPER_PARAMS, hyperparameter_law, loss_law, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent
+from replicate.fit.read import surface_leads
 from replicate.fit.surface import fit_surface, surface_statistics
 from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows
 
@@ -255,12 +256,12 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
 
 
 def holdout_predictions(stage: Stage, data: FitData, converged_only: bool = True) -> list[dict]:
-    """The held-out points predicted by the loss law and the headline hyperparameter laws: the surface fit's
-    where it converged (as `replicate predict`), else the per-(N, T) optima's. A loss law that did not converge
+    """The held-out points predicted by the loss law and the headline hyperparameter laws (fit.read's rule, as
+    `replicate predict` takes them). A loss law that did not converge
     predicts nothing with `converged_only` (a bootstrap resample), and predicts all the same without it (the
     full data's report, which flags it)."""
     batch_law, lr_law = stage.batch_size_law, stage.lr_law
-    if stage.surface is not None and stage.surface["converged"]:
+    if surface_leads(stage.surface):
         batch_law, lr_law = stage.surface, stage.surface_lr
     law = stage.law.params() if stage.law.converged or not converged_only else None
     return predict_holdout(data.holdout.n, data.holdout.t, law, batch_law, lr_law)

@@ -8,6 +8,7 @@ learning-rate law at a fixed batch size), public (the paper's claims at language
 Porian et al.'s runs). The notebooks call these names from here.
 """
 
+from replicate.fit.read import read_fit, read_lr_law, read_summary
 from replicate.report.compare import (
     COMPARISON_COLUMNS,
     EXPONENTS,
@@ -155,6 +156,9 @@ __all__ = [
     "prediction_table",
     "provenance_table",
     "quadratic_estimates",
+    "read_fit",
+    "read_lr_law",
+    "read_summary",
     "record_reads",
     "rerun_agreement",
     "rerun_fit_sentence",

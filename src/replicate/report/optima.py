@@ -8,6 +8,7 @@ import pandas as pd
 
 from replicate.fit import FlopsPerToken, compute_optimal_size, isoflop_losses
 from replicate.fit.laws import LOSS_PARAMS
+from replicate.fit.read import FitDocument
 
 
 def best_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -17,7 +18,7 @@ def best_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.loc[cells.groupby(["n_params", "tokens"])["val_loss"].idxmin()].reset_index(drop=True)
 
 
-def optima_frame(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
+def optima_frame(runs: pd.DataFrame, fit: FitDocument) -> pd.DataFrame:
     """Per (N, T): the grid's best cell and the interpolated optimum of fit.json (`replicate.fit.grid_optima`),
     how far apart they are in doublings of B and of lr, and how much lower the interpolated loss is (numbers)."""
     both = best_cells(runs).merge(pd.DataFrame(fit["optima"]), on=["n_params", "tokens"], suffixes=("_cell", ""))
@@ -29,7 +30,7 @@ def optima_frame(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
     )
 
 
-def optima_table(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
+def optima_table(runs: pd.DataFrame, fit: FitDocument) -> pd.DataFrame:
     """optima_frame as the book shows it: (B in tokens, lr) pairs in single columns, so that it fits the page."""
     f = optima_frame(runs, fit)
     return pd.DataFrame(
@@ -49,7 +50,7 @@ def optima_table(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
     )
 
 
-def optima_sentence(runs: pd.DataFrame, fit: dict) -> str:
+def optima_sentence(runs: pd.DataFrame, fit: FitDocument) -> str:
     """optima_frame in words: how often the interpolated optimum leaves its best cell, and why it may."""
     f = optima_frame(runs, fit)
     moved_b, moved_lr = f["moved_batch"].abs() > 0.5, f["moved_lr"].abs() > 0.5
@@ -65,7 +66,7 @@ def optima_sentence(runs: pd.DataFrame, fit: dict) -> str:
     )
 
 
-def law_identified(fit: dict, key: str) -> bool:
+def law_identified(fit: FitDocument, key: str) -> bool:
     """Whether the optima a hyperparameter law (key "batch_size" or "lr") was fitted to vary at all: where all of
     them sit on one grid value, its exponents are zero up to rounding and identify nothing."""
     optima = pd.DataFrame(fit.get("optima") or [])
@@ -77,7 +78,7 @@ def law_identified(fit: dict, key: str) -> bool:
     return len(values) > 1 and not np.allclose(values, values[0], rtol=1e-9, atol=0)
 
 
-def isoflop_budgets(fit: dict, convention: str) -> pd.DataFrame:
+def isoflop_budgets(fit: FitDocument, convention: str) -> pd.DataFrame:
     """Each compute budget (FLOPs of `convention`) that two or more sizes' optima reach: their losses there (read
     off each size's curve, never extrapolated: replicate.fit.isoflop_losses), which is lowest, and whether that is
     the smallest size reaching the budget."""
@@ -104,14 +105,14 @@ def isoflop_budgets(fit: dict, convention: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["flops", "n_params", "val_loss", "lowest", "smallest_reaching"])
 
 
-def _isoflop_n_opt(fit: dict, convention: str, flops: np.ndarray) -> np.ndarray:
+def _isoflop_n_opt(fit: FitDocument, convention: str, flops: np.ndarray) -> np.ndarray:
     """The loss law's N_opt (the book's definition) at `flops` counted in `convention`."""
     law = {k: fit["loss_law"][k] for k in LOSS_PARAMS}
     fpt = FlopsPerToken(**fit["compute_laws"][convention]["flops_per_token"])
     return compute_optimal_size(law, flops, fpt)[0] if len(flops) else np.array([])
 
 
-def isoflop_summary(fit: dict) -> pd.DataFrame:
+def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
     """One row per FLOP convention: the budgets two and three sizes reach, at how many the smallest size that
     reaches a budget has its lowest loss, the vertices inside the sizes, and the loss law's N_opt over those
     budgets (the book's definition) beside the trained sizes."""

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.config import count_params
+from replicate.fit.read import read_summary
 from replicate.profile import Profile, load_profile
 from replicate.runs import STUDY, next_profile
 
@@ -182,8 +183,8 @@ def device_window(results: str | Path = RESULTS) -> str:
     """The lent GPU window's prepared call, in Markdown, with what it would train now (runs.next_profile)."""
     results = Path(results)
     gate = load_profile(STUDY).after
-    summary = results / gate / "summary.json"
-    verdict = json.loads(summary.read_text()).get("verdict") if summary.is_file() else None
+    summary = read_summary(results / gate / "summary.json")
+    verdict = summary.get("verdict") if summary is not None else None
     now = next_profile(results)
     if now == STUDY:
         what = "Stage A is complete with a go verdict, so a call now trains the study's pending groups."

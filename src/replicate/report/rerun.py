@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from replicate.fit.read import FitDocument
 from replicate.report.compare import EXPONENTS, fitted_exponent
 
 
@@ -116,7 +117,7 @@ FAMILIES = {  # the fitted exponents grouped by what they rest on
 }
 
 
-def fits_agreement_sentence(fits: dict[str, dict]) -> str:
+def fits_agreement_sentence(fits: dict[str, FitDocument]) -> str:
     """How several fits of (nearly) the same runs agree: per family of exponents (FAMILIES) the largest move
     between fits beside the mean width of their 95% intervals, and every exponent whose sign differs between
     fits; then which families these data determine."""

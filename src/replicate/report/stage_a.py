@@ -9,6 +9,7 @@ import pandas as pd
 
 from replicate.fit import cluster_tokens
 from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
+from replicate.fit.read import CurvatureSummary
 from replicate.paper import BATCH_SIZE_LAW
 from replicate.report.compare import fmt_ci, lr_scaling_sentence
 
@@ -24,7 +25,7 @@ def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
     return best.rename(columns={"mean": "loss", "min": "lowest_seed", "max": "highest_seed", "count": "seeds"})
 
 
-def summary_table(summary: dict) -> pd.DataFrame:
+def summary_table(summary: CurvatureSummary) -> pd.DataFrame:
     """The summary's headline numbers, one row each, the raw and EMA readouts as columns."""
     parts = {"raw weights": summary, "EMA weights": summary.get("ema")}
     rows: dict[str, dict[str, object]] = {}
@@ -55,7 +56,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()))
 
 
-def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]:
+def verdict_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) -> list[str]:
     """What Stage A says, in sentences: its progress, its curvature against the thresholds, its noise, and
     what the verdict means for the study."""
     lines = []
