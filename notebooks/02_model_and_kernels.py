@@ -18,8 +18,8 @@
 # position, and processed by blocks of full 3D self-attention and a tanh-GELU MLP, each conditioned on the
 # timestep and the class label by adaLN-Zero (a LayerNorm without affine whose shift, scale and residual
 # gate are regressed from the conditioning, all initialised to zero so the network starts as the identity
-# and outputs zeros). A final adaLN layer maps tokens back to patches. The DiT's hot ops (LayerNorm-modulate
-# fused with the gated residual, attention, GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
+# and outputs zeros). A final adaLN layer maps tokens back to patches. The DiT's hot ops (LayerNorm-modulate,
+# attention, the MLP's first layer with its GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
 # references as the CPU path and the test oracle. Attention has two: for the study's short clips (at most 64
 # tokens) one program holds a whole (clip, head), its scores included, forward and backward
 # (`kernels.clip_attention`); longer sequences take a flash-attention kernel {cite}`dao2022flashattention` that tiles them
