@@ -43,7 +43,7 @@ def main() -> int:
     models = sorted({r.size: r.cfg.model for r in fit}.items(), key=lambda kv: count_params(kv[1]))[:2]
     rows = []
     for name, model in models:
-        cfg = TrainConfig(model, batch_size=args.batch_size, lr=1e-3, tokens=10**9)
+        cfg = TrainConfig(model, batch_clips=args.batch_size, lr=1e-3, tokens=10**9)
         for members in (int(m) for m in args.members.split(",")):
             # one plain run and the stack timed alternately, round by round: the machine's drift cancels in
             # each round's ratio, and the median over rounds is reported

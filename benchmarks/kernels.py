@@ -65,7 +65,7 @@ def main() -> int:
         return 2
     groups = [g.cfgs for g in prof.bench_groups()]
     if device.type == "cpu":  # the interpreter: one tiny group (two members, one clip) checks the logic
-        groups = [[dataclasses.replace(c, batch_size=1) for c in groups[0][:2]]]
+        groups = [[dataclasses.replace(c, batch_clips=1) for c in groups[0][:2]]]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     timed_steps = None if args.skip_train_step else 100 if device.type == "cuda" else 1
     bench = kernel_benchmark(groups, device, dtype, start + args.deadline_s, timed_steps)

@@ -99,13 +99,13 @@ def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: in
 
 def _name(profile: str, group: Group) -> str:
     run = group.runs[0]
-    return f"{profile} {run.role} {run.size} B={run.cfg.batch_size} clips"
+    return f"{profile} {run.role} {run.size} B={run.cfg.batch_clips} clips"
 
 
 def shapes(quick: bool) -> list[tuple[str, list[TrainConfig]]]:
     """The measured groups: (name, their configs)."""
     stage_a, stage_l = load_profile("stage_a"), load_profile("stage_l")
-    by_batch = {g.runs[0].cfg.batch_size: g for g in stage_a.groups}
+    by_batch = {g.runs[0].cfg.batch_clips: g for g in stage_a.groups}
     one_clip = by_batch[min(by_batch)]
     holdout = next(g for g in stage_l.groups if g.runs[0].role == "holdout")
     if quick:

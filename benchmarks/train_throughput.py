@@ -39,7 +39,7 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048) -> float:
 
 
 def measure(size: str, batch_size: int, device: torch.device, steps: int) -> dict:
-    cfg = TrainConfig(model_config(size), batch_size=batch_size, lr=1e-4, tokens=10**9)
+    cfg = TrainConfig(model_config(size), batch_clips=batch_size, lr=1e-4, tokens=10**9)
     step_s = step_seconds([cfg], str(device), steps=steps)
     # the stream renders blocks of clips ahead: time whole blocks, per batch
     stream = ClipStream(cfg.model.clip, 0, "train", device)

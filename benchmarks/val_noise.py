@@ -49,7 +49,7 @@ def main() -> int:
         for seed in seeds:
             cfg = TrainConfig(
                 model,
-                batch_size=args.batch_size,
+                batch_clips=args.batch_size,
                 lr=lr,
                 tokens=args.tokens,
                 seed=seed,

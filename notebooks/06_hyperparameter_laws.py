@@ -38,7 +38,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import report
-from replicate.fit import batch_profile, hyperparameter_law, paper_laws, validate_runs
+from replicate.fit import hyperparameter_law, loss_along_batch, paper_laws, validate_runs
 from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE)
@@ -117,13 +117,13 @@ if fit is not None:
 # %% tags=["hide-input"]
 if fit is not None:
     fit_runs_table = study.runs[study.runs["role"] == "fit"]
-    profile = batch_profile(validate_runs(fit_runs_table))
+    by_batch = loss_along_batch(validate_runs(fit_runs_table))
     slope = fit.get("lr_batch_exponent") or {}
-    figures.show(figures.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value")), "06_batch_ridge")
+    figures.show(figures.batch_ridge_figure(by_batch, by_batch["tokens"].max(), slope.get("value")), "06_batch_ridge")
     optima = pd.DataFrame(fit["optima"])
     paper_b = hyperparameter_law(optima["tokens"], optima["n_params"], **paper_laws()["batch_size_law"])
     clip = float(fit_runs_table["tokens_per_sample"].iloc[0])
-    last = profile[profile["tokens"] == profile["tokens"].max()]
+    last = by_batch[by_batch["tokens"] == by_batch["tokens"].max()]
     spread = last.groupby("n_params")["val_loss"].agg(lambda v: v.max() / v.min() - 1)
     lines = [
         f"{int(optima['edge'].str.contains('batch_size').sum())} of {len(optima)} (N, T) optima lie on the "
@@ -149,7 +149,7 @@ if fit is not None:
 # ## The held-out model
 #
 # A model about 4x larger than the largest fitting model was trained on a small $(B, \eta)$ grid fixed in
-# advance from the pilots (the profile's design note), before the laws were fitted. The heat map marks the laws' prediction (white square) and the observed,
+# advance from the pilots (the by_batch's design note), before the laws were fitted. The heat map marks the laws' prediction (white square) and the observed,
 # interpolated optimum (star).
 
 # %% tags=["hide-input"]

@@ -98,7 +98,7 @@ if study is not None and profile is not None:
 if study is not None:
     for column, name in (("val_loss", "raw weights"), ("val_loss_ema", "EMA weights")):
         part = summary if column == "val_loss" else (summary or {}).get("ema")
-        fig = figures.batch_curvature_figure(stage_a.seed_profile(study.runs, column), part)
+        fig = figures.batch_curvature_figure(stage_a.seed_spread(study.runs, column), part)
         fig.axes[0].set_title(f"Stage A, {name}")
         figures.show(fig, f"06b_loss_along_B_{column}")
 
@@ -109,6 +109,6 @@ if study is not None:
 if study is not None and summary is not None and profile is not None:
     display(report.table(stage_a.summary_table(summary)))
     done = study.runs["run_id"].nunique()
-    display(Markdown(report.paper_box(stage_a.verdict_lines(summary, done, len(profile.runs)), "Stage A says")))
+    display(Markdown(report.paper_box(stage_a.stage_a_lines(summary, done, len(profile.runs)), "Stage A says")))
 elif study is not None:
     display(Markdown("**No summary yet.** `make book` writes `results/stage_a/summary.json` from its runs."))

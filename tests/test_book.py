@@ -120,7 +120,7 @@ def test_degenerate_numbers_are_flagged_not_printed():
     assert stage_a["ema"]["surface"]["converged"] is False
     assert "not converged" in table.loc["verdict", "EMA weights"]
     assert "did not converge" in table.loc["the surface fit", "EMA weights"]
-    assert any("did not converge" in line for line in chapter.verdict_lines(stage_a, 1, 1))
+    assert any("did not converge" in line for line in chapter.stage_a_lines(stage_a, 1, 1))
     fit = report.load_study(RESULTS / "cpu").fit
     ratio = report.fixed_ratio_table(fit).iloc[0]
     assert "e-0" in ratio["ours"] and ratio["ours"] != "0.000"

@@ -168,7 +168,7 @@ def test_the_flat_step_trains_as_the_reference_step():
     alone, and differently in either order; it has no effect on the loss."""
     from replicate.training.step import GroupStepper
 
-    base = TrainConfig(MODEL, batch_size=1, lr=1e-3, tokens=16 * 200, warmup_steps=10)
+    base = TrainConfig(MODEL, batch_clips=1, lr=1e-3, tokens=16 * 200, warmup_steps=10)
     cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (3e-4, 3e-3)]
     flat = GroupStepper(cfgs, torch.device("cpu"))
     ref = GroupStepper(cfgs, torch.device("cpu"), reference=True)
@@ -188,7 +188,7 @@ def test_the_flat_step_trains_as_the_reference_step():
 
 def test_an_ensemble_of_three_equals_three_independent_runs():
     val = ValidationSet.build(CLIP, 64)
-    base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=3072, warmup_steps=4, checkpoints=(1024, 3072))
+    base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=3072, warmup_steps=4, checkpoints=(1024, 3072))
     cfgs = [dataclasses.replace(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2)]
     group = train_group(cfgs, val=val, device="cpu")  # fp32: CUDA trains in bf16
     for cfg, member in zip(cfgs, group, strict=True):
@@ -202,7 +202,7 @@ def test_an_ensemble_of_three_equals_three_independent_runs():
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on():
     val = ValidationSet.build(CLIP, 32)
-    base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=8192, warmup_steps=1, checkpoints=(2048, 8192))
+    base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=8192, warmup_steps=1, checkpoints=(2048, 8192))
     good, bad = train_group([base, dataclasses.replace(base, lr=50.0)], val=val, device="cpu")
     assert bad.diverged and bad.diverged_at_tokens < base.tokens
     assert not good.diverged and len(good.checkpoints) == 2
@@ -212,7 +212,7 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on():
 
 def test_an_ensemble_over_seeds_and_lrs_equals_its_independent_runs():
     val = ValidationSet.build(CLIP, 64)
-    base = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=2048, warmup_steps=4, checkpoints=(1024, 2048))
+    base = TrainConfig(MODEL, batch_clips=4, lr=1e-3, tokens=2048, warmup_steps=4, checkpoints=(1024, 2048))
     cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (1e-3, 3e-3)]
     group = train_group(cfgs, val=val, device="cpu")
     for cfg, member in zip(cfgs, group, strict=True):
@@ -226,6 +226,6 @@ def test_an_ensemble_over_seeds_and_lrs_equals_its_independent_runs():
 
 
 def test_group_members_must_differ_only_in_lr_and_seed():
-    base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=1024)
+    base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=1024)
     with pytest.raises(ValueError, match="only in learning rate and seed"):
-        train_group([base, dataclasses.replace(base, batch_size=16)])
+        train_group([base, dataclasses.replace(base, batch_clips=16)])

@@ -13,7 +13,7 @@ from replicate.fit import (
     TRUTH,
     FlopsPerToken,
     SweepCube,
-    batch_profile,
+    loss_along_batch,
     bootstrap_runs,
     compute_optimal_size,
     extract_optima,
@@ -266,7 +266,7 @@ def test_lr_batch_exponent_recovers_the_planted_scaling(exponent):
     runs = _ridge_runs(exponent)
     cube = SweepCube.from_runs(runs)
     assert lr_batch_exponent(cube.optima(), cube.batch_size) == pytest.approx(exponent, abs=1e-6)
-    profile = batch_profile(runs)
+    profile = loss_along_batch(runs)
     assert len(profile) == 10 and np.allclose(profile["val_loss"], 0.1)
     assert np.allclose(
         profile["lr"], 1e-3 * (profile["batch_size"] / 64) ** exponent * np.where(profile["n_params"] > 1e5, 2, 1)

@@ -138,7 +138,7 @@ def test_the_torch_path_trains_bit_for_bit_as_the_committed_studies():
         pytest.skip(f"losses pinned for {', '.join(PINNED)}, not {capability}")
     m = ModelConfig(width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8))
     cfgs = [
-        TrainConfig(m, batch_size=2, lr=lr, tokens=2 * 16 * 40, seed=s, val_examples=32, checkpoints=(2 * 16 * 40,))
+        TrainConfig(m, batch_clips=2, lr=lr, tokens=2 * 16 * 40, seed=s, val_examples=32, checkpoints=(2 * 16 * 40,))
         for s in (0, 1)
         for lr in (1e-3, 4e-3)
     ]

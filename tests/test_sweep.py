@@ -96,7 +96,7 @@ def test_profile_builds_runs_and_groups(tmp_path):
     assert sorted(len(g.runs) for g in profile.groups) == [1] * (2 * 3 + 1) + [3, 3]
     assert len({r.run_id for r in profile.runs}) == len(profile.runs)
     assert [r.index for r in profile.runs] == list(range(len(profile.runs)))
-    assert (profile.fixed_batch_size, profile.fixed_lr) == (4, 0.01)
+    assert (profile.fixed_batch_clips, profile.fixed_lr) == (4, 0.01)
     for name in ("smoke", "smoke_image", "cpu", "image", "gpu"):  # every shipped profile is valid
         shipped = load_profile(name)
         assert shipped.runs and any(r.role == "holdout" for r in shipped.runs), name
@@ -111,12 +111,12 @@ def test_the_cpu_profile_has_the_grid_the_study_needs():
     assert len(sizes) >= 4 and sizes[-1] >= 10 * sizes[0]
     checkpoints = fit[0].cfg.checkpoints
     assert all(r.cfg.checkpoints == checkpoints for r in fit) and checkpoints[-1] >= 8 * checkpoints[0]
-    batches = sorted({r.cfg.batch_size for r in fit})
+    batches = sorted({r.cfg.batch_clips for r in fit})
     assert len(batches) >= 4 and all(b == 2 * a for a, b in pairwise(batches))
     for n in sizes:
         lrs = sorted({r.cfg.lr for r in fit if count_params(r.cfg.model) == n})
         assert len(lrs) >= 5 and all(1.5 <= b / a <= 2 for a, b in pairwise(lrs))
-        assert {(r.cfg.batch_size, r.cfg.lr) for r in fit if count_params(r.cfg.model) == n} == {
+        assert {(r.cfg.batch_clips, r.cfg.lr) for r in fit if count_params(r.cfg.model) == n} == {
             (b, lr) for b in batches for lr in lrs
         }  # the full grid at every size
     held = {count_params(r.cfg.model) for r in profile.runs if r.role == "holdout"}
@@ -127,14 +127,14 @@ def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
     profile = load_profile("stage_a")
     assert len(profile.groups) == 5  # one group per batch size: 2 seeds x 4 lrs
     for group in profile.groups:
-        b = group.runs[0].cfg.batch_size
+        b = group.runs[0].cfg.batch_clips
         assert [r.cfg.seed for r in group.runs] == [0] * 4 + [1] * 4
         lrs = [r.cfg.lr for r in group.runs[:4]]
         assert lrs == [r.cfg.lr for r in group.runs[4:]]
         assert lrs == pytest.approx([1e-4 * 2**k * b**0.7 for k in range(4)], rel=1e-3)
     cpu = load_profile("cpu")  # without lr_batch_exponent every batch size has the size's lrs
-    assert {r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 1 and r.size == "nano"} == {
-        r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 8 and r.size == "nano"
+    assert {r.cfg.lr for r in cpu.runs if r.cfg.batch_clips == 1 and r.size == "nano"} == {
+        r.cfg.lr for r in cpu.runs if r.cfg.batch_clips == 8 and r.size == "nano"
     }
 
 
@@ -166,7 +166,7 @@ def test_a_profile_may_have_no_fixed_baseline_and_split_its_held_out_model(tmp_p
     text = TINY.replace("[fixed]\nbatch_size = 4\nlr = 0.01\n\n", "").replace("lrs = [0.01]", "lrs = [0.01, 0.02]")
     text = text.replace("ensemble_rows = {rows}", "ensemble_rows = 64\nseeds = [0, 1]")
     profile = load_profile(str(_profile(tmp_path, text=text + "ensemble_rows = 8\n")))
-    assert profile.fixed_batch_size is None and profile.fixed_tokens_per_step is None
+    assert profile.fixed_batch_clips is None and profile.fixed_tokens_per_step is None
     held = [g for g in profile.groups if g.runs[0].role == "holdout"]
     assert [len(g.runs) for g in held] == [2, 2]  # 8 rows at 4 clips: one group per seed
     assert [{r.cfg.seed for r in g.runs} for g in held] == [{0}, {1}]
@@ -182,11 +182,11 @@ def test_the_stop_rule_keeps_each_batch_while_it_is_at_most_one_doubling_below_t
     fits = [g for g in study.groups if g.runs[0].role == "fit"]
     for group in fits:
         cfg = group.runs[0].cfg
-        n, reach = count_params(cfg.model), 2 * cfg.batch_size * cfg.model.n_ctx
+        n, reach = count_params(cfg.model), 2 * cfg.batch_clips * cfg.model.n_ctx
         assert all(optimal_batch(n, t) <= reach for t in cfg.checkpoints)  # kept: within one doubling
         later = [t for t in (2097152, 2965504, 4194304, 5931008, 8388608, 11862016, 16777216) if t > cfg.tokens]
         assert all(optimal_batch(n, t) > reach for t in later)  # stopped: the optimum moved past it
-    by_batch = {b: max(g.runs[0].cfg.steps for g in fits if g.runs[0].cfg.batch_size == b) for b in (1, 2, 4, 8, 16)}
+    by_batch = {b: max(g.runs[0].cfg.steps for g in fits if g.runs[0].cfg.batch_clips == b) for b in (1, 2, 4, 8, 16)}
     assert by_batch[1] < by_batch[4]  # the 1-clip chains stop early: the longest is no longer theirs
     holdout = [g.runs[0].cfg for g in study.groups if g.runs[0].role == "holdout"]
     assert all(c.checkpoints == (8388608, 11862016, 16777216) for c in holdout)  # the rule is for fitting runs

@@ -1,10 +1,11 @@
 """The contract between the trainer and the fit, without torch: a run's record, its rows in runs.csv, and the
 table itself (read once, rewritten atomically after every finished group).
 
-runs.csv holds one row per run and checkpoint. Units: `tokens` and `batch_size` in tokens (the fit's units;
-`batch_samples` is the clips per step), `lr` the peak learning rate, `val_loss` the raw weights' loss
-averaged over the evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.training.train), `wall_s`
-the seconds since the run's start at that checkpoint.
+runs.csv holds one row per run and checkpoint (COLUMNS; `run_rows` writes them by name). Units: `tokens` and
+`batch_size` in tokens (the fit's units: `batch_size` is tokens per step; `batch_samples` is the clips per step,
+TrainConfig.batch_clips), `lr` the peak learning rate, `val_loss` the raw weights' loss averaged over the
+evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.training.train), `wall_s` the seconds
+since the run's start at that checkpoint. A new column: its name in COLUMNS and its value in run_rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from replicate.config import TrainConfig
+from replicate.config import FLOP_KINDS, TrainConfig
 from replicate.errors import ConfigError
 from replicate.io import write_csv
 from replicate.profile import load_profile
@@ -98,35 +99,30 @@ def run_rows(run: Run, record: TrainRecord) -> list[list[str]]:
     rows = []
     for step in cfg.checkpoint_steps():
         c = done.get(step)
-        values = [
-            run.run_id,
-            record.n_params,
-            step * cfg.tokens_per_step,
-            cfg.tokens_per_step,
-            cfg.lr,
-            c.val_loss if c else math.nan,
-            c is None,
-            c.val_loss_se if c else math.nan,
-            m.width,
-            m.depth,
-            m.heads,
-            m.n_ctx,
-            m.n_ctx,
-            cfg.batch_size,
-            cfg.seed,
-            record.flops_per_token["6n"],
-            record.flops_per_token["paper"],
-            record.flops_per_token["exact"],
-            run.role,
-            prov["device"],
-            prov["torch"],
-            prov["triton"],
-            prov["git_sha"],
-            round(c.wall_s if c else record.wall_s, 2),
-            c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
-            c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan,
-        ]
-        rows.append([repr(v) if isinstance(v, float) else str(v) for v in values])
+        values = {
+            "run_id": run.run_id,
+            "n_params": record.n_params,
+            "tokens": step * cfg.tokens_per_step,
+            "batch_size": cfg.tokens_per_step,  # tokens per step, the fit's unit
+            "lr": cfg.lr,
+            "val_loss": c.val_loss if c else math.nan,
+            "diverged": c is None,
+            "val_loss_se": c.val_loss_se if c else math.nan,
+            "width": m.width,
+            "depth": m.depth,
+            "heads": m.heads,
+            "n_ctx": m.n_ctx,
+            "tokens_per_sample": m.n_ctx,
+            "batch_samples": cfg.batch_clips,  # clips per step
+            "seed": cfg.seed,
+            **{f"flops_{kind}": record.flops_per_token[kind] for kind in FLOP_KINDS},
+            "role": run.role,
+            **{key: prov[key] for key in ("device", "torch", "triton", "git_sha")},
+            "wall_s": round(c.wall_s if c else record.wall_s, 2),
+            "val_loss_ema": c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
+            "val_loss_ema_se": c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan,
+        }
+        rows.append([repr(values[k]) if isinstance(values[k], float) else str(values[k]) for k in COLUMNS])
     return rows
 
 

@@ -13,6 +13,7 @@ from replicate.cli.args import (
     positive_float,
     positive_float_or_inf,
 )
+from replicate.config import FLOP_KINDS
 from replicate.errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--flops",
-        choices=("6n", "paper", "exact"),
+        choices=FLOP_KINDS,
         default="exact",
         help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)",
     )

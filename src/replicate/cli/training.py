@@ -21,7 +21,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=positive_int, help="hidden size d")
     p.add_argument("--depth", type=positive_int, help="number of blocks")
     p.add_argument("--heads", type=positive_int, help="attention heads (width must be divisible by heads)")
-    p.add_argument("--batch-size", type=positive_int, required=True, help="samples per step")
+    p.add_argument("--batch-clips", type=positive_int, required=True, help="clips per step")
     p.add_argument("--lr", type=positive_float, required=True, help="peak (constant) learning rate")
     p.add_argument("--tokens", type=positive_int, required=True, help="training tokens")
     p.add_argument("--seed", type=int, default=0)
@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("give --size, or all of --width, --depth and --heads")
     cfg = TrainConfig(
         model,
-        batch_size=args.batch_size,
+        batch_clips=args.batch_clips,
         lr=args.lr,
         tokens=args.tokens,
         seed=args.seed,

@@ -39,11 +39,11 @@ from replicate.fit.laws import (
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import (
     SweepCube,
-    batch_profile,
     cluster_tokens,
     extract_optima,
     fit_hyperparameter_law,
     grid_optima,
+    loss_along_batch,
     lr_batch_exponent,
     optima_frame,
 )
@@ -57,7 +57,7 @@ __all__ = [
     "FlopsPerToken",
     "LossLawFit",
     "SweepCube",
-    "batch_profile",
+    "loss_along_batch",
     "bootstrap_runs",
     "cluster_tokens",
     "compute_law",

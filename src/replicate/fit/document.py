@@ -262,10 +262,10 @@ def _headline_compute(result: dict, stage: Stage, data: FitData, ci: dict, warni
     if not entry["identified"]:
         warnings.append(f"compute law: N_opt not identified ({entry['not_identified']})")
     elif not law.converged:
-        profile = result["loss_law"]["profile_alpha_params"]
-        entry["alpha_params_range95"] = profile["range95"]
-        entry["alpha_params_range_open"] = [profile["open_low"], profile["open_high"]]
-        span = "-" if profile["range95"] is None else "[{:.3g}, {:.3g}]".format(*profile["range95"])
+        likelihood = result["loss_law"]["profile_alpha_params"]
+        entry["alpha_params_range95"] = likelihood["range95"]
+        entry["alpha_params_range_open"] = [likelihood["open_low"], likelihood["open_high"]]
+        span = "-" if likelihood["range95"] is None else "[{:.3g}, {:.3g}]".format(*likelihood["range95"])
         warnings.append(
             "loss law not converged: its N_opt and held-out predictions are reported but rest on an exponent the "
             f"data do not pin (alpha_params within {span} fits as well)"

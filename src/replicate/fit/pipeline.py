@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from replicate.config import FLOP_KINDS
 from replicate.errors import ConfigError
 from replicate.fit.compute import (
     FlopsPerToken,
@@ -23,7 +24,7 @@ from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent
 from replicate.fit.read import surface_leads
 from replicate.fit.surface import fit_surface, surface_statistics
-from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows
+from replicate.fit.table import fixed_rows
 
 REFERENCE_FLOPS = 1e22  # the video paper compares N_opt with fixed and with optimal hyperparameters here
 MIN_POINTS = 5  # the loss law's parameters
@@ -284,9 +285,9 @@ def prepare(
         raise ConfigError("give both the fixed batch size and the fixed lr, or neither")
     if fixed_batch_size is not None and not hyper:
         raise ConfigError("fixed hyperparameters need batch_size and lr columns")
-    if flops not in FLOP_CONVENTIONS:
-        raise ConfigError(f"unknown FLOP convention {flops!r}: choose one of {', '.join(FLOP_CONVENTIONS)}")
-    conventions = [c for c in FLOP_CONVENTIONS if c == "6n" or f"flops_{c}" in runs]
+    if flops not in FLOP_KINDS:
+        raise ConfigError(f"unknown FLOP convention {flops!r}: choose one of {', '.join(FLOP_KINDS)}")
+    conventions = [c for c in FLOP_KINDS if c == "6n" or f"flops_{c}" in runs]
     if flops not in conventions:
         warnings.append(f"no flops_{flops} column: compute laws use C = 6 N T")
         flops = "6n"

@@ -134,17 +134,17 @@ def _loss_law_rows(fit: FitDocument) -> list[RowSpec]:
     identified, whatever the bootstrap."""
     paper, law = paper_laws()["loss_law"], fit["loss_law"]
     rows = [_exponent("loss exponent in T (alpha_T)", law, "alpha_tokens", paper["alpha_tokens"], "loss_law")]
-    profile = (law.get("profile_alpha_params") or {}).get("range95")
-    if not profile:
+    alpha_range = (law.get("profile_alpha_params") or {}).get("range95")
+    if not alpha_range:
         return [
             *rows,
             _exponent("loss exponent in N (alpha_N)", law, "alpha_params", paper["alpha_params"], "loss_law"),
         ]
     ci = (law.get("ci95") or {}).get("alpha_params")
-    both = [v for v in (ci, profile) if v]
+    both = [v for v in (ci, alpha_range) if v]
     envelope = [min(v[0] for v in both), max(v[1] for v in both)]
     word = verdict(law["alpha_params"], envelope, paper["alpha_params"])
-    label = f"loss exponent in N (alpha_N; profile range {fmt_ci(profile)})"
+    label = f"loss exponent in N (alpha_N; profile range {fmt_ci(alpha_range)})"
     return [*rows, (label, law["alpha_params"], ci, paper["alpha_params"], "loss_law", word)]
 
 
@@ -310,12 +310,12 @@ def loss_law_checks_sentence(fit: FitDocument) -> str:
             f"(all optima: {law['alpha_tokens']:.3f}), alpha_N = {interior['alpha_params']:.3f} "
             f"(all: {law['alpha_params']:.3f})."
         )
-    profile = law.get("profile_alpha_params") or {}
-    if profile.get("range95"):
-        lo, hi = profile["range95"]
+    likelihood = law.get("profile_alpha_params") or {}
+    if likelihood.get("range95"):
+        lo, hi = likelihood["range95"]
         text += (
             f" Along alpha_N the fit stays within its 95% likelihood-ratio threshold from {lo:.2f} to {hi:.2f}"
-            + (" (to the edge of the profiled range)" if profile["open_low"] or profile["open_high"] else "")
+            + (" (to the edge of the profiled range)" if likelihood["open_low"] or likelihood["open_high"] else "")
             + "."
         )
     preferred = law.get("preferred_form")

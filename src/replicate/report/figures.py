@@ -455,12 +455,12 @@ def flat_region_figure(fit: FitDocument) -> Figure:
     return _tidy(fig, curves)
 
 
-def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
+def batch_ridge_figure(by_batch: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
     """At the checkpoint nearest `tokens`: left, each batch size's best loss relative to the best batch size's,
     for each N; right, each batch size's best lr, with a slope of `lr_exponent` (the pooled fit) drawn through
     each size's points. Hollow markers: the lr optimum is on the grid edge."""
-    t = profile["tokens"].unique()
-    at = profile[np.isclose(profile["tokens"], t[np.argmin(np.abs(np.log(t / tokens)))])]
+    t = by_batch["tokens"].unique()
+    at = by_batch[np.isclose(by_batch["tokens"], t[np.argmin(np.abs(np.log(t / tokens)))])]
     palette = _size_palette(at["n_params"].unique())
     fig, (left, right) = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 3.8))
     for n, g in at.groupby("n_params"):
@@ -493,18 +493,18 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
     return _tidy(fig, data)
 
 
-def batch_curvature_figure(profile: pd.DataFrame, summary: CurvatureSummary | None) -> Figure:
+def batch_curvature_figure(by_batch: pd.DataFrame, summary: CurvatureSummary | None) -> Figure:
     """Stage A: at each checkpoint, the loss at each batch size's best lr in % above that checkpoint's minimum
     (the fitted surface's where it converged), the seeds' range as error bars, and the fitted parabola in log B
-    with its B_opt (triangle). `profile` is report.stage_a.seed_profile's table."""
+    with its B_opt (triangle). `by_batch` is report.stage_a.seed_spread's table."""
     surface = (summary or {}).get("surface") or {}
     fitted = {o["tokens"]: o for o in surface.get("optima", [])} if surface.get("converged") else {}
     c_b = (summary or {}).get("curvature_per_doubling2", {}).get("c_b_per_ln2")
-    tokens = sorted(profile["tokens"].unique())
+    tokens = sorted(by_batch["tokens"].unique())
     colours = dict(zip(tokens, sns.color_palette("viridis", len(tokens)), strict=True))
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for t in tokens:
-        g = profile[profile["tokens"] == t].sort_values("batch_samples")
+        g = by_batch[by_batch["tokens"] == t].sort_values("batch_samples")
         clip_tokens = (g["batch_size"] / g["batch_samples"]).iloc[0]
         fit = _nearest(fitted, t)
         floor = np.exp(fit["log_loss"]) if fit else g["loss"].min()
@@ -528,7 +528,7 @@ def batch_curvature_figure(profile: pd.DataFrame, summary: CurvatureSummary | No
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set(xlabel="batch size (clips per step)", ylabel="loss above the checkpoint's minimum (%)")
     ax.legend(title="checkpoint", fontsize=8, ncol=2)
-    return _tidy(fig, profile.copy())
+    return _tidy(fig, by_batch.copy())
 
 
 def _nearest(fitted: dict, tokens: float) -> dict | None:

@@ -14,7 +14,7 @@ from replicate.paper import BATCH_SIZE_LAW
 from replicate.report.compare import fmt_ci, lr_scaling_sentence
 
 
-def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
+def seed_spread(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
     """At each (T, B): the learning rate whose seed-mean loss is lowest, that mean, and the lowest and highest
     seed there (the error bar). B in clips (batch_samples) and tokens per step (batch_size)."""
     fit = runs[(runs["role"] == "fit") & ~runs["diverged"]]
@@ -56,7 +56,7 @@ def summary_table(summary: CurvatureSummary) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()))
 
 
-def verdict_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) -> list[str]:
+def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) -> list[str]:
     """What Stage A says, in sentences: its progress, its curvature against the thresholds, its noise, and
     what the verdict means for the study."""
     lines = []

@@ -2,7 +2,7 @@
 recorded once in a CUDA graph and replayed.
 
 On a GPU the models of this study are too small to keep it busy: eagerly, a step is thousands of kernel launches
-that the host issues one by one (28-91 ms per step on an H100 while the GPU computed for ~2 ms). So the part
+that the host issues one by one, and the GPU idles between them (results/benchmarks/gpu_steps.jsonl). So the part
 of a step that does not depend on its number (`update`: loss, gradient, clipping, optimiser) is recorded once
 in a CUDA graph (`StepGraph`) and replayed with one launch; what varies between steps lives in tensors the
 graph reads (the warm-up factor and the members' rates, the batch copied into fixed buffers, the noise drawn
@@ -178,13 +178,13 @@ class GroupStepper:
     def seek(self, steps: int) -> None:
         """Point the clip streams at the batch of step `steps` + 1 (clips are pure functions of their index)."""
         self.streams = [
-            ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_size)
+            ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_clips)
             for seed in self.seeds
         ]
 
     def next_batches(self) -> list[Batch]:
         """Each seed's next batch."""
-        return [stream.next(self.cfg.batch_size) for stream in self.streams]
+        return [stream.next(self.cfg.batch_clips) for stream in self.streams]
 
     def step(
         self, step: int, batches: list[Batch] | None = None, forward: torch.nn.Module | None = None

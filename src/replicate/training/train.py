@@ -9,9 +9,8 @@ them, averaged over the last `eval_window` of the steps before it: the validatio
 costs one evaluation and smooths the iterate's jitter without removing the noise floor that a constant rate
 leaves (that floor is what makes small batches pay for their extra steps). A second loss, of a power-function
 EMA of the weights (Karras et al. 2024, EDM2; DiT evaluates EMA weights too), is recorded beside it: the EMA
-averages the noise floor away, and with it the batch-size trade-off: on our models its optimal batch size
-sits at the smallest batch at every T (in the cpu study, and in the 8-frame pilot of results/pilot, where
-the raw loss's grew with T).
+averages the noise floor away, and with it the batch-size trade-off (the book's hyperparameter chapter compares
+the two readouts' optima: fit_ema.json beside fit.json).
 
 Optimiser (the paper does not publish its AdamW settings): beta1 = 0.9, beta2 = 0.999 (the larger beta2
 suits the small batches of a scaling sweep, Porian et al. 2024), eps = 1e-8, weight decay 0 (as DiT), and

@@ -2,7 +2,8 @@
 the contracts at the bottom import only each other and no torch; the kernels import only the contracts; training
 imports the contracts and the kernels; the fit imports only the contracts; the report imports neither training nor
 the device call (nor the kernels, nor the torch side of the theory); the device call sits on training. The face
-(cli, __main__) may import anything."""
+(cli, __main__) may import anything. And no function of the package is longer than a hundred lines, but the Triton
+kernels."""
 
 import ast
 from pathlib import Path
@@ -104,3 +105,25 @@ def test_the_rules_can_fail():
     assert _internal("replicate.fit.fit_runs", modules) == "fit"
     assert ("torch", True) in _imports(modules["training.model"])
     assert ("torch", False) in _imports(modules["provenance"])  # imported inside a function: at use, not import
+
+
+LONGEST = 100  # lines of a function, its docstring included; Triton kernels (@triton.jit) are exempt
+
+
+def _long_functions(root: Path) -> list[str]:
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            jit = any("jit" in ast.unparse(d) for d in node.decorator_list)
+            if not jit and node.end_lineno - node.lineno + 1 > LONGEST:
+                out.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name}")
+    return out
+
+
+def test_no_function_is_longer_than_a_hundred_lines_outside_the_triton_kernels(tmp_path):
+    assert _long_functions(PACKAGE) == []
+    long = "def f():\n" + "    x = 1\n" * LONGEST + "\n\n@triton.jit\ndef k():\n" + "    x = 1\n" * LONGEST
+    (tmp_path / "m.py").write_text(long)
+    assert _long_functions(tmp_path) == [f"{tmp_path.name}/m.py:1 f"]
