@@ -18,7 +18,7 @@ from replicate.device.checks import Checks
 from replicate.device.ingest import ingest
 from replicate.device.run import FIXED_FILES, MAX_FILES, call_commit, device_run
 from replicate.profile import load_profile
-from replicate.provenance import tree_digest
+from replicate.provenance import git_sha, tree_digest
 from replicate.runs import next_profile, study_status
 from replicate.training.sweep import sweep
 
@@ -56,14 +56,18 @@ def _no_checks(monkeypatch) -> None:
     monkeypatch.setattr(Checks, "stages", lambda self: [])
 
 
-def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny, monkeypatch):
+def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny, monkeypatch, in_process, request):
     import replicate.training.sweep as sweep_module
 
+    # one commit for the reference and the calls, with or without .git (a call takes the source's digest there)
+    monkeypatch.setenv("REPLICATE_GIT_SHA", "0123456789ab")
+    git_sha.cache_clear()
+    request.addfinalizer(git_sha.cache_clear)
     profile = load_profile(str(tiny))
     reference = sweep(profile, tmp_path / "ref", device="cpu", log=lambda msg: None)
     assert reference.left == 0
-    # each call starts one group at once and pauses it at step 16 (its worker takes longer than 0.45 s to start):
-    # no group seems to fit, one starts anyway, and the device checks (the next test's) take no time here
+    # each call starts one group at once and pauses it 0.45 s in, at its next 16-step boundary: no group seems to
+    # fit, one starts anyway, and the device checks (the next test's) take no time here
     monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)
     monkeypatch.setattr(sweep_module.Estimator, "seconds", lambda self, group: 1e6)
     _no_checks(monkeypatch)

@@ -2,6 +2,7 @@ import csv
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,17 @@ def _table(path: Path) -> list[dict]:
     """The rows of runs.csv without wall_s, the one column that differs between identical sweeps."""
     with open(path, newline="") as f:
         return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory) -> tuple[Path, Path]:
+    """SMALL's profile and its uninterrupted sweep (`replicate sweep`), the table the other ways of running it
+    (killed and resumed, through submitit, paused at deadlines) must reproduce."""
+    folder = tmp_path_factory.mktemp("small")
+    profile = _profile(folder, text=SMALL)
+    done = _cli("--profile", str(profile), "--out", str(folder / "ref"))
+    assert done.returncode == 0, done.stderr
+    return profile, folder / "ref"
 
 
 def test_profile_builds_runs_and_groups(tmp_path):
@@ -199,8 +211,9 @@ def test_unknown_profile_exits_2():
 
 def test_dry_run_counts_runs_and_flops(tmp_path):
     profile = load_profile(str(_profile(tmp_path, rows=24)))
-    result = sweep(profile, tmp_path / "out", dry_run=True, log=lambda msg: None)
-    assert result.left == len(profile.runs) and result.done == 0 and result.left_seconds > 0
+    estimator = Estimator(lambda group: group.flops())  # a second a group here: the CLI below calibrates
+    result = sweep(profile, tmp_path / "out", dry_run=True, log=lambda msg: None, estimator=estimator)
+    assert result.left == len(profile.runs) and result.done == 0 and result.left_seconds == len(profile.groups)
     assert not (tmp_path / "out" / "runs.csv").exists()
     # exact FLOPs per run: 3 x (2048 training tokens + 3 checkpoints x 32 clips x 16 tokens / 3) per token
     from replicate.config import flops_per_token
@@ -246,10 +259,8 @@ def test_sweep_writes_the_contract_and_diverged_runs_go_on(tmp_path):
     assert again.returncode == 0 and (tmp_path / "out" / "runs.csv").read_text() == before
 
 
-def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
-    profile = _profile(tmp_path, text=SMALL)
-    reference = _cli("--profile", str(profile), "--out", str(tmp_path / "ref"))
-    assert reference.returncode == 0, reference.stderr
+def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path, small_reference):
+    profile, reference = small_reference
     table = tmp_path / "killed" / "runs.csv"
     proc = subprocess.Popen(
         [*SWEEP, "--profile", str(profile), "--out", str(tmp_path / "killed")],
@@ -263,15 +274,15 @@ def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = _table(table)
-    assert 0 < len(partial) < len(_table(tmp_path / "ref" / "runs.csv")), "the kill came too late to test resume"
+    assert 0 < len(partial) < len(_table(reference / "runs.csv")), "the kill came too late to test resume"
     resumed = _cli("--profile", str(profile), "--out", str(tmp_path / "killed"))
     assert resumed.returncode == 0, resumed.stderr
-    assert _table(table) == _table(tmp_path / "ref" / "runs.csv")
+    assert _table(table) == _table(reference / "runs.csv")
 
 
-def test_runs_an_edited_profile_drops_are_retired_not_lost(tmp_path):
+def test_runs_an_edited_profile_drops_are_retired_not_lost(tmp_path, small_reference):
     out = tmp_path / "out"
-    assert _cli("--profile", str(_profile(tmp_path, text=SMALL)), "--out", str(out)).returncode == 0
+    shutil.copytree(small_reference[1], out)
     before = _table(out / "runs.csv")
     edited = _profile(tmp_path, text=SMALL.replace("lrs = [0.001, 0.01]", "lrs = [0.01]"))
     again = _cli("--profile", str(edited), "--out", str(out), "--dry-run")
@@ -289,22 +300,21 @@ def test_deadline_starts_nothing_that_cannot_finish(tmp_path):
     assert not (tmp_path / "out" / "runs.csv").exists()
 
 
-def test_submitit_local_executor_gives_the_same_table(tmp_path):
+def test_submitit_local_executor_gives_the_same_table(tmp_path, small_reference):
     pytest.importorskip("submitit")
-    profile = _profile(tmp_path, rows=8, text=SMALL)
-    local = _cli("--profile", str(profile), "--out", str(tmp_path / "local"))
+    profile, reference = small_reference
     slurmless = _cli("--profile", str(profile), "--out", str(tmp_path / "sub"), "--executor", "submitit")
-    assert local.returncode == 0 and slurmless.returncode == 0, slurmless.stderr
-    assert _table(tmp_path / "sub" / "runs.csv") == _table(tmp_path / "local" / "runs.csv")
+    assert slurmless.returncode == 0, slurmless.stderr
+    assert _table(tmp_path / "sub" / "runs.csv") == _table(reference / "runs.csv")
 
 
-def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(tmp_path, monkeypatch):
+def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(
+    tmp_path, monkeypatch, small_reference, in_process
+):
     import replicate.training.sweep as sweep_module
 
     monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)  # start groups however little time is left
-    profile = load_profile(str(_profile(tmp_path, text=SMALL)))
-    reference = sweep(profile, tmp_path / "ref", device="cpu", log=lambda msg: None)
-    assert reference.left == 0 and reference.paused == 0
+    profile = load_profile(str(small_reference[0]))
     out, calls, paused = tmp_path / "chunks", 0, 0
     while calls < 30:
         calls += 1
@@ -313,7 +323,7 @@ def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(tmp_pa
         if result.left == 0:
             break
     assert result.left == 0 and paused > 0, (calls, paused)
-    assert _table(out / "runs.csv") == _table(tmp_path / "ref" / "runs.csv")
+    assert _table(out / "runs.csv") == _table(small_reference[1] / "runs.csv")
     assert not list((out / "paused").glob("*.pt"))
 
 
