@@ -151,7 +151,7 @@ def add_lrlaw(sub: argparse._SubParsersAction) -> None:
 
 
 def _lrlaw(args: argparse.Namespace) -> int:
-    from replicate.fit.lr_law import lr_law_file
+    from replicate.fit.heldout import lr_law_file
 
     out = check_output_path(args.out)
     if args.bootstrap < 0:
