@@ -74,11 +74,7 @@ if study is None or study.fit is None:
 else:
     table = report.comparison(study.fit)
     display(report.table(table))
-    counts = table["verdict"].value_counts()
-    note = report.surface_note(study.fit)
-    display(
-        Markdown("Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "." + (f" {note}" if note else ""))
-    )
+    display(Markdown(report.verdict_counts_sentence(table, study.fit)))
 
 # %% [markdown]
 # ## What the study shows

@@ -30,25 +30,17 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import json
 from pathlib import Path
 
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 from replicate import report
-from replicate.config import MOTIONS, NUM_CLASSES, SHAPES, ClipConfig
-from replicate.profile import load_profile
+from replicate.config import NUM_CLASSES, ClipConfig, label_name
 from replicate.report import figures
 from replicate.training.data import frame_strip, make_clips, save_gif
 from replicate.training.diffusion import ddim_sample
 from replicate.training.train import load_model
-
-
-def label_name(label: int) -> str:
-    return f"{SHAPES[label // len(MOTIONS)]}, {MOTIONS[label % len(MOTIONS)]}"
-
 
 # %% [markdown]
 # ## Training clips
@@ -60,8 +52,7 @@ def label_name(label: int) -> str:
 # to see: the variety of textures, sizes and contrasts, and the three motions.
 
 # %% tags=["hide-input"]
-profile_path = Path(RESULTS_DIR) / "profile.toml"
-profile = load_profile(str(profile_path)) if profile_path.is_file() else None
+profile = report.study_profile(RESULTS_DIR)
 clip = profile.runs[0].cfg.model.clip if profile is not None else ClipConfig()
 if profile is not None:
     display(Markdown(report.clip_sentence(profile)))
@@ -89,26 +80,9 @@ display(
 # produces tokens than training consumes them: below on 2 CPU cores (fp32) and on an H100 (bf16 autocast).
 
 # %% tags=["hide-input"]
-throughput = Path("results/benchmarks/train_throughput.jsonl")
-if throughput.is_file():
-    rows = [json.loads(line) for line in throughput.read_text().splitlines() if line.strip()]
-    display(
-        report.table(
-            pd.DataFrame(
-                [
-                    {
-                        "model": r["config"]["size"],
-                        "N": r["config"]["n_params"],
-                        "device": r["device"],
-                        "training tokens/s": r["tokens_per_s"],
-                        "generator tokens/s": r["data_tokens_per_s"],
-                        "generator / training": r["data_speedup"],
-                    }
-                    for r in rows
-                ]
-            )
-        )
-    )
+throughput = report.throughput_table()
+if throughput is not None:
+    display(report.table(throughput))
 else:
     display(
         Markdown(
@@ -135,17 +109,12 @@ if weights.is_file():
     samples = ddim_sample(
         model, y, model.cfg.clip.shape, steps=50, guidance=2.0, generator=torch.Generator().manual_seed(0)
     )
-    meta = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").is_file() else {}
     source = {"sampler": "ddim_sample, 50 steps, guidance 2", "generator_seed": 0}
-    fig = figures.clip_strips(samples, y, lambda label: label_name(label), frame_strip, columns=2, source=source)
+    fig = figures.clip_strips(samples, y, label_name, frame_strip, columns=2, source=source)
     figures.show(fig, "03_samples")
-    if meta:
-        display(
-            Markdown(
-                f"The sampled model: N = {meta['n_params']:,}, trained on {meta['checkpoints'][-1]['tokens']:,} "
-                f"tokens, validation loss {meta['checkpoints'][-1]['val_loss']:.4f}."
-            )
-        )
+    sampled = report.sampled_model_sentence(weights)
+    if sampled:
+        display(Markdown(sampled))
 else:
     display(Markdown("*No trained model in `results/samples/` yet.*"))
 

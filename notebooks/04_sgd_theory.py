@@ -182,13 +182,10 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import report
-from replicate.fit import paper_laws
-from replicate.paper import BATCH_SIZE_LAW, optimal_steps
-from replicate.report import figures, noise
+from replicate.report import figures, noise, paper_tables
 
 theory = {
     name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")
@@ -204,40 +201,12 @@ elif theory["quadratic"]["quick"]:
     )
 
 # %% tags=["hide-input"]
-law = paper_laws()["batch_size_law"]
-display(
-    Markdown(
-        f"With the paper's numbers, $10^9/c$ = {1e9 / BATCH_SIZE_LAW['coef']:,.0f} steps, "
-        f"$1 - \\beta_B$ = {1 - law['exp_tokens']:.3f} and $1 - \\beta_B - \\gamma_B$ = "
-        f"{1 - law['exp_tokens'] - law['exp_params']:.4f}: $S_\\mathrm{{opt}}$ at 20 tokens per parameter is "
-        f"{optimal_steps(1e5, 2e6):,.0f} steps for N = 100k and {optimal_steps(1e9, 2e10):,.0f} for N = 1B."
-    )
-)
+display(Markdown(paper_tables.s_opt_sentence()))
 display(Markdown("$S_\\mathrm{opt}$, the steps of the paper's optimal batch, at three model sizes:"))
-display(
-    report.table(
-        pd.DataFrame(
-            [
-                {
-                    "tokens per parameter": r,
-                    **{f"N = {n:.0e}": f"{optimal_steps(n, r * n):,.0f}" for n in (1e5, 1e7, 1e9)},
-                }
-                for r in (10, 100, 1000)
-            ]
-        )
-    )
-)
+display(report.table(paper_tables.s_opt_table()))
 study = report.load_study(RESULTS_DIR)
-runs = study.runs if study else None
-steps = runs["tokens"] / runs["batch_size"] if study else None
 if study:
-    display(
-        Markdown(
-            f"The study rendered here ({RESULTS_DIR}) trained its longest run for {steps.max():,.0f} steps, at "
-            f"{(runs['tokens'] / runs['n_params']).min():.2g} to {(runs['tokens'] / runs['n_params']).max():.3g} "
-            f"tokens per parameter, where the paper's law puts $S_\\mathrm{{opt}}$ at {report.s_opt_range(runs)}."
-        )
-    )
+    display(Markdown(report.steps_sentence(study.runs, RESULTS_DIR)))
 
 # %% [markdown]
 # ## The estimators where the truth is known
@@ -250,12 +219,7 @@ if study:
 if theory["quadratic"]:
     quad = report.quadratic_estimates(theory["quadratic"])
     figures.show(figures.quadratic_estimates_figure(quad), "04_quadratic_estimates")
-    display(
-        Markdown(
-            f"Largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| "
-            f"{quad['z'].abs().max():.2f}; {(quad['z'].abs() < 3).mean():.0%} of the estimates within 3 SE."
-        )
-    )
+    display(Markdown(noise.quadratic_sentence(quad)))
 
 # %% [markdown]
 # ## Does $\eta_\mathrm{opt}(B)$ predict the best SGD step on the Video DiT?
@@ -267,22 +231,8 @@ if theory["quadratic"]:
 
 # %% tags=["hide-input"]
 if theory["line_search"]:
-    rows = pd.DataFrame(theory["line_search"]["results"]["rows"])
     figures.show(figures.line_search_figure(theory["line_search"]["results"]), "04_line_search")
-    display(
-        report.table(
-            rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]]
-            .assign(ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"])
-            .rename(
-                columns={
-                    "batch_size": "batch size (clips)",
-                    "eta_opt_predicted": "predicted eta_opt",
-                    "eta_best_measured": "best measured step",
-                    "ratio": "measured / predicted",
-                }
-            )
-        )
-    )
+    display(report.table(noise.line_search_table(theory["line_search"]["results"])))
     display(Markdown(report.line_search_scope(theory["line_search"]["results"], theory["dit_noise"]["results"])))
 
 # %% [markdown]
@@ -316,6 +266,6 @@ if theory["dit_noise"]:
 
 # %% tags=["hide-input"]
 if theory["dit_noise"] and study:
-    batches = sorted(runs["batch_samples"].unique().tolist())
+    batches = sorted(study.runs["batch_samples"].unique().tolist())
     figures.show(figures.tradeoff_figure(dit, batches), "04_tradeoff")
     display(Markdown(report.tradeoff_sentence(dit, batches)))

@@ -25,7 +25,6 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import pandas as pd
 from IPython.display import Markdown, display
 
 from replicate import report
@@ -43,15 +42,8 @@ study = report.open_study(RESULTS_DIR, PROFILE, need_fit=False)
 # %% tags=["hide-input"]
 if study is not None:
     display(report.table(report.grid_table(study.runs)))
-    runs, diverged = study.runs, study.runs.groupby("run_id")["diverged"].any()
-    display(
-        Markdown(
-            f"{runs['run_id'].nunique()} runs, {len(runs)} rows of `runs.csv` (one per run and checkpoint); "
-            f"{int(diverged.sum())} runs diverged (their later checkpoints are rows without a loss, diverged = True)."
-        )
-    )
-    design = study.profile.design if study.profile else ""
-    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
+    display(Markdown(report.runs_sentence(study.runs)))
+    display(Markdown(report.design_sentence(study.profile)))
 
 # %% [markdown]
 # ## Training curves
@@ -76,12 +68,8 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    fit_rows = study.runs[study.runs["role"] == "fit"]
-    sizes = sorted(fit_rows["n_params"].unique())
-    tokens = sorted(fit_rows["tokens"].unique())
-    picks_n = sizes if len(sizes) <= 2 else [sizes[0], sizes[-1]]
-    picks_t = [tokens[0], tokens[len(tokens) // 2], tokens[-1]]
-    figures.show(figures.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t), "05_heatmaps")
+    picks = report.heatmap_picks(study.runs)
+    figures.show(figures.heatmaps(study.runs, study.fit["optima"], *picks), "05_heatmaps")
 
 # %% [markdown]
 # ## The best cell and the interpolated optimum
@@ -97,20 +85,4 @@ if study is not None and study.fit is not None:
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    optima = pd.DataFrame(study.fit["optima"])
-    spread = [report.neighbourhood_spread(report.heatmap(study.runs, n, t)) for n in picks_n for t in picks_t]
-    display(
-        Markdown(
-            report.paper_box(
-                [
-                    f"{int((~optima['on_edge'].astype(bool)).sum())} of {len(optima)} of our (N, T) optima are interior to "
-                    "the grid; the paper's 4B-token heat map had its minimum on the edge.",
-                    f"{int((~optima['band_agrees'].astype(bool)).sum())} optima disagree with DeepSeek's 0.25% band "
-                    "(the centre of the settings within 0.25% of the best).",
-                    f"Around the best cell (one grid step each way) the heat maps above span {min(spread):.1f}-"
-                    f"{max(spread):.1f}% in loss; the paper's whole 1.07B-parameter heat map (x1.5 steps in lr) spans "
-                    "0.6-1.3%. Our steps are x2 and our models far smaller, so our landscapes are steeper.",
-                ]
-            )
-        )
-    )
+    display(Markdown(report.paper_box(report.landscape_lines(study.runs, study.fit, picks))))

@@ -47,7 +47,6 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from replicate import report
-from replicate.profile import load_profile
 from replicate.report import figures, lr_law
 
 STAGE_L = Path(STAGE_L_DIR)
@@ -132,11 +131,9 @@ if summary is not None and summary.get("batch_gap"):
 # ## Stage L's design
 
 # %% tags=["hide-input"]
-profile_path = STAGE_L / "profile.toml"
-if profile_path.is_file():
-    profile = load_profile(str(profile_path))
+profile = report.study_profile(STAGE_L)
+if profile is not None:
     stage_l = report.load_study(STAGE_L)
-    done = 0 if stage_l is None else stage_l.runs["run_id"].nunique()
-    display(Markdown(f"{done} of {len(profile.runs)} runs trained. " + " ".join(profile.design.split())))
+    display(Markdown(lr_law.progress_sentence(profile, stage_l.runs if stage_l is not None else None)))
 else:
     display(Markdown("Stage L has not been trained yet: `python -m replicate sweep --profile stage_l`."))

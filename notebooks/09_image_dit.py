@@ -28,7 +28,7 @@ import torch
 from IPython.display import Markdown, display
 
 from replicate import report
-from replicate.config import MOTIONS, SHAPES, ClipConfig
+from replicate.config import ClipConfig, shape_name
 from replicate.report import figures
 from replicate.training.data import frame_strip, make_clips
 
@@ -38,13 +38,6 @@ image = report.open_study(IMAGE_DIR, PROFILE)
 index = torch.arange(8)
 images, labels = make_clips(ClipConfig(frames=1, height=32, width=32), seed=0, split="train", index=index)
 source = {"seed": 0, "split": "train", "index": index.tolist(), "frames": 1, "height": 32, "width": 32}
-
-
-def shape_name(label: int) -> str:
-    """One frame shows the main sprite's shape, not its motion."""
-    return SHAPES[label // len(MOTIONS)]
-
-
 figures.show(figures.image_strip(images, labels, shape_name, frame_strip, source), "09_training_images")
 
 # %% [markdown]
@@ -70,5 +63,4 @@ if image is not None and image.fit is not None:
         "hyperparameter exponents, not values."
     )
     display(Markdown(report.paper_box(lines)))
-    design = image.profile.design if image.profile else ""
-    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
+    display(Markdown(report.design_sentence(image.profile)))

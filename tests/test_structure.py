@@ -1,11 +1,12 @@
-"""The layers of the package, as its folders name them, held against every import of its source (read, not run):
-the contracts at the bottom import only each other and no torch; the kernels import only the contracts; training
-imports the contracts and the kernels; the fit imports only the contracts; the report imports neither training nor
-the device call (nor the kernels, nor the torch side of the theory); the device call sits on training. The face
-(cli, __main__) may import anything. And no function of the package is longer than a hundred lines, but the Triton
-kernels."""
+"""The house's structure, held against its source (read, not run). The layers, as the folders name them: the
+contracts at the bottom import only each other and no torch; the kernels import only the contracts; training imports
+the contracts and the kernels; the fit imports only the contracts; the report imports neither training nor the device
+call (nor the kernels, nor the torch side of the theory); the device call sits on training; the face (cli, __main__)
+may import anything. No function of the package is longer than a hundred lines, but the Triton kernels. And the
+chapters load, call, plot and say: no fitting, no file read by hand, no table built in a notebook."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "replicate"
@@ -127,3 +128,25 @@ def test_no_function_is_longer_than_a_hundred_lines_outside_the_triton_kernels(t
     long = "def f():\n" + "    x = 1\n" * LONGEST + "\n\n@triton.jit\ndef k():\n" + "    x = 1\n" * LONGEST
     (tmp_path / "m.py").write_text(long)
     assert _long_functions(tmp_path) == [f"{tmp_path.name}/m.py:1 f"]
+
+
+NOTEBOOKS = PACKAGE.parents[1] / "notebooks"
+# what a chapter leaves to the package: fitting, reading files by hand, building tables
+COMPUTES = re.compile(
+    r"\bimport (json|csv|tomllib)\b|\bpd\.read_|\.read_text\(|\bopen\(|\bpd\.DataFrame\(|\bfit_[a-z_]+\(|"
+    r"\bvalidate_runs\(|\bloss_along_batch\(|\bSweepCube\b"
+)
+
+
+def _computing_lines(folder: Path) -> list[str]:
+    out = []
+    for path in sorted(folder.glob("*.py")):
+        code = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+        out += [f"{path.name}: {line.strip()}" for line in code if COMPUTES.search(line)]
+    return out
+
+
+def test_the_chapters_load_call_plot_and_say(tmp_path):
+    assert _computing_lines(NOTEBOOKS) == []
+    (tmp_path / "ch.py").write_text("# a fit_runs( in prose is fine\nimport json\nlaw = fit_loss_law(n, t, loss)\n")
+    assert _computing_lines(tmp_path) == ["ch.py: import json", "ch.py: law = fit_loss_law(n, t, loss)"]

@@ -22,6 +22,16 @@ VAL_SEED = 0  # the data seed of the validation clips: the same for every run
 CHECKPOINT_RATIO = math.sqrt(2)
 
 
+def label_name(label: int) -> str:
+    """A class label in words: its sprite's shape and motion."""
+    return f"{shape_name(label)}, {MOTIONS[label % len(MOTIONS)]}"
+
+
+def shape_name(label: int) -> str:
+    """A class label's shape alone: what one frame (an image) shows of it."""
+    return SHAPES[label // len(MOTIONS)]
+
+
 def _check_positive(config: object, names: tuple[str, ...], what: str) -> None:
     for name in names:
         if getattr(config, name) < 1:

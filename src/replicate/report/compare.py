@@ -201,6 +201,13 @@ def _claim_rows(fit: FitDocument) -> list[RowSpec]:
     return rows
 
 
+def verdict_counts_sentence(table: pd.DataFrame, fit: FitDocument) -> str:
+    """How many rows of a comparison() table got each verdict, and surface_note where it applies."""
+    counts = table["verdict"].value_counts()
+    note = surface_note(fit)
+    return "Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "." + (f" {note}" if note else "")
+
+
 def surface_note(fit: FitDocument) -> str | None:
     """Where the one-surface fit of B_opt and eta_opt (the headline method) did not converge: a sentence saying so
     and that the comparison's hyperparameter rows are the per-(N, T) optima's; None where it converged or is

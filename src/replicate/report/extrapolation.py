@@ -163,3 +163,16 @@ def prediction_table(fits: dict[str, FitDocument], queries: dict[str, dict[str, 
                         }
                     )
     return pd.DataFrame(rows)
+
+
+def prediction_notes(fit: FitDocument, runs: pd.DataFrame) -> list[str]:
+    """What prediction_table's rows stand on: N_opt's one definition, and how far the laws reach past the fitting
+    runs (runs.csv) they were fitted on."""
+    fitted = runs[runs["role"] == "fit"]
+    return [
+        f"For a compute budget, N is N_opt(C) as {{doc}}`07_loss_law` defines it: {n_opt_sentence(fit)} "
+        "With the paper's laws it is the paper's printed Eq. 18.",
+        f"Our laws are fitted on models of {fitted['n_params'].min():,.0f} to {fitted['n_params'].max():,.0f} "
+        f"parameters and at most {fitted['tokens'].max():,.0f} tokens: at the paper's scale they extrapolate "
+        "over orders of magnitude in N and T, and the intervals say how little that extrapolation is worth.",
+    ]

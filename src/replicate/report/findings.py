@@ -212,6 +212,18 @@ def s_opt_range(runs: pd.DataFrame) -> str:
     return text
 
 
+def steps_sentence(runs: pd.DataFrame, where: str) -> str:
+    """The longest run of the study in `where` (its runs.csv) in optimiser steps, its tokens per parameter, and the
+    steps the paper's batch law implies there."""
+    steps = runs["tokens"] / runs["batch_size"]
+    per_param = runs["tokens"] / runs["n_params"]
+    return (
+        f"The study rendered here ({where}) trained its longest run for {steps.max():,.0f} steps, at "
+        f"{per_param.min():.2g} to {per_param.max():.3g} tokens per parameter, where the paper's law puts "
+        f"$S_\\mathrm{{opt}}$ at {s_opt_range(runs)}."
+    )
+
+
 def scale_sentence(runs: pd.DataFrame) -> str:
     """How the rendered study's models and token counts (runs.csv) compare with the paper's (paper.SCALE)."""
     n_lo, n_hi = runs["n_params"].min(), runs["n_params"].max()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit.read import HeldoutSummary, LrLawDocument
+from replicate.profile import Profile
 from replicate.report.compare import fmt_ci, verdict
 
 
@@ -166,3 +167,9 @@ def law_band(doc: LrLawDocument, batch_size: float, n_params: np.ndarray, tokens
     curves = a[:, None] + e_t[:, None] * lt[None, :] + e_ns[:, None] * ln[None, :]
     lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
     return np.exp(centre), np.exp(lo), np.exp(hi)
+
+
+def progress_sentence(profile: Profile, runs: pd.DataFrame | None) -> str:
+    """How much of Stage L's profile has trained (its runs.csv `runs`, None before any), and its design note."""
+    done = 0 if runs is None else runs["run_id"].nunique()
+    return f"{done} of {len(profile.runs)} runs trained. " + " ".join(profile.design.split())

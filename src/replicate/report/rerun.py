@@ -148,3 +148,13 @@ def fits_agreement_sentence(fits: dict[str, FitDocument]) -> str:
         f"; {', '.join(unstable)} move with it, so they are not determined by these data." if unstable else "."
     )
     return text
+
+
+def timed_rerun_sentence(second: pd.DataFrame, timed: pd.DataFrame, where: str) -> str:
+    """How many rows of the second training a third one (in `where`) repeated bit for bit."""
+    same, rows = identical_rows(second, timed)
+    return (
+        f"With the code fixed a sweep repeats exactly: trained a third time in one call "
+        f"(`{where}/`), {same} of {rows} run x checkpoint rows of the second training have "
+        "bit-identical `val_loss` and `val_loss_ema`."
+    )

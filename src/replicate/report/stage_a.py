@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from replicate.fit import cluster_tokens
 from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
 from replicate.fit.read import CurvatureSummary
-from replicate.paper import BATCH_SIZE_LAW
+from replicate.paper import BATCH_SIZE_LAW, optimal_steps
+from replicate.profile import Profile
 from replicate.report.compare import fmt_ci, lr_scaling_sentence
+from replicate.report.findings import s_opt_range
 
 
 def seed_spread(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
@@ -23,6 +26,25 @@ def seed_spread(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
     stats = cells.agg(["mean", "min", "max", "count"]).reset_index()
     best = stats.loc[stats.groupby(["n_params", "tokens", "batch_samples"])["mean"].idxmin()]
     return best.rename(columns={"mean": "loss", "min": "lowest_seed", "max": "highest_seed", "count": "seeds"})
+
+
+def steps_sentence(cpu: pd.DataFrame, runs: pd.DataFrame | None, profile: Profile, where: str) -> str:
+    """Why Stage A: the optimal steps of the paper's batch law against the longest run of the cpu study (its
+    runs.csv `cpu`, in results folder `where`), and the steps Stage A's checkpoints ask for (its profile, and its
+    runs.csv `runs` for its model size)."""
+    fit_rows = cpu[cpu["role"] == "fit"]
+    longest = int((fit_rows["tokens"] / fit_rows["batch_size"]).max())
+    grid = [r.cfg for r in profile.runs]
+    tokens = np.array(sorted({c for cfg in grid for c in cfg.checkpoints}), dtype=float)
+    n_a = float(runs["n_params"].iloc[0]) if runs is not None else float("nan")
+    s_a = optimal_steps(n_a, tokens)
+    return (
+        f"The paper's law puts the optimal number of steps of the cpu study (`{where}`) at "
+        f"{s_opt_range(cpu)}, and its longest run took {longest:,} steps: its optimal batch "
+        f"sizes lay below one clip. Stage A's checkpoints ({tokens.min() / 1e6:.2f}M to "
+        f"{tokens.max() / 1e6:.2f}M tokens, N = {n_a:,.0f}) ask for {s_a.min():,.0f} to {s_a.max():,.0f} "
+        f"steps, and its one-clip runs take {max(cfg.steps for cfg in grid):,}."
+    )
 
 
 def summary_table(summary: CurvatureSummary) -> pd.DataFrame:

@@ -32,10 +32,19 @@ def load_study(path: str | Path) -> Study | None:
     path = Path(path)
     if not (path / "runs.csv").is_file():
         return None
-    profile = load_profile(str(path / "profile.toml")) if (path / "profile.toml").is_file() else None
     return Study(
-        path, pd.read_csv(path / "runs.csv"), read_fit(path / "fit.json"), profile, read_fit(path / "fit_ema.json")
+        path,
+        pd.read_csv(path / "runs.csv"),
+        read_fit(path / "fit.json"),
+        study_profile(path),
+        read_fit(path / "fit_ema.json"),
     )
+
+
+def study_profile(path: str | Path) -> Profile | None:
+    """The profile.toml that the sweep wrote into the results folder `path`; None where there is none."""
+    toml = Path(path) / "profile.toml"
+    return load_profile(str(toml)) if toml.is_file() else None
 
 
 def open_study(path: str | Path, book_profile: str, need_fit: bool = True) -> Study | None:
