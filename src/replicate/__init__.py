@@ -1,9 +1,12 @@
 """replicate: a re-executable replication of *Towards Precise Scaling Laws for Video Diffusion Transformers*
 (Yin et al., CVPR 2025).
 
-The layers, bottom up, as the folders name them (a module imports only from the layers below it; a test holds
-the rule). The torch side and the analysis side meet only through files: runs.csv (runs.py), fit.json
-(fit.document) and the torch-free configs.
+The data flow: profile (profiles/NAME.toml) -> sweep -> runs.csv -> fit -> fit.json -> report -> chapter
+(notebooks/) -> book; `replicate sweep`, `replicate fit` and `make book` are its commands.
+
+The layers, bottom up, as the folders name them (a module imports only from the layers below it;
+tests/test_structure.py holds the rule). The torch side and the analysis side meet only through files: runs.csv
+(runs.py), fit.json (written by fit.document, read through fit.read) and the torch-free configs.
 
     contracts, torch-free  errors, io (atomic writes), provenance, progress, paper (the paper's numbers),
                            published (other papers' laws), config (clip, model and training configs; N and
@@ -22,12 +25,19 @@ the rule). The torch side and the analysis side meet only through files: runs.cs
     book                   the notebooks' post-step and the README's generated parts
     face                   cli/ (argparse: training and analysis commands, one library call each), __main__
 
-Where a change goes: a kernel in kernels/<op>.py, kernels/reference.py (its reference and its
-written-out formula) and kernels/__init__.py (its dispatcher and catalog entry: tests, benchmark and book
-iterate the catalog); a profile in profiles/NAME.toml (its schema is in profile.py); a new law in its own
-fit/<law>.py (its equation and its fitter, as fit/surface.py), fit/pipeline.py (fitted once per bootstrap
-resample, and the numbers that get intervals) and fit/document.py (its place in fit.json). fit/laws.py holds
-the paper's equations that several fitters share (Eqs. 10-18).
+Where a change goes:
+- a chapter: notebooks/NN_name.py (it loads a study with report.open_study, calls report's functions, shows
+  report.figures' figures and says what they mean: no fitting, no file parsing) and a line in _toc.yml;
+- a figure: report/figures.py (a function of loaded results that returns a Figure carrying its data);
+- a table or a sentence: report/ (by job: compare, findings, tables, optima, ...);
+- a runs.csv column: runs.COLUMNS and its value in runs.run_rows (and fit/table.py if the fit reads it);
+- a law: its own fit/<law>.py (its equation and its fitter, as fit/surface.py), fit/pipeline.py (fitted once
+  per bootstrap resample, and the numbers that get intervals), fit/document.py (its place in fit.json) and
+  fit/read.py (its type in the schema; the headline rule where it competes with another estimator);
+  fit/laws.py holds the paper's equations that several fitters share (Eqs. 10-18);
+- a kernel: kernels/<op>.py, kernels/reference.py (its reference and its written-out formula) and
+  kernels/__init__.py (its dispatcher and catalog entry: tests, benchmark and book iterate the catalog);
+- a profile: profiles/NAME.toml (its schema is profile.py's docstring; `after` names a study it waits for).
 """
 
 __version__ = "0.1.0"
