@@ -21,8 +21,8 @@ import torch
 from replicate.config import TrainConfig, count_params
 from replicate.profile import load_profile
 from replicate.provenance import provenance
-from replicate.timing import step_seconds
-from replicate.train import resolve_device
+from replicate.training.step import resolve_device
+from replicate.training.timing import step_seconds
 
 
 def main() -> int:
@@ -43,7 +43,7 @@ def main() -> int:
     models = sorted({r.size: r.cfg.model for r in fit}.items(), key=lambda kv: count_params(kv[1]))[:2]
     rows = []
     for name, model in models:
-        cfg = TrainConfig(model, batch_size=args.batch_size, lr=1e-3, tokens=10**9)
+        cfg = TrainConfig(model, batch_clips=args.batch_size, lr=1e-3, tokens=10**9)
         for members in (int(m) for m in args.members.split(",")):
             # one plain run and the stack timed alternately, round by round: the machine's drift cancels in
             # each round's ratio, and the median over rounds is reported

@@ -22,12 +22,12 @@ import torch
 from replicate.config import TrainConfig, count_params, model_config
 from replicate.kernels import BACKENDS
 from replicate.provenance import provenance
-from replicate.step import GroupStepper
+from replicate.training.step import GroupStepper
 
 
 def _steps_for(size: str, batch: int, members: int, seconds: float, device: str, backend: str, barrier) -> float:
     """Steps per second of one process training `members` stacked models for about `seconds`."""
-    cfgs = [TrainConfig(model_config(size), batch_size=batch, lr=1e-4 * (i + 1), tokens=10**9) for i in range(members)]
+    cfgs = [TrainConfig(model_config(size), batch_clips=batch, lr=1e-4 * (i + 1), tokens=10**9) for i in range(members)]
     group = GroupStepper(cfgs, torch.device(device), backend)
     for i in range(5):
         group.step(i + 1)

@@ -3,7 +3,7 @@
 Each op of the catalog, forward + backward, at the shapes of the smallest and the largest group of a sweep
 profile (default `study`: E members x B clips of 16 tokens, widths 32-80), timed by replaying CUDA graphs
 (replicate.kernels.bench: no host overhead in the numbers); then the whole captured training step of both
-groups with the torch and the triton backend (replicate.timing.capture_check). `achieved` is against the
+groups with the torch and the triton backend (replicate.training.timing.capture_check). `achieved` is against the
 device's copy bandwidth or bf16 matmul rate measured in the same run. The device run (`make device`) records
 the same rows as bench lines; this script prints a table and writes a CSV, and the autotuning (each kernel's
 configs and their timings per tuning key) as JSON.
@@ -50,12 +50,12 @@ def main() -> int:
     out = args.out or Path("results/benchmarks" if device.type == "cuda" else "_build/benchmarks") / "kernels.csv"
     tuning_out = args.tuning_out or out.with_name(out.stem + "_tuning.json")
 
+    from replicate.device.checks import kernel_benchmark
     from replicate.errors import ConfigError
     from replicate.io import write_json
     from replicate.kernels.bench import write_table
     from replicate.profile import load_profile
     from replicate.provenance import provenance
-    from replicate.timing import kernel_benchmark
 
     start = time.monotonic()
     try:
@@ -65,7 +65,7 @@ def main() -> int:
         return 2
     groups = [g.cfgs for g in prof.bench_groups()]
     if device.type == "cpu":  # the interpreter: one tiny group (two members, one clip) checks the logic
-        groups = [[dataclasses.replace(c, batch_size=1) for c in groups[0][:2]]]
+        groups = [[dataclasses.replace(c, batch_clips=1) for c in groups[0][:2]]]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     timed_steps = None if args.skip_train_step else 100 if device.type == "cuda" else 1
     bench = kernel_benchmark(groups, device, dtype, start + args.deadline_s, timed_steps)

@@ -1,5 +1,5 @@
-"""The training step with flat per-member state (replicate.ensemble.MemberAdamW) against the per-member reference
-(replicate.ensemble_reference.EnsembleAdamW), side by side in one process, at the studies' shapes.
+"""The training step with flat per-member state (replicate.training.ensemble.MemberAdamW) against the per-member
+reference (replicate.training.ensemble_reference.EnsembleAdamW), side by side in one process, at the studies' shapes.
 
 Each row times both steppers of one group in alternating rounds (the machine's drift cancels in each round's
 ratio; medians over rounds) and counts the aten calls of one step of each. `fwd_bwd_ms` is the forward and
@@ -27,12 +27,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from replicate.config import TrainConfig
-from replicate.diffusion import training_loss
 from replicate.profile import Group, load_profile
 from replicate.provenance import provenance
-from replicate.step import GroupStepper
-from replicate.timing import timed
-from replicate.train import resolve_device
+from replicate.training.diffusion import training_loss
+from replicate.training.step import GroupStepper, resolve_device
+from replicate.training.timing import timed
 
 
 class _AtenCalls(TorchDispatchMode):
@@ -100,13 +99,13 @@ def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: in
 
 def _name(profile: str, group: Group) -> str:
     run = group.runs[0]
-    return f"{profile} {run.role} {run.size} B={run.cfg.batch_size} clips"
+    return f"{profile} {run.role} {run.size} B={run.cfg.batch_clips} clips"
 
 
 def shapes(quick: bool) -> list[tuple[str, list[TrainConfig]]]:
     """The measured groups: (name, their configs)."""
     stage_a, stage_l = load_profile("stage_a"), load_profile("stage_l")
-    by_batch = {g.runs[0].cfg.batch_size: g for g in stage_a.groups}
+    by_batch = {g.runs[0].cfg.batch_clips: g for g in stage_a.groups}
     one_clip = by_batch[min(by_batch)]
     holdout = next(g for g in stage_l.groups if g.runs[0].role == "holdout")
     if quick:

@@ -63,11 +63,13 @@ def two_stage(runs) -> dict:
     return fit_hyperparameter_law(cube.tokens[use], cube.n_params[use], np.exp(opt["log_batch"][use]))
 
 
-def replicate_once(seed: int, resamples: int) -> dict:
-    """Both estimators on one planted sweep; with `resamples`, the surface's bootstrap interval."""
+def replicate_once(seed: int, resamples: int, init: dict | None = None) -> dict:
+    """Both estimators on one planted sweep; with `resamples`, the surface's bootstrap interval. `init`: the
+    surface's starting point (fit_surface's; e.g. the noiseless sweep's fit, which lands on the same optimum in
+    a fiftieth of the time of its three cold starts)."""
     runs = planted(seed)
     cube = SweepCube.from_runs(runs)
-    surface, _ = fit_surface(cube)
+    surface, _ = fit_surface(cube, init=init)
     out = {"seed": seed, "two_stage": {k: two_stage(runs)[k] for k in TRUE}, "surface": {k: surface[k] for k in TRUE}}
     if resamples:
 

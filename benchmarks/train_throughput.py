@@ -3,7 +3,7 @@
 Prints one JSON line per model size:
   {"config": {...}, "tokens_per_s", "achieved_gflops", "matmul_peak_gflops", "ratio",
    "data_tokens_per_s", "data_speedup"}
-achieved_gflops counts the "exact" training FLOPs (replicate.model.flops_per_token); data_speedup is how many
+achieved_gflops counts the "exact" training FLOPs (replicate.training.model.flops_per_token); data_speedup is how many
 times faster the procedural clip generator produces tokens than this training step consumes them.
 
     python benchmarks/train_throughput.py [--sizes nano,tiny,small] [--batch-size 64] [--device auto]
@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from replicate.config import TrainConfig, count_params, flops_per_token, model_config
-from replicate.data import ClipStream
 from replicate.provenance import provenance
-from replicate.timing import step_seconds, timed
-from replicate.train import resolve_device
+from replicate.training.data import ClipStream
+from replicate.training.step import resolve_device
+from replicate.training.timing import step_seconds, timed
 
 
 def _seconds_per_call(fn, device: torch.device, warmup: int, reps: int) -> float:
@@ -39,7 +39,7 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048) -> float:
 
 
 def measure(size: str, batch_size: int, device: torch.device, steps: int) -> dict:
-    cfg = TrainConfig(model_config(size), batch_size=batch_size, lr=1e-4, tokens=10**9)
+    cfg = TrainConfig(model_config(size), batch_clips=batch_size, lr=1e-4, tokens=10**9)
     step_s = step_seconds([cfg], str(device), steps=steps)
     # the stream renders blocks of clips ahead: time whole blocks, per batch
     stream = ClipStream(cfg.model.clip, 0, "train", device)

@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 
 from replicate.config import TrainConfig, model_config, token_checkpoints
-from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
 from replicate.provenance import provenance
-from replicate.train import resolve_device, train
+from replicate.training.diffusion import ValidationSet, example_losses, stratified_mean_se
+from replicate.training.step import resolve_device
+from replicate.training.train import train
 
 
 def main() -> int:
@@ -48,7 +49,7 @@ def main() -> int:
         for seed in seeds:
             cfg = TrainConfig(
                 model,
-                batch_size=args.batch_size,
+                batch_clips=args.batch_size,
                 lr=lr,
                 tokens=args.tokens,
                 seed=seed,

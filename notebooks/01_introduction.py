@@ -54,7 +54,7 @@ display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
+    stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
     display(report.table(report.claim_verdicts(study.fit, stage_a, report.load_lr_law(RESULTS_DIR))))
 
 # %% [markdown]
@@ -74,11 +74,7 @@ if study is None or study.fit is None:
 else:
     table = report.comparison(study.fit)
     display(report.table(table))
-    counts = table["verdict"].value_counts()
-    note = report.surface_note(study.fit)
-    display(
-        Markdown("Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "." + (f" {note}" if note else ""))
-    )
+    display(Markdown(report.verdict_counts_sentence(table, study.fit)))
 
 # %% [markdown]
 # ## What the study shows
@@ -122,7 +118,7 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    stage_a = report.load_json(f"{STAGE_A_DIR}/summary.json")
+    stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
     display(
         Markdown("\n".join(f"- {line}" for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema)))
     )

@@ -13,13 +13,13 @@
 # %% [markdown]
 # # The model and its kernels
 #
-# A Video DiT in the style of DiT {cite}`peebles2023scalable` (`replicate.model.VideoDiT`): clips are cut into
+# A Video DiT in the style of DiT {cite}`peebles2023scalable` (`replicate.training.model.VideoDiT`): clips are cut into
 # 3D patches of $1 \times 4 \times 4$ pixels, embedded linearly, given a fixed 3D sin-cos
 # position, and processed by blocks of full 3D self-attention and a tanh-GELU MLP, each conditioned on the
 # timestep and the class label by adaLN-Zero (a LayerNorm without affine whose shift, scale and residual
 # gate are regressed from the conditioning, all initialised to zero so the network starts as the identity
-# and outputs zeros). A final adaLN layer maps tokens back to patches. The DiT's hot ops (LayerNorm-modulate
-# fused with the gated residual, attention, GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
+# and outputs zeros). A final adaLN layer maps tokens back to patches. The DiT's hot ops (LayerNorm-modulate,
+# attention, the MLP's first layer with its GELU) are Triton kernels (`replicate.kernels`), with the PyTorch
 # references as the CPU path and the test oracle. Attention has two: for the study's short clips (at most 64
 # tokens) one program holds a whole (clip, head), its scores included, forward and backward
 # (`kernels.clip_attention`); longer sequences take a flash-attention kernel {cite}`dao2022flashattention` that tiles them
@@ -37,16 +37,11 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # the Triton kernels run on the CPU interpreter here
 
-from pathlib import Path
-
-import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
-from replicate import kernels, plots, report
-from replicate.config import FLOP_KINDS, MODEL_SIZES, count_params, flops_per_token, model_config
-from replicate.kernels import OPS, ExampleInputs
-from replicate.profile import load_profile
+from replicate import kernels, report
+from replicate.kernels.bench import accuracy_rows
+from replicate.report import figures
 
 # %% [markdown]
 # ## Sizes and their parameter and FLOP counts
@@ -60,33 +55,17 @@ from replicate.profile import load_profile
 # against `torch.utils.flop_counter` in the tests.
 
 # %% tags=["hide-input"]
-profile_path = Path(RESULTS_DIR) / "profile.toml"
-profile = load_profile(str(profile_path)) if profile_path.is_file() else None
+profile = report.study_profile(RESULTS_DIR)
 if profile is not None:
     display(Markdown(report.clip_sentence(profile) + " Its models:"))
     sizes = report.study_models(profile)
 else:  # no study rendered: the named ladder of config.MODEL_SIZES at the default clip
     display(Markdown(f"No study in `{RESULTS_DIR}`: the named sizes of `replicate.config.MODEL_SIZES` instead."))
-    rows = []
-    for name in MODEL_SIZES:
-        cfg = model_config(name)
-        n = count_params(cfg)
-        rows.append(
-            {
-                "size": name,
-                "width d": cfg.width,
-                "depth": cfg.depth,
-                "heads": cfg.heads,
-                "head dim": cfg.head_dim,
-                "N": n,
-                **{f"{k} / N": flops_per_token(cfg, k) / n for k in FLOP_KINDS},
-            }
-        )
-    sizes = pd.DataFrame(rows)
+    sizes = report.named_sizes()
 display(report.table(sizes))
 
 # %% tags=["hide-input"]
-plots.show(plots.flop_conventions_figure(sizes), "02_flop_conventions")
+figures.show(figures.flop_conventions_figure(sizes), "02_flop_conventions")
 display(Markdown(report.flop_overhead_sentence(sizes)))
 
 # %% [markdown]
@@ -103,25 +82,7 @@ display(Markdown(report.flop_overhead_sentence(sizes)))
 # a GPU the same suite runs the compiled kernels.
 
 # %% tags=["hide-input"]
-gen = torch.Generator().manual_seed(0)
-rows = []
-for name, op in OPS.items():
-    inputs = op.example(
-        ExampleInputs(lambda shape: torch.randn(*shape, generator=gen, dtype=torch.float64), 2, 17, 48, 3)
-    )
-    truth_in = [x.detach().clone().requires_grad_() for x in inputs]
-    test_in = [x.detach().float().clone().requires_grad_() for x in inputs]
-    truth, out = op.formula(*truth_in), op.fn(*test_in, backend="triton")
-    truth, out = (truth, out) if isinstance(truth, tuple) else ((truth,), (out,))
-    w = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in truth]
-    g_truth = torch.autograd.grad(sum((t * v).sum() for t, v in zip(truth, w, strict=True)), truth_in)
-    g_out = torch.autograd.grad(sum((o * v.float()).sum() for o, v in zip(out, w, strict=True)), test_in)
-    errors = [
-        (o.double() - t).abs().max().item() / max(t.abs().max().item(), 1.0)
-        for o, t in zip((*out, *g_out), (*truth, *g_truth), strict=True)
-    ]
-    rows.append({"op": name, "output error": max(errors[: len(out)]), "worst gradient error": max(errors[len(out) :])})
-display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["output error", "worst gradient error"]))
+display(report.error_table(accuracy_rows()))
 
 # %% [markdown]
 # ## Kernel speed
@@ -134,9 +95,8 @@ display(pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["ou
 # shapes, and where they come from, follow the table.
 
 # %% tags=["hide-input"]
-bench = Path("results/benchmarks/kernels.csv")
-if bench.is_file():
-    speed = pd.read_csv(bench)
+speed = report.load_kernel_benchmark()
+if speed is not None:
     display(report.table(report.kernel_speed_table(speed), digits=3))
     display(Markdown(report.kernel_speed_sentence(speed, kernels.TRITON_FASTER)))
     display(Markdown(report.kernel_shapes_sentence(speed, sizes)))
@@ -144,19 +104,4 @@ else:
     display(Markdown("**Not measured yet.** Run `python benchmarks/kernels.py` on a GPU to fill this table."))
 
 # %% tags=["hide-input"]
-display(
-    Markdown(
-        report.paper_box(
-            [
-                "The paper's DiT is a cross-attention DiT on VAE latents with about 1280 tokens per sample and widths of "
-                "several hundred to thousands; ours is an in-context (adaLN) DiT on grayscale pixels, "
-                f"{sizes['tokens per clip'].iloc[0] if 'tokens per clip' in sizes else '-'} tokens per clip, widths "
-                f"{sizes['width d'].min()}-{sizes['width d'].max()}.",
-                "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes $16 d^2$ "
-                "parameters per layer (self- and cross-attention, MLP); our blocks have $12 d^2$, so for us it is only a "
-                f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "
-                f"{sizes['exact / N'].min():.2f}-{sizes['exact / N'].max():.2f} x N for the exact count.",
-            ]
-        )
-    )
-)
+display(Markdown(report.paper_box(report.dit_scale_lines(sizes))))

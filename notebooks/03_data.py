@@ -14,7 +14,7 @@
 # # The data
 #
 # The paper trains on Panda-70M video through a VAE; we cannot, so the study runs on a procedural stream
-# (`replicate.data`): grayscale clips in which a textured *main* sprite (a
+# (`replicate.training.data`): grayscale clips in which a textured *main* sprite (a
 # square, disc, triangle or ring) moves in a straight line, bounces off the walls or orbits, over a distractor
 # sprite and a drifting background wave. The main sprite's (shape, motion) is the class label, 12 classes.
 #
@@ -30,24 +30,17 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import json
 from pathlib import Path
 
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from replicate import plots, report
-from replicate.config import MOTIONS, NUM_CLASSES, SHAPES, ClipConfig
-from replicate.data import frame_strip, make_clips, save_gif
-from replicate.diffusion import ddim_sample
-from replicate.profile import load_profile
-from replicate.train import load_model
-
-
-def label_name(label: int) -> str:
-    return f"{SHAPES[label // len(MOTIONS)]}, {MOTIONS[label % len(MOTIONS)]}"
-
+from replicate import report
+from replicate.config import NUM_CLASSES, ClipConfig, label_name
+from replicate.report import figures
+from replicate.training.data import frame_strip, make_clips, save_gif
+from replicate.training.diffusion import ddim_sample
+from replicate.training.train import load_model
 
 # %% [markdown]
 # ## Training clips
@@ -59,15 +52,14 @@ def label_name(label: int) -> str:
 # to see: the variety of textures, sizes and contrasts, and the three motions.
 
 # %% tags=["hide-input"]
-profile_path = Path(RESULTS_DIR) / "profile.toml"
-profile = load_profile(str(profile_path)) if profile_path.is_file() else None
+profile = report.study_profile(RESULTS_DIR)
 clip = profile.runs[0].cfg.model.clip if profile is not None else ClipConfig()
 if profile is not None:
     display(Markdown(report.clip_sentence(profile)))
 index = torch.arange(8)
 videos, labels = make_clips(clip, seed=0, split="train", index=index)
 source = {"seed": 0, "split": "train", "index": index.tolist()}
-plots.show(plots.clip_strips(videos, labels, label_name, frame_strip, source=source), "03_training_clips")
+figures.show(figures.clip_strips(videos, labels, label_name, frame_strip, source=source), "03_training_clips")
 
 # %% tags=["hide-input"]
 Path("book/figures").mkdir(parents=True, exist_ok=True)
@@ -88,26 +80,9 @@ display(
 # produces tokens than training consumes them: below on 2 CPU cores (fp32) and on an H100 (bf16 autocast).
 
 # %% tags=["hide-input"]
-throughput = Path("results/benchmarks/train_throughput.jsonl")
-if throughput.is_file():
-    rows = [json.loads(line) for line in throughput.read_text().splitlines() if line.strip()]
-    display(
-        report.table(
-            pd.DataFrame(
-                [
-                    {
-                        "model": r["config"]["size"],
-                        "N": r["config"]["n_params"],
-                        "device": r["device"],
-                        "training tokens/s": r["tokens_per_s"],
-                        "generator tokens/s": r["data_tokens_per_s"],
-                        "generator / training": r["data_speedup"],
-                    }
-                    for r in rows
-                ]
-            )
-        )
-    )
+throughput = report.throughput_table()
+if throughput is not None:
+    display(report.table(throughput))
 else:
     display(
         Markdown(
@@ -123,7 +98,7 @@ else:
 # `python -m replicate train --width 128 --depth 6 --heads 8 --batch-size 8 --lr 1e-3 --tokens 2000000
 # --frames 4 --save-model results/samples/model.pt`; DDPM objective {cite}`ho2020denoising`), sampled from its power-EMA
 # weights {cite}`karras2024analyzing` with 50 DDIM steps and
-# classifier-free guidance 2 (`replicate.diffusion.ddim_sample`), one clip for each of the 12 classes. What to
+# classifier-free guidance 2 (`replicate.training.diffusion.ddim_sample`), one clip for each of the 12 classes. What to
 # see: whether the shapes, textures and motions of the training clips above come back.
 
 # %% tags=["hide-input"]
@@ -134,17 +109,12 @@ if weights.is_file():
     samples = ddim_sample(
         model, y, model.cfg.clip.shape, steps=50, guidance=2.0, generator=torch.Generator().manual_seed(0)
     )
-    meta = json.loads(weights.with_suffix(".json").read_text()) if weights.with_suffix(".json").is_file() else {}
     source = {"sampler": "ddim_sample, 50 steps, guidance 2", "generator_seed": 0}
-    fig = plots.clip_strips(samples, y, lambda label: label_name(label), frame_strip, columns=2, source=source)
-    plots.show(fig, "03_samples")
-    if meta:
-        display(
-            Markdown(
-                f"The sampled model: N = {meta['n_params']:,}, trained on {meta['checkpoints'][-1]['tokens']:,} "
-                f"tokens, validation loss {meta['checkpoints'][-1]['val_loss']:.4f}."
-            )
-        )
+    fig = figures.clip_strips(samples, y, label_name, frame_strip, columns=2, source=source)
+    figures.show(fig, "03_samples")
+    sampled = report.sampled_model_sentence(weights)
+    if sampled:
+        display(Markdown(sampled))
 else:
     display(Markdown("*No trained model in `results/samples/` yet.*"))
 

@@ -17,7 +17,7 @@
 # {cite}`mccandlish2018empirical`): the best learning rate grows with the batch size and saturates, and larger
 # models need smaller steps and larger batches. It states the result; here we derive it step by step, and
 # then *measure* every quantity in it on quadratics, where the truth is known, and on our Video DiT, which the
-# paper does not do. The code is `replicate.theory`.
+# paper does not do. The code is `replicate.theory.noise`.
 #
 # ## The derivation
 #
@@ -49,7 +49,7 @@
 #
 # $$\eta_\mathrm{max} = \frac{|G|^2}{G^\top H G}, \qquad B_\mathrm{noise} = \frac{\mathrm{tr}(H\Sigma)}{G^\top H G}.$$
 #
-# (`replicate.sgd.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
+# (`replicate.theory.sgd.eta_opt`). Small batches ($B \ll B_\mathrm{noise}$): $\eta_\mathrm{opt} \approx \eta_\mathrm{max} B / B_\mathrm{noise}$,
 # linear in $B$. Large batches: $\eta_\mathrm{opt} \to \eta_\mathrm{max}$, and more examples per step buy nothing.
 #
 # Putting $\eta_\mathrm{opt}$ back into the parabola of step 3 gives the best expected drop of one step. For a
@@ -82,7 +82,7 @@
 #   E_\mathrm{min} = S_\mathrm{min}\, B_\mathrm{noise},$$
 #
 # examples, $E_\mathrm{min}$ being the fewest examples, reached as $B \to 0$. Eliminating $B$ gives the hyperbola
-# $(S/S_\mathrm{min} - 1)(E/E_\mathrm{min} - 1) = 1$ (`replicate.sgd.steps_examples_tradeoff`), whose knee
+# $(S/S_\mathrm{min} - 1)(E/E_\mathrm{min} - 1) = 1$ (`replicate.theory.sgd.steps_examples_tradeoff`), whose knee
 # $B_\mathrm{crit} = E_\mathrm{min}/S_\mathrm{min} = B_\mathrm{noise}$ is the batch size that balances time (steps) and
 # compute (examples).
 # *This step assumes that $B_\mathrm{noise}$ stays constant while the loss falls*; the measurements at the end of
@@ -168,7 +168,7 @@
 # $|G|^2 \approx (B_b |g_{B_b}|^2 - B_s |g_{B_s}|^2)/(B_b - B_s)$ and
 # $\mathrm{tr}(\Sigma) \approx (|g_{B_s}|^2 - |g_{B_b}|^2)/(1/B_s - 1/B_b)$, unbiased because each is linear in
 # the measured expectations. The same trick on $g^\top H g$ (with $H g$ a Hessian-vector product on an
-# independent batch) separates $G^\top H G$ from $\mathrm{tr}(H\Sigma)$; `replicate.theory.measure` does both and
+# independent batch) separates $G^\top H G$ from $\mathrm{tr}(H\Sigma)$; `replicate.theory.noise.measure` does both and
 # gets standard errors from a bootstrap over draws. Their ratios ($B_\mathrm{noise}$, $\eta_\mathrm{max}$) are
 # consistent but not unbiased.
 # ```
@@ -182,13 +182,10 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
-from replicate.fit import paper_laws
-from replicate.paper import BATCH_SIZE_LAW, optimal_steps
-from replicate.report import noise
+from replicate import report
+from replicate.report import figures, noise, paper_tables
 
 theory = {
     name: report.load_json(Path(THEORY_DIR) / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")
@@ -204,85 +201,38 @@ elif theory["quadratic"]["quick"]:
     )
 
 # %% tags=["hide-input"]
-law = paper_laws()["batch_size_law"]
-display(
-    Markdown(
-        f"With the paper's numbers, $10^9/c$ = {1e9 / BATCH_SIZE_LAW['coef']:,.0f} steps, "
-        f"$1 - \\beta_B$ = {1 - law['exp_tokens']:.3f} and $1 - \\beta_B - \\gamma_B$ = "
-        f"{1 - law['exp_tokens'] - law['exp_params']:.4f}: $S_\\mathrm{{opt}}$ at 20 tokens per parameter is "
-        f"{optimal_steps(1e5, 2e6):,.0f} steps for N = 100k and {optimal_steps(1e9, 2e10):,.0f} for N = 1B."
-    )
-)
+display(Markdown(paper_tables.s_opt_sentence()))
 display(Markdown("$S_\\mathrm{opt}$, the steps of the paper's optimal batch, at three model sizes:"))
-display(
-    report.table(
-        pd.DataFrame(
-            [
-                {
-                    "tokens per parameter": r,
-                    **{f"N = {n:.0e}": f"{optimal_steps(n, r * n):,.0f}" for n in (1e5, 1e7, 1e9)},
-                }
-                for r in (10, 100, 1000)
-            ]
-        )
-    )
-)
+display(report.table(paper_tables.s_opt_table()))
 study = report.load_study(RESULTS_DIR)
-runs = study.runs if study else None
-steps = runs["tokens"] / runs["batch_size"] if study else None
 if study:
-    display(
-        Markdown(
-            f"The study rendered here ({RESULTS_DIR}) trained its longest run for {steps.max():,.0f} steps, at "
-            f"{(runs['tokens'] / runs['n_params']).min():.2g} to {(runs['tokens'] / runs['n_params']).max():.3g} "
-            f"tokens per parameter, where the paper's law puts $S_\\mathrm{{opt}}$ at {report.s_opt_range(runs)}."
-        )
-    )
+    display(Markdown(report.steps_sentence(study.runs, RESULTS_DIR)))
 
 # %% [markdown]
 # ## The estimators where the truth is known
 #
-# On random quadratics of several sizes and spectra (`replicate.theory.QuadraticProblem`), every estimate
+# On random quadratics of several sizes and spectra (`replicate.theory.noise.QuadraticProblem`), every estimate
 # against its closed form, with $\pm 2$ standard errors. What to see: the points on the diagonal, and the
 # error bars covering it.
 
 # %% tags=["hide-input"]
 if theory["quadratic"]:
     quad = report.quadratic_estimates(theory["quadratic"])
-    plots.show(plots.quadratic_estimates_figure(quad), "04_quadratic_estimates")
-    display(
-        Markdown(
-            f"Largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| "
-            f"{quad['z'].abs().max():.2f}; {(quad['z'].abs() < 3).mean():.0%} of the estimates within 3 SE."
-        )
-    )
+    figures.show(figures.quadratic_estimates_figure(quad), "04_quadratic_estimates")
+    display(Markdown(noise.quadratic_sentence(quad)))
 
 # %% [markdown]
 # ## Does $\eta_\mathrm{opt}(B)$ predict the best SGD step on the Video DiT?
 #
 # At one checkpoint of a small model, the noise scale is measured, and for several batch sizes a line search
 # finds the plain-SGD step that most lowers a held-out loss after one step, averaged over minibatches
-# (`replicate.theory.sgd_step_gain`, `best_step`). Curve: the theory's $\eta_\mathrm{opt}(B)$; dots: the line
+# (`replicate.theory.noise.sgd_step_gain`, `best_step`). Curve: the theory's $\eta_\mathrm{opt}(B)$; dots: the line
 # search. What to see: whether the measured optimum rises with $B$ and saturates as predicted.
 
 # %% tags=["hide-input"]
 if theory["line_search"]:
-    rows = pd.DataFrame(theory["line_search"]["results"]["rows"])
-    plots.show(plots.line_search_figure(theory["line_search"]["results"]), "04_line_search")
-    display(
-        report.table(
-            rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]]
-            .assign(ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"])
-            .rename(
-                columns={
-                    "batch_size": "batch size (clips)",
-                    "eta_opt_predicted": "predicted eta_opt",
-                    "eta_best_measured": "best measured step",
-                    "ratio": "measured / predicted",
-                }
-            )
-        )
-    )
+    figures.show(figures.line_search_figure(theory["line_search"]["results"]), "04_line_search")
+    display(report.table(noise.line_search_table(theory["line_search"]["results"])))
     display(Markdown(report.line_search_scope(theory["line_search"]["results"], theory["dit_noise"]["results"])))
 
 # %% [markdown]
@@ -296,7 +246,7 @@ if theory["line_search"]:
 # %% tags=["hide-input"]
 if theory["dit_noise"]:
     dit = report.dit_noise_scales(theory["dit_noise"])
-    plots.show(plots.noise_scale_figure(dit), "04_noise_scales")
+    figures.show(figures.noise_scale_figure(dit), "04_noise_scales")
     display(report.table(noise.noise_scale_table(dit)))
     display(
         Markdown(
@@ -316,6 +266,6 @@ if theory["dit_noise"]:
 
 # %% tags=["hide-input"]
 if theory["dit_noise"] and study:
-    batches = sorted(runs["batch_samples"].unique().tolist())
-    plots.show(plots.tradeoff_figure(dit, batches), "04_tradeoff")
+    batches = sorted(study.runs["batch_samples"].unique().tolist())
+    figures.show(figures.tradeoff_figure(dit, batches), "04_tradeoff")
     display(Markdown(report.tradeoff_sentence(dit, batches)))

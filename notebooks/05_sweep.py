@@ -25,12 +25,10 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import tomllib
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
+from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE, need_fit=False)
 
@@ -44,15 +42,8 @@ study = report.open_study(RESULTS_DIR, PROFILE, need_fit=False)
 # %% tags=["hide-input"]
 if study is not None:
     display(report.table(report.grid_table(study.runs)))
-    runs, diverged = study.runs, study.runs.groupby("run_id")["diverged"].any()
-    display(
-        Markdown(
-            f"{runs['run_id'].nunique()} runs, {len(runs)} rows of `runs.csv` (one per run and checkpoint); "
-            f"{int(diverged.sum())} runs diverged (their later checkpoints are rows without a loss, diverged = True)."
-        )
-    )
-    design = tomllib.loads(study.profile).get("design", "") if study.profile else ""
-    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
+    display(Markdown(report.runs_sentence(study.runs)))
+    display(Markdown(report.design_sentence(study.profile)))
 
 # %% [markdown]
 # ## Training curves
@@ -63,7 +54,7 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None:
-    plots.show(plots.loss_curves(study.runs), "05_loss_curves")
+    figures.show(figures.loss_curves(study.runs), "05_loss_curves")
 
 # %% [markdown]
 # ## The loss landscape over $(B, \eta)$
@@ -77,12 +68,8 @@ if study is not None:
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    fit_rows = study.runs[study.runs["role"] == "fit"]
-    sizes = sorted(fit_rows["n_params"].unique())
-    tokens = sorted(fit_rows["tokens"].unique())
-    picks_n = sizes if len(sizes) <= 2 else [sizes[0], sizes[-1]]
-    picks_t = [tokens[0], tokens[len(tokens) // 2], tokens[-1]]
-    plots.show(plots.heatmaps(study.runs, study.fit["optima"], picks_n, picks_t), "05_heatmaps")
+    picks = report.heatmap_picks(study.runs)
+    figures.show(figures.heatmaps(study.runs, study.fit["optima"], *picks), "05_heatmaps")
 
 # %% [markdown]
 # ## The best cell and the interpolated optimum
@@ -98,20 +85,4 @@ if study is not None and study.fit is not None:
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
-    optima = pd.DataFrame(study.fit["optima"])
-    spread = [report.neighbourhood_spread(report.heatmap(study.runs, n, t)) for n in picks_n for t in picks_t]
-    display(
-        Markdown(
-            report.paper_box(
-                [
-                    f"{int((~optima['on_edge'].astype(bool)).sum())} of {len(optima)} of our (N, T) optima are interior to "
-                    "the grid; the paper's 4B-token heat map had its minimum on the edge.",
-                    f"{int((~optima['band_agrees'].astype(bool)).sum())} optima disagree with DeepSeek's 0.25% band "
-                    "(the centre of the settings within 0.25% of the best).",
-                    f"Around the best cell (one grid step each way) the heat maps above span {min(spread):.1f}-"
-                    f"{max(spread):.1f}% in loss; the paper's whole 1.07B-parameter heat map (x1.5 steps in lr) spans "
-                    "0.6-1.3%. Our steps are x2 and our models far smaller, so our landscapes are steeper.",
-                ]
-            )
-        )
-    )
+    display(Markdown(report.paper_box(report.landscape_lines(study.runs, study.fit, picks))))

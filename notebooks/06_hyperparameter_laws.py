@@ -34,11 +34,11 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
-from replicate.fit import batch_profile, hyperparameter_law, paper_laws, validate_runs
+from replicate import report
+from replicate.fit import paper_laws
+from replicate.report import figures, hyperparameter_laws
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -48,29 +48,8 @@ fit = study.fit if study is not None else None
 
 # %% tags=["hide-input"]
 if fit is not None:
-    rows = []
-    for name, key in (("B_opt (tokens per step)", "batch_size_law"), ("eta_opt", "lr_law")):
-        law, paper = fit[key], paper_laws()[key]
-        for part, label in (("exp_tokens", "exponent in T"), ("exp_params", "exponent in N")):
-            ci = law["ci95"].get(part)
-            rows.append(
-                {
-                    "law": name,
-                    "term": label,
-                    "ours": law[part],
-                    "95% CI": "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
-                    "paper": paper[part],
-                }
-            )
-        rows.append({"law": name, "term": "coefficient", "ours": law["coef"], "95% CI": "-", "paper": paper["coef"]})
-    display(report.table(pd.DataFrame(rows)))
-    optima = pd.DataFrame(fit["optima"])
-    display(
-        Markdown(
-            f"Fitted on {int(optima['used'].sum())} of {len(optima)} (N, T) optima "
-            f"({int(optima['on_edge'].sum())} on the grid edge); {fit['bootstrap']['resamples']} bootstrap resamples."
-        )
-    )
+    display(report.table(hyperparameter_laws.law_table(fit)))
+    display(Markdown(hyperparameter_laws.fitted_on_sentence(fit)))
 
 # %% [markdown]
 # ## Optimal batch size
@@ -81,7 +60,9 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"]), "06_batch_size_law")
+    figures.show(
+        figures.hyperparameter_law_figure(fit, "batch_size", paper_laws()["batch_size_law"]), "06_batch_size_law"
+    )
 
 # %% [markdown]
 # ## Optimal learning rate
@@ -91,7 +72,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"]), "06_lr_law")
+    figures.show(figures.hyperparameter_law_figure(fit, "lr", paper_laws()["lr_law"]), "06_lr_law")
 
 # %% [markdown]
 # ## Why the optimal batch size sits on the grid's edge
@@ -113,81 +94,34 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    fit_runs_table = study.runs[study.runs["role"] == "fit"]
-    profile = batch_profile(validate_runs(fit_runs_table))
+    by_batch = hyperparameter_laws.batch_axis(study.runs)
     slope = fit.get("lr_batch_exponent") or {}
-    plots.show(plots.batch_ridge_figure(profile, profile["tokens"].max(), slope.get("value")), "06_batch_ridge")
-    optima = pd.DataFrame(fit["optima"])
-    paper_b = hyperparameter_law(optima["tokens"], optima["n_params"], **paper_laws()["batch_size_law"])
-    clip = float(fit_runs_table["tokens_per_sample"].iloc[0])
-    last = profile[profile["tokens"] == profile["tokens"].max()]
-    spread = last.groupby("n_params")["val_loss"].agg(lambda v: v.max() / v.min() - 1)
-    lines = [
-        f"{int(optima['edge'].str.contains('batch_size').sum())} of {len(optima)} (N, T) optima lie on the "
-        f"batch-size edge. The paper's law gives B_opt = {paper_b.min():.0f} to {paper_b.max():.0f} tokens at "
-        f"our (N, T): {paper_b.min() / clip:.2f} to {paper_b.max() / clip:.2f} clips of {clip:.0f} tokens.",
-        f"At T = {last['tokens'].iloc[0]:,.0f} the best losses of the batch sizes 1 to "
-        f"{last['batch_size'].max() / clip:.0f} clips differ by {100 * spread.min():.1f}% to "
-        f"{100 * spread.max():.1f}% (per model size).",
-    ]
-    if slope.get("value") is not None:
-        lines.append(report.lr_scaling_sentence("lr_opt (per batch size, pooled)", slope["value"], slope.get("ci95")))
-    surface_lr = (fit.get("surface") or {}).get("lr_law") or {}
-    if surface_lr.get("ridge") is not None:
-        what = "lr_opt (the surface fit's ridge)"
-        lines.append(report.lr_scaling_sentence(what, surface_lr["ridge"], surface_lr["ci95"].get("ridge")))
+    figures.show(figures.batch_ridge_figure(by_batch, by_batch["tokens"].max(), slope.get("value")), "06_batch_ridge")
     dit_noise = report.load_json(f"{THEORY_DIR}/dit_noise.json")
-    if dit_noise:
-        batches = sorted(fit_runs_table["batch_samples"].unique().tolist())
-        lines.append(report.tradeoff_sentence(report.dit_noise_scales(dit_noise), batches))
+    lines = hyperparameter_laws.batch_axis_lines(fit, study.runs, by_batch, dit_noise)
     display(Markdown(report.paper_box(lines, title="The batch-size axis at our scale")))
 
 # %% [markdown]
 # ## The held-out model
 #
 # A model about 4x larger than the largest fitting model was trained on a small $(B, \eta)$ grid fixed in
-# advance from the pilots (the profile's design note), before the laws were fitted. The heat map marks the laws' prediction (white square) and the observed,
+# advance from the pilots (the by_batch's design note), before the laws were fitted. The heat map marks the laws' prediction (white square) and the observed,
 # interpolated optimum (star).
 
 # %% tags=["hide-input"]
 if fit is not None and fit.get("holdout"):
-    holdout = pd.DataFrame(fit["holdout"])
-    names = {
-        "tokens": "T (tokens)",
-        "predicted_batch_size": "B_opt predicted (tokens)",
-        "observed_batch_size": "B best observed (tokens)",
-        "predicted_lr": "eta_opt predicted",
-        "observed_lr": "eta best observed",
-        "observed_on_edge": "best cell on the grid's edge",
-    }
-    display(Markdown(f"The held-out model: N = {holdout['n_params'].iloc[0]:,.0f}."))
-    display(report.table(holdout[list(names)].astype({"tokens": int}).rename(columns=names)))
-    n = holdout["n_params"].iloc[0]
-    picks = sorted(holdout["tokens"].unique())
-    picks = [picks[0], picks[len(picks) // 2], picks[-1]]
-    marks = {
-        (n, t): (row["predicted_batch_size"], row["predicted_lr"]) for t, row in holdout.set_index("tokens").iterrows()
-    }
-    optima_holdout = [
-        {"n_params": n, "tokens": t, "batch_size": r["observed_batch_size"], "lr": r["observed_lr"]}
-        for t, r in holdout.set_index("tokens").iterrows()
-    ]
-    plots.show(plots.heatmaps(study.runs, optima_holdout, [n], picks, marks), "06_heldout_heatmaps")
-    edge = int(holdout["observed_on_edge"].astype(bool).sum())
+    n, picks, marks, observed = hyperparameter_laws.holdout_heatmaps(fit)
+    display(Markdown(f"The held-out model: N = {n:,.0f}."))
+    display(report.table(hyperparameter_laws.holdout_table(fit)))
+    figures.show(figures.heatmaps(study.runs, observed, [n], picks, marks), "06_heldout_heatmaps")
+    edge = hyperparameter_laws.holdout_edge_sentence(fit)
     if edge:
-        display(
-            Markdown(
-                f"The held-out grid's best cell lies on its edge at {edge} of {len(holdout)} checkpoints, so there the "
-                "observed (B, lr) bound the optimum rather than locate it, and the predictions come from laws "
-                f"fitted to {fit['batch_size_law']['n_points']} interior optima with the intervals above: this "
-                "check can neither pass nor fail cleanly at our scale."
-            )
-        )
+        display(Markdown(edge))
 
 # %% [markdown]
 # ## The evaluation protocol moves the optimum
 #
-# Every run's loss is also recorded for an EMA of its weights (`val_loss_ema`, `replicate.train`), the weights
+# Every run's loss is also recorded for an EMA of its weights (`val_loss_ema`, `replicate.training.train`), the weights
 # diffusion models are usually sampled from. Fitted on that loss instead (`fit_ema.json`, `replicate fit
 # --loss-column val_loss_ema`), the same runs give the figure and table below. What to see: with EMA weights
 # the optimal batch size stays at or near the smallest batch. Averaging the iterates removes the noise floor
@@ -198,9 +132,9 @@ if fit is not None and fit.get("holdout"):
 
 # %% tags=["hide-input"]
 if study is not None and study.fit_ema is not None:
-    fig = plots.hyperparameter_law_figure(study.fit_ema, "batch_size", paper_laws()["batch_size_law"])
+    fig = figures.hyperparameter_law_figure(study.fit_ema, "batch_size", paper_laws()["batch_size_law"])
     fig.axes[0].set_title("optimal batch size, EMA weights' loss")
-    plots.show(fig, "06_batch_size_law_ema")
+    figures.show(fig, "06_batch_size_law_ema")
     display(report.table(report.exponent_table({"raw weights": fit, "EMA weights": study.fit_ema})))
 elif study is not None:
     display(Markdown(f"*No fit of the EMA weights' loss in `{RESULTS_DIR}` yet (fit_ema.json).*"))

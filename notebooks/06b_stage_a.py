@@ -42,18 +42,15 @@ STAGE_A_DIR = "results/stage_a"
 # %% tags=["hide-input"]
 from pathlib import Path
 
-import numpy as np
 from IPython.display import Markdown, display
 
-from replicate import plots, report
-from replicate.paper import optimal_steps
-from replicate.profile import load_profile
-from replicate.report import stage_a
+from replicate import report
+from replicate.report import figures, stage_a
 
 STAGE_A = Path(STAGE_A_DIR)
 study = report.load_study(STAGE_A)
-summary = report.load_json(STAGE_A / "summary.json")
-profile = load_profile(str(STAGE_A / "profile.toml")) if (STAGE_A / "profile.toml").is_file() else None
+summary = report.read_summary(STAGE_A / "summary.json")
+profile = report.study_profile(STAGE_A)
 if study is None or profile is None:
     display(Markdown("**Stage A has no results yet.** `python -m replicate sweep --profile stage_a` trains it."))
 
@@ -63,21 +60,7 @@ if study is None or profile is None:
 # %% tags=["hide-input"]
 cpu = report.load_study(RESULTS_DIR)
 if cpu is not None and profile is not None:
-    fit_rows = cpu.runs[cpu.runs["role"] == "fit"]
-    longest = int((fit_rows["tokens"] / fit_rows["batch_size"]).max())
-    grid = [r.cfg for r in profile.runs]
-    tokens = np.array(sorted({c for cfg in grid for c in cfg.checkpoints}), dtype=float)
-    n_a = float(study.runs["n_params"].iloc[0]) if study is not None else float("nan")
-    s_a = optimal_steps(n_a, tokens)
-    display(
-        Markdown(
-            f"The paper's law puts the optimal number of steps of the cpu study (`{RESULTS_DIR}`) at "
-            f"{report.s_opt_range(cpu.runs)}, and its longest run took {longest:,} steps: its optimal batch "
-            f"sizes lay below one clip. Stage A's checkpoints ({tokens.min() / 1e6:.2f}M to "
-            f"{tokens.max() / 1e6:.2f}M tokens, N = {n_a:,.0f}) ask for {s_a.min():,.0f} to {s_a.max():,.0f} "
-            f"steps, and its one-clip runs take {max(cfg.steps for cfg in grid):,}."
-        )
-    )
+    display(Markdown(stage_a.steps_sentence(cpu.runs, study.runs if study else None, profile, RESULTS_DIR)))
 
 # %% [markdown]
 # ## The design
@@ -85,7 +68,7 @@ if cpu is not None and profile is not None:
 # %% tags=["hide-input"]
 if study is not None and profile is not None:
     display(report.table(report.grid_table(study.runs)))
-    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(profile.design.split())))
+    display(Markdown(report.design_sentence(profile)))
 
 # %% [markdown]
 # ## The loss along $B$, checkpoint by checkpoint
@@ -98,9 +81,9 @@ if study is not None and profile is not None:
 if study is not None:
     for column, name in (("val_loss", "raw weights"), ("val_loss_ema", "EMA weights")):
         part = summary if column == "val_loss" else (summary or {}).get("ema")
-        fig = plots.batch_curvature_figure(stage_a.seed_profile(study.runs, column), part)
+        fig = figures.batch_curvature_figure(stage_a.seed_spread(study.runs, column), part)
         fig.axes[0].set_title(f"Stage A, {name}")
-        plots.show(fig, f"06b_loss_along_B_{column}")
+        figures.show(fig, f"06b_loss_along_B_{column}")
 
 # %% [markdown]
 # ## What Stage A measured
@@ -109,6 +92,6 @@ if study is not None:
 if study is not None and summary is not None and profile is not None:
     display(report.table(stage_a.summary_table(summary)))
     done = study.runs["run_id"].nunique()
-    display(Markdown(report.paper_box(stage_a.verdict_lines(summary, done, len(profile.runs)), "Stage A says")))
+    display(Markdown(report.paper_box(stage_a.stage_a_lines(summary, done, len(profile.runs)), "Stage A says")))
 elif study is not None:
     display(Markdown("**No summary yet.** `make book` writes `results/stage_a/summary.json` from its runs."))

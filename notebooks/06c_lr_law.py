@@ -46,9 +46,8 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from replicate import plots, report
-from replicate.profile import load_profile
-from replicate.report import lr_law
+from replicate import report
+from replicate.report import figures, lr_law
 
 STAGE_L = Path(STAGE_L_DIR)
 studies = {
@@ -56,8 +55,8 @@ studies = {
     f"study ({Path(RESULTS_DIR).name})": Path(RESULTS_DIR),
     "Stage A": Path(STAGE_A_DIR),
 }
-laws = {name: doc for name, path in studies.items() if (doc := report.load_json(path / "lr_law.json"))}
-summary = report.load_json(STAGE_L / "summary.json")
+laws = {name: doc for name, path in studies.items() if (doc := report.read_lr_law(path / "lr_law.json"))}
+summary = report.read_summary(STAGE_L / "summary.json")
 headline_name = next(iter(laws), None)
 headline = laws.get(headline_name)
 
@@ -85,8 +84,8 @@ else:
 # %% tags=["hide-input"]
 if headline is not None:
     for batch in headline["fit"]["batch_sizes"]:
-        fig = plots.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
-        plots.show(fig, f"06c_lr_star_B{batch:g}")
+        fig = figures.lr_star_figure(headline, batch, f"{headline_name}, B = {batch:g} tokens per step")
+        figures.show(fig, f"06c_lr_star_B{batch:g}")
 
 # %% [markdown]
 # ## The ridge: one $r$ for every size?
@@ -113,7 +112,7 @@ if headline is not None:
 if summary is None or not summary.get("heldout"):
     display(Markdown(f"**No held-out results yet** (`{STAGE_L_DIR}/summary.json`)."))
 else:
-    plots.show(plots.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
+    figures.show(figures.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
     display(report.table(lr_law.heldout_table(summary)))
     display(Markdown(report.paper_box(lr_law.heldout_lines(summary), "The held-out model says")))
 
@@ -132,11 +131,9 @@ if summary is not None and summary.get("batch_gap"):
 # ## Stage L's design
 
 # %% tags=["hide-input"]
-profile_path = STAGE_L / "profile.toml"
-if profile_path.is_file():
-    profile = load_profile(str(profile_path))
+profile = report.study_profile(STAGE_L)
+if profile is not None:
     stage_l = report.load_study(STAGE_L)
-    done = 0 if stage_l is None else stage_l.runs["run_id"].nunique()
-    display(Markdown(f"{done} of {len(profile.runs)} runs trained. " + " ".join(profile.design.split())))
+    display(Markdown(lr_law.progress_sentence(profile, stage_l.runs if stage_l is not None else None)))
 else:
     display(Markdown("Stage L has not been trained yet: `python -m replicate sweep --profile stage_l`."))

@@ -38,12 +38,12 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import pandas as pd
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
 from replicate.fit import paper_laws
-from replicate.paper import COMPUTE_LAW_FROM_LOSS, HEADLINE
+from replicate.paper import HEADLINE
+from replicate.report import figures, loss_law
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -53,37 +53,8 @@ fit = study.fit if study is not None else None
 
 # %% tags=["hide-input"]
 if fit is not None:
-    law, fixed = fit["loss_law"], (fit.get("fixed") or {}).get("loss_law") or {}
-    paper = paper_laws()["loss_law"]
-    rows = []
-    for key in ("a", "alpha_tokens", "b", "alpha_params", "l_inf"):
-        ci = law["ci95"].get(key)
-        rows.append(
-            {
-                "parameter": key,
-                "optimal hp": law[key],
-                "95% CI": "-" if not ci else f"[{ci[0]:.4g}, {ci[1]:.4g}]",
-                "fixed hp": fixed.get(key),
-                "paper": paper[key],
-            }
-        )
-    rows.append(
-        {
-            "parameter": "fit MSE",
-            "optimal hp": law["mse"],
-            "95% CI": "-",
-            "fixed hp": fixed.get("mse"),
-            "paper": "2.35e-7 (optimal), 4.31e-7 (fixed)",
-        }
-    )
-    display(report.table(pd.DataFrame(rows)))
-    display(
-        Markdown(
-            f"The fit {'converged' if law['converged'] else '**did not converge**'}; fitted to raw instead of log "
-            f"residuals it gives alpha_T = {law['raw_residual_fit']['alpha_tokens']:.3f} and alpha_N = "
-            f"{law['raw_residual_fit']['alpha_params']:.3f}."
-        )
-    )
+    display(report.table(loss_law.law_table(fit)))
+    display(Markdown(loss_law.convergence_sentence(fit)))
 
 # %% [markdown]
 # ## Fit and extrapolation
@@ -95,20 +66,10 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.loss_law_figure(fit), "07_loss_law")
+    figures.show(figures.loss_law_figure(fit), "07_loss_law")
     if fit.get("holdout"):
-        holdout = pd.DataFrame(fit["holdout"])
         display(report.table(report.holdout_table(fit)))
-        ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
-        display(
-            Markdown(
-                f"The held-out model is {ratio:.1f}x larger than the largest fitting model. Its observed loss is the "
-                "best cell of a small (B, lr) grid, an upper bound on its optimum where that cell is on the grid's "
-                f"edge ({int(holdout['observed_on_edge'].astype(bool).sum())} of {len(holdout)} checkpoints); the "
-                "prediction inherits the wide interval of alpha_N. A negative error means the law predicts a lower "
-                "loss than observed."
-            )
-        )
+        display(Markdown(loss_law.holdout_sentence(fit)))
 
 # %% [markdown]
 # ## What the law stands on
@@ -138,8 +99,8 @@ elif fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None:
-    figure = plots.compute_allocation_figure(fit, paper_laws()["compute_law_from_loss"], HEADLINE)
-    plots.show(figure, "07_compute_allocation")
+    figure = figures.compute_allocation_figure(fit, paper_laws()["compute_law_from_loss"], HEADLINE)
+    figures.show(figure, "07_compute_allocation")
     display(Markdown(report.n_opt_sentence(fit)))
     display(report.table(report.n_opt_table(fit)))
     display(report.table(report.fixed_ratio_table(fit)))
@@ -153,7 +114,7 @@ if fit is not None:
 
 # %% tags=["hide-input"]
 if fit is not None and fit.get("flat_region"):
-    plots.show(plots.flat_region_figure(fit), "07_flat_region")
+    figures.show(figures.flat_region_figure(fit), "07_flat_region")
     display(Markdown(report.flat_region_sentence(fit)))
 
 # %% [markdown]
@@ -165,30 +126,7 @@ if fit is not None and fit.get("flat_region"):
 
 # %% tags=["hide-input"]
 if fit is not None:
-    law = fit["loss_law"]
-    implied = law["alpha_tokens"] / (law["alpha_tokens"] + law["alpha_params"])
-    p = paper_laws()["loss_law"]
-    conv = fit["compute_law"]["flops"]
-    display(
-        report.table(
-            pd.DataFrame(
-                [
-                    {
-                        "": "ours",
-                        "alpha_T / (alpha_T + alpha_N)": implied,
-                        "fitted exponent (6N)": fit["compute_laws"].get("6n", {}).get("exp"),
-                        f"fitted exponent ({conv})": fit["compute_law"]["exp"],
-                    },
-                    {
-                        "": "paper",
-                        "alpha_T / (alpha_T + alpha_N)": p["alpha_tokens"] / (p["alpha_tokens"] + p["alpha_params"]),
-                        "fitted exponent (6N)": None,
-                        f"fitted exponent ({conv})": COMPUTE_LAW_FROM_LOSS["exp"],
-                    },
-                ]
-            )
-        )
-    )
+    display(report.table(loss_law.n_opt_exponent_table(fit)))
 
 # %% tags=["hide-input"]
 if fit is not None:

@@ -29,7 +29,8 @@ THEORY_DIR = "results/theory"
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
+from replicate.report import figures
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -43,7 +44,7 @@ fit = study.fit if study is not None else None
 
 # %% tags=["hide-input"]
 if fit is not None:
-    plots.show(plots.isoflop_figure(fit), "08_isoflop")
+    figures.show(figures.isoflop_figure(fit), "08_isoflop")
 
 # %% [markdown]
 # ## Where $N_\mathrm{opt}$ lies
@@ -58,18 +59,4 @@ if fit is not None:
     summary = report.isoflop_summary(fit)
     display(report.table(summary.drop(columns="below the trained sizes")))
     display(Markdown(report.isoflop_sentence(summary)))
-    iso6 = (fit["compute_laws"].get("6n") or {}).get("isoflop")
-    lines = [
-        "Liang et al. (fixed hyperparameters, C = 6ND): N_opt ~ C^0.5681; the video paper's empirical law "
-        "(its Eq. 14): N_opt ~ C^0.4146.",
-        (
-            f"Ours (optimal hyperparameters, 6N): N_opt ~ C^{iso6['exp']:.3f} from {len(iso6['budgets'])} budgets, "
-            f"against {fit['compute_laws']['6n']['exp']:.3f} from our loss law."
-            if iso6
-            else "Ours: no IsoFLOP law, because no budget has its minimum inside the sizes that reach it; what the "
-            "data say instead is where N_opt lies, above."
-        ),
-        "Both methods read the same optima; where they disagree, the loss law's form (additive power laws) "
-        "is the suspect, since the IsoFLOP vertices assume none.",
-    ]
-    display(Markdown(report.paper_box(lines)))
+    display(Markdown(report.paper_box(report.isoflop_lines(fit))))

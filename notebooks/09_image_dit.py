@@ -24,14 +24,13 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import tomllib
-
 import torch
 from IPython.display import Markdown, display
 
-from replicate import plots, report
-from replicate.config import MOTIONS, SHAPES, ClipConfig
-from replicate.data import frame_strip, make_clips
+from replicate import report
+from replicate.config import ClipConfig, shape_name
+from replicate.report import figures
+from replicate.training.data import frame_strip, make_clips
 
 image = report.open_study(IMAGE_DIR, PROFILE)
 
@@ -39,14 +38,7 @@ image = report.open_study(IMAGE_DIR, PROFILE)
 index = torch.arange(8)
 images, labels = make_clips(ClipConfig(frames=1, height=32, width=32), seed=0, split="train", index=index)
 source = {"seed": 0, "split": "train", "index": index.tolist(), "frames": 1, "height": 32, "width": 32}
-
-
-def shape_name(label: int) -> str:
-    """One frame shows the main sprite's shape, not its motion."""
-    return SHAPES[label // len(MOTIONS)]
-
-
-plots.show(plots.image_strip(images, labels, shape_name, frame_strip, source), "09_training_images")
+figures.show(figures.image_strip(images, labels, shape_name, frame_strip, source), "09_training_images")
 
 # %% [markdown]
 # ## The sweep and the laws on images
@@ -59,8 +51,8 @@ if image is not None and image.fit is not None:
 
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:
-    plots.show(plots.loss_law_figure(image.fit), "09_loss_law")
-    plots.show(plots.hyperparameter_law_figure(image.fit, "batch_size"), "09_batch_size_law")
+    figures.show(figures.loss_law_figure(image.fit), "09_loss_law")
+    figures.show(figures.hyperparameter_law_figure(image.fit, "batch_size"), "09_batch_size_law")
 
 # %% tags=["hide-input"]
 if image is not None and image.fit is not None:
@@ -71,5 +63,4 @@ if image is not None and image.fit is not None:
         "hyperparameter exponents, not values."
     )
     display(Markdown(report.paper_box(lines)))
-    design = tomllib.loads(image.profile).get("design", "")
-    display(Markdown("**How the grid was chosen** (the profile's design note): " + " ".join(design.split())))
+    display(Markdown(report.design_sentence(image.profile)))

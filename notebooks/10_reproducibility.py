@@ -26,18 +26,11 @@ IMAGE_DIR = "results/image"
 THEORY_DIR = "results/theory"
 
 # %% tags=["hide-input"]
-import platform
-import sys
-from importlib import metadata
-
-import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from replicate import report
 from replicate.fit.predict import paper_fit
 from replicate.profile import load_profile
-from replicate.provenance import git_sha
 from replicate.report import recipe
 
 study = report.load_study(RESULTS_DIR)
@@ -100,15 +93,7 @@ if recipe.GPU_STEPS.is_file():
 # ## This build's environment
 
 # %% tags=["hide-input"]
-packages = ["torch", "triton", "numpy", "scipy", "pandas", "jupyter-book", "papermill", "jupytext"]
-env = {
-    "python": sys.version.split()[0],
-    "platform": platform.platform(),
-    "git": git_sha(),
-    "cuda": torch.cuda.is_available(),
-    **{p: metadata.version(p) for p in packages},
-}
-display(report.table(pd.DataFrame(env.items(), columns=["", "version"])))
+display(report.table(report.environment_table()))
 
 # %% [markdown]
 # ## The same runs trained twice
@@ -129,14 +114,7 @@ if first is not None and second is not None:
     display(Markdown(report.rerun_sentence(agreement) + " Median |dL/L| (%) by learning rate (rows) and N:"))
     display(report.table(report.rerun_spread(first.runs, second.runs).reset_index(), digits=3))
     if timed is not None:
-        same, rows = report.identical_rows(second.runs, timed.runs)
-        display(
-            Markdown(
-                f"With the code fixed a sweep repeats exactly: trained a third time in one call "
-                f"(`{RESULTS_DIR}_timed/`), {same} of {rows} run x checkpoint rows of the second training have "
-                "bit-identical `val_loss` and `val_loss_ema`."
-            )
-        )
+        display(Markdown(report.timed_rerun_sentence(second.runs, timed.runs, f"{RESULTS_DIR}_timed")))
     if first.fit is not None and second.fit is not None:
         display(report.table(report.exponent_table({"first sweep": first.fit, "second sweep": second.fit})))
         display(Markdown(report.rerun_fit_sentence(first.fit, second.fit)))
@@ -182,17 +160,5 @@ if study is not None and study.fit is not None:
     fits[f"our fit ({RESULTS_DIR})"] = study.fit
 display(report.table(report.prediction_table(fits, queries)))
 if study is not None and study.fit is not None:
-    display(
-        Markdown(
-            f"For a compute budget, N is N_opt(C) as {{doc}}`07_loss_law` defines it: {report.n_opt_sentence(study.fit)} "
-            "With the paper's laws it is the paper's printed Eq. 18."
-        )
-    )
-    fitted = study.runs[study.runs["role"] == "fit"]
-    display(
-        Markdown(
-            f"Our laws are fitted on models of {fitted['n_params'].min():,.0f} to {fitted['n_params'].max():,.0f} "
-            f"parameters and at most {fitted['tokens'].max():,.0f} tokens: at the paper's scale they extrapolate "
-            "over orders of magnitude in N and T, and the intervals say how little that extrapolation is worth."
-        )
-    )
+    for line in report.prediction_notes(study.fit, study.runs):
+        display(Markdown(line))

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from replicate import plots, report
+from replicate import report
+from replicate.report import figures
 
 study = report.load_study(RESULTS_DIR)
 porian = report.load_json(Path(PUBLIC_DIR) / "porian.json")
@@ -66,8 +67,8 @@ if porian is None:
     display(Markdown(f"**No results yet** (`{PUBLIC_DIR}/porian.json`): `make book` writes them."))
 else:
     frame = report.porian_n_opt_frame(porian)
-    fig = plots.porian_n_opt_figure(frame, report.porian_budget_range(), porian["headline_base"], porian["tuned"])
-    plots.show(fig, "11_porian_n_opt")
+    fig = figures.porian_n_opt_figure(frame, report.porian_budget_range(), porian["headline_base"], porian["tuned"])
+    figures.show(fig, "11_porian_n_opt")
     display(report.table(report.porian_exponent_table(porian)))
 
 # %% [markdown]

@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 
 # The Triton kernels run on the CPU interpreter where there is no GPU; this must be set before any kernel
@@ -7,4 +8,19 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread: the suite's models are tiny, and on a small, busy machine a second thread costs more than it gives
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """A sweep's groups trained by threads of this process instead of spawned workers: no interpreter starts, so
+    a deadline of a second is spent training. A worker sets torch's threads as a spawned one does; restored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import replicate.training.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "_executor", lambda kind, workers, out, profile: ThreadPoolExecutor(workers))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from replicate import plots, report
+from replicate import report
 from replicate.fit import paper_laws
 from replicate.fit.predict import predict
-from replicate.report import execution, extrapolation, recipe
+from replicate.report import execution, extrapolation, figures, recipe
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,18 +45,18 @@ def test_n_opt_has_one_definition_in_the_fit_the_book_and_predict(cpu):
 
 def test_every_figure_of_the_loss_chapters_carries_its_data_and_labels_its_log_axes(cpu):
     image = report.load_study(RESULTS / "image")
-    figures = {
-        "image loss law": plots.loss_law_figure(image.fit),
-        "lr law": plots.hyperparameter_law_figure(cpu.fit, "lr", paper_laws()["lr_law"]),
-        "EMA batch law": plots.hyperparameter_law_figure(cpu.fit_ema, "batch_size"),
-        "compute allocation": plots.compute_allocation_figure(cpu.fit),
-        "flat region": plots.flat_region_figure(cpu.fit),
-        "isoflop": plots.isoflop_figure(cpu.fit),
+    drawn = {
+        "image loss law": figures.loss_law_figure(image.fit),
+        "lr law": figures.hyperparameter_law_figure(cpu.fit, "lr", paper_laws()["lr_law"]),
+        "EMA batch law": figures.hyperparameter_law_figure(cpu.fit_ema, "batch_size"),
+        "compute allocation": figures.compute_allocation_figure(cpu.fit),
+        "flat region": figures.flat_region_figure(cpu.fit),
+        "isoflop": figures.isoflop_figure(cpu.fit),
     }
-    for name, fig in figures.items():
-        data = plots.figure_data(fig)
+    for name, fig in drawn.items():
+        data = figures.figure_data(fig)
         assert data is not None and len(data), name
-        assert plots.unreadable_log_axes(plots.png(fig)) == [], name
+        assert figures.unreadable_log_axes(figures.png(fig)) == [], name
 
 
 def test_a_narrow_log_axis_without_round_ticks_is_reported_and_tidy_labels_it():
@@ -67,23 +67,23 @@ def test_a_narrow_log_axis_without_round_ticks_is_reported_and_tidy_labels_it():
     ax.set(xscale="log", yscale="log")
     ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.055]))  # one label only: unreadable
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    bad = plots.unreadable_log_axes(plots.png(fig))
+    bad = figures.unreadable_log_axes(figures.png(fig))
     assert len(bad) == 1 and "y axis" in bad[0]
-    assert plots.unreadable_log_axes(plots.png(plots._tidy(fig))) == []
+    assert figures.unreadable_log_axes(figures.png(figures._tidy(fig))) == []
     plain = plt.figure()
-    assert plots.unreadable_log_axes(plots.png(plain)) == []  # a figure without axes has nothing to report
+    assert figures.unreadable_log_axes(figures.png(plain)) == []  # a figure without axes has nothing to report
     plt.close("all")
 
 
 def test_show_writes_the_csv_the_book_links(tmp_path, monkeypatch, cpu):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
-    monkeypatch.setattr(plots, "DATA_DIR", tmp_path / "book" / "data")
-    plots.show(plots.loss_curves(cpu.runs), "05_loss_curves")
+    monkeypatch.setattr(figures, "DATA_DIR", tmp_path / "book" / "data")
+    figures.show(figures.loss_curves(cpu.runs), "05_loss_curves")
     written = pd.read_csv(tmp_path / "book" / "data" / "05_loss_curves.csv")
     assert {"run_id", "tokens", "val_loss", "best_at_this_T"} <= set(written.columns)
     image, link = shown
-    assert plots.unreadable_log_axes(image.data) == []  # the PNG shown carries its log axes' labels
+    assert figures.unreadable_log_axes(image.data) == []  # the PNG shown carries its log axes' labels
     assert link.data == "{download}`the data behind this figure (CSV) <data/05_loss_curves.csv>`"
 
 
@@ -115,12 +115,12 @@ def test_the_isoflop_chapter_says_where_n_opt_lies(cpu):
 def test_degenerate_numbers_are_flagged_not_printed():
     from replicate.report import stage_a as chapter
 
-    stage_a = report.load_json(RESULTS / "stage_a/summary.json")
+    stage_a = report.read_summary(RESULTS / "stage_a/summary.json")
     table = chapter.summary_table(stage_a).set_index("quantity")
     assert stage_a["ema"]["surface"]["converged"] is False
     assert "not converged" in table.loc["verdict", "EMA weights"]
     assert "did not converge" in table.loc["the surface fit", "EMA weights"]
-    assert any("did not converge" in line for line in chapter.verdict_lines(stage_a, 1, 1))
+    assert any("did not converge" in line for line in chapter.stage_a_lines(stage_a, 1, 1))
     fit = report.load_study(RESULTS / "cpu").fit
     ratio = report.fixed_ratio_table(fit).iloc[0]
     assert "e-0" in ratio["ours"] and ratio["ours"] != "0.000"
@@ -202,7 +202,7 @@ def test_reads_are_recorded_per_chapter_and_tabled(tmp_path):
     assert files.loc["cpu/runs.csv", "device"].startswith("cpu")
     assert (
         files.loc["cpu/fit.json", "written by code at"]
-        == report.load_json(RESULTS / "cpu/fit.json")["provenance"]["git_sha"]
+        == report.read_fit(RESULTS / "cpu/fit.json")["provenance"]["git_sha"]
     )
 
 

@@ -62,7 +62,7 @@ def _local(url: str) -> Path:
 def _check_figures(page, name: str) -> None:
     """Every figure PNG of a cell carries its log axes' tick labels (plots.show writes them) with two labels or
     more on each, and its cell links as many existing CSV files as it shows figures."""
-    from replicate.plots import unreadable_log_axes
+    from replicate.report.figures import unreadable_log_axes
 
     for cell in page.evaluate(FIGURES):
         for src in cell["images"]:

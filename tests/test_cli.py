@@ -24,7 +24,7 @@ def test_train_writes_a_record_and_the_model(tmp_path):
         "1",
         "--heads",
         "2",
-        "--batch-size",
+        "--batch-clips",
         "4",
         "--lr",
         "1e-3",
@@ -48,8 +48,8 @@ def test_train_writes_a_record_and_the_model(tmp_path):
     assert {"tokens", "val_loss", "val_loss_se", "train_loss", "wall_s"} <= record["checkpoints"][0].keys()
     assert record["config"]["lr"] == 1e-3 and record["provenance"]["torch"]
     # the saved (EMA) model scores the EMA validation loss the record reports
-    from replicate.diffusion import ValidationSet, validation_loss
-    from replicate.train import load_model
+    from replicate.training.diffusion import ValidationSet, validation_loss
+    from replicate.training.train import load_model
 
     model = load_model(weights)
     assert model.cfg.width == 32 and model.cfg.clip.frames == 4
@@ -57,7 +57,7 @@ def test_train_writes_a_record_and_the_model(tmp_path):
     assert validation_loss(model, val)[0] == pytest.approx(record["checkpoints"][-1]["val_loss_ema"], rel=1e-6)
 
 
-BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "1000"]
+BASE = ["train", "--size", "nano", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "1000"]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--token
                 "2",
                 "--heads",
                 "4",
-                "--batch-size",
+                "--batch-clips",
                 "4",
                 "--lr",
                 "1e-3",
@@ -81,12 +81,12 @@ BASE = ["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--token
             ],
             "divisible",
         ),
-        (["train", "--size", "nano", "--batch-size", "4", "--lr=-0.001", "--tokens", "100"], "positive"),
-        (["train", "--size", "nano", "--batch-size", "4", "--lr", "1e-3", "--tokens", "0"], "positive"),
+        (["train", "--size", "nano", "--batch-clips", "4", "--lr=-0.001", "--tokens", "100"], "positive"),
+        (["train", "--size", "nano", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "0"], "positive"),
         ([*BASE, "--bogus"], "unrecognized"),
         ([*BASE, "--backend", "cuda"], "backend"),
-        (["train", "--width", "32", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "--size"),
-        (["train", "--size", "huge", "--batch-size", "4", "--lr", "1e-3", "--tokens", "100"], "size"),
+        (["train", "--width", "32", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "100"], "--size"),
+        (["train", "--size", "huge", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "100"], "size"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, match):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from replicate.config import NUM_CLASSES, ClipConfig
-from replicate.data import ClipStream, clip_uniforms, frame_strip, make_clips, save_gif
+from replicate.training.data import ClipStream, clip_uniforms, frame_strip, make_clips, save_gif
 
 
 def test_shape_range_and_labels():

@@ -11,16 +11,16 @@ import pytest
 import torch
 from test_sweep import SMALL, _table
 
-import replicate.device_checks as device_checks_module
-import replicate.device_run as device_run_module
-from replicate.device_call import Call, Stage, StageTimeout
-from replicate.device_checks import Checks
-from replicate.device_run import FIXED_FILES, MAX_FILES, call_commit, device_run
-from replicate.ingest import ingest
+import replicate.device.checks as device_checks_module
+import replicate.device.run as device_run_module
+from replicate.device.call import Call, Stage, StageTimeout
+from replicate.device.checks import Checks
+from replicate.device.ingest import ingest
+from replicate.device.run import FIXED_FILES, MAX_FILES, call_commit, device_run
 from replicate.profile import load_profile
-from replicate.provenance import tree_digest
+from replicate.provenance import git_sha, tree_digest
 from replicate.runs import next_profile, study_status
-from replicate.sweep import sweep
+from replicate.training.sweep import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,14 +56,18 @@ def _no_checks(monkeypatch) -> None:
     monkeypatch.setattr(Checks, "stages", lambda self: [])
 
 
-def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny, monkeypatch):
-    import replicate.sweep as sweep_module
+def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny, monkeypatch, in_process, request):
+    import replicate.training.sweep as sweep_module
 
+    # one commit for the reference and the calls, with or without .git (a call takes the source's digest there)
+    monkeypatch.setenv("REPLICATE_GIT_SHA", "0123456789ab")
+    git_sha.cache_clear()
+    request.addfinalizer(git_sha.cache_clear)
     profile = load_profile(str(tiny))
     reference = sweep(profile, tmp_path / "ref", device="cpu", log=lambda msg: None)
     assert reference.left == 0
-    # each call starts one group at once and pauses it at step 16 (its worker takes longer than 0.45 s to start):
-    # no group seems to fit, one starts anyway, and the device checks (the next test's) take no time here
+    # each call starts one group at once and pauses it 0.45 s in, at its next 16-step boundary: no group seems to
+    # fit, one starts anyway, and the device checks (the next test's) take no time here
     monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)
     monkeypatch.setattr(sweep_module.Estimator, "seconds", lambda self, group: 1e6)
     _no_checks(monkeypatch)
@@ -97,7 +101,7 @@ def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny
 def test_a_call_runs_every_stage_and_ingest_stops_on_rows_that_contradict_the_table(tmp_path, one, tiny):
     """The whole call on the CPU: the checks (logic checks here), training, then the steps timed at the measured
     profile's shapes, the costliest group first; then ingest, which refuses a row that contradicts the table."""
-    from replicate.device_checks import by_cost
+    from replicate.device.checks import by_cost
 
     results, out = tmp_path / "results", tmp_path / "out"
     result = device_run(out, profile=str(one), measure=str(tiny), results=results, deadline_s=600.0, device="cpu")
@@ -167,6 +171,7 @@ def test_a_profile_designed_for_cuda_is_not_swept_on_the_cpu_unless_asked(tmp_pa
 
 
 def test_the_next_profile_is_stage_a_until_it_is_complete_and_a_go(tmp_path):
+    assert load_profile("study").after == "stage_a" and not load_profile("stage_a").after  # the plan is data
     assert next_profile(tmp_path) == "stage_a"
     done, total = study_status(ROOT / "results" / "stage_a")
     verdict = json.loads((ROOT / "results" / "stage_a" / "summary.json").read_text())["verdict"]
@@ -193,7 +198,7 @@ def test_a_capture_failure_is_recorded_and_the_other_checks_and_training_go_on_e
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(device_checks_module, "capture_check", fails)
-    monkeypatch.setattr("replicate.preflight.preflight", lambda *args: "not this test's subject")
+    monkeypatch.setattr("replicate.device.preflight.preflight", lambda *args: "not this test's subject")
     out = tmp_path / "out"
     result = device_run(
         out, profile=str(one), measure=str(one), results=tmp_path / "results", deadline_s=600.0, device="cpu"
@@ -418,7 +423,6 @@ def test_the_kernel_benchmark_times_the_training_step_first_and_checks_its_budge
     """On a clock that advances one second per timing: the captured step's rows come first, and the budget is
     checked before each backend, so the deadline cuts between backends of one op (nothing runs past it)."""
     import replicate.kernels.bench as bench
-    import replicate.timing as timing
 
     clock, calls = [0.0], []
 
@@ -431,9 +435,11 @@ def test_the_kernel_benchmark_times_the_training_step_first_and_checks_its_budge
         return time_it
 
     fake_time = type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])})
-    monkeypatch.setattr(timing, "time", fake_time)
+    monkeypatch.setattr(device_checks_module, "time", fake_time)
     monkeypatch.setattr(bench, "time", fake_time)
-    monkeypatch.setattr(timing, "step_ms", timing_of(lambda cfgs, device, backend, *rest: ("step", backend)))
+    monkeypatch.setattr(
+        device_checks_module, "step_ms", timing_of(lambda cfgs, device, backend, *rest: ("step", backend))
+    )
     monkeypatch.setattr(bench, "fwd_bwd", lambda fn, inputs: fn)
     monkeypatch.setattr(bench, "backend_fns", lambda op, device: {b: b for b in bench.BACKENDS})
     monkeypatch.setattr(bench, "time_ms", timing_of(lambda fn, device: ("op", fn)))
@@ -441,7 +447,7 @@ def test_the_kernel_benchmark_times_the_training_step_first_and_checks_its_budge
     groups = [g.cfgs for g in load_profile("stage_l").bench_groups()]
     for deadline, expected in ((2.5, 3), (5.5, 6)):
         clock[0], calls[:] = 0.0, []
-        bench_run = timing.kernel_benchmark(groups, torch.device("cpu"), torch.float32, deadline)
+        bench_run = device_checks_module.kernel_benchmark(groups, torch.device("cpu"), torch.float32, deadline)
         assert len(calls) == expected and clock[0] <= deadline + 1.0
         assert calls[:4] == [("step", "torch"), ("step", "triton"), ("step", "torch"), ("step", "triton")][: len(calls)]
         assert [r["op"] for r in bench_run["rows"]][:3] == ["train_step (captured)"] * 3

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from replicate.config import ClipConfig, ModelConfig
-from replicate.diffusion import (
+from replicate.training.diffusion import (
     TIMESTEPS,
     ValidationSet,
     alphas_cumprod,
@@ -11,7 +11,7 @@ from replicate.diffusion import (
     training_loss,
     validation_loss,
 )
-from replicate.model import VideoDiT
+from replicate.training.model import VideoDiT
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 CFG = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from replicate.config import ClipConfig, ModelConfig, TrainConfig
-from replicate.diffusion import ValidationSet
-from replicate.ensemble import MemberAdamW, MemberBuffers, stack, unstack
-from replicate.ensemble_reference import EnsembleAdamW, clip_grad_norm_per_member_
-from replicate.model import VideoDiT
-from replicate.train import train, train_group
+from replicate.training.diffusion import ValidationSet
+from replicate.training.ensemble import MemberAdamW, MemberBuffers, stack, unstack
+from replicate.training.ensemble_reference import EnsembleAdamW, clip_grad_norm_per_member_
+from replicate.training.model import VideoDiT
+from replicate.training.train import train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)
@@ -158,22 +158,22 @@ def test_the_flat_update_calls_one_kernel_per_member_and_never_reads_back():
 
 
 def test_the_flat_step_trains_as_the_reference_step():
-    """200 steps of a group of 2 seeds x 2 rates, flat (MemberAdamW) and per member (EnsembleAdamW). The two
+    """100 steps of a group of 2 seeds x 2 rates, flat (MemberAdamW) and per member (EnsembleAdamW). The two
     round differently (clipping's norm sums in another order and divides where the reference multiplies), by
     one float32 ulp here and there, which training carries forward as a random walk: the members' losses agree
-    exactly for the first steps and within 2e-6 relative at worst over 200 (1e-7 typical), the weights within
+    exactly for the first steps and within 2e-6 relative at worst over 100 (1e-7 typical), the weights within
     1e-5 (norm of the difference over the norm, per tensor and member). A cell's seed noise is 0.7%: the orders
     of magnitude between them are what the test holds. The key projection's bias is left out: its gradient is
     zero in exact arithmetic (softmax ignores a shift shared by every key), so Adam moves it by rounding noise
     alone, and differently in either order; it has no effect on the loss."""
-    from replicate.step import GroupStepper
+    from replicate.training.step import GroupStepper
 
-    base = TrainConfig(MODEL, batch_size=1, lr=1e-3, tokens=16 * 200, warmup_steps=10)
+    base = TrainConfig(MODEL, batch_clips=1, lr=1e-3, tokens=16 * 100, warmup_steps=10)
     cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (3e-4, 3e-3)]
     flat = GroupStepper(cfgs, torch.device("cpu"))
     ref = GroupStepper(cfgs, torch.device("cpu"), reference=True)
     worst = 0.0
-    for step in range(1, 201):
+    for step in range(1, 101):
         a, b = flat.step(step), ref.step(step)
         worst = max(worst, float(((a - b).abs() / b.abs()).max()))
     assert worst < 1e-5
@@ -188,7 +188,7 @@ def test_the_flat_step_trains_as_the_reference_step():
 
 def test_an_ensemble_of_three_equals_three_independent_runs():
     val = ValidationSet.build(CLIP, 64)
-    base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=3072, warmup_steps=4, checkpoints=(1024, 3072))
+    base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=3072, warmup_steps=4, checkpoints=(1024, 3072))
     cfgs = [dataclasses.replace(base, lr=lr) for lr in (1e-3, 3e-3, 1e-2)]
     group = train_group(cfgs, val=val, device="cpu")  # fp32: CUDA trains in bf16
     for cfg, member in zip(cfgs, group, strict=True):
@@ -202,7 +202,7 @@ def test_an_ensemble_of_three_equals_three_independent_runs():
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on():
     val = ValidationSet.build(CLIP, 32)
-    base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=8192, warmup_steps=1, checkpoints=(2048, 8192))
+    base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=8192, warmup_steps=1, checkpoints=(2048, 8192))
     good, bad = train_group([base, dataclasses.replace(base, lr=50.0)], val=val, device="cpu")
     assert bad.diverged and bad.diverged_at_tokens < base.tokens
     assert not good.diverged and len(good.checkpoints) == 2
@@ -212,10 +212,11 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on():
 
 def test_an_ensemble_over_seeds_and_lrs_equals_its_independent_runs():
     val = ValidationSet.build(CLIP, 64)
-    base = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=2048, warmup_steps=4, checkpoints=(1024, 2048))
+    base = TrainConfig(MODEL, batch_clips=4, lr=1e-3, tokens=2048, warmup_steps=4, checkpoints=(1024, 2048))
     cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (1e-3, 3e-3)]
     group = train_group(cfgs, val=val, device="cpu")
-    for cfg, member in zip(cfgs, group, strict=True):
+    for k in (1, 2):  # one member of each seed, at the other rate (the rest are the same path)
+        cfg, member = cfgs[k], group[k]
         alone = train(cfg, val=val, device="cpu")
         for a, b in zip(member.checkpoints, alone.checkpoints, strict=True):
             assert a.val_loss == pytest.approx(b.val_loss, rel=1e-5)
@@ -226,6 +227,6 @@ def test_an_ensemble_over_seeds_and_lrs_equals_its_independent_runs():
 
 
 def test_group_members_must_differ_only_in_lr_and_seed():
-    base = TrainConfig(MODEL, batch_size=8, lr=1e-3, tokens=1024)
+    base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=1024)
     with pytest.raises(ValueError, match="only in learning rate and seed"):
-        train_group([base, dataclasses.replace(base, batch_size=16)])
+        train_group([base, dataclasses.replace(base, batch_clips=16)])

@@ -13,7 +13,6 @@ from replicate.fit import (
     TRUTH,
     FlopsPerToken,
     SweepCube,
-    batch_profile,
     bootstrap_runs,
     compute_optimal_size,
     extract_optima,
@@ -26,6 +25,7 @@ from replicate.fit import (
     grid_optima,
     hyperparameter_law,
     isoflop_compute_law,
+    loss_along_batch,
     loss_law,
     lr_batch_exponent,
     paper_laws,
@@ -36,6 +36,7 @@ from replicate.fit import (
 )
 from replicate.fit import document as fit_document
 from replicate.fit.laws import HYPER_PARAMS
+from replicate.fit.read import Bootstrap, ComputeLaw, FitDocument, HyperparameterLaw, LossLaw, Surface
 
 LAW = TRUTH["loss_law"]
 
@@ -92,26 +93,24 @@ def test_planted_laws_recovered_from_a_noisy_sweep(seed):
     json.dumps(result, allow_nan=False)
 
 
-def test_output_has_the_documented_keys():
-    runs = synthetic_sweep(holdout_widths=(192,))
+@pytest.fixture(scope="module")
+def planted_fit() -> dict:
+    """One fit of a planted sweep with every part: a held-out model, a fixed baseline and a few resamples."""
+    runs = synthetic_sweep(holdout_widths=(192,), seed=1)
     fixed_lr = float(np.sort(runs["lr"].unique())[3])
-    result = fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=12)
-    assert {
-        "optima",
-        "batch_size_law",
-        "lr_law",
-        "loss_law",
-        "compute_law",
-        "fixed",
-        "holdout",
-        "n_rows",
-        "n_diverged",
-        "warnings",
-        "runs",
-        "grid",
-        "divergence",
-        "estimators",
-    } <= result.keys()
+    return fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=12)
+
+
+def test_output_has_the_documented_keys(planted_fit):
+    result = planted_fit
+    # the schema (fit.read) names every key the document has, and no other; source and provenance come from fit_file
+    assert result.keys() == FitDocument.__annotations__.keys() - {"source", "provenance"}
+    assert result["surface"].keys() == Surface.__annotations__.keys()
+    assert result["bootstrap"].keys() == Bootstrap.__annotations__.keys()
+    assert result["batch_size_law"].keys() == HyperparameterLaw.__annotations__.keys()
+    assert result["loss_law"].keys() <= LossLaw.__annotations__.keys()
+    assert result["compute_law"].keys() <= ComputeLaw.__annotations__.keys()
+    assert {"surface.batch_size_law.exp_tokens", "loss_law.alpha_tokens"} <= result["bootstrap"]["samples"].keys()
     assert {"n_params", "tokens", "batch_size", "lr", "val_loss", "on_edge"} <= result["optima"][0].keys()
     assert set(result["batch_size_law"]["ci95"]) == {"coef", "exp_tokens", "exp_params"}
     assert {"a", "alpha_tokens", "b", "alpha_params", "l_inf"} <= result["loss_law"]["ci95"].keys()
@@ -131,10 +130,8 @@ def test_output_has_the_documented_keys():
     json.dumps(result, allow_nan=False)
 
 
-def test_fixed_hyperparameters_fit_worse_and_shift_n_opt():
-    runs = synthetic_sweep(seed=3)
-    fixed_lr = float(np.sort(runs["lr"].unique())[3])
-    result = fit_runs(runs, fixed_batch_size=4096, fixed_lr=fixed_lr, bootstrap=0)
+def test_fixed_hyperparameters_fit_worse_and_shift_n_opt(planted_fit):
+    result = planted_fit
     fixed = result["fixed"]
     # away from the optimum the loss carries a hyperparameter penalty that changes with N and T: a worse fit
     assert fixed["loss_law"]["mse"] > 3 * result["loss_law"]["mse"]
@@ -144,9 +141,8 @@ def test_fixed_hyperparameters_fit_worse_and_shift_n_opt():
     assert fixed["n_opt_ratio"] != pytest.approx(1.0, abs=0.05)
 
 
-def test_holdout_is_predicted_not_fitted():
-    runs = synthetic_sweep(holdout_widths=(192,), seed=2)
-    result = fit_runs(runs, bootstrap=0)
+def test_holdout_is_predicted_not_fitted(planted_fit):
+    result = planted_fit
     fitted = {r["n_params"] for r in result["optima"]}
     assert result["holdout"] and all(h["n_params"] not in fitted for h in result["holdout"])
     for h in result["holdout"]:
@@ -273,16 +269,15 @@ def test_lr_batch_exponent_recovers_the_planted_scaling(exponent):
     runs = _ridge_runs(exponent)
     cube = SweepCube.from_runs(runs)
     assert lr_batch_exponent(cube.optima(), cube.batch_size) == pytest.approx(exponent, abs=1e-6)
-    profile = batch_profile(runs)
+    profile = loss_along_batch(runs)
     assert len(profile) == 10 and np.allclose(profile["val_loss"], 0.1)
     assert np.allclose(
         profile["lr"], 1e-3 * (profile["batch_size"] / 64) ** exponent * np.where(profile["n_params"] > 1e5, 2, 1)
     )
 
 
-def test_lr_batch_exponent_in_the_fit_with_an_interval():
-    fit = fit_runs(synthetic_sweep(seed=1), bootstrap=30)  # the planted lr optimum does not depend on B
-    entry = fit["lr_batch_exponent"]
+def test_lr_batch_exponent_in_the_fit_with_an_interval(planted_fit):
+    entry = planted_fit["lr_batch_exponent"]  # the planted lr optimum does not depend on B
     assert abs(entry["value"]) < 0.1 and entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
 
 
@@ -387,12 +382,12 @@ def test_raw_and_log_fits_compared(monkeypatch):
 
 
 def test_bootstrap_over_runs_covers_the_truth():
-    """95% intervals from resampling runs cover the planted exponents in >= 85% of 50 synthetic tables whose
+    """95% intervals from resampling runs cover the planted exponents in >= 85% of 20 synthetic tables whose
     checkpoints share a per-run offset (resampling rows instead would pretend the checkpoints independent)."""
     keys = ("alpha_tokens", "alpha_params", "l_inf")
     covered = {k: 0 for k in keys}
     widths = {k: [] for k in keys}
-    replicates = 50
+    replicates = 20
     for seed in range(replicates):
         ci = fit_runs(
             loss_table(100 + seed, sizes=np.geomspace(3e4, 3e7, 6), checkpoints=np.geomspace(1e6, 1.6e7, 4)),
@@ -518,32 +513,42 @@ def _surface_bench():
     return bench
 
 
-def test_the_surface_fit_recovers_a_noisy_batch_law_better_than_per_cell_optima():
-    """A small version of benchmarks/surface_fit.py: planted sweeps with 0.3% curvature per doubling^2 and 0.9%
-    noise per run; the surface's 95% intervals cover the planted exponents in at least 8 of 10 replicates, and
-    over 30 sweeps its median error of beta_B and gamma_B is at most half the two-stage method's (the full
-    table: the benchmark)."""
+@pytest.fixture(scope="module")
+def planted_surfaces():
+    """benchmarks/surface_fit.py's planted sweeps (0.3% curvature per doubling^2, 0.9% noise per run), both
+    estimators on each of 30, the surface started from the noiseless sweep's fit; the first 10 with bootstrap
+    intervals of the surface (100 resamples)."""
+    from replicate.fit.surface import fit_surface
+
     bench = _surface_bench()
-    reps = [bench.replicate_once(seed, 100 if seed < 10 else 0) for seed in range(30)]
+    cube = SweepCube.from_runs(bench.planted(0, noise=0.0))
+    truth, _ = fit_surface(cube)
+    reps = [bench.replicate_once(seed, 100 if seed < 10 else 0, init=truth) for seed in range(30)]
+    return bench, cube, truth, reps
+
+
+def test_the_surface_fit_recovers_a_noisy_batch_law_better_than_per_cell_optima(planted_surfaces):
+    """The surface's 95% intervals cover the planted exponents in at least 8 of 10 replicates, and over 30
+    sweeps its median error of beta_B and gamma_B is at most half the two-stage method's (the full table: the
+    benchmark)."""
+    bench, _, _, reps = planted_surfaces
     for key, true in bench.TRUE.items():
         assert sum(r["ci95"][key][0] <= true <= r["ci95"][key][1] for r in reps[:10]) >= 8, key
         errors = {m: np.median([abs(r[m][key] - true) for r in reps]) for m in ("two_stage", "surface")}
         assert errors["surface"] <= 0.5 * errors["two_stage"], (key, errors)
 
 
-def test_the_exponents_information_bound_scales_with_the_noise_and_bounds_least_squares():
+def test_the_exponents_information_bound_scales_with_the_noise_and_bounds_least_squares(planted_surfaces):
     """fit.surface.exponent_sd: the standard deviations grow in proportion to the noise, the least-squares
     sandwich is never below the Cramer-Rao bound, and the surface's scatter over planted sweeps matches it."""
-    from replicate.fit.surface import exponent_sd, fit_surface
+    from replicate.fit.surface import exponent_sd
 
-    bench = _surface_bench()
-    cube = SweepCube.from_runs(bench.planted(0, noise=0.0))
-    surface, _ = fit_surface(cube)
+    _, cube, surface, reps = planted_surfaces
     sd1, sd2 = exponent_sd(cube, surface, 0.009, 0.003), exponent_sd(cube, surface, 0.018, 0.006)
     for key, value in sd1["cramer_rao"].items():
         assert sd2["cramer_rao"][key] == pytest.approx(2 * value, rel=1e-6)
         assert sd1["least_squares"][key] >= value * (1 - 1e-9)
-    scatter = np.std([bench.replicate_once(seed, 0)["surface"]["exp_params"] for seed in range(30)])
+    scatter = np.std([r["surface"]["exp_params"] for r in reps])
     assert 0.6 < scatter / sd1["least_squares"]["exp_params"] < 1.6
 
 

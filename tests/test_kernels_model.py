@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from replicate.config import ClipConfig, ModelConfig
-from replicate.data import make_clips
-from replicate.ensemble import stack
-from replicate.model import VideoDiT
+from replicate.training.data import make_clips
+from replicate.training.ensemble import stack
+from replicate.training.model import VideoDiT
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-# 2 x 2 x 2 = 8 tokens of 48 values; head dim 16; depth 2 runs the cross-block residual fusion and the final one
+# 2 x 2 x 2 = 8 tokens of 48 values; head dim 16; depth 2: a block's output feeds another block and the final layer
 TINY = ModelConfig(
     width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8, channels=3), patch=(2, 4, 4)
 )

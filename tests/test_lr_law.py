@@ -100,9 +100,13 @@ def test_a_planted_paper_law_agrees_and_one_size_leaves_n_unidentified():
 
 def test_the_held_out_model_is_predicted_by_the_law_and_by_the_loss_law_at_the_optima():
     from replicate.fit.heldout import heldout_summary
+    from replicate.fit.read import HeldoutSummary, LrLawDocument
 
     runs = planted(holdout=600_000)
     lr_doc, summary = heldout_summary(runs, bootstrap=30)
+    # fit.read's schemas name every key (the command adds the readout, units, source and provenance)
+    assert lr_doc.keys() == LrLawDocument.__annotations__.keys() - {"readout", "units", "source", "provenance"}
+    assert summary.keys() == HeldoutSummary.__annotations__.keys() - {"readout", "units", "source", "provenance"}
     assert lr_doc["lr_exponent_tokens"]["value"] == pytest.approx(-0.2, abs=0.03)
     held = summary["heldout"]
     assert held["n_params"] == 600_000 and held["batch_size"] == 64

@@ -3,9 +3,17 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from replicate.config import MODEL_SIZES, ClipConfig, ModelConfig, count_params, flops_per_token, model_config
-from replicate.data import make_clips
-from replicate.model import VideoDiT, sincos_pos_embed_3d
+from replicate.config import (
+    MODEL_SIZES,
+    ClipConfig,
+    ModelConfig,
+    TrainConfig,
+    count_params,
+    flops_per_token,
+    model_config,
+)
+from replicate.training.data import make_clips
+from replicate.training.model import VideoDiT, sincos_pos_embed_3d
 
 TINY = ModelConfig(
     width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8, channels=3), patch=(2, 4, 4)
@@ -106,3 +114,39 @@ def test_config_validation():
         model_config("gigantic")
     with pytest.raises(ValueError, match="backend"):
         VideoDiT(TINY, backend="cuda")
+
+
+# A group of 4 stacked members (2 seeds x 2 learning rates) trained 40 steps on the CPU torch path, one thread:
+# each member's validation and training loss at its checkpoint, as the code that trained the committed studies
+# computed them (float.hex). The torch path's numerics are the studies': a change to the model, the step or the
+# optimiser that moves a bit shows here. They are pinned for the CPU capability they were computed with.
+PINNED = {
+    "AVX512": [
+        ("0x1.80008f0000000p-1", "0x1.d72f2c4cccccdp-1"),
+        ("0x1.f9aea3e000000p-3", "0x1.5010c1ccccccdp-1"),
+        ("0x1.7f87269000000p-1", "0x1.d69a71d99999ap-1"),
+        ("0x1.179ae51000000p-2", "0x1.5af0c74000000p-1"),
+    ]
+}
+
+
+def test_the_torch_path_trains_bit_for_bit_as_the_committed_studies():
+    from replicate.training.train import train_group
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in PINNED:
+        pytest.skip(f"losses pinned for {', '.join(PINNED)}, not {capability}")
+    m = ModelConfig(width=32, depth=2, heads=2, clip=ClipConfig(frames=4, height=8, width=8))
+    cfgs = [
+        TrainConfig(m, batch_clips=2, lr=lr, tokens=2 * 16 * 40, seed=s, val_examples=32, checkpoints=(2 * 16 * 40,))
+        for s in (0, 1)
+        for lr in (1e-3, 4e-3)
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        records = train_group(cfgs, device="cpu", backend="torch")
+    finally:
+        torch.set_num_threads(threads)
+    got = [(r.checkpoints[-1].val_loss.hex(), r.checkpoints[-1].train_loss.hex()) for r in records]
+    assert got == PINNED[capability]

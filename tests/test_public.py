@@ -14,9 +14,9 @@ import pytest
 
 from replicate.fit.compute import FlopsPerToken, isoflop_compute_law
 from replicate.fit.public import PORIAN_DIR, porian_claim, porian_source, porian_tables
+from replicate.paper import N_OPT_RATIO
 from replicate.published import HYPERPARAMETER_LAWS, SUPPORTS
 from replicate.report.public import (
-    PAPER_RATIO,
     hyperparameter_laws_table,
     porian_exponent_table,
     porian_ratio_table,
@@ -105,7 +105,7 @@ def test_the_sentences_state_the_committed_numbers():
         base = dataset["configs"][doc["headline_base"]]
         assert f"C^{base['isoflop']['exp']:.3g} [{base['isoflop']['ci95'][0]:.3g}" in text
         (at,) = [r for r in dataset["ratios"][doc["headline_base"]] if r["flops"] == 1e22]
-        assert f"= {at['isoflop']['value']:.3g} [" in text and f"{PAPER_RATIO:.2f}x" in text
+        assert f"= {at['isoflop']['value']:.3g} [" in text and f"{N_OPT_RATIO:.2f}x" in text
     assert len(porian_exponent_table(doc)) == 8 and len(porian_ratio_table(doc)) == 2 * len(doc["budgets"])
 
 

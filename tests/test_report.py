@@ -211,14 +211,14 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     from replicate.report import stage_a
 
     runs = stage_a_table(0.004, 0.003, rep=1)
-    profile = stage_a.seed_profile(runs)
+    profile = stage_a.seed_spread(runs)
     assert len(profile) == 7 * 5 and (profile["lowest_seed"] <= profile["loss"]).all()
     assert (profile["loss"] <= profile["highest_seed"]).all() and (profile["seeds"] == 2).all()
     summary = batch_curvature(validate_runs(runs), bootstrap=20)
     summary["seed_noise"] = {"raw": summary["seed_noise"], "ema": None}  # as curvature_file writes it
     table = stage_a.summary_table(summary)
     assert list(table.columns) == ["quantity", "raw weights"] and summary["verdict"] in set(table["raw weights"])
-    lines = stage_a.verdict_lines(summary, 30, 40)
+    lines = stage_a.stage_a_lines(summary, 30, 40)
     assert "30 of its 40 runs" in lines[0]
     assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]
     assert f"**{summary['verdict']}**" in lines[1]
@@ -232,11 +232,11 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     )
     sqrt_rule = copy.deepcopy(summary)
     sqrt_rule["lr_law"].update(ridge=0.5, ridge_ci95=[0.45, 0.55])
-    ridge = next(line for line in stage_a.verdict_lines(sqrt_rule, 40, 40) if line.startswith("Along B"))
+    ridge = next(line for line in stage_a.stage_a_lines(sqrt_rule, 40, 40) if line.startswith("Along B"))
     assert "contains Adam's square-root rule (0.5); excludes SGD's linear rule (1)" in ridge
     flat = copy.deepcopy(summary)
     flat.update(verdict="no-go", seeds_needed=10**6)
-    lines = stage_a.verdict_lines(flat, 40, 40)
+    lines = stage_a.stage_a_lines(flat, 40, 40)
     assert any(line.startswith("**No-go at this scale**") for line in lines)
     assert any("more than a thousand seeds per cell" in line for line in lines)
     table = stage_a.summary_table(flat).set_index("quantity")["raw weights"]
@@ -333,28 +333,28 @@ def test_every_figure_of_the_theory_and_isoflop_chapters_draws(fit):
     import matplotlib
 
     matplotlib.use("Agg")
-    from replicate import plots
+    from replicate.report import figures
 
     root = Path(__file__).resolve().parents[1] / "results/theory"
     theory = {name: report.load_json(root / f"{name}.json") for name in ("quadratic", "dit_noise", "line_search")}
     quad = report.quadratic_estimates(theory["quadratic"])
     assert len(quad) == 7 * len(theory["quadratic"]["results"]) and quad["z"].notna().all()
     dit = report.dit_noise_scales(theory["dit_noise"])
-    figures = (
-        plots.quadratic_estimates_figure(quad),
-        plots.line_search_figure(theory["line_search"]["results"]),
-        plots.noise_scale_figure(dit),
-        plots.tradeoff_figure(dit, [1, 2, 4]),
+    drawn = (
+        figures.quadratic_estimates_figure(quad),
+        figures.line_search_figure(theory["line_search"]["results"]),
+        figures.noise_scale_figure(dit),
+        figures.tradeoff_figure(dit, [1, 2, 4]),
     )
-    for fig in figures:
+    for fig in drawn:
         assert fig.axes and all(ax.has_data() for ax in fig.axes)
-    assert len(plots.isoflop_figure(fit[1]).axes) == 2  # one panel per FLOP convention, empty where no budget
+    assert len(figures.isoflop_figure(fit[1]).axes) == 2  # one panel per FLOP convention, empty where no budget
 
 
 def test_the_limitations_and_the_scope_sentences_come_from_the_results():
     root = Path(__file__).resolve().parents[1] / "results"
     study = report.load_study(root / "cpu")
-    stage_a = report.load_json(root / "stage_a/summary.json")
+    stage_a = report.read_summary(root / "stage_a/summary.json")
     lines = report.limitations(study.fit, study.runs, stage_a, study.fit_ema)
     steps = (study.runs["tokens"] / study.runs["batch_size"]).max()
     assert any(f"longest run took {steps:,.0f} optimiser steps" in line for line in lines)

@@ -2,6 +2,7 @@ import csv
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from replicate.config import TrainConfig, count_params
 from replicate.profile import load_profile, run_id
 from replicate.runs import COLUMNS
-from replicate.sweep import Estimator, makespan, sweep
+from replicate.training.sweep import Estimator, makespan, sweep
 
 # 4 frames of 8 x 8 pixels: 16 tokens per clip. Six groups of about a second each.
 TINY = """
@@ -88,6 +89,17 @@ def _table(path: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
 
 
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory) -> tuple[Path, Path]:
+    """SMALL's profile and its uninterrupted sweep (`replicate sweep`), the table the other ways of running it
+    (killed and resumed, through submitit, paused at deadlines) must reproduce."""
+    folder = tmp_path_factory.mktemp("small")
+    profile = _profile(folder, text=SMALL)
+    done = _cli("--profile", str(profile), "--out", str(folder / "ref"))
+    assert done.returncode == 0, done.stderr
+    return profile, folder / "ref"
+
+
 def test_profile_builds_runs_and_groups(tmp_path):
     profile = load_profile(str(_profile(tmp_path, rows=12)))
     fit = [r for r in profile.runs if r.role == "fit"]
@@ -96,7 +108,7 @@ def test_profile_builds_runs_and_groups(tmp_path):
     assert sorted(len(g.runs) for g in profile.groups) == [1] * (2 * 3 + 1) + [3, 3]
     assert len({r.run_id for r in profile.runs}) == len(profile.runs)
     assert [r.index for r in profile.runs] == list(range(len(profile.runs)))
-    assert (profile.fixed_batch_size, profile.fixed_lr) == (4, 0.01)
+    assert (profile.fixed_batch_clips, profile.fixed_lr) == (4, 0.01)
     for name in ("smoke", "smoke_image", "cpu", "image", "gpu"):  # every shipped profile is valid
         shipped = load_profile(name)
         assert shipped.runs and any(r.role == "holdout" for r in shipped.runs), name
@@ -111,12 +123,12 @@ def test_the_cpu_profile_has_the_grid_the_study_needs():
     assert len(sizes) >= 4 and sizes[-1] >= 10 * sizes[0]
     checkpoints = fit[0].cfg.checkpoints
     assert all(r.cfg.checkpoints == checkpoints for r in fit) and checkpoints[-1] >= 8 * checkpoints[0]
-    batches = sorted({r.cfg.batch_size for r in fit})
+    batches = sorted({r.cfg.batch_clips for r in fit})
     assert len(batches) >= 4 and all(b == 2 * a for a, b in pairwise(batches))
     for n in sizes:
         lrs = sorted({r.cfg.lr for r in fit if count_params(r.cfg.model) == n})
         assert len(lrs) >= 5 and all(1.5 <= b / a <= 2 for a, b in pairwise(lrs))
-        assert {(r.cfg.batch_size, r.cfg.lr) for r in fit if count_params(r.cfg.model) == n} == {
+        assert {(r.cfg.batch_clips, r.cfg.lr) for r in fit if count_params(r.cfg.model) == n} == {
             (b, lr) for b in batches for lr in lrs
         }  # the full grid at every size
     held = {count_params(r.cfg.model) for r in profile.runs if r.role == "holdout"}
@@ -127,14 +139,14 @@ def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
     profile = load_profile("stage_a")
     assert len(profile.groups) == 5  # one group per batch size: 2 seeds x 4 lrs
     for group in profile.groups:
-        b = group.runs[0].cfg.batch_size
+        b = group.runs[0].cfg.batch_clips
         assert [r.cfg.seed for r in group.runs] == [0] * 4 + [1] * 4
         lrs = [r.cfg.lr for r in group.runs[:4]]
         assert lrs == [r.cfg.lr for r in group.runs[4:]]
         assert lrs == pytest.approx([1e-4 * 2**k * b**0.7 for k in range(4)], rel=1e-3)
     cpu = load_profile("cpu")  # without lr_batch_exponent every batch size has the size's lrs
-    assert {r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 1 and r.size == "nano"} == {
-        r.cfg.lr for r in cpu.runs if r.cfg.batch_size == 8 and r.size == "nano"
+    assert {r.cfg.lr for r in cpu.runs if r.cfg.batch_clips == 1 and r.size == "nano"} == {
+        r.cfg.lr for r in cpu.runs if r.cfg.batch_clips == 8 and r.size == "nano"
     }
 
 
@@ -151,6 +163,7 @@ def test_seeds_train_together_and_lrs_follow_the_batch_ridge():
         (("ensemble_rows = {rows}", "ensemble_rows = 0\nstop = { doublings = 1, bogus = 2 }"), "unknown key"),
         (("ensemble_rows = {rows}", "ensemble_rows = 0\nstop = { doublings = -1 }"), "positive"),
         (("workers = 1", 'workers = 1\ndevice = "tpu"'), "device must be"),
+        (("workers = 1", 'workers = 1\nafter = "nosuch"'), "unknown profile"),
     ],
 )
 def test_invalid_profiles_are_one_line_errors(tmp_path, edit, match):
@@ -165,7 +178,7 @@ def test_a_profile_may_have_no_fixed_baseline_and_split_its_held_out_model(tmp_p
     text = TINY.replace("[fixed]\nbatch_size = 4\nlr = 0.01\n\n", "").replace("lrs = [0.01]", "lrs = [0.01, 0.02]")
     text = text.replace("ensemble_rows = {rows}", "ensemble_rows = 64\nseeds = [0, 1]")
     profile = load_profile(str(_profile(tmp_path, text=text + "ensemble_rows = 8\n")))
-    assert profile.fixed_batch_size is None and profile.fixed_tokens_per_step is None
+    assert profile.fixed_batch_clips is None and profile.fixed_tokens_per_step is None
     held = [g for g in profile.groups if g.runs[0].role == "holdout"]
     assert [len(g.runs) for g in held] == [2, 2]  # 8 rows at 4 clips: one group per seed
     assert [{r.cfg.seed for r in g.runs} for g in held] == [{0}, {1}]
@@ -193,11 +206,11 @@ def test_the_stop_rule_keeps_each_batch_while_it_is_at_most_one_doubling_below_t
     fits = [g for g in study.groups if g.runs[0].role == "fit"]
     for group in fits:
         cfg = group.runs[0].cfg
-        n, reach = count_params(cfg.model), 2 * cfg.batch_size * cfg.model.n_ctx
+        n, reach = count_params(cfg.model), 2 * cfg.batch_clips * cfg.model.n_ctx
         assert all(optimal_batch(n, t) <= reach for t in cfg.checkpoints)  # kept: within one doubling
         later = [t for t in (2097152, 2965504, 4194304, 5931008, 8388608, 11862016, 16777216) if t > cfg.tokens]
         assert all(optimal_batch(n, t) > reach for t in later)  # stopped: the optimum moved past it
-    by_batch = {b: max(g.runs[0].cfg.steps for g in fits if g.runs[0].cfg.batch_size == b) for b in (1, 2, 4, 8, 16)}
+    by_batch = {b: max(g.runs[0].cfg.steps for g in fits if g.runs[0].cfg.batch_clips == b) for b in (1, 2, 4, 8, 16)}
     assert by_batch[1] < by_batch[4]  # the 1-clip chains stop early: the longest is no longer theirs
     holdout = [g.runs[0].cfg for g in study.groups if g.runs[0].role == "holdout"]
     assert all(c.checkpoints == (8388608, 11862016, 16777216) for c in holdout)  # the rule is for fitting runs
@@ -210,8 +223,9 @@ def test_unknown_profile_exits_2():
 
 def test_dry_run_counts_runs_and_flops(tmp_path):
     profile = load_profile(str(_profile(tmp_path, rows=24)))
-    result = sweep(profile, tmp_path / "out", dry_run=True, log=lambda msg: None)
-    assert result.left == len(profile.runs) and result.done == 0 and result.left_seconds > 0
+    estimator = Estimator(lambda group: group.flops())  # a second a group here: the CLI below calibrates
+    result = sweep(profile, tmp_path / "out", dry_run=True, log=lambda msg: None, estimator=estimator)
+    assert result.left == len(profile.runs) and result.done == 0 and result.left_seconds == len(profile.groups)
     assert not (tmp_path / "out" / "runs.csv").exists()
     # exact FLOPs per run: 3 x (2048 training tokens + 3 checkpoints x 32 clips x 16 tokens / 3) per token
     from replicate.config import flops_per_token
@@ -257,10 +271,8 @@ def test_sweep_writes_the_contract_and_diverged_runs_go_on(tmp_path):
     assert again.returncode == 0 and (tmp_path / "out" / "runs.csv").read_text() == before
 
 
-def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
-    profile = _profile(tmp_path, text=SMALL)
-    reference = _cli("--profile", str(profile), "--out", str(tmp_path / "ref"))
-    assert reference.returncode == 0, reference.stderr
+def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path, small_reference):
+    profile, reference = small_reference
     table = tmp_path / "killed" / "runs.csv"
     proc = subprocess.Popen(
         [*SWEEP, "--profile", str(profile), "--out", str(tmp_path / "killed")],
@@ -274,15 +286,15 @@ def test_resume_after_sigkill_gives_the_uninterrupted_table(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = _table(table)
-    assert 0 < len(partial) < len(_table(tmp_path / "ref" / "runs.csv")), "the kill came too late to test resume"
+    assert 0 < len(partial) < len(_table(reference / "runs.csv")), "the kill came too late to test resume"
     resumed = _cli("--profile", str(profile), "--out", str(tmp_path / "killed"))
     assert resumed.returncode == 0, resumed.stderr
-    assert _table(table) == _table(tmp_path / "ref" / "runs.csv")
+    assert _table(table) == _table(reference / "runs.csv")
 
 
-def test_runs_an_edited_profile_drops_are_retired_not_lost(tmp_path):
+def test_runs_an_edited_profile_drops_are_retired_not_lost(tmp_path, small_reference):
     out = tmp_path / "out"
-    assert _cli("--profile", str(_profile(tmp_path, text=SMALL)), "--out", str(out)).returncode == 0
+    shutil.copytree(small_reference[1], out)
     before = _table(out / "runs.csv")
     edited = _profile(tmp_path, text=SMALL.replace("lrs = [0.001, 0.01]", "lrs = [0.01]"))
     again = _cli("--profile", str(edited), "--out", str(out), "--dry-run")
@@ -300,22 +312,21 @@ def test_deadline_starts_nothing_that_cannot_finish(tmp_path):
     assert not (tmp_path / "out" / "runs.csv").exists()
 
 
-def test_submitit_local_executor_gives_the_same_table(tmp_path):
+def test_submitit_local_executor_gives_the_same_table(tmp_path, small_reference):
     pytest.importorskip("submitit")
-    profile = _profile(tmp_path, rows=8, text=SMALL)
-    local = _cli("--profile", str(profile), "--out", str(tmp_path / "local"))
+    profile, reference = small_reference
     slurmless = _cli("--profile", str(profile), "--out", str(tmp_path / "sub"), "--executor", "submitit")
-    assert local.returncode == 0 and slurmless.returncode == 0, slurmless.stderr
-    assert _table(tmp_path / "sub" / "runs.csv") == _table(tmp_path / "local" / "runs.csv")
+    assert slurmless.returncode == 0, slurmless.stderr
+    assert _table(tmp_path / "sub" / "runs.csv") == _table(reference / "runs.csv")
 
 
-def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(tmp_path, monkeypatch):
-    import replicate.sweep as sweep_module
+def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(
+    tmp_path, monkeypatch, small_reference, in_process
+):
+    import replicate.training.sweep as sweep_module
 
     monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)  # start groups however little time is left
-    profile = load_profile(str(_profile(tmp_path, text=SMALL)))
-    reference = sweep(profile, tmp_path / "ref", device="cpu", log=lambda msg: None)
-    assert reference.left == 0 and reference.paused == 0
+    profile = load_profile(str(small_reference[0]))
     out, calls, paused = tmp_path / "chunks", 0, 0
     while calls < 30:
         calls += 1
@@ -324,7 +335,7 @@ def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(tmp_pa
         if result.left == 0:
             break
     assert result.left == 0 and paused > 0, (calls, paused)
-    assert _table(out / "runs.csv") == _table(tmp_path / "ref" / "runs.csv")
+    assert _table(out / "runs.csv") == _table(small_reference[1] / "runs.csv")
     assert not list((out / "paused").glob("*.pt"))
 
 

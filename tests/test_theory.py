@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from replicate.sgd import eta_opt, steps_examples_tradeoff
-from replicate.theory import QuadraticProblem, hvp, measure
+from replicate.theory.noise import QuadraticProblem, hvp, measure
+from replicate.theory.sgd import eta_opt, steps_examples_tradeoff
 
 FIELDS = ("grad_norm2", "trace_sigma", "gHg", "trace_h_sigma", "b_simple", "b_noise", "eta_max")
 
@@ -66,8 +66,8 @@ def test_bad_arguments():
 
 def test_a_tiny_dit_measurement_is_sane():
     from replicate.config import ClipConfig, ModelConfig
-    from replicate.model import VideoDiT
-    from replicate.theory import best_step, diffusion_objective, sgd_step_gain
+    from replicate.theory.noise import best_step, diffusion_objective, sgd_step_gain
+    from replicate.training.model import VideoDiT
 
     torch.manual_seed(0)
     model = VideoDiT(ModelConfig(width=32, depth=1, heads=2, clip=ClipConfig(frames=2, height=8, width=8)))

@@ -30,7 +30,7 @@ TORCH_FREE = (
     "replicate.fit",
     "replicate.fit.public",
     "replicate.report",
-    "replicate.plots",
+    "replicate.report.figures",
     "replicate.cli",
 )
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from replicate.config import ClipConfig, ModelConfig, TrainConfig, token_checkpoints
-from replicate.diffusion import ValidationSet
-from replicate.train import train, train_group
+from replicate.training.diffusion import ValidationSet
+from replicate.training.train import train, train_group
 
 CLIP = ClipConfig(frames=4, height=8, width=8)
 MODEL = ModelConfig(width=32, depth=2, heads=2, clip=CLIP)  # 4 x 2 x 2 = 16 tokens per sample
@@ -25,13 +25,13 @@ def test_checkpoint_grid():
     assert grid[-1] == 1_600_000 and grid[0] == 100_000 and len(grid) == 9
     ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
     assert all(abs(r - math.sqrt(2)) < 1e-3 for r in ratios)
-    cfg = TrainConfig(MODEL, batch_size=4, lr=1e-3, tokens=1000, checkpoints=(100, 500, 1000))
+    cfg = TrainConfig(MODEL, batch_clips=4, lr=1e-3, tokens=1000, checkpoints=(100, 500, 1000))
     assert cfg.tokens_per_step == 64 and cfg.checkpoint_steps() == [2, 8, 16]
 
 
 def test_training_is_bit_identical_for_a_seed_and_differs_across_seeds():
     val = ValidationSet.build(CLIP, 32)
-    cfg = TrainConfig(MODEL, batch_size=8, lr=2e-3, tokens=2048, warmup_steps=5, checkpoints=(1024, 2048))
+    cfg = TrainConfig(MODEL, batch_clips=8, lr=2e-3, tokens=2048, warmup_steps=5, checkpoints=(1024, 2048))
     a, b = train(cfg, val=val, device="cpu"), train(cfg, val=val, device="cpu")  # bit-identity is a CPU property
     assert _strip_wall(a) == _strip_wall(b)
     c = train(dataclasses.replace(cfg, seed=1), val=val, device="cpu")
@@ -39,7 +39,7 @@ def test_training_is_bit_identical_for_a_seed_and_differs_across_seeds():
 
 
 def test_validation_loss_falls_clearly():
-    cfg = TrainConfig(MODEL, batch_size=16, lr=3e-3, tokens=40_000, warmup_steps=10, val_examples=256)
+    cfg = TrainConfig(MODEL, batch_clips=16, lr=3e-3, tokens=40_000, warmup_steps=10, val_examples=256)
     record = train(cfg)
     losses = [c.val_loss for c in record.checkpoints]
     assert not record.diverged and len(losses) == 9
@@ -51,7 +51,7 @@ def test_validation_loss_falls_clearly():
 
 
 def test_divergence_is_caught_not_raised():
-    cfg = TrainConfig(MODEL, batch_size=8, lr=50.0, tokens=20_000, warmup_steps=1, val_examples=16)
+    cfg = TrainConfig(MODEL, batch_clips=8, lr=50.0, tokens=20_000, warmup_steps=1, val_examples=16)
     record = train(cfg)
     assert record.diverged
     assert record.diverged_at_tokens is not None and record.diverged_at_tokens < cfg.tokens
@@ -61,7 +61,7 @@ def test_divergence_is_caught_not_raised():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"batch_size": 0}, "batch size"),
+        ({"batch_clips": 0}, "batch size"),
         ({"lr": -1.0}, "learning rate"),
         ({"lr": float("nan")}, "learning rate"),
         ({"tokens": 0}, "tokens"),
@@ -69,7 +69,7 @@ def test_divergence_is_caught_not_raised():
     ],
 )
 def test_config_validation(kwargs, match):
-    base = {"model": MODEL, "batch_size": 4, "lr": 1e-3, "tokens": 1000}
+    base = {"model": MODEL, "batch_clips": 4, "lr": 1e-3, "tokens": 1000}
     with pytest.raises(ValueError, match=match):
         TrainConfig(**{**base, **kwargs})
 
@@ -77,8 +77,8 @@ def test_config_validation(kwargs, match):
 def test_power_ema_weights_follow_the_closed_form():
     import torch
 
-    from replicate.ensemble import MemberBuffers
-    from replicate.train import PowerEMA
+    from replicate.training.ensemble import MemberBuffers
+    from replicate.training.train import PowerEMA
 
     model = torch.nn.Linear(1, 1, bias=False)
     gamma, steps = 3.0, 50
@@ -97,7 +97,7 @@ def test_power_ema_weights_follow_the_closed_form():
 def test_slice_steps_spread_each_checkpoint_over_its_window():
     cfg = TrainConfig(
         MODEL,
-        batch_size=4,
+        batch_clips=4,
         lr=1e-3,
         tokens=64 * 1000,
         checkpoints=(64 * 100, 64 * 1000),
@@ -109,7 +109,7 @@ def test_slice_steps_spread_each_checkpoint_over_its_window():
     assert steps == {90: [0], 93: [1], 97: [2], 100: [3], 900: [0], 933: [1], 967: [2], 1000: [3]}
     short = TrainConfig(
         MODEL,
-        batch_size=4,
+        batch_clips=4,
         lr=1e-3,
         tokens=64 * 4,
         checkpoints=(64 * 2, 64 * 4),
@@ -124,7 +124,7 @@ def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
     val = ValidationSet.build(CLIP, 64)
     cfg = TrainConfig(
         MODEL,
-        batch_size=8,
+        batch_clips=8,
         lr=2e-3,
         tokens=4096,
         warmup_steps=4,
@@ -137,7 +137,7 @@ def test_the_raw_loss_averages_its_window_and_the_ema_loss_is_recorded():
     record = train(cfg, val=val, device="cpu", on_checkpoint=lambda r, model, ema: seen.append((model, ema)))
     last = record.checkpoints[-1]
     assert last.val_loss_ema is not None and last.val_loss_ema != last.val_loss
-    from replicate.diffusion import validation_loss
+    from replicate.training.diffusion import validation_loss
 
     # early in training the loss falls fast, so its average over the window lies above its value at the end
     assert last.val_loss > validation_loss(seen[-1][0], val)[0]
@@ -159,7 +159,7 @@ def test_a_paused_and_resumed_group_equals_one_that_ran_through(tmp_path):
     val = ValidationSet.build(CLIP, 32)
     base = TrainConfig(
         MODEL,
-        batch_size=4,
+        batch_clips=4,
         lr=2e-3,
         tokens=4096,
         warmup_steps=4,
@@ -180,14 +180,14 @@ def test_a_paused_and_resumed_group_equals_one_that_ran_through(tmp_path):
 
 def _capture_group() -> list[TrainConfig]:
     return [
-        TrainConfig(MODEL, batch_size=4, lr=lr, tokens=10**6, seed=seed, warmup_steps=4)
+        TrainConfig(MODEL, batch_clips=4, lr=lr, tokens=10**6, seed=seed, warmup_steps=4)
         for seed in (0, 1)
         for lr in (1e-3, 3e-3)
     ]
 
 
 def test_the_capture_check_is_the_eager_step_both_ways_on_the_cpu():
-    from replicate.timing import capture_check
+    from replicate.device.checks import capture_check
 
     check = capture_check(_capture_group(), "cpu", steps=4, timed_steps=2)
     assert check["max_rel_loss_diff"] == 0.0 and check["eager_ms"] > 0 and check["graph_ms"] > 0
@@ -195,8 +195,7 @@ def test_the_capture_check_is_the_eager_step_both_ways_on_the_cpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_a_captured_step_replays_the_eager_one_on_cuda():
-    from replicate.device_checks import CAPTURE_TOLERANCE
-    from replicate.timing import capture_check
+    from replicate.device.checks import CAPTURE_TOLERANCE, capture_check
 
     check = capture_check(_capture_group(), "cuda", steps=12, timed_steps=20)
     assert check["max_rel_loss_diff"] <= CAPTURE_TOLERANCE, check

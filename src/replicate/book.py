@@ -62,7 +62,7 @@ def readme_findings(
         + f"; fitted with {fit['bootstrap']['resamples']} bootstrap resamples (drawing: {fit['bootstrap']['unit']}) in "
         f"`{study_dir}/fit.json`. The book's introduction has every number beside the paper's."
     )
-    stage_a = report.load_json(Path(stage_a_dir) / "summary.json")
+    stage_a = report.read_summary(Path(stage_a_dir) / "summary.json")
     lr_law = report.load_lr_law(study_dir)
     parts = [intro, "", _markdown_table(report.claim_verdicts(fit, stage_a, lr_law)), ""]
     line_search = report.load_json(Path(theory_dir) / "line_search.json")

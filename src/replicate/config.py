@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from replicate.errors import ConfigError
 
-# Procedural clips: the main sprite's (shape, motion) is the class label (see replicate.data).
+# Procedural clips: the main sprite's (shape, motion) is the class label (see replicate.training.data).
 SHAPES = ("square", "disc", "triangle", "ring")
 MOTIONS = ("straight", "bounce", "orbit")
 NUM_CLASSES = len(SHAPES) * len(MOTIONS)
@@ -20,6 +20,16 @@ NUM_CLASSES = len(SHAPES) * len(MOTIONS)
 FLOP_KINDS = ("6n", "paper", "exact")
 VAL_SEED = 0  # the data seed of the validation clips: the same for every run
 CHECKPOINT_RATIO = math.sqrt(2)
+
+
+def label_name(label: int) -> str:
+    """A class label in words: its sprite's shape and motion."""
+    return f"{shape_name(label)}, {MOTIONS[label % len(MOTIONS)]}"
+
+
+def shape_name(label: int) -> str:
+    """A class label's shape alone: what one frame (an image) shows of it."""
+    return SHAPES[label // len(MOTIONS)]
 
 
 def _check_positive(config: object, names: tuple[str, ...], what: str) -> None:
@@ -149,10 +159,11 @@ def flops_per_token(cfg: ModelConfig, kind: str = "exact") -> float:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. batch_size in samples (tokens per step = batch_size * model.n_ctx); tokens in tokens."""
+    """One training run. batch_clips: clips per step (tokens per step = batch_clips * model.n_ctx); tokens in
+    tokens. (runs.csv's `batch_size` is tokens per step, the fit's unit; run ids hash this field as batch_size.)"""
 
     model: ModelConfig
-    batch_size: int
+    batch_clips: int
     lr: float
     tokens: int
     seed: int = 0
@@ -170,11 +181,11 @@ class TrainConfig:
     eval_window: float = 0.1  # the raw loss at a checkpoint averages this last fraction of the steps before it
     eval_slices: int = 4  # ... at this many points, each scoring an interleaved slice of the validation set
     bf16: bool = False  # bf16 autocast for training on CUDA (fp32 otherwise): only where a device run measured
-    # that it moves the loss by less than a fifth of the seed noise (it moved smoke-sweep losses by ~2%)
+    # that it moves the loss by less than a fifth of the seed noise (device.checks: the precision check)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1 sample, got {self.batch_size}")
+        if self.batch_clips < 1:
+            raise ConfigError(f"batch size must be >= 1 clip, got {self.batch_clips}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if self.tokens < 1:
@@ -190,7 +201,7 @@ class TrainConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.batch_size * self.model.n_ctx
+        return self.batch_clips * self.model.n_ctx
 
     @property
     def steps(self) -> int:

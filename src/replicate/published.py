@@ -12,6 +12,8 @@ from __future__ import annotations
 from replicate.paper import BATCH_SIZE_LAW, LR_LAW
 
 SUPPORTS = ("yes", "no", "cannot tell")  # the `gamma_b_positive` column
+# N_opt ~ C^exp with fixed hyperparameters and C = 6 N D (Liang et al.), which the video paper sets beside its own
+FIXED_HP_N_OPT_EXPONENT = 0.5681
 
 HYPERPARAMETER_LAWS: tuple[dict, ...] = (
     {

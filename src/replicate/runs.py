@@ -1,10 +1,11 @@
 """The contract between the trainer and the fit, without torch: a run's record, its rows in runs.csv, and the
 table itself (read once, rewritten atomically after every finished group).
 
-runs.csv holds one row per run and checkpoint. Units: `tokens` and `batch_size` in tokens (the fit's units;
-`batch_samples` is the clips per step), `lr` the peak learning rate, `val_loss` the raw weights' loss
-averaged over the evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.train), `wall_s`
-the seconds since the run's start at that checkpoint.
+runs.csv holds one row per run and checkpoint (COLUMNS; `run_rows` writes them by name). Units: `tokens` and
+`batch_size` in tokens (the fit's units: `batch_size` is tokens per step; `batch_samples` is the clips per step,
+TrainConfig.batch_clips), `lr` the peak learning rate, `val_loss` the raw weights' loss averaged over the
+evaluation window, `val_loss_ema` the power-EMA weights' loss (replicate.training.train), `wall_s` the seconds
+since the run's start at that checkpoint. A new column: its name in COLUMNS and its value in run_rows.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from replicate.config import TrainConfig
+from replicate.config import FLOP_KINDS, TrainConfig
 from replicate.errors import ConfigError
 from replicate.io import write_csv
-from replicate.profile import SHAPE_FIELDS, load_profile
+from replicate.profile import load_profile
+
+STUDY = "study"  # the profile the project's plan works towards (results/study); what it waits for is profile data
 
 if TYPE_CHECKING:
     from replicate.profile import Run
@@ -52,7 +55,7 @@ COLUMNS = (
     "wall_s",
     "val_loss_ema",
     "val_loss_ema_se",
-)  # the EMA weights' loss (replicate.train): a second protocol
+)  # the EMA weights' loss (replicate.training.train): a second protocol
 
 
 @dataclass
@@ -96,35 +99,30 @@ def run_rows(run: Run, record: TrainRecord) -> list[list[str]]:
     rows = []
     for step in cfg.checkpoint_steps():
         c = done.get(step)
-        values = [
-            run.run_id,
-            record.n_params,
-            step * cfg.tokens_per_step,
-            cfg.tokens_per_step,
-            cfg.lr,
-            c.val_loss if c else math.nan,
-            c is None,
-            c.val_loss_se if c else math.nan,
-            m.width,
-            m.depth,
-            m.heads,
-            m.n_ctx,
-            m.n_ctx,
-            cfg.batch_size,
-            cfg.seed,
-            record.flops_per_token["6n"],
-            record.flops_per_token["paper"],
-            record.flops_per_token["exact"],
-            run.role,
-            prov["device"],
-            prov["torch"],
-            prov["triton"],
-            prov["git_sha"],
-            round(c.wall_s if c else record.wall_s, 2),
-            c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
-            c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan,
-        ]
-        rows.append([repr(v) if isinstance(v, float) else str(v) for v in values])
+        values = {
+            "run_id": run.run_id,
+            "n_params": record.n_params,
+            "tokens": step * cfg.tokens_per_step,
+            "batch_size": cfg.tokens_per_step,  # tokens per step, the fit's unit
+            "lr": cfg.lr,
+            "val_loss": c.val_loss if c else math.nan,
+            "diverged": c is None,
+            "val_loss_se": c.val_loss_se if c else math.nan,
+            "width": m.width,
+            "depth": m.depth,
+            "heads": m.heads,
+            "n_ctx": m.n_ctx,
+            "tokens_per_sample": m.n_ctx,
+            "batch_samples": cfg.batch_clips,  # clips per step
+            "seed": cfg.seed,
+            **{f"flops_{kind}": record.flops_per_token[kind] for kind in FLOP_KINDS},
+            "role": run.role,
+            **{key: prov[key] for key in ("device", "torch", "triton", "git_sha")},
+            "wall_s": round(c.wall_s if c else record.wall_s, 2),
+            "val_loss_ema": c.val_loss_ema if c and c.val_loss_ema is not None else math.nan,
+            "val_loss_ema_se": c.val_loss_ema_se if c and c.val_loss_ema_se is not None else math.nan,
+        }
+        rows.append([repr(values[k]) if isinstance(values[k], float) else str(values[k]) for k in COLUMNS])
     return rows
 
 
@@ -181,23 +179,6 @@ def _read_rows(path: Path) -> list[list[str]]:
         return list(csv.reader(f))[1:]
 
 
-STEP_TIMES = Path("benchmarks") / "device_steps.jsonl"  # under the results root: what device runs measured
-
-
-def measured_step_seconds(path: Path, device: str, backend: str | None = None) -> dict[tuple[int, ...], float]:
-    """Seconds per step (training, EMA and validation included) by group shape (profile.Group.shape), from the
-    device runs' bench lines measured on `device` (with `backend`, or any); the latest of a shape wins."""
-    times: dict[tuple[int, ...], float] = {}
-    if not path.is_file():
-        return times
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("kind") == "group" and row.get("device") == device and backend in (None, row.get("backend")):
-            key = tuple(row[k] for k in SHAPE_FIELDS)
-            times[key] = row["train_s"] / row["steps"]
-    return times
-
-
 def study_status(study: Path) -> tuple[int, int]:
     """(finished runs, runs) of the study in folder `study`, whose profile.toml the sweep wrote there."""
     if not (study / "profile.toml").is_file():
@@ -207,13 +188,35 @@ def study_status(study: Path) -> tuple[int, int]:
     return len(done & {r.run_id for r in profile.runs}), len(profile.runs)
 
 
-def next_profile(results: Path) -> str:
-    """Stage A until its table holds every run, then the study; but Stage A again where its verdict is no-go
-    (the study is not run at that scale: a device run then trains nothing and its checks measure the GPU)."""
-    stage_a = results / "stage_a"
-    if not (stage_a / "profile.toml").is_file():
-        return "stage_a"
-    done, total = study_status(stage_a)
-    summary = stage_a / "summary.json"
+def gate_passed(results: Path, name: str) -> bool:
+    """Whether the study `name` in results/ lets the profiles that wait for it (`after`) go: its table holds
+    every run of its profile and its summary.json's verdict, where it has one, is not no-go."""
+    folder = results / name
+    if not (folder / "profile.toml").is_file():
+        return False
+    done, total = study_status(folder)
+    summary = folder / "summary.json"
     no_go = summary.is_file() and json.loads(summary.read_text()).get("verdict") == "no-go"
-    return "stage_a" if done < total or no_go else "study"
+    return done == total and not no_go
+
+
+def next_profile(results: Path, target: str = STUDY) -> str:
+    """The profile that the plan towards `target` trains next: the first profile of its `after` chain (profile
+    data) whose gate has not passed, else `target`. With the committed profiles: Stage A until its table holds
+    every run, then the study; but Stage A again where its verdict is no-go (the study is not run at that
+    scale: a device run then trains nothing and its checks measure the GPU)."""
+    gate = load_profile(target).after
+    if not gate:
+        return target
+    first = next_profile(results, gate)
+    return first if first != gate or not gate_passed(results, gate) else target
+
+
+def seed_noise(results: Path, target: str = STUDY) -> float | None:
+    """The seed-to-seed noise near the optimum (relative) that the first study of the plan towards `target`
+    measured (its summary.json), the yardstick of the device run's precision check; None where it has none."""
+    first = target
+    while load_profile(first).after:
+        first = load_profile(first).after
+    summary = results / first / "summary.json"
+    return json.loads(summary.read_text())["seed_noise"]["raw"]["near_optimum"]["rms"] if summary.is_file() else None

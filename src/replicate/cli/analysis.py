@@ -13,6 +13,7 @@ from replicate.cli.args import (
     positive_float,
     positive_float_or_inf,
 )
+from replicate.config import FLOP_KINDS
 from replicate.errors import ConfigError
 
 
@@ -39,7 +40,7 @@ def add_fit(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--flops",
-        choices=("6n", "paper", "exact"),
+        choices=FLOP_KINDS,
         default="exact",
         help="FLOP convention of the headline compute law (default exact; 6n without FLOP columns)",
     )
@@ -150,7 +151,7 @@ def add_lrlaw(sub: argparse._SubParsersAction) -> None:
 
 
 def _lrlaw(args: argparse.Namespace) -> int:
-    from replicate.fit.lr_law import lr_law_file
+    from replicate.fit.heldout import lr_law_file
 
     out = check_output_path(args.out)
     if args.bootstrap < 0:
@@ -221,14 +222,12 @@ def _predict(args: argparse.Namespace) -> int:
     import json
 
     from replicate.fit.predict import paper_fit, predict
+    from replicate.fit.read import read_fit
 
     if args.fit is not None:
-        try:
-            fit = json.loads(args.fit.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read {args.fit}: {err}") from None
-        if not isinstance(fit, dict) or "loss_law" not in fit:
-            raise ConfigError(f"{args.fit} is not a fit.json (no loss_law)")
+        fit = read_fit(args.fit)
+        if fit is None:
+            raise ConfigError(f"cannot read {args.fit}: no such file")
     else:
         fit = paper_fit()
     result = predict(fit, args.params, args.tokens, args.flops)
@@ -268,7 +267,7 @@ def add_theory(sub: argparse._SubParsersAction) -> None:
 
 
 def _theory(args: argparse.Namespace) -> int:
-    from replicate.theory_study import run
+    from replicate.theory.study import run
 
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is not a directory")

@@ -17,11 +17,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="train one Video DiT and validate it at token checkpoints",
         description="Train one model with a constant learning rate; write its record as JSON.",
     )
-    p.add_argument("--size", help="a named size (sets width, depth and heads; see replicate.model.MODEL_SIZES)")
+    p.add_argument("--size", help="a named size (sets width, depth and heads; see replicate.config.MODEL_SIZES)")
     p.add_argument("--width", type=positive_int, help="hidden size d")
     p.add_argument("--depth", type=positive_int, help="number of blocks")
     p.add_argument("--heads", type=positive_int, help="attention heads (width must be divisible by heads)")
-    p.add_argument("--batch-size", type=positive_int, required=True, help="samples per step")
+    p.add_argument("--batch-clips", type=positive_int, required=True, help="clips per step")
     p.add_argument("--lr", type=positive_float, required=True, help="peak (constant) learning rate")
     p.add_argument("--tokens", type=positive_int, required=True, help="training tokens")
     p.add_argument("--seed", type=int, default=0)
@@ -39,7 +39,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from replicate.config import ClipConfig, ModelConfig, TrainConfig, model_config
     from replicate.kernels import check_backend
-    from replicate.train import save_model, train
+    from replicate.training.train import save_model, train
 
     out = check_output_path(args.out)
     if args.save_model:
@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("give --size, or all of --width, --depth and --heads")
     cfg = TrainConfig(
         model,
-        batch_size=args.batch_size,
+        batch_clips=args.batch_clips,
         lr=args.lr,
         tokens=args.tokens,
         seed=args.seed,
@@ -107,7 +107,7 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from replicate.kernels import check_backend
     from replicate.profile import load_profile
-    from replicate.sweep import sweep
+    from replicate.training.sweep import sweep
 
     check_backend(args.backend)
     profile = load_profile(args.profile)
@@ -167,7 +167,7 @@ def add_device_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _device_run(args: argparse.Namespace) -> int:
-    from replicate.device_run import device_run
+    from replicate.device.run import device_run
     from replicate.kernels import check_backend
 
     check_backend(args.backend)
@@ -215,7 +215,7 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from replicate.ingest import ingest
+    from replicate.device.ingest import ingest
 
     if not args.folder.is_dir():
         raise ConfigError(f"{args.folder} is not a folder")

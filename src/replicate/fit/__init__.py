@@ -9,7 +9,9 @@ Modules: laws (the papers' equations, one function each), table (reading and che
 B_opt and eta_opt laws), loss (the loss-law fit and its alpha_N profile), interaction (the law with an N x T
 interaction), checks (what the loss law stands on), compute (FLOPs per token, N_opt(C), IsoFLOP, flat region),
 bootstrap (over runs, or the seeds of each cell), pipeline (the fitting behind `fit_runs`, held-out
-predictions), document (`fit_runs`: the fit.json document; `fit_file`: ``replicate fit``), curvature (Stage
+predictions), checks (what only the full data's fit computes), document (`fit_runs`: the fit.json document;
+`fit_file`: ``replicate fit``), read (the result documents read back: their typed schemas, the one loader and
+the rule for the headline B_opt and eta_opt laws), curvature (Stage
 A's measurement: ``replicate curvature``), predict (``replicate predict``), synthetic (sweeps with planted
 laws), public (claim 4 on Porian et al.'s public IsoFLOP points: ``replicate porian``).
 """
@@ -37,11 +39,11 @@ from replicate.fit.laws import (
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import (
     SweepCube,
-    batch_profile,
     cluster_tokens,
     extract_optima,
     fit_hyperparameter_law,
     grid_optima,
+    loss_along_batch,
     lr_batch_exponent,
     optima_frame,
 )
@@ -55,7 +57,7 @@ __all__ = [
     "FlopsPerToken",
     "LossLawFit",
     "SweepCube",
-    "batch_profile",
+    "loss_along_batch",
     "bootstrap_runs",
     "cluster_tokens",
     "compute_law",

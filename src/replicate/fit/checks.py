@@ -1,16 +1,57 @@
-"""How far the loss law can be trusted, beyond its bootstrap intervals (fit.json's `loss_law` entries): the edge
-optima it stands on, a refit without them, its leave-one-size-out error against a form with an N x T
-interaction, the profile of its fit along alpha_N, and what Huber's threshold does to it."""
+"""What only the full data's fit computes, beside the bootstrapped laws (`full_data_checks`): how far the loss
+law can be trusted beyond its intervals (fit.json's `loss_law` entries: the edge optima it stands on, a refit
+without them, its leave-one-size-out error against a form with an N x T interaction, the profile of its fit
+along alpha_N, what Huber's threshold does to it, its refit on raw residuals), the compute laws of every FLOP
+convention, the flat region around N_opt, and the hyperparameter laws refitted to DeepSeek's band centres."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from replicate.fit.compute import flat_region
 from replicate.fit.interaction import PARAMS as INTERACTION
 from replicate.fit.interaction import fit_interaction_law, interaction_law
-from replicate.fit.laws import LOSS_PARAMS
-from replicate.fit.loss import DELTA, fit_loss_law, profile_alpha_params
-from replicate.fit.pipeline import Stage
+from replicate.fit.laws import LOSS_PARAMS, training_compute
+from replicate.fit.loss import DELTA, LossLawFit, fit_loss_law, profile_alpha_params
+from replicate.fit.optima import fit_hyperparameter_law
+from replicate.fit.pipeline import FitData, Stage, compute_entry
+
+
+@dataclass(frozen=True)
+class FullDataChecks:
+    """fit_runs' full-data numbers that get no interval (computed once, not per bootstrap resample)."""
+
+    raw_loss_law: LossLawFit  # the loss law fitted on raw residuals (the headline: log residuals)
+    loss_law: dict  # loss_law_checks
+    compute_laws: dict[str, dict]  # per FLOP convention of the table (the headline's is the stage's own)
+    flat_region: list[dict]  # at the data's largest budget and at the reference budget
+    bands: dict[str, dict]  # each fitted hyperparameter law, refitted to the band centres (a cross-check)
+
+
+def full_data_checks(stage: Stage, data: FitData) -> FullDataChecks:
+    """The numbers of FullDataChecks for the full data's `stage`."""
+    points, params = stage.points, stage.law.params()
+    compute_laws = {
+        c: stage.compute if c == data.flops else compute_entry(params, points, model, data.reference_flops)
+        for c, model in data.flop_models.items()
+    }
+    c_max = float(training_compute(data.flops_per_token(points.n), points.t).max())
+    return FullDataChecks(
+        fit_loss_law(points.n, points.t, points.loss, space="raw"),
+        loss_law_checks(stage),
+        compute_laws,
+        [flat_region(params, data.flops_per_token, c) for c in (c_max, data.reference_flops)],
+        {name: _band_law(stage, name) for name in ("batch_size_law", "lr_law") if getattr(stage, name) is not None},
+    )
+
+
+def _band_law(stage: Stage, name: str) -> dict:
+    """The same law fitted on the DeepSeek band centres (cross-check)."""
+    key = "band_log_batch" if name == "batch_size_law" else "band_log_lr"
+    o, u = stage.optima, stage.used
+    return fit_hyperparameter_law(o["t"][u], o["n"][u], np.exp(o[key][u]))
 
 
 def loss_law_checks(stage: Stage) -> dict:

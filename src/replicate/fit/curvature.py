@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_strata
-from replicate.fit.optima import SweepCube, batch_profile, cluster_tokens
+from replicate.fit.optima import SweepCube, cluster_tokens, loss_along_batch
 from replicate.fit.surface import LN2_SQUARED, fit_surface
 from replicate.fit.table import load_runs, require_hyperparameters
 from replicate.io import holds_source, json_safe, table_source, write_json
@@ -66,10 +66,10 @@ def seed_noise(runs: pd.DataFrame) -> dict:
     return {"seeds": seeds, "all_cells": stats(cells["rel"]), "near_optimum": stats(best["rel"])}
 
 
-def interior_fraction(profile: pd.DataFrame) -> dict:
+def interior_fraction(by_batch: pd.DataFrame) -> dict:
     """Per (N, T) the batch size with the lowest loss at its best lr: how many lie inside the batch grid."""
-    lowest, highest = profile["batch_size"].min(), profile["batch_size"].max()
-    best = profile.loc[profile.groupby(["n_params", "tokens"])["val_loss"].idxmin()]
+    lowest, highest = by_batch["batch_size"].min(), by_batch["batch_size"].max()
+    best = by_batch.loc[by_batch.groupby(["n_params", "tokens"])["val_loss"].idxmin()]
     interior = (best["batch_size"] > lowest) & (best["batch_size"] < highest)
     return {
         "fraction": float(interior.mean()) if len(best) else math.nan,
@@ -119,7 +119,7 @@ def batch_curvature(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
             "c_b_per_ln2": surface["c_b"],
         },
         "seed_noise": noise,
-        "interior_fraction": interior_fraction(batch_profile(runs)),
+        "interior_fraction": interior_fraction(loss_along_batch(runs)),
         "beta_b": {"value": surface["exp_tokens"], "ci95": ci["beta_b"], "paper": BATCH_SIZE_LAW["exp_tokens"]},
         "b_opt_law": {k: surface[k] for k in ("coef", "exp_tokens", "exp_params")},
         "lr_law": {**lr, "ridge_ci95": ci["ridge"], "exp_tokens_ci95": ci["beta_eta"]},

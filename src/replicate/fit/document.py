@@ -2,16 +2,7 @@
 document; `fit_file` is ``replicate fit``: a table on disk, its results folder's profile for the fixed
 baseline, the --if-changed cache, provenance and an atomic write.
 
-Schema (raw units: N in parameters, T in training tokens, B in tokens per step, C in FLOPs): `mode`, `units`,
-row and run counts; `optima` (one per (N, T) with its edge flags); `batch_size_law` and `lr_law` (coef,
-exponents, ci95, n_points, the band cross-check); `lr_batch_exponent`; `loss_law` (parameters, mse, ci95,
-raw_residual_fit); `compute_laws` per FLOP convention and the headline `compute_law`; `flat_region`; `fixed`
-(the fixed-hyperparameter laws and the N_opt ratio); `holdout` (predictions against observations, flagged
-where the loss law did not converge); how the table was read: `runs` (the rule, runs, checkpoints), `grid` (the
-(B, lr) grid, spellings merged), `divergence` (the rule, rows taken as diverged by their loss); `estimators`
-(exponents two estimators measure, both, and whether their intervals exclude each other); `bootstrap`
-(resamples, failures per law); `warnings`; and, from `fit_file`, `source` and `provenance`. A compute law the
-model sizes cannot identify has `identified` false and no numbers.
+Its schema is replicate.fit.read.FitDocument (every key, typed), where every reader opens it.
 """
 
 from __future__ import annotations
@@ -23,17 +14,15 @@ import pandas as pd
 
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval, seed_strata
-from replicate.fit.checks import loss_law_checks
-from replicate.fit.compute import flat_region
-from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, training_compute
-from replicate.fit.loss import LossLawFit, fit_loss_law
-from replicate.fit.optima import fit_hyperparameter_law, optima_frame
+from replicate.fit.checks import FullDataChecks, full_data_checks
+from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS
+from replicate.fit.loss import LossLawFit
+from replicate.fit.optima import optima_frame
 from replicate.fit.pipeline import (
     REFERENCE_FLOPS,
     FitData,
     Points,
     Stage,
-    compute_entry,
     fit_stage,
     holdout_predictions,
     prepare,
@@ -145,8 +134,60 @@ def _failures(samples: dict[str, np.ndarray], data: FitData, bootstrap: int, war
 
 def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dict, warnings: list[str]) -> dict:
     """The JSON document of the full-data fit, with its intervals (all but the bootstrap summary and warnings)."""
+    checks = full_data_checks(stage, data)
+    result = _counts(runs, data)
+    result["optima"] = (
+        _optima_rows(stage, warnings)
+        if data.cube is not None
+        else [
+            {"n_params": n, "tokens": t, "batch_size": None, "lr": None, "val_loss": v, "on_edge": False}
+            for n, t, v in zip(data.rows.n, data.rows.t, data.rows.loss, strict=True)
+        ]
+    )
+    for name in ("batch_size_law", "lr_law"):
+        result[name] = _hyperparameter_entry(stage, name, ci, checks.bands.get(name), warnings)
+    result["lr_batch_exponent"] = (
+        None
+        if stage.lr_batch_exponent is None
+        else {
+            "value": stage.lr_batch_exponent,
+            "ci95": ci.get("lr_batch_exponent"),
+            "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2",
+        }
+    )
+    result["surface"] = None if stage.surface is None else surface_entry(stage.surface, stage.surface_lr, ci)
+    result["loss_law"] = _loss_law_entry(stage, checks, ci, warnings)
+    result["compute_laws"] = {
+        c: {**entry, "flops_per_token": data.flop_models[c].to_dict()} for c, entry in checks.compute_laws.items()
+    }
+    _headline_compute(result, stage, data, ci, warnings)
+    for c, entry in result["compute_laws"].items():
+        if entry["isoflop"] is None:
+            warnings.append(
+                f"IsoFLOP law ({c}): fewer than 3 budgets reached by 3 model sizes with an interior minimum; not fitted"
+            )
+    result["flat_region"] = checks.flat_region
+    result["fixed"] = (
+        None
+        if data.fixed is None
+        else {
+            "batch_size": data.fixed_hp[0],
+            "lr": data.fixed_hp[1],
+            "loss_law": _loss_entry(stage.fixed_law, data.fixed, ci, "fixed.loss_law", warnings, "fixed-hp loss law"),
+            "compute_law": _identified(_compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"), data.fixed.n),
+            "n_opt_ratio": full["fixed.n_opt_ratio"],
+            "n_opt_ratio_ci95": ci["fixed.n_opt_ratio"],
+            "reference_flops": data.reference_flops,
+        }
+    )
+    result["holdout"] = _holdout_rows(stage, data, ci, warnings)
+    return result
+
+
+def _counts(runs: pd.DataFrame, data: FitData) -> dict:
+    """The document's head: its mode, its units, and the table's rows and runs."""
     fit = runs[runs["role"] == "fit"]
-    result = {
+    return {
         "mode": "loss_only" if data.cube is None else "hyperparameters",
         "units": {
             "n_params": "parameters",
@@ -163,85 +204,32 @@ def _report(runs: pd.DataFrame, data: FitData, stage: Stage, full: dict, ci: dic
         "n_diverged": int(runs["diverged"].sum()),
         "n_diverged_runs": int(fit.loc[fit["diverged"], "run"].nunique()),
     }
-    result["optima"] = (
-        _optima_rows(stage, warnings)
-        if data.cube is not None
-        else [
-            {"n_params": n, "tokens": t, "batch_size": None, "lr": None, "val_loss": v, "on_edge": False}
-            for n, t, v in zip(data.rows.n, data.rows.t, data.rows.loss, strict=True)
-        ]
-    )
-    for name in ("batch_size_law", "lr_law"):
-        law = getattr(stage, name)
-        if law is not None and not np.isfinite(law["coef"]):
-            warnings.append(f"{name}: the optima do not span 2 model sizes and 2 token counts; not fitted")
-        result[name] = (
-            None
-            if law is None
-            else {
-                **law,
-                "n_points": int(stage.used.sum()),
-                "ci95": _cis(ci, name, HYPER_PARAMS),
-                "band": _band_law(stage, name),
-            }
-        )
-    result["lr_batch_exponent"] = (
-        None
-        if stage.lr_batch_exponent is None
-        else {
-            "value": stage.lr_batch_exponent,
-            "ci95": ci.get("lr_batch_exponent"),
-            "meaning": "d log lr_opt / d log B at fixed (N, T), interior lr optima; SGD linear scaling 1, Adam SDE 1/2",
-        }
-    )
-    result["surface"] = None if stage.surface is None else surface_entry(stage.surface, stage.surface_lr, ci)
-    raw = fit_loss_law(stage.points.n, stage.points.t, stage.points.loss, space="raw")
-    result["loss_law"] = _loss_entry(stage.law, stage.points, ci, "loss_law", warnings, "loss law")
-    result["loss_law"]["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
-    result["loss_law"].update(loss_law_checks(stage))
-    gap = max(abs(raw.alpha_tokens - stage.law.alpha_tokens), abs(raw.alpha_params - stage.law.alpha_params))
+
+
+def _hyperparameter_entry(stage: Stage, name: str, ci: dict, band: dict | None, warnings: list[str]) -> dict | None:
+    """A per-(N, T) optima law with its points, intervals and band cross-check (None where it was not fitted)."""
+    law = getattr(stage, name)
+    if law is None:
+        return None
+    if not np.isfinite(law["coef"]):
+        warnings.append(f"{name}: the optima do not span 2 model sizes and 2 token counts; not fitted")
+    return {**law, "n_points": int(stage.used.sum()), "ci95": _cis(ci, name, HYPER_PARAMS), "band": band}
+
+
+def _loss_law_entry(stage: Stage, checks: FullDataChecks, ci: dict, warnings: list[str]) -> dict:
+    """The loss law with its intervals, its raw-residual refit (a warning where they disagree) and its checks."""
+    raw, law = checks.raw_loss_law, stage.law
+    entry = _loss_entry(law, stage.points, ci, "loss_law", warnings, "loss law")
+    entry["raw_residual_fit"] = {**raw.to_dict(), "mse": _mse(raw, stage.points)}
+    entry.update(checks.loss_law)
+    gap = max(abs(raw.alpha_tokens - law.alpha_tokens), abs(raw.alpha_params - law.alpha_params))
     if gap > RAW_LOG_TOLERANCE or not raw.converged:
         warnings.append(
             f"loss law: the raw-residual fit disagrees with the log-residual fit (alpha_tokens "
-            f"{raw.alpha_tokens:.3f} vs {stage.law.alpha_tokens:.3f}, alpha_params {raw.alpha_params:.3f} "
-            f"vs {stage.law.alpha_params:.3f}{'' if raw.converged else ', raw fit not converged'})"
+            f"{raw.alpha_tokens:.3f} vs {law.alpha_tokens:.3f}, alpha_params {raw.alpha_params:.3f} "
+            f"vs {law.alpha_params:.3f}{'' if raw.converged else ', raw fit not converged'})"
         )
-    result["compute_laws"] = {
-        c: {
-            **(
-                stage.compute
-                if c == data.flops
-                else compute_entry(stage.law.params(), stage.points, model, data.reference_flops)
-            ),
-            "flops_per_token": model.to_dict(),
-        }
-        for c, model in data.flop_models.items()
-    }
-    _headline_compute(result, stage, data, ci, warnings)
-    for c, entry in result["compute_laws"].items():
-        if entry["isoflop"] is None:
-            warnings.append(
-                f"IsoFLOP law ({c}): fewer than 3 budgets reached by 3 model sizes with an interior minimum; not fitted"
-            )
-    c_max = float(training_compute(data.flops_per_token(stage.points.n), stage.points.t).max())
-    result["flat_region"] = [
-        flat_region(stage.law.params(), data.flops_per_token, c) for c in (c_max, data.reference_flops)
-    ]
-    result["fixed"] = (
-        None
-        if data.fixed is None
-        else {
-            "batch_size": data.fixed_hp[0],
-            "lr": data.fixed_hp[1],
-            "loss_law": _loss_entry(stage.fixed_law, data.fixed, ci, "fixed.loss_law", warnings, "fixed-hp loss law"),
-            "compute_law": _identified(_compute_out(stage.fixed_compute, data, ci, "fixed.compute_law"), data.fixed.n),
-            "n_opt_ratio": full["fixed.n_opt_ratio"],
-            "n_opt_ratio_ci95": ci["fixed.n_opt_ratio"],
-            "reference_flops": data.reference_flops,
-        }
-    )
-    result["holdout"] = _holdout_rows(stage, data, ci, warnings)
-    return result
+    return entry
 
 
 def _sizes_text(n_params: np.ndarray) -> str | None:
@@ -274,10 +262,10 @@ def _headline_compute(result: dict, stage: Stage, data: FitData, ci: dict, warni
     if not entry["identified"]:
         warnings.append(f"compute law: N_opt not identified ({entry['not_identified']})")
     elif not law.converged:
-        profile = result["loss_law"]["profile_alpha_params"]
-        entry["alpha_params_range95"] = profile["range95"]
-        entry["alpha_params_range_open"] = [profile["open_low"], profile["open_high"]]
-        span = "-" if profile["range95"] is None else "[{:.3g}, {:.3g}]".format(*profile["range95"])
+        likelihood = result["loss_law"]["profile_alpha_params"]
+        entry["alpha_params_range95"] = likelihood["range95"]
+        entry["alpha_params_range_open"] = [likelihood["open_low"], likelihood["open_high"]]
+        span = "-" if likelihood["range95"] is None else "[{:.3g}, {:.3g}]".format(*likelihood["range95"])
         warnings.append(
             "loss law not converged: its N_opt and held-out predictions are reported but rest on an exponent the "
             f"data do not pin (alpha_params within {span} fits as well)"
@@ -393,13 +381,6 @@ def _compute_out(entry: dict, data: FitData, ci: dict, prefix: str) -> dict:
     if entry["isoflop"] is not None:
         out["isoflop"] = {**entry["isoflop"], "ci95": {"exp": ci.get(f"{prefix}.isoflop.exp")}}
     return out
-
-
-def _band_law(stage: Stage, name: str) -> dict:
-    """The same law fitted on the DeepSeek band centres (cross-check)."""
-    key = "band_log_batch" if name == "batch_size_law" else "band_log_lr"
-    o, u = stage.optima, stage.used
-    return fit_hyperparameter_law(o["t"][u], o["n"][u], np.exp(o[key][u]))
 
 
 def _optima_rows(stage: Stage, warnings: list[str]) -> list[dict]:

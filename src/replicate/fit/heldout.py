@@ -11,12 +11,14 @@ From one sweep with fitting sizes at two batch sizes and a held-out model at one
 - `batch_gap`: per (N, T) of the fitting sizes, the lr-optimal loss at the largest batch size over that at
   the smallest, minus 1 (the right flank of the batch bowl, where Stage A found no curvature).
 Intervals: the wild cluster bootstrap of fit.lr_law, the held-out model's training groups weighted in the same
-resample as the fitting ones, every quantity recomputed from the resampled losses.
+resample as the fitting ones, every quantity recomputed from the resampled losses. `lr_law_file` is the command,
+``replicate lrlaw``, with or without the summary.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,11 +29,15 @@ from replicate.fit.lr_law import (
     LrLawFit,
     bootstrap_lr_law,
     bowl_vertex,
+    fit_lr_law,
     group_vertices,
     lr_cells,
     lr_law_document,
     webb_weights,
 )
+from replicate.fit.table import load_runs, require_hyperparameters
+from replicate.io import holds_source, json_safe, table_source, write_json
+from replicate.provenance import fit_provenance
 
 GOALS = {"heldout_lr_ratio": 1.25, "heldout_loss_error": 0.01}  # within x1.25; within 1%
 
@@ -169,3 +175,38 @@ def _summary(lr_doc: dict, held: HeldOut, point: dict, samples: dict) -> dict:
         "goals": GOALS,
         "bootstrap": {k: v for k, v in lr_doc["bootstrap"].items() if k != "samples"},
     }
+
+
+def lr_law_file(
+    runs_path: Path,
+    out: Path,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    loss_column: str = "val_loss",
+    progress: bool = True,
+    if_changed: bool = False,
+    summary: Path | None = None,
+) -> dict | None:
+    """``replicate lrlaw``: fit_lr_law of a table, written to `out` with its source and provenance; with
+    `summary`, also the held-out checks of a learning-rate study (fit.heldout) written there, from the same
+    bootstrap. With if_changed, None without computing when the outputs already hold this very table's results
+    with these options."""
+    source = table_source(runs_path, bootstrap=bootstrap, seed=seed, loss_column=loss_column)
+    if if_changed and holds_source(out, source) and (summary is None or holds_source(summary, source)):
+        return None
+    runs = load_runs(runs_path, loss_column)
+    require_hyperparameters(runs, str(runs_path), "the learning-rate law")
+    if summary is None:
+        doc, summary_doc = fit_lr_law(runs, bootstrap, seed, progress), None
+    else:
+        doc, summary_doc = heldout_summary(runs, bootstrap, seed, progress)
+    tail = {
+        "units": {"tokens": "training tokens", "n_params": "parameters", "batch_size": "tokens per step"},
+        "source": source,
+        "provenance": fit_provenance(),
+    }
+    doc = json_safe({"readout": loss_column, **doc, **tail})
+    write_json(out, doc)
+    if summary_doc is not None:
+        write_json(summary, json_safe({"readout": loss_column, **summary_doc, **tail}))
+    return doc

@@ -33,6 +33,12 @@ def hyperparameter_law(
     return coef * t**exp_tokens * n**exp_params
 
 
+def n_opt_exponent(loss: dict[str, float]) -> float:
+    """The exponent of N_opt(C) that minimising a loss law (Eq. 15) under C proportional to N T gives:
+    alpha_T / (alpha_T + alpha_N)."""
+    return loss["alpha_tokens"] / (loss["alpha_tokens"] + loss["alpha_params"])
+
+
 def compute_law(flops: ArrayLike, coef: float, exp: float) -> np.ndarray:
     """Video paper Eqs. 14 and 18 (and Liang et al.'s N_opt): compute-optimal model size N_opt = coef C^exp."""
     return coef * np.asarray(flops, dtype=float) ** exp

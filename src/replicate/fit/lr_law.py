@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,11 +30,8 @@ from scipy.optimize import least_squares
 
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import percentile_interval
-from replicate.fit.table import load_runs, require_hyperparameters
-from replicate.io import holds_source, json_safe, table_source, write_json
 from replicate.paper import BATCH_SIZE_LAW, LR_LAW
 from replicate.progress import progress_bar
-from replicate.provenance import fit_provenance
 
 LR_WINDOW_OCTAVES = 2.0  # cells within this many doublings of their group's best learning rate enter the fits
 # cells whose loss is more than this fraction above their group's best are near divergence, where the loss is no
@@ -371,40 +367,3 @@ def group_vertices(cells: pd.DataFrame, c_lo: float, c_hi: float, y: np.ndarray 
             }
         )
     return pd.DataFrame(out)
-
-
-def lr_law_file(
-    runs_path: Path,
-    out: Path,
-    bootstrap: int = 1000,
-    seed: int = 0,
-    loss_column: str = "val_loss",
-    progress: bool = True,
-    if_changed: bool = False,
-    summary: Path | None = None,
-) -> dict | None:
-    """``replicate lrlaw``: fit_lr_law of a table, written to `out` with its source and provenance; with
-    `summary`, also the held-out checks of a learning-rate study (fit.heldout) written there, from the same
-    bootstrap. With if_changed, None without computing when the outputs already hold this very table's results
-    with these options."""
-    source = table_source(runs_path, bootstrap=bootstrap, seed=seed, loss_column=loss_column)
-    if if_changed and holds_source(out, source) and (summary is None or holds_source(summary, source)):
-        return None
-    runs = load_runs(runs_path, loss_column)
-    require_hyperparameters(runs, str(runs_path), "the learning-rate law")
-    if summary is None:
-        doc, summary_doc = fit_lr_law(runs, bootstrap, seed, progress), None
-    else:
-        from replicate.fit.heldout import heldout_summary
-
-        doc, summary_doc = heldout_summary(runs, bootstrap, seed, progress)
-    tail = {
-        "units": {"tokens": "training tokens", "n_params": "parameters", "batch_size": "tokens per step"},
-        "source": source,
-        "provenance": fit_provenance(),
-    }
-    doc = json_safe({"readout": loss_column, **doc, **tail})
-    write_json(out, doc)
-    if summary_doc is not None:
-        write_json(summary, json_safe({"readout": loss_column, **summary_doc, **tail}))
-    return doc

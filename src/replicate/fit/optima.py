@@ -243,7 +243,7 @@ def fit_hyperparameter_law(tokens: np.ndarray, n_params: np.ndarray, values: np.
     return {"coef": coef, "exp_tokens": e_t, "exp_params": e_n, "rmse_log": rmse}
 
 
-def batch_profile(runs: pd.DataFrame, run_weights: np.ndarray | None = None) -> pd.DataFrame:
+def loss_along_batch(runs: pd.DataFrame, run_weights: np.ndarray | None = None) -> pd.DataFrame:
     """The loss along the batch-size axis: at each (N, T, B), the lr optimum and the loss there.
 
     The first stage of `grid_optima` (a parabola in log lr through the best cell per batch size), as a table
@@ -252,11 +252,11 @@ def batch_profile(runs: pd.DataFrame, run_weights: np.ndarray | None = None) -> 
     `run_weights` re-weights the runs (in the order of their sorted `run` labels), as a bootstrap does.
     """
     cube = SweepCube.from_runs(runs)
-    return profile_frame(cube, cube.optima(run_weights))
+    return loss_along_batch_frame(cube, cube.optima(run_weights))
 
 
-def profile_frame(cube: SweepCube, opt: dict[str, np.ndarray]) -> pd.DataFrame:
-    """`batch_profile`'s table from a cube and its `grid_optima`."""
+def loss_along_batch_frame(cube: SweepCube, opt: dict[str, np.ndarray]) -> pd.DataFrame:
+    """`loss_along_batch`'s table from a cube and its `grid_optima`."""
     g, b = np.meshgrid(np.arange(len(cube.n_params)), np.arange(len(cube.batch_size)), indexing="ij")
     table = pd.DataFrame(
         {

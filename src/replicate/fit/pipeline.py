@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from replicate.config import FLOP_KINDS
 from replicate.errors import ConfigError
 from replicate.fit.compute import (
     FlopsPerToken,
@@ -21,8 +22,9 @@ from replicate.fit.compute import (
 from replicate.fit.laws import HYPER_PARAMS, hyperparameter_law, loss_law, training_compute
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.optima import SweepCube, fit_hyperparameter_law, lr_batch_exponent
+from replicate.fit.read import surface_leads
 from replicate.fit.surface import fit_surface, surface_statistics
-from replicate.fit.table import FLOP_CONVENTIONS, fixed_rows
+from replicate.fit.table import fixed_rows
 
 REFERENCE_FLOPS = 1e22  # the video paper compares N_opt with fixed and with optimal hyperparameters here
 MIN_POINTS = 5  # the loss law's parameters
@@ -255,12 +257,12 @@ def statistics(stage: Stage, data: FitData) -> dict[str, float]:
 
 
 def holdout_predictions(stage: Stage, data: FitData, converged_only: bool = True) -> list[dict]:
-    """The held-out points predicted by the loss law and the headline hyperparameter laws: the surface fit's
-    where it converged (as `replicate predict`), else the per-(N, T) optima's. A loss law that did not converge
+    """The held-out points predicted by the loss law and the headline hyperparameter laws (fit.read's rule, as
+    `replicate predict` takes them). A loss law that did not converge
     predicts nothing with `converged_only` (a bootstrap resample), and predicts all the same without it (the
     full data's report, which flags it)."""
     batch_law, lr_law = stage.batch_size_law, stage.lr_law
-    if stage.surface is not None and stage.surface["converged"]:
+    if surface_leads(stage.surface):
         batch_law, lr_law = stage.surface, stage.surface_lr
     law = stage.law.params() if stage.law.converged or not converged_only else None
     return predict_holdout(data.holdout.n, data.holdout.t, law, batch_law, lr_law)
@@ -283,9 +285,9 @@ def prepare(
         raise ConfigError("give both the fixed batch size and the fixed lr, or neither")
     if fixed_batch_size is not None and not hyper:
         raise ConfigError("fixed hyperparameters need batch_size and lr columns")
-    if flops not in FLOP_CONVENTIONS:
-        raise ConfigError(f"unknown FLOP convention {flops!r}: choose one of {', '.join(FLOP_CONVENTIONS)}")
-    conventions = [c for c in FLOP_CONVENTIONS if c == "6n" or f"flops_{c}" in runs]
+    if flops not in FLOP_KINDS:
+        raise ConfigError(f"unknown FLOP convention {flops!r}: choose one of {', '.join(FLOP_KINDS)}")
+    conventions = [c for c in FLOP_KINDS if c == "6n" or f"flops_{c}" in runs]
     if flops not in conventions:
         warnings.append(f"no flops_{flops} column: compute laws use C = 6 N T")
         flops = "6n"

@@ -19,7 +19,8 @@ import numpy as np
 from replicate.errors import ConfigError
 from replicate.fit.bootstrap import percentile_interval
 from replicate.fit.compute import FlopsPerToken, compute_optimal_size
-from replicate.fit.laws import HYPER_PARAMS, LOSS_PARAMS, compute_law, hyperparameter_law, loss_law
+from replicate.fit.laws import compute_law, hyperparameter_law, loss_law
+from replicate.fit.read import LAW_PARAMS, FitDocument, law_parameters
 from replicate.paper import paper_laws
 
 
@@ -35,29 +36,10 @@ def paper_fit() -> dict:
     }
 
 
-def _laws(fit: dict, sample: int | None = None) -> dict[str, dict[str, float] | None]:
-    """The fit's laws (loss, B_opt, eta_opt, N_opt(C)), or those of bootstrap resample `sample`. The B_opt and
-    eta_opt laws are the surface fit's (the headline) where it converged, else the two-stage ones."""
-    drawn = (fit.get("bootstrap") or {}).get("samples") or {}
-    surface = fit.get("surface") or {}
-    out: dict[str, dict[str, float] | None] = {}
-    for law, keys in (
-        ("loss_law", LOSS_PARAMS),
-        ("batch_size_law", HYPER_PARAMS),
-        ("lr_law", HYPER_PARAMS),
-        ("compute_law", ("coef", "exp")),
-    ):
-        part, prefix = fit.get(law), law
-        if surface.get("converged") and law in ("batch_size_law", "lr_law"):
-            part, prefix = surface[law], f"surface.{law}"
-        if not part or any(part.get(k) is None for k in keys):
-            out[law] = None
-        elif sample is None:
-            out[law] = {k: part[k] for k in keys}
-        else:
-            values = [drawn.get(f"{prefix}.{k}", [None] * (sample + 1))[sample] for k in keys]
-            out[law] = None if any(v is None for v in values) else dict(zip(keys, values, strict=True))
-    return out
+def _laws(fit: FitDocument, sample: int | None = None) -> dict[str, dict[str, float] | None]:
+    """The fit's headline laws (loss, B_opt, eta_opt, N_opt(C): fit.read.headline), or those of bootstrap
+    resample `sample`."""
+    return {law: law_parameters(fit, law, sample) for law in LAW_PARAMS}
 
 
 def _point(
@@ -81,7 +63,9 @@ def _point(
     return out
 
 
-def predict(fit: dict, n_params: float | None = None, tokens: float | None = None, flops: float | None = None) -> dict:
+def predict(
+    fit: FitDocument, n_params: float | None = None, tokens: float | None = None, flops: float | None = None
+) -> dict:
     """Predictions at (n_params, tokens), or at the compute-optimal (N, T) of `flops`; each quantity with its
     95% interval over the fit's bootstrap resamples (None without them). ConfigError on a bad request."""
     if (flops is None) == (n_params is None or tokens is None) or (flops is not None and n_params is not None):

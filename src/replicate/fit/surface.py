@@ -1,8 +1,8 @@
 """One surface through every (N, T, B, lr) cell of a sweep, instead of one parabola vertex per (N, T).
 
 The per-(N, T) estimator (optima.grid_optima) needs an interior optimum at every (N, T), drops the others, and
-is biased toward a zero T exponent when optima crowd a grid edge (on planted sweeps: 0.12-0.77 for a true
-0.81). Here every finite cell informs one fit, with the lr-B ridge:
+is biased toward a zero T exponent when optima crowd a grid edge (benchmarks/surface_fit.py measures both
+estimators on planted sweeps). Here every finite cell informs one fit, with the lr-B ridge:
 
     log L(N, T, B, lr) = m(N, T) + c_B u^2 + c_lr(v) v^2,
     u = ln B - ln B_opt(N, T),        ln B_opt = a + beta ln(T / T0) + gamma ln(N / N0)
@@ -17,9 +17,9 @@ beyond the grid at every (N, T), a small c_B with a far vertex is a slope, not a
 not converged. Only cells within a factor LR_WINDOW of the
 best learning rate of their (N, T, B) enter: far from its optimum the loss is not quadratic in ln lr.
 
-Fitting cells rather than each B's best-lr loss (an earlier version) uses every learning rate's information
-about B_opt: on the planted sweeps of benchmarks/surface_fit.py it reaches the Cramer-Rao bound of
-fit.synthetic.exponent_bounds. With one model size the N exponents are not identified and are fixed at 0.
+Fitting cells rather than each B's best-lr loss uses every learning rate's information about B_opt: on the
+planted sweeps of benchmarks/surface_fit.py it reaches the Cramer-Rao bound of fit.synthetic.exponent_bounds.
+With one model size the N exponents are not identified and are fixed at 0.
 """
 
 from __future__ import annotations
@@ -137,30 +137,67 @@ def fit_surface(
     `curvature` holds c_B (per ln B^2) at that value and fits the rest (a profile of the fit along c_B).
     """
     model, t0, n0 = _model(cube, run_weights)
-    n_groups, one_size, n_par = model.n_groups, model.one_size, model.n_par
-    x, z, y = model.x, model.z, model.y
     failed = {
-        "c_b": np.nan,
-        "curvature_per_doubling2": np.nan,
-        "coef": np.nan,
-        "exp_tokens": np.nan,
-        "exp_params": np.nan,
+        **dict.fromkeys(("c_b", "curvature_per_doubling2", "coef", "exp_tokens", "exp_params"), np.nan),
         "t0": t0,
         "n0": n0,
         "rmse_log": np.nan,
         "rss": np.nan,
-        "n_points": len(y),
-        "n_groups": n_groups,
-        "n_free": n_par - (curvature is not None),
-        "one_size": one_size,
+        "n_points": len(model.y),
+        "n_groups": model.n_groups,
+        "n_free": model.n_par - (curvature is not None),
+        "one_size": model.one_size,
         "converged": False,
         "optima": [],
         "params": None,
     }
-    lr_failed = {**dict.fromkeys(_LR_KEYS, np.nan), "c_lo": np.nan, "c_hi": np.nan, "n_points": len(y)}
-    if len(np.unique(x)) < 3 or len(y) < n_par + 2:
+    lr_failed = {**dict.fromkeys(_LR_KEYS, np.nan), "c_lo": np.nan, "c_hi": np.nan, "n_points": len(model.y)}
+    if len(np.unique(model.x)) < 3 or len(model.y) < model.n_par + 2:
         return failed, lr_failed
+    q, fit = _solve(model, cube, init, curvature)
+    m, a, beta, gamma, c_b, a_eta, beta_eta, gamma_eta, ridge, c_lo, c_hi = model.unpack(q)
+    rss = float(2 * fit.cost)
+    # the curvatures and the ridge are the surface's shape, defined whether or not it has a minimum along B
+    fitted = {
+        **failed,
+        "rss": rss,
+        "rmse_log": float(np.sqrt(rss / np.sum(model.sw**2))),
+        "params": q,
+        "c_b": float(c_b),
+        "curvature_per_doubling2": float(c_b * LN2_SQUARED),
+    }
+    shape = {**lr_failed, "ridge": float(ridge), "c_lo": float(c_lo), "c_hi": float(c_hi)}
+    if c_b <= MIN_CURVATURE:  # no minimum along B: B_opt is not defined, whatever the solver left in a and beta
+        return fitted, shape
+    log_b_opt = a + beta * np.log(cube.tokens / t0) + gamma * np.log(cube.n_params / n0)
+    log_grid = np.log(cube.batch_size)
+    within = (log_b_opt > log_grid[0] - np.log(2)) & (log_b_opt < log_grid[-1] + np.log(2))
+    if not within.any():  # a vertex far beyond the grid everywhere: the fit has found a slope, not a minimum
+        return fitted, shape
+    batch = {
+        **fitted,
+        "coef": float(np.exp(a - beta * np.log(t0) - gamma * np.log(n0))),
+        "exp_tokens": float(beta),
+        "exp_params": np.nan if model.one_size else float(gamma),
+        "converged": bool(fit.success),
+        "optima": [
+            {"n_params": float(n), "tokens": float(t), "batch_size": float(np.exp(b)), "log_loss": float(mm)}
+            for n, t, b, mm in zip(cube.n_params, cube.tokens, log_b_opt, m, strict=True)
+        ],
+    }
+    lr = {
+        **shape,
+        "coef": float(np.exp(a_eta - beta_eta * np.log(t0) - gamma_eta * np.log(n0))),
+        "exp_tokens": float(beta_eta),
+        "exp_params": np.nan if model.one_size else float(gamma_eta),
+    }
+    return batch, lr
 
+
+def _solve(model: _Model, cube: SweepCube, init: dict | None, curvature: float | None) -> tuple[np.ndarray, object]:
+    """The surface's parameters (and the solver's result) from the best of its starting points: `init`'s
+    solution, else three guesses of B_opt across the batch grid; with `curvature`, c_B held there."""
+    n_groups, n_par = model.n_groups, model.n_par
     # curvatures cannot be negative: where the loss has no minimum along B the fit stops at c_B = 0 (not
     # converged) instead of wandering off with B_opt
     lower, upper = np.full(n_par, -np.inf), np.full(n_par, np.inf)
@@ -173,13 +210,12 @@ def fit_surface(
     if init is not None and init["params"] is not None and len(init["params"]) == n_par:
         starts = [np.array(init["params"], dtype=float)]
     else:
-        g = model.g
+        x, y, g = model.x, model.y, model.g
         best = np.array([y[g == k].min() if np.any(g == k) else np.mean(y) for k in range(n_groups)])
         top = np.argsort(y)[: max(3, len(y) // 10)]  # the lowest cells: where the optimum roughly lies
+        gammas = [] if model.one_size else [0.2, 0.0]
         starts = [
-            np.concatenate(
-                [best, [a0, 0.5, 0.05, np.mean(z[top]), 0.0, 0.5, 0.05, 0.05], [] if one_size else [0.2, 0.0]]
-            )
+            np.concatenate([best, [a0, 0.5, 0.05, np.mean(model.z[top]), 0.0, 0.5, 0.05, 0.05], gammas])
             for a0 in np.quantile(x, [0.25, 0.5, 0.75])
         ]
     free = np.arange(n_par)
@@ -205,43 +241,7 @@ def fit_surface(
         for q0 in starts
     ]
     best_start, fit = min(zip(starts, fits, strict=True), key=lambda sf: sf[1].cost)
-    q = full(fit.x, best_start)
-    m, a, beta, gamma, c_b, a_eta, beta_eta, gamma_eta, ridge, c_lo, c_hi = model.unpack(q)
-    rss = float(2 * fit.cost)
-    # the curvatures and the ridge are the surface's shape, defined whether or not it has a minimum along B
-    fitted = {
-        **failed,
-        "rss": rss,
-        "rmse_log": float(np.sqrt(rss / np.sum(model.sw**2))),
-        "params": q,
-        "c_b": float(c_b),
-        "curvature_per_doubling2": float(c_b * LN2_SQUARED),
-    }
-    shape = {**lr_failed, "ridge": float(ridge), "c_lo": float(c_lo), "c_hi": float(c_hi)}
-    if c_b <= MIN_CURVATURE:  # no minimum along B: B_opt is not defined, whatever the solver left in a and beta
-        return fitted, shape
-    log_b_opt = a + beta * np.log(cube.tokens / t0) + gamma * np.log(cube.n_params / n0)
-    within = (log_b_opt > log_grid[0] - np.log(2)) & (log_b_opt < log_grid[-1] + np.log(2))
-    if not within.any():  # a vertex far beyond the grid everywhere: the fit has found a slope, not a minimum
-        return fitted, shape
-    batch = {
-        **fitted,
-        "coef": float(np.exp(a - beta * np.log(t0) - gamma * np.log(n0))),
-        "exp_tokens": float(beta),
-        "exp_params": np.nan if one_size else float(gamma),
-        "converged": bool(fit.success),
-        "optima": [
-            {"n_params": float(n), "tokens": float(t), "batch_size": float(np.exp(b)), "log_loss": float(mm)}
-            for n, t, b, mm in zip(cube.n_params, cube.tokens, log_b_opt, m, strict=True)
-        ],
-    }
-    lr = {
-        **shape,
-        "coef": float(np.exp(a_eta - beta_eta * np.log(t0) - gamma_eta * np.log(n0))),
-        "exp_tokens": float(beta_eta),
-        "exp_params": np.nan if one_size else float(gamma_eta),
-    }
-    return batch, lr
+    return full(fit.x, best_start), fit
 
 
 def surface_statistics(batch: dict, lr: dict) -> dict[str, float]:

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from replicate.config import FLOP_KINDS
 from replicate.errors import ConfigError
 from replicate.fit.optima import cluster_tokens
 
 REQUIRED = ("n_params", "tokens", "val_loss")
 HYPER = ("batch_size", "lr")
-FLOP_CONVENTIONS = ("6n", "paper", "exact")
 ROLES = ("fit", "holdout")
 RUN_COLUMNS = ("n_params", "batch_size", "lr", "seed")  # what tells runs apart in a table without run_id
 # lr and B values this close may be one grid value spelled twice: 2.44e-4 is 0.000244140625 written short (a
@@ -100,7 +100,7 @@ def validate_runs(
     if diverged_above is not None and not diverged_above > 1:
         raise ConfigError(f"the divergence factor must be above 1 (inf: no test), got {diverged_above:g}")
     out = df.copy()
-    for col in ("n_params", "tokens", *present, *(f"flops_{k}" for k in FLOP_CONVENTIONS if f"flops_{k}" in df)):
+    for col in ("n_params", "tokens", *present, *(f"flops_{k}" for k in FLOP_KINDS if f"flops_{k}" in df)):
         out[col] = _positive(df[col], col, source)
     for col in present:
         # the values as written survive a second validation, which sees only the canonical ones

@@ -27,8 +27,8 @@ from replicate.kernels import reference
 BACKENDS = ("auto", "torch", "triton")
 ATTENTION_HEAD_DIMS = (16, 32, 64, 128)  # the Triton kernel's; "auto" falls back to torch for others
 # Ops whose Triton kernel ran faster than eager PyTorch at every shape benchmarks/kernels.py measured on a GPU
-# (results/benchmarks/kernels.csv; test_kernels holds this set to that table). None yet: on an H100 every
-# kernel ran at 0.28-0.99x eager, so "auto" takes PyTorch's ops there until a faster kernel is measured.
+# (results/benchmarks/kernels.csv; test_kernels holds this set to that table): "auto" takes PyTorch's ops for
+# the others until a faster kernel is measured.
 TRITON_FASTER: frozenset[str] = frozenset()
 
 
@@ -99,6 +99,25 @@ def linear_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, backend: str 
     return reference.linear_gelu(x, w, b)
 
 
+def linear_gelu_layer(x: torch.Tensor, layer: torch.nn.Module, backend: str = "auto") -> torch.Tensor:
+    """gelu_tanh(layer(x)) for an nn.Linear, or an ensemble's stacked layer (replicate.training.ensemble.
+    EnsembleLinear), x (B, S, K): on Triton linear_gelu's one kernel, the bias and GELU in the matmul's epilogue;
+    on torch the layer's own matmul, then gelu_tanh."""
+    if resolve_backend(backend, x, "linear_gelu") == "triton":
+        w, b = stacked_linear(layer)
+        h = linear_gelu(x.reshape(w.shape[0], -1, x.shape[-1]), w, b, backend="triton")
+        return h.reshape(*x.shape[:-1], -1)
+    return gelu_tanh(layer(x), backend=backend)
+
+
+def stacked_linear(layer: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear layer as E stacked ones: the (E, in, out) weight and (E, out) bias of an ensemble's layer
+    (EnsembleLinear, whose members multiply consecutive row blocks), nn.Linear's as E = 1."""
+    if isinstance(layer, torch.nn.Linear):
+        return layer.weight.t()[None], layer.bias[None]
+    return layer.weight, layer.bias
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Non-causal softmax attention. q, k, v (B, H, S, Dh) -> (B, H, S, Dh); Triton takes Dh in
     ATTENTION_HEAD_DIMS (and "auto" uses torch for other head dims): a whole clip per program up to
@@ -113,10 +132,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = 
     return reference.attention(q, k, v)
 
 
-# The op catalog: every op the model calls through the switch, with its reference, its written-out formulation,
+# The op catalog: every op the model calls through the switch (linear_gelu through linear_gelu_layer), and the
+# gated residual fused with the next LayerNorm-modulate, a fusion the model would take only where the kernel
+# benchmark measured it faster than the two ops apart; each with its reference, its written-out formulation,
 # example inputs at the block's shapes and its cost. Tests, benchmarks/kernels.py and chapter 2 iterate OPS, so
-# none of them can list an op the model does not use or miss one it does. Adding an op: its module (jit
-# kernels, launcher, autograd.Function), its reference and formula in reference.py, its dispatcher and entry here.
+# none of them can miss an op. Adding an op: its module (jit kernels, launcher, autograd.Function), its
+# reference and formula in reference.py, its dispatcher and entry here.
 
 
 class ExampleInputs:

@@ -1,6 +1,6 @@
 """A stack of E linear layers with their bias and GELU (tanh) fused into the matmul's epilogue:
 gelu(x @ w + b) for x (E, M, K), w (E, K, N), b (E, N) -> (E, M, N). It is the MLP's first layer: in an
-ensemble (replicate.ensemble) E members each multiply their own rows; the plain model is E = 1.
+ensemble (replicate.training.ensemble) E members each multiply their own rows; the plain model is E = 1.
 
 Forward: a program owns a BLOCK_M x BLOCK_N tile of one member's output, accumulates x @ w over K in BLOCK_K
 steps (fp32 accumulation; tensor cores for fp16/bf16 inputs, exact fp32 products for fp32 ones, as the

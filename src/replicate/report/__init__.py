@@ -1,13 +1,18 @@
-"""What the book shows: a study's results loaded, compared with the paper, turned into sentences and tables.
+"""What the book shows: a study's results loaded, compared with the paper, turned into sentences, tables and
+figures; a chapter loads, calls these, plots and says.
 
-Pure pandas and numpy (figures: replicate.plots; the paper's numbers: replicate.paper). One job per module:
-study (loading a results folder), compare (verdicts and comparison tables), findings (sentences), tables
-(heat maps, grids, provenance, boxes), rerun (two sweeps of the same runs), optima (best cells beside the
-interpolated optima, IsoFLOP budgets), extrapolation (the fitted laws beyond the data, with bands), lr_law (the
-learning-rate law at a fixed batch size), public (the paper's claims at language-model scale: published laws,
-Porian et al.'s runs). The notebooks call these names from here.
+Pure pandas, numpy and matplotlib (the result documents are read through replicate.fit.read; the paper's numbers
+are replicate.paper). One job per module: study (loading a results folder), compare (verdicts and comparison
+tables), findings (sentences), tables (heat maps, grids, the models, the benchmarks' tables, provenance, boxes),
+paper_tables (the paper's own numbers), optima (best cells beside the interpolated optima, landscapes, IsoFLOP),
+hyperparameter_laws and loss_law (chapters 6 and 7), stage_a (chapter 6b), lr_law (the learning-rate law at a
+fixed batch size), noise (chapter 4's measurements), extrapolation (the fitted laws beyond the data, with bands),
+rerun (two sweeps of the same runs), public (the paper's claims at language-model scale), recipe (the commands and
+the GPU recipe), execution (how the book ran), figures (every figure, each carrying its data). The names that
+several chapters call are exported here; a chapter imports the modules of its own tables.
 """
 
+from replicate.fit.read import read_fit, read_lr_law, read_summary
 from replicate.report.compare import (
     COMPARISON_COLUMNS,
     EXPONENTS,
@@ -26,15 +31,17 @@ from replicate.report.compare import (
     ratio,
     surface_note,
     verdict,
+    verdict_counts_sentence,
     verdict_lines,
     worst_holdout_error,
 )
-from replicate.report.execution import record_reads
+from replicate.report.execution import environment_table, record_reads
 from replicate.report.extrapolation import (
     N_OPT_DEFINITION,
     flat_region_sentence,
     n_opt,
     n_opt_sentence,
+    prediction_notes,
     prediction_table,
 )
 from replicate.report.findings import (
@@ -45,13 +52,17 @@ from replicate.report.findings import (
     lr_law_claim,
     s_opt_range,
     scale_sentence,
+    steps_sentence,
     summary_lines,
 )
 from replicate.report.optima import (
     best_cells,
+    heatmap_picks,
     isoflop_budgets,
+    isoflop_lines,
     isoflop_sentence,
     isoflop_summary,
+    landscape_lines,
     law_identified,
     optima_frame,
     optima_sentence,
@@ -73,23 +84,32 @@ from replicate.report.rerun import (
     rerun_fit_sentence,
     rerun_sentence,
     rerun_spread,
+    timed_rerun_sentence,
 )
-from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study
+from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study, study_profile
 from replicate.report.tables import (
     clip_sentence,
+    design_sentence,
     dit_noise_scales,
+    dit_scale_lines,
+    error_table,
     flop_overhead_sentence,
     grid_table,
     heatmap,
     kernel_shapes_sentence,
     kernel_speed_sentence,
     kernel_speed_table,
+    load_kernel_benchmark,
+    named_sizes,
     neighbourhood_spread,
     paper_box,
     provenance_table,
     quadratic_estimates,
+    runs_sentence,
+    sampled_model_sentence,
     study_models,
     table,
+    throughput_table,
     tradeoff_sentence,
     value_range,
 )
@@ -98,6 +118,22 @@ from replicate.report.tables import (
 record_reads()
 
 __all__ = [
+    "timed_rerun_sentence",
+    "prediction_notes",
+    "environment_table",
+    "verdict_counts_sentence",
+    "landscape_lines",
+    "isoflop_lines",
+    "heatmap_picks",
+    "runs_sentence",
+    "design_sentence",
+    "study_profile",
+    "throughput_table",
+    "sampled_model_sentence",
+    "named_sizes",
+    "load_kernel_benchmark",
+    "error_table",
+    "dit_scale_lines",
     "EXPONENTS",
     "N_OPT_DEFINITION",
     "best_cells",
@@ -146,6 +182,7 @@ __all__ = [
     "lr_law_claim",
     "s_opt_range",
     "scale_sentence",
+    "steps_sentence",
     "load_json",
     "load_lr_law",
     "load_study",
@@ -161,6 +198,9 @@ __all__ = [
     "prediction_table",
     "provenance_table",
     "quadratic_estimates",
+    "read_fit",
+    "read_lr_law",
+    "read_summary",
     "record_reads",
     "rerun_agreement",
     "rerun_fit_sentence",

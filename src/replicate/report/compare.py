@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from replicate.paper import HEADLINE, paper_laws
+from replicate.fit.read import OPTIMA, SURFACE, FitDocument, surface_leads
+from replicate.paper import HEADLINE, MSE_RATIO, N_OPT_RATIO, paper_laws
 from replicate.report.optima import law_identified
 
 
@@ -60,7 +61,7 @@ def lr_scaling_sentence(what: str, value: float, ci: list[float] | None) -> str:
     )
 
 
-def worst_holdout_error(fit: dict) -> float | None:
+def worst_holdout_error(fit: FitDocument) -> float | None:
     """The largest |relative error| of the loss law's held-out predictions; None without any."""
     errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
     return max(errors) if errors else None
@@ -69,124 +70,145 @@ def worst_holdout_error(fit: dict) -> float | None:
 COMPARISON_COLUMNS = ["quantity", "ours", "95% CI", "paper", "ours / paper", "failed resamples", "verdict"]
 
 
-def comparison(fit: dict) -> pd.DataFrame:
+def comparison(fit: FitDocument) -> pd.DataFrame:
     """Every headline result next to the paper's: value, 95% interval, paper value, their ratio, the bootstrap
     resamples that gave no value (the interval comes from the others) and the verdict (see `verdict`)."""
-    paper = paper_laws()
     failed = (fit.get("bootstrap") or {}).get("failed") or {}
-    rows = []
+    specs = [*_hyperparameter_rows(fit), *_loss_law_rows(fit), *_compute_rows(fit), *_claim_rows(fit)]
+    return pd.DataFrame([_comparison_row(failed, *spec) for spec in specs], columns=COMPARISON_COLUMNS)
 
-    def row(
-        label: str, ours: float, ci: list[float] | None, paper_value: float, law: str | None, word: str | None = None
-    ) -> None:
-        missing = ours is None or not np.isfinite(ours)
-        rows.append(
-            (
-                label,
-                math.nan if missing else ours,
-                fmt_ci(ci),
-                paper_value,
-                ratio(ours, paper_value),
-                failed.get(law, "-") if law else "-",
-                "not fitted" if missing else word or verdict(ours, ci, paper_value),
-            )
-        )
 
-    def exponent(label: str, law: str, key: str, paper_law: str, part: dict | None = None, failed_as: str = "") -> None:
-        part = fit.get(law) or {} if part is None else part
-        row(label, part.get(key), (part.get("ci95") or {}).get(key), paper[paper_law][key], failed_as or law)
+# a comparison row before it is formatted: quantity, ours, its interval, the paper's value, the law whose failed
+# resamples it counts (None: none), and the verdict where `verdict` is not the word
+RowSpec = tuple[str, float | None, list[float] | None, float, str | None, str | None]
 
-    # the hyperparameter laws: the surface fit is the headline where it converged (else surface_note says so),
-    # the per-(N, T) optima a cross-check
-    surface = fit.get("surface") or {}
-    methods = [(" (surface fit)", "surface", surface)] if surface.get("converged") else []
-    methods.append((" (per-(N, T) optima)" if surface else "", None, None))
-    for tag, failed_as, source in methods:
-        for law, key, label in (
-            ("batch_size_law", "exp_tokens", "B_opt exponent in T (beta_B)"),
-            ("batch_size_law", "exp_params", "B_opt exponent in N (gamma_B)"),
-            ("lr_law", "exp_tokens", "eta_opt exponent in T (beta_eta)"),
-            ("lr_law", "exp_params", "eta_opt exponent in N (gamma_eta)"),
-        ):
-            part = None if source is None else source.get(law) or {}
-            exponent(label + tag, law, key, law, part, failed_as or "")
-    exponent("loss exponent in T (alpha_T)", "loss_law", "alpha_tokens", "loss_law")
-    law = fit["loss_law"]
-    profile = (law.get("profile_alpha_params") or {}).get("range95")
+
+def _comparison_row(
+    failed: dict,
+    label: str,
+    ours: float | None,
+    ci: list[float] | None,
+    paper: float,
+    law: str | None,
+    word: str | None,
+) -> tuple:
+    missing = ours is None or not np.isfinite(ours)
+    return (
+        label,
+        math.nan if missing else ours,
+        fmt_ci(ci),
+        paper,
+        ratio(ours, paper),
+        failed.get(law, "-") if law else "-",
+        "not fitted" if missing else word or verdict(ours, ci, paper),
+    )
+
+
+def _exponent(label: str, part: dict, key: str, paper: float, law: str) -> RowSpec:
+    return label, part.get(key), (part.get("ci95") or {}).get(key), paper, law, None
+
+
+HYPERPARAMETER_ROWS = (  # (law, key, quantity)
+    ("batch_size_law", "exp_tokens", "B_opt exponent in T (beta_B)"),
+    ("batch_size_law", "exp_params", "B_opt exponent in N (gamma_B)"),
+    ("lr_law", "exp_tokens", "eta_opt exponent in T (beta_eta)"),
+    ("lr_law", "exp_params", "eta_opt exponent in N (gamma_eta)"),
+)
+
+
+def _hyperparameter_rows(fit: FitDocument) -> list[RowSpec]:
+    """The B_opt and eta_opt exponents: the surface fit's first where it is the headline (fit.read; where it is
+    not, surface_note says so), then the per-(N, T) optima's, a cross-check beside it."""
+    paper, surface = paper_laws(), fit.get("surface")
+    methods = [(f" ({SURFACE})", "surface", surface)] if surface_leads(surface) else []
+    methods.append((f" ({OPTIMA})" if surface else "", None, fit))
+    return [
+        _exponent(label + tag, source.get(law) or {}, key, paper[law][key], failed_as or law)
+        for tag, failed_as, source in methods
+        for law, key, label in HYPERPARAMETER_ROWS
+    ]
+
+
+def _loss_law_rows(fit: FitDocument) -> list[RowSpec]:
+    """alpha_T, and alpha_N, whose verdict weighs the likelihood profile's range too: a flat valley is not
+    identified, whatever the bootstrap."""
+    paper, law = paper_laws()["loss_law"], fit["loss_law"]
+    rows = [_exponent("loss exponent in T (alpha_T)", law, "alpha_tokens", paper["alpha_tokens"], "loss_law")]
+    alpha_range = (law.get("profile_alpha_params") or {}).get("range95")
+    if not alpha_range:
+        return [
+            *rows,
+            _exponent("loss exponent in N (alpha_N)", law, "alpha_params", paper["alpha_params"], "loss_law"),
+        ]
     ci = (law.get("ci95") or {}).get("alpha_params")
-    if profile:  # the verdict weighs the profile's range too: a flat valley is not identified, whatever the bootstrap
-        both = [v for v in (ci, profile) if v]
-        envelope = [min(v[0] for v in both), max(v[1] for v in both)]
-        row(
-            f"loss exponent in N (alpha_N; profile range {fmt_ci(profile)})",
-            law["alpha_params"],
-            ci,
-            paper["loss_law"]["alpha_params"],
-            "loss_law",
-            verdict(law["alpha_params"], envelope, paper["loss_law"]["alpha_params"]),
-        )
-    else:
-        exponent("loss exponent in N (alpha_N)", "loss_law", "alpha_params", "loss_law")
-    law = fit["compute_law"]
-    row(
-        f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)",
-        law["exp"],
-        (law.get("ci95") or {}).get("exp"),
-        paper["compute_law_from_loss"]["exp"],
-        "loss_law",
-    )
+    both = [v for v in (ci, alpha_range) if v]
+    envelope = [min(v[0] for v in both), max(v[1] for v in both)]
+    word = verdict(law["alpha_params"], envelope, paper["alpha_params"])
+    label = f"loss exponent in N (alpha_N; profile range {fmt_ci(alpha_range)})"
+    return [*rows, (label, law["alpha_params"], ci, paper["alpha_params"], "loss_law", word)]
+
+
+def _compute_rows(fit: FitDocument) -> list[RowSpec]:
+    """The N_opt exponent from the loss law (with its interval) and from IsoFLOP (without)."""
+    paper, law = paper_laws(), fit["compute_law"]
     iso = law.get("isoflop")
-    row(
-        "N_opt exponent in C (IsoFLOP, empirical)",
-        iso["exp"] if iso else None,
-        None,
-        paper["compute_law_empirical"]["exp"],
-        None,
-    )
+    return [
+        (
+            f"N_opt exponent in C ({law['flops']} FLOPs, from the loss law)",
+            law["exp"],
+            (law.get("ci95") or {}).get("exp"),
+            paper["compute_law_from_loss"]["exp"],
+            "loss_law",
+            None,
+        ),
+        (
+            "N_opt exponent in C (IsoFLOP, empirical)",
+            iso["exp"] if iso else None,
+            None,
+            paper["compute_law_empirical"]["exp"],
+            None,
+            None,
+        ),
+    ]
+
+
+def _claim_rows(fit: FitDocument) -> list[RowSpec]:
+    """The paper's headline claims: the N_opt ratio of fixed to optimal hyperparameters (with the direction of a
+    disagreement), the loss fits' MSE ratio, the held-out error and the flat region."""
     fixed = fit.get("fixed") or {}
-    paper_ratio = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]
     n_ratio, ci = fixed.get("n_opt_ratio"), fixed.get("n_opt_ratio_ci95")
-    word = verdict(n_ratio, ci, paper_ratio) if n_ratio is not None else None
+    word = verdict(n_ratio, ci, N_OPT_RATIO) if n_ratio is not None else None
     if word == "excludes the paper's value" and (ci[0] > 1 or ci[1] < 1):
-        word += " (same direction)" if (ci[0] > 1) == (paper_ratio > 1) else " (opposite direction)"
-    row("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", n_ratio, ci, paper_ratio, "fixed.loss_law", word)
+        word += " (same direction)" if (ci[0] > 1) == (N_OPT_RATIO > 1) else " (opposite direction)"
+    rows: list[RowSpec] = [
+        ("N_opt(fixed hp) / N_opt(optimal hp) at 1e22 FLOPs", n_ratio, ci, N_OPT_RATIO, "fixed.loss_law", word)
+    ]
     mse_opt, mse_fixed = fit["loss_law"].get("mse"), (fixed.get("loss_law") or {}).get("mse")
     if mse_opt and mse_fixed:
-        paper_mse = HEADLINE["mse_fixed"] / HEADLINE["mse_optimal"]
-        same = (mse_fixed > mse_opt) == (paper_mse > 1)
-        row(
-            "loss-fit MSE, fixed / optimal hp",
-            mse_fixed / mse_opt,
-            None,
-            paper_mse,
-            None,
-            "no interval; " + ("same direction" if same else "opposite direction"),
-        )
+        same = (mse_fixed > mse_opt) == (MSE_RATIO > 1)
+        word = "no interval; " + ("same direction" if same else "opposite direction")
+        rows.append(("loss-fit MSE, fixed / optimal hp", mse_fixed / mse_opt, None, MSE_RATIO, None, word))
     worst = worst_holdout_error(fit)
     if worst is not None:
-        row(
-            "held-out loss, worst |relative error|",
-            worst,
-            None,
-            max(HEADLINE["holdout_rel_error"]),
-            None,
-            "within 1%" if worst <= 0.01 else "above 1%",
-        )
+        word = "within 1%" if worst <= 0.01 else "above 1%"
+        paper = max(HEADLINE["holdout_rel_error"])
+        rows.append(("held-out loss, worst |relative error|", worst, None, paper, None, word))
     flat = fit.get("flat_region") or []
     if flat:
         rise = max(max(f["rel_increase"]["0.7"], f["rel_increase"]["1.3"]) for f in flat)
-        row(
-            "loss increase at +-30% N, fixed C (largest)",
-            rise,
-            None,
-            HEADLINE["flat_region"],
-            None,
-            "flat (< 1%)" if rise < 0.01 else "not flat",
-        )
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+        word = "flat (< 1%)" if rise < 0.01 else "not flat"
+        rows.append(("loss increase at +-30% N, fixed C (largest)", rise, None, HEADLINE["flat_region"], None, word))
+    return rows
 
 
-def surface_note(fit: dict) -> str | None:
+def verdict_counts_sentence(table: pd.DataFrame, fit: FitDocument) -> str:
+    """How many rows of a comparison() table got each verdict, and surface_note where it applies."""
+    counts = table["verdict"].value_counts()
+    note = surface_note(fit)
+    return "Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "." + (f" {note}" if note else "")
+
+
+def surface_note(fit: FitDocument) -> str | None:
     """Where the one-surface fit of B_opt and eta_opt (the headline method) did not converge: a sentence saying so
     and that the comparison's hyperparameter rows are the per-(N, T) optima's; None where it converged or is
     absent."""
@@ -226,7 +248,7 @@ EXPONENTS = (
 )
 
 
-def fitted_exponent(fit: dict, law: str, key: str) -> tuple[float, list[float] | None]:
+def fitted_exponent(fit: FitDocument, law: str, key: str) -> tuple[float, list[float] | None]:
     """One fitted exponent and its 95% interval (NaN and None where the fit has no such law)."""
     part = fit.get(law) or {}
     ci = part.get("ci95")
@@ -237,7 +259,7 @@ NOT_IDENTIFIED = "not identified: every optimum on one grid value"
 LAW_KEYS = {"batch_size_law": "batch_size", "lr_law": "lr"}  # the optima's column each hyperparameter law fits
 
 
-def exponent_table(fits: dict[str, dict]) -> pd.DataFrame:
+def exponent_table(fits: dict[str, FitDocument]) -> pd.DataFrame:
     """Every fitted exponent of several fits side by side (columns named by the keys of `fits`), with the
     paper's: e.g. two evaluation protocols of one sweep, or two sweeps of the same runs. A hyperparameter law
     fitted to optima that all sit on one grid value has no exponent: NOT_IDENTIFIED instead of its rounding."""
@@ -261,7 +283,7 @@ def ci_text(ci: list[float] | None) -> str:
     return "" if text == "-" else f" {text}"
 
 
-def loss_law_checks(fit: dict) -> pd.DataFrame:
+def loss_law_checks(fit: FitDocument) -> pd.DataFrame:
     """Leave-one-size-out errors of the loss law, one row per fitting size: the paper's additive form and the
     form with an N x T interaction (fit.interaction)."""
     law = fit["loss_law"]
@@ -282,7 +304,7 @@ def loss_law_checks(fit: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def loss_law_checks_sentence(fit: dict) -> str:
+def loss_law_checks_sentence(fit: FitDocument) -> str:
     """The loss law's edge points, its interior-only refit, the alpha_N profile and the preferred form, in words."""
     law = fit["loss_law"]
     text = f"The law uses {law['n_points']} optima, {law['n_on_edge']} of them on an edge of their grid (upper bounds)."
@@ -295,12 +317,12 @@ def loss_law_checks_sentence(fit: dict) -> str:
             f"(all optima: {law['alpha_tokens']:.3f}), alpha_N = {interior['alpha_params']:.3f} "
             f"(all: {law['alpha_params']:.3f})."
         )
-    profile = law.get("profile_alpha_params") or {}
-    if profile.get("range95"):
-        lo, hi = profile["range95"]
+    likelihood = law.get("profile_alpha_params") or {}
+    if likelihood.get("range95"):
+        lo, hi = likelihood["range95"]
         text += (
             f" Along alpha_N the fit stays within its 95% likelihood-ratio threshold from {lo:.2f} to {hi:.2f}"
-            + (" (to the edge of the profiled range)" if profile["open_low"] or profile["open_high"] else "")
+            + (" (to the edge of the profiled range)" if likelihood["open_low"] or likelihood["open_high"] else "")
             + "."
         )
     preferred = law.get("preferred_form")
@@ -314,7 +336,7 @@ def loss_law_checks_sentence(fit: dict) -> str:
     return text
 
 
-def holdout_table(fit: dict) -> pd.DataFrame:
+def holdout_table(fit: FitDocument) -> pd.DataFrame:
     """The loss law's predictions for the held-out model beside its best observed loss, one row per checkpoint:
     readable columns, the prediction's 95% interval, the error in percent."""
     rows = []
@@ -333,7 +355,7 @@ def holdout_table(fit: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def n_opt_table(fit: dict) -> pd.DataFrame:
+def n_opt_table(fit: FitDocument) -> pd.DataFrame:
     """N_opt at the fit's reference budget under each FLOP convention, by the book's one definition (the argmin of
     the loss law: fit.json's compute_laws.*.n_opt_at_reference), beside the exponent of the power law fitted to
     N_opt(C) over the data's budgets; the headline convention with its 95% interval."""
@@ -353,7 +375,7 @@ def n_opt_table(fit: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fixed_ratio_table(fit: dict) -> pd.DataFrame:
+def fixed_ratio_table(fit: FitDocument) -> pd.DataFrame:
     """N_opt at the fixed hyperparameters over N_opt at the optimal ones, at the reference budget, with its
     interval, in scientific notation, beside the paper's."""
     fixed = fit.get("fixed") or {}
@@ -366,7 +388,7 @@ def fixed_ratio_table(fit: dict) -> pd.DataFrame:
                 "quantity": f"N_opt(fixed hp) / N_opt(optimal hp) at {fmt_flops(fixed['reference_flops'])} FLOPs",
                 "ours": f"{fixed['n_opt_ratio']:.3g}",
                 "95% CI": fmt_ci(ci),
-                "paper": f"{HEADLINE['n_opt_1e22_fixed'] / HEADLINE['n_opt_1e22_optimal']:.4g}",
+                "paper": f"{N_OPT_RATIO:.4g}",
             },
             {
                 "quantity": f"N_opt(fixed hp) at {fmt_flops(fixed['reference_flops'])} FLOPs",

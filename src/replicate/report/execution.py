@@ -1,6 +1,6 @@
 """How the book was executed: which results files each chapter read (recorded while it ran), how long it ran
-(papermill's record in the executed notebook), and where every file read came from (its provenance and the
-commit that holds it).
+(papermill's record in the executed notebook), where every file read came from (its provenance and the
+commit that holds it), and the software that ran it.
 
 `record_reads` is switched on by the environment: with $REPLICATE_READS_LOG set (the Makefile sets it per
 notebook) every file under results/ that the process opens for reading is appended to that log.
@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from replicate.provenance import git_sha
 from replicate.report.tables import provenance_table
 
 READS_ENV = "REPLICATE_READS_LOG"
@@ -132,3 +135,20 @@ DIRTY_NOTE = (
     "the commit in 'committed in'; re-running its command at that commit (ch. 10's commands) regenerates it from "
     "committed code."
 )
+
+
+PACKAGES = ("torch", "triton", "numpy", "scipy", "pandas", "jupyter-book", "papermill", "jupytext")
+
+
+def environment_table() -> pd.DataFrame:
+    """The software this process runs with: Python, the platform, the commit, CUDA, and the packages' versions."""
+    import torch  # imported where it is asked for: the rest of the report runs without it
+
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git": git_sha(),
+        "cuda": torch.cuda.is_available(),
+        **{p: metadata.version(p) for p in PACKAGES},
+    }
+    return pd.DataFrame(env.items(), columns=["", "version"])

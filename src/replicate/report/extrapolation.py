@@ -10,6 +10,7 @@ import pandas as pd
 from replicate.fit import FlopsPerToken, compute_optimal_size, loss_law, percentile_interval, training_compute
 from replicate.fit.laws import LOSS_PARAMS
 from replicate.fit.predict import predict
+from replicate.fit.read import FitDocument
 from replicate.report.compare import fmt_ci, fmt_flops
 
 # The book's one N_opt(C): what ch. 7, ch. 10 and `replicate predict` report, and fit.json's
@@ -25,7 +26,7 @@ def _law(part: dict) -> dict[str, float]:
     return {k: part[k] for k in LOSS_PARAMS}
 
 
-def loss_law_samples(fit: dict) -> list[dict[str, float]]:
+def loss_law_samples(fit: FitDocument) -> list[dict[str, float]]:
     """The loss law of every bootstrap resample that fitted one (fit.json keeps them jointly)."""
     drawn = (fit.get("bootstrap") or {}).get("samples") or {}
     columns = [drawn.get(f"loss_law.{k}") for k in LOSS_PARAMS]
@@ -38,12 +39,12 @@ def loss_law_samples(fit: dict) -> list[dict[str, float]]:
     ]
 
 
-def flops_per_token(fit: dict) -> FlopsPerToken:
+def flops_per_token(fit: FitDocument) -> FlopsPerToken:
     """The fit's headline FLOP convention as C_token(N)."""
     return FlopsPerToken(**fit["compute_law"]["flops_per_token"])
 
 
-def n_opt(fit: dict, flops: np.ndarray | float) -> np.ndarray:
+def n_opt(fit: FitDocument, flops: np.ndarray | float) -> np.ndarray:
     """N_opt(C) by the book's definition (N_OPT_DEFINITION) for each budget C (FLOPs)."""
     return compute_optimal_size(_law(fit["loss_law"]), flops, flops_per_token(fit))[0]
 
@@ -55,7 +56,7 @@ def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def n_opt_curve(fit: dict, flops: np.ndarray) -> pd.DataFrame:
+def n_opt_curve(fit: FitDocument, flops: np.ndarray) -> pd.DataFrame:
     """N_opt(C) over `flops` with its 95% bootstrap band, and at the fixed hyperparameters (no band: fit.json keeps
     no resamples of that law) where the fit has them."""
     flops = np.asarray(flops, dtype=float)
@@ -69,7 +70,7 @@ def n_opt_curve(fit: dict, flops: np.ndarray) -> pd.DataFrame:
     return out
 
 
-def loss_band(fit: dict, n_params: np.ndarray | float, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def loss_band(fit: FitDocument, n_params: np.ndarray | float, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The 95% bootstrap band of the loss law at (N, T) (arrays broadcast)."""
     draws = np.array([loss_law(n_params, tokens, **law) for law in loss_law_samples(fit)])
     if not len(draws):
@@ -77,14 +78,14 @@ def loss_band(fit: dict, n_params: np.ndarray | float, tokens: np.ndarray) -> tu
     return _band(draws.reshape(len(draws), -1))
 
 
-def data_compute_range(fit: dict) -> tuple[float, float]:
+def data_compute_range(fit: FitDocument) -> tuple[float, float]:
     """The training compute (FLOPs, headline convention) that the fitted optima span."""
     optima = pd.DataFrame(fit["optima"])
     c = training_compute(flops_per_token(fit)(optima["n_params"]), optima["tokens"])
     return float(c.min()), float(c.max())
 
 
-def flat_region_curves(fit: dict, factors: np.ndarray) -> pd.DataFrame:
+def flat_region_curves(fit: FitDocument, factors: np.ndarray) -> pd.DataFrame:
     """At each budget of fit.json's flat_region (the data's largest and the reference), the loss-law loss of a
     model k x N_opt relative to N_opt's, k over `factors`, with its 95% bootstrap band."""
     fpt = flops_per_token(fit)
@@ -103,7 +104,7 @@ def flat_region_curves(fit: dict, factors: np.ndarray) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def n_opt_sentence(fit: dict) -> str:
+def n_opt_sentence(fit: FitDocument) -> str:
     """The definition, then N_opt at fit.json's reference budget with its interval, in one sentence each."""
     law = fit["compute_law"]
     ci = (law.get("ci95") or {}).get("n_opt_at_reference")
@@ -114,7 +115,7 @@ def n_opt_sentence(fit: dict) -> str:
     )
 
 
-def flat_region_sentence(fit: dict) -> str:
+def flat_region_sentence(fit: FitDocument) -> str:
     """fit.json's flat region in words: the largest rise at +-30% of N_opt at each budget, its 95% band at the
     data's largest budget, and why the curves of different budgets coincide where L_inf fits to zero."""
     curves = flat_region_curves(fit, np.array([0.7, 1.3]))
@@ -143,7 +144,7 @@ PREDICTED = (
 )
 
 
-def prediction_table(fits: dict[str, dict], queries: dict[str, dict[str, float]]) -> pd.DataFrame:
+def prediction_table(fits: dict[str, FitDocument], queries: dict[str, dict[str, float]]) -> pd.DataFrame:
     """`replicate predict` for every query ({name: predict's keyword arguments}) under every fit ({name: fit.json
     or fit.predict.paper_fit()}): one row per quantity, with its 95% interval."""
     rows = []
@@ -162,3 +163,16 @@ def prediction_table(fits: dict[str, dict], queries: dict[str, dict[str, float]]
                         }
                     )
     return pd.DataFrame(rows)
+
+
+def prediction_notes(fit: FitDocument, runs: pd.DataFrame) -> list[str]:
+    """What prediction_table's rows stand on: N_opt's one definition, and how far the laws reach past the fitting
+    runs (runs.csv) they were fitted on."""
+    fitted = runs[runs["role"] == "fit"]
+    return [
+        f"For a compute budget, N is N_opt(C) as {{doc}}`07_loss_law` defines it: {n_opt_sentence(fit)} "
+        "With the paper's laws it is the paper's printed Eq. 18.",
+        f"Our laws are fitted on models of {fitted['n_params'].min():,.0f} to {fitted['n_params'].max():,.0f} "
+        f"parameters and at most {fitted['tokens'].max():,.0f} tokens: at the paper's scale they extrapolate "
+        "over orders of magnitude in N and T, and the intervals say how little that extrapolation is worth.",
+    ]

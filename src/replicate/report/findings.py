@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit import hyperparameter_law
-from replicate.paper import HEADLINE, LOSS_LAW, SCALE, optimal_steps, paper_laws
+from replicate.fit.read import CurvatureSummary, FitDocument, LrLawDocument, headline
+from replicate.paper import HEADLINE, LOSS_LAW, N_OPT_RATIO, SCALE, optimal_steps, paper_laws
 from replicate.report.compare import ci_text, comparison, fmt_ci, verdict, worst_holdout_error
-from replicate.sgd import eta_opt
+from replicate.theory.sgd import eta_opt
 
 
-def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
+def summary_lines(fit: FitDocument, line_search: dict | None = None) -> list[str]:
     """The study's findings in sentences, from fit.json (and the theory's line_search.json results), with
     95% intervals in brackets: what the book's introduction says plainly."""
     paper = paper_laws()
@@ -62,7 +63,7 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
         lines.append(
             f"Fixed vs optimal hyperparameters: N_opt ratio {fixed['n_opt_ratio']:.3g}"
             f"{ci_text(fixed.get('n_opt_ratio_ci95'))} at {fixed['reference_flops']:.0e} FLOPs "
-            f"(paper {HEADLINE['n_opt_1e22_fixed'] / HEADLINE['n_opt_1e22_optimal']:.3g}); loss-fit MSE "
+            f"(paper {N_OPT_RATIO:.3g}); loss-fit MSE "
             f"{fixed['loss_law']['mse']:.3g} fixed vs {law['mse']:.3g} optimal (paper "
             f"{HEADLINE['mse_fixed']:.3g} vs {HEADLINE['mse_optimal']:.3g})."
         )
@@ -84,7 +85,7 @@ def summary_lines(fit: dict, line_search: dict | None = None) -> list[str]:
     return lines
 
 
-def lr_law_claim(lr_law: dict) -> tuple[str, str]:
+def lr_law_claim(lr_law: LrLawDocument) -> tuple[str, str]:
     """Eq. 13 tested at a fixed batch size (replicate.fit.lr_law, an lr_law.json): the verdict on its T and its N
     dependence, each against the exponent the paper's laws imply given the measured lr-B ridge, and the numbers
     that decide them."""
@@ -103,7 +104,9 @@ def lr_law_claim(lr_law: dict) -> tuple[str, str]:
     return "; ".join(words), ", ".join(numbers) + " at fixed B"
 
 
-def claim_verdicts(fit: dict, stage_a: dict | None = None, lr_law: dict | None = None) -> pd.DataFrame:
+def claim_verdicts(
+    fit: FitDocument, stage_a: CurvatureSummary | None = None, lr_law: LrLawDocument | None = None
+) -> pd.DataFrame:
     """The paper's claims, one row each: the claim, our verdict (holds / does not hold / not identified / not
     testable at this scale, with the reason) and the one number that decides it, all from fit.json, Stage A's
     summary.json and, for Eq. 13, the learning-rate law at a fixed batch size (`lr_law`, where measured)."""
@@ -111,14 +114,14 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None, lr_law: dict | None =
     rows = []
     optima = pd.DataFrame(fit["optima"])
     on_edge = int(optima["on_edge"].astype(bool).sum()) if "on_edge" in optima else 0
-    surface = fit.get("surface") or {}
     curvature = (stage_a or {}).get("curvature_per_doubling2", {}).get("value")
     for law, name, eq in (("batch_size_law", "B_opt", "Eq. 10"), ("lr_law", "eta_opt", "Eq. 13")):
         p = paper[law]
         claim = f"{name} = c T^{p['exp_tokens']:+.3g} N^{p['exp_params']:+.3g} ({eq})"
-        part, method = (surface.get(law), "surface fit") if surface.get("converged") else (None, "")
-        if part is None and law == "lr_law":  # the lr axis has its own optima, whatever B's do
-            part, method = fit.get("lr_law"), "per-(N, T) optima"
+        # the lr axis has its own optima, whatever B's do; B's per-(N, T) optima sit on the grid's edge where
+        # the surface finds no minimum along B, so they cannot stand for Eq. 10
+        chosen = headline(fit, law, fallback=law == "lr_law")
+        part, method = chosen.law, chosen.method
         if law == "lr_law" and lr_law is not None:
             word, decides = lr_law_claim(lr_law)
         elif part and part.get("exp_tokens") is not None:
@@ -154,17 +157,16 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None, lr_law: dict | None =
     )
     fixed = fit.get("fixed") or {}
     ratio = fixed.get("n_opt_ratio")
-    paper_ratio = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]
     ci = fixed.get("n_opt_ratio_ci95")
     if ratio is None:
         word = "not measured here"
     elif not n_opt_bracketed(fit):
         word = "not measured here (no budget brackets N_opt: both sizes are extrapolated)"
     else:
-        word = verdict(ratio, ci, paper_ratio)
+        word = verdict(ratio, ci, N_OPT_RATIO)
     rows.append(
         {
-            "claim": f"fixed hyperparameters overestimate N_opt (x{paper_ratio:.2f} at 1e22 FLOPs)",
+            "claim": f"fixed hyperparameters overestimate N_opt (x{N_OPT_RATIO:.2f} at 1e22 FLOPs)",
             "verdict": word,
             "deciding number": "-" if ratio is None else f"N_opt ratio {ratio:.3g} {fmt_ci(ci)}",
         }
@@ -172,7 +174,7 @@ def claim_verdicts(fit: dict, stage_a: dict | None = None, lr_law: dict | None =
     return pd.DataFrame(rows)
 
 
-def n_opt_bracketed(fit: dict) -> bool:
+def n_opt_bracketed(fit: FitDocument) -> bool:
     """Whether the data bracket a compute-optimal size anywhere: some FLOP budget reached by three sizes with
     an interior minimum (an IsoFLOP parabola in fit.json)."""
     return any(law.get("isoflop") for law in fit["compute_laws"].values())
@@ -210,6 +212,18 @@ def s_opt_range(runs: pd.DataFrame) -> str:
     return text
 
 
+def steps_sentence(runs: pd.DataFrame, where: str) -> str:
+    """The longest run of the study in `where` (its runs.csv) in optimiser steps, its tokens per parameter, and the
+    steps the paper's batch law implies there."""
+    steps = runs["tokens"] / runs["batch_size"]
+    per_param = runs["tokens"] / runs["n_params"]
+    return (
+        f"The study rendered here ({where}) trained its longest run for {steps.max():,.0f} steps, at "
+        f"{per_param.min():.2g} to {per_param.max():.3g} tokens per parameter, where the paper's law puts "
+        f"$S_\\mathrm{{opt}}$ at {s_opt_range(runs)}."
+    )
+
+
 def scale_sentence(runs: pd.DataFrame) -> str:
     """How the rendered study's models and token counts (runs.csv) compare with the paper's (paper.SCALE)."""
     n_lo, n_hi = runs["n_params"].min(), runs["n_params"].max()
@@ -222,7 +236,9 @@ def scale_sentence(runs: pd.DataFrame) -> str:
     )
 
 
-def limitations(fit: dict, runs: pd.DataFrame, stage_a: dict | None = None, fit_ema: dict | None = None) -> list[str]:
+def limitations(
+    fit: FitDocument, runs: pd.DataFrame, stage_a: CurvatureSummary | None = None, fit_ema: FitDocument | None = None
+) -> list[str]:
     """What the rendered study cannot say, and why, one sentence each, from its fit.json and runs.csv (and
     Stage A's summary.json for the seed noise, fit_ema.json for the readouts' optima): the book's limitations
     section."""
@@ -280,7 +296,7 @@ def limitations(fit: dict, runs: pd.DataFrame, stage_a: dict | None = None, fit_
     return lines
 
 
-def _readouts_agree(fit: dict, fit_ema: dict) -> str:
+def _readouts_agree(fit: FitDocument, fit_ema: FitDocument) -> str:
     """Where the raw and the EMA readouts put the optimal batch, as a clause."""
     key = ["n_params", "tokens"]
     both = pd.DataFrame(fit["optima"]).merge(pd.DataFrame(fit_ema["optima"]), on=key, suffixes=("", "_ema"))

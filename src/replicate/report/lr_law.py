@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from replicate.fit.read import HeldoutSummary, LrLawDocument
+from replicate.profile import Profile
 from replicate.report.compare import fmt_ci, verdict
 
 
@@ -40,7 +42,7 @@ def lr_law_table(docs: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ridge_table(doc: dict) -> pd.DataFrame:
+def ridge_table(doc: LrLawDocument) -> pd.DataFrame:
     """The lr-B ridge r per model size (the slope of ln lr* in ln B at fixed (N, T))."""
     return pd.DataFrame(
         [{"N": f"{r['n_params']:,}", "ridge r": _value(r, 2)} for r in doc["ridge_by_size"]]
@@ -48,7 +50,7 @@ def ridge_table(doc: dict) -> pd.DataFrame:
     )
 
 
-def ridge_sentence(doc: dict) -> str:
+def ridge_sentence(doc: LrLawDocument) -> str:
     """Whether the ridge is the same at every size (within +-0.1, the separable form the law assumes)."""
     ridges = [r["value"] for r in doc["ridge_by_size"]]
     if len(ridges) < 2:
@@ -61,7 +63,7 @@ def ridge_sentence(doc: dict) -> str:
     )
 
 
-def implied_lines(doc: dict) -> list[str]:
+def implied_lines(doc: LrLawDocument) -> list[str]:
     """What the measured exponents imply for the paper's batch and lr laws, one sentence each."""
     implied = doc["implied"]
     names = {
@@ -85,7 +87,7 @@ def implied_lines(doc: dict) -> list[str]:
     return lines
 
 
-def heldout_table(summary: dict) -> pd.DataFrame:
+def heldout_table(summary: HeldoutSummary) -> pd.DataFrame:
     """The held-out model's checkpoints: the law's lr* against its own vertex, the loss law against its loss."""
     held = summary.get("heldout")
     if not held:
@@ -114,7 +116,7 @@ def _percent(estimate: dict) -> str:
     return text + (f" [{100 * ci[0]:+.2f}%, {100 * ci[1]:+.2f}%]" if ci else "")
 
 
-def heldout_lines(summary: dict) -> list[str]:
+def heldout_lines(summary: HeldoutSummary) -> list[str]:
     """The held-out checks against their goals, in sentences (none without a held-out model)."""
     held = summary.get("heldout")
     if not held:
@@ -138,7 +140,7 @@ def heldout_lines(summary: dict) -> list[str]:
     ]
 
 
-def batch_gap_table(summary: dict) -> pd.DataFrame:
+def batch_gap_table(summary: HeldoutSummary) -> pd.DataFrame:
     """L(largest B) / L(smallest B) - 1 at the lr optimum, (N, T) by (N, T): sizes as rows, T as columns."""
     gaps = pd.DataFrame(summary.get("batch_gap") or [])
     if gaps.empty:
@@ -150,7 +152,7 @@ def batch_gap_table(summary: dict) -> pd.DataFrame:
     return table
 
 
-def law_band(doc: dict, batch_size: float, n_params: np.ndarray, tokens: np.ndarray) -> tuple:
+def law_band(doc: LrLawDocument, batch_size: float, n_params: np.ndarray, tokens: np.ndarray) -> tuple:
     """The law's ln lr* at (N, T) pairs for a batch size of the grid, and the 2.5 and 97.5 percentiles over the
     bootstrap samples: (lr*, lower, upper), arrays."""
     fit, samples = doc["fit"], doc["bootstrap"]["samples"]
@@ -165,3 +167,9 @@ def law_band(doc: dict, batch_size: float, n_params: np.ndarray, tokens: np.ndar
     curves = a[:, None] + e_t[:, None] * lt[None, :] + e_ns[:, None] * ln[None, :]
     lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
     return np.exp(centre), np.exp(lo), np.exp(hi)
+
+
+def progress_sentence(profile: Profile, runs: pd.DataFrame | None) -> str:
+    """How much of Stage L's profile has trained (its runs.csv `runs`, None before any), and its design note."""
+    done = 0 if runs is None else runs["run_id"].nunique()
+    return f"{done} of {len(profile.runs)} runs trained. " + " ".join(profile.design.split())

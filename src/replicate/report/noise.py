@@ -1,5 +1,6 @@
-"""Chapter 4's measurements on the Video DiT in the book: how B_noise and eta_max move with T and N (log-log fits
-with least-squares intervals) against the signs of the paper's hyperparameter exponents."""
+"""Chapter 4's measurements in the book: the estimators against the closed forms on quadratics, the one-step line
+search against eta_opt(B), and how B_noise and eta_max move with T and N on the Video DiT (log-log fits with
+least-squares intervals) against the signs of the paper's hyperparameter exponents."""
 
 from __future__ import annotations
 
@@ -71,3 +72,28 @@ def noise_scale_lines(dit: pd.DataFrame) -> list[str]:
         "scale (eta then multiplies roughly sign-like updates), so the measured eta_max sets no AdamW learning rate. "
         "What carries over is the batch-size side: B_noise is a property of the gradients, not of the optimiser.",
     ]
+
+
+def quadratic_sentence(quad: pd.DataFrame) -> str:
+    """How close the estimators came to the closed forms (report.quadratic_estimates' table)."""
+    return (
+        f"Largest |relative error| {quad['rel. error'].abs().max():.1%}; largest |z| "
+        f"{quad['z'].abs().max():.2f}; {(quad['z'].abs() < 3).mean():.0%} of the estimates within 3 SE."
+    )
+
+
+def line_search_table(results: dict) -> pd.DataFrame:
+    """Per batch size, the predicted eta_opt beside the best measured one-step rate (line_search.json's results)."""
+    rows = pd.DataFrame(results["rows"])
+    return (
+        rows[["batch_size", "eta_opt_predicted", "eta_best_measured"]]
+        .assign(ratio=rows["eta_best_measured"] / rows["eta_opt_predicted"])
+        .rename(
+            columns={
+                "batch_size": "batch size (clips)",
+                "eta_opt_predicted": "predicted eta_opt",
+                "eta_best_measured": "best measured step",
+                "ratio": "measured / predicted",
+            }
+        )
+    )

@@ -1,5 +1,6 @@
 """Where a study's optima lie: the best cell of each (N, T) grid beside the interpolated optimum the laws stand on,
-whether a hyperparameter law is identified at all, and the IsoFLOP budgets' lowest sizes (runs.csv, fit.json)."""
+whether a hyperparameter law is identified at all, the landscapes the sweep chapter draws, and the IsoFLOP
+budgets' lowest sizes beside the published exponents of N_opt(C) (runs.csv, fit.json)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import pandas as pd
 
 from replicate.fit import FlopsPerToken, compute_optimal_size, isoflop_losses
 from replicate.fit.laws import LOSS_PARAMS
+from replicate.fit.read import FitDocument
+from replicate.paper import COMPUTE_LAW_EMPIRICAL
+from replicate.published import FIXED_HP_N_OPT_EXPONENT
+from replicate.report.tables import heatmap, neighbourhood_spread
 
 
 def best_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -17,7 +22,7 @@ def best_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.loc[cells.groupby(["n_params", "tokens"])["val_loss"].idxmin()].reset_index(drop=True)
 
 
-def optima_frame(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
+def optima_frame(runs: pd.DataFrame, fit: FitDocument) -> pd.DataFrame:
     """Per (N, T): the grid's best cell and the interpolated optimum of fit.json (`replicate.fit.grid_optima`),
     how far apart they are in doublings of B and of lr, and how much lower the interpolated loss is (numbers)."""
     both = best_cells(runs).merge(pd.DataFrame(fit["optima"]), on=["n_params", "tokens"], suffixes=("_cell", ""))
@@ -29,7 +34,7 @@ def optima_frame(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
     )
 
 
-def optima_table(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
+def optima_table(runs: pd.DataFrame, fit: FitDocument) -> pd.DataFrame:
     """optima_frame as the book shows it: (B in tokens, lr) pairs in single columns, so that it fits the page."""
     f = optima_frame(runs, fit)
     return pd.DataFrame(
@@ -49,7 +54,7 @@ def optima_table(runs: pd.DataFrame, fit: dict) -> pd.DataFrame:
     )
 
 
-def optima_sentence(runs: pd.DataFrame, fit: dict) -> str:
+def optima_sentence(runs: pd.DataFrame, fit: FitDocument) -> str:
     """optima_frame in words: how often the interpolated optimum leaves its best cell, and why it may."""
     f = optima_frame(runs, fit)
     moved_b, moved_lr = f["moved_batch"].abs() > 0.5, f["moved_lr"].abs() > 0.5
@@ -65,7 +70,7 @@ def optima_sentence(runs: pd.DataFrame, fit: dict) -> str:
     )
 
 
-def law_identified(fit: dict, key: str) -> bool:
+def law_identified(fit: FitDocument, key: str) -> bool:
     """Whether the optima a hyperparameter law (key "batch_size" or "lr") was fitted to vary at all: where all of
     them sit on one grid value, its exponents are zero up to rounding and identify nothing."""
     optima = pd.DataFrame(fit.get("optima") or [])
@@ -77,7 +82,7 @@ def law_identified(fit: dict, key: str) -> bool:
     return len(values) > 1 and not np.allclose(values, values[0], rtol=1e-9, atol=0)
 
 
-def isoflop_budgets(fit: dict, convention: str) -> pd.DataFrame:
+def isoflop_budgets(fit: FitDocument, convention: str) -> pd.DataFrame:
     """Each compute budget (FLOPs of `convention`) that two or more sizes' optima reach: their losses there (read
     off each size's curve, never extrapolated: replicate.fit.isoflop_losses), which is lowest, and whether that is
     the smallest size reaching the budget."""
@@ -104,14 +109,14 @@ def isoflop_budgets(fit: dict, convention: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["flops", "n_params", "val_loss", "lowest", "smallest_reaching"])
 
 
-def _isoflop_n_opt(fit: dict, convention: str, flops: np.ndarray) -> np.ndarray:
+def _isoflop_n_opt(fit: FitDocument, convention: str, flops: np.ndarray) -> np.ndarray:
     """The loss law's N_opt (the book's definition) at `flops` counted in `convention`."""
     law = {k: fit["loss_law"][k] for k in LOSS_PARAMS}
     fpt = FlopsPerToken(**fit["compute_laws"][convention]["flops_per_token"])
     return compute_optimal_size(law, flops, fpt)[0] if len(flops) else np.array([])
 
 
-def isoflop_summary(fit: dict) -> pd.DataFrame:
+def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
     """One row per FLOP convention: the budgets two and three sizes reach, at how many the smallest size that
     reaches a budget has its lowest loss, the vertices inside the sizes, and the loss law's N_opt over those
     budgets (the book's definition) beside the trained sizes."""
@@ -157,3 +162,45 @@ def isoflop_sentence(summary: pd.DataFrame) -> str:
         "IsoFLOP method has no vertex to fit. N_opt lies below the smallest size that reaches each budget. "
         f"{law} Bracketing N_opt at this compute would take smaller models trained for more tokens."
     )
+
+
+def heatmap_picks(runs: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """The (N, T) whose (B, lr) landscapes the sweep chapter draws: the smallest and the largest fitting size (or
+    both of two), at the first, the middle and the last checkpoint."""
+    fit_rows = runs[runs["role"] == "fit"]
+    sizes, tokens = sorted(fit_rows["n_params"].unique()), sorted(fit_rows["tokens"].unique())
+    return (sizes if len(sizes) <= 2 else [sizes[0], sizes[-1]]), [tokens[0], tokens[len(tokens) // 2], tokens[-1]]
+
+
+def landscape_lines(runs: pd.DataFrame, fit: FitDocument, picks: tuple[list[float], list[float]]) -> list[str]:
+    """Our optima and landscapes against the paper's heat map: interior optima, DeepSeek's band, the spread of the
+    loss around the best cell of the landscapes at `picks` (heatmap_picks)."""
+    optima = pd.DataFrame(fit["optima"])
+    spread = [neighbourhood_spread(heatmap(runs, n, t)) for n in picks[0] for t in picks[1]]
+    return [
+        f"{int((~optima['on_edge'].astype(bool)).sum())} of {len(optima)} of our (N, T) optima are interior to "
+        "the grid; the paper's 4B-token heat map had its minimum on the edge.",
+        f"{int((~optima['band_agrees'].astype(bool)).sum())} optima disagree with DeepSeek's 0.25% band "
+        "(the centre of the settings within 0.25% of the best).",
+        f"Around the best cell (one grid step each way) the heat maps above span {min(spread):.1f}-"
+        f"{max(spread):.1f}% in loss; the paper's whole 1.07B-parameter heat map (x1.5 steps in lr) spans "
+        "0.6-1.3%. Our steps are x2 and our models far smaller, so our landscapes are steeper.",
+    ]
+
+
+def isoflop_lines(fit: FitDocument) -> list[str]:
+    """Our IsoFLOP law (6N) beside the published exponents of N_opt(C), and what a disagreement would mean."""
+    iso6 = (fit["compute_laws"].get("6n") or {}).get("isoflop")
+    return [
+        f"Liang et al. (fixed hyperparameters, C = 6ND): N_opt ~ C^{FIXED_HP_N_OPT_EXPONENT}; the video paper's "
+        f"empirical law (its Eq. 14): N_opt ~ C^{COMPUTE_LAW_EMPIRICAL['exp']}.",
+        (
+            f"Ours (optimal hyperparameters, 6N): N_opt ~ C^{iso6['exp']:.3f} from {len(iso6['budgets'])} budgets, "
+            f"against {fit['compute_laws']['6n']['exp']:.3f} from our loss law."
+            if iso6
+            else "Ours: no IsoFLOP law, because no budget has its minimum inside the sizes that reach it; what the "
+            "data say instead is where N_opt lies, above."
+        ),
+        "Both methods read the same optima; where they disagree, the loss law's form (additive power laws) "
+        "is the suspect, since the IsoFLOP vertices assume none.",
+    ]

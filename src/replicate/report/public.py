@@ -5,24 +5,24 @@ from that JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from replicate.paper import BATCH_SIZE_LAW, HEADLINE
+from replicate.fit.read import FitDocument, headline
+from replicate.paper import BATCH_SIZE_LAW, N_OPT_RATIO
 from replicate.published import HYPERPARAMETER_LAWS
 from replicate.report.compare import fmt_ci, verdict
 
-PAPER_RATIO = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]  # claim 4: N_opt fixed / optimal
 PORIAN_DIR = Path("data/public/porian")  # the committed tables (relative to the repository root)
 LAW_COLUMNS = ["work", "citation", "setting", "B_opt law", "eta_opt law", "B_opt exponent in N", "supports gamma_B > 0"]
 
 
-def _headline_batch_law(fit: dict) -> dict | None:
-    """The fit's headline B_opt law: the surface's where it converged, else the per-(N, T) optima's."""
-    surface = fit.get("surface") or {}
-    law = surface.get("batch_size_law") if surface.get("converged") else fit.get("batch_size_law")
+def _headline_batch_law(fit: FitDocument) -> Mapping | None:
+    """The fit's headline B_opt law (fit.read.headline), where it has an exponent in N."""
+    law = headline(fit, "batch_size_law").law
     return law if law and law.get("exp_params") is not None else None
 
 
@@ -36,7 +36,7 @@ def ours_supports_gamma_b(value: float, ci: list[float] | None) -> str:
     return "not identified"
 
 
-def hyperparameter_laws_table(fit: dict | None = None, label: str = "this replication") -> pd.DataFrame:
+def hyperparameter_laws_table(fit: FitDocument | None = None, label: str = "this replication") -> pd.DataFrame:
     """The published laws (replicate.published), and with a fit.json this replication's headline B_opt law:
     each with its citation, its law as printed, its B_opt exponent in N and whether it supports gamma_B > 0."""
     rows = []
@@ -151,7 +151,7 @@ def porian_sentences(doc: dict, flops: float = 1e22) -> list[str]:
                     ci = r[name]["ci95"]
                     parts.append(
                         f"{_with_ci(r[name], 3)} by the {label} ({_direction(ci)}; against the video paper's "
-                        f"{PAPER_RATIO:.2f}x: {verdict(r[name]['value'], ci, PAPER_RATIO)})"
+                        f"{N_OPT_RATIO:.2f}x: {verdict(r[name]['value'], ci, N_OPT_RATIO)})"
                     )
             text += f" At {budget(flops)} FLOPs N_opt(base) / N_opt(tuned) = " + "; ".join(parts) + "."
         out.append(text)
@@ -201,5 +201,5 @@ def porian_summary_line(doc: dict, flops: float = 1e22) -> str:
     return (
         f"Claim 4 at language-model scale (Porian et al.'s public runs, chapter 11): N_opt with one set of "
         f"hyperparameters for every size over N_opt with them tuned is {' and '.join(parts)} at {budget(flops)} "
-        f"FLOPs by IsoFLOP laws fitted on budgets {lo:.3g} to {hi:.3g} (the video paper: {PAPER_RATIO:.2f})."
+        f"FLOPs by IsoFLOP laws fitted on budgets {lo:.3g} to {hi:.3g} (the video paper: {N_OPT_RATIO:.2f})."
     )

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from replicate.config import count_params
-from replicate.profile import Profile
-from replicate.runs import next_profile
+from replicate.fit.read import read_summary
+from replicate.profile import Profile, load_profile
+from replicate.runs import STUDY, next_profile
 
 RESULTS = Path("results")
 GPU_STEPS = RESULTS / "benchmarks" / "gpu_steps.jsonl"
@@ -181,10 +182,11 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
 def device_window(results: str | Path = RESULTS) -> str:
     """The lent GPU window's prepared call, in Markdown, with what it would train now (runs.next_profile)."""
     results = Path(results)
-    summary = results / "stage_a" / "summary.json"
-    verdict = json.loads(summary.read_text()).get("verdict") if summary.is_file() else None
+    gate = load_profile(STUDY).after
+    summary = read_summary(results / gate / "summary.json")
+    verdict = summary.get("verdict") if summary is not None else None
     now = next_profile(results)
-    if now == "study":
+    if now == STUDY:
         what = "Stage A is complete with a go verdict, so a call now trains the study's pending groups."
     elif verdict == "no-go":
         what = (
@@ -249,9 +251,9 @@ def captured_step_sentence(kernels_csv: str | Path = RESULTS / "benchmarks" / "k
     eager = rows[(rows["op"] == "train_step") & (rows["backend"].isin(["eager", "torch"]))]
     if captured.empty or eager.empty:
         return (
-            "The device run captures the training step in a CUDA graph (`replicate.step.StepGraph`) and checks it "
-            "against the eager step, but no GPU timing of the captured step is committed yet: every GPU step time "
-            "in this book, the estimate above included, is the eager step's."
+            "The device run captures the training step in a CUDA graph (`replicate.training.step.StepGraph`) and "
+            "checks it against the eager step, but no GPU timing of the captured step is committed yet: every GPU "
+            "step time in this book, the estimate above included, is the eager step's."
         )
     ratio = eager["ms"].median() / captured["ms"].median()
     return (

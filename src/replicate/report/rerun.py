@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from replicate.fit.read import FitDocument
 from replicate.report.compare import EXPONENTS, fitted_exponent
 
 
@@ -116,7 +117,7 @@ FAMILIES = {  # the fitted exponents grouped by what they rest on
 }
 
 
-def fits_agreement_sentence(fits: dict[str, dict]) -> str:
+def fits_agreement_sentence(fits: dict[str, FitDocument]) -> str:
     """How several fits of (nearly) the same runs agree: per family of exponents (FAMILIES) the largest move
     between fits beside the mean width of their 95% intervals, and every exponent whose sign differs between
     fits; then which families these data determine."""
@@ -147,3 +148,13 @@ def fits_agreement_sentence(fits: dict[str, dict]) -> str:
         f"; {', '.join(unstable)} move with it, so they are not determined by these data." if unstable else "."
     )
     return text
+
+
+def timed_rerun_sentence(second: pd.DataFrame, timed: pd.DataFrame, where: str) -> str:
+    """How many rows of the second training a third one (in `where`) repeated bit for bit."""
+    same, rows = identical_rows(second, timed)
+    return (
+        f"With the code fixed a sweep repeats exactly: trained a third time in one call "
+        f"(`{where}/`), {same} of {rows} run x checkpoint rows of the second training have "
+        "bit-identical `val_loss` and `val_loss_ema`."
+    )

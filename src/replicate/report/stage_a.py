@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from replicate.fit import cluster_tokens
 from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
-from replicate.paper import BATCH_SIZE_LAW
+from replicate.fit.read import CurvatureSummary
+from replicate.paper import BATCH_SIZE_LAW, optimal_steps
+from replicate.profile import Profile
 from replicate.report.compare import fmt_ci, lr_scaling_sentence
+from replicate.report.findings import s_opt_range
 
 
-def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
+def seed_spread(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
     """At each (T, B): the learning rate whose seed-mean loss is lowest, that mean, and the lowest and highest
     seed there (the error bar). B in clips (batch_samples) and tokens per step (batch_size)."""
     fit = runs[(runs["role"] == "fit") & ~runs["diverged"]]
@@ -24,7 +28,26 @@ def seed_profile(runs: pd.DataFrame, column: str = "val_loss") -> pd.DataFrame:
     return best.rename(columns={"mean": "loss", "min": "lowest_seed", "max": "highest_seed", "count": "seeds"})
 
 
-def summary_table(summary: dict) -> pd.DataFrame:
+def steps_sentence(cpu: pd.DataFrame, runs: pd.DataFrame | None, profile: Profile, where: str) -> str:
+    """Why Stage A: the optimal steps of the paper's batch law against the longest run of the cpu study (its
+    runs.csv `cpu`, in results folder `where`), and the steps Stage A's checkpoints ask for (its profile, and its
+    runs.csv `runs` for its model size)."""
+    fit_rows = cpu[cpu["role"] == "fit"]
+    longest = int((fit_rows["tokens"] / fit_rows["batch_size"]).max())
+    grid = [r.cfg for r in profile.runs]
+    tokens = np.array(sorted({c for cfg in grid for c in cfg.checkpoints}), dtype=float)
+    n_a = float(runs["n_params"].iloc[0]) if runs is not None else float("nan")
+    s_a = optimal_steps(n_a, tokens)
+    return (
+        f"The paper's law puts the optimal number of steps of the cpu study (`{where}`) at "
+        f"{s_opt_range(cpu)}, and its longest run took {longest:,} steps: its optimal batch "
+        f"sizes lay below one clip. Stage A's checkpoints ({tokens.min() / 1e6:.2f}M to "
+        f"{tokens.max() / 1e6:.2f}M tokens, N = {n_a:,.0f}) ask for {s_a.min():,.0f} to {s_a.max():,.0f} "
+        f"steps, and its one-clip runs take {max(cfg.steps for cfg in grid):,}."
+    )
+
+
+def summary_table(summary: CurvatureSummary) -> pd.DataFrame:
     """The summary's headline numbers, one row each, the raw and EMA readouts as columns."""
     parts = {"raw weights": summary, "EMA weights": summary.get("ema")}
     rows: dict[str, dict[str, object]] = {}
@@ -55,7 +78,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()))
 
 
-def verdict_lines(summary: dict, runs_done: int, runs_planned: int) -> list[str]:
+def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) -> list[str]:
     """What Stage A says, in sentences: its progress, its curvature against the thresholds, its noise, and
     what the verdict means for the study."""
     lines = []

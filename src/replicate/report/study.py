@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from replicate.fit.read import FitDocument, LrLawDocument, read_fit, read_lr_law
+from replicate.profile import Profile, load_profile
+
 
 @dataclass
 class Study:
@@ -15,9 +18,9 @@ class Study:
 
     path: Path
     runs: pd.DataFrame
-    fit: dict | None
-    profile: str
-    fit_ema: dict | None = None  # the same runs fitted on their EMA weights' loss
+    fit: FitDocument | None
+    profile: Profile | None  # the profile.toml the sweep wrote beside the table (None without one)
+    fit_ema: FitDocument | None = None  # the same runs fitted on their EMA weights' loss
 
     @property
     def name(self) -> str:
@@ -29,10 +32,19 @@ def load_study(path: str | Path) -> Study | None:
     path = Path(path)
     if not (path / "runs.csv").is_file():
         return None
-    profile = (path / "profile.toml").read_text() if (path / "profile.toml").is_file() else ""
     return Study(
-        path, pd.read_csv(path / "runs.csv"), load_json(path / "fit.json"), profile, load_json(path / "fit_ema.json")
+        path,
+        pd.read_csv(path / "runs.csv"),
+        read_fit(path / "fit.json"),
+        study_profile(path),
+        read_fit(path / "fit_ema.json"),
     )
+
+
+def study_profile(path: str | Path) -> Profile | None:
+    """The profile.toml that the sweep wrote into the results folder `path`; None where there is none."""
+    toml = Path(path) / "profile.toml"
+    return load_profile(str(toml)) if toml.is_file() else None
 
 
 def open_study(path: str | Path, book_profile: str, need_fit: bool = True) -> Study | None:
@@ -47,12 +59,13 @@ def open_study(path: str | Path, book_profile: str, need_fit: bool = True) -> St
     return study
 
 
-def load_lr_law(study_dir: str | Path, stage_l_dir: str | Path = "results/stage_l") -> dict | None:
+def load_lr_law(study_dir: str | Path, stage_l_dir: str | Path = "results/stage_l") -> LrLawDocument | None:
     """The learning-rate law that decides Eq. 13's verdict: Stage L's (designed for it) where it has one, else
     the study's own lr_law.json, else None."""
-    return load_json(Path(stage_l_dir) / "lr_law.json") or load_json(Path(study_dir) / "lr_law.json")
+    return read_lr_law(Path(stage_l_dir) / "lr_law.json") or read_lr_law(Path(study_dir) / "lr_law.json")
 
 
 def load_json(path: str | Path) -> dict | None:
+    """A results file that is none of fit.read's documents (the theory's measurements, say); None without it."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None

@@ -1,4 +1,5 @@
-"""Tables as the book shows them: heat maps of a (B, lr) grid, the sweep's grid, provenance, MyST boxes."""
+"""Tables as the book shows them: heat maps of a (B, lr) grid, the sweep's grid, the models, the benchmarks'
+tables (kernels, throughput), provenance, MyST boxes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replicate.config import FLOP_KINDS, count_params, flops_per_token
+from replicate.config import FLOP_KINDS, MODEL_SIZES, ModelConfig, count_params, flops_per_token, model_config
 from replicate.profile import Profile
-from replicate.sgd import steps_examples_tradeoff
+from replicate.theory.sgd import steps_examples_tradeoff
 
 
 def heatmap(runs: pd.DataFrame, n_params: float, tokens: float) -> pd.DataFrame:
@@ -50,6 +51,21 @@ def grid_table(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
+
+
+def runs_sentence(runs: pd.DataFrame) -> str:
+    """How many runs and rows a runs.csv holds, and how many runs diverged."""
+    diverged = runs.groupby("run_id")["diverged"].any()
+    return (
+        f"{runs['run_id'].nunique()} runs, {len(runs)} rows of `runs.csv` (one per run and checkpoint); "
+        f"{int(diverged.sum())} runs diverged (their later checkpoints are rows without a loss, diverged = True)."
+    )
+
+
+def design_sentence(profile: Profile | None) -> str:
+    """A profile's design note (why its grid is what it is), as the chapters quote it."""
+    design = profile.design if profile else ""
+    return "**How the grid was chosen** (the profile's design note): " + " ".join(design.split())
 
 
 def value_range(values, listed: int = 4) -> str:
@@ -130,21 +146,89 @@ def study_models(profile: Profile) -> pd.DataFrame:
         if (run.role, m) in seen:
             continue
         seen.add((run.role, m))
-        n = count_params(m)
-        rows.append(
-            {
-                "role": run.role,
-                "size": run.size,
-                "width d": m.width,
-                "depth": m.depth,
-                "heads": m.heads,
-                "head dim": m.head_dim,
-                "N": n,
-                "tokens per clip": m.n_ctx,
-                **{f"{k} / N": flops_per_token(m, k) / n for k in FLOP_KINDS},
-            }
-        )
+        rows.append({"role": run.role, **_model_row(run.size, m), "tokens per clip": m.n_ctx, **_flop_ratios(m)})
     return pd.DataFrame(rows).sort_values(["role", "N"]).reset_index(drop=True)
+
+
+def named_sizes() -> pd.DataFrame:
+    """The named sizes of config.MODEL_SIZES at the default clip, as study_models shows a study's."""
+    return pd.DataFrame(
+        [{**_model_row(name, cfg), **_flop_ratios(cfg)} for name, cfg in ((n, model_config(n)) for n in MODEL_SIZES)]
+    )
+
+
+def _model_row(size: str, m: ModelConfig) -> dict:
+    shape = {"width d": m.width, "depth": m.depth, "heads": m.heads, "head dim": m.head_dim}
+    return {"size": size, **shape, "N": count_params(m)}
+
+
+def _flop_ratios(m: ModelConfig) -> dict:
+    n = count_params(m)
+    return {f"{k} / N": flops_per_token(m, k) / n for k in FLOP_KINDS}
+
+
+def dit_scale_lines(sizes: pd.DataFrame) -> list[str]:
+    """How our DiT and its FLOP count differ from the paper's (study_models' or named_sizes' table)."""
+    return [
+        "The paper's DiT is a cross-attention DiT on VAE latents with about 1280 tokens per sample and widths of "
+        "several hundred to thousands; ours is an in-context (adaLN) DiT on grayscale pixels, "
+        f"{sizes['tokens per clip'].iloc[0] if 'tokens per clip' in sizes else '-'} tokens per clip, widths "
+        f"{sizes['width d'].min()}-{sizes['width d'].max()}.",
+        "The paper's FLOP count $C_\\mathrm{token} = \\tfrac34 N (7 + n_\\mathrm{ctx}/d)$ assumes $16 d^2$ "
+        "parameters per layer (self- and cross-attention, MLP); our blocks have $12 d^2$, so for us it is only a "
+        f"convention: {sizes['paper / N'].min():.2f}-{sizes['paper / N'].max():.2f} x N, against "
+        f"{sizes['exact / N'].min():.2f}-{sizes['exact / N'].max():.2f} x N for the exact count.",
+    ]
+
+
+def error_table(rows: list[dict]):
+    """kernels.bench.accuracy_rows as the book shows it: errors in scientific notation."""
+    return pd.DataFrame(rows).style.hide(axis="index").format("{:.1e}", subset=["output error", "worst gradient error"])
+
+
+KERNEL_BENCHMARK = Path("results/benchmarks/kernels.csv")
+THROUGHPUT = Path("results/benchmarks/train_throughput.jsonl")
+
+
+def load_kernel_benchmark(path: str | Path = KERNEL_BENCHMARK) -> pd.DataFrame | None:
+    """The kernel benchmark's table (ingest merges the device runs' rows into it); None where none is measured."""
+    path = Path(path)
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def throughput_table(path: str | Path = THROUGHPUT) -> pd.DataFrame | None:
+    """benchmarks/train_throughput.py's rows: per model, the training and the clip generator's tokens per second;
+    None where it has not run."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return pd.DataFrame(
+        [
+            {
+                "model": r["config"]["size"],
+                "N": r["config"]["n_params"],
+                "device": r["device"],
+                "training tokens/s": r["tokens_per_s"],
+                "generator tokens/s": r["data_tokens_per_s"],
+                "generator / training": r["data_speedup"],
+            }
+            for r in rows
+        ]
+    )
+
+
+def sampled_model_sentence(weights: str | Path) -> str | None:
+    """The model whose samples a chapter shows, from its record beside the weights (model.json); None without it."""
+    record = Path(weights).with_suffix(".json")
+    if not record.is_file():
+        return None
+    meta = json.loads(record.read_text())
+    last = meta["checkpoints"][-1]
+    return (
+        f"The sampled model: N = {meta['n_params']:,}, trained on {last['tokens']:,} tokens, validation loss "
+        f"{last['val_loss']:.4f}."
+    )
 
 
 def clip_sentence(profile: Profile) -> str:

@@ -1,6 +1,6 @@
 """The prepared GPU call: `device-run` checks the machine, measures it and trains the next pending groups of a
 study under a deadline on a bare machine, and leaves what must come back in one folder; `ingest`
-(replicate.ingest) merges such a folder into results/.
+(replicate.device.ingest) merges such a folder into results/.
 
 A lent GPU machine has the working tree but no .git, nothing installable, at most 10 minutes per command, and
 returns at most 8 files of at most 16 MiB (64 MiB in all) from $OUT; it is lent rarely, so its first call must
@@ -8,8 +8,8 @@ return numbers whatever fails. A device run
 - takes its commit from $REPLICATE_GIT_SHA (`make device` passes it in), else git's, else the digest of its
   source (provenance.tree_digest, "tree-...");
 - runs its stages in order, each in a time box cut from the deadline, each failure recorded and the next stage
-  run (replicate.device_call): preflight, capture, precision, streams, the kernel benchmark (on a GPU; these are
-  replicate.device_checks at the shapes of the profile it measures, `--measure`, default Stage L's), then
+  run (replicate.device.call): preflight, capture, precision, streams, the kernel benchmark (on a GPU; these are
+  replicate.device.checks at the shapes of the profile it measures, `--measure`, default Stage L's), then
   training, then the step measurements with the time left;
 - trains the next study (runs.next_profile) from the tree's results/<study>/: finished runs are skipped,
   paused states carried in go on, the longest groups first, each group's time taken from the measured step
@@ -34,14 +34,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from replicate.device_call import MANIFEST, Call, CallInterrupted, Stage
-from replicate.device_checks import Checks, bench_line, group_shape
+from replicate.device.call import MANIFEST, Call, CallInterrupted, Stage
+from replicate.device.checks import Checks, bench_line, group_shape
 from replicate.io import atomic_write, write_csv
 from replicate.profile import Group, Profile, load_profile
 from replicate.provenance import device_name, git_sha, provenance, tree_digest
-from replicate.runs import COLUMNS, STEP_TIMES, measured_step_seconds, next_profile, read_runs
-from replicate.sweep import Estimator, calibrate, sweep
-from replicate.train import TrainRecord, resolve_device
+from replicate.runs import COLUMNS, TrainRecord, next_profile, read_runs
+from replicate.training.step import resolve_device
+from replicate.training.sweep import Estimator, calibrate, sweep
+from replicate.training.timing import STEP_TIMES, measured_step_seconds
 
 MAX_FILES = 8  # what a device call brings back from $OUT
 MAX_FILE_BYTES = 16 * 2**20

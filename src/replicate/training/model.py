@@ -4,8 +4,9 @@
 embedders, adaLN-Zero blocks with full 3D self-attention, a final adaLN layer and unpatchify. Every
 modulation and the final linear start at zero, so the network outputs zeros at initialisation.
 
-The block's hot ops (LayerNorm-modulate, gated residual, attention, GELU) go through
-:mod:`replicate.kernels`, whose ``backend`` switch picks the PyTorch reference or the Triton kernels.
+The block's hot ops (LayerNorm-modulate, attention, the MLP's first layer with its GELU) go through
+:mod:`replicate.kernels`, whose ``backend`` switch picks the PyTorch reference or the Triton kernels; what they
+fuse is the kernels' business.
 """
 
 from __future__ import annotations
@@ -96,32 +97,18 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if kernels.resolve_backend(self.backend, x, "linear_gelu") == "triton":  # fc1, bias and GELU in one kernel
-            w, b = stacked_linear(self.fc1)
-            h = kernels.linear_gelu(x.reshape(w.shape[0], -1, x.shape[-1]), w, b, backend="triton")
-            return self.fc2(h.reshape(*x.shape[:-1], -1))
-        # nn.Linear's own matmul on the torch path: the committed studies' numerics, bit for bit
-        return self.fc2(kernels.gelu_tanh(self.fc1(x), backend=self.backend))
+        return self.fc2(kernels.linear_gelu_layer(x, self.fc1, backend=self.backend))
 
 
-def stacked_linear(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """A linear layer as E stacked ones: the (E, in, out) weight and (E, out) bias of an ensemble's layer
-    (replicate.ensemble.EnsembleLinear, whose members multiply consecutive row blocks), nn.Linear's as E = 1."""
-    if isinstance(linear, nn.Linear):
-        return linear.weight.t()[None], linear.bias[None]
-    return linear.weight, linear.bias
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, backend: str) -> torch.Tensor:
+    """LN(x) * (1 + scale) + shift: DiT's modulate(norm(x), shift, scale), one op of the kernels' switch."""
+    return kernels.layernorm_modulate(x, shift, scale, backend=backend)
 
 
-Residual = tuple[torch.Tensor, torch.Tensor]  # (gate (B, D), y (B, S, D)): x + gate * y, not yet added
-
-
-def residual_modulate(
-    x: torch.Tensor, pending: Residual | None, shift: torch.Tensor, scale: torch.Tensor, backend: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x', LN-modulate(x')) with x' = x plus the pending gated residual, if any; fused on Triton."""
-    if pending is None:
-        return x, kernels.layernorm_modulate(x, shift, scale, backend=backend)
-    return kernels.gated_residual_layernorm_modulate(x, *pending, shift, scale, backend=backend)
+def gated(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x + gate * y, gate (B, D) broadcast over the tokens; addcmul rounds once per element (the numerics of the
+    committed studies)."""
+    return torch.addcmul(x, gate.unsqueeze(1), y)
 
 
 class DiTBlock(nn.Module):
@@ -134,19 +121,12 @@ class DiTBlock(nn.Module):
         self.mlp = Mlp(width, mlp_ratio * width, backend)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(
-        self, x: torch.Tensor, c: torch.Tensor, pending: Residual | None = None
-    ) -> tuple[torch.Tensor, Residual]:
-        """x (B, S, D) tokens, c (B, D) conditioning, `pending` the previous block's last gated residual.
-
-        Returns the tokens and this block's MLP residual, again pending: each gated residual is added in one
-        pass with the LayerNorm-modulate that reads its result (see residual_modulate).
-        """
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D) tokens, c (B, D) conditioning."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
-        be = self.backend
-        x, h = residual_modulate(x, pending, shift_msa, scale_msa, be)
-        x, h = kernels.gated_residual_layernorm_modulate(x, gate_msa, self.attn(h), shift_mlp, scale_mlp, backend=be)
-        return x, (gate_mlp, self.mlp(h))
+        x = gated(x, gate_msa, self.attn(modulate(x, shift_msa, scale_msa, self.backend)))
+        x = gated(x, gate_mlp, self.mlp(modulate(x, shift_mlp, scale_mlp, self.backend)))
+        return x
 
 
 class FinalLayer(nn.Module):
@@ -158,9 +138,9 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(width, patch_dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, pending: Residual | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(residual_modulate(x, pending, shift, scale, self.backend)[1])  # (B, S, P)
+        return self.linear(modulate(x, shift, scale, self.backend))  # (B, S, P)
 
 
 class VideoDiT(nn.Module):
@@ -216,7 +196,6 @@ class VideoDiT(nn.Module):
     ) -> torch.Tensor:
         h = self.x_embedder(self.patchify(x)) + self.pos_embed  # (B, S, D)
         c = self.t_embedder(t) + self.y_embedder(y, drop_labels)  # (B, D)
-        pending = None
         for block in self.blocks:
-            h, pending = block(h, c, pending)
-        return self.unpatchify(self.final_layer(h, c, pending))
+            h = block(h, c)  # (B, S, D)
+        return self.unpatchify(self.final_layer(h, c))

@@ -1,5 +1,5 @@
 """Today's per-member optimiser, kept as the reference: the test oracle and the benchmark baseline of
-replicate.ensemble.MemberAdamW (as replicate.kernels.reference is for the kernels).
+replicate.training.ensemble.MemberAdamW (as replicate.kernels.reference is for the kernels).
 
 EnsembleAdamW updates each member's slices of every parameter with one call of torch's fused AdamW kernel per
 member, and clips each member's gradients from per-tensor norms: a Python loop over members and tensors that

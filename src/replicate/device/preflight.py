@@ -5,7 +5,7 @@ mismatch or skipped, a failure recorded and the next check run:
 - env: the versions, the device, its capability and memory, the tools on PATH, the free disk;
 - graph_rng: a few steps of the project's optimiser (MemberAdamW: rates and gradient scales read from device
   tensors) on noise from a seeded generator, recorded once in a CUDA graph with the generator registered and
-  replayed, against the same steps taken eagerly: the APIs replicate.step.StepGraph relies on, in isolation;
+  replayed, against the same steps taken eagerly: the APIs replicate.training.step.StepGraph relies on, in isolation;
 - triton_ops: every op of kernels.OPS through the Triton kernels (compiled, on a GPU) against the PyTorch
   reference, forward and backward, at the call's group shapes, in fp32 and bf16: the correctness that timing
   them never checks;
@@ -28,9 +28,9 @@ from collections.abc import Callable
 import torch
 
 from replicate.config import TrainConfig
-from replicate.ensemble import MemberAdamW, MemberBuffers
 from replicate.profile import named_shape
 from replicate.provenance import provenance, version
+from replicate.training.ensemble import MemberAdamW, MemberBuffers
 
 FP32_RTOL = 2e-5  # fp32 kernels against the reference: both within 1e-5 of the fp64 truth (tests/test_kernels.py)
 HALF_ATOL = 8e-3  # bf16: the kernel's error against the fp32 truth at most twice the bf16 reference's plus this

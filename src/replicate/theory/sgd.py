@@ -1,5 +1,5 @@
 """The closed forms of the SGD derivation (McCandlish et al. 2018; the book's chapter 4), torch-free: the
-measurements (replicate.theory) and the book's tables use the same functions.
+measurements (replicate.theory.noise) and the book's tables use the same functions.
 """
 
 from __future__ import annotations

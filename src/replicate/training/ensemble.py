@@ -91,7 +91,7 @@ class MemberBuffers:
     buffer, or one call per member over its contiguous row, instead of one per member and tensor. Autograd
     leaves each parameter's gradient where its backward put it (no buffer to zero, nothing accumulated in place:
     on the CPU a step is bound by passes over parameter-sized memory, and those cost two passes more than
-    `gather_grads`' one copy). Every parameter must carry the member dimension first, as replicate.ensemble's
+    `gather_grads`' one copy). Every parameter must carry the member dimension first, as replicate.training.ensemble's
     stacked layers do; a plain model is E = its first dimension, which is all the EMA needs.
     """
 
@@ -143,7 +143,7 @@ class MemberAdamW:
     is set to 0 is frozen. Rates and scale are read when the update runs, so a captured step follows the schedule
     and the freezes without being captured again (float64 on the CPU, as the reference; float32 on a GPU, which
     the CUDA kernel reads). The reference, one fused call per member over every tensor's slices, is
-    replicate.ensemble_reference.EnsembleAdamW; the two agree to float32 rounding (tests/test_ensemble.py).
+    replicate.training.ensemble_reference.EnsembleAdamW; the two agree to float32 rounding (tests/test_ensemble.py).
     """
 
     def __init__(

@@ -1,12 +1,12 @@
-"""The measurements of a device call (replicate.device_run's stages), at the shapes of the profile it measures.
+"""The measurements of a device call (replicate.device.run's stages), at the shapes of the profile it measures.
 
 Each is a function of its deadline that writes its bench lines (OUT/bench.jsonl) as it goes and returns a
-summary line; a failure is the stage's result (replicate.device_call), and the next stage runs:
-- preflight (replicate.preflight): the environment, a small captured step, the Triton ops' correctness;
+summary line; a failure is the stage's result (replicate.device.call), and the next stage runs:
+- preflight (replicate.device.preflight): the environment, a small captured step, the Triton ops' correctness;
 - capture: the captured step against the eager one on the smallest group. Until it passes, and where it fails
   or disagrees, every step of the call is eager (`Checks.capture`): the other checks and the training go on;
-- precision: bf16 autocast against fp32, against a fifth of Stage A's seed noise (the rule for keeping bf16;
-  the profiles decide, through TrainConfig.bf16);
+- precision: bf16 autocast against fp32, against a fifth of the seed noise that the plan's first study (Stage A)
+  measured (runs.seed_noise; the rule for keeping bf16: the profiles decide, through TrainConfig.bf16);
 - streams: how many groups one process overlaps on separate streams;
 - kernels (on a GPU): the kernel benchmark, the training step torch vs Triton first, then each op against eager
   PyTorch and torch.compile at the largest and the smallest group (lines "kernel" and "autotune"), and a line
@@ -18,6 +18,8 @@ On the CPU each runs a few steps, eagerly and with PyTorch's ops: a check of the
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -25,9 +27,12 @@ from pathlib import Path
 
 import torch
 
-from replicate.device_call import Stage
+from replicate.config import TrainConfig
+from replicate.device.call import Stage
 from replicate.profile import Group, Profile, named_shape
-from replicate.timing import capture_check, kernel_benchmark, precision_check, step_ms, stream_check
+from replicate.runs import seed_noise
+from replicate.training.step import GroupStepper, resolve_device
+from replicate.training.timing import step_ms, stepper_ms, timed
 
 CAPTURE_TOLERANCE = 1e-3  # captured vs eager losses, relative: the same kernels (atomics aside) or a bug
 # each stage's box: at most this share of the call's deadline (a cap, not a reservation: what a stage leaves
@@ -64,6 +69,171 @@ def by_cost(prof: Profile) -> list[Group]:
     return list(first.values())
 
 
+def capture_check(
+    cfgs: list[TrainConfig], device: str = "auto", backend: str = "auto", steps: int = 8, timed_steps: int = 50
+) -> dict[str, float]:
+    """The group's first `steps` steps taken eagerly and captured (two steppers from the same seeds): the largest
+    relative difference of the members' losses between them, then the milliseconds per step of each over
+    `timed_steps` more (fresh clips included). On the CPU both are the eager step: a logic check."""
+    dev = resolve_device(device)
+    eager, captured = GroupStepper(cfgs, dev, backend), GroupStepper(cfgs, dev, backend, capture=True)
+    first = [(eager.step(k), captured.step(k)) for k in range(1, steps + 1)]
+    diff = max(float(((b - a).abs() / a.abs()).max()) for a, b in first)
+    return {
+        "max_rel_loss_diff": diff,
+        "eager_ms": stepper_ms(eager, dev, steps + 1, timed_steps),
+        "graph_ms": stepper_ms(captured, dev, steps + 1, timed_steps),
+        "steps": steps,
+    }
+
+
+CAPTURED_STEP = "train_step (captured)"  # backend_rows' op: the whole captured training step
+
+
+EAGER_STEP = "train_step (eager)"  # the same where the step could not be captured
+
+
+def backend_rows(
+    groups: list[list[TrainConfig]],
+    device: torch.device,
+    deadline: float,
+    timed_steps: int = 100,
+    capture: bool = True,
+    rows: list[dict] | None = None,
+    skipped: list[str] | None = None,
+) -> tuple[list[dict], list[str]]:
+    """The training step of each group (its members' TrainConfigs), replayed from a CUDA graph (eager without
+    `capture`), with PyTorch's ops and with the Triton kernels (step_ms); rows in kernels.bench.op_rows' layout, ms
+    per step, speed-up against the torch backend; and the cases skipped because time.monotonic() passed
+    `deadline` (checked before each backend) or failed. Appended to `rows` and `skipped` where given."""
+    from replicate.kernels.bench import shape_label
+    from replicate.profile import named_shape
+
+    rows, skipped = (rows if rows is not None else []), (skipped if skipped is not None else [])
+    op = CAPTURED_STEP if capture else EAGER_STEP
+    for cfgs in groups:
+        label, ms = shape_label(named_shape(cfgs)), {}
+        for backend in ("torch", "triton"):
+            if time.monotonic() > deadline:
+                skipped.append(f"{op} {backend} at {label}")
+                continue
+            try:
+                ms[backend] = step_ms(cfgs, str(device), backend, capture, timed_steps)
+            except Exception as err:  # the Triton step failing must not cost the torch step's number
+                skipped.append(f"{op} {backend} at {label}: {type(err).__name__}: {str(err)[:200]}")
+        rows.extend(
+            {
+                "op": op,
+                "shape": label,
+                "dtype": "bf16-autocast" if cfgs[0].bf16 else "fp32",
+                "backend": backend,
+                "ms": t,
+                "speedup_vs_eager": ms["torch"] / t if "torch" in ms else float("nan"),
+                "achieved": float("nan"),
+                "peak": float("nan"),
+                "unit": "",
+            }
+            for backend, t in ms.items()
+        )
+    return rows, skipped
+
+
+def kernel_benchmark(
+    groups: list[list[TrainConfig]],
+    device: torch.device,
+    dtype: torch.dtype,
+    deadline: float,
+    timed_steps: int | None = 100,
+    capture: bool = True,
+    rows: list[dict] | None = None,
+    skipped: list[str] | None = None,
+    tuning: dict[tuple[str, str], dict] | None = None,
+) -> dict:
+    """The kernel benchmark at each group's shape (benchmarks/kernels.py prints it, the device run records it),
+    the decisive rows first: unless timed_steps is None, backend_rows for the training step over `timed_steps`
+    (captured unless `capture` is false); then the device's peaks and kernels.bench.op_rows for every op, the
+    largest group's shape first; all until time.monotonic() passes `deadline`, checked before each backend.
+    Returns peak, rows, skipped (with why) and tuning (per kernel and key); the rows, skipped cases and tunings
+    go into `rows`, `skipped` and `tuning` as they come where given (a caller cut short keeps them)."""
+    from replicate.kernels.bench import op_rows, peaks
+    from replicate.profile import named_shape
+
+    rows, skipped = (rows if rows is not None else []), (skipped if skipped is not None else [])
+    tuning = tuning if tuning is not None else {}
+    if timed_steps is not None:
+        backend_rows(groups, device, deadline, timed_steps, capture, rows, skipped)
+    peak = peaks(device)
+    shapes = [named_shape(cfgs) for cfgs in reversed(groups)]
+    op_rows(shapes, device, dtype, deadline, peak, tuning=tuning, rows=rows, skipped=skipped)
+    return {"peak": peak, "rows": rows, "skipped": skipped, "tuning": tuning}
+
+
+def precision_check(
+    cfgs: list[TrainConfig],
+    device: str = "auto",
+    backend: str = "auto",
+    steps: int = 400,
+    last: int = 100,
+    capture: bool = True,
+) -> dict[str, float]:
+    """The group trained `steps` captured (with `capture`, else eager) steps in fp32 and in bf16 autocast from
+    the same seeds (the same clips and noise): the mean relative difference of the members' training losses over
+    the `last` steps (bf16 / fp32 - 1), and the milliseconds per step of each. On the CPU both are fp32 (no
+    autocast)."""
+    dev = resolve_device(device)
+    runs = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        stepper = GroupStepper([dataclasses.replace(c, bf16=bf16) for c in cfgs], dev, backend, capture)
+        for k in range(1, steps - last + 1):
+            stepper.step(k)
+        tail: list[torch.Tensor] = []
+        timed_steps = range(steps - last + 1, steps + 1)
+        seconds = timed(dev, lambda s=stepper, out=tail, ks=timed_steps: out.extend(s.step(k) for k in ks))
+        runs[name] = (torch.stack(tail).double().mean(0), 1e3 * seconds / last)
+    (fp32, fp32_ms), (bf16, bf16_ms) = runs["fp32"], runs["bf16"]
+    diff = float((bf16 / fp32 - 1).mean())
+    return {"bf16_rel_loss_diff": diff, "fp32_ms": fp32_ms, "bf16_ms": bf16_ms, "steps": steps}
+
+
+def stream_check(
+    cfgs: list[TrainConfig],
+    device: str = "auto",
+    backend: str = "auto",
+    counts: tuple[int, ...] = (1, 2, 4, 8),
+    rounds: int = 50,
+    capture: bool = True,
+    deadline: float = float("inf"),
+) -> list[dict[str, float]]:
+    """How many captured (with `capture`, else eager) groups one process can overlap: for each count S, S copies
+    of the group, each stepped on its own CUDA stream, round-robin for `rounds` rounds; group-steps per second in
+    all (on the CPU, one after another: a logic check). The design question of the GPU issue: streams in one
+    process, or more processes (which the GPU time-slices). Counts left when time.monotonic() passes `deadline`
+    are left out."""
+    dev = resolve_device(device)
+    rows = []
+    for count in counts:
+        if time.monotonic() > deadline:
+            break
+        steppers = [GroupStepper(cfgs, dev, backend, capture) for _ in range(count)]
+        warm = steppers[0].warm_steps
+        for stepper in steppers:
+            for k in range(1, warm + 1):
+                stepper.step(k)
+        streams = [torch.cuda.Stream(dev) if dev.type == "cuda" else None for _ in steppers]
+
+        def run(steppers: list[GroupStepper] = steppers, streams: list = streams, first: int = warm + 1) -> None:
+            for k in range(first, first + rounds):
+                for stepper, stream in zip(steppers, streams, strict=True):
+                    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                        stepper.step(k)
+
+        seconds = timed(dev, run)
+        rows.append(
+            {"groups": count, "group_steps_per_s": count * rounds / seconds, "round_ms": 1e3 * seconds / rounds}
+        )
+    return rows
+
+
 @dataclass
 class Checks:
     """The measurements of one call at the shapes of `prof`, written to out/bench.jsonl with the provenance `env`;
@@ -90,7 +260,7 @@ class Checks:
 
     def stages(self) -> list[Stage]:
         """The checks in the order a call runs them, with their shares of its deadline."""
-        from replicate.preflight import preflight
+        from replicate.device.preflight import preflight
 
         def first(deadline: float) -> str:
             groups = [g.cfgs for g in self.prof.bench_groups()]
@@ -130,10 +300,7 @@ class Checks:
     def check_precision(self, deadline: float) -> str:
         """bf16 autocast against fp32 on the smallest group, judged against a fifth of Stage A's seed noise."""
         smallest = self.prof.bench_groups()[0]
-        summary = self.results / "stage_a" / "summary.json"
-        noise = (
-            json.loads(summary.read_text())["seed_noise"]["raw"]["near_optimum"]["rms"] if summary.is_file() else None
-        )
+        noise = seed_noise(self.results)
         steps, last = PRECISION_STEPS[self.dev.type]
         row = precision_check(smallest.cfgs, str(self.dev), self.backend, steps, last, self.capture)
         keep = noise is not None and abs(row["bf16_rel_loss_diff"]) < noise / 5

@@ -209,8 +209,8 @@ def diffusion_objective(
     timesteps and dropped labels: the gradient noise of training itself. loss_fn evaluates `model`, whose
     parameters `params` are (measure() and hvp() perturb them in place and restore them).
     """
-    from replicate.data import ClipStream
-    from replicate.diffusion import alphas_cumprod, q_sample
+    from replicate.training.data import ClipStream
+    from replicate.training.diffusion import alphas_cumprod, q_sample
 
     dev = next(model.parameters()).device
     stream = ClipStream(model.cfg.clip, seed=10**6 + seed, split="train", device=dev)

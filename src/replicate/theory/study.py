@@ -21,9 +21,10 @@ from replicate.config import ClipConfig, ModelConfig, TrainConfig, count_params
 from replicate.io import write_json
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
-from replicate.sgd import eta_opt
-from replicate.theory import QuadraticProblem, best_step, diffusion_objective, measure, sgd_step_gain
-from replicate.train import resolve_device, train
+from replicate.theory.noise import QuadraticProblem, best_step, diffusion_objective, measure, sgd_step_gain
+from replicate.theory.sgd import eta_opt
+from replicate.training.step import resolve_device
+from replicate.training.train import train
 
 # (dim, condition of H, noise scale of S): small B_noise to large
 QUADRATICS = [(10, 10.0, 1.0), (50, 100.0, 10.0), (200, 1000.0, 10.0)]

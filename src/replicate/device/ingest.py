@@ -1,4 +1,4 @@
-"""`ingest OUT`: a device run's folder (replicate.device_run) merged into results/.
+"""`ingest OUT`: a device run's folder (replicate.device.run) merged into results/.
 
 The rows go into results/<study>/runs.csv, the paused states (single files or bundled archives) into
 results/<study>/paused/, the log into results/<study>/device_logs/<call>.log, every bench line into
@@ -25,8 +25,9 @@ from replicate.errors import ConfigError
 from replicate.io import atomic_write, write_json
 from replicate.kernels.bench import write_table
 from replicate.profile import Profile, load_profile
-from replicate.runs import COLUMNS, STEP_TIMES, RunsTable, read_runs
-from replicate.sweep import state_name
+from replicate.runs import COLUMNS, RunsTable, read_runs
+from replicate.training.sweep import state_name
+from replicate.training.timing import STEP_TIMES
 
 KERNEL_KEY = ("op", "shape", "dtype", "backend", "device")  # a kernels.csv row's identity
 PROVENANCE = ("device", "torch", "triton", "git_sha")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from replicate.config import VAL_SEED, ClipConfig
-from replicate.data import make_clips
+from replicate.training.data import make_clips
 
 TIMESTEPS = 1000
 
@@ -116,7 +116,7 @@ class ValidationSet:
 @torch.no_grad()
 def example_losses(model: torch.nn.Module, val: ValidationSet, batch_size: int = 512, members: int = 1) -> torch.Tensor:
     """The eps-MSE of every validation example in fp32, (members, n) float64, in stratum order.
-    `members` > 1 scores each member of an ensemble (see replicate.ensemble); batch_size counts rows in all.
+    `members` > 1 scores each member of an ensemble (see replicate.training.ensemble); batch_size counts rows in all.
     """
     was_training = model.training
     model.eval()

@@ -9,9 +9,8 @@ them, averaged over the last `eval_window` of the steps before it: the validatio
 costs one evaluation and smooths the iterate's jitter without removing the noise floor that a constant rate
 leaves (that floor is what makes small batches pay for their extra steps). A second loss, of a power-function
 EMA of the weights (Karras et al. 2024, EDM2; DiT evaluates EMA weights too), is recorded beside it: the EMA
-averages the noise floor away, and with it the batch-size trade-off: on our models its optimal batch size
-sits at the smallest batch at every T (in the cpu study, and in the 8-frame pilot of results/pilot, where
-the raw loss's grew with T).
+averages the noise floor away, and with it the batch-size trade-off (the book's hyperparameter chapter compares
+the two readouts' optima: fit_ema.json beside fit.json).
 
 Optimiser (the paper does not publish its AdamW settings): beta1 = 0.9, beta2 = 0.999 (the larger beta2
 suits the small batches of a scaling sweep, Porian et al. 2024), eps = 1e-8, weight decay 0 (as DiT), and
@@ -30,28 +29,14 @@ from pathlib import Path
 import torch
 
 from replicate.config import FLOP_KINDS, ClipConfig, ModelConfig, TrainConfig, count_params, flops_per_token
-from replicate.diffusion import ValidationSet, example_losses, stratified_mean_se
-from replicate.ensemble import MemberBuffers, unstack
-from replicate.errors import ConfigError
 from replicate.io import atomic_write
-from replicate.model import VideoDiT
 from replicate.progress import progress_bar
 from replicate.provenance import provenance
 from replicate.runs import Checkpoint, TrainRecord
-from replicate.step import GroupStepper, check_group
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return dev
+from replicate.training.diffusion import ValidationSet, example_losses, stratified_mean_se
+from replicate.training.ensemble import MemberBuffers, unstack
+from replicate.training.model import VideoDiT
+from replicate.training.step import GroupStepper, check_group, resolve_device
 
 
 class PowerEMA:
@@ -260,7 +245,7 @@ def train_group(
     writes its GroupState into the file `state` and returns None; a call with the same arguments and that file
     continues from there (and deletes it when done). Paused and resumed, a group gives the same records on the
     CPU as one that ran through.
-    `capture`: on CUDA, replay the step from a CUDA graph (replicate.step.StepGraph); no effect on the CPU.
+    `capture`: on CUDA, replay the step from a CUDA graph (replicate.training.step.StepGraph); no effect on the CPU.
     """
     base = check_group(cfgs)
     dev = resolve_device(device)

@@ -17,10 +17,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from replicate.config import FLOP_KINDS
 from replicate.fit import compute_law, hyperparameter_law, loss_law
+from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument
 from replicate.report import fmt_flops, heatmap, isoflop_budgets, law_identified
 from replicate.report.extrapolation import data_compute_range, flat_region_curves, loss_band, n_opt_curve
 from replicate.report.lr_law import law_band
-from replicate.sgd import eta_opt, steps_examples_tradeoff
+from replicate.theory.sgd import eta_opt, steps_examples_tradeoff
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -301,7 +302,7 @@ def heatmaps(
     return _tidy(fig, pd.concat(frames, ignore_index=True))
 
 
-def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) -> Figure:
+def hyperparameter_law_figure(fit: FitDocument, key: str, paper: dict | None = None) -> Figure:
     """Optimal batch size (key "batch_size") or learning rate ("lr") against T for each N, with the fitted law
     (solid; left out where every optimum sits on one grid value, which identifies no law) and, dashed, the paper's
     law evaluated at our (N, T). Hollow markers: optima on the grid edge."""
@@ -339,7 +340,7 @@ def hyperparameter_law_figure(fit: dict, key: str, paper: dict | None = None) ->
     return _tidy(fig, data)
 
 
-def loss_law_figure(fit: dict) -> Figure:
+def loss_law_figure(fit: FitDocument) -> Figure:
     """The loss at the optimal hyperparameters against T for each N and the fitted law (lines) over the data's
     range of T; the held-out model's observed (squares) and predicted (crosses) losses, its law extrapolated in N
     (dashed) with the law's 95% bootstrap band."""
@@ -380,7 +381,7 @@ def loss_law_figure(fit: dict) -> Figure:
     return _tidy(fig, data)
 
 
-def compute_allocation_figure(fit: dict, paper: dict | None = None, headline: dict | None = None) -> Figure:
+def compute_allocation_figure(fit: FitDocument, paper: dict | None = None, headline: dict | None = None) -> Figure:
     """N_opt(C) by the book's definition (report.extrapolation) from the loss law at the optimal hyperparameters,
     with its 95% bootstrap band, and at the fixed ones, from the data's budgets to the reference budget; the data's
     budgets and trained sizes shaded. `paper`: its printed N_opt = coef C^exp (its Eq. 18), drawn from its own
@@ -430,7 +431,7 @@ def compute_allocation_figure(fit: dict, paper: dict | None = None, headline: di
     return _tidy(fig, data)
 
 
-def flat_region_figure(fit: dict) -> Figure:
+def flat_region_figure(fit: FitDocument) -> Figure:
     """At fixed compute, the loss-law loss of a model k x N_opt relative to N_opt's, at the data's largest budget
     (solid) and at the reference budget (dashed, extrapolated), each with its 95% bootstrap band."""
     curves = flat_region_curves(fit, np.geomspace(0.3, 3.0, 80))
@@ -454,12 +455,12 @@ def flat_region_figure(fit: dict) -> Figure:
     return _tidy(fig, curves)
 
 
-def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
+def batch_ridge_figure(by_batch: pd.DataFrame, tokens: float, lr_exponent: float | None = None) -> Figure:
     """At the checkpoint nearest `tokens`: left, each batch size's best loss relative to the best batch size's,
     for each N; right, each batch size's best lr, with a slope of `lr_exponent` (the pooled fit) drawn through
     each size's points. Hollow markers: the lr optimum is on the grid edge."""
-    t = profile["tokens"].unique()
-    at = profile[np.isclose(profile["tokens"], t[np.argmin(np.abs(np.log(t / tokens)))])]
+    t = by_batch["tokens"].unique()
+    at = by_batch[np.isclose(by_batch["tokens"], t[np.argmin(np.abs(np.log(t / tokens)))])]
     palette = _size_palette(at["n_params"].unique())
     fig, (left, right) = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 3.8))
     for n, g in at.groupby("n_params"):
@@ -492,18 +493,18 @@ def batch_ridge_figure(profile: pd.DataFrame, tokens: float, lr_exponent: float 
     return _tidy(fig, data)
 
 
-def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figure:
+def batch_curvature_figure(by_batch: pd.DataFrame, summary: CurvatureSummary | None) -> Figure:
     """Stage A: at each checkpoint, the loss at each batch size's best lr in % above that checkpoint's minimum
     (the fitted surface's where it converged), the seeds' range as error bars, and the fitted parabola in log B
-    with its B_opt (triangle). `profile` is report.stage_a.seed_profile's table."""
+    with its B_opt (triangle). `by_batch` is report.stage_a.seed_spread's table."""
     surface = (summary or {}).get("surface") or {}
     fitted = {o["tokens"]: o for o in surface.get("optima", [])} if surface.get("converged") else {}
     c_b = (summary or {}).get("curvature_per_doubling2", {}).get("c_b_per_ln2")
-    tokens = sorted(profile["tokens"].unique())
+    tokens = sorted(by_batch["tokens"].unique())
     colours = dict(zip(tokens, sns.color_palette("viridis", len(tokens)), strict=True))
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for t in tokens:
-        g = profile[profile["tokens"] == t].sort_values("batch_samples")
+        g = by_batch[by_batch["tokens"] == t].sort_values("batch_samples")
         clip_tokens = (g["batch_size"] / g["batch_samples"]).iloc[0]
         fit = _nearest(fitted, t)
         floor = np.exp(fit["log_loss"]) if fit else g["loss"].min()
@@ -527,7 +528,7 @@ def batch_curvature_figure(profile: pd.DataFrame, summary: dict | None) -> Figur
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set(xlabel="batch size (clips per step)", ylabel="loss above the checkpoint's minimum (%)")
     ax.legend(title="checkpoint", fontsize=8, ncol=2)
-    return _tidy(fig, profile.copy())
+    return _tidy(fig, by_batch.copy())
 
 
 def _nearest(fitted: dict, tokens: float) -> dict | None:
@@ -616,7 +617,7 @@ def tradeoff_figure(dit: pd.DataFrame, batches: list[float]) -> Figure:
     return _tidy(fig, pd.concat(frames, ignore_index=True))
 
 
-def isoflop_figure(fit: dict) -> Figure:
+def isoflop_figure(fit: FitDocument) -> Figure:
     """The IsoFLOP method on our optima, one panel per FLOP convention: at each compute budget reached by two or
     more sizes, the loss over N (report.isoflop_budgets), the lowest filled, its parabola in log N and vertex
     where one was fitted."""
@@ -654,7 +655,7 @@ def isoflop_figure(fit: dict) -> Figure:
     return _tidy(fig, pd.concat(frames, ignore_index=True))
 
 
-def lr_star_figure(doc: dict, batch_size: float, title: str = "") -> Figure:
+def lr_star_figure(doc: LrLawDocument, batch_size: float, title: str = "") -> Figure:
     """The optimal learning rate at one batch size (an lr_law.json): left, against T for each N; right, against
     N at the first, middle and last checkpoints. Points: each (N, T)'s own vertex (hollow where it lies beyond
     the rates tried); lines: the fitted law, with its 95% bootstrap band over the data's range."""
@@ -696,7 +697,7 @@ def _vertex_points(ax, x, rows: pd.DataFrame, color, label: str) -> None:
     ax.scatter(np.asarray(x)[edge], rows["lr_star"].to_numpy()[edge], facecolor="none", edgecolor=color, zorder=3)
 
 
-def heldout_figure(summary: dict, doc: dict) -> Figure:
+def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     """The held-out model (a learning-rate study's summary.json and its lr_law.json): left, its own lr* against
     T beside the law's prediction with the 95% band (the fitting range of T/N shaded); right, its lr-optimal loss
     beside the loss law's prediction, with the prediction's 95% interval."""

@@ -2,7 +2,7 @@
 recorded once in a CUDA graph and replayed.
 
 On a GPU the models of this study are too small to keep it busy: eagerly, a step is thousands of kernel launches
-that the host issues one by one (28-91 ms per step on an H100 while the GPU computed for ~2 ms). So the part
+that the host issues one by one, and the GPU idles between them (results/benchmarks/gpu_steps.jsonl). So the part
 of a step that does not depend on its number (`update`: loss, gradient, clipping, optimiser) is recorded once
 in a CUDA graph (`StepGraph`) and replayed with one launch; what varies between steps lives in tensors the
 graph reads (the warm-up factor and the members' rates, the batch copied into fixed buffers, the noise drawn
@@ -16,12 +16,12 @@ import dataclasses
 import torch
 
 from replicate.config import TrainConfig
-from replicate.data import ClipStream
-from replicate.diffusion import alphas_cumprod, training_loss
-from replicate.ensemble import MemberAdamW, MemberBuffers, stack
-from replicate.ensemble_reference import EnsembleAdamW
 from replicate.errors import ConfigError
-from replicate.model import VideoDiT
+from replicate.training.data import ClipStream
+from replicate.training.diffusion import alphas_cumprod, training_loss
+from replicate.training.ensemble import MemberAdamW, MemberBuffers, stack
+from replicate.training.ensemble_reference import EnsembleAdamW
+from replicate.training.model import VideoDiT
 
 
 def build_model(cfg: TrainConfig, device: torch.device, backend: str = "auto") -> VideoDiT:
@@ -40,6 +40,19 @@ def check_group(cfgs: list[TrainConfig]) -> TrainConfig:
     if any(dataclasses.replace(c, lr=base.lr, seed=base.seed) != base for c in cfgs):
         raise ConfigError("runs of one ensemble must differ only in learning rate and seed")
     return base
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    return dev
 
 
 Optimizer = MemberAdamW | EnsembleAdamW
@@ -129,7 +142,7 @@ class GroupStepper:
     """What a training step of a group needs: its stacked model (and a plain model of its architecture),
     optimiser, and per seed a noise generator and a clip stream, and the divergence mask. The trainer and the
     step benchmarks share it. Members of one seed share their initialisation, clips and noise. `reference`:
-    the per-member optimiser (replicate.ensemble_reference) instead of the flat one, for tests and benchmarks.
+    the per-member optimiser (replicate.training.ensemble_reference) instead of the flat one, for tests and benchmarks.
     """
 
     def __init__(
@@ -165,13 +178,13 @@ class GroupStepper:
     def seek(self, steps: int) -> None:
         """Point the clip streams at the batch of step `steps` + 1 (clips are pure functions of their index)."""
         self.streams = [
-            ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_size)
+            ClipStream(self.cfg.model.clip, seed, "train", self.device, start=steps * self.cfg.batch_clips)
             for seed in self.seeds
         ]
 
     def next_batches(self) -> list[Batch]:
         """Each seed's next batch."""
-        return [stream.next(self.cfg.batch_size) for stream in self.streams]
+        return [stream.next(self.cfg.batch_clips) for stream in self.streams]
 
     def step(
         self, step: int, batches: list[Batch] | None = None, forward: torch.nn.Module | None = None

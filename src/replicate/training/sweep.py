@@ -2,9 +2,9 @@
 
 A profile (replicate.profile) lists the runs, each one TrainConfig identified by `run_id`, and how they group.
 Runs that differ only in learning rate and seed train together as one ensemble
-(:mod:`replicate.ensemble`) of E = ensemble_rows // batch_size members (seeds outer, learning rates inner):
-ensembles pay where a step is too small to keep the hardware busy (2.2-3.2x for the smallest models at 2-4
-clips per step on one CPU thread, about 1.1x at 16; benchmarks/ensemble.py).
+(:mod:`replicate.training.ensemble`) of E = ensemble_rows // batch_size members (seeds outer, learning rates inner):
+ensembles pay where a step is too small to keep the hardware busy (benchmarks/ensemble.py measures by how much:
+results/benchmarks/ensemble.json).
 
 Only the parent process writes ``runs.csv``, and only whole finished groups, by writing a new file and
 renaming it over the old one, rows in the profile's canonical order: killing a sweep at any moment loses at
@@ -32,14 +32,15 @@ from pathlib import Path
 import torch
 
 from replicate.config import ModelConfig, TrainConfig
-from replicate.diffusion import ValidationSet
 from replicate.errors import ConfigError
 from replicate.profile import Group, Profile
 from replicate.progress import progress_bar
 from replicate.provenance import device_name
-from replicate.runs import STEP_TIMES, RunsTable, measured_step_seconds, run_rows
-from replicate.timing import run_seconds
-from replicate.train import TrainRecord, resolve_device, train_group
+from replicate.runs import RunsTable, TrainRecord, run_rows
+from replicate.training.diffusion import ValidationSet
+from replicate.training.step import resolve_device
+from replicate.training.timing import STEP_TIMES, measured_step_seconds, run_seconds
+from replicate.training.train import train_group
 
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
 PAUSE_AT = 0.9  # groups still training at this fraction of --deadline-s pause (state saved) to end in time
@@ -99,7 +100,7 @@ class Estimator:
     @staticmethod
     def shape(group: Group) -> tuple[ModelConfig, int, int]:
         cfg = group.runs[0].cfg
-        return cfg.model, cfg.batch_size, len(group.runs)
+        return cfg.model, cfg.batch_clips, len(group.runs)
 
     def seconds(self, group: Group) -> float:
         key = self.shape(group)
@@ -196,7 +197,7 @@ def sweep(
     `estimator` (default: calibrated per group shape) predicts each group's seconds; `longest_first` starts
     the longest groups first (a deadline then leaves the short ones, which the next call fits in);
     `on_group(group, records, seconds)` runs after each finished group is in the table; `capture` replays
-    each group's step from a CUDA graph (replicate.step.StepGraph) on a GPU.
+    each group's step from a CUDA graph (replicate.training.step.StepGraph) on a GPU.
     """
     start, start_wall = time.monotonic(), time.time()
     dev = resolve_device(device)
@@ -219,55 +220,103 @@ def sweep(
         )
     finished = table.done()
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
-    n_left = sum(len(g.runs) for g in pending)
     est = estimator or Estimator(lambda group: calibrate(group, str(dev), threads))
-
-    def estimate(group: Group) -> float:
-        return ESTIMATE_MARGIN * est.seconds(group)
-
     if dry_run:
-        total = sum(g.flops() for g in pending)
-        seconds = makespan([est.seconds(g) for g in pending], workers)
-        log(
-            f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
-            f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}"
-        )
-        for line in measured_elsewhere(pending, out.parent / STEP_TIMES, device_name(dev)):
-            log(line)
-        return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
-
+        return _dry_run(profile, pending, est, workers, dev, out.parent / STEP_TIMES, log)
     if longest_first:
         pending.sort(key=est.seconds, reverse=True)
     shutil.copyfile(profile.path, out / "profile.toml")
-    pool = _executor(executor, workers, out, profile)
-    inflight: dict = {}
-    failed = diverged = paused = 0
     stop_at = None if deadline_s is None else start_wall + PAUSE_AT * deadline_s
-
-    def state_file(group: Group) -> Path:
-        return out / "paused" / state_name(group)
-
+    run = _Runner(out, table, est, workers, str(dev), backend, threads, capture, deadline_s, start, stop_at, on_group)
+    pool = _executor(executor, workers, out, profile)
     bar = progress_bar(
         total=round(sum(g.flops() for g in pending)), desc=f"sweep {profile.name}", unit="FLOP", unit_scale=True
     )
-    if getattr(pool, "cluster", None) == "slurm":  # one job array; Slurm schedules it (no deadline there)
-        with pool.batch():
-            jobs = [pool.submit(run_group, g.cfgs, str(dev), backend, 0) for g in pending]
-        inflight = {job: (g, time.monotonic()) for job, g in zip(jobs, pending, strict=True)}
-        pending = []
     try:
+        run.loop(pool, pending, bar)
+    finally:
+        bar.close()
+        if isinstance(pool, ProcessPoolExecutor):
+            pool.shutdown(wait=True, cancel_futures=True)
+    left = sum(len(g.runs) for g in pending)
+    left_seconds = sum(run.estimate(g) for g in pending) if pending else 0.0
+    done = len(table.done() & {r.run_id for r in profile.runs})
+    return SweepResult(done, left, run.failed, run.diverged, left_seconds, run.paused)
+
+
+def _dry_run(
+    profile: Profile,
+    pending: list[Group],
+    est: Estimator,
+    workers: int,
+    dev: torch.device,
+    step_times: Path,
+    log: Callable[[str], None],
+) -> SweepResult:
+    """What the sweep would run: its runs and FLOPs, its time here, and on the devices device runs measured."""
+    n_left = sum(len(g.runs) for g in pending)
+    total = sum(g.flops() for g in pending)
+    seconds = makespan([est.seconds(g) for g in pending], workers)
+    log(
+        f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
+        f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}"
+    )
+    for line in measured_elsewhere(pending, step_times, device_name(dev)):
+        log(line)
+    return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
+
+
+@dataclass
+class _Runner:
+    """A sweep's groups handed to a pool's workers and taken back as they finish: which group starts next under
+    the deadline, and what a finished, paused or failed group leaves in the table and the log."""
+
+    out: Path
+    table: RunsTable
+    est: Estimator
+    workers: int
+    device: str
+    backend: str
+    threads: int
+    capture: bool
+    deadline_s: float | None
+    start: float  # time.monotonic() at the sweep's start
+    stop_at: float | None  # time.time() at which groups still training pause
+    on_group: Callable[[Group, list[TrainRecord], float], None] | None
+    failed: int = 0
+    diverged: int = 0
+    paused: int = 0
+
+    def estimate(self, group: Group) -> float:
+        return ESTIMATE_MARGIN * self.est.seconds(group)
+
+    def state_file(self, group: Group) -> Path:
+        return self.out / "paused" / state_name(group)
+
+    def loop(self, pool, pending: list[Group], bar) -> None:
+        """Start groups while workers are free and the deadline allows, collect them as they finish; `pending`
+        keeps the groups left (a paused one goes back in)."""
+        inflight: dict = {}
+        if getattr(pool, "cluster", None) == "slurm":  # one job array; Slurm schedules it (no deadline there)
+            with pool.batch():
+                jobs = [pool.submit(run_group, g.cfgs, self.device, self.backend, 0) for g in pending]
+            inflight = {job: (g, time.monotonic()) for job, g in zip(jobs, pending, strict=True)}
+            pending.clear()
         while pending or inflight:
-            while len(inflight) < workers and pending and (stop_at is None or time.time() < stop_at):
-                now = time.monotonic() - start
-                fits = [g for g in pending if deadline_s is None or now + estimate(g) <= deadline_s]
-                if not fits and deadline_s is not None and now + MIN_START_S <= PAUSE_AT * deadline_s:
-                    fits = pending[:1]  # too long for this call: it trains until the pause, the next call goes on
-                if not fits:
+            while len(inflight) < self.workers and pending and (self.stop_at is None or time.time() < self.stop_at):
+                group = self.next_group(pending)
+                if group is None:
                     break
-                group = fits[0]
                 pending.remove(group)
                 handle = pool.submit(
-                    run_group, group.cfgs, str(dev), backend, threads, state_file(group), stop_at, capture
+                    run_group,
+                    group.cfgs,
+                    self.device,
+                    self.backend,
+                    self.threads,
+                    self.state_file(group),
+                    self.stop_at,
+                    self.capture,
                 )
                 inflight[handle] = (group, time.monotonic())
             if not inflight:
@@ -278,42 +327,47 @@ def sweep(
                 continue
             for handle in ready:
                 group, t0 = inflight.pop(handle)
-                try:
-                    records = handle.result()
-                except Exception as err:  # a bug or a crashed worker: report it, keep the rest going
-                    failed += 1
-                    bar.write(
-                        f"FAILED {group.runs[0].size} B={group.runs[0].cfg.batch_size}: {type(err).__name__}: {err}"
-                    )
-                    continue
-                if records is None:
-                    paused += 1
-                    pending.append(group)  # counted as left; the next call resumes it from its state file
-                    bar.write(
-                        f"paused {group.runs[0].size} B={group.runs[0].cfg.batch_size} at the deadline "
-                        f"({state_file(group)}); the same command goes on from there"
-                    )
-                    continue
-                bar.update(round(group.flops()))
-                elapsed = time.monotonic() - t0
-                est.finished(group, elapsed)
-                for run, record in zip(group.runs, records, strict=True):
-                    table.add(run.run_id, run_rows(run, record))
-                    diverged += record.diverged
-                    last = record.checkpoints[-1] if record.checkpoints else None
-                    status = "diverged" if record.diverged else f"L = {last.val_loss:.5f}"
-                    bar.write(
-                        f"{run.role} {run.size} B={run.cfg.batch_size} lr={run.cfg.lr:g} seed={run.cfg.seed}: "
-                        f"{status} ({record.wall_s:.1f} s) [{run.run_id}]"
-                    )
-                if on_group is not None:
-                    on_group(group, records, elapsed)
-    finally:
-        bar.close()
-        if isinstance(pool, ProcessPoolExecutor):
-            pool.shutdown(wait=True, cancel_futures=True)
-    left = sum(len(g.runs) for g in pending)
-    left_seconds = sum(estimate(g) for g in pending) if pending else 0.0
-    return SweepResult(
-        len(table.done() & {r.run_id for r in profile.runs}), left, failed, diverged, left_seconds, paused
-    )
+                self.collect(handle, group, t0, pending, bar)
+
+    def next_group(self, pending: list[Group]) -> Group | None:
+        """The first pending group that fits in the time left; where none fits but there is still time to train
+        before the pause, the first (the next call goes on from its state); None otherwise."""
+        deadline = self.deadline_s
+        now = time.monotonic() - self.start
+        fits = [g for g in pending if deadline is None or now + self.estimate(g) <= deadline]
+        if not fits and deadline is not None and now + MIN_START_S <= PAUSE_AT * deadline:
+            fits = pending[:1]
+        return fits[0] if fits else None
+
+    def collect(self, handle, group: Group, t0: float, pending: list[Group], bar) -> None:
+        """A group's worker has returned: its rows into the table, or its pause (back to `pending`) or failure
+        in the log."""
+        first = group.runs[0]
+        try:
+            records = handle.result()
+        except Exception as err:  # a bug or a crashed worker: report it, keep the rest going
+            self.failed += 1
+            bar.write(f"FAILED {first.size} B={first.cfg.batch_clips}: {type(err).__name__}: {err}")
+            return
+        if records is None:
+            self.paused += 1
+            pending.append(group)  # counted as left; the next call resumes it from its state file
+            bar.write(
+                f"paused {first.size} B={first.cfg.batch_clips} at the deadline "
+                f"({self.state_file(group)}); the same command goes on from there"
+            )
+            return
+        bar.update(round(group.flops()))
+        elapsed = time.monotonic() - t0
+        self.est.finished(group, elapsed)
+        for run, record in zip(group.runs, records, strict=True):
+            self.table.add(run.run_id, run_rows(run, record))
+            self.diverged += record.diverged
+            last = record.checkpoints[-1] if record.checkpoints else None
+            status = "diverged" if record.diverged else f"L = {last.val_loss:.5f}"
+            bar.write(
+                f"{run.role} {run.size} B={run.cfg.batch_clips} lr={run.cfg.lr:g} seed={run.cfg.seed}: "
+                f"{status} ({record.wall_s:.1f} s) [{run.run_id}]"
+            )
+        if self.on_group is not None:
+            self.on_group(group, records, elapsed)
