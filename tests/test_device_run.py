@@ -343,7 +343,10 @@ def test_a_call_without_a_commit_carries_the_digest_of_its_source(tmp_path, monk
     unknown = lambda: "unknown"  # noqa: E731 (git_sha's stand-in: no $REPLICATE_GIT_SHA, no .git)
     unknown.cache_clear = lambda: None
     monkeypatch.setattr(device_run_module, "git_sha", unknown)
-    monkeypatch.delenv("REPLICATE_GIT_SHA", raising=False)
+    # set, then unset: monkeypatch records the variable, so the value call_commit writes is undone after the test
+    # (a bare delenv of an unset variable records nothing, and later tests' subprocesses would inherit it)
+    monkeypatch.setenv("REPLICATE_GIT_SHA", "")
+    monkeypatch.delenv("REPLICATE_GIT_SHA")
     sha = call_commit()
     assert sha == f"tree-{tree_digest()}" and os.environ["REPLICATE_GIT_SHA"] == sha  # the workers' rows too
     for name in ("a", "b"):
