@@ -24,3 +24,25 @@ def in_process(monkeypatch):
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def pausing_clock(monkeypatch):
+    """The trainer's pause clock made independent of the machine's speed: every second look at it is past any
+    deadline, so a group with a deadline pauses at the first 16-step boundary after the one it started or resumed
+    at (on a fast machine a tiny group would otherwise finish before a sub-second deadline and never pause)."""
+    import time as clock
+
+    import replicate.training.train as train_module
+
+    class Clock:
+        looks = 0
+        perf_counter = staticmethod(clock.perf_counter)
+        monotonic = staticmethod(clock.monotonic)
+
+        @classmethod
+        def time(cls) -> float:
+            cls.looks += 1
+            return clock.time() + (1e6 if cls.looks % 2 == 0 else 0.0)
+
+    monkeypatch.setattr(train_module, "time", Clock)

@@ -56,7 +56,9 @@ def _no_checks(monkeypatch) -> None:
     monkeypatch.setattr(Checks, "stages", lambda self: [])
 
 
-def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny, monkeypatch, in_process, request):
+def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(
+    tmp_path, tiny, monkeypatch, in_process, pausing_clock, request
+):
     import replicate.training.sweep as sweep_module
 
     # one commit for the reference and the calls, with or without .git (a call takes the source's digest there)
@@ -66,8 +68,8 @@ def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(tmp_path, tiny
     profile = load_profile(str(tiny))
     reference = sweep(profile, tmp_path / "ref", device="cpu", log=lambda msg: None)
     assert reference.left == 0
-    # each call starts one group at once and pauses it 0.45 s in, at its next 16-step boundary: no group seems to
-    # fit, one starts anyway, and the device checks (the next test's) take no time here
+    # each call starts a group at once (no group seems to fit, one starts anyway, and the device checks, the next
+    # test's, take no time here) and pauses it at its next 16-step boundary (pausing_clock)
     monkeypatch.setattr(sweep_module, "MIN_START_S", 0.0)
     monkeypatch.setattr(sweep_module.Estimator, "seconds", lambda self, group: 1e6)
     _no_checks(monkeypatch)

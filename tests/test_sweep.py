@@ -321,7 +321,7 @@ def test_submitit_local_executor_gives_the_same_table(tmp_path, small_reference)
 
 
 def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(
-    tmp_path, monkeypatch, small_reference, in_process
+    tmp_path, monkeypatch, small_reference, in_process, pausing_clock
 ):
     import replicate.training.sweep as sweep_module
 
