@@ -34,7 +34,7 @@ DIT_SIZES = {
     for name, (w, d, h) in (("nano", (32, 2, 2)), ("w48d2", (48, 2, 3)), ("w64d3", (64, 3, 4)))
 }
 DIT_CHECKPOINTS = (65536, 262144, 1048576)  # training tokens at which the noise scale is measured
-DIT_RUN = {"batch_size": 4, "lr": 0.002}  # AdamW settings of the runs measured: near the study's optima
+DIT_RUN = {"batch_clips": 4, "lr": 0.002}  # AdamW settings of the runs measured: near the study's optima
 
 
 def _noise_dict(ns) -> dict:
