@@ -202,8 +202,11 @@ def device_window(results: str | Path = RESULTS) -> str:
             "One call is prepared for it:",
             "",
             "```bash",
-            'PYTHONPATH=src REPLICATE_GIT_SHA=<commit> python3 -m replicate device-run --out "$OUT"  # there',
-            "python -m replicate ingest DIR  # here, on the files it returned",
+            "# there, in the copied tree (no .git: the commit is passed)",
+            "PYTHONPATH=src REPLICATE_GIT_SHA=<commit> \\",
+            '  python3 -m replicate device-run --out "$OUT"',
+            "# here, on the files it returned",
+            "python -m replicate ingest DIR",
             "```",
             "",
             "It runs its stages in order, each in a time box cut from the call's deadline (480 s), a stage that "
