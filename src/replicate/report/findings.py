@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,10 @@ def lr_law_claim(lr_law: LrLawDocument) -> tuple[str, str]:
         numbers.append(f"lr* ~ {label}^{measured['value']:.3f} {fmt_ci(measured['ci95'])} (paper-implied {paper:.3f})")
     ridge = lr_law["ridge"]
     numbers.append(f"ridge r = {ridge['value']:.2f} {fmt_ci(ridge['ci95'], 2)}")
-    return "; ".join(words), ", ".join(numbers) + " at fixed B"
+    groups = f"{lr_law['fit']['clusters']} training groups"
+    runs = (lr_law.get("source") or {}).get("runs")
+    where = f"{Path(runs).parent}, {groups}" if runs else groups
+    return "; ".join(words), ", ".join(numbers) + f" at fixed B ({where})"
 
 
 def claim_verdicts(
