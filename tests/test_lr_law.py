@@ -140,3 +140,21 @@ def test_the_cli_writes_lr_law_json_and_refuses_a_table_without_rates(tmp_path):
     pd.DataFrame({"n_params": [1e5], "tokens": [1e6], "val_loss": [0.1]}).to_csv(table, index=False)
     bad = subprocess.run(cmd, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "batch_size and lr" in bad.stderr
+
+
+def test_studies_that_disagree_on_an_exponent_are_named_with_their_intervals():
+    from replicate.report.lr_law import agreement_lines
+
+    def doc(tokens: tuple, params: tuple | None) -> dict:
+        def est(v):
+            return None if v is None else {"value": v[0], "ci95": [v[1], v[2]]}
+
+        implied = {"lr_exponent_tokens": {"value": -0.5}, "lr_exponent_params": {"value": -0.27}}
+        return {"lr_exponent_tokens": est(tokens), "lr_exponent_params": est(params), "paper_implied": implied}
+
+    same = {"a": doc((-0.2, -0.25, -0.15), (-0.3, -0.35, -0.25)), "b": doc((-0.2, -0.3, -0.1), None)}
+    assert agreement_lines(same) == []  # both exclude -0.5 in T; only one study measures N
+    split = {"a": doc((-0.2, -0.25, -0.15), (-0.23, -0.25, -0.21)), "b": doc((-0.2, -0.3, -0.1), (-0.3, -0.35, -0.26))}
+    (line,) = agreement_lines(split)
+    assert line.startswith("The studies disagree on e_N") and "do not overlap" in line and "a's" in line
+    assert "-0.230 [-0.25, -0.21]" in line and "agrees" in line and "excludes" in line

@@ -42,6 +42,32 @@ def lr_law_table(docs: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def agreement_lines(docs: dict[str, dict]) -> list[str]:
+    """Where the studies' verdicts on an exponent differ, a line that says so with each study's interval and
+    whether the intervals overlap; the first study (the headline) decides the book's verdict."""
+    lines = []
+    for key, label in (("tokens", "T"), ("params", "N")):
+        found = {
+            name: (doc[f"lr_exponent_{key}"], doc["paper_implied"][f"lr_exponent_{key}"]["value"])
+            for name, doc in docs.items()
+            if doc[f"lr_exponent_{key}"] is not None
+        }
+        words = {name: verdict(m["value"], m["ci95"], paper) for name, (m, paper) in found.items()}
+        if len(set(words.values())) < 2:
+            continue
+        each = "; ".join(
+            f"{name}: {m['value']:+.3f} {fmt_ci(m['ci95'])} against {paper:+.3f}, {words[name]}"
+            for name, (m, paper) in found.items()
+        )
+        lows, highs = zip(*(m["ci95"] for m, _ in found.values()), strict=True)
+        overlap = "overlap" if max(lows) <= min(highs) else "do not overlap"
+        lines.append(
+            f"The studies disagree on e_{label} ({each}); their intervals {overlap}. The verdict in the box "
+            f"above is {next(iter(docs))}'s."
+        )
+    return lines
+
+
 def ridge_table(doc: LrLawDocument) -> pd.DataFrame:
     """The lr-B ridge r per model size (the slope of ln lr* in ln B at fixed (N, T))."""
     return pd.DataFrame(
