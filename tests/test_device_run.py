@@ -82,7 +82,10 @@ def test_device_calls_in_chunks_ingest_to_the_uninterrupted_table(
         manifest = json.loads((out / "manifest.json").read_text())
         assert len(files) <= MAX_FILES and set(FIXED_FILES) <= set(files) and sorted(manifest["files"]) == files
         assert manifest["runs_added"] == result.runs_added == len({r["run_id"] for r in _table(out / "runs.csv")})
-        assert all(row["kind"] == "group" and row["step_ms"] > 0 and row["git_sha"] for row in _bench(out))
+        # a call that finishes its training early measures steps with the time left ("step" rows)
+        bench = _bench(out)
+        assert {row["kind"] for row in bench} <= {"group", "step"}, bench
+        assert all(row["step_ms"] > 0 and row["git_sha"] for row in bench if row["kind"] == "group")
         paused += len(manifest["paused"])
         ingest(out, results)  # the paused states move out of this folder into results/tiny/paused
         if manifest["complete"]:
