@@ -127,6 +127,7 @@ else:
 # %% tags=["hide-input"]
 if summary is not None and summary.get("batch_gap"):
     display(report.table(lr_law.batch_gap_table(summary)))
+    display(Markdown(lr_law.batch_gap_sentence(summary)))
 
 # %% [markdown]
 # ## Stage L's design

@@ -123,6 +123,20 @@ def test_the_held_out_model_is_predicted_by_the_law_and_by_the_loss_law_at_the_o
     assert summary["ridge_spread"] < 0.1
 
 
+def test_the_batch_gap_sentence_counts_cells_by_their_intervals():
+    from replicate.report.lr_law import batch_gap_sentence
+
+    def gap(n: float, t: float, value: float, half: float) -> dict:
+        return {"n_params": n, "tokens": t, "value": value, "ci95": [value - half, value + half]}
+
+    gaps = [gap(1e4, 1e6, 0.012, 0.002), gap(1e5, 1e6, 0.010, 0.002), gap(1e4, 4e6, 0.001, 0.002),
+            gap(1e5, 4e6, -0.004, 0.001)]  # fmt: skip
+    sentence = batch_gap_sentence({"batch_gap": gaps})
+    assert "higher at 2 of 4 (N, T)" in sentence and "lower at 1" in sentence and "not told apart at 1" in sentence
+    assert "+1.10% at T = 1.00M tokens and -0.15% at T = 4.00M" in sentence
+    assert batch_gap_sentence({"batch_gap": []}).startswith("No (N, T)")
+
+
 def test_the_cli_writes_lr_law_json_and_refuses_a_table_without_rates(tmp_path):
     table = tmp_path / "runs.csv"
     planted(sizes=(25_000, 150_000)).to_csv(table, index=False)

@@ -178,6 +178,23 @@ def batch_gap_table(summary: HeldoutSummary) -> pd.DataFrame:
     return table
 
 
+def batch_gap_sentence(summary: HeldoutSummary) -> str:
+    """What the batch-gap table says, from its 95% intervals: at how many (N, T) the larger batch costs loss
+    (interval above zero), gains (below) or cannot be told apart, and how the median over sizes moves with T."""
+    gaps = pd.DataFrame(summary.get("batch_gap") or [])
+    if gaps.empty:
+        return "No (N, T) was trained at two batch sizes."
+    lo, hi = np.array([c[0] for c in gaps["ci95"]]), np.array([c[1] for c in gaps["ci95"]])
+    costs, gains = int((lo > 0).sum()), int((hi < 0).sum())
+    by_t = gaps.groupby("tokens")["value"].median()
+    return (
+        f"The larger batch's lr-optimal loss is higher at {costs} of {len(gaps)} (N, T) (95% interval above zero), "
+        f"lower at {gains}, and not told apart at {len(gaps) - costs - gains}. Its median over the sizes is "
+        f"{100 * by_t.iloc[0]:+.2f}% at T = {by_t.index[0] / 1e6:.2f}M tokens and {100 * by_t.iloc[-1]:+.2f}% at "
+        f"T = {by_t.index[-1] / 1e6:.2f}M."
+    )
+
+
 def law_band(doc: LrLawDocument, batch_size: float, n_params: np.ndarray, tokens: np.ndarray) -> tuple:
     """The law's ln lr* at (N, T) pairs for a batch size of the grid, and the 2.5 and 97.5 percentiles over the
     bootstrap samples: (lr*, lower, upper), arrays."""
