@@ -111,7 +111,8 @@ if headline is not None:
 
 # %% tags=["hide-input"]
 if summary is None or not summary.get("heldout"):
-    display(Markdown(f"**No held-out results yet** (`{STAGE_L_DIR}/summary.json`)."))
+    stage_l = report.load_study(STAGE_L)
+    display(Markdown(lr_law.heldout_pending(report.study_profile(STAGE_L), stage_l.runs if stage_l else None)))
 else:
     figures.show(figures.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
     display(report.table(lr_law.heldout_table(summary)))

@@ -172,3 +172,19 @@ def test_studies_that_disagree_on_an_exponent_are_named_with_their_intervals():
     (line,) = agreement_lines(split)
     assert line.startswith("The studies disagree on e_N") and "do not overlap" in line and "a's" in line
     assert "-0.230 [-0.25, -0.21]" in line and "agrees" in line and "excludes" in line
+
+
+def test_stage_l_progress_counts_the_held_out_runs_apart():
+    from replicate.profile import load_profile
+    from replicate.report.lr_law import heldout_pending, progress_sentence, trained
+
+    profile = load_profile("stage_l")
+    fit = [r.run_id for r in profile.runs if r.role == "fit"]
+    held = [r.run_id for r in profile.runs if r.role == "holdout"]
+    runs = pd.DataFrame({"run_id": [*fit, held[0], held[0], "not-in-the-profile"]})  # two checkpoints of one run
+    assert trained(profile, runs) == (len(fit) + 1, len(profile.runs))
+    assert trained(profile, runs, "holdout") == (1, len(held))
+    assert progress_sentence(profile, runs).startswith(f"{len(fit) + 1} of {len(profile.runs)} runs trained")
+    assert f"the held-out model has trained 1 of its {len(held)} runs" in heldout_pending(profile, runs)
+    assert f"0 of its {len(held)} runs" in heldout_pending(profile, None)
+    assert "has not been trained" in heldout_pending(None, None)

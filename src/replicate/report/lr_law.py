@@ -212,7 +212,27 @@ def law_band(doc: LrLawDocument, batch_size: float, n_params: np.ndarray, tokens
     return np.exp(centre), np.exp(lo), np.exp(hi)
 
 
+def trained(profile: Profile, runs: pd.DataFrame | None, role: str | None = None) -> tuple[int, int]:
+    """(runs trained, runs in the profile) of a profile, or of its runs of one role (`fit` or `holdout`), from its
+    runs.csv `runs` (None before any)."""
+    wanted = {r.run_id for r in profile.runs if role is None or r.role == role}
+    done = set() if runs is None else set(runs["run_id"])
+    return len(wanted & done), len(wanted)
+
+
 def progress_sentence(profile: Profile, runs: pd.DataFrame | None) -> str:
     """How much of Stage L's profile has trained (its runs.csv `runs`, None before any), and its design note."""
-    done = 0 if runs is None else runs["run_id"].nunique()
-    return f"{done} of {len(profile.runs)} runs trained. " + " ".join(profile.design.split())
+    (done, total), (held, held_total) = trained(profile, runs), trained(profile, runs, "holdout")
+    return f"{done} of {total} runs trained (the held-out model's: {held} of {held_total}). " + " ".join(
+        profile.design.split()
+    )
+
+
+def heldout_pending(profile: Profile | None, runs: pd.DataFrame | None) -> str:
+    """Why a learning-rate study has no held-out results yet: how far its held-out model has trained."""
+    if profile is None:
+        return "**No held-out results yet**: this study has not been trained."
+    held, total = trained(profile, runs, "holdout")
+    if total == 0:
+        return "**No held-out model** in this study's profile."
+    return f"**No held-out results yet**: the held-out model has trained {held} of its {total} runs."
