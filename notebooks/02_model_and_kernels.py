@@ -97,9 +97,10 @@ display(report.error_table(accuracy_rows()))
 # %% tags=["hide-input"]
 speed = report.load_kernel_benchmark()
 if speed is not None:
-    display(report.table(report.kernel_speed_table(speed), digits=3))
-    display(Markdown(report.kernel_speed_sentence(speed, kernels.TRITON_FASTER)))
-    display(Markdown(report.kernel_shapes_sentence(speed, sizes)))
+    for rows in report.kernel_benchmarks_by_device(speed):
+        display(report.table(report.kernel_speed_table(rows), digits=3))
+        display(Markdown(report.kernel_speed_sentence(rows, kernels.TRITON_FASTER)))
+        display(Markdown(report.kernel_shapes_sentence(rows, sizes)))
 else:
     display(Markdown("**Not measured yet.** Run `python benchmarks/kernels.py` on a GPU to fill this table."))
 

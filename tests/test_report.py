@@ -387,3 +387,22 @@ def test_the_chapters_prologue_says_what_is_missing_and_how_to_make_it(tmp_path,
         f"**No sweep results in `{tmp_path / 'none'}` yet.** Run `make book PROFILE=smoke`.",
         f"**No fit in `{tmp_path}` yet.** Run `make book PROFILE=smoke`.",
     ]
+
+
+def test_kernel_speed_is_told_device_by_device_and_never_averages_dtypes():
+    one = pd.read_csv(Path(__file__).resolve().parents[1] / "results/benchmarks/kernels.csv")
+    other = one.assign(device="another GPU", ms=one["ms"] / 2)
+    both = pd.concat([one, other], ignore_index=True)
+    with pytest.raises(ValueError, match="several devices"):
+        report.kernel_speed_table(both)
+    split = report.kernel_benchmarks_by_device(both)
+    assert [rows["device"].unique().tolist() for rows in split] == [[one["device"].iloc[0]], ["another GPU"]]
+    tables = [report.kernel_speed_table(rows) for rows in split]
+    assert tables[1]["baseline ms"].to_numpy() == pytest.approx(tables[0]["baseline ms"].to_numpy() / 2)
+    assert "another GPU" in report.kernel_speed_sentence(split[1], frozenset())
+    # the same op, shape and backend in two dtypes: a row each, not their mean
+    fp32 = one.assign(dtype="fp32", ms=one["ms"] * 3)
+    table = report.kernel_speed_table(pd.concat([one, fp32], ignore_index=True))
+    assert len(table) == 2 * len(report.kernel_speed_table(one)) and set(table["dtype"]) >= {"fp32"}
+    base = report.kernel_speed_table(one)["baseline ms"].to_numpy()
+    assert table.loc[table["dtype"] == "fp32", "baseline ms"].to_numpy() == pytest.approx(3 * base)

@@ -196,6 +196,12 @@ def load_kernel_benchmark(path: str | Path = KERNEL_BENCHMARK) -> pd.DataFrame |
     return pd.read_csv(path) if path.is_file() else None
 
 
+def kernel_benchmarks_by_device(speed: pd.DataFrame) -> list[pd.DataFrame]:
+    """The kernel benchmark's rows device by device, in the order the table first names them: ingest keeps each
+    device's rows, so one table can hold several GPUs, and a speed-up is only a speed-up on one of them."""
+    return [rows for _, rows in speed.groupby("device", sort=False)]
+
+
 def throughput_table(path: str | Path = THROUGHPUT) -> pd.DataFrame | None:
     """benchmarks/train_throughput.py's rows: per model, the training and the clip generator's tokens per second;
     None where it has not run."""
@@ -260,17 +266,21 @@ def kernel_speed_table(speed: pd.DataFrame) -> pd.DataFrame:
     """benchmarks/kernels.py's CSV (or a device run's kernel rows), one row per op and shape: the baseline's
     milliseconds forward + backward (eager PyTorch; for the captured training step, the step with PyTorch's ops),
     the speed-up over it of torch.compile and of our Triton kernels ("x", above 1: faster), and Triton's over
-    the faster of eager and compile where both were timed (BEST_OF, the kernels issue's acceptance ratio)."""
-    wide = speed.pivot_table(index=["op", "shape"], columns="backend", values="ms", sort=False)
+    the faster of eager and compile where both were timed (BEST_OF, the kernels issue's acceptance ratio).
+    One device's rows (kernel_benchmarks_by_device); a dtype column where an op and shape were timed in several."""
+    if "device" in speed and speed["device"].nunique() > 1:
+        raise ValueError("the kernel table holds several devices: pass one device's rows (kernel_benchmarks_by_device)")
+    index = ["op", "shape"]
+    if "dtype" in speed and speed.duplicated(["op", "shape", "backend"]).any():
+        index.append("dtype")  # never an average over dtypes
+    wide = speed.pivot_table(index=index, columns="backend", values="ms", sort=False)
     nan = pd.Series(float("nan"), index=wide.index)
     base = wide.get("eager", nan).fillna(wide.get("torch", nan))
-    out = pd.DataFrame(
-        {
-            "op": [OP_LABELS.get(o, o) for o, _ in wide.index],
-            "shape": [s for _, s in wide.index],
-            "baseline ms": base.to_numpy(),
-        }
-    )
+    keys = wide.index.to_frame(index=False)
+    out = pd.DataFrame({"op": [OP_LABELS.get(o, o) for o in keys["op"]], "shape": keys["shape"].to_numpy()})
+    if "dtype" in keys:
+        out["dtype"] = keys["dtype"].to_numpy()
+    out["baseline ms"] = base.to_numpy()
     for backend in ("compile", "triton"):
         if backend in wide:
             out[f"{backend} x"] = (base / wide[backend]).to_numpy()
