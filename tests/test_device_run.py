@@ -479,3 +479,18 @@ def test_the_kernel_stage_writes_what_it_measured_however_it_ends(tmp_path, monk
     bench = _bench(tmp_path)
     assert [r["kind"] for r in bench] == ["kernel", "autotune", "kernel_benchmark"]
     assert bench[-1]["complete"] is False and bench[0]["git_sha"] == "abc"
+
+
+@pytest.mark.parametrize("verdict", ["ok", "failed", "partial"])
+def test_backend_auto_trains_with_torch_unless_the_preflight_verified_the_triton_ops(
+    tmp_path, one, monkeypatch, verdict
+):
+    import replicate.device.preflight as preflight_module
+
+    monkeypatch.setattr(preflight_module, "triton_ops_check", lambda *args: {"status": verdict, "bad": []})
+    out = tmp_path / "out"
+    device_run(out, profile=str(one), measure=str(one), results=tmp_path / "results", deadline_s=600.0, device="cpu")
+    bench = _bench(out)
+    trained = {r["backend"] for r in bench if r["kind"] == "group"}
+    assert trained == ({"auto"} if verdict == "ok" else {"torch"})
+    assert (f"not verified ({verdict})" in (out / "device_run.log").read_text()) == (verdict != "ok")

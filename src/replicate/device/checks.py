@@ -263,8 +263,16 @@ class Checks:
         from replicate.device.preflight import preflight
 
         def first(deadline: float) -> str:
-            groups = [g.cfgs for g in self.prof.bench_groups()]
-            return preflight(groups, self.dev, deadline, lambda row: self.line("preflight", **row))
+            groups, rows = [g.cfgs for g in self.prof.bench_groups()], {}
+
+            def emit(row: dict) -> None:
+                rows[row["check"]] = row
+                self.line("preflight", **row)
+
+            try:
+                return preflight(groups, self.dev, deadline, emit)
+            finally:
+                self.gate_triton(rows.get("triton_ops", {}).get("status", "not run"))
 
         stages = [
             Stage("preflight", SHARES["preflight"], first),
@@ -275,6 +283,13 @@ class Checks:
         if self.dev.type == "cuda":  # the Triton kernels run on a GPU (the CPU's interpreter is no timing)
             stages.append(Stage("kernels", SHARES["kernels"], self.check_kernels))
         return stages
+
+    def gate_triton(self, status: str) -> None:
+        """Backend "auto" trains with PyTorch's ops unless the preflight verified every Triton op against its
+        reference (status "ok"): a kernel that is wrong, or was not checked in time, must not train the study."""
+        if self.backend == "auto" and status != "ok":
+            self.backend = "torch"
+            print(f"preflight: the Triton ops are not verified ({status}): backend auto trains with PyTorch's ops")
 
     def check_capture(self, deadline: float) -> str:
         """The captured step against the eager one on the smallest group; `capture` only once they agree."""

@@ -162,13 +162,13 @@ def _copy_rows(call: Call, prof: Profile, work: Path, before: set[str]) -> None:
 
 def _train_stage(call: Call, checks: Checks, prof: Profile, work: Path, before: set[str], workers: int | None) -> Stage:
     """Training the study's pending groups until the stage's deadline; each finished group's rows into OUT."""
-    dev, backend = checks.dev, checks.backend
+    dev = checks.dev  # the backend is read when training starts: the preflight may have changed it
 
     def on_group(group: Group, records: list[TrainRecord], elapsed: float) -> None:
         steps, train_s = group.runs[0].cfg.steps, records[0].wall_s
         row = {"kind": "group", "profile": prof.name, **group_shape(group), "steps": steps}
         row.update(train_s=round(train_s, 3), elapsed_s=round(elapsed, 3), step_ms=round(1e3 * train_s / steps, 4))
-        row.update(group_steps_per_s=round(steps / train_s, 1), backend=backend, capture=checks.graphs)
+        row.update(group_steps_per_s=round(steps / train_s, 1), backend=checks.backend, capture=checks.graphs)
         bench_line(call.out, {**row, **checks.env})
         _copy_rows(call, prof, work, before)
         call.write_manifest("running", "train")
@@ -178,6 +178,7 @@ def _train_stage(call: Call, checks: Checks, prof: Profile, work: Path, before: 
         pending = [g for g in prof.groups if not all(r.run_id in done for r in g.runs)]
         if not pending:
             return f"nothing to train: {prof.name} holds all {len(prof.runs)} runs"
+        backend = checks.backend
         threads = max(1, len(os.sched_getaffinity(0)) // (workers or prof.workers)) if dev.type == "cpu" else 0
         est = Estimator(lambda group: calibrate(group, str(dev), threads, capture=checks.capture))
         measured = measured_step_seconds(checks.results / STEP_TIMES, device_name(dev), backend)
