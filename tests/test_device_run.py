@@ -120,6 +120,7 @@ def test_a_call_runs_every_stage_and_ingest_stops_on_rows_that_contradict_the_ta
     assert list(preflight) == ["env", "graph_rng", "triton_ops", "bench_api"]
     assert all(r["status"] == "ok" for r in preflight.values()), preflight
     assert len(preflight["triton_ops"]["errors"]) == 5  # every op of the catalog, against the reference
+    assert {r["backend"] for r in bench if r["kind"] == "group"} == {"auto"}  # verified: auto may take Triton
     checks = {r["kind"]: r for r in bench if r["kind"].endswith("_check")}
     assert [r["groups"] for r in checks["stream_check"]["rows"]] == [1, 2, 4, 8]
     assert all(r["round_ms"] > 0 for r in checks["stream_check"]["rows"])
@@ -219,6 +220,8 @@ def test_a_capture_failure_is_recorded_and_the_other_checks_and_training_go_on_e
     assert "not permitted" in next(r for r in bench if r["kind"] == "capture_check")["error"]
     later = [r for r in bench if r["kind"] in ("precision_check", "stream_check", "group")]
     assert len(later) == 3 and not any(r["capture"] for r in later)
+    # this preflight verified no Triton op: backend auto trained with PyTorch's ops
+    assert [r["backend"] for r in later if r["kind"] == "group"] == ["torch"]
     assert "Traceback" in (out / "device_run.log").read_text()  # stderr is in the log
     cli = _cli(
         "device-run", "--profile", str(one), "--out", str(tmp_path / "cli"), "--device", "cpu", "--deadline-s", "1"
@@ -481,16 +484,12 @@ def test_the_kernel_stage_writes_what_it_measured_however_it_ends(tmp_path, monk
     assert bench[-1]["complete"] is False and bench[0]["git_sha"] == "abc"
 
 
-@pytest.mark.parametrize("verdict", ["ok", "failed", "partial"])
-def test_backend_auto_trains_with_torch_unless_the_preflight_verified_the_triton_ops(
-    tmp_path, one, monkeypatch, verdict
-):
-    import replicate.device.preflight as preflight_module
-
-    monkeypatch.setattr(preflight_module, "triton_ops_check", lambda *args: {"status": verdict, "bad": []})
-    out = tmp_path / "out"
-    device_run(out, profile=str(one), measure=str(one), results=tmp_path / "results", deadline_s=600.0, device="cpu")
-    bench = _bench(out)
-    trained = {r["backend"] for r in bench if r["kind"] == "group"}
-    assert trained == ({"auto"} if verdict == "ok" else {"torch"})
-    assert (f"not verified ({verdict})" in (out / "device_run.log").read_text()) == (verdict != "ok")
+def test_backend_auto_keeps_the_triton_ops_only_where_the_preflight_verified_them(tmp_path, one, capsys):
+    """Checks.gate_triton on the preflight's triton_ops status (a call's end to end: the capture-failure test,
+    whose preflight verifies nothing, trains with PyTorch's ops; the whole-call test keeps auto)."""
+    for status, backend, kept in (("ok", "auto", "auto"), ("failed", "auto", "torch"), ("partial", "auto", "torch"),
+                                  ("not run", "auto", "torch"), ("failed", "triton", "triton")):  # fmt: skip
+        checks = Checks(load_profile(str(one)), tmp_path, torch.device("cpu"), backend, {}, tmp_path)
+        checks.gate_triton(status)
+        assert checks.backend == kept, (status, backend)
+        assert (f"not verified ({status})" in capsys.readouterr().out) == (kept != backend)
