@@ -134,9 +134,9 @@ class Call:
         self.manifest: dict = {}
         self.log: TextIO | None = None
 
-    def left(self) -> float:
-        """Seconds left for stages (the reserve kept)."""
-        return self.end - self.reserve - time.monotonic()
+    def left(self, now: float | None = None) -> float:
+        """Seconds left for stages (the reserve kept) at time.monotonic() `now` (default: now)."""
+        return self.end - self.reserve - (time.monotonic() if now is None else now)
 
     @contextlib.contextmanager
     def opened(self) -> Iterator[None]:
@@ -169,13 +169,15 @@ class Call:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    def box(self, share: float | None) -> float:
-        """The time box of a stage that starts now."""
-        return self.left() if share is None else min(share * self.deadline_s, self.left())
+    def box(self, share: float | None, start: float) -> float:
+        """The time box of a stage that starts at time.monotonic() `start`."""
+        left = self.left(start)
+        return left if share is None else min(share * self.deadline_s, left)
 
     def run(self, stage: Stage) -> dict:
         """Run one stage in its box (see the module docstring); its record, also in the manifest."""
-        box, t0 = self.box(stage.share), time.monotonic()
+        t0 = time.monotonic()
+        box = self.box(stage.share, t0)  # from the same clock reading: the last stage ends at the reserve exactly
         record = {"stage": stage.name, "box_s": round(max(box, 0.0), 1)}
         if box < MIN_BOX_S:
             return self._record({**record, "status": "skipped", "seconds": 0.0, "summary": "no time left"})
