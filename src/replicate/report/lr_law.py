@@ -223,9 +223,8 @@ def trained(profile: Profile, runs: pd.DataFrame | None, role: str | None = None
 def progress_sentence(profile: Profile, runs: pd.DataFrame | None) -> str:
     """How much of Stage L's profile has trained (its runs.csv `runs`, None before any), and its design note."""
     (done, total), (held, held_total) = trained(profile, runs), trained(profile, runs, "holdout")
-    return f"{done} of {total} runs trained (the held-out model's: {held} of {held_total}). " + " ".join(
-        profile.design.split()
-    )
+    held_out = f" (the held-out model's: {held} of {held_total})" if held_total else ""
+    return f"{done} of {total} runs trained{held_out}. " + " ".join(profile.design.split())
 
 
 def heldout_pending(profile: Profile | None, runs: pd.DataFrame | None) -> str:
