@@ -123,6 +123,36 @@ def test_the_held_out_model_is_predicted_by_the_law_and_by_the_loss_law_at_the_o
     assert summary["ridge_spread"] < 0.1
 
 
+def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_axis():
+    import copy
+
+    from replicate.fit.heldout import heldout_summary
+    from replicate.report.figures import heldout_figure
+    from replicate.report.lr_law import heldout_lines
+
+    lr_doc, summary = heldout_summary(planted(holdout=600_000), bootstrap=20)
+    lr_line, loss_line = heldout_lines(summary)
+    assert lr_line.endswith("within the goal of x1.25.") and "over 3 checkpoints" in lr_line
+    assert "within the goal of 1%" in loss_line
+    fig = heldout_figure(summary, lr_doc)
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
+
+    def with_errors(*errors: tuple[float, float, float]) -> dict:
+        changed = copy.deepcopy(summary)
+        changed["heldout_loss_error"] = [{"tokens": 0.0, "value": v, "ci95": [lo, hi]} for v, lo, hi in errors]
+        return changed
+
+    # a point inside the goal whose interval crosses it is not called within; a wholly outside one is outside
+    crossing = heldout_lines(with_errors((-0.008, -0.012, -0.005), (-0.002, -0.004, 0.0)))[1]
+    assert "-0.80% [-1.20%, -0.50%] at worst over 2 checkpoints" in crossing and "not decided" in crossing
+    assert "below the measured loss at every one" in crossing
+    outside = heldout_lines(with_errors((0.02, 0.015, 0.025), (-0.002, -0.004, 0.0)))[1]
+    assert "outside the goal of 1%" in outside and "at every one" not in outside
+    ratios = copy.deepcopy(summary)
+    ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
+    assert heldout_lines(ratios)[0].endswith("outside the goal of x1.25.")
+
+
 def test_the_batch_gap_sentence_counts_cells_by_their_intervals():
     from replicate.report.lr_law import batch_gap_sentence
 
