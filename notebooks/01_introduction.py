@@ -50,12 +50,14 @@ display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE
 #
 # One line per claim, with the one number that decides it (`replicate.report.claim_verdicts`, from the fit,
 # from Stage A's measurement of the loss's curvature along $B$, {doc}`06b_stage_a`, and for Eq. 13 from the
-# learning-rate law at a fixed batch size, `replicate lrlaw`).
+# learning-rate law at a fixed batch size, `replicate lrlaw`, whose Stage L also tests the loss law's prediction on a
+# held-out model).
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
     stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
-    display(report.table(report.claim_verdicts(study.fit, stage_a, report.load_lr_law(RESULTS_DIR))))
+    lr_law, heldout = report.load_lr_law(RESULTS_DIR), report.load_heldout()
+    display(report.table(report.claim_verdicts(study.fit, stage_a, lr_law, heldout)))
 
 # %% [markdown]
 # ## Every headline result against the paper

@@ -70,6 +70,9 @@ if fit is not None:
     if fit.get("holdout"):
         display(report.table(report.holdout_table(fit)))
         display(Markdown(loss_law.holdout_sentence(fit)))
+    if (stage_l := report.load_heldout()) is not None:
+        word, decides = report.heldout_claim(stage_l, report.worst_holdout_error(fit))
+        display(Markdown(f"Stage L's held-out model ({{doc}}`06c_lr_law`) tests the same claim: {word}, {decides}."))
 
 # %% [markdown]
 # ## What the law stands on

@@ -271,6 +271,28 @@ def test_claim_verdicts_come_from_the_fit(fit):
     assert report.claim_verdicts(unbracketed).loc[3, "verdict"].startswith("not measured here (no budget")
 
 
+def test_the_loss_law_claim_is_decided_by_stage_l_held_out_model_where_it_has_trained(fit):
+    _, result = fit
+
+    def summary(*errors: tuple[float, float, float]) -> dict:
+        checks = [{"tokens": 1e6, "value": v, "ci95": [lo, hi]} for v, lo, hi in errors]
+        return {"heldout": {"n_params": 1_186_560}, "heldout_loss_error": checks, "goals": {"heldout_loss_error": 0.01}}
+
+    row = report.claim_verdicts(result, heldout=summary((-0.0068, -0.0092, -0.0052), (-0.002, -0.005, -0.001))).loc[2]
+    assert row["verdict"] == "holds at 1%; excludes the paper's 0.15% (Stage L)"
+    assert row["deciding number"].startswith("worst held-out error -0.68% [-0.92, -0.52]% (Stage L, N = 1,186,560, 2")
+    worst = report.worst_holdout_error(result)
+    assert f"the study's held-out model: {100 * worst:.1f}%" in row["deciding number"]
+    tight = report.claim_verdicts(result, heldout=summary((0.001, 0.0005, 0.0014))).loc[2, "verdict"]
+    assert tight == "holds at the paper's 0.15% (Stage L)"
+    crossing = report.claim_verdicts(result, heldout=summary((0.008, 0.005, 0.012))).loc[2, "verdict"]
+    assert crossing == "not decided at 1% (Stage L)"
+    assert report.claim_verdicts(result, heldout=summary((0.03, 0.02, 0.04))).loc[2, "verdict"].startswith("does not")
+    # Stage L without its held-out model yet: the study's own held-out model decides, as before
+    untrained = {"heldout": None, "heldout_loss_error": [], "goals": {"heldout_loss_error": 0.01}}
+    assert report.claim_verdicts(result, heldout=untrained).equals(report.claim_verdicts(result))
+
+
 def test_the_study_models_and_clips_are_the_profiles():
     from replicate.profile import load_profile
 

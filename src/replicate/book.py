@@ -44,6 +44,7 @@ def readme_findings(
     theory_dir: str | Path = "results/theory",
     stage_a_dir: str | Path = "results/stage_a",
     public_dir: str | Path = "results/public",
+    stage_l_dir: str | Path = "results/stage_l",
 ) -> str:
     """The README's findings, in Markdown: the study in one sentence, the paper's claims with our verdicts, the
     findings in sentences (report.summary_lines) and Stage A's verdict, all from the committed results."""
@@ -63,8 +64,9 @@ def readme_findings(
         f"`{study_dir}/fit.json`. The book's introduction has every number beside the paper's."
     )
     stage_a = report.read_summary(Path(stage_a_dir) / "summary.json")
-    lr_law = report.load_lr_law(study_dir)
-    parts = [intro, "", _markdown_table(report.claim_verdicts(fit, stage_a, lr_law)), ""]
+    lr_law = report.load_lr_law(study_dir, stage_l_dir)
+    claims = report.claim_verdicts(fit, stage_a, lr_law, report.load_heldout(stage_l_dir))
+    parts = [intro, "", _markdown_table(claims), ""]
     line_search = report.load_json(Path(theory_dir) / "line_search.json")
     parts += [f"- {line}" for line in report.summary_lines(fit, (line_search or {}).get("results"))]
     if stage_a is not None:

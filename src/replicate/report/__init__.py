@@ -46,6 +46,7 @@ from replicate.report.extrapolation import (
 )
 from replicate.report.findings import (
     claim_verdicts,
+    heldout_claim,
     law_form_verdict,
     limitations,
     line_search_scope,
@@ -86,7 +87,7 @@ from replicate.report.rerun import (
     rerun_spread,
     timed_rerun_sentence,
 )
-from replicate.report.study import Study, load_json, load_lr_law, load_study, open_study, study_profile
+from replicate.report.study import Study, load_heldout, load_json, load_lr_law, load_study, open_study, study_profile
 from replicate.report.tables import (
     clip_sentence,
     design_sentence,
@@ -181,11 +182,13 @@ __all__ = [
     "law_form_verdict",
     "limitations",
     "line_search_scope",
+    "heldout_claim",
     "lr_law_claim",
     "s_opt_range",
     "scale_sentence",
     "steps_sentence",
     "load_json",
+    "load_heldout",
     "load_lr_law",
     "load_study",
     "open_study",

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit import hyperparameter_law
-from replicate.fit.read import CurvatureSummary, FitDocument, LrLawDocument, headline
+from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument, headline
 from replicate.paper import HEADLINE, LOSS_LAW, N_OPT_RATIO, SCALE, optimal_steps, paper_laws
-from replicate.report.compare import ci_text, comparison, fmt_ci, verdict, worst_holdout_error
+from replicate.report.compare import against_goal, ci_text, comparison, fmt_ci, verdict, worst_holdout_error
 from replicate.theory.sgd import eta_opt
 
 
@@ -108,12 +108,43 @@ def lr_law_claim(lr_law: LrLawDocument) -> tuple[str, str]:
     return "; ".join(words), ", ".join(numbers) + f" at fixed B ({where})"
 
 
+def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> tuple[str, str]:
+    """The loss law's held-out claim tested on Stage L's held-out model (summary.json, replicate.fit.heldout): the
+    verdict by every checkpoint's 95% interval, at the goal of the study and at the paper's own precision, and
+    the number that decides it (`study_worst`: the study's held-out error, beside it where there is one)."""
+    errors, goal = summary["heldout_loss_error"], summary["goals"]["heldout_loss_error"]
+    paper = max(HEADLINE["holdout_rel_error"])
+    at_goal, at_paper = against_goal(errors, -goal, goal), against_goal(errors, -paper, paper)
+    if at_paper == "within":
+        word = f"holds at the paper's {100 * paper:.2g}%"
+    elif at_goal == "within":
+        word = f"holds at {100 * goal:.0f}%" + (
+            f"; excludes the paper's {100 * paper:.2g}%" if at_paper == "outside" else ""
+        )
+    else:
+        word = f"does not hold at {100 * goal:.0f}%" if at_goal == "outside" else f"not decided at {100 * goal:.0f}%"
+    worst = max(errors, key=lambda e: abs(e["value"]))
+    ci = worst["ci95"]
+    held = summary["heldout"]
+    decides = (
+        f"worst held-out error {100 * worst['value']:+.2f}%"
+        + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]%" if ci else "")
+        + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints)"
+        + (f"; the study's held-out model: {100 * study_worst:.1f}%" if study_worst is not None else "")
+    )
+    return word + " (Stage L)", decides
+
+
 def claim_verdicts(
-    fit: FitDocument, stage_a: CurvatureSummary | None = None, lr_law: LrLawDocument | None = None
+    fit: FitDocument,
+    stage_a: CurvatureSummary | None = None,
+    lr_law: LrLawDocument | None = None,
+    heldout: HeldoutSummary | None = None,
 ) -> pd.DataFrame:
     """The paper's claims, one row each: the claim, our verdict (holds / does not hold / not identified / not
     testable at this scale, with the reason) and the one number that decides it, all from fit.json, Stage A's
-    summary.json and, for Eq. 13, the learning-rate law at a fixed batch size (`lr_law`, where measured)."""
+    summary.json and, for Eq. 13, the learning-rate law at a fixed batch size (`lr_law`, where measured), and
+    for the loss law's prediction, Stage L's held-out model (`heldout`, its summary.json, where trained)."""
     paper = paper_laws()
     rows = []
     optima = pd.DataFrame(fit["optima"])
@@ -147,16 +178,23 @@ def claim_verdicts(
         rows.append({"claim": claim, "verdict": word, "deciding number": decides})
     worst = worst_holdout_error(fit)
     best = min(HEADLINE["holdout_rel_error"])
+    if heldout is not None and heldout.get("heldout"):
+        word, decides = heldout_claim(heldout, worst)
+    else:
+        word = (
+            "not tested (no held-out model)"
+            if worst is None
+            else "holds at 1%"
+            if worst <= 0.01
+            else "does not hold at this scale"
+        )
+        decides = "-" if worst is None else f"worst held-out error {100 * worst:.1f}%"
     rows.append(
         {
             "claim": "the loss law fitted at the optima predicts a larger model's loss "
             f"(within {100 * best:.2g}-{100 * max(HEADLINE['holdout_rel_error']):.2g}%)",
-            "verdict": "not tested (no held-out model)"
-            if worst is None
-            else "holds at 1%"
-            if worst <= 0.01
-            else "does not hold at this scale",
-            "deciding number": "-" if worst is None else f"worst held-out error {100 * worst:.1f}%",
+            "verdict": word,
+            "deciding number": decides,
         }
     )
     fixed = fit.get("fixed") or {}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from replicate.fit.read import HeldoutSummary, LrLawDocument
 from replicate.profile import Profile
-from replicate.report.compare import fmt_ci, verdict
+from replicate.report.compare import against_goal, fmt_ci, verdict
 
 
 def _value(estimate: dict | None, digits: int = 3) -> str:
@@ -142,17 +142,6 @@ def _percent(estimate: dict) -> str:
     return text + (f" [{100 * ci[0]:+.2f}%, {100 * ci[1]:+.2f}%]" if ci else "")
 
 
-def _against_goal(estimates: list[dict], low: float, high: float) -> str:
-    """Estimates (each {value, ci95}) against a goal [low, high], by their 95% intervals: "outside" when some
-    interval lies wholly outside it, "within" when every interval lies inside it, else "not decided"."""
-    cis = [e["ci95"] or [e["value"], e["value"]] for e in estimates]
-    if any(hi < low or lo > high for lo, hi in cis):
-        return "outside"
-    if all(low <= lo and hi <= high for lo, hi in cis):
-        return "within"
-    return "not decided (a 95% interval crosses)"
-
-
 def heldout_lines(summary: HeldoutSummary) -> list[str]:
     """The held-out checks against their goals, in sentences (none without a held-out model); a check is within
     its goal only where every checkpoint's 95% interval is."""
@@ -173,10 +162,10 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
     return [
         f"The law's lr* for the held-out model (N = {held['n_params']:,}) is {worst_ratio['value']:.2f}x its own "
         f"vertex at worst ({fmt_ci(worst_ratio['ci95'])}) over {len(ratios)} checkpoints inside the fitting range "
-        f"of T/N: {_against_goal(ratios, 1 / g_lr, g_lr)} the goal of x{g_lr}.",
+        f"of T/N: {against_goal(ratios, 1 / g_lr, g_lr)} the goal of x{g_lr}.",
         f"The paper's loss law fitted at the lr-optimal cells of the fitting sizes predicts the held-out model's "
         f"lr-optimal loss with an error of {_percent(worst_error)} at worst over {len(errors)} checkpoints{side}: "
-        f"{_against_goal(errors, -g_loss, g_loss)} the goal of {100 * g_loss:.0f}% (the paper reports 0.03% and "
+        f"{against_goal(errors, -g_loss, g_loss)} the goal of {100 * g_loss:.0f}% (the paper reports 0.03% and "
         "0.15% at its scale).",
     ]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from replicate.fit.read import FitDocument, LrLawDocument, read_fit, read_lr_law
+from replicate.fit.read import FitDocument, HeldoutSummary, LrLawDocument, read_fit, read_lr_law, read_summary
 from replicate.profile import Profile, load_profile
 
 
@@ -63,6 +63,13 @@ def load_lr_law(study_dir: str | Path, stage_l_dir: str | Path = "results/stage_
     """The learning-rate law that decides Eq. 13's verdict: Stage L's (designed for it) where it has one, else
     the study's own lr_law.json, else None."""
     return read_lr_law(Path(stage_l_dir) / "lr_law.json") or read_lr_law(Path(study_dir) / "lr_law.json")
+
+
+def load_heldout(stage_l_dir: str | Path = "results/stage_l") -> HeldoutSummary | None:
+    """Stage L's summary.json where it holds the held-out model's checks (the loss law's test at a larger size),
+    else None (not trained yet, or no held-out model)."""
+    summary = read_summary(Path(stage_l_dir) / "summary.json")
+    return summary if summary is not None and summary.get("heldout") else None
 
 
 def load_json(path: str | Path) -> dict | None:
