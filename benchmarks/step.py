@@ -5,6 +5,12 @@ Each row times both steppers of one group in alternating rounds (the machine's d
 ratio; medians over rounds) and counts the aten calls of one step of each. `fwd_bwd_ms` is the forward and
 backward alone (the loss and its gradient, no clipping or optimiser): no optimiser can make the step faster
 than that, so `speedup_bound` = baseline / fwd_bwd is the most a faster optimiser could give at that shape.
+What any step could reach on this machine is `floor_ms`: the step's matmul FLOPs (config.flops_per_token,
+"exact") at the rate of a large square matmul (`gemm_gflops`), plus AdamW's least memory traffic (each
+parameter's gradient, weight and two moments read, the weight and moments written: 28 bytes) at the rate of a
+large copy (`copy_gb_s`), both measured in the same process; `speedup_ceiling` = baseline / floor_ms. The floor
+leaves out every elementwise op and all dispatch, so the ceiling is an upper bound: where the forward and
+backward already sit near `math_floor_ms`, no implementation of the same model goes much faster.
 Rows: Stage A's 1-clip and 16-clip groups (E = 8), Stage L's dearest fitting group and its held-out group, and
 E = 8, 32, 64 at Stage A's 1-clip shape (2 seeds x E/2 learning rates).
 
@@ -26,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from replicate.config import TrainConfig
+from replicate.config import TrainConfig, flops_per_token
 from replicate.profile import Group, load_profile
 from replicate.provenance import provenance
 from replicate.training.diffusion import training_loss
@@ -61,7 +67,34 @@ def forward_backward(stepper: GroupStepper) -> None:
                   stepper.sources).sum().backward()  # fmt: skip
 
 
-def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: int, budget_s: float) -> dict:
+ADAMW_BYTES = 7 * 4  # per fp32 parameter: gradient, weight and two moments read; weight and moments written
+
+
+def machine_rates(device: torch.device, repeats: int = 3) -> dict[str, float]:
+    """This machine's matmul rate (GFLOP/s of a 1024^3 fp32 matmul) and memory rate (GB/s read + written by a
+    64 MB copy), the best of `repeats`."""
+    a, b = torch.randn(1024, 1024, device=device), torch.randn(1024, 1024, device=device)
+    src = torch.randn(16 * 2**20, device=device)
+    dst = torch.empty_like(src)
+    a @ b, dst.copy_(src)  # warm-up
+    gemm = min(timed(device, lambda: a @ b) for _ in range(repeats))
+    copy = min(timed(device, lambda: dst.copy_(src)) for _ in range(repeats))
+    return {"gemm_gflops": round(2 * 1024**3 / gemm / 1e9, 1), "copy_gb_s": round(2 * src.nbytes / copy / 1e9, 2)}
+
+
+def floors(cfgs: list[TrainConfig], params: int, rates: dict[str, float]) -> dict[str, float]:
+    """The least time of a step of the group (E members of `params` parameters each) at this machine's rates:
+    its matmuls at `gemm_gflops` and AdamW's memory traffic at `copy_gb_s` (the module's docstring)."""
+    cfg = cfgs[0]
+    flops = len(cfgs) * cfg.tokens_per_step * flops_per_token(cfg.model, "exact")
+    math_ms = 1e3 * flops / (rates["gemm_gflops"] * 1e9)
+    memory_ms = 1e3 * len(cfgs) * params * ADAMW_BYTES / (rates["copy_gb_s"] * 1e9)
+    return {"math_floor_ms": round(math_ms, 3), "optimiser_floor_ms": round(memory_ms, 3)}
+
+
+def compare(
+    name: str, cfgs: list[TrainConfig], device: torch.device, rounds: int, budget_s: float, rates: dict[str, float]
+) -> dict:
     """One row: the flat and the reference step of the group `cfgs`, timed in `rounds` alternating rounds of
     about `budget_s` seconds each."""
     flat, ref = GroupStepper(cfgs, device), GroupStepper(cfgs, device, reference=True)
@@ -90,6 +123,10 @@ def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: in
         "speedup_bound": round(ms["ref"] / ms["fwd_bwd"], 3),
         "aten_calls": aten_calls(flat, step),
         "baseline_aten_calls": aten_calls(ref, step),
+        **(floor := floors(cfgs, flat.buffers.data.shape[1], rates)),
+        "floor_ms": round(sum(floor.values()), 3),
+        "speedup_ceiling": round(ms["ref"] / sum(floor.values()), 2),
+        **rates,
         "ms_per_member_step": round(ms["flat"] / members, 4),
         "baseline_ms_per_member_step": round(ms["ref"] / members, 4),
         "rounds": rounds,
@@ -136,20 +173,27 @@ def main() -> int:
     rounds = args.rounds or (5 if args.quick else 7)
     budget = 0.25 if args.quick else 0.4
     rows = []
-    columns = ("E", 3), ("ms/step", 8), ("baseline", 9), ("speedup", 8), ("bound", 6), ("aten", 11), ("ms/member", 9)
+    columns = (
+        ("E", 3), ("ms/step", 8), ("baseline", 9), ("speedup", 8), ("bound", 6), ("fwd+bwd", 8), ("floor", 7),
+        ("ceiling", 8), ("aten", 11), ("ms/member", 9),
+    )  # fmt: skip
     print(f"{'group':52s} " + " ".join(f"{name:>{width}s}" for name, width in columns))
     start = time.perf_counter()
     for name, cfgs in shapes(args.quick):
-        row = compare(name, cfgs, device, rounds, budget)
+        row = compare(name, cfgs, device, rounds, budget, machine_rates(device))  # rates beside each row's times
         rows.append({**row, **provenance(device)})
         print(
             f"{name:52s} {row['members']:3d} {row['ms_per_step']:8.2f} {row['baseline_ms_per_step']:9.2f} "
-            f"{row['speedup']:7.2f}x {row['speedup_bound']:5.2f}x "
-            f"{row['aten_calls']:5d}/{row['baseline_aten_calls']:<5d} "
+            f"{row['speedup']:7.2f}x {row['speedup_bound']:5.2f}x {row['fwd_bwd_ms']:8.2f} {row['floor_ms']:7.2f} "
+            f"{row['speedup_ceiling']:7.2f}x {row['aten_calls']:5d}/{row['baseline_aten_calls']:<5d} "
             f"{row['ms_per_member_step']:9.3f}",
             flush=True,
         )
-    print(f"({time.perf_counter() - start:.0f} s; bound: the baseline over the forward and backward alone)")
+    print(
+        f"({time.perf_counter() - start:.0f} s; bound: the baseline over the forward and backward alone; floor: the "
+        "step's matmuls at a large matmul's rate plus AdamW's memory traffic at a large copy's; ceiling: the "
+        "baseline over the floor)"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

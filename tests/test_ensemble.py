@@ -230,3 +230,28 @@ def test_group_members_must_differ_only_in_lr_and_seed():
     base = TrainConfig(MODEL, batch_clips=8, lr=1e-3, tokens=1024)
     with pytest.raises(ValueError, match="only in learning rate and seed"):
         train_group([base, dataclasses.replace(base, batch_clips=16)])
+
+
+def test_the_step_benchmark_floors_a_group_at_its_matmul_flops_and_adamw_traffic():
+    """benchmarks/step.py's floor: the group's matmul FLOPs at the gemm rate plus 28 bytes per trainable parameter
+    (every member's, embedders included) at the copy rate."""
+    import importlib.util
+    from pathlib import Path
+
+    from replicate.config import flops_per_token
+    from replicate.training.step import GroupStepper
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step.py"
+    spec = importlib.util.spec_from_file_location("step_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    base = TrainConfig(model=MODEL, batch_clips=2, tokens=64 * 16, lr=1e-3)
+    cfgs = [dataclasses.replace(base, lr=lr) for lr in (1e-3, 2e-3, 4e-3)]
+    params = GroupStepper(cfgs, torch.device("cpu")).opt.buffers.data.shape[1]
+    assert params == sum(p.numel() for p in VideoDiT(MODEL).parameters())
+    floor = bench.floors(cfgs, params, {"gemm_gflops": 2.0, "copy_gb_s": 4.0})
+    flops = 3 * base.tokens_per_step * flops_per_token(MODEL, "exact")
+    assert floor["math_floor_ms"] == pytest.approx(1e3 * flops / 2e9, rel=1e-3)
+    assert floor["optimiser_floor_ms"] == pytest.approx(1e3 * 3 * params * 28 / 4e9, rel=1e-3)
+    rates = bench.machine_rates(torch.device("cpu"), repeats=1)
+    assert rates["gemm_gflops"] > 0 and rates["copy_gb_s"] > 0
