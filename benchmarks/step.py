@@ -8,9 +8,11 @@ than that, so `speedup_bound` = baseline / fwd_bwd is the most a faster optimise
 What any step could reach on this machine is `floor_ms`: the step's matmul FLOPs (config.flops_per_token,
 "exact") at the rate of a large square matmul (`gemm_gflops`), plus AdamW's least memory traffic (each
 parameter's gradient, weight and two moments read, the weight and moments written: 28 bytes) at the rate of a
-large copy (`copy_gb_s`), both measured in the same process; `speedup_ceiling` = baseline / floor_ms. The floor
-leaves out every elementwise op and all dispatch, so the ceiling is an upper bound: where the forward and
-backward already sit near `math_floor_ms`, no implementation of the same model goes much faster.
+copy of as many values as the group has parameters (`copy_gb_s`: a buffer that fits in the caches is copied
+at their rate), both measured beside the row's times; `speedup_ceiling` = baseline / floor_ms. The floor leaves
+out every elementwise op and all dispatch, so the ceiling is an upper bound on any implementation of the same
+model and optimiser: a speed-up above `speedup_bound` must come from the forward and backward, whose own floor
+is `math_floor_ms`.
 Rows: Stage A's 1-clip and 16-clip groups (E = 8), Stage L's dearest fitting group and its held-out group, and
 E = 8, 32, 64 at Stage A's 1-clip shape (2 seeds x E/2 learning rates).
 
@@ -70,11 +72,12 @@ def forward_backward(stepper: GroupStepper) -> None:
 ADAMW_BYTES = 7 * 4  # per fp32 parameter: gradient, weight and two moments read; weight and moments written
 
 
-def machine_rates(device: torch.device, repeats: int = 3) -> dict[str, float]:
+def machine_rates(device: torch.device, floats: int, repeats: int = 3) -> dict[str, float]:
     """This machine's matmul rate (GFLOP/s of a 1024^3 fp32 matmul) and memory rate (GB/s read + written by a
-    64 MB copy), the best of `repeats`."""
+    copy of `floats` fp32 values: a group's parameters, so that a buffer that fits in the caches is copied at
+    the caches' rate), the best of `repeats`."""
     a, b = torch.randn(1024, 1024, device=device), torch.randn(1024, 1024, device=device)
-    src = torch.randn(16 * 2**20, device=device)
+    src = torch.randn(floats, device=device)
     dst = torch.empty_like(src)
     a @ b, dst.copy_(src)  # warm-up
     gemm = min(timed(device, lambda: a @ b) for _ in range(repeats))
@@ -92,12 +95,11 @@ def floors(cfgs: list[TrainConfig], params: int, rates: dict[str, float]) -> dic
     return {"math_floor_ms": round(math_ms, 3), "optimiser_floor_ms": round(memory_ms, 3)}
 
 
-def compare(
-    name: str, cfgs: list[TrainConfig], device: torch.device, rounds: int, budget_s: float, rates: dict[str, float]
-) -> dict:
+def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: int, budget_s: float) -> dict:
     """One row: the flat and the reference step of the group `cfgs`, timed in `rounds` alternating rounds of
-    about `budget_s` seconds each."""
+    about `budget_s` seconds each, and the floor at this machine's rates, measured before them."""
     flat, ref = GroupStepper(cfgs, device), GroupStepper(cfgs, device, reference=True)
+    rates = machine_rates(device, flat.buffers.data.numel())
     for k in range(1, 4):  # warm-up: the optimisers' state exists and the caches are hot
         flat.step(k)
         ref.step(k)
@@ -180,7 +182,7 @@ def main() -> int:
     print(f"{'group':52s} " + " ".join(f"{name:>{width}s}" for name, width in columns))
     start = time.perf_counter()
     for name, cfgs in shapes(args.quick):
-        row = compare(name, cfgs, device, rounds, budget, machine_rates(device))  # rates beside each row's times
+        row = compare(name, cfgs, device, rounds, budget)
         rows.append({**row, **provenance(device)})
         print(
             f"{name:52s} {row['members']:3d} {row['ms_per_step']:8.2f} {row['baseline_ms_per_step']:9.2f} "
@@ -191,7 +193,7 @@ def main() -> int:
         )
     print(
         f"({time.perf_counter() - start:.0f} s; bound: the baseline over the forward and backward alone; floor: the "
-        "step's matmuls at a large matmul's rate plus AdamW's memory traffic at a large copy's; ceiling: the "
+        "step's matmuls at a large matmul's rate plus AdamW's memory traffic at a copy's of its size; ceiling: the "
         "baseline over the floor)"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -253,5 +253,5 @@ def test_the_step_benchmark_floors_a_group_at_its_matmul_flops_and_adamw_traffic
     flops = 3 * base.tokens_per_step * flops_per_token(MODEL, "exact")
     assert floor["math_floor_ms"] == pytest.approx(1e3 * flops / 2e9, rel=1e-3)
     assert floor["optimiser_floor_ms"] == pytest.approx(1e3 * 3 * params * 28 / 4e9, rel=1e-3)
-    rates = bench.machine_rates(torch.device("cpu"), repeats=1)
+    rates = bench.machine_rates(torch.device("cpu"), 3 * params, repeats=1)
     assert rates["gemm_gflops"] > 0 and rates["copy_gb_s"] > 0
