@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from replicate.config import TrainConfig, count_params
-from replicate.profile import load_profile, run_id
+from replicate.profile import Group, load_profile, run_id
 from replicate.runs import COLUMNS
 from replicate.training.sweep import Estimator, makespan, sweep
 
@@ -337,6 +337,29 @@ def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(
     assert result.left == 0 and paused > 0, (calls, paused)
     assert _table(out / "runs.csv") == _table(small_reference[1] / "runs.csv")
     assert not list((out / "paused").glob("*.pt"))
+
+
+def test_a_paused_group_is_budgeted_by_its_steps_left(tmp_path, small_reference):
+    """The time left that a deadline reports, and a dry run's, count a paused group's steps still to train (from
+    its state file), not the whole group's."""
+    from replicate.training.sweep import ESTIMATE_MARGIN, run_group, state_name, steps_left
+    from replicate.training.train import paused_step
+
+    profile, out = load_profile(str(small_reference[0])), tmp_path / "out"
+    group = max(profile.groups, key=lambda g: g.runs[0].cfg.steps)
+    total = group.runs[0].cfg.steps
+    assert total > 16
+    state = out / "paused" / state_name(group)
+    state.parent.mkdir(parents=True)
+    assert run_group(group.cfgs, "cpu", "auto", 1, state, stop_at=0.0) is None  # paused at its first 16 steps
+    assert paused_step(state) == 16 and steps_left(group, state) == pytest.approx(1 - 16 / total)
+    # a deadline too short to start anything: every group is left, each a second (its calibration) x its steps left
+    result = sweep(profile, out, device="cpu", deadline_s=1e-3, log=lambda msg: None, estimator=Estimator(Group.flops))
+    assert result.left == len(profile.runs) and state.is_file()
+    whole = len(profile.groups)
+    assert result.left_seconds == pytest.approx(ESTIMATE_MARGIN * (whole - 16 / total))
+    dry = sweep(profile, out, dry_run=True, workers=1, log=lambda msg: None, estimator=Estimator(Group.flops))
+    assert dry.left_seconds == pytest.approx(whole - 16 / total)  # one worker
 
 
 def test_every_committed_run_id_is_recomputed_and_a_new_defaulted_field_keeps_it():

@@ -25,7 +25,7 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from replicate.runs import RunsTable, TrainRecord, run_rows
 from replicate.training.diffusion import ValidationSet
 from replicate.training.step import resolve_device
 from replicate.training.timing import STEP_TIMES, measured_step_seconds, run_seconds
-from replicate.training.train import train_group
+from replicate.training.train import paused_step, train_group
 
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
 PAUSE_AT = 0.9  # groups still training at this fraction of --deadline-s pause (state saved) to end in time
@@ -121,6 +121,12 @@ class Estimator:
 def state_name(group: Group) -> str:
     """The file name of a paused group's state in DIR/paused/ (its first run id and member count)."""
     return f"{group.runs[0].run_id}x{len(group.runs)}.pt"
+
+
+def steps_left(group: Group, state: Path) -> float:
+    """The fraction of the group's steps still to train: 1, or less where its paused state waits in `state`."""
+    step = paused_step(state)
+    return 1.0 if step is None else max(0.0, 1.0 - step / group.runs[0].cfg.steps)
 
 
 def makespan(seconds: list[float], workers: int) -> float:
@@ -222,7 +228,7 @@ def sweep(
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
     est = estimator or Estimator(lambda group: calibrate(group, str(dev), threads))
     if dry_run:
-        return _dry_run(profile, pending, est, workers, dev, out.parent / STEP_TIMES, log)
+        return _dry_run(profile, pending, est, workers, dev, out, log)
     if longest_first:
         pending.sort(key=est.seconds, reverse=True)
     shutil.copyfile(profile.path, out / "profile.toml")
@@ -250,18 +256,22 @@ def _dry_run(
     est: Estimator,
     workers: int,
     dev: torch.device,
-    step_times: Path,
+    out: Path,
     log: Callable[[str], None],
 ) -> SweepResult:
-    """What the sweep would run: its runs and FLOPs, its time here, and on the devices device runs measured."""
+    """What the sweep would run: its runs and FLOPs, its time here (a paused group's steps left only), and on
+    the devices device runs measured."""
     n_left = sum(len(g.runs) for g in pending)
     total = sum(g.flops() for g in pending)
-    seconds = makespan([est.seconds(g) for g in pending], workers)
+    left = [steps_left(g, out / "paused" / state_name(g)) for g in pending]
+    seconds = makespan([est.seconds(g) * f for g, f in zip(pending, left, strict=True)], workers)
+    paused = sum(f < 1 for f in left)
     log(
         f"profile {profile.name}: {len(profile.runs)} runs in {len(profile.groups)} groups, {n_left} to run "
-        f"({total:.3g} FLOPs), about {seconds / 60:.1f} min with {workers} worker(s) on {dev.type}"
+        f"({total:.3g} FLOPs{f'; {paused} group(s) paused part-way' if paused else ''}), about "
+        f"{seconds / 60:.1f} min with {workers} worker(s) on {dev.type}"
     )
-    for line in measured_elsewhere(pending, step_times, device_name(dev)):
+    for line in measured_elsewhere(pending, out.parent / STEP_TIMES, device_name(dev)):
         log(line)
     return SweepResult(len(profile.runs) - n_left, n_left, 0, 0, seconds)
 
@@ -286,9 +296,18 @@ class _Runner:
     failed: int = 0
     diverged: int = 0
     paused: int = 0
+    left: dict[str, float] = field(default_factory=dict)  # state file name -> the fraction of its steps left
 
     def estimate(self, group: Group) -> float:
-        return ESTIMATE_MARGIN * self.est.seconds(group)
+        """Seconds to budget for the group's steps still to train (a paused one's, from its state)."""
+        return ESTIMATE_MARGIN * self.est.seconds(group) * self.steps_left(group)
+
+    def steps_left(self, group: Group) -> float:
+        """steps_left read once per call and group (again after the group pauses)."""
+        name = state_name(group)
+        if name not in self.left:
+            self.left[name] = steps_left(group, self.state_file(group))
+        return self.left[name]
 
     def state_file(self, group: Group) -> Path:
         return self.out / "paused" / state_name(group)
@@ -308,6 +327,7 @@ class _Runner:
                 if group is None:
                     break
                 pending.remove(group)
+                self.steps_left(group)  # read before it trains: what the finished group's time is scaled by
                 handle = pool.submit(
                     run_group,
                     group.cfgs,
@@ -351,6 +371,7 @@ class _Runner:
             return
         if records is None:
             self.paused += 1
+            self.left.pop(state_name(group), None)  # its state moved on
             pending.append(group)  # counted as left; the next call resumes it from its state file
             bar.write(
                 f"paused {first.size} B={first.cfg.batch_clips} at the deadline "
@@ -359,7 +380,7 @@ class _Runner:
             return
         bar.update(round(group.flops()))
         elapsed = time.monotonic() - t0
-        self.est.finished(group, elapsed)
+        self.est.finished(group, elapsed / self.steps_left(group))  # as if it had trained from its first step
         for run, record in zip(group.runs, records, strict=True):
             self.table.add(run.run_id, run_rows(run, record))
             self.diverged += record.diverged

@@ -80,6 +80,15 @@ def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
     return train_group([cfg], **kwargs)[0]
 
 
+def paused_step(path: str | Path) -> int | None:
+    """The step at which the group paused in the state file `path` (GroupState.save) stopped; None without one.
+    The file is memory-mapped: its tensors are not read."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+
+
 class GroupState:
     """Everything the training loop of a group changes, in one object: the stepper (stacked model, optimiser,
     generators, clip streams, divergence mask), the EMA, the records, the evaluation window, the step count
