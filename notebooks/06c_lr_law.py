@@ -81,6 +81,8 @@ else:
 #
 # Points: each $(N, T)$'s own vertex (the bowl of its cells alone, with the fit's curvatures; hollow where it
 # lies beyond the rates tried). Lines: the fitted law, with its 95% bootstrap band, over the range of the data.
+# Dashed: the slope the paper's laws imply at this study's ridge, drawn through the fitted law at the middle
+# series, so that the two slopes can be compared by eye.
 
 # %% tags=["hide-input"]
 if headline is not None:

@@ -153,6 +153,19 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     assert heldout_lines(ratios)[0].endswith("outside the goal of x1.25.")
 
 
+def test_the_lr_star_figure_draws_the_paper_implied_slopes_through_the_fitted_law():
+    from replicate.report.figures import lr_star_figure
+
+    doc = fit_lr_law(planted(), bootstrap=10)
+    fig = lr_star_figure(doc, 64.0)
+    for ax, key in zip(fig.axes, ("tokens", "params"), strict=True):
+        (line,) = [line for line in ax.get_lines() if line.get_label().startswith("paper-implied slope")]
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        slope = np.log(y[-1] / y[0]) / np.log(x[-1] / x[0])
+        assert slope == pytest.approx(doc["paper_implied"][f"lr_exponent_{key}"]["value"], rel=1e-9)
+        assert f"^{slope:.2f})" in line.get_label()
+
+
 def test_the_batch_gap_sentence_counts_cells_by_their_intervals():
     from replicate.report.lr_law import batch_gap_sentence
 

@@ -658,7 +658,8 @@ def isoflop_figure(fit: FitDocument) -> Figure:
 def lr_star_figure(doc: LrLawDocument, batch_size: float, title: str = "") -> Figure:
     """The optimal learning rate at one batch size (an lr_law.json): left, against T for each N; right, against
     N at the first, middle and last checkpoints. Points: each (N, T)'s own vertex (hollow where it lies beyond
-    the rates tried); lines: the fitted law, with its 95% bootstrap band over the data's range."""
+    the rates tried); lines: the fitted law, with its 95% bootstrap band over the data's range; dashed: the slope
+    the paper's laws imply (`paper_implied`), through the fitted law at the middle series' centre."""
     vertices = pd.DataFrame(doc["vertices"])
     vertices = vertices[vertices["batch_size"] == batch_size]
     sizes, tokens = np.sort(vertices["n_params"].unique()), np.sort(vertices["tokens"].unique())
@@ -682,6 +683,20 @@ def lr_star_figure(doc: LrLawDocument, batch_size: float, title: str = "") -> Fi
         axes[1].plot(n_grid, centre, color=shades[t_k])
         if lo is not None:
             axes[1].fill_between(n_grid, lo, hi, color=shades[t_k], alpha=0.15, lw=0)
+    implied = doc["paper_implied"]
+    middle = (
+        (axes[0], t, sizes[len(sizes) // 2], "tokens", "T"),
+        (axes[1], n_grid, picked[len(picked) // 2], "params", "N"),
+    )
+    for ax, grid, fixed, key, label in middle:
+        if len(grid) < 2 or grid[0] == grid[-1]:
+            continue
+        centre = math.sqrt(grid[0] * grid[-1])
+        at = (np.array([fixed]), np.array([centre])) if key == "tokens" else (np.array([centre]), np.array([fixed]))
+        anchor = law_band(doc, batch_size, *at)[0][0]
+        slope = implied[f"lr_exponent_{key}"]["value"]
+        paper = f"paper-implied slope ({label}^{slope:.2f})"
+        ax.plot(grid, anchor * (grid / centre) ** slope, "k--", lw=1, label=paper)
     axes[0].set(xscale="log", yscale="log", xlabel="training tokens T", ylabel=f"lr* at B = {batch_size:g} tokens")
     axes[1].set(xscale="log", xlabel="parameters N")
     for ax in axes:
