@@ -360,6 +360,8 @@ def test_a_paused_group_is_budgeted_by_its_steps_left(tmp_path, small_reference)
     assert result.left_seconds == pytest.approx(ESTIMATE_MARGIN * (whole - 16 / total))
     dry = sweep(profile, out, dry_run=True, workers=1, log=lambda msg: None, estimator=Estimator(Group.flops))
     assert dry.left_seconds == pytest.approx(whole - 16 / total)  # one worker
+    state.write_bytes(b"not a state")  # unreadable: budgeted whole (its worker says why when it resumes)
+    assert paused_step(state) is None and steps_left(group, state) == 1.0
 
 
 def test_every_committed_run_id_is_recomputed_and_a_new_defaulted_field_keeps_it():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,12 +82,16 @@ def train(cfg: TrainConfig, **kwargs) -> TrainRecord:
 
 
 def paused_step(path: str | Path) -> int | None:
-    """The step at which the group paused in the state file `path` (GroupState.save) stopped; None without one.
-    The file is memory-mapped: its tensors are not read."""
+    """The step at which the group paused in the state file `path` (GroupState.save) stopped; None without one
+    or where it cannot be read (the resuming worker then reports why). The file is memory-mapped: its tensors
+    are not read."""
     path = Path(path)
     if not path.is_file():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError):
+        return None
 
 
 class GroupState:
