@@ -143,11 +143,13 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
         return changed
 
     # a point inside the goal whose interval crosses it is not called within; a wholly outside one is outside
-    crossing = heldout_lines(with_errors((-0.008, -0.012, -0.005), (-0.002, -0.004, 0.0)))[1]
-    assert "-0.80% [-1.20%, -0.50%] at worst over 2 checkpoints" in crossing and "not decided" in crossing
-    assert "below the measured loss at every one" in crossing
-    outside = heldout_lines(with_errors((0.02, 0.015, 0.025), (-0.002, -0.004, 0.0)))[1]
-    assert "outside the goal of 1%" in outside and "at every one" not in outside
+    crossing = heldout_lines(with_errors((-0.008, -0.012, -0.005), (-0.002, -0.004, -0.001)))[1]
+    assert "-0.80% [-1.20%, -0.50%] at worst over 2 checkpoints" in crossing
+    assert "not decided against the goal of 1% (a 95% interval crosses it)" in crossing
+    assert "lies below the measured loss at 2 (95% intervals)" in crossing
+    outside = heldout_lines(with_errors((0.02, 0.015, 0.025), (-0.002, -0.004, 0.001)))[1]
+    assert "outside the goal of 1%" in outside and "above it at 1, not told from it at 1 (95%" in outside
+    assert "the paper reports 0.03% and 0.15% at its scale" in outside
     ratios = copy.deepcopy(summary)
     ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
     assert heldout_lines(ratios)[0].endswith("outside the goal of x1.25.")

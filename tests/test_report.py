@@ -286,7 +286,9 @@ def test_the_loss_law_claim_is_decided_by_stage_l_held_out_model_where_it_has_tr
     tight = report.claim_verdicts(result, heldout=summary((0.001, 0.0005, 0.0014))).loc[2, "verdict"]
     assert tight == "holds at the paper's 0.15% (Stage L)"
     crossing = report.claim_verdicts(result, heldout=summary((0.008, 0.005, 0.012))).loc[2, "verdict"]
-    assert crossing == "not decided at 1% (Stage L)"
+    assert crossing == "not decided at 1%; excludes the paper's 0.15% (Stage L)"
+    wide = report.claim_verdicts(result, heldout=summary((0.001, -0.004, 0.012))).loc[2, "verdict"]
+    assert wide == "not decided at 1% (Stage L)"  # its interval holds the paper's 0.15% too
     assert report.claim_verdicts(result, heldout=summary((0.03, 0.02, 0.04))).loc[2, "verdict"].startswith("does not")
     # Stage L without its held-out model yet: the study's own held-out model decides, as before
     untrained = {"heldout": None, "heldout_loss_error": [], "goals": {"heldout_loss_error": 0.01}}

@@ -27,13 +27,14 @@ def verdict(ours: float, ci: list[float] | None, paper: float) -> str:
 
 def against_goal(estimates: list[dict], low: float, high: float) -> str:
     """Estimates (each {value, ci95}) against a goal [low, high], by their 95% intervals: "outside" when some
-    interval lies wholly outside it, "within" when every interval lies inside it, else "not decided"."""
+    interval lies wholly outside it, "within" when every interval lies inside it, else "not decided" (an
+    interval crosses its edge)."""
     cis = [e["ci95"] or [e["value"], e["value"]] for e in estimates]
     if any(hi < low or lo > high for lo, hi in cis):
         return "outside"
     if all(low <= lo and hi <= high for lo, hi in cis):
         return "within"
-    return "not decided (a 95% interval crosses)"
+    return "not decided"
 
 
 def ratio(ours: float, paper: float) -> float:

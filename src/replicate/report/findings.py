@@ -117,12 +117,10 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
     at_goal, at_paper = against_goal(errors, -goal, goal), against_goal(errors, -paper, paper)
     if at_paper == "within":
         word = f"holds at the paper's {100 * paper:.2g}%"
-    elif at_goal == "within":
-        word = f"holds at {100 * goal:.0f}%" + (
-            f"; excludes the paper's {100 * paper:.2g}%" if at_paper == "outside" else ""
-        )
     else:
-        word = f"does not hold at {100 * goal:.0f}%" if at_goal == "outside" else f"not decided at {100 * goal:.0f}%"
+        at = {"within": "holds", "outside": "does not hold", "not decided": "not decided"}[at_goal]
+        excludes = f"; excludes the paper's {100 * paper:.2g}%" if at_paper == "outside" else ""
+        word = f"{at} at {100 * goal:.0f}%{excludes}"
     worst = max(errors, key=lambda e: abs(e["value"]))
     ci = worst["ci95"]
     held = summary["heldout"]
