@@ -43,7 +43,7 @@ from IPython.display import Markdown, display
 from replicate import report
 from replicate.fit import paper_laws
 from replicate.paper import HEADLINE
-from replicate.report import figures, loss_law
+from replicate.report import figures, loss_law, lr_law
 
 study = report.open_study(RESULTS_DIR, PROFILE)
 fit = study.fit if study is not None else None
@@ -71,8 +71,7 @@ if fit is not None:
         display(report.table(report.holdout_table(fit)))
         display(Markdown(loss_law.holdout_sentence(fit)))
     if (stage_l := report.load_heldout()) is not None:
-        word, decides = report.heldout_claim(stage_l, report.worst_holdout_error(fit))
-        display(Markdown(f"Stage L's held-out model ({{doc}}`06c_lr_law`) tests the same claim: {word}, {decides}."))
+        display(Markdown(f"Stage L ({{doc}}`06c_lr_law`) tests the same claim. {lr_law.heldout_lines(stage_l)[1]}"))
 
 # %% [markdown]
 # ## What the law stands on
