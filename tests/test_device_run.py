@@ -227,7 +227,9 @@ def test_a_capture_failure_is_recorded_and_the_other_checks_and_training_go_on_e
         "device-run", "--profile", str(one), "--out", str(tmp_path / "cli"), "--device", "cpu", "--deadline-s", "1"
     )
     assert cli.returncode in (0, 1), cli.stderr  # a call too short for anything still returns its files
-    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(FIXED_FILES)
+    # and, where its box let the group start (a fast machine calibrates it as fitting), that group's paused state
+    names = {p.name for p in (tmp_path / "cli").iterdir()}
+    assert set(FIXED_FILES) <= names and all(name.startswith("paused_") for name in names - set(FIXED_FILES))
 
 
 def test_sigterm_mid_run_leaves_a_manifest_and_the_finished_rows_that_ingest_accepts(tmp_path, tiny, monkeypatch):
