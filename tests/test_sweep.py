@@ -339,9 +339,9 @@ def test_runs_longer_than_the_deadline_pause_and_resume_to_the_same_table(
     assert not list((out / "paused").glob("*.pt"))
 
 
-def test_a_paused_group_is_budgeted_by_its_steps_left(tmp_path, small_reference):
+def test_a_paused_group_is_budgeted_by_its_steps_left(tmp_path, small_reference, capsys):
     """The time left that a deadline reports, and a dry run's, count a paused group's steps still to train (from
-    its state file), not the whole group's."""
+    its state file), not the whole group's; the line as it starts says where it resumes."""
     from replicate.training.sweep import ESTIMATE_MARGIN, run_group, state_name, steps_left
     from replicate.training.train import paused_step
 
@@ -360,6 +360,13 @@ def test_a_paused_group_is_budgeted_by_its_steps_left(tmp_path, small_reference)
     assert result.left_seconds == pytest.approx(ESTIMATE_MARGIN * (whole - 16 / total))
     dry = sweep(profile, out, dry_run=True, workers=1, log=lambda msg: None, estimator=Estimator(Group.flops))
     assert dry.left_seconds == pytest.approx(whole - 16 / total)  # one worker
+    capsys.readouterr()
+    done = sweep(profile, out, device="cpu", log=lambda msg: None, estimator=Estimator(Group.flops))
+    assert done.left == 0 and not state.is_file()
+    first, said = group.runs[0], capsys.readouterr().out
+    start = f"training {first.role} {first.size} B={first.cfg.batch_clips} x{len(group.runs)}"
+    assert f"{start}, resumed at {100 * 16 / total:.0f}% of its steps: about " in said
+    assert said.count("training ") == len(profile.groups)  # a line for every group as it starts
     state.write_bytes(b"not a state")  # unreadable: budgeted whole (its worker says why when it resumes)
     assert paused_step(state) is None and steps_left(group, state) == 1.0
 

@@ -327,7 +327,7 @@ class _Runner:
                 if group is None:
                     break
                 pending.remove(group)
-                self.steps_left(group)  # read before it trains: what the finished group's time is scaled by
+                self.started(group, bar)
                 handle = pool.submit(
                     run_group,
                     group.cfgs,
@@ -348,6 +348,16 @@ class _Runner:
             for handle in ready:
                 group, t0 = inflight.pop(handle)
                 self.collect(handle, group, t0, pending, bar)
+
+    def started(self, group: Group, bar) -> None:
+        """A line as the group starts, with its expected time (the bar itself moves only as groups finish); its
+        steps left are read here, before it trains: what its time is scaled by when it finishes."""
+        left, first = self.steps_left(group), group.runs[0]
+        resumed = f", resumed at {100 * (1 - left):.0f}% of its steps" if left < 1 else ""
+        bar.write(
+            f"training {first.role} {first.size} B={first.cfg.batch_clips} x{len(group.runs)}{resumed}: about "
+            f"{self.est.seconds(group) * left / 60:.1f} min by the estimate"
+        )
 
     def next_group(self, pending: list[Group]) -> Group | None:
         """The first pending group that fits in the time left; where none fits but there is still time to train
