@@ -13,10 +13,16 @@ at their rate), both measured beside the row's times; `speedup_ceiling` = baseli
 out every elementwise op and all dispatch, so the ceiling is an upper bound on any implementation of the same
 model and optimiser: a speed-up above `speedup_bound` must come from the forward and backward, whose own floor
 is `math_floor_ms`.
+With --compiled a row also times the flat step through a torch.compile'd stacked model (inductor: the forward
+and backward fused into generated C++ loops; `compiled_ms_per_step`, `compiled_speedup`, and the seconds its
+first call spent compiling): how much of the gap to the floor a compiled graph closes.
 Rows: Stage A's 1-clip and 16-clip groups (E = 8), Stage L's dearest fitting group and its held-out group, and
-E = 8, 32, 64 at Stage A's 1-clip shape (2 seeds x E/2 learning rates).
+E = 8, 32, 64 at Stage A's 1-clip shape (2 seeds x E/2 learning rates). Each row carries the speed-up its target
+asks of the step (`target_speedup`: 2x at Stage A's 1-clip group, 1.5x elsewhere), whether the step meets it,
+and whether the bound would let any optimiser meet it; the table ends with those verdicts and with the cost per
+member-step along E.
 
-    python benchmarks/step.py [--quick] [--threads 1] [--out results/benchmarks/step.json]
+    python benchmarks/step.py [--quick] [--compiled] [--threads 1] [--out results/benchmarks/step.json]
 
 --quick (about a minute) measures Stage A's 1-clip group and Stage L's held-out group.
 """
@@ -95,24 +101,46 @@ def floors(cfgs: list[TrainConfig], params: int, rates: dict[str, float]) -> dic
     return {"math_floor_ms": round(math_ms, 3), "optimiser_floor_ms": round(memory_ms, 3)}
 
 
-def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: int, budget_s: float) -> dict:
-    """One row: the flat and the reference step of the group `cfgs`, timed in `rounds` alternating rounds of
-    about `budget_s` seconds each, and the floor at this machine's rates, measured before them."""
+def compare(
+    name: str,
+    cfgs: list[TrainConfig],
+    target: float,
+    device: torch.device,
+    rounds: int,
+    budget_s: float,
+    compiled: bool = False,
+) -> dict:
+    """One row: the flat and the reference step of the group `cfgs` (and with `compiled` the flat step through a
+    torch.compile'd model), timed in `rounds` alternating rounds of about `budget_s` seconds each, and the floor
+    at this machine's rates, measured before them."""
     flat, ref = GroupStepper(cfgs, device), GroupStepper(cfgs, device, reference=True)
     rates = machine_rates(device, flat.buffers.data.numel())
     for k in range(1, 4):  # warm-up: the optimisers' state exists and the caches are hot
         flat.step(k)
         ref.step(k)
+    steppers = {"flat": flat.step, "ref": ref.step, "fwd_bwd": lambda _k: forward_backward(flat)}
+    extra: dict[str, float] = {}
+    if compiled:
+        model = torch.compile(flat.model)
+        extra["compile_s"] = round(timed(device, lambda: flat.step(4, forward=model)), 1)  # the first call compiles
+        flat.step(4, forward=model)  # and the second runs what it compiled
+        steppers["compiled"] = lambda k: flat.step(k, forward=model)
     per_round = max(3, round(budget_s / timed(device, lambda: flat.step(4))))
-    times: dict[str, list[float]] = {"flat": [], "ref": [], "fwd_bwd": []}
+    times: dict[str, list[float]] = {key: [] for key in steppers}
     step = 5
     for _ in range(rounds):
-        for key, fn in (("flat", flat.step), ("ref", ref.step), ("fwd_bwd", lambda _k: forward_backward(flat))):
+        for key, fn in steppers.items():
             seconds = timed(device, lambda fn=fn, first=step: [fn(first + i) for i in range(per_round)])
             times[key].append(1e3 * seconds / per_round)
         step += per_round
     ms = {key: statistics.median(values) for key, values in times.items()}
     speedups = [r / f for f, r in zip(times["flat"], times["ref"], strict=True)]
+    if compiled:
+        ratios = [r / c for c, r in zip(times["compiled"], times["ref"], strict=True)]
+        extra |= {
+            "compiled_ms_per_step": round(ms["compiled"], 3),
+            "compiled_speedup": round(statistics.median(ratios), 3),
+        }
     members = len(cfgs)
     return {
         "group": name,
@@ -123,6 +151,9 @@ def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: in
         "speedup_range": [round(min(speedups), 3), round(max(speedups), 3)],
         "fwd_bwd_ms": round(ms["fwd_bwd"], 3),
         "speedup_bound": round(ms["ref"] / ms["fwd_bwd"], 3),
+        "target_speedup": target,
+        "meets_target": statistics.median(speedups) >= target,
+        "bound_allows_target": ms["ref"] / ms["fwd_bwd"] >= target,
         "aten_calls": aten_calls(flat, step),
         "baseline_aten_calls": aten_calls(ref, step),
         **(floor := floors(cfgs, flat.buffers.data.shape[1], rates)),
@@ -131,9 +162,38 @@ def compare(name: str, cfgs: list[TrainConfig], device: torch.device, rounds: in
         **rates,
         "ms_per_member_step": round(ms["flat"] / members, 4),
         "baseline_ms_per_member_step": round(ms["ref"] / members, 4),
+        **extra,
         "rounds": rounds,
         "steps_per_round": per_round,
     }
+
+
+ONE_CLIP_TARGET, TARGET = 2.0, 1.5  # the step's speed-up over the reference: Stage A's 1-clip group, every shape
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """A line per target: which rows meet their speed-up, which could not with any optimiser (their bound below
+    the target), and the cost per member-step at Stage A's 1-clip shape (the first row's, see shapes) along E."""
+    lines = []
+    for target in sorted({row["target_speedup"] for row in rows}, reverse=True):
+        held = [row for row in rows if row["target_speedup"] == target]
+        met = [row for row in held if row["meets_target"]]
+        beyond = [row for row in held if not row["bound_allows_target"]]
+        lines.append(
+            f"target {target:g}x: met at {len(met)} of {len(held)} shape(s)"
+            + (f" ({', '.join(row['group'] for row in met)})" if met else "")
+            + f"; out of any optimiser's reach (bound below {target:g}x) at {len(beyond)}"
+        )
+    along = sorted((row for row in rows if row["group"].startswith(rows[0]["group"])), key=lambda row: row["members"])
+    if len(along) > 1:
+        costs = [row["ms_per_member_step"] for row in along]
+        falling = all(b < a for a, b in zip(costs, costs[1:], strict=False))
+        lines.append(
+            "ms per member-step along E = "
+            + ", ".join(f"{row['members']}: {row['ms_per_member_step']:.3f}" for row in along)
+            + (": falling" if falling else ": not falling throughout")
+        )
+    return lines
 
 
 def _name(profile: str, group: Group) -> str:
@@ -141,22 +201,24 @@ def _name(profile: str, group: Group) -> str:
     return f"{profile} {run.role} {run.size} B={run.cfg.batch_clips} clips"
 
 
-def shapes(quick: bool) -> list[tuple[str, list[TrainConfig]]]:
-    """The measured groups: (name, their configs)."""
+def shapes(quick: bool) -> list[tuple[str, list[TrainConfig], float]]:
+    """The measured groups: (name, their configs, the speed-up the step is held to), Stage A's 1-clip group
+    first."""
     stage_a, stage_l = load_profile("stage_a"), load_profile("stage_l")
     by_batch = {g.runs[0].cfg.batch_clips: g for g in stage_a.groups}
     one_clip = by_batch[min(by_batch)]
     holdout = next(g for g in stage_l.groups if g.runs[0].role == "holdout")
+    rows = [(_name("stage_a", one_clip), one_clip.cfgs, ONE_CLIP_TARGET)]
     if quick:
-        return [(_name("stage_a", one_clip), one_clip.cfgs), (_name("stage_l", holdout), holdout.cfgs)]
+        return [*rows, (_name("stage_l", holdout), holdout.cfgs, TARGET)]
     dearest = max((g for g in stage_l.groups if g.runs[0].role == "fit"), key=Group.step_flops)
-    rows = [(_name("stage_a", g), g.cfgs) for g in (one_clip, by_batch[max(by_batch)])]
-    rows += [(_name("stage_l", g), g.cfgs) for g in (dearest, holdout)]
+    rows += [(_name("stage_a", by_batch[max(by_batch)]), by_batch[max(by_batch)].cfgs, TARGET)]
+    rows += [(_name("stage_l", g), g.cfgs, TARGET) for g in (dearest, holdout)]
     base = one_clip.cfgs[0]
     for members in (32, 64):  # Stage A's 1-clip shape, more rates stacked (2 seeds)
         lrs = [base.lr * 2 ** (k / 4) for k in range(members // 2)]
         cfgs = [dataclasses.replace(base, seed=seed, lr=lr) for seed in (0, 1) for lr in lrs]
-        rows.append((f"{_name('stage_a', one_clip)}, E={members}", cfgs))
+        rows.append((f"{_name('stage_a', one_clip)}, E={members}", cfgs, TARGET))
     return rows
 
 
@@ -164,6 +226,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Stage A's 1-clip group and Stage L's held-out only")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per row (default 7, quick 5)")
+    parser.add_argument("--compiled", action="store_true", help="also the flat step through a torch.compile'd model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a sweep worker uses 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/step.json"))
@@ -177,25 +240,28 @@ def main() -> int:
     rows = []
     columns = (
         ("E", 3), ("ms/step", 8), ("baseline", 9), ("speedup", 8), ("bound", 6), ("fwd+bwd", 8), ("floor", 7),
-        ("ceiling", 8), ("aten", 11), ("ms/member", 9),
+        ("ceiling", 8), ("aten", 11), ("ms/member", 9), *((("compiled", 9),) if args.compiled else ()),
     )  # fmt: skip
     print(f"{'group':52s} " + " ".join(f"{name:>{width}s}" for name, width in columns))
     start = time.perf_counter()
-    for name, cfgs in shapes(args.quick):
-        row = compare(name, cfgs, device, rounds, budget)
+    for name, cfgs, target in shapes(args.quick):
+        row = compare(name, cfgs, target, device, rounds, budget, args.compiled)
         rows.append({**row, **provenance(device)})
         print(
             f"{name:52s} {row['members']:3d} {row['ms_per_step']:8.2f} {row['baseline_ms_per_step']:9.2f} "
             f"{row['speedup']:7.2f}x {row['speedup_bound']:5.2f}x {row['fwd_bwd_ms']:8.2f} {row['floor_ms']:7.2f} "
             f"{row['speedup_ceiling']:7.2f}x {row['aten_calls']:5d}/{row['baseline_aten_calls']:<5d} "
-            f"{row['ms_per_member_step']:9.3f}",
+            f"{row['ms_per_member_step']:9.3f}" + (f" {row['compiled_speedup']:8.2f}x" if args.compiled else ""),
             flush=True,
         )
     print(
         f"({time.perf_counter() - start:.0f} s; bound: the baseline over the forward and backward alone; floor: the "
         "step's matmuls at a large matmul's rate plus AdamW's memory traffic at a copy's of its size; ceiling: the "
-        "baseline over the floor)"
+        "baseline over the floor"
+        + ("; compiled: the baseline over the flat step through torch.compile" if args.compiled else "")
+        + ")"
     )
+    print("\n".join(verdicts(rows)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

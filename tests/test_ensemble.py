@@ -232,19 +232,25 @@ def test_group_members_must_differ_only_in_lr_and_seed():
         train_group([base, dataclasses.replace(base, batch_clips=16)])
 
 
-def test_the_step_benchmark_floors_a_group_at_its_matmul_flops_and_adamw_traffic():
-    """benchmarks/step.py's floor: the group's matmul FLOPs at the gemm rate plus 28 bytes per trainable parameter
-    (every member's, embedders included) at the copy rate."""
+def _step_benchmark():
+    """benchmarks/step.py as a module."""
     import importlib.util
     from pathlib import Path
-
-    from replicate.config import flops_per_token
-    from replicate.training.step import GroupStepper
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "step.py"
     spec = importlib.util.spec_from_file_location("step_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_step_benchmark_floors_a_group_at_its_matmul_flops_and_adamw_traffic():
+    """benchmarks/step.py's floor: the group's matmul FLOPs at the gemm rate plus 28 bytes per trainable parameter
+    (every member's, embedders included) at the copy rate."""
+    from replicate.config import flops_per_token
+    from replicate.training.step import GroupStepper
+
+    bench = _step_benchmark()
     base = TrainConfig(model=MODEL, batch_clips=2, tokens=64 * 16, lr=1e-3)
     cfgs = [dataclasses.replace(base, lr=lr) for lr in (1e-3, 2e-3, 4e-3)]
     params = GroupStepper(cfgs, torch.device("cpu")).opt.buffers.data.shape[1]
@@ -255,3 +261,32 @@ def test_the_step_benchmark_floors_a_group_at_its_matmul_flops_and_adamw_traffic
     assert floor["optimiser_floor_ms"] == pytest.approx(1e3 * 3 * params * 28 / 4e9, rel=1e-3)
     rates = bench.machine_rates(torch.device("cpu"), 3 * params, repeats=1)
     assert rates["gemm_gflops"] > 0 and rates["copy_gb_s"] > 0
+
+
+def test_the_step_benchmark_says_which_targets_are_met_and_which_no_optimiser_could_meet():
+    """The verdicts read each row's target, its speed-up and its bound, and the cost per member-step along E at
+    the first row's shape; the 1-clip shape's rows are the first row's group name and its E variants."""
+    bench = _step_benchmark()
+    names = [name for name, _cfgs, _target in bench.shapes(quick=True)]
+    assert [target for _name, _cfgs, target in bench.shapes(quick=True)] == [bench.ONE_CLIP_TARGET, bench.TARGET]
+
+    def row(group, members, speedup, bound, target, per_member):
+        return {"group": group, "members": members, "target_speedup": target, "meets_target": speedup >= target,
+                "bound_allows_target": bound >= target, "ms_per_member_step": per_member}  # fmt: skip
+
+    rows = [
+        row(names[0], 8, 1.2, 1.7, 2.0, 0.70),
+        row(names[1], 4, 1.6, 2.0, 1.5, 16.0),
+        row("stage_a fit w48d2 B=16 clips", 8, 1.1, 1.2, 1.5, 3.0),
+        row(f"{names[0]}, E=32", 32, 1.3, 2.0, 1.5, 0.56),
+        row(f"{names[0]}, E=64", 64, 1.5, 2.6, 1.5, 0.59),
+    ]
+    lines = bench.verdicts(rows)
+    assert lines[0] == "target 2x: met at 0 of 1 shape(s); out of any optimiser's reach (bound below 2x) at 1"
+    assert lines[1] == (
+        f"target 1.5x: met at 2 of 4 shape(s) ({names[1]}, {names[0]}, E=64); out of any optimiser's reach "
+        "(bound below 1.5x) at 1"
+    )
+    assert lines[2] == "ms per member-step along E = 8: 0.700, 32: 0.560, 64: 0.590: not falling throughout"
+    rows[-1]["ms_per_member_step"] = 0.5
+    assert bench.verdicts(rows)[2].endswith("64: 0.500: falling")
