@@ -43,6 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from replicate.config import TrainConfig, flops_per_token
 from replicate.profile import Group, load_profile
 from replicate.provenance import provenance
+from replicate.report.tables import step_verdicts
 from replicate.training.diffusion import training_loss
 from replicate.training.step import GroupStepper, resolve_device
 from replicate.training.timing import timed
@@ -171,31 +172,6 @@ def compare(
 ONE_CLIP_TARGET, TARGET = 2.0, 1.5  # the step's speed-up over the reference: Stage A's 1-clip group, every shape
 
 
-def verdicts(rows: list[dict]) -> list[str]:
-    """A line per target: which rows meet their speed-up, which could not with any optimiser (their bound below
-    the target), and the cost per member-step at Stage A's 1-clip shape (the first row's, see shapes) along E."""
-    lines = []
-    for target in sorted({row["target_speedup"] for row in rows}, reverse=True):
-        held = [row for row in rows if row["target_speedup"] == target]
-        met = [row for row in held if row["meets_target"]]
-        beyond = [row for row in held if not row["bound_allows_target"]]
-        lines.append(
-            f"target {target:g}x: met at {len(met)} of {len(held)} shape(s)"
-            + (f" ({', '.join(row['group'] for row in met)})" if met else "")
-            + f"; out of any optimiser's reach (bound below {target:g}x) at {len(beyond)}"
-        )
-    along = sorted((row for row in rows if row["group"].startswith(rows[0]["group"])), key=lambda row: row["members"])
-    if len(along) > 1:
-        costs = [row["ms_per_member_step"] for row in along]
-        falling = all(b < a for a, b in zip(costs, costs[1:], strict=False))
-        lines.append(
-            "ms per member-step along E = "
-            + ", ".join(f"{row['members']}: {row['ms_per_member_step']:.3f}" for row in along)
-            + (": falling" if falling else ": not falling throughout")
-        )
-    return lines
-
-
 def _name(profile: str, group: Group) -> str:
     run = group.runs[0]
     return f"{profile} {run.role} {run.size} B={run.cfg.batch_clips} clips"
@@ -261,7 +237,7 @@ def main() -> int:
         + ("; compiled: the baseline over the flat step through torch.compile" if args.compiled else "")
         + ")"
     )
-    print("\n".join(verdicts(rows)))
+    print("\n".join(step_verdicts(rows)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

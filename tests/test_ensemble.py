@@ -266,6 +266,8 @@ def test_the_step_benchmark_floors_a_group_at_its_matmul_flops_and_adamw_traffic
 def test_the_step_benchmark_says_which_targets_are_met_and_which_no_optimiser_could_meet():
     """The verdicts read each row's target, its speed-up and its bound, and the cost per member-step along E at
     the first row's shape; the 1-clip shape's rows are the first row's group name and its E variants."""
+    from replicate.report.tables import step_verdicts
+
     bench = _step_benchmark()
     names = [name for name, _cfgs, _target in bench.shapes(quick=True)]
     assert [target for _name, _cfgs, target in bench.shapes(quick=True)] == [bench.ONE_CLIP_TARGET, bench.TARGET]
@@ -281,7 +283,7 @@ def test_the_step_benchmark_says_which_targets_are_met_and_which_no_optimiser_co
         row(f"{names[0]}, E=32", 32, 1.3, 2.0, 1.5, 0.56),
         row(f"{names[0]}, E=64", 64, 1.5, 2.6, 1.5, 0.59),
     ]
-    lines = bench.verdicts(rows)
+    lines = step_verdicts(rows)
     assert lines[0] == "target 2x: met at 0 of 1 shape(s); out of any optimiser's reach (bound below 2x) at 1"
     assert lines[1] == (
         f"target 1.5x: met at 2 of 4 shape(s) ({names[1]}, {names[0]}, E=64); out of any optimiser's reach "
@@ -289,4 +291,4 @@ def test_the_step_benchmark_says_which_targets_are_met_and_which_no_optimiser_co
     )
     assert lines[2] == "ms per member-step along E = 8: 0.700, 32: 0.560, 64: 0.590: not falling throughout"
     rows[-1]["ms_per_member_step"] = 0.5
-    assert bench.verdicts(rows)[2].endswith("64: 0.500: falling")
+    assert step_verdicts(rows)[2].endswith("64: 0.500: falling")

@@ -317,6 +317,22 @@ def test_the_readme_findings_are_the_committed_results():
     assert section == expected.replace(str(root) + "/", "").strip(), "README's findings are stale: run make readme"
 
 
+def test_the_readme_step_speed_is_the_committed_benchmark():
+    """README's step-speed part is generated from results/benchmarks/step.json: each verdict line and the
+    sentence's ranges are what the rows say."""
+    from replicate.book import STEP_END, STEP_START, readme_step_speed
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text[text.index(STEP_START) + len(STEP_START) : text.index(STEP_END)].strip()
+    assert section == readme_step_speed(root / "results/benchmarks/step.json").strip(), "stale: run make readme"
+    rows = json.loads((root / "results/benchmarks/step.json").read_text())
+    speedups = [row["speedup"] for row in rows]
+    assert f"runs {min(speedups):.2f}-{max(speedups):.2f}x as fast as the reference" in section
+    met = sum(row["meets_target"] for row in rows if row["target_speedup"] == 1.5)
+    assert f"target 1.5x: met at {met} of " in section
+
+
 def test_kernel_speed_table_has_one_row_per_op_and_the_speedups():
     speed = pd.read_csv(Path(__file__).resolve().parents[1] / "results/benchmarks/kernels.csv")
     table = report.kernel_speed_table(speed)

@@ -426,3 +426,55 @@ def tradeoff_sentence(dit: pd.DataFrame, batches: list[float]) -> str:
         "study thus spans both regimes of step 5, and where B_noise is smallest its larger batches spend a budget of "
         "examples markedly less well than its smallest, by the one-step theory."
     )
+
+
+def step_verdicts(rows: list[dict]) -> list[str]:
+    """benchmarks/step.py's verdicts on its rows, a line per target: which rows meet their speed-up, at how many no
+    optimiser could (the forward and backward alone slower than the target allows), and the cost per member-step
+    at the first row's shape (Stage A's 1-clip group) along E."""
+    lines = []
+    for target in sorted({row["target_speedup"] for row in rows}, reverse=True):
+        held = [row for row in rows if row["target_speedup"] == target]
+        met = [row for row in held if row["meets_target"]]
+        beyond = [row for row in held if not row["bound_allows_target"]]
+        lines.append(
+            f"target {target:g}x: met at {len(met)} of {len(held)} shape(s)"
+            + (f" ({', '.join(row['group'] for row in met)})" if met else "")
+            + f"; out of any optimiser's reach (bound below {target:g}x) at {len(beyond)}"
+        )
+    along = sorted((row for row in rows if row["group"].startswith(rows[0]["group"])), key=lambda row: row["members"])
+    if len(along) > 1:
+        costs = [row["ms_per_member_step"] for row in along]
+        falling = all(b < a for a, b in zip(costs, costs[1:], strict=False))
+        lines.append(
+            "ms per member-step along E = "
+            + ", ".join(f"{row['members']}: {row['ms_per_member_step']:.3f}" for row in along)
+            + (": falling" if falling else ": not falling throughout")
+        )
+    return lines
+
+
+def step_speed_lines(rows: list[dict]) -> list[str]:
+    """What benchmarks/step.py's committed rows say, for the README: the flat step's speed-up over the reference
+    at every shape, what its forward and backward alone and the machine's floor would allow, the compiled step's
+    where it was timed, and the verdicts (step_verdicts)."""
+    first = rows[0]
+
+    def span(key: str) -> str:
+        values = [row[key] for row in rows]
+        return f"{min(values):.2f}-{max(values):.2f}x"
+
+    members = sorted({row["members"] for row in rows})
+    text = (
+        f"On `{first['device']}` (torch {first['torch']}, commit {first['git_sha']}), at {len(rows)} shapes of "
+        f"{members[0]} to {members[-1]} members: the flat step runs {span('speedup')} as fast as the reference; "
+        f"the forward and backward alone would allow {span('speedup_bound')} to any optimiser, and the machine's "
+        f"floor (the matmuls at a large matmul's rate, AdamW's memory traffic at a copy's) {span('speedup_ceiling')}."
+    )
+    if all("compiled_speedup" in row for row in rows):
+        text += f" Through a torch.compile'd model the step runs {span('compiled_speedup')} as fast as the reference."
+    text += (
+        " Against the speed-ups asked of the step (its target at each shape, and a cost per member-step that falls as"
+        " members are stacked):"
+    )
+    return [text, *step_verdicts(rows)]
