@@ -478,3 +478,21 @@ def step_speed_lines(rows: list[dict]) -> list[str]:
         " members are stacked):"
     )
     return [text, *step_verdicts(rows)]
+
+
+def ensemble_speed_line(rows: list[dict]) -> str:
+    """What benchmarks/ensemble.py's committed rows say, for the README: per model, how many times faster E
+    stacked members train than E sequential runs, at every E above 1."""
+    first = rows[0]
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    parts = []
+    for model in models:
+        stacked = [row for row in rows if row["model"] == model and row["E"] > 1]
+        parts.append(
+            f"{model} ({stacked[0]['n_params']:,} parameters): "
+            + ", ".join(f"E = {row['E']} {row['speedup_vs_sequential']:.2f}x" for row in stacked)
+        )
+    return (
+        f"On `{first['device']}` (torch {first['torch']}, commit {first['git_sha']}, {first['batch_size']} clips per "
+        f"step), stacking trains E members this many times faster than E sequential runs: {'; '.join(parts)}."
+    )
