@@ -89,7 +89,10 @@ if study is not None and study.fit is not None:
     display(
         Markdown(
             "\n".join(
-                f"- {line}" for line in report.summary_lines(study.fit, line_search["results"] if line_search else None)
+                f"- {line}"
+                for line in report.summary_lines(
+                    study.fit, line_search["results"] if line_search else None, report.load_lr_law(RESULTS_DIR)
+                )
             )
         )
     )

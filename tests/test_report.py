@@ -138,6 +138,21 @@ def test_summary_lines_state_every_finding(fit):
         assert (f"{n} at its {end} batch" in text) == (n > 0), end  # both edges counted, each where it is
 
 
+def test_the_batch_slope_finding_leads_with_the_lr_laws_ridge_and_sets_the_pooled_slope_beside_it(fit):
+    """With the learning-rate law, the B exponent is its ridge (the decisive fit, chapter 6c), and the pooled slope
+    between the grid's best cells is said to contain it or to exclude it, as its interval does."""
+    _, result = fit
+    result = copy.deepcopy(result)
+    result["lr_batch_exponent"] = {"value": 0.7, "ci95": [0.4, 0.75]}
+    law = {"ridge": {"value": 0.58, "ci95": [0.55, 0.6]}, "source": {"runs": "results/stage_l/runs.csv"}}
+    line = next(x for x in report.summary_lines(result, lr_law=law) if x.startswith("eta_opt follows"))
+    assert line.startswith("eta_opt follows the batch size as B^0.58 [0.55, 0.6] at fixed (N, T)")
+    assert "`results/stage_l/`" in line and "B^0.70 [0.4, 0.75]" in line and "its interval contains it" in line
+    law["ridge"]["value"] = 0.9
+    line = next(x for x in report.summary_lines(result, lr_law=law) if x.startswith("eta_opt follows"))
+    assert "excludes it: the two estimates disagree" in line
+
+
 def test_provenance_table_reads_csv_jsonl_and_json(tmp_path):
     prov = {"device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "triton": "3.6.0", "git_sha": "abc"}
     pd.DataFrame([{"x": 1, **prov}, {"x": 2, **prov, "device": "cpu"}]).to_csv(tmp_path / "a.csv", index=False)

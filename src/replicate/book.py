@@ -72,7 +72,7 @@ def readme_findings(
     claims = report.claim_verdicts(fit, stage_a, lr_law, report.load_heldout(stage_l_dir))
     parts = [intro, "", _markdown_table(claims), ""]
     line_search = report.load_json(Path(theory_dir) / "line_search.json")
-    parts += [f"- {line}" for line in report.summary_lines(fit, (line_search or {}).get("results"))]
+    parts += [f"- {line}" for line in report.summary_lines(fit, (line_search or {}).get("results"), lr_law)]
     if stage_a is not None:
         c = stage_a["curvature_per_doubling2"]
         value = "not measured yet" if c["value"] is None else f"{100 * c['value']:.2f}% per squared doubling of B"

@@ -15,9 +15,20 @@ from replicate.report.compare import against_goal, ci_text, comparison, fmt_ci, 
 from replicate.theory.sgd import eta_opt
 
 
-def summary_lines(fit: FitDocument, line_search: dict | None = None) -> list[str]:
-    """The study's findings in sentences, from fit.json (and the theory's line_search.json results), with
-    95% intervals in brackets: what the book's introduction says plainly."""
+def _beside(slope: dict, value: float) -> str:
+    """How the pooled slope `slope` (value, ci95) stands beside the lr law's ridge `value`."""
+    ci = slope.get("ci95")
+    if not ci:
+        return "has no interval."
+    if ci[0] <= value <= ci[1]:
+        return "measures the same slope less precisely: its interval contains it."
+    return "excludes it: the two estimates disagree."
+
+
+def summary_lines(fit: FitDocument, line_search: dict | None = None, lr_law: LrLawDocument | None = None) -> list[str]:
+    """The study's findings in sentences, from fit.json (and the theory's line_search.json results, and the
+    learning-rate law that decides Eq. 13, report.load_lr_law), with 95% intervals in brackets: what the book's
+    introduction says plainly."""
     paper = paper_laws()
     optima = pd.DataFrame(fit["optima"])
     lines = []
@@ -41,10 +52,23 @@ def summary_lines(fit: FitDocument, line_search: dict | None = None) -> list[str
             f"{predicted.max():.0f} tokens at our (N, T)."
         )
     slope = fit.get("lr_batch_exponent")
-    if slope and slope.get("value") is not None:
+    pooled = (
+        f"B^{slope['value']:.2f}{ci_text(slope.get('ci95'))} between the grid's best cells"
+        if slope and slope.get("value") is not None
+        else None
+    )
+    ridge = (lr_law or {}).get("ridge") or {}
+    if ridge.get("value") is not None:
+        runs = Path(lr_law["source"]["runs"]).parent
         lines.append(
-            f"eta_opt follows the batch size as B^{slope['value']:.2f}{ci_text(slope.get('ci95'))}: "
-            "along that ridge the loss changes by a few percent at most (the hyperparameter chapter)."
+            f"eta_opt follows the batch size as B^{ridge['value']:.2f}{ci_text(ridge.get('ci95'))} at fixed (N, T), "
+            f"by the learning-rate law fitted to every run of `{runs}/` (chapter 6c)"
+            + (f"; the study's pooled slope, {pooled} (chapter 6), {_beside(slope, ridge['value'])}" if pooled else ".")
+        )
+    elif pooled:
+        lines.append(
+            f"eta_opt follows the batch size as {pooled}: along that ridge the loss changes by a few percent at most "
+            "(the hyperparameter chapter)."
         )
     law = fit["loss_law"]
     ci = law.get("ci95", {})
