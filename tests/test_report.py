@@ -250,9 +250,13 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     ridge = next(line for line in stage_a.stage_a_lines(sqrt_rule, 40, 40) if line.startswith("Along B"))
     assert "contains Adam's square-root rule (0.5); excludes SGD's linear rule (1)" in ridge
     flat = copy.deepcopy(summary)
-    flat.update(verdict="no-go", seeds_needed=10**6)
+    flat.update(verdict="no-go", verdict_envelope=["no-go"], seeds_needed=10**6)
     lines = stage_a.stage_a_lines(flat, 40, 40)
     assert any(line.startswith("**No-go at this scale**") for line in lines)
+    flat["verdict_envelope"] = ["marginal", "no-go"]  # the interval reaches above no-go: the box says no more
+    spans = stage_a.stage_a_lines(flat, 40, 40)
+    assert any(line.startswith("**Not testable at this scale**") for line in spans)
+    assert not any("No-go at this scale" in line for line in spans)
     assert any("more than a thousand seeds per cell" in line for line in lines)
     table = stage_a.summary_table(flat).set_index("quantity")["raw weights"]
     assert table["seeds per cell for noise <= c / 3"].startswith("more than 1,000")

@@ -75,10 +75,17 @@ def readme_findings(
     parts += [f"- {line}" for line in report.summary_lines(fit, (line_search or {}).get("results"), lr_law)]
     if stage_a is not None:
         c = stage_a["curvature_per_doubling2"]
-        value = "not measured yet" if c["value"] is None else f"{100 * c['value']:.2f}% per squared doubling of B"
+        value = (
+            "not measured yet"
+            if c["value"] is None
+            else f"{100 * c['value']:.2f}% [{100 * c['ci95_envelope'][0]:.2f}, {100 * c['ci95_envelope'][1]:.2f}]% per "
+            "squared doubling of B"
+        )
+        spans = stage_a.get("verdict_envelope") or []
+        verdict = stage_a["verdict"] + (f", its interval spanning {' and '.join(spans)}" if len(spans) > 1 else "")
         parts.append(
             f"- Stage A (`{stage_a_dir}/`, one model with seeds, trained until the paper's B_opt lies inside the batch "
-            f"grid): curvature {value}, verdict {stage_a['verdict']} (book, chapter 6b)."
+            f"grid): curvature {value}, verdict {verdict} (book, chapter 6b)."
         )
     porian = report.load_json(Path(public_dir) / "porian.json")
     if porian is not None:

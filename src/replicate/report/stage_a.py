@@ -134,8 +134,9 @@ def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) 
     beta = summary["beta_b"]
     if summary["verdict"] == "no-go":
         interior = summary["interior_fraction"]
+        title = "No-go" if len(summary["verdict_envelope"]) <= 1 else "Not testable"  # the interval spans two verdicts
         lines.append(
-            f"**No-go at this scale**: over the batch grid, the loss at each batch size's best learning rate "
+            f"**{title} at this scale**: over the batch grid, the loss at each batch size's best learning rate "
             f"moves by less than {_pct(envelope[1]) if envelope else '-'}% per squared doubling of B (the interval's "
             f"upper end) against {_pct(noise)}% between two seeds of one cell; the best batch is the smallest at "
             f"{interior['at_smallest']} of {interior['checkpoints']} checkpoints, and B_opt and its exponent in T "
