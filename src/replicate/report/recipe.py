@@ -77,6 +77,13 @@ def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
         ("the cpu study", "python -m replicate sweep --profile cpu", _study_time("cpu")),
         ("its fits", "make results", "not recorded"),
         ("Stage A", "python -m replicate sweep --profile stage_a", _study_time("stage_a")),
+        ("Stage L", "python -m replicate sweep --profile stage_l", _study_time("stage_l")),
+        ("its learning-rate law and held-out checks", "make results/stage_l/summary.json", "not recorded"),
+        (
+            "claim 4 on Porian et al.'s public runs (ch. 11)",
+            "python -m replicate porian data/public/porian --out results/public/porian.json",
+            "not recorded",
+        ),
         ("the image appendix", "python -m replicate sweep --profile image", _study_time("image")),
         ("the noise-scale measurements", "python -m replicate theory", "not recorded"),
         (
