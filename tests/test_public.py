@@ -16,11 +16,13 @@ from replicate.fit.compute import FlopsPerToken, isoflop_compute_law
 from replicate.fit.public import PORIAN_DIR, porian_claim, porian_source, porian_tables
 from replicate.paper import N_OPT_RATIO
 from replicate.published import HYPERPARAMETER_LAWS, SUPPORTS
+from replicate.report.compare import ratio_verdict
 from replicate.report.public import (
     hyperparameter_laws_table,
     porian_exponent_table,
     porian_ratio_table,
     porian_sentences,
+    porian_summary_line,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +108,11 @@ def test_the_sentences_state_the_committed_numbers():
         assert f"C^{base['isoflop']['exp']:.3g} [{base['isoflop']['ci95'][0]:.3g}" in text
         (at,) = [r for r in dataset["ratios"][doc["headline_base"]] if r["flops"] == 1e22]
         assert f"= {at['isoflop']['value']:.3g} [" in text and f"{N_OPT_RATIO:.2f}x" in text
+        word = ratio_verdict(at["isoflop"]["value"], at["isoflop"]["ci95"], N_OPT_RATIO)
+        assert "by the IsoFLOP laws (" in text and f"against the video paper's {N_OPT_RATIO:.2f}x: {word})" in text
+        assert f"({dataset['name']}: {word})" in porian_summary_line(doc)
+        loss = at["loss_law"]["ci95"]
+        assert (f"{at['loss_law']['value']:.3g} [" in porian_summary_line(doc)) == (loss[0] <= 1 <= loss[1])
     assert len(porian_exponent_table(doc)) == 8 and len(porian_ratio_table(doc)) == 2 * len(doc["budgets"])
 
 

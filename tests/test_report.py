@@ -30,6 +30,24 @@ def test_verdicts(ours, ci, paper, verdict):
     assert report.verdict(ours, ci, paper) == verdict
 
 
+@pytest.mark.parametrize(
+    "ours, ci, paper, verdict",
+    [
+        (1.73, [1.18, 2.7], 1.66, "not identified"),  # excludes 1, but as wide in log as 1.66 is from 1
+        (1.6, [1.4, 1.9], 1.66, "agrees"),  # narrower, in log, than ln 1.66
+        (2.7, [1.86, 4.31], 1.66, "excludes the paper's value"),
+        (8.8e-7, [1.2e-7, 30.4], 1.66, "not identified"),
+        (1.5, [-0.5, 3.0], 1.66, "not identified"),  # a non-positive bound: the linear rule
+        (1.5, None, 1.66, "no interval"),
+    ],
+)
+def test_a_ratio_is_judged_on_the_log_scale(ours, ci, paper, verdict):
+    """A ratio's "no effect" is 1: its interval is as wide as the effect when its log width reaches |ln paper|."""
+    from replicate.report.compare import ratio_verdict
+
+    assert ratio_verdict(ours, ci, paper) == verdict
+
+
 @pytest.fixture(scope="module")
 def fit():
     runs = synthetic_sweep(widths=(32, 48, 64, 96), holdout_widths=(128,), tokens=tuple(2.0**k for k in range(20, 24)))

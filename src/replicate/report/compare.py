@@ -25,6 +25,15 @@ def verdict(ours: float, ci: list[float] | None, paper: float) -> str:
     return "not identified" if hi - lo >= abs(paper) else "agrees"
 
 
+def ratio_verdict(ours: float, ci: list[float] | None, paper: float) -> str:
+    """`verdict` for a ratio, whose "no effect" is 1 rather than 0: on the log scale, so that an interval is "not
+    identified" when it is at least as wide, in log, as the paper's ratio is from 1 (an interval from 1.2 to 2.7
+    around a paper's 1.66 is as wide as the effect it would confirm)."""
+    if ci is None or len(ci) != 2 or not all(v is not None and np.isfinite(v) and v > 0 for v in ci):
+        return verdict(ours, ci, paper)
+    return verdict(math.log(ours), [math.log(ci[0]), math.log(ci[1])], math.log(paper))
+
+
 def against_goal(estimates: list[dict], low: float, high: float) -> str:
     """Estimates (each {value, ci95}) against a goal [low, high], by their 95% intervals: "outside" when some
     interval lies wholly outside it, "within" when every interval lies inside it, else "not decided" (an
@@ -189,7 +198,7 @@ def _claim_rows(fit: FitDocument) -> list[RowSpec]:
     disagreement), the loss fits' MSE ratio, the held-out error and the flat region."""
     fixed = fit.get("fixed") or {}
     n_ratio, ci = fixed.get("n_opt_ratio"), fixed.get("n_opt_ratio_ci95")
-    word = verdict(n_ratio, ci, N_OPT_RATIO) if n_ratio is not None else None
+    word = ratio_verdict(n_ratio, ci, N_OPT_RATIO) if n_ratio is not None else None
     if word == "excludes the paper's value" and (ci[0] > 1 or ci[1] < 1):
         word += " (same direction)" if (ci[0] > 1) == (N_OPT_RATIO > 1) else " (opposite direction)"
     rows: list[RowSpec] = [

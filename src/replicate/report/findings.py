@@ -11,7 +11,15 @@ import pandas as pd
 from replicate.fit import hyperparameter_law
 from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument, headline
 from replicate.paper import HEADLINE, LOSS_LAW, N_OPT_RATIO, SCALE, optimal_steps, paper_laws
-from replicate.report.compare import against_goal, ci_text, comparison, fmt_ci, verdict, worst_holdout_error
+from replicate.report.compare import (
+    against_goal,
+    ci_text,
+    comparison,
+    fmt_ci,
+    ratio_verdict,
+    verdict,
+    worst_holdout_error,
+)
 from replicate.theory.sgd import eta_opt
 
 
@@ -227,7 +235,7 @@ def claim_verdicts(
     elif not n_opt_bracketed(fit):
         word = "not measured here (no budget brackets N_opt: both sizes are extrapolated)"
     else:
-        word = verdict(ratio, ci, N_OPT_RATIO)
+        word = ratio_verdict(ratio, ci, N_OPT_RATIO)
     rows.append(
         {
             "claim": f"fixed hyperparameters overestimate N_opt (x{N_OPT_RATIO:.2f} at 1e22 FLOPs)",
