@@ -112,8 +112,9 @@ if study is not None:
 # compare with the spread between two seeds of one cell is what Stage A measures; the paper reports no seed
 # spread. **Data**: procedural grayscale pixels instead of VAE latents of real video. **Evaluation protocol**:
 # scored by an EMA of their weights, the same runs put the optimal batch even more firmly at the smallest one
-# ({doc}`06_hyperparameter_laws`). What carries over is the SGD theory's step-size law, measured on the model
-# ({doc}`04_sgd_theory`).
+# ({doc}`06_hyperparameter_laws`). What carries over from the SGD theory is its batch-size side, the gradient
+# noise scale $B_\mathrm{noise}$, measured on the model; its step size $\eta_\mathrm{max}$ is plain SGD's and sets
+# no AdamW learning rate ({doc}`04_sgd_theory`).
 
 # %% [markdown]
 # ## What this study cannot say

@@ -105,8 +105,8 @@ if fit is not None:
 # ## The held-out model
 #
 # A model about 4x larger than the largest fitting model was trained on a small $(B, \eta)$ grid fixed in
-# advance from the pilots (the by_batch's design note), before the laws were fitted. The heat map marks the laws' prediction (white square) and the observed,
-# interpolated optimum (star).
+# advance from the pilots (the design note of the profile, `results/cpu/profile.toml`), before the laws were
+# fitted. The heat map marks the laws' prediction (white square) and the observed, interpolated optimum (star).
 
 # %% tags=["hide-input"]
 if fit is not None and fit.get("holdout"):

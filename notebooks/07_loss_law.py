@@ -95,7 +95,7 @@ elif fit is not None:
 # The same loss law fitted to the runs at the fixed $(B, \eta)$ of the profile gives its own
 # $N_\mathrm{opt}(C)$. The paper finds that the fixed-hyperparameter law overestimates $N_\mathrm{opt}$ at
 # $C = 10^{22}$ FLOPs ({doc}`01b_paper` has its two values). The figure runs from the data's budgets (shaded
-# grey, the trained sizes lighter) to $10^{22}$ FLOPs, twelve decades beyond them; the band is the 95% bootstrap
+# grey, the trained sizes lighter) far beyond them to $10^{22}$ FLOPs; the band is the 95% bootstrap
 # band of $N_\mathrm{opt}(C)$ at the optimal hyperparameters, the bar its interval at $10^{22}$. The dotted line is
 # the paper's own Eq. 18, drawn from its printed coefficients, and the open markers its two values at $10^{22}$.
 
