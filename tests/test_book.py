@@ -139,7 +139,11 @@ def test_three_fits_name_the_exponents_whose_sign_they_do_not_agree_on(cpu):
     flipped = copy.deepcopy(cpu.fit)
     flipped["loss_law"]["alpha_tokens"] *= -1
     text = report.fits_agreement_sentence({"a": cpu.fit, "b": flipped})
-    assert "loss exponent in T (" in text and "the loss law's exponents move with it" not in text.split("What")[0]
+    assert (
+        "loss exponent in T (" in text
+        and "the loss law's exponents move with it" not in text.split("Estimates that")[0]
+    )
+    assert "the loss law's exponents move with it" in text.split("Estimates that")[1]
 
 
 def test_the_image_verdict_follows_the_held_out_error(cpu):

@@ -240,10 +240,13 @@ def trained(profile: Profile, runs: pd.DataFrame | None, role: str | None = None
 
 
 def progress_sentence(profile: Profile, runs: pd.DataFrame | None) -> str:
-    """How much of Stage L's profile has trained (its runs.csv `runs`, None before any), and its design note."""
+    """How much of Stage L's profile has trained (its runs.csv `runs`, None before any), and its design note: the
+    plan and its grid's reasons, in the words the study trained under."""
     (done, total), (held, held_total) = trained(profile, runs), trained(profile, runs, "holdout")
     held_out = f" (the held-out model's: {held} of {held_total})" if held_total else ""
-    return f"{done} of {total} runs trained{held_out}. " + " ".join(profile.design.split())
+    return f"{done} of {total} runs trained{held_out}. The plan (the profile's design note): " + " ".join(
+        profile.design.split()
+    )
 
 
 def heldout_pending(profile: Profile | None, runs: pd.DataFrame | None) -> str:

@@ -144,9 +144,10 @@ def fits_agreement_sentence(fits: dict[str, FitDocument]) -> str:
         text += " Signs that differ between them: " + "; ".join(flips) + "."
     stable = [f for f in FAMILIES if f in determined]
     unstable = [f for f in FAMILIES if f not in determined]
-    text += f" What these runs determine does not depend on the difference: {', '.join(stable) or 'nothing'}" + (
+    text += f" Estimates that the difference does not move: {', '.join(stable) or 'none'}" + (
         f"; {', '.join(unstable)} move with it, so they are not determined by these data." if unstable else "."
     )
+    text += " Not moving is not being identified: an interval as wide as the paper's value is 'not identified' still."
     return text
 
 
