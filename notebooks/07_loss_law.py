@@ -71,7 +71,8 @@ if fit is not None:
         display(report.table(report.holdout_table(fit)))
         display(Markdown(loss_law.holdout_sentence(fit)))
     if (stage_l := report.load_heldout()) is not None:
-        display(Markdown(f"Stage L ({{doc}}`06c_lr_law`) tests the same claim. {lr_law.heldout_lines(stage_l)[1]}"))
+        said = " ".join(lr_law.heldout_lines(stage_l)[1:])
+        display(Markdown(f"Stage L ({{doc}}`06c_lr_law`) tests the same claim. {said}"))
 
 # %% [markdown]
 # ## What the law stands on

@@ -117,6 +117,13 @@ def test_the_held_out_model_is_predicted_by_the_law_and_by_the_loss_law_at_the_o
     for error, check in zip(summary["heldout_loss_error"], held["checkpoints"], strict=True):
         assert abs(error["value"]) < 0.01
         assert check["loss"] == pytest.approx(level(600_000, check["tokens"]), rel=0.01)
+    # the loss law at the optima carries its own intervals, from the same resamples: they hold the planted
+    # exponents (0.3 in T and N, level's) and the fit's point
+    law = held["loss_law"]
+    for key, planted_value in (("alpha_tokens", 0.3), ("alpha_params", 0.3)):
+        lo, hi = law["ci95"][key]
+        assert lo <= law[key] <= hi and lo - 0.05 <= planted_value <= hi + 0.05, key
+    assert law["ci95"].keys() == {"a", "alpha_tokens", "b", "alpha_params", "l_inf"}
     # the planted loss does not depend on B at the lr optimum: every gap is noise about 0
     assert len(summary["batch_gap"]) == 4 * 5
     assert all(abs(g["value"]) < 0.01 for g in summary["batch_gap"])
@@ -131,9 +138,13 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     from replicate.report.lr_law import heldout_lines
 
     lr_doc, summary = heldout_summary(planted(holdout=600_000), bootstrap=20)
-    lr_line, loss_line = heldout_lines(summary)
+    lr_line, loss_line, law_line = heldout_lines(summary)
     assert lr_line.endswith("within the goal of x1.25.") and "over 3 checkpoints" in lr_line
     assert "within the goal of 1%" in loss_line
+    # the law's own exponents against the paper's, by their intervals: the planted 0.3 in N is narrow and apart
+    # from the paper's 0.3188
+    law = summary["heldout"]["loss_law"]
+    assert f"alpha_N = {law['alpha_params']:.3f} [" in law_line and "(the paper's 0.3188: excludes" in law_line
     fig = heldout_figure(summary, lr_doc)
     assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit.bootstrap import percentile_interval
+from replicate.fit.laws import LOSS_PARAMS
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.lr_law import (
     LrLawFit,
@@ -81,6 +82,8 @@ class HeldOut:
         if self.loss_law is None:
             self.loss_law = loss_law  # the data's fit: the resamples' refits start from it
         loss_pred = loss_law.predict(np.full(len(held), self.n_params), held["tokens"].to_numpy())
+        # the law's own parameters, for their intervals (a resample whose fit did not converge counts none)
+        out |= {f"loss_law_{k}": v if loss_law.converged else math.nan for k, v in loss_law.params().items()}
         for t, pred, lr_star, level, lp in zip(
             held["tokens"], predicted, held["lr_star"], held["log_loss"], loss_pred, strict=True
         ):
@@ -167,7 +170,12 @@ def _summary(lr_doc: dict, held: HeldOut, point: dict, samples: dict) -> dict:
             "n_params": int(held.n_params),
             "batch_size": held.batch_size,
             "checkpoints": checkpoints,
-            "loss_law": held.loss_law.to_dict() if held.loss_law else None,
+            "loss_law": None
+            if held.loss_law is None
+            else {
+                **held.loss_law.to_dict(),
+                "ci95": {k: percentile_interval(samples.get(f"loss_law_{k}", np.array([]))) for k in LOSS_PARAMS},
+            },
         },
         "heldout_lr_ratio": [{"tokens": c["tokens"], **c["lr_ratio"]} for c in checkpoints],
         "heldout_loss_error": [{"tokens": c["tokens"], **c["loss_error"]} for c in checkpoints],

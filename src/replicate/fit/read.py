@@ -190,7 +190,9 @@ class HeldoutSummary(TypedDict):
     paper_implied: dict[str, Any]
     implied: dict[str, Any]
     ridge_spread: float | None
-    heldout: dict[str, Any] | None  # n_params, batch_size, checkpoints, loss_law; None without a held-out model
+    # n_params, batch_size, checkpoints, loss_law (the law fitted at the lr-optimal cells of the held-out model's
+    # batch size: LOSS_PARAMS, how the fit went, and ci95 per parameter); None without a held-out model
+    heldout: dict[str, Any] | None
     heldout_lr_ratio: list[dict[str, Any]]
     heldout_loss_error: list[dict[str, Any]]
     batch_gap: list[dict[str, Any]]

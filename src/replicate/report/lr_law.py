@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit.read import HeldoutSummary, LrLawDocument
-from replicate.paper import HEADLINE
+from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
 from replicate.report.compare import against_goal, fmt_ci, verdict
 
@@ -182,7 +182,22 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
         f"lr-optimal loss with an error of {_percent(worst_error)} at worst over {len(errors)} checkpoints: "
         f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction lies {_sides(errors)}; the "
         f"paper reports {paper} at its scale.",
+        *([_loss_law_sentence(held["loss_law"])] if held.get("loss_law") else []),
     ]
+
+
+def _loss_law_sentence(law: dict) -> str:
+    """The loss law fitted at the lr-optimal cells, its exponents against the paper's (report.compare.verdict)."""
+    ci = law.get("ci95") or {}
+    parts = []
+    for key, name in (("alpha_tokens", "alpha_T"), ("alpha_params", "alpha_N")):
+        word = verdict(law[key], ci.get(key), LOSS_LAW[key])
+        parts.append(f"{name} = {law[key]:.3f} {fmt_ci(ci.get(key))} (the paper's {LOSS_LAW[key]}: {word})")
+    return (
+        f"That loss law, fitted at the lr-optimal cells: {', '.join(parts)}, L_inf = {law['l_inf']:.3g} "
+        f"{fmt_ci(ci.get('l_inf'))}. It is fitted on this study's clips, not the cpu study's, so its exponents need "
+        "not equal those of chapter 7's fit."
+    )
 
 
 def batch_gap_table(summary: HeldoutSummary) -> pd.DataFrame:
