@@ -89,8 +89,8 @@ if fit is not None:
 # one-step theory alone does not explain it. The learning rate does follow the batch size: plain SGD would
 # scale it linearly in $B$, Adam's stochastic-differential-equation limit {cite}`malladi2022sdes` as
 # $\sqrt{B}$. What to see: curves on the left that are flat within a few percent and cross each other (the
-# seed-to-seed spread of a run is of that size), and parallel lines on the right whose slope is the pooled
-# exponent (`replicate.fit.lr_batch_exponent`).
+# seed-to-seed spread they must be read against is measured in {doc}`06b_stage_a`), and parallel lines on the
+# right whose slope is the pooled exponent (`replicate.fit.lr_batch_exponent`).
 
 # %% tags=["hide-input"]
 if fit is not None:

@@ -224,3 +224,15 @@ def test_the_download_menu_offers_the_chapters_source(tmp_path):
     assert menu["buttons"][1]["url"] == "../_sources/notebooks/07_loss_law.py"
     book_downloads.add_source_button(app, "book/preface", "page.html", context, None)  # no notebook: no button
     assert len(menu["buttons"]) == 3
+
+
+def test_durations_round_to_the_nearest_minute_on_either_side_of_an_hour():
+    from replicate.report import recipe
+
+    assert [recipe.duration(s) for s in (51, 89, 3599, 5039, 7380)] == [
+        "51 s",
+        "1 min",
+        "1 h 00 min",
+        "1 h 24 min",
+        "2 h 03 min",
+    ]

@@ -20,10 +20,12 @@ GPU_STEPS = RESULTS / "benchmarks" / "gpu_steps.jsonl"
 
 
 def duration(seconds: float) -> str:
-    """2 h 03 min, 18 min, 51 s."""
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    """2 h 03 min, 18 min, 51 s: to the nearest minute from a minute on (1:23:59 is 1 h 24 min, as 83.98 min is
+    84 min)."""
+    minutes = round(seconds / 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def logged_wall_time(log: str | Path) -> float | None:
