@@ -393,3 +393,67 @@ def test_every_committed_run_id_is_recomputed_and_a_new_defaulted_field_keeps_it
     same = extended(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
     assert run_id(same) == run_id(cfg)
     assert run_id(dataclasses.replace(same, new_knob=0.7)) != run_id(cfg)
+
+
+def test_the_sweep_bar_moves_as_a_group_trains_and_counts_each_group_once(tmp_path):
+    """A training group writes how far it is (train_group's on_steps, through a progress file); the sweep's bar
+    moves to that fraction of the group's FLOPs while it trains, and to the whole group when it returns, never
+    past it, and a paused group keeps what it trained."""
+    from replicate.training import sweep as sweeping
+    from replicate.training.train import train_group
+
+    # the file a worker writes, read back; a half-written or missing file reads as no progress
+    path = tmp_path / "g.progress"
+    told = sweeping._ProgressFile(path)
+    told(16, 64)
+    assert sweeping.read_progress(path) == 0.25
+    told(32, 64)  # within PROGRESS_EVERY_S of the last write: skipped
+    assert sweeping.read_progress(path) == 0.25
+    told(64, 64)  # the last step is always written
+    assert sweeping.read_progress(path) == 1.0
+    path.write_text("16")
+    assert sweeping.read_progress(path) == 0.0 and sweeping.read_progress(tmp_path / "none") == 0.0
+
+    # train_group tells where it reads its losses back, in order, its last step last
+    profile = load_profile(str(_profile(tmp_path)))
+    group = profile.groups[0]
+    steps = []
+    train_group(group.cfgs, device="cpu", on_steps=lambda step, total: steps.append((step, total)))
+    total = group.cfgs[0].steps
+    assert steps[-1] == (total, total) and len(steps) >= 2 and all(s < t for (s, _), (t, _) in pairwise(steps))
+
+    class Bar:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def update(self, n: int) -> None:
+            assert n > 0
+            self.n += n
+
+    bar = Bar()
+    runner = sweeping._Runner(tmp_path, None, None, 1, "cpu", "torch", 1, False, None, 0.0, None, None, tmp_path)
+    flops = round(group.flops())
+    runner.progress_file(group).write_text(f"{total // 2} {total}\n")
+    runner.show(group, bar)
+    runner.show(group, bar)  # the same progress twice moves it once
+    assert bar.n == round(0.5 * group.flops())
+    runner.show(group, bar, 1.0)  # returned: the whole group, once
+    runner.done_training(group)
+    assert bar.n == flops and not runner.progress_file(group).exists()
+
+    # through a whole sweep, the bar ends at its total: each group counted once
+    seen = []
+
+    def recording(total: int, **kwargs):
+        bar = Bar()
+        seen.append((total, bar))
+        return type("B", (), {"update": bar.update, "write": print, "close": lambda self: None})()
+
+    original = sweeping.progress_bar
+    sweeping.progress_bar = recording
+    try:
+        result = sweep(profile, tmp_path / "out", workers=1, device="cpu")
+    finally:
+        sweeping.progress_bar = original
+    ((total_flops, bar),) = seen
+    assert result.left == 0 and bar.n == total_flops

@@ -19,9 +19,11 @@ train_group), so runs longer than one call (a 10-minute GPU lease) advance call 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +47,7 @@ from replicate.training.train import paused_step, train_group
 ESTIMATE_MARGIN = 1.25  # deadline estimates are padded by this factor
 PAUSE_AT = 0.9  # groups still training at this fraction of --deadline-s pause (state saved) to end in time
 MIN_START_S = 30.0  # a group that cannot finish is still started if it gets this long before pausing
+PROGRESS_EVERY_S = 2.0  # a training group tells the sweep's bar how far it is at most this often
 
 
 _VAL_CACHE: dict[tuple, ValidationSet] = {}
@@ -58,10 +61,12 @@ def run_group(
     state: Path | None = None,
     stop_at: float | None = None,
     capture: bool = False,
+    progress: Path | None = None,
 ) -> list[TrainRecord] | None:
     """Train one group (in a worker process); the validation set is built once per process. None: paused at
     `stop_at` with its state in the file `state` (see train_group); `capture`: replay its step from a CUDA
-    graph."""
+    graph; `progress`: a file that holds "step steps", rewritten at most every PROGRESS_EVERY_S seconds as it
+    trains (the sweep's bar reads it)."""
     if threads:
         torch.set_num_threads(threads)
     base, dev = cfgs[0], resolve_device(device)
@@ -69,8 +74,41 @@ def run_group(
     if key not in _VAL_CACHE:
         _VAL_CACHE[key] = ValidationSet.build(base.model.clip, base.val_examples, base.val_seed, dev)
     return train_group(
-        cfgs, device=str(dev), backend=backend, val=_VAL_CACHE[key], state=state, stop_at=stop_at, capture=capture
+        cfgs,
+        device=str(dev),
+        backend=backend,
+        val=_VAL_CACHE[key],
+        state=state,
+        stop_at=stop_at,
+        capture=capture,
+        on_steps=None if progress is None else _ProgressFile(progress),
     )
+
+
+class _ProgressFile:
+    """train_group's on_steps, in a worker: "step steps" into a file, at most every PROGRESS_EVERY_S seconds
+    (and at the last step), replaced whole so that a reader never sees half a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.last = path, -math.inf
+
+    def __call__(self, step: int, steps: int) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and step < steps:
+            return
+        self.last = now
+        scratch = self.path.with_suffix(".tmp")
+        scratch.write_text(f"{step} {steps}\n")
+        scratch.replace(self.path)
+
+
+def read_progress(path: Path) -> float:
+    """The fraction of its steps a group has trained, from its progress file (0 without one, or unreadable)."""
+    try:
+        step, steps = (int(v) for v in path.read_text().split())
+    except (OSError, ValueError):
+        return 0.0
+    return min(1.0, step / steps) if steps > 0 else 0.0
 
 
 def calibrate(group: Group, device: str, threads: int, capture: bool = False) -> float:
@@ -233,7 +271,10 @@ def sweep(
         pending.sort(key=est.seconds, reverse=True)
     shutil.copyfile(profile.path, out / "profile.toml")
     stop_at = None if deadline_s is None else start_wall + PAUSE_AT * deadline_s
-    run = _Runner(out, table, est, workers, str(dev), backend, threads, capture, deadline_s, start, stop_at, on_group)
+    told = Path(tempfile.mkdtemp(prefix="sweep-progress-"))  # where training groups tell how far they are
+    run = _Runner(
+        out, table, est, workers, str(dev), backend, threads, capture, deadline_s, start, stop_at, on_group, told
+    )
     pool = _executor(executor, workers, out, profile)
     bar = progress_bar(
         total=round(sum(g.flops() for g in pending)), desc=f"sweep {profile.name}", unit="FLOP", unit_scale=True
@@ -244,6 +285,7 @@ def sweep(
         bar.close()
         if isinstance(pool, ProcessPoolExecutor):
             pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(told, ignore_errors=True)
     left = sum(len(g.runs) for g in pending)
     left_seconds = sum(run.estimate(g) for g in pending) if pending else 0.0
     done = len(table.done() & {r.run_id for r in profile.runs})
@@ -293,10 +335,12 @@ class _Runner:
     start: float  # time.monotonic() at the sweep's start
     stop_at: float | None  # time.time() at which groups still training pause
     on_group: Callable[[Group, list[TrainRecord], float], None] | None
+    told: Path | None = None  # a folder for the training groups' progress files (none: the bar moves per group)
     failed: int = 0
     diverged: int = 0
     paused: int = 0
     left: dict[str, float] = field(default_factory=dict)  # state file name -> the fraction of its steps left
+    shown: dict[str, int] = field(default_factory=dict)  # state file name -> its FLOPs on the bar while it trains
 
     def estimate(self, group: Group) -> float:
         """Seconds to budget for the group's steps still to train (a paused one's, from its state)."""
@@ -311,6 +355,28 @@ class _Runner:
 
     def state_file(self, group: Group) -> Path:
         return self.out / "paused" / state_name(group)
+
+    def progress_file(self, group: Group) -> Path | None:
+        return None if self.told is None else self.told / f"{state_name(group)}.progress"
+
+    def show(self, group: Group, bar, fraction: float | None = None) -> None:
+        """Move the bar to `fraction` of the group's FLOPs (default: as far as its progress file says; the whole
+        group counts, steps trained before a pause included, as the bar's total does)."""
+        name = state_name(group)
+        if fraction is None:
+            path = self.progress_file(group)
+            fraction = read_progress(path) if path is not None else 0.0
+        now = round(fraction * group.flops())
+        if now > self.shown.get(name, 0):
+            bar.update(now - self.shown.get(name, 0))
+            self.shown[name] = now
+
+    def done_training(self, group: Group) -> None:
+        """The group's worker has returned: its progress file goes, and what the bar showed of it stays."""
+        self.shown.pop(state_name(group), None)
+        path = self.progress_file(group)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def loop(self, pool, pending: list[Group], bar) -> None:
         """Start groups while workers are free and the deadline allows, collect them as they finish; `pending`
@@ -337,12 +403,15 @@ class _Runner:
                     self.state_file(group),
                     self.stop_at,
                     self.capture,
+                    self.progress_file(group),
                 )
                 inflight[handle] = (group, time.monotonic())
             if not inflight:
                 break
             ready = [h for h in inflight if h.done()]
             if not ready:
+                for group, _ in inflight.values():
+                    self.show(group, bar)
                 time.sleep(0.2)
                 continue
             for handle in ready:
@@ -350,8 +419,8 @@ class _Runner:
                 self.collect(handle, group, t0, pending, bar)
 
     def started(self, group: Group, bar) -> None:
-        """A line as the group starts, with its expected time (the bar itself moves only as groups finish); its
-        steps left are read here, before it trains: what its time is scaled by when it finishes."""
+        """A line as the group starts, with its expected time; its steps left are read here, before it trains:
+        what its time is scaled by when it finishes."""
         left, first = self.steps_left(group), group.runs[0]
         resumed = f", resumed at {100 * (1 - left):.0f}% of its steps" if left < 1 else ""
         bar.write(
@@ -376,10 +445,13 @@ class _Runner:
         try:
             records = handle.result()
         except Exception as err:  # a bug or a crashed worker: report it, keep the rest going
+            self.done_training(group)
             self.failed += 1
             bar.write(f"FAILED {first.size} B={first.cfg.batch_clips}: {type(err).__name__}: {err}")
             return
         if records is None:
+            self.show(group, bar)  # as far as it trained before its pause
+            self.done_training(group)
             self.paused += 1
             self.left.pop(state_name(group), None)  # its state moved on
             pending.append(group)  # counted as left; the next call resumes it from its state file
@@ -388,7 +460,8 @@ class _Runner:
                 f"({self.state_file(group)}); the same command goes on from there"
             )
             return
-        bar.update(round(group.flops()))
+        self.show(group, bar, 1.0)
+        self.done_training(group)
         elapsed = time.monotonic() - t0
         self.est.finished(group, elapsed / self.steps_left(group))  # as if it had trained from its first step
         for run, record in zip(group.runs, records, strict=True):

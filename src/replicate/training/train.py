@@ -247,6 +247,7 @@ def train_group(
     state: Path | None = None,
     stop_at: float | None = None,
     capture: bool = False,
+    on_steps: Callable[[int, int], None] | None = None,
 ) -> list[TrainRecord] | None:
     """Train runs that differ only in learning rate and seed as one stacked model, validating each at every
     checkpoint.
@@ -260,6 +261,8 @@ def train_group(
     continues from there (and deletes it when done). Paused and resumed, a group gives the same records on the
     CPU as one that ran through.
     `capture`: on CUDA, replay the step from a CUDA graph (replicate.training.step.StepGraph); no effect on the CPU.
+    `on_steps(step, steps)` runs wherever the losses are read back (every 16 steps, at each evaluation slice's step
+    and at the last): a sweep's progress, told from a worker process.
     """
     base = check_group(cfgs)
     dev = resolve_device(device)
@@ -294,6 +297,8 @@ def train_group(
             continue
         group.observe(torch.stack(pending).float().cpu().tolist(), step)
         pending.clear()
+        if on_steps is not None:
+            on_steps(step, base.steps)
         bar.set_postfix(loss=" ".join(f"{v:.4f}" for v in group.smoothed if v is not None))
         if bool(stepper.active.any()):
             for k in slice_steps.get(step, []):
