@@ -59,3 +59,26 @@ def test_ddim_sampler_shapes_and_range():
     out = ddim_sample(model, y, CLIP.shape, steps=5, guidance=2.0, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, *CLIP.shape) and torch.isfinite(out).all()
     assert out.abs().max() <= 1 + 1e-5
+
+
+def test_the_collapsed_strata_standard_error_matches_the_spread_over_independent_validation_sets():
+    """The SE validation_loss reports is about the standard deviation of the loss over 60 independent validation
+    sets (it errs high: a pair's variance counts the loss's drift with t), where the iid SE, blind to the strata,
+    is several times it. A model whose loss depends strongly on t (it predicts x_t itself: right at t = 999,
+    wrong at t = 0) is the case the strata are for."""
+    import math
+    import statistics
+
+    from replicate.training.diffusion import example_losses
+
+    class PredictsItsInput(torch.nn.Module):
+        def forward(self, x, t, y, drop_labels=None):
+            return x
+
+    model = PredictsItsInput()
+    sets = [ValidationSet.build(CLIP, 256, seed=seed) for seed in range(1000, 1060)]
+    means, ses = zip(*(validation_loss(model, val) for val in sets), strict=True)
+    spread = statistics.stdev(means)
+    assert 0.9 < statistics.mean(ses) / spread < 1.5
+    iid = statistics.mean(float(v.std()) / math.sqrt(len(v)) for v in (example_losses(model, s)[0] for s in sets))
+    assert iid / spread > 3
