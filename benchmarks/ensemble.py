@@ -4,7 +4,8 @@ Prints one JSON line per (model, E): {"model", "E", "speedup_vs_sequential" (med
 "speedup_range", ...} and writes them to
 results/benchmarks/ensemble.json. The default models are the two smallest fitting sizes of the cpu profile,
 timed with one thread at 2 clips per step, as the sweep's CPU workers run them (it ensembles learning rates
-where E x batch size <= ensemble_rows; at 16 clips per step the gain is about 1.1x).
+where E x batch size <= ensemble_rows, because the gain shrinks as each member's rows grow: `--batch-size 16`
+measures it there).
 
     python benchmarks/ensemble.py [--profile cpu] [--batch-size 2] [--threads 1] [--device auto]
 """
