@@ -84,9 +84,13 @@ results/stage_a/lr_law.json: results/stage_a/runs.csv
 
 # Stage L (the learning-rate law's issue): its sweep runs by hand; its law and held-out checks follow its table
 # once the table holds every run of its profile (a partial Stage L is not fitted)
-STAGE_L := $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/stage_l >/dev/null 2>&1 && echo results/stage_l/summary.json)
+STAGE_L := $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/stage_l >/dev/null 2>&1 && echo results/stage_l/summary.json results/stage_l/lr_law_ema.json)
 results/stage_l/summary.json: results/stage_l/runs.csv
 	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --out results/stage_l/lr_law.json --summary $@ --if-changed
+
+# the same law with the runs scored by their EMA weights: whether a verdict depends on the readout
+results/stage_l/lr_law_ema.json: results/stage_l/runs.csv
+	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
 
 # Claim 4 at language-model scale: Porian et al.'s public IsoFLOP points (data/public/porian, committed with their
 # licence and source commit), every configuration through `fit`; redone only when a table changed, whatever the

@@ -57,7 +57,8 @@ display(Markdown(f"Results rendered: **`{RESULTS_DIR}`** (book profile `{PROFILE
 if study is not None and study.fit is not None:
     stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
     lr_law, heldout = report.load_lr_law(RESULTS_DIR), report.load_heldout()
-    display(report.table(report.claim_verdicts(study.fit, stage_a, lr_law, heldout)))
+    ema = report.load_lr_law(RESULTS_DIR, ema=True)
+    display(report.table(report.claim_verdicts(study.fit, stage_a, lr_law, heldout, ema)))
 
 # %% [markdown]
 # ## Every headline result against the paper

@@ -93,6 +93,13 @@ def test_a_planted_paper_law_agrees_and_one_size_leaves_n_unidentified():
     doc = fit_lr_law(planted(e_t=implied["tokens"], e_n=implied["params"], ridge=r), bootstrap=40)
     words, _ = lr_law_claim(doc)
     assert words == "in T: agrees; in N: agrees"
+    # a second readout of the same runs: a verdict both give says so, one that differs is given beside it
+    other = fit_lr_law(planted(e_t=implied["tokens"], e_n=-0.6, ridge=r), bootstrap=40)
+    words, numbers = lr_law_claim(doc, other)
+    assert (
+        words == "in T: agrees (both readouts); in N: agrees (raw weights; the EMA readout: excludes the paper's value)"
+    )
+    assert f"EMA readout: lr* ~ N^{other['lr_exponent_params']['value']:.3f}" in numbers
     one = fit_lr_law(planted(sizes=(56_000,)), bootstrap=20)
     assert one["lr_exponent_params"] is None and one["paper_implied"]["measured_minus_implied"]["params"] is None
     assert "in N: not identified (one model size)" in lr_law_claim(one)[0]
@@ -226,7 +233,7 @@ def test_studies_that_disagree_on_an_exponent_are_named_with_their_intervals():
     assert agreement_lines(same) == []  # both exclude -0.5 in T; only one study measures N
     split = {"a": doc((-0.2, -0.25, -0.15), (-0.23, -0.25, -0.21)), "b": doc((-0.2, -0.3, -0.1), (-0.3, -0.35, -0.26))}
     (line,) = agreement_lines(split)
-    assert line.startswith("The studies disagree on e_N") and "do not overlap" in line and "a's" in line
+    assert line.startswith("The rows disagree on e_N") and "do not overlap" in line and "a's" in line
     assert "-0.230 [-0.25, -0.21]" in line and "agrees" in line and "excludes" in line
 
 

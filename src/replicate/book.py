@@ -69,7 +69,8 @@ def readme_findings(
     )
     stage_a = report.read_summary(Path(stage_a_dir) / "summary.json")
     lr_law = report.load_lr_law(study_dir, stage_l_dir)
-    claims = report.claim_verdicts(fit, stage_a, lr_law, report.load_heldout(stage_l_dir))
+    lr_law_ema = report.load_lr_law(study_dir, stage_l_dir, ema=True)
+    claims = report.claim_verdicts(fit, stage_a, lr_law, report.load_heldout(stage_l_dir), lr_law_ema)
     parts = [intro, "", _markdown_table(claims), ""]
     line_search = report.load_json(Path(theory_dir) / "line_search.json")
     parts += [f"- {line}" for line in report.summary_lines(fit, (line_search or {}).get("results"), lr_law)]

@@ -118,20 +118,38 @@ def summary_lines(fit: FitDocument, line_search: dict | None = None, lr_law: LrL
     return lines
 
 
-def lr_law_claim(lr_law: LrLawDocument) -> tuple[str, str]:
+def _lr_exponent_verdict(lr_law: LrLawDocument, key: str) -> tuple[str, str] | None:
+    """(verdict, its number) for lr*'s exponent in `key` ("tokens" or "params"), None where not identified."""
+    measured = lr_law[f"lr_exponent_{key}"]
+    if measured is None:
+        return None
+    paper = lr_law["paper_implied"][f"lr_exponent_{key}"]["value"]
+    label = {"tokens": "T", "params": "N"}[key]
+    return (
+        verdict(measured["value"], measured["ci95"], paper),
+        f"lr* ~ {label}^{measured['value']:.3f} {fmt_ci(measured['ci95'])} (paper-implied {paper:.3f})",
+    )
+
+
+def lr_law_claim(lr_law: LrLawDocument, ema: LrLawDocument | None = None) -> tuple[str, str]:
     """Eq. 13 tested at a fixed batch size (replicate.fit.lr_law, an lr_law.json): the verdict on its T and its N
     dependence, each against the exponent the paper's laws imply given the measured lr-B ridge, and the numbers
-    that decide them."""
-    implied = lr_law["paper_implied"]
+    that decide them. With `ema`, the same runs' law under the EMA readout: a verdict that both readouts give
+    says so, one that differs gives the EMA's beside it, with its number."""
     words, numbers = [], []
     for key, label in (("tokens", "T"), ("params", "N")):
-        measured = lr_law[f"lr_exponent_{key}"]
-        if measured is None:
+        raw = _lr_exponent_verdict(lr_law, key)
+        if raw is None:
             words.append(f"in {label}: not identified (one model size)")
             continue
-        paper = implied[f"lr_exponent_{key}"]["value"]
-        words.append(f"in {label}: {verdict(measured['value'], measured['ci95'], paper)}")
-        numbers.append(f"lr* ~ {label}^{measured['value']:.3f} {fmt_ci(measured['ci95'])} (paper-implied {paper:.3f})")
+        words.append(f"in {label}: {raw[0]}")
+        numbers.append(raw[1])
+        other = _lr_exponent_verdict(ema, key) if ema is not None else None
+        if other is not None and other[0] == raw[0]:
+            words[-1] += " (both readouts)"
+        elif other is not None:
+            words[-1] += f" (raw weights; the EMA readout: {other[0]})"
+            numbers.append(f"EMA readout: {other[1]}")
     ridge = lr_law["ridge"]
     numbers.append(f"ridge r = {ridge['value']:.2f} {fmt_ci(ridge['ci95'], 2)}")
     groups = f"{lr_law['fit']['clusters']} training groups"
@@ -170,6 +188,7 @@ def claim_verdicts(
     stage_a: CurvatureSummary | None = None,
     lr_law: LrLawDocument | None = None,
     heldout: HeldoutSummary | None = None,
+    lr_law_ema: LrLawDocument | None = None,
 ) -> pd.DataFrame:
     """The paper's claims, one row each: the claim, our verdict (holds / does not hold / not identified / not
     testable at this scale, with the reason) and the one number that decides it, all from fit.json, Stage A's
@@ -188,7 +207,7 @@ def claim_verdicts(
         chosen = headline(fit, law, fallback=law == "lr_law")
         part, method = chosen.law, chosen.method
         if law == "lr_law" and lr_law is not None:
-            word, decides = lr_law_claim(lr_law)
+            word, decides = lr_law_claim(lr_law, lr_law_ema)
         elif part and part.get("exp_tokens") is not None:
             ci = (part.get("ci95") or {}).get("exp_tokens")
             word = verdict(part["exp_tokens"], ci, p["exp_tokens"])

@@ -63,7 +63,7 @@ def agreement_lines(docs: dict[str, dict]) -> list[str]:
         lows, highs = zip(*(m["ci95"] for m, _ in found.values()), strict=True)
         overlap = "overlap" if max(lows) <= min(highs) else "do not overlap"
         lines.append(
-            f"The studies disagree on e_{label} ({each}); their intervals {overlap}. The verdict in the box "
+            f"The rows disagree on e_{label} ({each}); their intervals {overlap}. The verdict in the box "
             f"above is {next(iter(docs))}'s."
         )
     return lines

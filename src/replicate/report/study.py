@@ -59,10 +59,13 @@ def open_study(path: str | Path, book_profile: str, need_fit: bool = True) -> St
     return study
 
 
-def load_lr_law(study_dir: str | Path, stage_l_dir: str | Path = "results/stage_l") -> LrLawDocument | None:
+def load_lr_law(
+    study_dir: str | Path, stage_l_dir: str | Path = "results/stage_l", ema: bool = False
+) -> LrLawDocument | None:
     """The learning-rate law that decides Eq. 13's verdict: Stage L's (designed for it) where it has one, else
-    the study's own lr_law.json, else None."""
-    return read_lr_law(Path(stage_l_dir) / "lr_law.json") or read_lr_law(Path(study_dir) / "lr_law.json")
+    the study's own lr_law.json, else None; with `ema`, the same law under the EMA readout (lr_law_ema.json)."""
+    name = "lr_law_ema.json" if ema else "lr_law.json"
+    return read_lr_law(Path(stage_l_dir) / name) or read_lr_law(Path(study_dir) / name)
 
 
 def load_heldout(stage_l_dir: str | Path = "results/stage_l") -> HeldoutSummary | None:
