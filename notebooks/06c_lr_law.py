@@ -76,7 +76,7 @@ if not laws:
 else:
     display(report.table(lr_law.lr_law_table(laws)))
     display(Markdown("\n\n".join(lr_law.agreement_lines(laws))))
-    words, numbers = report.lr_law_claim(headline)
+    words, numbers = report.lr_law_claim(headline, laws.get("Stage L, EMA readout"))
     display(Markdown(report.paper_box([f"{headline_name}: {words} ({numbers})."], "The learning-rate law says")))
 
 # %% [markdown]
