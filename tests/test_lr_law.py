@@ -233,7 +233,7 @@ def test_studies_that_disagree_on_an_exponent_are_named_with_their_intervals():
     assert agreement_lines(same) == []  # both exclude -0.5 in T; only one study measures N
     split = {"a": doc((-0.2, -0.25, -0.15), (-0.23, -0.25, -0.21)), "b": doc((-0.2, -0.3, -0.1), (-0.3, -0.35, -0.26))}
     (line,) = agreement_lines(split)
-    assert line.startswith("The rows disagree on e_N") and "do not overlap" in line and "a's" in line
+    assert line.startswith("The rows disagree on e_N") and "have no value in common" in line and "a's" in line
     assert "-0.230 [-0.25, -0.21]" in line and "agrees" in line and "excludes" in line
 
 

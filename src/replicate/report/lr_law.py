@@ -61,7 +61,7 @@ def agreement_lines(docs: dict[str, dict]) -> list[str]:
             for name, (m, paper) in found.items()
         )
         lows, highs = zip(*(m["ci95"] for m, _ in found.values()), strict=True)
-        overlap = "overlap" if max(lows) <= min(highs) else "do not overlap"
+        overlap = "have a value in common" if max(lows) <= min(highs) else "have no value in common"
         lines.append(
             f"The rows disagree on e_{label} ({each}); their intervals {overlap}. The verdict in the box "
             f"above is {next(iter(docs))}'s."
