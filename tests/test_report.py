@@ -275,7 +275,11 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     spans = stage_a.stage_a_lines(flat, 40, 40)
     assert any(line.startswith("**Not testable at this scale**") for line in spans)
     assert not any("No-go at this scale" in line for line in spans)
-    assert any("more than a thousand seeds per cell" in line for line in lines)
+    assert any("more than a thousand seeds; the surface pools every cell, so it needs fewer" in line for line in lines)
+    # an upper end below the go threshold: no seed count makes it a go, whatever the per-cell count says
+    assert not any("no number of seeds" in line for line in lines)  # the planted 0.4% reaches above it
+    flat["curvature_per_doubling2"] = {**flat["curvature_per_doubling2"], "ci95_envelope": [1e-4, 1.2e-3]}
+    assert any("no number of seeds can make this a go" in line for line in stage_a.stage_a_lines(flat, 40, 40))
     table = stage_a.summary_table(flat).set_index("quantity")["raw weights"]
     assert table["seeds per cell for noise <= c / 3"].startswith("more than 1,000")
     assert table[next(q for q in table.index if q.startswith("B_opt exponent"))] == "not identified (flat along B)"

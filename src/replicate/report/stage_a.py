@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit import cluster_tokens
-from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
+from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE
 from replicate.fit.read import CurvatureSummary
 from replicate.paper import BATCH_SIZE_LAW, optimal_steps
 from replicate.profile import Profile
@@ -119,13 +119,14 @@ def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) 
     noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
     if noise is not None:
         lines.append(
-            f"One cell's seed-to-seed noise near the optimum is {_pct(noise)}% (raw weights); a cell resolves the "
-            f"curvature when its noise is at most {NOISE_TO_CURVATURE:.2g} of it, which takes "
+            f"One cell's seed-to-seed noise near the optimum is {_pct(noise)}% (raw weights). One cell alone would "
+            f"resolve the curvature (its noise at most {NOISE_TO_CURVATURE:.2g} of it) with "
             + (
-                f"{summary['seeds_needed']:,} seeds per cell."
+                f"{summary['seeds_needed']:,} seeds"
                 if summary["seeds_needed"] is not None and summary["seeds_needed"] <= 1000
-                else "more than a thousand seeds per cell: out of reach."
+                else "more than a thousand seeds"
             )
+            + "; the surface pools every cell, so it needs fewer, by a factor this chapter does not measure."
         )
     ridge = summary["lr_law"].get("ridge")
     if ridge is not None:
@@ -140,10 +141,15 @@ def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) 
             f"moves by less than {_pct(envelope[1]) if envelope else '-'}% per squared doubling of B (the interval's "
             f"upper end) against {_pct(noise)}% between two seeds of one cell; the best batch is the smallest at "
             f"{interior['at_smallest']} of {interior['checkpoints']} checkpoints, and B_opt and its exponent in T "
-            "are not identified. Even a curvature at the interval's upper end would take "
-            + (f"{upper:,}" if (upper := seeds_needed(envelope[1], noise) if envelope and noise else None) else "-")
-            + " seeds per cell to resolve. The paper's batch law cannot be tested at this scale, so the study "
-            "(Stage B) does not run here; a larger model, where the loss may curve along B, is the next measurement."
+            "are not identified."
+            + (
+                f" The interval's upper end is below the {100 * GO:.1f}% a go needs, so no number of seeds can make "
+                "this a go: the curvature is a property of the loss, not of its noise."
+                if envelope and envelope[1] < GO
+                else ""
+            )
+            + " The paper's batch law cannot be tested at this scale, so the study (Stage B) does not run here; a "
+            "larger model, where the loss may curve along B, is the next measurement."
         )
     elif beta["value"] is not None:
         ci = beta["ci95"]
@@ -167,10 +173,10 @@ def _ridge(lr_law: dict) -> str:
 
 
 def _seeds(needed: int | None) -> str:
-    """A seed count, or what it means when it is out of reach."""
+    """A seed count per cell (one cell alone; the pooled surface needs fewer), capped in words above 1,000."""
     if needed is None:
         return "-"
-    return f"{needed:,}" if needed <= 1000 else "more than 1,000 (out of reach)"
+    return f"{needed:,}" if needed <= 1000 else "more than 1,000"
 
 
 def _pct(value: float | None) -> str:
