@@ -95,3 +95,18 @@ if study is not None and summary is not None and profile is not None:
     display(Markdown(report.paper_box(stage_a.stage_a_lines(summary, done, len(profile.runs)), "Stage A says")))
 elif study is not None:
     display(Markdown("**No summary yet.** `make book` writes `results/stage_a/summary.json` from its runs."))
+
+# %% [markdown]
+# ## What a flat loss along $B$ means
+#
+# It is what the SGD theory expects at a fixed token budget ({doc}`04_sgd_theory`, "What the theory predicts at a
+# fixed token budget"): each example is worth $\Delta L_\mathrm{max} / (B + B_\mathrm{noise})$, so with $T$ fixed
+# the smallest batch is best, with no interior optimum, and below the critical batch
+# {cite}`mccandlish2018empirical` the cost of a larger one is small. An interior $B_\mathrm{opt}$ that grows with
+# $T$, as the paper's law has, needs an ingredient that penalises small batches: a constant learning rate's
+# noise floor, Adam's normalisation (with hyperparameters such as $\beta_2$ or weight decay held fixed as $B$
+# changes {cite}`bergsma2025power`), or a finite number of steps. Stage A trains AdamW without weight decay at the
+# smallest batches these clips allow, and finds the loss nearly flat along $B$ (the box above): the theory's
+# picture at a fixed budget, not a failure of the training. It leaves the
+# paper's interior $B_\mathrm{opt}$ unmeasurable at this scale; whether a larger model, trained where its batches
+# approach the critical one, curves along $B$ is the measurement a GPU window is for ({doc}`10_reproducibility`).
