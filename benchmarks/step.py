@@ -122,7 +122,10 @@ def compare(
     steppers = {"flat": flat.step, "ref": ref.step, "fwd_bwd": lambda _k: forward_backward(flat)}
     extra: dict[str, float] = {}
     if compiled:
-        model = torch.compile(flat.model)
+        # a graph of this row's shapes alone: after an earlier row's, dynamo would recompile with the batch
+        # dimension symbolic (automatic dynamic shapes), whose kernels run slower than either eager or static
+        torch._dynamo.reset()
+        model = torch.compile(flat.model, dynamic=False)
         extra["compile_s"] = round(timed(device, lambda: flat.step(4, forward=model)), 1)  # the first call compiles
         flat.step(4, forward=model)  # and the second runs what it compiled
         steppers["compiled"] = lambda k: flat.step(k, forward=model)
