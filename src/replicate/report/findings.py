@@ -169,18 +169,31 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
         word = f"holds at the paper's {100 * paper:.2g}%"
     else:
         at = {"within": "holds", "outside": "does not hold", "not decided": "not decided"}[at_goal]
-        excludes = f"; excludes the paper's {100 * paper:.2g}%" if at_paper == "outside" else ""
+        # the paper's figure is one prediction per model; where only some checkpoints exclude it, say how many
+        # and what the last one says on its own
+        outside = sum(against_goal([e], -paper, paper) == "outside" for e in errors)
+        last = against_goal(errors[-1:], -paper, paper)
+        some = f" at {outside} of {len(errors)} checkpoints, the last {_LAST_WORD[last]}" if last != "outside" else ""
+        excludes = f"; excludes the paper's {100 * paper:.2g}%{some}" if at_paper == "outside" else ""
         word = f"{at} at {100 * goal:.0f}%{excludes}"
     worst = max(errors, key=lambda e: abs(e["value"]))
-    ci = worst["ci95"]
     held = summary["heldout"]
     decides = (
-        f"worst held-out error {100 * worst['value']:+.2f}%"
-        + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]%" if ci else "")
+        f"worst held-out error {_signed_percent(worst)}"
+        + (f", the last {_signed_percent(errors[-1])}" if errors[-1] is not worst else "")
         + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints)"
         + (f"; the study's held-out model: {100 * study_worst:.1f}%" if study_worst is not None else "")
     )
     return word + " (Stage L)", decides
+
+
+_LAST_WORD = {"within": "within it", "not decided": "not decided against it"}
+
+
+def _signed_percent(estimate: dict) -> str:
+    """-0.85% [-1.09, -0.66]%: a relative error and its 95% interval in percent."""
+    ci = estimate["ci95"]
+    return f"{100 * estimate['value']:+.2f}%" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]%" if ci else "")
 
 
 def claim_verdicts(
