@@ -162,7 +162,7 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
 
     # a point inside the goal whose interval crosses it is not called within; a wholly outside one is outside
     crossing = heldout_lines(with_errors((-0.008, -0.012, -0.005), (-0.002, -0.004, -0.001)))[1]
-    assert "-0.80% [-1.20%, -0.50%] at worst over 2 checkpoints" in crossing
+    assert "-0.80% [-1.20, -0.50]% at worst over 2 checkpoints" in crossing
     assert "not decided against the goal of 1% (a 95% interval crosses it)" in crossing
     assert "lies below the measured loss at 2 (95% intervals)" in crossing
     outside = heldout_lines(with_errors((0.02, 0.015, 0.025), (-0.002, -0.004, 0.001)))[1]

@@ -58,6 +58,12 @@ def fmt_flops(flops: float) -> str:
     return f"{flops:.2g}".replace("e+", "e")
 
 
+def fmt_percent(estimate: dict) -> str:
+    """A relative quantity ({value, ci95}) in percent with its 95% interval: -0.85% [-1.09, -0.66]%."""
+    ci = estimate["ci95"]
+    return f"{100 * estimate['value']:+.2f}%" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]%" if ci else "")
+
+
 def fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
     if ci is None or not all(v is not None and np.isfinite(v) for v in ci):
         return "-"

@@ -16,6 +16,7 @@ from replicate.report.compare import (
     ci_text,
     comparison,
     fmt_ci,
+    fmt_percent,
     ratio_verdict,
     verdict,
     worst_holdout_error,
@@ -179,8 +180,8 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
     worst = max(errors, key=lambda e: abs(e["value"]))
     held = summary["heldout"]
     decides = (
-        f"worst held-out error {_signed_percent(worst)}"
-        + (f", the last {_signed_percent(errors[-1])}" if errors[-1] is not worst else "")
+        f"worst held-out error {fmt_percent(worst)}"
+        + (f", the last {fmt_percent(errors[-1])}" if errors[-1] is not worst else "")
         + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints)"
         + (f"; the study's held-out model: {100 * study_worst:.1f}%" if study_worst is not None else "")
     )
@@ -188,12 +189,6 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
 
 
 _LAST_WORD = {"within": "within it", "not decided": "not decided against it"}
-
-
-def _signed_percent(estimate: dict) -> str:
-    """-0.85% [-1.09, -0.66]%: a relative error and its 95% interval in percent."""
-    ci = estimate["ci95"]
-    return f"{100 * estimate['value']:+.2f}%" + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]%" if ci else "")
 
 
 def claim_verdicts(

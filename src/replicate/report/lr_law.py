@@ -11,7 +11,7 @@ import pandas as pd
 from replicate.fit.read import HeldoutSummary, LrLawDocument
 from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
-from replicate.report.compare import against_goal, fmt_ci, verdict
+from replicate.report.compare import against_goal, fmt_ci, fmt_percent, verdict
 
 
 def _value(estimate: dict | None, digits: int = 3) -> str:
@@ -131,16 +131,10 @@ def heldout_table(summary: HeldoutSummary) -> pd.DataFrame:
                 "predicted / measured": f"{ratio['value']:.2f} {fmt_ci(ratio['ci95'], 3)}",
                 "loss measured": f"{c['loss']:.4f}",
                 "loss predicted": f"{c['loss_predicted']:.4f}",
-                "loss error": _percent(error),
+                "loss error": fmt_percent(error),
             }
         )
     return pd.DataFrame(rows)
-
-
-def _percent(estimate: dict) -> str:
-    ci = estimate["ci95"]
-    text = f"{100 * estimate['value']:+.2f}%"
-    return text + (f" [{100 * ci[0]:+.2f}%, {100 * ci[1]:+.2f}%]" if ci else "")
 
 
 def _goal(estimates: list[dict], low: float, high: float, goal: str) -> str:
@@ -179,7 +173,7 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
         f"vertex at worst ({fmt_ci(worst_ratio['ci95'])}) over {len(ratios)} checkpoints inside the fitting range "
         f"of T/N: {_goal(ratios, 1 / g_lr, g_lr, f'x{g_lr}')}.",
         f"The paper's loss law fitted at the lr-optimal cells of the fitting sizes predicts the held-out model's "
-        f"lr-optimal loss with an error of {_percent(worst_error)} at worst over {len(errors)} checkpoints: "
+        f"lr-optimal loss with an error of {fmt_percent(worst_error)} at worst over {len(errors)} checkpoints: "
         f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction lies {_sides(errors)}; the "
         f"paper reports {paper} at its scale.",
         *([_loss_law_sentence(held["loss_law"])] if held.get("loss_law") else []),
