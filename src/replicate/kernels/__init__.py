@@ -3,7 +3,7 @@
 backend "torch" runs the references in :mod:`replicate.kernels.reference` (also the CPU path and the test
 oracle); "triton" runs the Triton kernels, one module per op (``modulate``, ``gelu``, ``linear`` for
 linear_gelu, ``clip_attention`` for clips of at most 64 tokens, ``flash_attention`` with its backward kernels
-in ``flash_attention_bwd``);
+in ``flash_attention_bwd``; the two attention kernels' shared host pieces in ``_attention``);
 "auto" picks Triton for an op on CUDA tensors only where the kernel benchmark measured it faster than eager
 PyTorch on a GPU (TRITON_FASTER), and torch otherwise. ``OPS`` (below) lists every op with its reference,
 an independent formulation, example inputs and its cost. "triton" on CPU tensors runs on Triton's interpreter

@@ -19,8 +19,8 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
+from replicate.kernels._attention import LOG2E, bshd_empty, check_qkv, head_strides, launch_meta
 from replicate.kernels._triton import Tunable, check_device, unit_stride
-from replicate.kernels.flash_attention import LOG2E, _bshd_empty, _common, _strides, check_qkv
 
 CLIP_MAX_SEQ = 64  # longer sequences take flash_attention; at 64 the S x S scores still fit in registers
 
@@ -182,11 +182,11 @@ class ClipAttentionFunction(torch.autograd.Function):
             raise ValueError(f"clip attention takes at most {CLIP_MAX_SEQ} tokens, got {q.shape[2]}")
         check_device(q, k, v)
         q, k, v = unit_stride(q), unit_stride(k), unit_stride(v)
-        BH, H, S, meta = _common(q)
-        o = _bshd_empty(q)
+        BH, H, S, meta = launch_meta(q)
+        o = bshd_empty(q)
         lse = torch.empty((BH, S), dtype=torch.float32, device=q.device)
         qk_scale = LOG2E / math.sqrt(q.shape[-1])
-        _fwd[lambda m: (BH,)](q, k, v, o, lse, qk_scale, *_strides(q, k, v, o), H, S, **meta, BLOCK_S=_block(S))
+        _fwd[lambda m: (BH,)](q, k, v, o, lse, qk_scale, *head_strides(q, k, v, o), H, S, **meta, BLOCK_S=_block(S))
         ctx.save_for_backward(q, k, v, o, lse)
         return o
 
@@ -195,8 +195,8 @@ class ClipAttentionFunction(torch.autograd.Function):
     def backward(ctx, do):
         q, k, v, o, lse = ctx.saved_tensors
         do = unit_stride(do)
-        BH, H, S, meta = _common(q)
-        dq, dk, dv = _bshd_empty(q), _bshd_empty(k), _bshd_empty(v)
+        BH, H, S, meta = launch_meta(q)
+        dq, dk, dv = bshd_empty(q), bshd_empty(k), bshd_empty(v)
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
         _bwd[lambda m: (BH,)](
             q,
@@ -210,7 +210,7 @@ class ClipAttentionFunction(torch.autograd.Function):
             dv,
             sm_scale * LOG2E,
             sm_scale,
-            *_strides(q, k, v, o, do, dq, dk, dv),
+            *head_strides(q, k, v, o, do, dq, dk, dv),
             H,
             S,
             **meta,

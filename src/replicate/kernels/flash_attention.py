@@ -26,11 +26,10 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from replicate.kernels import ATTENTION_HEAD_DIMS
-from replicate.kernels._triton import Tunable, check_device, check_same_dtype, unit_stride
-from replicate.kernels.flash_attention_bwd import _attn_bwd_delta, _attn_bwd_dkdv, _attn_bwd_dq
+from replicate.kernels._attention import LOG2E, bshd_empty, check_qkv, head_strides, launch_meta
+from replicate.kernels._triton import Tunable, check_device, unit_stride
+from replicate.kernels.flash_attention_bwd import attn_bwd_delta, attn_bwd_dkdv, attn_bwd_dq
 
-LOG2E = 1.4426950408889634
 _INTERPRET_META = {"BLOCK_M": 32, "BLOCK_N": 32}  # several blocks and a tail at the tests' S = 100
 
 
@@ -175,7 +174,7 @@ _fwd = Tunable(
     _fwd_footprint,
 )
 _dkdv = Tunable(
-    _attn_bwd_dkdv,
+    attn_bwd_dkdv,
     _configs(
         [
             (32, 64, 4, 3),
@@ -193,7 +192,7 @@ _dkdv = Tunable(
     _dkdv_footprint,
 )
 _dq = Tunable(
-    _attn_bwd_dq,
+    attn_bwd_dq,
     _configs(
         [
             (64, 32, 4, 3),
@@ -213,45 +212,18 @@ _dq = Tunable(
 DELTA_BLOCK = 64
 
 
-def _bshd_empty(like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised (B, H, S, Dh) tensor laid out as (B, S, H, Dh) in memory."""
-    B, H, S, Dh = like.shape
-    return like.new_empty((B, S, H, Dh)).permute(0, 2, 1, 3)
-
-
-def _strides(*tensors: torch.Tensor) -> list[int]:
-    return [s for t in tensors for s in t.stride()[:3]]
-
-
-def _common(q: torch.Tensor) -> tuple[int, int, int, dict]:
-    B, H, S, Dh = q.shape
-    meta = {"HEAD_DIM": Dh, "PRECISION": "ieee" if q.dtype == torch.float32 else "tf32"}
-    return B * H, H, S, meta
-
-
-def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    """q, k, v of one (B, H, S, Dh) shape and dtype, Dh one the kernels take (ValueError otherwise)."""
-    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(
-            f"expected q, k, v of one shape (B, H, S, Dh), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if q.shape[-1] not in ATTENTION_HEAD_DIMS:
-        raise ValueError(f"head dim must be one of {ATTENTION_HEAD_DIMS}, got {q.shape[-1]}")
-    check_same_dtype("q, k, v", q, k, v)
-
-
 class FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):
         check_qkv(q, k, v)
         check_device(q, k, v)
         q, k, v = unit_stride(q), unit_stride(k), unit_stride(v)
-        BH, H, S, meta = _common(q)
-        o = _bshd_empty(q)
+        BH, H, S, meta = launch_meta(q)
+        o = bshd_empty(q)
         lse = torch.empty((BH, S), dtype=torch.float32, device=q.device)
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
         _fwd[lambda m: (triton.cdiv(S, m["BLOCK_M"]), BH)](
-            q, k, v, o, lse, sm_scale * LOG2E, *_strides(q, k, v, o), H, S, **meta
+            q, k, v, o, lse, sm_scale * LOG2E, *head_strides(q, k, v, o), H, S, **meta
         )
         ctx.save_for_backward(q, k, v, o, lse)
         return o
@@ -261,19 +233,19 @@ class FlashAttentionFunction(torch.autograd.Function):
     def backward(ctx, do):
         q, k, v, o, lse = ctx.saved_tensors
         do = unit_stride(do)
-        BH, H, S, meta = _common(q)
+        BH, H, S, meta = launch_meta(q)
         delta = torch.empty_like(lse)
-        _attn_bwd_delta[(triton.cdiv(S, DELTA_BLOCK), BH)](
-            o, do, delta, *_strides(o, do), H, S, HEAD_DIM=meta["HEAD_DIM"], BLOCK_M=DELTA_BLOCK
+        attn_bwd_delta[(triton.cdiv(S, DELTA_BLOCK), BH)](
+            o, do, delta, *head_strides(o, do), H, S, HEAD_DIM=meta["HEAD_DIM"], BLOCK_M=DELTA_BLOCK
         )
-        dq, dk, dv = _bshd_empty(q), _bshd_empty(k), _bshd_empty(v)
+        dq, dk, dv = bshd_empty(q), bshd_empty(k), bshd_empty(v)
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
-        inputs, strides = (q, k, v, do, lse, delta), _strides(q, k, v, do)
+        inputs, strides = (q, k, v, do, lse, delta), head_strides(q, k, v, do)
         _dkdv[lambda m: (triton.cdiv(S, m["BLOCK_N"]), BH)](
-            *inputs, dk, dv, sm_scale * LOG2E, sm_scale, *strides, *_strides(dk, dv), H, S, **meta
+            *inputs, dk, dv, sm_scale * LOG2E, sm_scale, *strides, *head_strides(dk, dv), H, S, **meta
         )
         _dq[lambda m: (triton.cdiv(S, m["BLOCK_M"]), BH)](
-            *inputs, dq, sm_scale * LOG2E, sm_scale, *strides, *_strides(dq), H, S, **meta
+            *inputs, dq, sm_scale * LOG2E, sm_scale, *strides, *head_strides(dq), H, S, **meta
         )
         return dq, dk, dv
 

@@ -8,7 +8,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _attn_bwd_delta(
+def attn_bwd_delta(
     O,
     DO,
     DELTA,
@@ -38,7 +38,7 @@ def _attn_bwd_delta(
 
 
 @triton.jit
-def _attn_bwd_dkdv(
+def attn_bwd_dkdv(
     Q,
     K,
     V,
@@ -148,7 +148,7 @@ def _dq_keys(
 
 
 @triton.jit
-def _attn_bwd_dq(
+def attn_bwd_dq(
     Q,
     K,
     V,
