@@ -95,7 +95,7 @@ else:
 # ## Samples from a trained model
 #
 # The largest model trained here (the cpu study's held-out size, trained once more, for longer, with
-# `python -m replicate train --width 128 --depth 6 --heads 8 --batch-size 8 --lr 1e-3 --tokens 2000000
+# `python -m replicate train --width 128 --depth 6 --heads 8 --batch-clips 8 --lr 1e-3 --tokens 2000000
 # --frames 4 --save-model results/samples/model.pt`; DDPM objective {cite}`ho2020denoising`), sampled from its power-EMA
 # weights {cite}`karras2024analyzing` with 50 DDIM steps and
 # classifier-free guidance 2 (`replicate.training.diffusion.ddim_sample`), one clip for each of the 12 classes. What to

@@ -46,7 +46,7 @@ display(report.table(recipe.commands_table()))
 
 # %% [markdown]
 # The sample model of {doc}`03_data` comes from
-# `python -m replicate train --width 128 --depth 6 --heads 8 --batch-size 8 --lr 1e-3 --tokens 2000000`
+# `python -m replicate train --width 128 --depth 6 --heads 8 --batch-clips 8 --lr 1e-3 --tokens 2000000`
 # `--frames 4 --save-model results/samples/model.pt --out results/samples/model.json`.
 #
 # **Resuming.** Every run is identified by a hash of its configuration, and `replicate sweep` writes whole

@@ -1,6 +1,8 @@
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,47 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, match):
 def test_unwritable_output_fails_before_training(tmp_path):
     out = _run(*BASE, "--out", str(tmp_path / "missing" / "x.json"))
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def _subcommand_options() -> dict[str, set[str]]:
+    """Each subcommand's option strings, from the command line's own parser."""
+    import argparse
+
+    from replicate.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: set(p._option_string_actions) for name, p in sub.choices.items()}
+
+
+def _shown_commands(root: Path) -> list[tuple[str, str, str]]:
+    """(file, subcommand, the text after it) of every `python -m replicate COMMAND ...` the README, the chapters,
+    the package, the profiles and the Makefile show a reader. A chapter's Markdown lines are joined first (a
+    command may wrap onto the next comment line); elsewhere a command ends at its line."""
+    files = [root / "README.md", root / "Makefile", *sorted((root / "notebooks").glob("*.py"))]
+    files += sorted((root / "src/replicate").rglob("*.py")) + sorted((root / "src/replicate/profiles").glob("*.toml"))
+    found = []
+    for path in files:
+        text = path.read_text()
+        if path.parent.name == "notebooks":
+            text = re.sub(r"\n# ?", " ", text)
+        for match in re.finditer(r"python -m replicate ([a-z][a-z-]*)([^`'\"\n]*)", text):
+            found.append((str(path.relative_to(root)), match.group(1), match.group(2)))
+    return found
+
+
+def test_every_command_shown_to_a_reader_names_options_its_subcommand_has():
+    """A command in the README or a chapter is what a reader copies: a renamed option (--batch-size became
+    --batch-clips) must not survive in one of them."""
+    root = Path(__file__).resolve().parents[1]
+    options, shown = _subcommand_options(), _shown_commands(root)
+    assert len(shown) > 20 and {"train", "sweep", "fit"} <= {command for _, command, _ in shown}
+    wrong = [
+        f"{where}: {command} {flag}"
+        for where, command, rest in shown
+        if command in options
+        for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", rest.split("#")[0])
+        if flag not in options[command]
+    ]
+    assert not wrong, wrong
+    unknown = sorted({f"{where}: {command}" for where, command, _ in shown if command not in options})
+    assert not unknown, unknown

@@ -20,7 +20,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, every subcommand with its options."""
     parser = _Parser(prog="replicate", description="Scaling laws for video diffusion transformers, replicated.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     add_train(sub)
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     add_device_run(sub)
     add_ingest(sub)
     add_status(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:
