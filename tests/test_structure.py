@@ -130,6 +130,24 @@ def test_no_function_is_longer_than_a_hundred_lines_outside_the_triton_kernels(t
     assert _long_functions(tmp_path) == [f"{tmp_path.name}/m.py:1 f"]
 
 
+def _private_imports(root: Path) -> list[str]:
+    """`from replicate.x import _name`: a module reaching into another's private names (what two modules share
+    is public in one of them, or in a shared private module such as kernels/_triton.py)."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("replicate"):
+                where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                out += [f"{where} {alias.name}" for alias in node.names if alias.name.startswith("_")]
+    return out
+
+
+def test_no_module_imports_another_modules_private_names(tmp_path):
+    assert _private_imports(PACKAGE) == [] and _private_imports(PACKAGE.parents[1] / "benchmarks") == []
+    (tmp_path / "m.py").write_text("from replicate.kernels.flash_attention import _strides, check_qkv\n")
+    assert _private_imports(tmp_path) == [f"{tmp_path.name}/m.py:1 _strides"]
+
+
 NOTEBOOKS = PACKAGE.parents[1] / "notebooks"
 # what a chapter leaves to the package: fitting, reading files by hand, building tables
 COMPUTES = re.compile(

@@ -16,7 +16,7 @@ NUM_WARPS = 8
 
 
 @triton.jit
-def _tanh_terms(x):
+def tanh_terms(x):
     """(tanh(u), du/dx) with u = sqrt(2/pi) (x + 0.044715 x^3); sqrt(2/pi) = 0.7978845608028654."""
     x2 = x * x
     u = x * (1.0 + x2 * 0.044715) * 0.7978845608028654
@@ -30,22 +30,23 @@ def _gelu_fwd(X, OUT, N, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
-    t, _ = _tanh_terms(x)
+    t, _ = tanh_terms(x)
     tl.store(OUT + offs, (0.5 * x * (1.0 + t)).to(OUT.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _gelu_bwd(DOUT, X, DX, N, BLOCK: tl.constexpr):
+def gelu_bwd(DOUT, X, DX, N, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
     dout = tl.load(DOUT + offs, mask=mask, other=0.0).to(tl.float32)
-    t, du = _tanh_terms(x)
+    t, du = tanh_terms(x)
     dx = dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
     tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
 
 
-def _launch(kernel, *tensors: torch.Tensor) -> None:
+def launch_elementwise(kernel, *tensors: torch.Tensor) -> None:
+    """kernel(*tensors, n) over the first tensor's n elements, BLOCK per program (linear_gelu's backward too)."""
     n = tensors[0].numel()
     kernel[(triton.cdiv(n, BLOCK),)](*tensors, n, BLOCK=BLOCK, num_warps=NUM_WARPS)
 
@@ -56,7 +57,7 @@ class GeluTanhFunction(torch.autograd.Function):
         check_device(x)
         x = x.contiguous()
         out = torch.empty_like(x)
-        _launch(_gelu_fwd, x, out)
+        launch_elementwise(_gelu_fwd, x, out)
         ctx.save_for_backward(x)
         return out
 
@@ -65,7 +66,7 @@ class GeluTanhFunction(torch.autograd.Function):
     def backward(ctx, dout):
         (x,) = ctx.saved_tensors
         dx = torch.empty_like(x)
-        _launch(_gelu_bwd, dout.contiguous(), x, dx)
+        launch_elementwise(gelu_bwd, dout.contiguous(), x, dx)
         return dx
 
 

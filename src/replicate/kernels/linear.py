@@ -21,8 +21,7 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 
 from replicate.kernels._triton import Tunable, check_device, check_same_dtype, matmul_input_dtype
-from replicate.kernels.gelu import _gelu_bwd, _tanh_terms
-from replicate.kernels.gelu import _launch as _elementwise
+from replicate.kernels.gelu import gelu_bwd, launch_elementwise, tanh_terms
 
 
 @triton.jit
@@ -63,7 +62,7 @@ def _linear_gelu_fwd(
         x_ptrs += BLOCK_K * stride_xk
         w_ptrs += BLOCK_K * stride_wk
     h = acc + tl.load(BIAS + e * stride_be + offs_n, mask=nmask, other=0.0).to(tl.float32)[None, :]
-    t, _ = _tanh_terms(h)
+    t, _ = tanh_terms(h)
     # H and OUT are contiguous (E, M, N)
     offs = e * M * N + offs_m[:, None].to(tl.int64) * N + offs_n[None, :]
     mask = mmask[:, None] & nmask[None, :]
@@ -119,7 +118,7 @@ class LinearGeluFunction(torch.autograd.Function):
     def backward(ctx, dout):
         x, w, h = ctx.saved_tensors
         dh = torch.empty_like(h)
-        _elementwise(_gelu_bwd, dout.contiguous(), h, dh)
+        launch_elementwise(gelu_bwd, dout.contiguous(), h, dh)
         return torch.bmm(dh, w.transpose(1, 2)), torch.bmm(x.transpose(1, 2), dh), dh.sum(1)
 
 
