@@ -391,10 +391,12 @@ def _kernel_folder(path: Path, profile: Path, lines: list[dict]) -> Path:
     return path
 
 
-def test_ingest_merges_kernel_rows_per_op_shape_backend_and_device_and_refuses_a_partial_benchmark(tmp_path, tiny):
+def test_ingest_merges_kernel_rows_per_op_shape_backend_and_device_and_the_complete_cases_of_a_partial_one(
+    tmp_path, tiny
+):
     """The kernel lines (kernels.bench.op_rows, here on the interpreter at a tiny shape) become kernels.csv rows,
-    replacing only the rows of the same op, shape, dtype, backend and device; a benchmark cut short or with
-    cases skipped is refused whole (one line, exit 2, nothing written) unless --skip-kernels."""
+    replacing only the rows of the same op, shape, dtype, backend and device; of a benchmark cut short or with
+    cases skipped, only the cases timed with every backend go in, and the others are named."""
     from replicate.kernels import OPS
     from replicate.kernels.bench import COLUMNS, op_rows
 
@@ -411,8 +413,8 @@ def test_ingest_merges_kernel_rows_per_op_shape_backend_and_device_and_refuses_a
     table = _table(results / "benchmarks" / "kernels.csv")
     assert list(table[0]) == list(COLUMNS) and len(table) == len(rows)
     assert {(r["op"], r["backend"]) for r in table} == {(op, b) for op in OPS for b in ("eager", "triton")}
-    # a second device, and one row of the first measured again
-    second = [{**line, "device": "gpu B"} for line in first] + [{**first[0], "ms": 123.0}]
+    # a second device, and one case of the first measured again (its eager row changed)
+    second = [{**line, "device": "gpu B"} for line in first] + [{**first[0], "ms": 123.0}, first[1]]
     tuning_b = {**tuning, "device": "gpu B", "tuning": [{"kernel": "k", "key": ["1"], "best": "y"}]}
     ingest(_kernel_folder(tmp_path / "b", tiny, [*second, tuning_b, done]), results)
     table = _table(results / "benchmarks" / "kernels.csv")
@@ -420,16 +422,28 @@ def test_ingest_merges_kernel_rows_per_op_shape_backend_and_device_and_refuses_a
     assert [r["ms"] for r in table if r["device"] == "gpu A"] == ["123"] + [f"{r['ms']:.4g}" for r in rows[1:]]
     tuned = json.loads((results / "benchmarks" / "kernels_tuning.json").read_text())["tuning"]
     assert sorted((t["device"], t["best"]) for t in tuned) == [("gpu A", "x"), ("gpu B", "y")]
-    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
-    partial = [*first, {**done, "skipped": ["attention triton at E2xB1xS16xD32xH2"], "complete": False}]
-    for name, lines in (("cut", first[:3]), ("skipped", partial)):
-        folder = _kernel_folder(tmp_path / name, tiny, lines)
-        refused = _cli("ingest", str(folder), "--results", str(results))
-        assert refused.returncode == 2 and "partial" in refused.stderr and len(refused.stderr.splitlines()) == 1
-        assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before
-    ingest(folder, results, skip_kernels=True)  # the rest goes in; the kernel tables stay as they were
-    assert (results / "benchmarks" / "kernels.csv").read_bytes() == before[results / "benchmarks" / "kernels.csv"]
+    kernels = results / "benchmarks" / "kernels.csv"
+    before = kernels.read_bytes()
+    # a third device's benchmark cut short inside the second op (its triton row never came), and one with the
+    # last op's triton failing (NaN) and its summary naming the skipped case
+    third = [{**line, "device": "gpu C"} for line in first]
+    failed = [*third[:-1], {**third[-1], "ms": float("nan")}]
+    partial = [*failed, {**done, "skipped": [f"{third[-1]['op']} triton at {third[-1]['shape']}"], "complete": False}]
+    skipped = ingest(_kernel_folder(tmp_path / "skipped", tiny, partial), results, skip_kernels=True)
+    assert kernels.read_bytes() == before and skipped.kernel_cases == 0  # --skip-kernels: the tables as they were
     assert json.dumps(partial[-1]) in (results / "benchmarks" / "device_steps.jsonl").read_text()  # lines kept
+    cut = _cli("ingest", str(_kernel_folder(tmp_path / "cut", tiny, third[:3])), "--results", str(results))
+    assert cut.returncode == 0 and "no end to the benchmark" in cut.stdout and "1 cases merged" in cut.stdout
+    assert f"1 incomplete left out ({third[2]['op']} at {third[2]['shape']} (triton missing))" in cut.stdout
+    assert [(r["op"], r["backend"]) for r in _table(kernels) if r["device"] == "gpu C"] == [
+        (third[0]["op"], "eager"),
+        (third[1]["op"], "triton"),
+    ]
+    result = ingest(_kernel_folder(tmp_path / "failed", tiny, partial), results)
+    assert result.kernel_state.startswith("1 cases skipped") and result.kernel_cases == len(OPS) - 1
+    assert result.kernel_cases_left == (f"{third[-1]['op']} at {third[-1]['shape']} (triton missing)",)
+    merged = {r["op"] for r in _table(kernels) if r["device"] == "gpu C"}
+    assert merged == set(OPS) - {third[-1]["op"]}
 
 
 def test_the_kernel_benchmark_times_the_training_step_first_and_checks_its_budget_per_backend(monkeypatch):

@@ -201,15 +201,15 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
         "ingest",
         help="merge a device run's folder into results/",
         description="Merge the rows, paused states, log, step times and kernel benchmark of a device-run folder "
-        "into results/ (idempotent; rows that contradict the table's, or a partial kernel benchmark: exit 2, "
-        "nothing written).",
+        "into results/ (idempotent; rows that contradict the table's: exit 2, nothing written; of a partial "
+        "kernel benchmark, its complete cases).",
     )
     p.add_argument("folder", type=Path, help="what device-run wrote (the device call's files)")
     p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
     p.add_argument(
         "--skip-kernels",
         action="store_true",
-        help="leave kernels.csv and kernels_tuning.json as they are (e.g. for a partial kernel benchmark)",
+        help="leave kernels.csv and kernels_tuning.json as they are",
     )
     p.set_defaults(func=_ingest)
 
@@ -225,6 +225,13 @@ def _ingest(args: argparse.Namespace) -> int:
         f"ingest: {result.runs_added} runs added to {result.study / 'runs.csv'} ({result.runs_known} held already), "
         f"{result.paused} paused states; the study is {state}"
     )
+    if result.kernel_state != "none" and not args.skip_kernels:
+        left = result.kernel_cases_left
+        named = "; ".join(left[:3]) + ("; ..." if len(left) > 3 else "")
+        print(
+            f"ingest: kernel benchmark {result.kernel_state}: {result.kernel_cases} cases merged into kernels.csv"
+            + (f", {len(left)} incomplete left out ({named})" if left else "")
+        )
     return 0
 
 

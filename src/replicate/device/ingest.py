@@ -4,11 +4,13 @@ The rows go into results/<study>/runs.csv, the paused states (single files or bu
 results/<study>/paused/, the log into results/<study>/device_logs/<call>.log, every bench line into
 results/benchmarks/device_steps.jsonl, and the kernel benchmark's rows into results/benchmarks/kernels.csv, one
 row per (op, shape, dtype, backend, device) replaced or added (the other devices' and shapes' rows stay), its
-autotuning into kernels_tuning.json likewise per (kernel, key, device). A folder whose kernel benchmark is
-partial (cut short, or cases skipped) is refused, one line and exit 2, nothing written: kernels.csv decides
-which kernels `auto` takes. `--skip-kernels` ingests the rest and leaves the kernel tables as they are (its
-lines are still kept in device_steps.jsonl). A folder cut short anywhere else (killed, status "running" or
-"interrupted") is taken as it is: what it holds was finished. Every file is replaced atomically; ingesting the
+autotuning into kernels_tuning.json likewise per (kernel, key, device). Of a partial kernel benchmark (cut short
+by its time box, or cases skipped) only the complete cases go into kernels.csv: an (op, shape, dtype) with a
+finite time for every backend the benchmark timed for rows of its kind (ops, or the training step), so that no
+row of the table stands without the baseline it is compared with; the others are named in the result
+(`complete_cases`). `--skip-kernels` leaves the kernel tables as they are (the lines are still kept in
+device_steps.jsonl). A folder cut short anywhere else (killed, status "running" or "interrupted") is taken as it
+is: what it holds was finished. Every file is replaced atomically; ingesting the
 same folder twice changes nothing; a row that differs from the one the table holds for the same run stops it
 before it writes.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,9 @@ class IngestResult:
     runs_known: int  # rows the table already held, identical
     paused: int
     complete: bool
+    kernel_state: str = "none"  # kernel_benchmark_state: none, complete, or why it is partial
+    kernel_cases: int = 0  # (op, shape, dtype) cases merged into kernels.csv
+    kernel_cases_left: tuple[str, ...] = ()  # a partial benchmark's incomplete cases, not merged
 
 
 def _without_wall(rows: list[list[str]]) -> list[list[str]]:
@@ -64,6 +70,29 @@ def kernel_benchmark_state(lines: list[dict]) -> str:
         skipped = summaries[-1].get("skipped") or []
         return f"{len(skipped)} cases skipped" + (f", e.g. {skipped[0]}" if skipped else " (it was cut short)")
     return "complete"
+
+
+def complete_cases(rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """The kernel rows of the cases (op, shape, dtype, device) that have a finite time for every backend the
+    benchmark timed for rows of their kind (the training step's, or the ops'), and the other cases by name."""
+    from replicate.device.checks import CAPTURED_STEP, EAGER_STEP
+
+    def kind(row: dict) -> str:
+        return "step" if row["op"] in (CAPTURED_STEP, EAGER_STEP) else "op"
+
+    backends: dict[str, set[str]] = {}
+    cases: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        backends.setdefault(kind(row), set()).add(row["backend"])
+        cases.setdefault(tuple(str(row[k]) for k in ("op", "shape", "dtype", "device")), []).append(row)
+    kept, left = [], []
+    for case, group in cases.items():
+        timed = {r["backend"] for r in group if math.isfinite(float(r["ms"]))}
+        if timed >= backends[kind(group[0])]:
+            kept += group
+        else:
+            left.append(f"{case[0]} at {case[1]} ({', '.join(sorted(backends[kind(group[0])] - timed))} missing)")
+    return kept, left
 
 
 def _merge_rows(src: Path, study: Path, prof: Profile) -> tuple[int, int, set[str]]:
@@ -128,12 +157,6 @@ def ingest(src: Path, results: Path = Path("results"), skip_kernels: bool = Fals
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{src} is not a device run's folder (manifest.json: {err})") from None
     lines = _bench_lines(src)
-    state = kernel_benchmark_state(lines)
-    if state not in ("none", "complete") and not skip_kernels:
-        raise ConfigError(
-            f"the kernel benchmark in {src} is partial ({state}): nothing ingested; --skip-kernels ingests the "
-            "rest and leaves kernels.csv as it is"
-        )
     study = results / name
     study.mkdir(parents=True, exist_ok=True)
     if not (study / "profile.toml").is_file():
@@ -142,8 +165,10 @@ def ingest(src: Path, results: Path = Path("results"), skip_kernels: bool = Fals
     added, known, finished = _merge_rows(src, study, prof)
     paused = _move_paused(src, study, prof, finished)
     _append_new_lines(src / "bench.jsonl", results / STEP_TIMES)
-    if state == "complete" and not skip_kernels:
-        merge_kernel_rows(results / "benchmarks" / "kernels.csv", [r for r in lines if r.get("kind") == "kernel"])
+    kept, left = complete_cases([r for r in lines if r.get("kind") == "kernel"])
+    if kept and not skip_kernels:
+        merge_kernel_rows(results / "benchmarks" / "kernels.csv", kept)
+    if not skip_kernels:
         for line in lines:
             if line.get("kind") == "autotune":
                 merge_tuning(results / "benchmarks" / "kernels_tuning.json", line)
@@ -152,7 +177,11 @@ def ingest(src: Path, results: Path = Path("results"), skip_kernels: bool = Fals
         target.parent.mkdir(exist_ok=True)
         if not target.is_file() or target.read_text() != log:
             atomic_write(target, lambda f: f.write(log))
-    return IngestResult(study, added, known, paused, finished >= {r.run_id for r in prof.runs})
+    cases = 0 if skip_kernels else len({tuple(str(r[k]) for k in KERNEL_KEY[:3]) for r in kept})
+    left = () if skip_kernels else tuple(left)
+    state = kernel_benchmark_state(lines)
+    complete = finished >= {r.run_id for r in prof.runs}
+    return IngestResult(study, added, known, paused, complete, state, cases, left)
 
 
 def merge_kernel_rows(path: Path, rows: list[dict]) -> None:
