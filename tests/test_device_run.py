@@ -368,6 +368,30 @@ def test_a_call_without_a_commit_carries_the_digest_of_its_source(tmp_path, monk
     assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "b")
 
 
+def test_ingest_holds_the_calls_source_to_the_commit_its_rows_name(tmp_path):
+    """The manifest's tree digest against the digest of the named commit's source, in a repository of its own:
+    the same source agrees; an edit made before the call and never committed is named."""
+    from replicate.device.ingest import source_check
+
+    source = tmp_path / "src" / "replicate"
+    source.mkdir(parents=True)
+    (source / "m.py").write_text("x = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "m"]):
+        subprocess.run([*git, *args], cwd=tmp_path, check=True, capture_output=True)
+    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+    sha = sha.stdout.strip()
+    ran = {"git_sha": sha, "tree_digest": tree_digest(source)}
+    assert source_check(ran, tmp_path) == f"the call ran commit {sha}'s source"
+    (source / "m.py").write_text("x = 2\n")  # edited, not committed, and the call runs the edit
+    edited = source_check({"git_sha": sha, "tree_digest": tree_digest(source)}, tmp_path)
+    assert edited.startswith(f"the call ran source tree-{tree_digest(source)}, not commit {sha}'s")
+    unknown = source_check({"git_sha": "0123456789ab", "tree_digest": "x"}, tmp_path)
+    assert unknown.startswith("commit 0123456789ab is not in this repository")
+    assert source_check({"git_sha": sha}, tmp_path).startswith("the call recorded no tree digest")
+    assert source_check({"git_sha": "tree-abc", "tree_digest": "abc"}, tmp_path) == ""
+
+
 def test_a_dry_run_states_the_cost_on_the_devices_that_device_runs_measured(tmp_path, tiny):
     results = tmp_path / "results"
     out = _cli("sweep", "--profile", str(tiny), "--out", str(results / "tiny"), "--device", "cpu", "--dry-run")

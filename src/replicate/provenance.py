@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import platform
 import subprocess
+import tarfile
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +82,24 @@ def tree_digest(root: Path | None = None) -> str:
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml") and p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
+
+
+def tree_digest_at(commit: str, repo: Path | None = None) -> str | None:
+    """tree_digest of the package's source at `commit` of the git repository holding `repo` (default: this
+    package's), or None where git or the commit is not at hand."""
+    repo = repo or Path(__file__).resolve().parent
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, "src/replicate"], cwd=top, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp, filter="data")
+        return tree_digest(Path(tmp) / "src" / "replicate")
 
 
 def version(package: str) -> str:

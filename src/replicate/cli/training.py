@@ -225,6 +225,8 @@ def _ingest(args: argparse.Namespace) -> int:
         f"ingest: {result.runs_added} runs added to {result.study / 'runs.csv'} ({result.runs_known} held already), "
         f"{result.paused} paused states; the study is {state}"
     )
+    if result.source:
+        print(f"ingest: {result.source}")
     if result.kernel_state != "none" and not args.skip_kernels:
         left = result.kernel_cases_left
         named = "; ".join(left[:3]) + ("; ..." if len(left) > 3 else "")

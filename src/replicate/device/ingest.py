@@ -12,7 +12,7 @@ row of the table stands without the baseline it is compared with; the others are
 device_steps.jsonl). A folder cut short anywhere else (killed, status "running" or "interrupted") is taken as it
 is: what it holds was finished. Every file is replaced atomically; ingesting the
 same folder twice changes nothing; a row that differs from the one the table holds for the same run stops it
-before it writes.
+before it writes. The result says whether the call ran the source of the commit its rows name (`source_check`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from replicate.errors import ConfigError
 from replicate.io import atomic_write, write_json
 from replicate.kernels.bench import write_table
 from replicate.profile import Profile, load_profile
+from replicate.provenance import tree_digest_at
 from replicate.runs import COLUMNS, RunsTable, read_runs
 from replicate.training.sweep import state_name
 from replicate.training.timing import STEP_TIMES
@@ -46,6 +47,7 @@ class IngestResult:
     kernel_state: str = "none"  # kernel_benchmark_state: none, complete, or why it is partial
     kernel_cases: int = 0  # (op, shape, dtype) cases merged into kernels.csv
     kernel_cases_left: tuple[str, ...] = ()  # a partial benchmark's incomplete cases, not merged
+    source: str = ""  # whether the call ran the source of the commit its rows name (source_check)
 
 
 def _without_wall(rows: list[list[str]]) -> list[list[str]]:
@@ -70,6 +72,26 @@ def kernel_benchmark_state(lines: list[dict]) -> str:
         skipped = summaries[-1].get("skipped") or []
         return f"{len(skipped)} cases skipped" + (f", e.g. {skipped[0]}" if skipped else " (it was cut short)")
     return "complete"
+
+
+def source_check(manifest: dict, repo: Path | None = None) -> str:
+    """Whether the call ran the commit its rows name: its manifest's tree digest against the digest of that
+    commit's source in the repository at `repo` (default: this package's; "" where the call ran a tree without
+    a commit, "tree-...")."""
+    sha, ran = str(manifest.get("git_sha", "")), manifest.get("tree_digest")
+    if sha.startswith("tree-") or not sha:
+        return ""
+    if ran is None:
+        return f"the call recorded no tree digest: its source cannot be held to commit {sha}"
+    at = tree_digest_at(sha.removesuffix("-dirty"), repo)
+    if at is None:
+        return f"commit {sha} is not in this repository: the call's source (tree-{ran}) is unchecked"
+    if at != ran:
+        return (
+            f"the call ran source tree-{ran}, not commit {sha}'s (tree-{at}): its rows name a commit whose code "
+            "they did not run (uncommitted edits at the call?)"
+        )
+    return f"the call ran commit {sha}'s source"
 
 
 def complete_cases(rows: list[dict]) -> tuple[list[dict], list[str]]:
@@ -181,7 +203,8 @@ def ingest(src: Path, results: Path = Path("results"), skip_kernels: bool = Fals
     left = () if skip_kernels else tuple(left)
     state = kernel_benchmark_state(lines)
     complete = finished >= {r.run_id for r in prof.runs}
-    return IngestResult(study, added, known, paused, complete, state, cases, left)
+    source = source_check(manifest)
+    return IngestResult(study, added, known, paused, complete, state, cases, left, source)
 
 
 def merge_kernel_rows(path: Path, rows: list[dict]) -> None:

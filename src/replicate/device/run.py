@@ -112,6 +112,7 @@ def device_run(
             "plan": [{"stage": s.name, "share": s.share} for s in stages],
             "runs_total": len(prof.runs),
             "profile_toml": prof.path.read_text(),  # the folder describes itself: ingest needs no profile file
+            "tree_digest": tree_digest(),  # the source the call ran: ingest holds it to the commit its rows name
         }
         with call.opened():
             print(
