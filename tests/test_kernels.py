@@ -195,13 +195,39 @@ def test_import_compiles_nothing_and_queries_no_driver():
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
 
 
-def test_auto_takes_triton_only_where_the_benchmark_measured_it_faster_on_a_gpu():
+def _verified_on(lines: list[dict]) -> dict[str, set[str]]:
+    """Per device, the ops a device call's preflight checked against their references with every case passing
+    (its triton_ops check's status "ok"; the case names begin with the op's)."""
+    verified: dict[str, set[str]] = {}
+    for line in lines:
+        if line.get("kind") == "preflight" and line.get("check") == "triton_ops" and line.get("status") == "ok":
+            ops = {case.split(" ")[0] for case in line.get("errors", {})}
+            verified.setdefault(line["device"], set()).update(ops)
+    return verified
+
+
+def test_auto_takes_triton_only_where_the_benchmark_measured_it_faster_on_a_gpu_that_verified_it():
+    """TRITON_FASTER: the ops whose Triton kernel ran faster than eager at every shape measured on a GPU, and
+    whose compiled kernel that GPU's preflight checked against the reference (device_steps.jsonl): speed alone
+    must not switch `auto` onto a kernel whose compiled output nobody checked."""
+    import json
+
     import pandas as pd
 
-    speed = pd.read_csv(Path(__file__).resolve().parents[1] / "results/benchmarks/kernels.csv")
+    results = Path(__file__).resolve().parents[1] / "results/benchmarks"
+    speed = pd.read_csv(results / "kernels.csv")
+    steps = results / "device_steps.jsonl"
+    verified = _verified_on([json.loads(line) for line in steps.read_text().splitlines()] if steps.is_file() else [])
     gpu = speed[(speed["backend"] == "triton") & ~speed["device"].str.startswith("cpu")]
-    faster = {op for op, g in gpu.groupby("op") if (g["speedup_vs_eager"] > 1).all()}
+    faster = {
+        op
+        for op, g in gpu.groupby("op")
+        if (g["speedup_vs_eager"] > 1).all() and all(op in verified.get(device, set()) for device in g["device"])
+    }
     assert kernels.TRITON_FASTER == faster & set(kernels.OPS)
+    ok = {"kind": "preflight", "check": "triton_ops", "status": "ok", "device": "gpu A"}
+    lines = [{**ok, "errors": {"gelu_tanh fp32 at E2": 0.0}}, {**ok, "status": "failed", "errors": {"attention": 1}}]
+    assert _verified_on(lines) == {"gpu A": {"gelu_tanh"}}
 
 
 def test_short_clips_take_the_whole_clip_kernel_and_long_sequences_flash_attention(monkeypatch):

@@ -27,8 +27,8 @@ from replicate.kernels import reference
 BACKENDS = ("auto", "torch", "triton")
 ATTENTION_HEAD_DIMS = (16, 32, 64, 128)  # the Triton kernel's; "auto" falls back to torch for others
 # Ops whose Triton kernel ran faster than eager PyTorch at every shape benchmarks/kernels.py measured on a GPU
-# (results/benchmarks/kernels.csv; test_kernels holds this set to that table): "auto" takes PyTorch's ops for
-# the others until a faster kernel is measured.
+# whose device call's preflight verified it against its reference (results/benchmarks/kernels.csv and
+# device_steps.jsonl; test_kernels holds this set to them): "auto" takes PyTorch's ops for the others.
 TRITON_FASTER: frozenset[str] = frozenset()
 
 
