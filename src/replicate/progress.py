@@ -1,4 +1,5 @@
-"""Progress bars: tqdm where installed; a quiet stand-in on the GPU image, which has no tqdm."""
+"""Progress bars: tqdm where installed (requirements.txt has it; the lent GPU machines have it too), else a quiet
+stand-in, so that a bare machine still runs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 try:
     from tqdm import tqdm
-except ImportError:  # the GPU image: only torch, triton, numpy, scipy, pandas
+except ImportError:  # a bare environment: the bars are a convenience, not a dependency
     tqdm = None
 
 
