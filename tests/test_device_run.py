@@ -533,3 +533,19 @@ def test_backend_auto_keeps_the_triton_ops_only_where_the_preflight_verified_the
         checks.gate_triton(status)
         assert checks.backend == kept, (status, backend)
         assert (f"not verified ({status})" in capsys.readouterr().out) == (kept != backend)
+
+
+def test_device_run_options_left_out_take_device_runs_own_defaults_which_their_help_names():
+    import argparse
+    import inspect
+
+    from replicate.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["device-run"]
+    actions = {a.dest: a for a in sub._actions}
+    defaults = inspect.signature(device_run).parameters
+    for key in ("profile", "measure", "deadline_s", "max_files"):
+        assert actions[key].default is None  # not passed: device_run's own default applies
+        default = defaults[key].default
+        shown = f"{default:g}" if isinstance(default, float | int) else default
+        assert f"default {shown}" in actions[key].help or f"{shown} (the default" in actions[key].help, key

@@ -155,14 +155,16 @@ def add_device_run(sub: argparse._SubParsersAction) -> None:
         "stage failed (the folder says which), 143 on SIGTERM (the folder holds what was finished).",
     )
     p.add_argument("--out", type=Path, required=True, help="the folder of this call's files ($OUT on a device machine)")
-    p.add_argument("--profile", default="next", help="next (Stage A, then the study), or a profile name or .toml")
-    p.add_argument("--measure", default="stage_l", help="the profile whose shapes the checks and step timings measure")
+    # the defaults of --profile, --measure, --deadline-s and --max-files are device_run's own (replicate.device.run:
+    # NEXT, MEASURE, ...), spelled there once; an option left out is not passed
+    p.add_argument("--profile", help="next (the default: Stage A, then the study), or a profile name or .toml")
+    p.add_argument("--measure", help="the profile whose shapes the checks and step timings measure (default stage_l)")
     p.add_argument("--results", type=Path, default=Path("results"), help="the results root (default: results)")
-    p.add_argument("--deadline-s", type=positive_float, default=480.0, help="seconds the whole call may take")
+    p.add_argument("--deadline-s", type=positive_float, help="seconds the whole call may take (default 480)")
     p.add_argument("--workers", type=positive_int, help="groups trained at once (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--backend", default="auto", help="auto, torch or triton")
-    p.add_argument("--max-files", type=positive_int, default=8, help="files that may come back from --out")
+    p.add_argument("--max-files", type=positive_int, help="files that may come back from --out (default 8)")
     p.set_defaults(func=_device_run)
 
 
@@ -171,16 +173,14 @@ def _device_run(args: argparse.Namespace) -> int:
     from replicate.kernels import check_backend
 
     check_backend(args.backend)
+    given = {key: getattr(args, key) for key in ("profile", "measure", "deadline_s", "max_files")}
     result = device_run(
         args.out,
-        profile=args.profile,
-        measure=args.measure,
         results=args.results,
-        deadline_s=args.deadline_s,
         workers=args.workers,
         device=args.device,
         backend=args.backend,
-        max_files=args.max_files,
+        **{key: value for key, value in given.items() if value is not None},
     )
     print(
         f"device-run {result.profile} ({result.status}): {result.runs_added} runs added, {result.runs_done}/"
