@@ -158,22 +158,23 @@ def test_the_flat_update_calls_one_kernel_per_member_and_never_reads_back():
 
 
 def test_the_flat_step_trains_as_the_reference_step():
-    """100 steps of a group of 2 seeds x 2 rates, flat (MemberAdamW) and per member (EnsembleAdamW). The two
+    """200 steps of a group of 2 seeds x 2 rates, flat (MemberAdamW) and per member (EnsembleAdamW). The two
     round differently (clipping's norm sums in another order and divides where the reference multiplies), by
     one float32 ulp here and there, which training carries forward as a random walk: the members' losses agree
-    exactly for the first steps and within 2e-6 relative at worst over 100 (1e-7 typical), the weights within
-    1e-5 (norm of the difference over the norm, per tensor and member). A cell's seed noise is 0.7%: the orders
-    of magnitude between them are what the test holds. The key projection's bias is left out: its gradient is
-    zero in exact arithmetic (softmax ignores a shift shared by every key), so Adam moves it by rounding noise
-    alone, and differently in either order; it has no effect on the loss."""
+    exactly for the first steps and within a few 1e-6 relative at worst over 200 (1e-7 typical), the weights
+    likewise (norm of the difference over the norm, per tensor and member); the test allows 1e-5 for both. A
+    cell's seed noise is 0.7%: the orders of magnitude between them are what the test holds. The key
+    projection's bias is left out: its gradient is zero in exact arithmetic (softmax ignores a shift shared by
+    every key), so Adam moves it by rounding noise alone, and differently in either order; it has no effect on
+    the loss."""
     from replicate.training.step import GroupStepper
 
-    base = TrainConfig(MODEL, batch_clips=1, lr=1e-3, tokens=16 * 100, warmup_steps=10)
+    base = TrainConfig(MODEL, batch_clips=1, lr=1e-3, tokens=16 * 200, warmup_steps=10)
     cfgs = [dataclasses.replace(base, lr=lr, seed=seed) for seed in (0, 1) for lr in (3e-4, 3e-3)]
     flat = GroupStepper(cfgs, torch.device("cpu"))
     ref = GroupStepper(cfgs, torch.device("cpu"), reference=True)
     worst = 0.0
-    for step in range(1, 101):
+    for step in range(1, 201):
         a, b = flat.step(step), ref.step(step)
         worst = max(worst, float(((a - b).abs() / b.abs()).max()))
     assert worst < 1e-5
