@@ -13,8 +13,8 @@
 # %% [markdown]
 # # The paper's claims at language-model scale
 #
-# At this project's scale two of the paper's claims cannot be tested: the batch law, because the loss is flat
-# along $B$ against the seed noise ({doc}`06b_stage_a`), and the claim that fitting at fixed hyperparameters
+# At this project's scale two of the paper's claims cannot be tested: the batch law, because the loss is too
+# flat along $B$ to locate $B_\mathrm{opt}$ ({doc}`06b_stage_a`), and the claim that fitting at fixed hyperparameters
 # overestimates the compute-optimal size, because no compute budget of the study brackets $N_\mathrm{opt}$
 # ({doc}`08_isoflop`). Public sweeps of language models reach the scale where both can be looked at. They are
 # not video diffusion transformers: what follows says what holds for those models, and nothing about a video

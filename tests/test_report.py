@@ -305,6 +305,9 @@ def test_claim_verdicts_come_from_the_fit(fit):
     flat["surface"]["converged"] = False
     assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].startswith("not testable")
     assert "0.05% per doubling^2" in report.claim_verdicts(flat, no_go).loc[0, "deciding number"]
+    no_go["curvature_per_doubling2"]["ci95_envelope"] = [0.0001, 0.0012]
+    reason = "(the loss is too flat along B to locate B_opt: at most 0.12%, a go needs 0.3%)"
+    assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].endswith(reason)
     unbracketed = copy.deepcopy(result)
     for law in unbracketed["compute_laws"].values():
         law["isoflop"] = None

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit import hyperparameter_law
+from replicate.fit.curvature import GO
 from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument, headline
 from replicate.paper import HEADLINE, LOSS_LAW, N_OPT_RATIO, SCALE, optimal_steps, paper_laws
 from replicate.report.compare import (
@@ -221,9 +222,11 @@ def claim_verdicts(
             word = verdict(part["exp_tokens"], ci, p["exp_tokens"])
             decides = f"exponent in T {part['exp_tokens']:.3g} {fmt_ci(ci)} ({method})"
         elif stage_a is not None and stage_a.get("verdict") == "no-go":
-            word = "not testable at this scale (the loss is too flat along B against the seed noise)"
             envelope = stage_a["curvature_per_doubling2"].get("ci95_envelope")
             interval = f" [{100 * envelope[0]:.2f}, {100 * envelope[1]:.2f}]%" if envelope else ""
+            # what decides it is the bowl's depth against what locating B_opt needs, not the seed noise
+            below = f": at most {100 * envelope[1]:.2f}%, a go needs {100 * GO:.1f}%" if envelope else ""
+            word = f"not testable at this scale (the loss is too flat along B to locate B_opt{below})"
             decides = f"curvature {100 * curvature:.2f}%{interval} per doubling^2 (Stage A)"
         else:
             word = "not testable at this scale (the optima sit on the grid's edge; no curvature along B to locate)"
