@@ -156,6 +156,20 @@ def test_summary_lines_state_every_finding(fit):
         assert (f"{n} at its {end} batch" in text) == (n > 0), end  # both edges counted, each where it is
 
 
+def test_the_batch_axis_gives_the_surface_fits_ridge_only_where_that_fit_converged(fit):
+    from replicate.report import hyperparameter_laws
+
+    runs, result = fit
+    by_batch = hyperparameter_laws.batch_axis(runs)
+    result = copy.deepcopy(result)
+    result["surface"]["lr_law"] = {"ridge": 0.52, "ci95": {"ridge": [0.41, 0.63]}}
+    for converged in (True, False):
+        result["surface"]["converged"] = converged
+        lines = hyperparameter_laws.batch_axis_lines(result, runs, by_batch, None)
+        assert any(line.startswith("lr_opt (the surface fit's ridge) grows as B^0.52") for line in lines) == converged
+        assert any("did not converge" in line for line in lines) != converged
+
+
 def test_the_batch_slope_finding_leads_with_the_lr_laws_ridge_and_sets_the_pooled_slope_beside_it(fit):
     """With the learning-rate law, the B exponent is its ridge (the decisive fit, chapter 6c), and the pooled slope
     between the grid's best cells is said to contain it or to exclude it, as its interval does."""

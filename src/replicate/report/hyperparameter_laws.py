@@ -66,10 +66,13 @@ def batch_axis_lines(fit: FitDocument, runs: pd.DataFrame, by_batch: pd.DataFram
     slope = fit.get("lr_batch_exponent") or {}
     if slope.get("value") is not None:
         lines.append(lr_scaling_sentence("lr_opt (per batch size, pooled)", slope["value"], slope.get("ci95")))
-    surface_lr = (fit.get("surface") or {}).get("lr_law") or {}
-    if surface_lr.get("ridge") is not None:
+    surface = fit.get("surface") or {}
+    surface_lr = surface.get("lr_law") or {}
+    if surface_lr.get("ridge") is not None and surface.get("converged"):
         what = "lr_opt (the surface fit's ridge)"
         lines.append(lr_scaling_sentence(what, surface_lr["ridge"], surface_lr["ci95"].get("ridge")))
+    elif surface_lr.get("ridge") is not None:  # a ridge from a fit that did not converge is no measurement
+        lines.append("The surface fit did not converge on these data: its lr-B ridge decides nothing.")
     if dit_noise:
         batches = sorted(fit_rows["batch_samples"].unique().tolist())
         lines.append(tradeoff_sentence(dit_noise_scales(dit_noise), batches))
