@@ -402,6 +402,18 @@ def test_the_readme_step_speed_is_the_committed_benchmark():
     assert f"its target met at {compiled} of {len(rows)} shapes" in section
 
 
+def test_the_readme_h100_throughput_is_the_committed_benchmark():
+    """README's H100 throughput bullet is typed: it must say what results/benchmarks/train_throughput.jsonl says."""
+    root = Path(__file__).resolve().parents[1]
+    rows = [json.loads(line) for line in (root / "results/benchmarks/train_throughput.jsonl").read_text().splitlines()]
+    h100 = [row for row in rows if "H100" in row["device"]]
+    tokens, ratios = [row["tokens_per_s"] for row in h100], [100 * row["ratio"] for row in h100]
+    line = f"{max(tokens) / 1e3:.0f}k tokens/s (nano)\n  to {min(tokens) / 1e3:.0f}k (9.5M-parameter medium)"
+    peak = f"{min(ratios):.1g}-{max(ratios):.0f}% of the bf16 matmul peak"
+    text = (root / "README.md").read_text()
+    assert line in text and peak in text, (line, peak)
+
+
 def test_kernel_speed_table_has_one_row_per_op_and_the_speedups():
     speed = pd.read_csv(Path(__file__).resolve().parents[1] / "results/benchmarks/kernels.csv")
     table = report.kernel_speed_table(speed)
