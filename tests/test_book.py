@@ -167,7 +167,12 @@ def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
     text = recipe.gpu_recipe(estimate)
     assert "make book PROFILE=gpu" in text and "--deadline-s" in text and "paused/" in text
     assert recipe.duration(estimate["wall_s"]) in text
+    # the committed rows have no backend column: they ran when auto took the Triton kernels, and say so
+    assert "backend" not in steps and f"with backend {recipe.LEGACY_BACKEND}," in text
+    assert set(recipe.gpu_steps_table()[0]["backend"]) == {recipe.LEGACY_BACKEND}
     assert "no time can be estimated" in recipe.gpu_recipe(None)
+    row = recipe.commands_table().set_index("command").loc["make book PROFILE=gpu"]
+    assert row["time, as recorded"] == f"never run; estimated {recipe.duration(estimate['wall_s'])}"
     assert recipe.logged_wall_time(RESULTS / "cpu/sweep.log") == pytest.approx(5039)
 
 

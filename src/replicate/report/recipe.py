@@ -64,6 +64,12 @@ def _study_time(study: str) -> str:
     return "; ".join(parts) or "not recorded"
 
 
+def _gpu_time() -> str:
+    """The gpu profile's estimated time (gpu_estimate): it has never run."""
+    estimate = gpu_estimate(load_profile("gpu"))
+    return f"never run; estimated {duration(estimate['wall_s'])}" if estimate else "never run"
+
+
 def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
     """Every command behind the book's results, with the time the results record for it (on the machine that
     ran it; 'not recorded' where none does)."""
@@ -76,6 +82,7 @@ def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
             duration(book_seconds) + " of notebooks (execution page)" if book_seconds else "see the execution page",
         ),
         ("the whole pipeline at toy scale (CI)", "make book PROFILE=smoke", "not recorded"),
+        ("the gpu profile on a lab's own GPU (section above)", "make book PROFILE=gpu", _gpu_time()),
         ("the cpu study", "python -m replicate sweep --profile cpu", _study_time("cpu")),
         ("its fits", "make results", "not recorded"),
         ("Stage A", "python -m replicate sweep --profile stage_a", _study_time("stage_a")),
@@ -98,6 +105,15 @@ def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["what", "command", "time, as recorded"])
 
 
+# gpu_steps.jsonl's rows without a backend were measured at commit c09f416 with backend auto, which then took the
+# Triton kernels on CUDA (today's auto takes PyTorch's ops until a kernel is measured faster): named for what ran
+LEGACY_BACKEND = "triton (auto at c09f416)"
+
+
+def _steps_with_backend(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(backend=rows.get("backend", LEGACY_BACKEND)).fillna({"backend": LEGACY_BACKEND})
+
+
 def gpu_estimate(profile: Profile, steps: str | Path = GPU_STEPS) -> dict | None:
     """What `profile` would take on the GPU whose step times gpu_steps.jsonl holds: each group's steps at the
     single-process ms per step of its model size (log-log interpolated in N between the sizes measured, the
@@ -106,8 +122,8 @@ def gpu_estimate(profile: Profile, steps: str | Path = GPU_STEPS) -> dict | None
     path = Path(steps)
     if not path.is_file():
         return None
-    rows = pd.read_json(path, lines=True)
-    rows = rows[rows.get("backend", pd.Series("auto", index=rows.index)).fillna("auto") == "auto"]
+    rows = _steps_with_backend(pd.read_json(path, lines=True))
+    rows = rows[rows["backend"].isin(["auto", LEGACY_BACKEND])]
     single = rows[rows["procs"] == 1].groupby("n_params")["ms_per_step"].median()
     if single.empty:
         return None
@@ -131,6 +147,7 @@ def gpu_estimate(profile: Profile, steps: str | Path = GPU_STEPS) -> dict | None
     return {
         "device": str(rows["device"].iloc[0]),
         "git_sha": str(rows["git_sha"].iloc[0]),
+        "backend": ", ".join(rows["backend"].astype(str).unique()),
         "single_process_s": total,
         "workers": workers,
         "speedup": speedup,
@@ -152,7 +169,8 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
         f"{duration(estimate['single_process_s'])} of one process's steps shared by {estimate['workers']} "
         f"workers (measured {estimate['speedup']:.1f}x faster than one), its longest group "
         f"{duration(estimate['longest_group_s'])} among them. The estimate takes the eager training step's times "
-        f"measured on that GPU at commit {estimate['git_sha']} (`{GPU_STEPS}`); the profile has never run to the end."
+        f"with backend {estimate['backend']}, measured on that GPU at commit {estimate['git_sha']} (`{GPU_STEPS}`); "
+        "the profile has never run to the end."
         if estimate
         else "No GPU step times are recorded yet, so no time can be estimated."
     )
@@ -234,9 +252,7 @@ def device_window(results: str | Path = RESULTS) -> str:
 def gpu_steps_table(path: str | Path = GPU_STEPS) -> tuple[pd.DataFrame, str]:
     """benchmarks/gpu_steps.py's measurements as the book shows them, and a sentence naming the device, software
     and commit they were measured with (kept out of the table: one value for every row)."""
-    steps = pd.read_json(path, lines=True)
-    # rows measured before the backend column ran on backend auto
-    steps = steps.assign(backend=steps.get("backend", "auto")).fillna({"backend": "auto"})
+    steps = _steps_with_backend(pd.read_json(path, lines=True))
     columns = {
         "size": "size",
         "n_params": "N",
