@@ -67,7 +67,8 @@ if study is not None and study.fit is not None:
 # resamples that gave no value (the interval comes from the others), and a verdict that cannot overstate
 # agreement (`replicate.report.verdict`): *excludes the paper's value* when our interval does; *not
 # identified* when it contains the paper's value but is at least as wide as that value (it would contain its
-# absence as well); *agrees* only when it contains the paper's value and is narrower than it. Our models are
+# absence as well); *agrees* only when it contains the paper's value and is narrower than it. A ratio (no effect:
+# 1, not 0) is judged so on the log scale (`replicate.report.compare.ratio_verdict`). Our models are
 # far smaller than the paper's (below) and trained on procedural pixels rather than VAE latents of real video,
 # so constants will differ; exponents, signs and directions are what can be compared.
 
@@ -155,4 +156,4 @@ display(Markdown(recipe.gpu_recipe(recipe.gpu_estimate(load_profile("gpu")))))
 # {doc}`05_sweep` shows the sweep; {doc}`06_hyperparameter_laws`, {doc}`06b_stage_a`, {doc}`06c_lr_law` and
 # {doc}`07_loss_law` fit the laws; {doc}`08_isoflop` locates the compute-optimal size without a loss law;
 # {doc}`09_image_dit` repeats the study on images; {doc}`10_reproducibility` tells how to reproduce everything;
-# {doc}`execution` records how this copy was built; the works cited are in the {doc}`bibliography`.
+# {doc}`11_llm_scale` tests two claims on public language-model sweeps; {doc}`execution` records how this copy was built; the works cited are in the {doc}`bibliography`.
