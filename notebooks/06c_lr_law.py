@@ -75,7 +75,7 @@ if not laws:
     display(Markdown("**No learning-rate law yet.** `make book` writes `lr_law.json` beside each runs table."))
 else:
     display(report.table(lr_law.lr_law_table(laws)))
-    display(Markdown("\n\n".join(lr_law.agreement_lines(laws))))
+    display(Markdown("\n\n".join(lr_law.agreement_lines(laws) + lr_law.ridge_carried_lines(laws))))
     words, numbers = report.lr_law_claim(headline, laws.get("Stage L, EMA readout"))
     display(Markdown(report.paper_box([f"{headline_name}: {words} ({numbers})."], "The learning-rate law says")))
 

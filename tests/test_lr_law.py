@@ -237,6 +237,31 @@ def test_studies_that_disagree_on_an_exponent_are_named_with_their_intervals():
     assert "-0.230 [-0.25, -0.21]" in line and "agrees" in line and "excludes" in line
 
 
+def test_carrying_the_ridges_uncertainty_names_a_verdict_it_would_change():
+    """The measured-minus-implied interval (resample by resample, sharing r) is held to each verdict: excludes
+    where it excludes 0, and only there."""
+    from replicate.report.lr_law import ridge_carried_lines
+
+    def doc(measured: tuple, diff: tuple) -> dict:
+        implied = {
+            "lr_exponent_tokens": {"value": -0.5},
+            "lr_exponent_params": {"value": -0.27},
+            "measured_minus_implied": {"params": {"value": diff[0], "ci95": [diff[1], diff[2]]}},
+        }
+        params = {"value": measured[0], "ci95": [measured[1], measured[2]]}
+        return {"lr_exponent_tokens": None, "lr_exponent_params": params, "paper_implied": implied}
+
+    # excludes -0.27, and so does the difference: the verdict stands
+    (line,) = ridge_carried_lines({"a": doc((-0.23, -0.25, -0.21), (0.04, 0.02, 0.06))})
+    assert "a: e_N +0.040 [0.02, 0.06]" in line and "Every verdict above stands" in line
+    # excludes -0.27 at the point value of r, but r's own spread makes the difference hold 0: named
+    (line,) = ridge_carried_lines({"a": doc((-0.23, -0.25, -0.21), (0.04, -0.01, 0.09))})
+    assert line.endswith("With it the verdict changes for a's e_N.")
+    # agrees, yet the difference excludes 0: named too
+    (line,) = ridge_carried_lines({"b": doc((-0.27, -0.29, -0.25), (0.03, 0.01, 0.05))})
+    assert line.endswith("With it the verdict changes for b's e_N.")
+
+
 def test_stage_l_progress_counts_the_held_out_runs_apart():
     from replicate.profile import load_profile
     from replicate.report.lr_law import heldout_pending, progress_sentence, trained

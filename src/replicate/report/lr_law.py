@@ -69,6 +69,40 @@ def agreement_lines(docs: dict[str, dict]) -> list[str]:
     return lines
 
 
+def ridge_carried_lines(docs: dict[str, dict]) -> list[str]:
+    """The paper-implied exponents are computed at each study's measured ridge r, whose own uncertainty the table's
+    verdicts leave out: the measured minus the implied exponent, resample by resample (the two share r), per
+    study, and whether every verdict stands with it (excludes where this interval excludes 0, not otherwise)."""
+    parts, changed = [], []
+    for name, doc in docs.items():
+        diff = doc["paper_implied"].get("measured_minus_implied") or {}
+        each = []
+        for key, label in (("tokens", "T"), ("params", "N")):
+            measured = doc[f"lr_exponent_{key}"]
+            if measured is None or key not in diff:
+                continue
+            lo, hi = diff[key]["ci95"]
+            paper = doc["paper_implied"][f"lr_exponent_{key}"]["value"]
+            excludes = verdict(measured["value"], measured["ci95"], paper) == "excludes the paper's value"
+            if excludes == (lo <= 0 <= hi):
+                changed.append(f"{name}'s e_{label}")
+            each.append(f"e_{label} {diff[key]['value']:+.3f} {fmt_ci(diff[key]['ci95'])}")
+        if each:
+            parts.append(f"{name}: {', '.join(each)}")
+    if not parts:
+        return []
+    stands = (
+        f"With it the verdict changes for {', '.join(changed)}"
+        if changed
+        else "Every verdict above stands with it (excludes where this interval excludes 0, and only there): the "
+        "ridge's uncertainty changes none"
+    )
+    return [
+        "The paper-implied exponents are computed at each study's measured ridge r. Carrying r's uncertainty, the "
+        f"measured minus the implied exponent, resample by resample (they share r): {'; '.join(parts)}. {stands}."
+    ]
+
+
 def ridge_table(doc: LrLawDocument) -> pd.DataFrame:
     """The lr-B ridge r per model size (the slope of ln lr* in ln B at fixed (N, T))."""
     return pd.DataFrame(
