@@ -146,7 +146,7 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
 
     lr_doc, summary = heldout_summary(planted(holdout=600_000), bootstrap=20)
     lr_line, loss_line, law_line = heldout_lines(summary)
-    assert lr_line.endswith("within the goal of x1.25.") and "over 3 checkpoints" in lr_line
+    assert "within the goal of x1.25. The law's lr* lies " in lr_line and "over 3 checkpoints" in lr_line
     assert "within the goal of 1%" in loss_line
     # the law's own exponents against the paper's, by their intervals: the planted 0.3 in N is narrow and apart
     # from the paper's 0.3188
@@ -170,7 +170,11 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     assert "the paper reports 0.03% and 0.15% at its scale" in outside
     ratios = copy.deepcopy(summary)
     ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
-    assert heldout_lines(ratios)[0].endswith("outside the goal of x1.25.")
+    assert heldout_lines(ratios)[0].endswith(
+        "outside the goal of x1.25. The law's lr* lies below the vertex at 1 (95% intervals)."
+    )
+    ratios["heldout_lr_ratio"] += [{"tokens": 1.0, "value": 1.1, "ci95": [0.95, 1.2]}]
+    assert heldout_lines(ratios)[0].endswith("below the vertex at 1, not told from it at 1 (95% intervals).")
 
 
 def test_the_lr_star_figure_draws_the_paper_implied_slopes_through_the_fitted_law():
