@@ -265,6 +265,8 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     summary["seed_noise"] = {"raw": summary["seed_noise"], "ema": None}  # as curvature_file writes it
     table = stage_a.summary_table(summary)
     assert list(table.columns) == ["quantity", "raw weights"] and summary["verdict"] in set(table["raw weights"])
+    # 2 seeds per cell: the seed bootstrap's interval says how much too narrow it is (sqrt(2/1))
+    assert "its 95% interval, seed bootstrap (%; 2 seeds per cell: about 1.4x too narrow)" in set(table["quantity"])
     lines = stage_a.stage_a_lines(summary, 30, 40)
     assert "30 of its 40 runs" in lines[0]
     assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]

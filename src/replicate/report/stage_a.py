@@ -61,7 +61,7 @@ def summary_table(summary: CurvatureSummary) -> pd.DataFrame:
         values = {
             "the surface fit": "converged" if converged else "did not converge: its numbers decide nothing",
             "curvature per squared doubling (%)": _pct(c["value"]) + flag,
-            "its 95% interval, seed bootstrap (%)": _pct_ci(c["ci95"]),
+            f"its 95% interval, seed bootstrap (%; {_narrow(noise['seeds'])})": _pct_ci(c["ci95"]),
             "its 95% interval, least squares (%)": _pct_ci(c["ci95_least_squares"]),
             "seed noise near the optimum (%)": _pct(noise["near_optimum"]["rms"]),
             "seed noise, all cells (%)": _pct(noise["all_cells"]["rms"]),
@@ -181,6 +181,14 @@ def _seeds(needed: int | None) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def _narrow(seeds: int) -> str:
+    """How much too narrow a bootstrap over `seeds` seeds per cell is: resampling n values keeps (n - 1) / n of
+    their variance, so its interval is about sqrt(n / (n - 1)) too narrow (1.4x with 2 seeds)."""
+    if seeds < 2:
+        return f"{seeds} seed per cell: no spread to resample"
+    return f"{seeds} seeds per cell: about {math.sqrt(seeds / (seeds - 1)):.2g}x too narrow"
 
 
 def _pct_ci(ci: list[float] | None) -> str:
