@@ -137,11 +137,18 @@ if summary is not None and summary.get("batch_gap"):
 
 # %% [markdown]
 # ## Stage L's design
+#
+# Its plan and progress, and how far two seeds of one cell lie apart: the noise every interval above is read
+# against. Stage L reads each checkpoint out on more validation examples than Stage A did.
 
 # %% tags=["hide-input"]
 profile = report.study_profile(STAGE_L)
 if profile is not None:
     stage_l = report.load_study(STAGE_L)
     display(Markdown(lr_law.progress_sentence(profile, stage_l.runs if stage_l is not None else None)))
+    stage_a = report.read_summary(Path(STAGE_A_DIR) / "summary.json")
+    noise = summary and lr_law.seed_noise_sentence(summary, profile, stage_a, report.study_profile(STAGE_A_DIR))
+    if noise:
+        display(Markdown(noise))
 else:
     display(Markdown("Stage L has not been trained yet: `python -m replicate sweep --profile stage_l`."))

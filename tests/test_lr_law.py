@@ -280,3 +280,21 @@ def test_stage_l_progress_counts_the_held_out_runs_apart():
     assert f"the held-out model has trained 1 of its {len(held)} runs" in heldout_pending(profile, runs)
     assert f"0 of its {len(held)} runs" in heldout_pending(profile, None)
     assert "has not been trained" in heldout_pending(None, None)
+
+
+def test_the_seed_noise_sentence_gives_each_studys_readout_beside_its_spread():
+    from replicate.profile import load_profile
+    from replicate.report.lr_law import seed_noise_sentence
+
+    near = {"rms": 0.0049, "median": 0.0037, "cells": 56}
+    summary = {"seed_noise": {"seeds": 2, "all_cells": near, "near_optimum": near}}
+    stage_l, stage_a = load_profile("stage_l"), load_profile("stage_a")
+    alone = seed_noise_sentence(summary, stage_l, None, None)
+    cfg = stage_l.runs[0].cfg
+    assert (
+        "lie 0.49% apart" in alone and f"{cfg.val_examples:,} validation examples scored in {cfg.eval_slices}" in alone
+    )
+    other = {"seed_noise": {"raw": {"near_optimum": {"rms": 0.0068, "cells": 35}}}}
+    both = seed_noise_sentence(summary, stage_l, other, stage_a)
+    assert "Stage A's, one model read out on" in both and "0.68% (35 cells)" in both
+    assert seed_noise_sentence({}, stage_l, None, None) is None  # a summary written before the entry

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit.bootstrap import percentile_interval
+from replicate.fit.curvature import seed_noise
 from replicate.fit.laws import LOSS_PARAMS
 from replicate.fit.loss import LossLawFit, fit_loss_law
 from replicate.fit.lr_law import (
@@ -131,7 +132,8 @@ def heldout_summary(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
 
     samples, failed = bootstrap_lr_law(law, bootstrap, seed, extra=extra, progress=progress)
     lr_doc = lr_law_document(law, samples, failed, bootstrap, seed)
-    return lr_doc, _summary(lr_doc, held, point, samples)
+    noise = seed_noise(runs[runs["role"] == "fit"])
+    return lr_doc, {**_summary(lr_doc, held, point, samples), "seed_noise": noise}
 
 
 def _estimate(point: dict, samples: dict, key: str) -> dict:

@@ -198,6 +198,8 @@ class HeldoutSummary(TypedDict):
     batch_gap: list[dict[str, Any]]
     goals: dict[str, float]
     bootstrap: dict[str, Any]
+    # the seeds' spread at the fitting sizes (fit.curvature.seed_noise): seeds, all_cells, near_optimum
+    seed_noise: NotRequired[dict[str, Any]]
     units: dict[str, str]
     source: NotRequired[dict[str, Any]]
     provenance: NotRequired[dict[str, str]]

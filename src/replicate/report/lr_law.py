@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from replicate.fit.read import HeldoutSummary, LrLawDocument
+from replicate.fit.read import CurvatureSummary, HeldoutSummary, LrLawDocument
 from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
 from replicate.report.compare import against_goal, fmt_ci, fmt_percent, verdict
@@ -101,6 +101,34 @@ def ridge_carried_lines(docs: dict[str, dict]) -> list[str]:
         "The paper-implied exponents are computed at each study's measured ridge r. Carrying r's uncertainty, the "
         f"measured minus the implied exponent, resample by resample (they share r): {'; '.join(parts)}. {stands}."
     ]
+
+
+def seed_noise_sentence(
+    summary: HeldoutSummary, profile: Profile, stage_a: CurvatureSummary | None, stage_a_profile: Profile | None
+) -> str | None:
+    """How far the seeds of one cell lie apart near each (N, T, B)'s best lr (summary.json's seed_noise), with the
+    readout it was measured with (the profile's validation examples and slices), beside Stage A's where given."""
+    noise = summary.get("seed_noise")
+    if not noise or not math.isfinite(noise["near_optimum"]["rms"]):
+        return None
+
+    def readout(prof: Profile) -> str:
+        cfg = prof.runs[0].cfg
+        return f"{cfg.val_examples:,} validation examples scored in {cfg.eval_slices} slices"
+
+    near = noise["near_optimum"]
+    text = (
+        f"Between the {noise['seeds']} seeds of a cell, near each (N, T, B)'s best learning rate, Stage L's losses "
+        f"lie {100 * near['rms']:.2f}% apart (root mean square of the relative standard deviation, {near['cells']} "
+        f"cells; {readout(profile)})"
+    )
+    if stage_a is None or stage_a_profile is None:
+        return text + "."
+    other = stage_a["seed_noise"]["raw"]["near_optimum"]
+    return (
+        text + f"; Stage A's, one model read out on {readout(stage_a_profile)}, {100 * other['rms']:.2f}% "
+        f"({other['cells']} cells). The models differ, so the two compare the readouts only roughly."
+    )
 
 
 def ridge_table(doc: LrLawDocument) -> pd.DataFrame:
