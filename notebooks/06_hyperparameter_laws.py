@@ -77,8 +77,9 @@ if fit is not None:
 # %% [markdown]
 # ## Why the optimal batch size sits on the grid's edge
 #
-# Most of our optima sit at the smallest batch of one clip, and the others mostly at the grid's largest, an
-# edge that changes from one training of the study to the next ({doc}`10_reproducibility`). Two things explain
+# Most of our optima sit on an edge of the batch grid, the smallest batch of one clip or the largest (the box
+# below counts them), and which edge changes from one training of the study to the next
+# ({doc}`10_reproducibility`). Two things explain
 # it. First, the paper's own law, evaluated at our $(N, T)$, asks for batches *smaller* than one clip (the
 # dashed lines above). Second, along the
 # batch-size axis the loss barely changes once each batch size gets its own best learning rate: the figure
