@@ -132,8 +132,9 @@ def files_table(reads_dir: str | Path) -> pd.DataFrame:
 DIRTY_NOTE = (
     "A commit marked `-dirty` in 'written by code at' is the commit the code was at when it wrote the file, with "
     "uncommitted edits on top: that commit alone does not reproduce the file bit for bit. The file itself is held by "
-    "the commit in 'committed in'; re-running its command at that commit (ch. 10's commands) regenerates it from "
-    "committed code."
+    "the commit in 'committed in'; re-running its command at that commit (ch. 10's commands) writes it again from "
+    "committed code, which should give the same numbers (the code is deterministic given its seeds) but is not "
+    "checked here."
 )
 
 
