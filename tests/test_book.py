@@ -57,6 +57,10 @@ def test_every_figure_of_the_loss_chapters_carries_its_data_and_labels_its_log_a
         data = figures.figure_data(fig)
         assert data is not None and len(data), name
         assert figures.unreadable_log_axes(figures.png(fig)) == [], name
+    # the EMA optima all sit on one grid value: the figure names it (its ticks need not) and says they overlap
+    (value,) = pd.DataFrame(cpu.fit_ema["optima"])["batch_size"].unique()
+    (note,) = [t.get_text() for t in drawn["EMA batch law"].axes[0].texts]
+    assert f"({value:g} tokens; the sizes' markers overlap)" in note
 
 
 def test_a_narrow_log_axis_without_round_ticks_is_reported_and_tidy_labels_it():

@@ -322,7 +322,10 @@ def hyperparameter_law_figure(fit: FitDocument, key: str, paper: dict | None = N
         if paper:
             ax.plot(t, hyperparameter_law(t, n, **paper), color=palette[n], ls="--", alpha=0.6)
     if not drawn:
-        ax.text(0.02, 0.02, "no law drawn: every optimum on one grid value", transform=ax.transAxes, fontsize=8)
+        # what the markers sit at, whatever the ticks, and why fewer colours show than sizes
+        values = ", ".join(f"{v:g}" for v in sorted(optima[key].unique())) + (" tokens" if key == "batch_size" else "")
+        note = f"no law drawn: every optimum on one grid value ({values}; the sizes' markers overlap)"
+        ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=8)
     ax.set(
         xscale="log",
         yscale="log",
