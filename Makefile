@@ -88,9 +88,11 @@ STAGE_L := $(shell PYTHONPATH=src $(PYTHON) -m replicate status results/stage_l 
 results/stage_l/summary.json: results/stage_l/runs.csv
 	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --out results/stage_l/lr_law.json --summary $@ --if-changed
 
-# the same law with the runs scored by their EMA weights: whether a verdict depends on the readout
+# the same law and held-out checks with the runs scored by their EMA weights: whether a verdict depends on the
+# readout (summary_ema.json is written with it)
 results/stage_l/lr_law_ema.json: results/stage_l/runs.csv
-	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --loss-column val_loss_ema --out $@ --if-changed
+	$(PY) -m replicate lrlaw $< --bootstrap $(STAGE_BOOTSTRAP) --loss-column val_loss_ema --out $@ \
+		--summary results/stage_l/summary_ema.json --if-changed
 
 # Claim 4 at language-model scale: Porian et al.'s public IsoFLOP points (data/public/porian, committed with their
 # licence and source commit), every configuration through `fit`; redone only when a table changed, whatever the

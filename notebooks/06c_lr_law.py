@@ -58,6 +58,7 @@ studies = {
 }
 laws = {name: doc for name, path in studies.items() if (doc := report.read_lr_law(path))}
 summary = report.read_summary(STAGE_L / "summary.json")
+summary_ema = report.read_summary(STAGE_L / "summary_ema.json")
 headline_name = next(iter(laws), None)
 headline = laws.get(headline_name)
 
@@ -112,7 +113,8 @@ if headline is not None:
 # Stage L trains a model 3.8 times larger than its largest fitting size at one batch size. At every checkpoint
 # whose $T/N$ lies inside the fitting sizes' range, the law's $\eta^*$ is compared with the held-out model's own
 # vertex, and the paper's additive loss law (Eq. 15), fitted to the fitting sizes' losses at their
-# learning-rate optima, predicts its loss at its optimum.
+# learning-rate optima, predicts its loss at its optimum. The same checks on the runs' EMA weights follow
+# (`summary_ema.json`), as the exponents' table above gives both readouts.
 
 # %% tags=["hide-input"]
 if summary is None or not summary.get("heldout"):
@@ -122,6 +124,9 @@ else:
     figures.show(figures.heldout_figure(summary, laws["Stage L"]), "06c_heldout")
     display(report.table(lr_law.heldout_table(summary)))
     display(Markdown(report.paper_box(lr_law.heldout_lines(summary), "The held-out model says")))
+    if summary_ema is not None and summary_ema.get("heldout"):  # the same checks on the runs' EMA weights
+        lines = lr_law.heldout_lines(summary_ema)
+        display(Markdown(report.paper_box(lines, "The EMA readout's held-out model says")))
 
 # %% [markdown]
 # ## The batch size's right flank
