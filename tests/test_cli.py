@@ -113,7 +113,8 @@ def _subcommand_options() -> dict[str, set[str]]:
 
 
 def _shown_commands(root: Path) -> list[tuple[str, str, str]]:
-    """(file, subcommand, the text after it) of every `python -m replicate COMMAND ...` the README, the chapters,
+    """(file, subcommand, the text after it) of every `python[3] -m replicate COMMAND ...` (or the Makefile's
+    `$(PY) -m replicate ...`) the README, the chapters,
     the package, the profiles and the Makefile show a reader. A chapter's Markdown lines are joined first (a
     command may wrap onto the next comment line); elsewhere a command ends at its line."""
     files = [root / "README.md", root / "Makefile", *sorted((root / "notebooks").glob("*.py"))]
@@ -123,7 +124,7 @@ def _shown_commands(root: Path) -> list[tuple[str, str, str]]:
         text = path.read_text()
         if path.parent.name == "notebooks":
             text = re.sub(r"\n# ?", " ", text)
-        for match in re.finditer(r"python -m replicate ([a-z][a-z-]*)([^`'\"\n]*)", text):
+        for match in re.finditer(r"(?:python3?|\$\(PY\)) -m replicate ([a-z][a-z-]*)([^`'\"\n]*)", text):
             found.append((str(path.relative_to(root)), match.group(1), match.group(2)))
     return found
 

@@ -458,14 +458,15 @@ def test_ingest_merges_kernel_rows_per_op_shape_backend_and_device_and_the_compl
     assert json.dumps(partial[-1]) in (results / "benchmarks" / "device_steps.jsonl").read_text()  # lines kept
     cut = _cli("ingest", str(_kernel_folder(tmp_path / "cut", tiny, third[:3])), "--results", str(results))
     assert cut.returncode == 0 and "no end to the benchmark" in cut.stdout and "1 cases merged" in cut.stdout
-    assert f"1 incomplete left out ({third[2]['op']} at {third[2]['shape']} (triton missing))" in cut.stdout
+    case = f"{third[2]['op']} {third[2]['dtype']} at {third[2]['shape']} on gpu C (triton missing)"
+    assert f"1 incomplete left out ({case})" in cut.stdout
     assert [(r["op"], r["backend"]) for r in _table(kernels) if r["device"] == "gpu C"] == [
         (third[0]["op"], "eager"),
         (third[1]["op"], "triton"),
     ]
     result = ingest(_kernel_folder(tmp_path / "failed", tiny, partial), results)
     assert result.kernel_state.startswith("1 cases skipped") and result.kernel_cases == len(OPS) - 1
-    assert result.kernel_cases_left == (f"{third[-1]['op']} at {third[-1]['shape']} (triton missing)",)
+    assert result.kernel_cases_left == (f"{third[-1]['op']} float32 at {third[-1]['shape']} on gpu C (triton missing)",)
     merged = {r["op"] for r in _table(kernels) if r["device"] == "gpu C"}
     assert merged == set(OPS) - {third[-1]["op"]}
 

@@ -45,7 +45,7 @@ class IngestResult:
     paused: int
     complete: bool
     kernel_state: str = "none"  # kernel_benchmark_state: none, complete, or why it is partial
-    kernel_cases: int = 0  # (op, shape, dtype) cases merged into kernels.csv
+    kernel_cases: int = 0  # (op, shape, dtype, device) cases merged into kernels.csv
     kernel_cases_left: tuple[str, ...] = ()  # a partial benchmark's incomplete cases, not merged
     source: str = ""  # whether the call ran the source of the commit its rows name (source_check)
 
@@ -113,7 +113,8 @@ def complete_cases(rows: list[dict]) -> tuple[list[dict], list[str]]:
         if timed >= backends[kind(group[0])]:
             kept += group
         else:
-            left.append(f"{case[0]} at {case[1]} ({', '.join(sorted(backends[kind(group[0])] - timed))} missing)")
+            missing = ", ".join(sorted(backends[kind(group[0])] - timed))
+            left.append(f"{case[0]} {case[2]} at {case[1]} on {case[3]} ({missing} missing)")
     return kept, left
 
 
@@ -199,7 +200,7 @@ def ingest(src: Path, results: Path = Path("results"), skip_kernels: bool = Fals
         target.parent.mkdir(exist_ok=True)
         if not target.is_file() or target.read_text() != log:
             atomic_write(target, lambda f: f.write(log))
-    cases = 0 if skip_kernels else len({tuple(str(r[k]) for k in KERNEL_KEY[:3]) for r in kept})
+    cases = 0 if skip_kernels else len({tuple(str(r[k]) for k in ("op", "shape", "dtype", "device")) for r in kept})
     left = () if skip_kernels else tuple(left)
     state = kernel_benchmark_state(lines)
     complete = finished >= {r.run_id for r in prof.runs}

@@ -45,7 +45,7 @@ def gelu_bwd(DOUT, X, DX, N, BLOCK: tl.constexpr):
     tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
 
 
-def launch_elementwise(kernel, *tensors: torch.Tensor) -> None:
+def launch_elementwise(kernel: triton.JITFunction, *tensors: torch.Tensor) -> None:
     """kernel(*tensors, n) over the first tensor's n elements, BLOCK per program (linear_gelu's backward too)."""
     n = tensors[0].numel()
     kernel[(triton.cdiv(n, BLOCK),)](*tensors, n, BLOCK=BLOCK, num_warps=NUM_WARPS)

@@ -175,7 +175,8 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
         # and what the last one says on its own
         outside = sum(against_goal([e], -paper, paper) == "outside" for e in errors)
         last = against_goal(errors[-1:], -paper, paper)
-        some = f" at {outside} of {len(errors)} checkpoints, the last {_LAST_WORD[last]}" if last != "outside" else ""
+        some = f" at {outside} of {len(errors)} checkpoints" if outside < len(errors) else ""
+        some += f", the last {_LAST_WORD[last]}" if last != "outside" else ""
         excludes = f"; excludes the paper's {100 * paper:.2g}%{some}" if at_paper == "outside" else ""
         word = f"{at} at {100 * goal:.0f}%{excludes}"
     worst = max(errors, key=lambda e: abs(e["value"]))

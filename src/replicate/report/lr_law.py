@@ -69,6 +69,15 @@ def agreement_lines(docs: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _difference_verdict(ci: list[float], paper: float) -> str:
+    """`verdict` read off measured minus implied: excludes where its interval excludes 0, not identified where it
+    is at least as wide as the paper's exponent, agrees otherwise."""
+    lo, hi = ci
+    if lo > 0 or hi < 0:
+        return "excludes the paper's value"
+    return "not identified" if hi - lo >= abs(paper) else "agrees"
+
+
 def ridge_carried_lines(docs: dict[str, dict]) -> list[str]:
     """The paper-implied exponents are computed at each study's measured ridge r, whose own uncertainty the table's
     verdicts leave out: the measured minus the implied exponent, resample by resample (the two share r), per
@@ -81,11 +90,11 @@ def ridge_carried_lines(docs: dict[str, dict]) -> list[str]:
             measured = doc[f"lr_exponent_{key}"]
             if measured is None or key not in diff:
                 continue
-            lo, hi = diff[key]["ci95"]
             paper = doc["paper_implied"][f"lr_exponent_{key}"]["value"]
-            excludes = verdict(measured["value"], measured["ci95"], paper) == "excludes the paper's value"
-            if excludes == (lo <= 0 <= hi):
-                changed.append(f"{name}'s e_{label}")
+            # the difference judged by the book's rule against the paper's exponent (0 where the two agree)
+            carried = _difference_verdict(diff[key]["ci95"], paper)
+            if carried != verdict(measured["value"], measured["ci95"], paper):
+                changed.append(f"{name}'s e_{label} ({carried})")
             each.append(f"e_{label} {diff[key]['value']:+.3f} {fmt_ci(diff[key]['ci95'])}")
         if each:
             parts.append(f"{name}: {', '.join(each)}")
@@ -94,8 +103,8 @@ def ridge_carried_lines(docs: dict[str, dict]) -> list[str]:
     stands = (
         f"With it the verdict changes for {', '.join(changed)}"
         if changed
-        else "Every verdict above stands with it (excludes where this interval excludes 0, and only there): the "
-        "ridge's uncertainty changes none"
+        else "Every verdict above stands with it (excludes where this interval excludes 0; not identified where it"
+        " is as wide as the paper's exponent; agrees otherwise): the ridge's uncertainty changes none"
     )
     return [
         "The paper-implied exponents are computed at each study's measured ridge r. Carrying r's uncertainty, the "
@@ -119,7 +128,7 @@ def seed_noise_sentence(
     near = noise["near_optimum"]
     text = (
         f"Between the {noise['seeds']} seeds of a cell, near each (N, T, B)'s best learning rate, Stage L's losses "
-        f"lie {100 * near['rms']:.2f}% apart (root mean square of the relative standard deviation, {near['cells']} "
+        f"have a relative standard deviation of {100 * near['rms']:.2f}% (root mean square over {near['cells']} "
         f"cells; {readout(profile)})"
     )
     if stage_a is None or stage_a_profile is None:

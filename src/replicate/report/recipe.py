@@ -123,7 +123,8 @@ def gpu_estimate(profile: Profile, steps: str | Path = GPU_STEPS) -> dict | None
     if not path.is_file():
         return None
     rows = _steps_with_backend(pd.read_json(path, lines=True))
-    rows = rows[rows["backend"].isin(["auto", LEGACY_BACKEND])]
+    # one backend's times: auto's (what a sweep trains with) where measured, else the legacy rows
+    rows = rows[rows["backend"] == ("auto" if (rows["backend"] == "auto").any() else LEGACY_BACKEND)]
     single = rows[rows["procs"] == 1].groupby("n_params")["ms_per_step"].median()
     if single.empty:
         return None

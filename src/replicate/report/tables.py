@@ -438,7 +438,7 @@ def step_verdicts(rows: list[dict]) -> list[str]:
         met = [row for row in held if row["meets_target"]]
         beyond = [row for row in held if not row["bound_allows_target"]]
         lines.append(
-            f"target {target:g}x: met at {len(met)} of {len(held)} shape(s)"
+            f"the flat step, target {target:g}x: met at {len(met)} of {len(held)} shape(s)"
             + (f" ({'; '.join(row['group'] for row in met)})" if met else "")
             + f"; out of any optimiser's reach (bound below {target:g}x) at {len(beyond)}"
         )
@@ -477,7 +477,7 @@ def step_speed_lines(rows: list[dict]) -> list[str]:
             f" Through a torch.compile'd model the step runs {span('compiled_speedup')} as fast as the reference,"
             f" its target met at {len(met)} of {len(rows)} shapes"
             + (f" ({'; '.join(row['group'] for row in met)})" if met else "")
-            + "."
+            + ". The bound limits what an optimiser alone can give, not a compiled forward and backward."
         )
     text += (
         " Against the speed-ups asked of the step (its target at each shape, and a cost per member-step that falls as"
