@@ -236,6 +236,19 @@ def test_dry_run_counts_runs_and_flops(tmp_path):
     assert out.returncode == 0 and f"{len(profile.runs)} to run" in out.stdout and "FLOPs" in out.stdout
 
 
+def test_the_sweeps_calibration_times_the_step_it_will_train(tmp_path, monkeypatch):
+    """The default estimator times each group through the sweep's backend and capture, not the defaults."""
+    from replicate.training import sweep as sweep_module
+
+    seen = []
+    monkeypatch.setattr(
+        sweep_module, "run_seconds", lambda cfgs, device, backend, capture: seen.append((backend, capture)) or 1.0
+    )
+    profile = load_profile(str(_profile(tmp_path)))
+    sweep(profile, tmp_path / "out", dry_run=True, log=lambda msg: None, device="cpu", backend="torch", capture=True)
+    assert seen and set(seen) == {("torch", True)}
+
+
 def test_makespan_and_the_estimator_learn_from_finished_groups(tmp_path):
     assert makespan([3.0, 1.0, 1.0, 1.0], 2) == 3.0 and makespan([1.0] * 4, 2) == 2.0 and makespan([5.0], 3) == 5.0
     groups = load_profile(str(_profile(tmp_path, rows=24))).groups

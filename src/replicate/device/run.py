@@ -181,7 +181,7 @@ def _train_stage(call: Call, checks: Checks, prof: Profile, work: Path, before: 
             return f"nothing to train: {prof.name} holds all {len(prof.runs)} runs"
         backend = checks.backend
         threads = max(1, len(os.sched_getaffinity(0)) // (workers or prof.workers)) if dev.type == "cpu" else 0
-        est = Estimator(lambda group: calibrate(group, str(dev), threads, capture=checks.capture))
+        est = Estimator(lambda group: calibrate(group, str(dev), threads, checks.capture, backend))
         measured = measured_step_seconds(checks.results / STEP_TIMES, device_name(dev), backend)
         for group in prof.groups:
             if group.shape() in measured:

@@ -111,13 +111,14 @@ def read_progress(path: Path) -> float:
     return min(1.0, step / steps) if steps > 0 else 0.0
 
 
-def calibrate(group: Group, device: str, threads: int, capture: bool = False) -> float:
+def calibrate(group: Group, device: str, threads: int, capture: bool = False, backend: str = "auto") -> float:
     """FLOP/s of one worker training this group, from timing.run_seconds (a quarter second of its steps and a timed
-    slice of its validation), its step captured in a CUDA graph or not."""
+    slice of its validation), its step captured in a CUDA graph or not, through the kernels of `backend`: as the
+    sweep will train it."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads or old)
     try:
-        seconds = run_seconds(group.cfgs, device, capture=capture)
+        seconds = run_seconds(group.cfgs, device, backend, capture=capture)
     finally:
         torch.set_num_threads(old)
     return group.flops() / seconds
@@ -264,7 +265,7 @@ def sweep(
         )
     finished = table.done()
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
-    est = estimator or Estimator(lambda group: calibrate(group, str(dev), threads))
+    est = estimator or Estimator(lambda group: calibrate(group, str(dev), threads, capture, backend))
     if dry_run:
         return _dry_run(profile, pending, est, workers, dev, out, log)
     if longest_first:
