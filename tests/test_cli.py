@@ -87,6 +87,8 @@ BASE = ["train", "--size", "nano", "--batch-clips", "4", "--lr", "1e-3", "--toke
         (["train", "--size", "nano", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "0"], "positive"),
         ([*BASE, "--bogus"], "unrecognized"),
         ([*BASE, "--backend", "cuda"], "backend"),
+        (["sweep", "--profile", "smoke", "--backend", "cuda"], "backend"),
+        (["device-run", "--backend", "cuda"], "backend"),
         (["train", "--width", "32", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "100"], "--size"),
         (["train", "--size", "huge", "--batch-clips", "4", "--lr", "1e-3", "--tokens", "100"], "size"),
     ],

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from replicate.errors import ConfigError
 
+BACKENDS = ("auto", "torch", "triton")  # the model's ops: replicate.kernels picks for "auto"
+
 # Procedural clips: the main sprite's (shape, motion) is the class label (see replicate.training.data).
 SHAPES = ("square", "disc", "triangle", "ring")
 MOTIONS = ("straight", "bounce", "orbit")

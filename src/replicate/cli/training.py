@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 
 from replicate.cli.args import check_output_path, positive_float, positive_int
+from replicate.config import BACKENDS
 from replicate.errors import ConfigError
 from replicate.io import write_json
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    """--backend: which implementation runs the model's hot ops (replicate.kernels)."""
+    help_ = "the model's ops: torch, triton, or auto (a Triton kernel on a GPU where it measured faster, else torch)"
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=help_)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +37,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=positive_int, default=8)
     p.add_argument("--frame-size", type=positive_int, default=16, help="clip height and width in pixels")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    add_backend(p)
     p.add_argument("--out", type=Path, required=True, help="the record, JSON (rewritten at every checkpoint)")
     p.add_argument("--save-model", type=Path, help="also save the EMA weights (raw without one) at every checkpoint")
     p.set_defaults(func=_train)
@@ -38,13 +45,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from replicate.config import ClipConfig, ModelConfig, TrainConfig, model_config
-    from replicate.kernels import check_backend
     from replicate.training.train import save_model, train
 
     out = check_output_path(args.out)
     if args.save_model:
         check_output_path(args.save_model)
-    check_backend(args.backend)
     shape = {k: getattr(args, k) for k in ("width", "depth", "heads") if getattr(args, k) is not None}
     clip = ClipConfig(frames=args.frames, height=args.frame_size, width=args.frame_size)
     if args.size:
@@ -99,17 +104,15 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         help="local processes, or submitit (Slurm job arrays; its local executor without Slurm)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    add_backend(p)
     p.add_argument("--dry-run", action="store_true", help="print the number of runs, FLOPs and estimated time")
     p.set_defaults(func=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from replicate.kernels import check_backend
     from replicate.profile import load_profile
     from replicate.training.sweep import sweep
 
-    check_backend(args.backend)
     profile = load_profile(args.profile)
     out = args.out or Path("results") / profile.name
     if out.exists() and not out.is_dir():
@@ -163,16 +166,14 @@ def add_device_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deadline-s", type=positive_float, help="seconds the whole call may take (default 480)")
     p.add_argument("--workers", type=positive_int, help="groups trained at once (default: the profile's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--backend", default="auto", help="auto, torch or triton")
+    add_backend(p)
     p.add_argument("--max-files", type=positive_int, help="files that may come back from --out (default 8)")
     p.set_defaults(func=_device_run)
 
 
 def _device_run(args: argparse.Namespace) -> int:
     from replicate.device.run import device_run
-    from replicate.kernels import check_backend
 
-    check_backend(args.backend)
     given = {key: getattr(args, key) for key in ("profile", "measure", "deadline_s", "max_files")}
     result = device_run(
         args.out,

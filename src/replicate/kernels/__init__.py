@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
+from replicate.config import BACKENDS
 from replicate.errors import ConfigError
 from replicate.kernels import reference
 
-BACKENDS = ("auto", "torch", "triton")
 ATTENTION_HEAD_DIMS = (16, 32, 64, 128)  # the Triton kernel's; "auto" falls back to torch for others
 # Ops whose Triton kernel ran faster than eager PyTorch at every shape benchmarks/kernels.py measured on a GPU
 # whose device call's preflight verified it against its reference (results/benchmarks/kernels.csv and
