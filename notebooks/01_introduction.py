@@ -154,6 +154,6 @@ display(Markdown(recipe.gpu_recipe(recipe.gpu_estimate(load_profile("gpu")))))
 # {doc}`01b_paper` lists the paper's numbers; {doc}`02_model_and_kernels` describes the model and its Triton
 # kernels; {doc}`03_data` the procedural clips; {doc}`04_sgd_theory` derives and measures the SGD step-size law;
 # {doc}`05_sweep` shows the sweep; {doc}`06_hyperparameter_laws`, {doc}`06b_stage_a`, {doc}`06c_lr_law` and
-# {doc}`07_loss_law` fit the laws; {doc}`08_isoflop` locates the compute-optimal size without a loss law;
+# {doc}`07_loss_law` fit the laws; {doc}`08_isoflop` looks for the compute-optimal size without a loss law;
 # {doc}`09_image_dit` repeats the study on images; {doc}`10_reproducibility` tells how to reproduce everything;
 # {doc}`11_llm_scale` tests two claims on public language-model sweeps; {doc}`execution` records how this copy was built; the works cited are in the {doc}`bibliography`.

@@ -16,8 +16,8 @@
 # The paper's batch law (its Eq. 10) can be read as a law for the number of optimizer steps: with
 # $B_\mathrm{opt} = \alpha_B T^{\beta_B} N^{\gamma_B}$ tokens per step, the optimal run takes
 # $S_\mathrm{opt} = T / B_\mathrm{opt}$ steps, and with $\beta_B = 0.81$ that number barely depends on the
-# scale. The cpu study's runs were too short for it (below), so its optima sat on the smallest batch the clips
-# allow. Stage A trains one model long enough for the law's optimum to lie inside the batch grid, with two
+# scale. The cpu study's runs were too short for it (below), so its optima sat mostly on the edges of its batch
+# grid ({doc}`06_hyperparameter_laws`). Stage A trains one model long enough for the law's optimum to lie inside the batch grid, with two
 # seeds per cell, and measures the one unknown that decides whether the law can be tested at this scale at
 # all: how much one doubling of $B$ away from the optimum costs (the curvature $c$, in loss per squared
 # doubling, at each batch size's best learning rate), against how much two seeds of the same cell differ.
@@ -97,8 +97,13 @@ elif study is not None:
     display(Markdown("**No summary yet.** `make book` writes `results/stage_a/summary.json` from its runs."))
 
 # %% [markdown]
-# ## What a flat loss along $B$ means
-#
+# ## What a loss that rises along $B$ without bending means
+
+# %% tags=["hide-input"]
+if study is not None and summary is not None:
+    display(Markdown(stage_a.rise_sentence(study.runs, summary)))
+
+# %% [markdown]
 # It is what the SGD theory expects at a fixed token budget ({doc}`04_sgd_theory`, "What the theory predicts at a
 # fixed token budget"): each example is worth $\Delta L_\mathrm{max} / (B + B_\mathrm{noise})$, so with $T$ fixed
 # the smallest batch is best, with no interior optimum, and below the critical batch
@@ -106,7 +111,8 @@ elif study is not None:
 # $T$, as the paper's law has, needs an ingredient that penalises small batches: a constant learning rate's
 # noise floor, Adam's normalisation (with hyperparameters such as $\beta_2$ or weight decay held fixed as $B$
 # changes {cite}`bergsma2025power`), or a finite number of steps. Stage A trains AdamW without weight decay at the
-# smallest batches these clips allow, and finds the loss nearly flat along $B$ (the box above): the theory's
-# picture at a fixed budget, not a failure of the training. It leaves the
+# smallest batches these clips allow, and finds the loss rising gently along $B$ with almost no bend (above): the
+# theory's picture at a fixed budget, not a failure of the training. It leaves the
 # paper's interior $B_\mathrm{opt}$ unmeasurable at this scale; whether a larger model, trained where its batches
-# approach the critical one, curves along $B$ is the measurement a GPU window is for ({doc}`10_reproducibility`).
+# approach the critical one, curves along $B$ is the measurement a GPU is for. Its profile is not written
+# yet: it is sized from the step times a first GPU call measures ({doc}`10_reproducibility`).

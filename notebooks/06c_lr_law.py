@@ -13,8 +13,8 @@
 # %% [markdown]
 # # The learning-rate law at a fixed batch size (Stage L)
 #
-# Stage A ({doc}`06b_stage_a`) found the loss flat along $B$ at this scale, so the paper's batch law cannot be
-# measured here. Its learning-rate law can, at one remove. If the best learning rate follows the paper's law
+# Stage A ({doc}`06b_stage_a`) found the loss rising along $B$ with too little bend to locate its minimum, so the
+# paper's batch law cannot be measured here. Its learning-rate law can, at one remove. If the best learning rate follows the paper's law
 # along a ridge in $B$,
 # $\eta^*(N, T, B) = \eta_\mathrm{opt}(N, T)\,(B / B_\mathrm{opt}(N, T))^r$, then at a *fixed* batch size
 #

@@ -13,8 +13,8 @@
 # %% [markdown]
 # # The paper's claims at language-model scale
 #
-# At this project's scale two of the paper's claims cannot be tested: the batch law, because the loss is too
-# flat along $B$ to locate $B_\mathrm{opt}$ ({doc}`06b_stage_a`), and the claim that fitting at fixed hyperparameters
+# At this project's scale two of the paper's claims cannot be tested: the batch law, because the loss bends
+# too little along $B$ to locate $B_\mathrm{opt}$ ({doc}`06b_stage_a`), and the claim that fitting at fixed hyperparameters
 # overestimates the compute-optimal size, because no compute budget of the study brackets $N_\mathrm{opt}$
 # ({doc}`08_isoflop`). Public sweeps of language models reach the scale where both can be looked at. They are
 # not video diffusion transformers: what follows says what holds for those models, and nothing about a video
@@ -61,6 +61,13 @@ display(report.table(report.hyperparameter_laws_table(study.fit if study is not 
 # ({doc}`08_isoflop`) and by the loss law, and the ratio $N_\mathrm{opt}(\text{base}) / N_\mathrm{opt}(\text{tuned})$
 # at budgets up to 1e22 FLOPs, with 95% intervals over paired resamples. The video paper reports 1.66x at 1e22
 # (fixed over optimal hyperparameters).
+#
+# A configuration is named by its hyperparameters, warm-up and learning-rate decay, Porian et al.'s steps from
+# Kaplan et al.'s setup to their own: `base` (one learning rate, batch size and $\beta_2$ for every size) or
+# `tuned` (the three set per size); a `long` warm-up (Kaplan et al.'s) or their corrected `short` one; and the
+# decay: `kaplan` (one cosine schedule over a long horizon, read at each budget on the way), `chinchilla` (a
+# cosine schedule ending at each budget) or `const` (a constant rate after warm-up). The files' README in
+# `data/public/porian/` gives the details.
 
 # %% tags=["hide-input"]
 if porian is None:
@@ -78,4 +85,4 @@ else:
 # %% tags=["hide-input"]
 if porian is not None:
     display(report.table(report.porian_ratio_table(porian)))
-    display(Markdown(report.paper_box(report.porian_sentences(porian), "Claim 4 at language-model scale")))
+    display(Markdown(report.paper_box(report.porian_sentences(porian), "Fixed against tuned hyperparameters at language-model scale")))

@@ -154,6 +154,14 @@ def test_the_image_verdict_follows_the_held_out_error(cpu):
     image = report.load_study(RESULTS / "image")
     lines = report.law_form_verdict(image.fit, cpu.fit, image.runs)
     assert "not shown at this scale" in lines[-1] and "single run" in lines[1]
+    inside = sum(h["predicted_val_loss_ci95"][0] <= h["observed_val_loss"] <= h["predicted_val_loss_ci95"][1]
+                 for h in image.fit["holdout"])  # fmt: skip
+    assert f"inside the prediction's 95% interval at {inside} of" in lines[-1]
+    outside = copy.deepcopy(image.fit)
+    for h in outside["holdout"]:
+        h["predicted_val_loss_ci95"] = [h["predicted_val_loss"] * 0.999, h["predicted_val_loss"] * 1.001]
+        h["observed_val_loss"] = h["predicted_val_loss"] * 1.05  # every checkpoint outside: a clean miss
+    assert "no clean failure" not in report.law_form_verdict(outside, cpu.fit, image.runs)[-1]
     good = copy.deepcopy(image.fit)
     for h in good["holdout"]:
         h["rel_error"] = 0.004
@@ -174,6 +182,8 @@ def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
     # the committed rows have no backend column: they ran when auto took the Triton kernels, and say so
     assert "backend" not in steps and f"with backend {recipe.LEGACY_BACKEND}," in text
     assert set(recipe.gpu_steps_table()[0]["backend"]) == {recipe.LEGACY_BACKEND}
+    assert "so the estimate is likely high" in text  # auto no longer takes the kernels those steps ran
+    assert "likely high" not in recipe.gpu_recipe({**estimate, "backend": "torch"})
     assert "no time can be estimated" in recipe.gpu_recipe(None)
     row = recipe.commands_table().set_index("command").loc["make book PROFILE=gpu"]
     assert row["time, as recorded"] == f"never run; estimated {recipe.duration(estimate['wall_s'])}"

@@ -190,8 +190,8 @@ def test_the_lr_star_figure_draws_the_paper_implied_slopes_through_the_fitted_la
         assert f"^{slope:.2f})" in line.get_label()
 
 
-def test_the_batch_gap_sentence_counts_cells_by_their_intervals():
-    from replicate.report.lr_law import batch_gap_sentence
+def test_the_batch_gap_sentence_counts_cells_against_the_seed_noise():
+    from replicate.report.lr_law import batch_gap_sentence, batch_gap_table
 
     def gap(n: float, t: float, value: float, half: float) -> dict:
         return {"n_params": n, "tokens": t, "value": value, "ci95": [value - half, value + half]}
@@ -199,8 +199,16 @@ def test_the_batch_gap_sentence_counts_cells_by_their_intervals():
     gaps = [gap(1e4, 1e6, 0.012, 0.002), gap(1e5, 1e6, 0.010, 0.002), gap(1e4, 4e6, 0.001, 0.002),
             gap(1e5, 4e6, -0.004, 0.001)]  # fmt: skip
     sentence = batch_gap_sentence({"batch_gap": gaps})
-    assert "higher at 2 of 4 (N, T)" in sentence and "lower at 1" in sentence and "not told apart at 1" in sentence
+    assert "higher at 3 of 4 (N, T) and lower at 1." in sentence and "seed" not in sentence
     assert "+1.10% at T = 1.00M tokens and -0.15% at T = 4.00M" in sentence
+    # two seeds a cell at 0.4%: a gap of two means varies by 0.4%, so 1.96 times that is 0.78%
+    noise = {"seeds": 2, "near_optimum": {"rms": 0.004}}
+    sentence = batch_gap_sentence({"batch_gap": gaps, "seed_noise": noise})
+    assert (
+        "so about 0.40% for a gap" in sentence and "higher by more than 1.96 times that at 2 and lower at 0" in sentence
+    )
+    assert "the other 2 are not told apart" in sentence and "half-widths 0.10-0.20%" in sentence
+    assert list(batch_gap_table({"batch_gap": gaps})["N"]) == ["10,000", "100,000"]  # the book hides the index
     assert batch_gap_sentence({"batch_gap": []}).startswith("No (N, T)")
 
 

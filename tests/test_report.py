@@ -83,6 +83,20 @@ def test_comparison_table_covers_every_headline(fit):
     assert row["failed resamples"] == result["bootstrap"]["failed"]["batch_size_law"]
     assert row["verdict"] == report.verdict(row["ours"], result["batch_size_law"]["ci95"]["exp_tokens"], 0.808)
     assert report.verdict_lines(table, ["B_opt"])[0].startswith("B_opt exponent in T")
+    # optima clamped to the batch grid's edge are bounds: the optima's B_opt law is no measurement, as the claim
+    # table says; the surface's rows and the lr law's keep their verdicts
+    edged = copy.deepcopy(result)
+    edged["optima"][0]["edge"] = "batch_size"
+    edged_table = report.comparison(edged).set_index("quantity")["verdict"]
+    word = f"not a measurement (1 of {len(result['optima'])} optima on the batch-size edge)"
+    assert edged_table["B_opt exponent in N (gamma_B) (per-(N, T) optima)"] == word
+    assert edged_table["B_opt exponent in T (beta_B) (surface fit)"] == surface["verdict"]
+    assert not edged_table["eta_opt exponent in T (beta_eta) (per-(N, T) optima)"].startswith("not a measurement")
+    # no budget brackets N_opt: the ratio row says what the claim table says
+    for law in edged["compute_laws"].values():
+        law["isoflop"] = None
+    ratio_row = next(v for q, v in report.comparison(edged).set_index("quantity")["verdict"].items() if "fixed hp" in q)
+    assert ratio_row == report.claim_verdicts(edged).loc[3, "verdict"] and ratio_row.startswith("not measured here")
     other = copy.deepcopy(result)
     other["loss_law"]["alpha_tokens"] += 0.1
     both = report.exponent_table({"first": result, "second": other}).set_index("quantity")
@@ -298,7 +312,40 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     assert any("no number of seeds can make this a go" in line for line in stage_a.stage_a_lines(flat, 40, 40))
     table = stage_a.summary_table(flat).set_index("quantity")["raw weights"]
     assert table["seeds per cell for noise <= c / 3"].startswith("more than 1,000")
-    assert table[next(q for q in table.index if q.startswith("B_opt exponent"))] == "not identified (flat along B)"
+    assert table[next(q for q in table.index if q.startswith("B_opt exponent"))] == "not identified (no bend along B)"
+
+
+def test_stage_a_says_how_far_the_loss_rises_along_b_not_only_its_bend():
+    """A planted loss that rises 2% from 1 clip to 4 at the best rate (raw; 1% with the EMA) at two checkpoints:
+    the sentence gives those rises, the seed noise and where the surface put B_opt."""
+    from replicate.report import stage_a
+
+    rows = []
+    for tokens in (1e6, 2e6):
+        for clips in (1, 2, 4):
+            for lr, worse in ((1e-3, 0.0), (2e-3, 0.05)):
+                for seed in (0, 1):
+                    loss = 0.1 * (1 + 0.01 * math.log2(clips) + worse)
+                    ema = 0.1 * (1 + 0.005 * math.log2(clips) + worse)
+                    rows.append(
+                        {"role": "fit", "diverged": False, "n_params": 5e4, "tokens": tokens, "batch_samples": clips,
+                         "batch_size": 16 * clips, "lr": lr, "seed": seed, "val_loss": loss, "val_loss_ema": ema}
+                    )  # fmt: skip
+    runs = pd.DataFrame(rows)
+    assert stage_a.rise_along_b(runs) == pytest.approx([0.02, 0.02])
+    summary = {
+        "seed_noise": {"raw": {"near_optimum": {"rms": 0.006}}},
+        "curvature_per_doubling2": {"ci95_envelope": [1e-4, 1.2e-3]},
+        "surface": {"converged": True, "optima": [{"batch_size": 4.0}, {"batch_size": 20.0}]},
+    }
+    sentence = stage_a.rise_sentence(runs, summary)
+    assert (
+        "from 1 clip to 4 (2 doublings)" in sentence and "rises by 2.00-2.00% (raw weights; 1.00-1.00% with" in sentence
+    )
+    assert "at 2 of 2 checkpoints, against 0.60% between two seeds" in sentence and "at most 0.12% per" in sentence
+    assert "puts B_opt below the smallest batch at 1 of 2 checkpoints" in sentence
+    summary["surface"]["converged"] = False  # an unconverged surface's optima say nothing
+    assert "puts B_opt" not in stage_a.rise_sentence(runs, summary)
 
 
 def test_loss_law_checks_in_words_and_table(fit):
@@ -307,6 +354,10 @@ def test_loss_law_checks_in_words_and_table(fit):
     assert len(table) == len(result["loss_law"]["leave_one_size_out"]) >= 4
     sentence = report.loss_law_checks_sentence(result)
     assert f"uses {result['loss_law']['n_points']} optima, {result['loss_law']['n_on_edge']} of them" in sentence
+    law = result["loss_law"]
+    worst = max(h["max_abs_rel_error"] for h in law["interaction_law"]["leave_one_size_out"])
+    assert "against a form with an N x T interaction (Kaplan et al.'s" in sentence
+    assert f"{100 * worst:.2f}% with the interaction." in sentence  # the worst case beside the median
 
 
 def test_claim_verdicts_come_from_the_fit(fit):
@@ -322,8 +373,18 @@ def test_claim_verdicts_come_from_the_fit(fit):
     assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].startswith("not testable")
     assert "0.05% per doubling^2" in report.claim_verdicts(flat, no_go).loc[0, "deciding number"]
     no_go["curvature_per_doubling2"]["ci95_envelope"] = [0.0001, 0.0012]
-    reason = "(the loss is too flat along B to locate B_opt: at most 0.12%, a go needs 0.3%)"
+    reason = "(the loss bends too little along B to locate B_opt: at most 0.12% per doubling^2, a go needs 0.3%)"
     assert report.claim_verdicts(flat, no_go).loc[0, "verdict"].endswith(reason)
+    from test_lr_law import planted
+
+    from replicate.fit.lr_law import fit_lr_law
+
+    lr_doc = fit_lr_law(planted(), bootstrap=10)
+    joint = report.claim_verdicts(result, lr_law=lr_doc).loc[1, "verdict"]
+    assert (
+        joint
+        == report.lr_law_claim(lr_doc)[0] + " (a joint test with Eq. 10: the paper-implied exponents use both laws)"
+    )
     unbracketed = copy.deepcopy(result)
     for law in unbracketed["compute_laws"].values():
         law["isoflop"] = None

@@ -5,7 +5,7 @@ If the optimal learning rate follows the paper's law along a ridge in B, lr*(N, 
 
     lr* ~ T^e_T N^e_N,   e_T = beta_eta - r beta_B,   e_N = gamma_eta - r gamma_B
 
-and the paper's four exponents (Eq. 10 and 13) predict e_T and e_N from our r. The loss is flat along B at
+and the paper's four exponents (Eq. 10 and 13) predict e_T and e_N from our r. The loss barely bends along B at
 this scale (Stage A), so beta_B and gamma_B cannot be measured directly; the lr bowl is far steeper, and e_T,
 e_N can. The fit (`fit_lr_law`), through every cell within LR_WINDOW_OCTAVES of its group's best rate:
 

@@ -88,6 +88,15 @@ def lr_scaling_sentence(what: str, value: float, ci: list[float] | None) -> str:
     )
 
 
+def n_opt_bracketed(fit: FitDocument) -> bool:
+    """Whether the data bracket a compute-optimal size anywhere: some FLOP budget reached by three sizes with
+    an interior minimum (an IsoFLOP parabola in fit.json)."""
+    return any(law.get("isoflop") for law in fit["compute_laws"].values())
+
+
+NOT_BRACKETED = "not measured here (no budget brackets N_opt: both sizes are extrapolated)"
+
+
 def worst_holdout_error(fit: FitDocument) -> float | None:
     """The largest |relative error| of the loss law's held-out predictions; None without any."""
     errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]
@@ -131,8 +140,16 @@ def _comparison_row(
     )
 
 
-def _exponent(label: str, part: dict, key: str, paper: float, law: str) -> RowSpec:
-    return label, part.get(key), (part.get("ci95") or {}).get(key), paper, law, None
+def _exponent(label: str, part: dict, key: str, paper: float, law: str, word: str | None = None) -> RowSpec:
+    return label, part.get(key), (part.get("ci95") or {}).get(key), paper, law, word
+
+
+def batch_edge_word(fit: FitDocument) -> str | None:
+    """The verdict of a B_opt law fitted to per-(N, T) optima of which some sit on the batch-size edge of the grid
+    (bounds, not optima: the law is no measurement, as the claim table and the findings say); None where none do."""
+    edges = [o.get("edge") or "" for o in fit.get("optima") or []]
+    on_edge = sum("batch_size" in e for e in edges)
+    return f"not a measurement ({on_edge} of {len(edges)} optima on the batch-size edge)" if on_edge else None
 
 
 HYPERPARAMETER_ROWS = (  # (law, key, quantity)
@@ -149,8 +166,16 @@ def _hyperparameter_rows(fit: FitDocument) -> list[RowSpec]:
     paper, surface = paper_laws(), fit.get("surface")
     methods = [(f" ({SURFACE})", "surface", surface)] if surface_leads(surface) else []
     methods.append((f" ({OPTIMA})" if surface else "", None, fit))
+    edge = batch_edge_word(fit)
     return [
-        _exponent(label + tag, source.get(law) or {}, key, paper[law][key], failed_as or law)
+        _exponent(
+            label + tag,
+            source.get(law) or {},
+            key,
+            paper[law][key],
+            failed_as or law,
+            edge if source is fit and law == "batch_size_law" else None,
+        )
         for tag, failed_as, source in methods
         for law, key, label in HYPERPARAMETER_ROWS
     ]
@@ -204,7 +229,11 @@ def _claim_rows(fit: FitDocument) -> list[RowSpec]:
     disagreement), the loss fits' MSE ratio, the held-out error and the flat region."""
     fixed = fit.get("fixed") or {}
     n_ratio, ci = fixed.get("n_opt_ratio"), fixed.get("n_opt_ratio_ci95")
-    word = ratio_verdict(n_ratio, ci, N_OPT_RATIO) if n_ratio is not None else None
+    word = (
+        (NOT_BRACKETED if not n_opt_bracketed(fit) else ratio_verdict(n_ratio, ci, N_OPT_RATIO))
+        if n_ratio is not None
+        else None
+    )
     if word == "excludes the paper's value" and (ci[0] > 1 or ci[1] < 1):
         word += " (same direction)" if (ci[0] > 1) == (N_OPT_RATIO > 1) else " (opposite direction)"
     rows: list[RowSpec] = [
@@ -355,10 +384,20 @@ def loss_law_checks_sentence(fit: FitDocument) -> str:
     preferred = law.get("preferred_form")
     if preferred:
         errors = preferred["median_loso_error"]
+        held = {"additive": law.get("leave_one_size_out"), "interaction": (law.get("interaction_law") or {}).get(
+            "leave_one_size_out")}  # fmt: skip
+        worst = {k: max(h["max_abs_rel_error"] for h in v) for k, v in held.items() if v}
         text += (
-            f" Out of sample (each size predicted from the others) the {preferred['form']} form does better: "
-            f"median error {100 * errors['additive']:.2f}% additive, {100 * errors['interaction']:.2f}% with the "
-            "interaction."
+            " Out of sample (each size predicted from the others), against a form with an N x T interaction "
+            "(Kaplan et al.'s, L = ((N_c / N)^(alpha_N / alpha_T) + T_c / T)^alpha_T + L_inf), the "
+            f"{preferred['form']} form has the lower median error: {100 * errors['additive']:.2f}% additive, "
+            f"{100 * errors['interaction']:.2f}% with the interaction"
+            + (
+                f"; the worst size's worst error is {100 * worst['additive']:.2f}% additive, "
+                f"{100 * worst['interaction']:.2f}% with the interaction."
+                if len(worst) == 2
+                else "."
+            )
         )
     return text
 
@@ -412,7 +451,8 @@ def fixed_ratio_table(fit: FitDocument) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "quantity": f"N_opt(fixed hp) / N_opt(optimal hp) at {fmt_flops(fixed['reference_flops'])} FLOPs",
+                "quantity": f"N_opt(fixed hp) / N_opt(optimal hp) at {fmt_flops(fixed['reference_flops'])} FLOPs"
+                + (f" (fixed: B = {fixed['batch_size']:.0f} tokens, lr = {fixed['lr']:g})" if "lr" in fixed else ""),
                 "ours": f"{fixed['n_opt_ratio']:.3g}",
                 "95% CI": fmt_ci(ci),
                 "paper": f"{N_OPT_RATIO:.4g}",

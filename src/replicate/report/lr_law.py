@@ -267,31 +267,46 @@ def _loss_law_sentence(law: dict) -> str:
 
 
 def batch_gap_table(summary: HeldoutSummary) -> pd.DataFrame:
-    """L(largest B) / L(smallest B) - 1 at the lr optimum, (N, T) by (N, T): sizes as rows, T as columns."""
+    """L(largest B) / L(smallest B) - 1 at the lr optimum, (N, T) by (N, T): a row per size (its N the first
+    column), T as columns."""
     gaps = pd.DataFrame(summary.get("batch_gap") or [])
     if gaps.empty:
         return gaps
     gaps["cell"] = [f"{100 * v:+.2f}%" for v in gaps["value"]]
     table = gaps.pivot(index="n_params", columns="tokens", values="cell")
-    table.index = [f"N = {n:,}" for n in table.index]
-    table.columns = [f"{t / 1e6:.2f}M" for t in table.columns]
-    return table
+    table.columns = [f"T = {t / 1e6:.2f}M" for t in table.columns]
+    return table.reset_index().rename(columns={"n_params": "N"}).assign(N=lambda t: [f"{n:,.0f}" for n in t["N"]])
 
 
 def batch_gap_sentence(summary: HeldoutSummary) -> str:
-    """What the batch-gap table says, from its 95% intervals: at how many (N, T) the larger batch costs loss
-    (interval above zero), gains (below) or cannot be told apart, and how the median over sizes moves with T."""
+    """What the batch-gap table says: the gaps' signs; at how many (N, T) a gap lies beyond what the seeds alone
+    would give (summary.json's seed noise near the optimum, for two cells' seed means counted independent: the
+    fit's bootstrap intervals hold each group's level fixed and miss that spread); and how the median over the
+    sizes moves with T."""
     gaps = pd.DataFrame(summary.get("batch_gap") or [])
     if gaps.empty:
         return "No (N, T) was trained at two batch sizes."
-    lo, hi = np.array([c[0] for c in gaps["ci95"]]), np.array([c[1] for c in gaps["ci95"]])
-    costs, gains = int((lo > 0).sum()), int((hi < 0).sum())
+    values = gaps["value"].to_numpy()
     by_t = gaps.groupby("tokens")["value"].median()
+    text = f"The larger batch's lr-optimal loss is higher at {int((values > 0).sum())} of {len(gaps)} (N, T)"
+    text += f" and lower at {int((values < 0).sum())}."
+    noise = summary.get("seed_noise")
+    if noise and math.isfinite(noise["near_optimum"]["rms"]):
+        spread = noise["near_optimum"]["rms"] * math.sqrt(2 / noise["seeds"])  # a gap of two cells' seed means
+        costs, gains = int((values > 1.96 * spread).sum()), int((values < -1.96 * spread).sum())
+        half = [(hi - lo) / 2 for lo, hi in gaps["ci95"]]
+        rms = noise["near_optimum"]["rms"]
+        text += (
+            f" Against the seeds' own spread (a relative standard deviation of {100 * rms:.2f}% near the optimum, "
+            f"so about {100 * spread:.2f}% for a gap between two cells' means of {noise['seeds']} seeds), it is "
+            f"higher by more than 1.96 times that at {costs} and lower at {gains}; the other "
+            f"{len(gaps) - costs - gains} are not told apart from seed noise cell by cell (the fit's bootstrap "
+            f"intervals, half-widths {100 * min(half):.2f}-{100 * max(half):.2f}%, hold each training group's level "
+            "fixed and do not bound it)."
+        )
     return (
-        f"The larger batch's lr-optimal loss is higher at {costs} of {len(gaps)} (N, T) (95% interval above zero), "
-        f"lower at {gains}, and not told apart at {len(gaps) - costs - gains}. Its median over the sizes is "
-        f"{100 * by_t.iloc[0]:+.2f}% at T = {by_t.index[0] / 1e6:.2f}M tokens and {100 * by_t.iloc[-1]:+.2f}% at "
-        f"T = {by_t.index[-1] / 1e6:.2f}M."
+        text + f" Its median over the sizes is {100 * by_t.iloc[0]:+.2f}% at T = {by_t.index[0] / 1e6:.2f}M tokens and "
+        f"{100 * by_t.iloc[-1]:+.2f}% at T = {by_t.index[-1] / 1e6:.2f}M."
     )
 
 

@@ -64,9 +64,10 @@ def optima_sentence(runs: pd.DataFrame, fit: FitDocument) -> str:
         f"to {f['gain_pct'].max():.2f}% below the best cell's. The two differ by construction: the interpolation "
         "first finds each batch size's best loss between the grid's learning rates (a parabola in log lr through its "
         "best cell and their neighbours), then compares batch sizes at those interpolated losses, not at the cells. "
-        "Along B the loss is nearly flat, so a batch size whose own best cell is a few tenths of a percent worse can "
-        "win once its learning rate is interpolated, and the star then lands on another row. Every B_opt and eta_opt "
-        "law below stands on the interpolated optima; the best cells are the grid's raw answer."
+        "Along B the loss changes little near its best cells, so a batch size whose own best cell is a few tenths "
+        "of a percent worse can win once its learning rate is interpolated, and the star then lands on another row. "
+        "Every B_opt and eta_opt law below stands on the interpolated optima; the best cells are the grid's raw "
+        "answer."
     )
 
 

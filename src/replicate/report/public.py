@@ -203,8 +203,9 @@ def porian_summary_line(doc: dict, flops: float = 1e22) -> str:
                     open_.append(f"{_with_ci(r['loss_law'])} ({dataset['name']})")
     lo, hi = porian_budget_range()
     return (
-        f"Claim 4 at language-model scale (Porian et al.'s public runs, chapter 11): N_opt with one set of "
-        f"hyperparameters for every size over N_opt with them tuned is {' and '.join(parts)} at {budget(flops)} "
+        "Fixed against tuned hyperparameters at language-model scale (Porian et al.'s public runs, chapter 11): "
+        f"N_opt with one set of hyperparameters for every size over N_opt with them tuned is {' and '.join(parts)} "
+        f"at {budget(flops)} "
         f"FLOPs by IsoFLOP laws fitted on budgets {lo:.3g} to {hi:.3g}, against the video paper's "
         f"{N_OPT_RATIO:.2f}"
         + (f"; the loss laws' estimates, {' and '.join(open_)}, do not fix even its direction." if open_ else ".")

@@ -171,7 +171,13 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
         f"workers (measured {estimate['speedup']:.1f}x faster than one), its longest group "
         f"{duration(estimate['longest_group_s'])} among them. The estimate takes the eager training step's times "
         f"with backend {estimate['backend']}, measured on that GPU at commit {estimate['git_sha']} (`{GPU_STEPS}`); "
-        "the profile has never run to the end."
+        + (
+            "auto now takes PyTorch's ops, whose whole step ran faster than the Triton kernels' on a large model "
+            "(chapter 2), so the estimate is likely high; "
+            if estimate["backend"] == LEGACY_BACKEND
+            else ""
+        )
+        + "the profile has never run to the end."
         if estimate
         else "No GPU step times are recorded yet, so no time can be estimated."
     )
