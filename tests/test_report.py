@@ -402,24 +402,31 @@ def test_the_loss_law_claim_is_decided_by_stage_l_held_out_model_where_it_has_tr
     row = report.claim_verdicts(result, heldout=summary((-0.0068, -0.0092, -0.0052), (-0.002, -0.005, -0.001))).loc[2]
     # the first checkpoint excludes the paper's 0.15%, the last crosses it: the verdict says so
     last = "at 1 of 2 checkpoints, the last not decided against it"
-    assert row["verdict"] == f"holds at 1%; excludes the paper's 0.15% {last} (Stage L)"
+    assert (
+        row["verdict"]
+        == f"holds at 1%; excludes the paper's 0.15% {last} (Stage L: the optima in lr at one batch size)"
+    )
     numbers = "worst held-out error -0.68% [-0.92, -0.52]%, the last -0.20% [-0.50, -0.10]% (Stage L, N = 1,186,560, 2"
     assert row["deciding number"].startswith(numbers)
     both = summary((-0.0068, -0.0092, -0.0052), (-0.004, -0.005, -0.002))
     verdict = report.claim_verdicts(result, heldout=both).loc[2, "verdict"]
-    assert verdict.endswith("excludes the paper's 0.15% (Stage L)")
+    assert verdict.endswith("excludes the paper's 0.15% (Stage L: the optima in lr at one batch size)")
     # the last checkpoint excludes it, an earlier one does not: still counted
     later = summary((-0.0005, -0.003, 0.001), (-0.0068, -0.0092, -0.0052))
     verdict = report.claim_verdicts(result, heldout=later).loc[2, "verdict"]
-    assert verdict.endswith("excludes the paper's 0.15% at 1 of 2 checkpoints (Stage L)")
+    assert verdict.endswith(
+        "excludes the paper's 0.15% at 1 of 2 checkpoints (Stage L: the optima in lr at one batch size)"
+    )
     worst = report.worst_holdout_error(result)
     assert f"the study's held-out model: {100 * worst:.1f}%" in row["deciding number"]
     tight = report.claim_verdicts(result, heldout=summary((0.001, 0.0005, 0.0014))).loc[2, "verdict"]
-    assert tight == "holds at the paper's 0.15% (Stage L)"
+    assert tight == "holds at the paper's 0.15% (Stage L: the optima in lr at one batch size)"
     crossing = report.claim_verdicts(result, heldout=summary((0.008, 0.005, 0.012))).loc[2, "verdict"]
-    assert crossing == "not decided at 1%; excludes the paper's 0.15% (Stage L)"
+    assert crossing == "not decided at 1%; excludes the paper's 0.15% (Stage L: the optima in lr at one batch size)"
     wide = report.claim_verdicts(result, heldout=summary((0.001, -0.004, 0.012))).loc[2, "verdict"]
-    assert wide == "not decided at 1% (Stage L)"  # its interval holds the paper's 0.15% too
+    assert (
+        wide == "not decided at 1% (Stage L: the optima in lr at one batch size)"
+    )  # its interval holds the paper's 0.15% too
     assert report.claim_verdicts(result, heldout=summary((0.03, 0.02, 0.04))).loc[2, "verdict"].startswith("does not")
     # Stage L without its held-out model yet: the study's own held-out model decides, as before
     untrained = {"heldout": None, "heldout_loss_error": [], "goals": {"heldout_loss_error": 0.01}}

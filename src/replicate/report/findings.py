@@ -189,7 +189,7 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
         + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints)"
         + (f"; the study's held-out model: {100 * study_worst:.1f}%" if study_worst is not None else "")
     )
-    return word + " (Stage L)", decides
+    return word + " (Stage L: the optima in lr at one batch size)", decides
 
 
 _LAST_WORD = {"within": "within it", "not decided": "not decided against it"}
