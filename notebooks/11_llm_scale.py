@@ -85,4 +85,10 @@ else:
 # %% tags=["hide-input"]
 if porian is not None:
     display(report.table(report.porian_ratio_table(porian)))
-    display(Markdown(report.paper_box(report.porian_sentences(porian), "Fixed against tuned hyperparameters at language-model scale")))
+    display(
+        Markdown(
+            report.paper_box(
+                report.porian_sentences(porian), "Fixed against tuned hyperparameters at language-model scale"
+            )
+        )
+    )
