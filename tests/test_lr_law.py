@@ -155,9 +155,10 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     fig = heldout_figure(summary, lr_doc)
     assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()
 
-    def with_errors(*errors: tuple[float, float, float]) -> dict:
+    def with_errors(*errors: tuple[float, float, float], noise: dict | None = None) -> dict:
         changed = copy.deepcopy(summary)
         changed["heldout_loss_error"] = [{"tokens": 0.0, "value": v, "ci95": [lo, hi]} for v, lo, hi in errors]
+        changed["seed_noise"] = noise  # the intervals as given, unless a seed noise is planted
         return changed
 
     # a point inside the goal whose interval crosses it is not called within; a wholly outside one is outside
@@ -167,7 +168,11 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     assert "lies below the measured loss at 2 (95% intervals)" in crossing
     outside = heldout_lines(with_errors((0.02, 0.015, 0.025), (-0.002, -0.004, 0.001)))[1]
     assert "outside the goal of 1%" in outside and "above it at 1, not told from it at 1 (95%" in outside
-    assert "the paper reports 0.03% and 0.15% at its scale" in outside
+    assert "the paper reports 0.03% and 0.15% at its scale" in outside and "seed noise" not in outside
+    # the bootstrap holds the groups' levels fixed: a seed noise of 0.4% for a mean of 2 seeds adds 0.55% at 95%
+    # in quadrature on each side: [-0.8 - hypot(0.4, 0.554), -0.8 + hypot(0.3, 0.554)]
+    noisy = heldout_lines(with_errors((-0.008, -0.012, -0.005), noise={"seeds": 2, "near_optimum": {"rms": 0.004}}))
+    assert "-0.80% [-1.48, -0.17]% at worst" in noisy[1] and "add the held-out model's own seed noise" in noisy[1]
     ratios = copy.deepcopy(summary)
     ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
     assert heldout_lines(ratios)[0].endswith(

@@ -46,6 +46,22 @@ def against_goal(estimates: list[dict], low: float, high: float) -> str:
     return "not decided"
 
 
+def with_seed_noise(estimates: list[dict], noise: dict | None) -> list[dict]:
+    """Relative errors of a held-out model's loss (each {value, ci95}) with their 95% intervals widened by the
+    model's own seed noise: a learning-rate study's bootstrap (replicate.fit.heldout) holds each training group's
+    level fixed, so its intervals leave out how far the mean of `seeds` seeds of one cell strays (summary.json's
+    `seed_noise`: a relative standard deviation near the optimum), which adds in quadrature on each side.
+    Without a seed noise, the estimates as they are."""
+    if not noise or not math.isfinite(noise["near_optimum"]["rms"]):
+        return estimates
+    seed = 1.96 * noise["near_optimum"]["rms"] / math.sqrt(noise["seeds"])
+    out = []
+    for e in estimates:
+        v, (lo, hi) = e["value"], e["ci95"] or (e["value"], e["value"])
+        out.append({**e, "ci95": [v - math.hypot(v - lo, seed), v + math.hypot(hi - v, seed)]})
+    return out
+
+
 def ratio(ours: float, paper: float) -> float:
     """ours / paper, NaN where either is missing or the paper's value is 0."""
     if ours is None or paper in (None, 0) or not np.isfinite(ours):

@@ -19,6 +19,7 @@ from replicate.config import FLOP_KINDS
 from replicate.fit import compute_law, hyperparameter_law, loss_law
 from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument
 from replicate.report import fmt_flops, heatmap, isoflop_budgets, law_identified
+from replicate.report.compare import with_seed_noise
 from replicate.report.extrapolation import data_compute_range, flat_region_curves, loss_band, n_opt_curve
 from replicate.report.lr_law import law_band
 from replicate.theory.sgd import eta_opt, steps_examples_tradeoff
@@ -718,7 +719,7 @@ def _vertex_points(ax, x, rows: pd.DataFrame, color, label: str) -> None:
 def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     """The held-out model (a learning-rate study's summary.json and its lr_law.json): left, its own lr* against
     T beside the law's prediction with the 95% band (the fitting range of T/N shaded); right, its lr-optimal loss
-    beside the loss law's prediction, with the prediction's 95% interval."""
+    beside the loss law's prediction, with the prediction's 95% interval (the held-out model's seed noise in it)."""
     held = summary["heldout"]
     checks = pd.DataFrame(held["checkpoints"])
     vertices = pd.DataFrame(doc["vertices"])
@@ -733,7 +734,9 @@ def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     ratio = vertices["tokens"] / vertices["n_params"]
     axes[0].axvspan(ratio.min() * n, min(ratio.max() * n, t.max()), color="0.9", zorder=0, label="fitting T/N range")
     axes[0].set(xscale="log", yscale="log", xlabel="training tokens T", ylabel=f"lr* at B = {b:g} tokens")
-    errors = np.array([c["loss_error"]["ci95"] or [np.nan, np.nan] for c in held["checkpoints"]])
+    # the bootstrap's intervals with the held-out model's seed noise, as the chapter's sentences give them
+    widened = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("seed_noise"))
+    errors = np.array([c["ci95"] or [np.nan, np.nan] for c in widened])
     pred, measured = checks["loss_predicted"].to_numpy(), checks["loss"].to_numpy()
     axes[1].scatter(checks["tokens"], measured, color="k", zorder=3, label="measured (its lr optimum)")
     yerr = np.stack([pred - measured * (1 + errors[:, 0]), measured * (1 + errors[:, 1]) - pred]).clip(min=0)

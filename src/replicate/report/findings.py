@@ -22,6 +22,7 @@ from replicate.report.compare import (
     n_opt_bracketed,
     ratio_verdict,
     verdict,
+    with_seed_noise,
     worst_holdout_error,
 )
 from replicate.theory.sgd import eta_opt
@@ -166,7 +167,9 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
     """The loss law's held-out claim tested on Stage L's held-out model (summary.json, replicate.fit.heldout): the
     verdict by every checkpoint's 95% interval, at the goal of the study and at the paper's own precision, and
     the number that decides it (`study_worst`: the study's held-out error, beside it where there is one)."""
-    errors, goal = summary["heldout_loss_error"], summary["goals"]["heldout_loss_error"]
+    # the bootstrap holds the groups' levels fixed: the held-out model's seed noise widens its intervals
+    errors = with_seed_noise(summary["heldout_loss_error"], summary.get("seed_noise"))
+    goal = summary["goals"]["heldout_loss_error"]
     paper = max(HEADLINE["holdout_rel_error"])
     at_goal, at_paper = against_goal(errors, -goal, goal), against_goal(errors, -paper, paper)
     if at_paper == "within":
@@ -186,7 +189,9 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
     decides = (
         f"worst held-out error {fmt_percent(worst)}"
         + (f", the last {fmt_percent(errors[-1])}" if errors[-1] is not worst else "")
-        + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints)"
+        + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints"
+        + ("; intervals with its seed noise" if summary.get("seed_noise") else "")
+        + ")"
         + (f"; the study's held-out model: {100 * study_worst:.1f}%" if study_worst is not None else "")
     )
     return word + " (Stage L: the optima in lr at one batch size)", decides

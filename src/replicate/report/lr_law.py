@@ -11,7 +11,7 @@ import pandas as pd
 from replicate.fit.read import CurvatureSummary, HeldoutSummary, LrLawDocument
 from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
-from replicate.report.compare import against_goal, fmt_ci, fmt_percent, verdict
+from replicate.report.compare import against_goal, fmt_ci, fmt_percent, verdict, with_seed_noise
 
 
 def _value(estimate: dict | None, digits: int = 3) -> str:
@@ -234,7 +234,10 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
     if not held:
         return []
     goals = summary["goals"]
-    ratios, errors = summary["heldout_lr_ratio"], summary["heldout_loss_error"]
+    ratios, errors = (
+        summary["heldout_lr_ratio"],
+        with_seed_noise(summary["heldout_loss_error"], summary.get("seed_noise")),
+    )
     worst_ratio = max(ratios, key=lambda r: abs(math.log(r["value"])))
     worst_error = max(errors, key=lambda e: abs(e["value"]))
     g_lr, g_loss = goals["heldout_lr_ratio"], goals["heldout_loss_error"]
@@ -247,7 +250,13 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
         f"The paper's loss law fitted at the lr-optimal cells of the fitting sizes predicts the held-out model's "
         f"lr-optimal loss with an error of {fmt_percent(worst_error)} at worst over {len(errors)} checkpoints: "
         f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction lies {_sides(errors)}; the "
-        f"paper reports {paper} at its scale.",
+        f"paper reports {paper} at its scale."
+        + (
+            " These intervals add the held-out model's own seed noise to the fit's bootstrap, which holds each "
+            "training group's level fixed."
+            if summary.get("seed_noise")
+            else ""
+        ),
         *([_loss_law_sentence(held["loss_law"])] if held.get("loss_law") else []),
     ]
 
