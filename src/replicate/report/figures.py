@@ -740,7 +740,9 @@ def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     pred, measured = checks["loss_predicted"].to_numpy(), checks["loss"].to_numpy()
     axes[1].scatter(checks["tokens"], measured, color="k", zorder=3, label="measured (its lr optimum)")
     yerr = np.stack([pred - measured * (1 + errors[:, 0]), measured * (1 + errors[:, 1]) - pred]).clip(min=0)
-    axes[1].errorbar(checks["tokens"], pred, yerr=yerr, fmt="s", color="C1", capsize=3, label="loss law (95%)")
+    axes[1].errorbar(
+        checks["tokens"], pred, yerr=yerr, fmt="s", color="C1", capsize=3, label="loss law (95%, seed noise in)"
+    )
     axes[1].set(xscale="log", xlim=axes[0].get_xlim(), xlabel="training tokens T", ylabel="validation loss")
     for ax in axes:
         ax.legend(fontsize=8)
