@@ -173,6 +173,15 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     # in quadrature on each side: [-0.8 - hypot(0.4, 0.554), -0.8 + hypot(0.3, 0.554)]
     noisy = heldout_lines(with_errors((-0.008, -0.012, -0.005), noise={"seeds": 2, "near_optimum": {"rms": 0.004}}))
     assert "-0.80% [-1.48, -0.17]% at worst" in noisy[1] and "add the held-out model's own seed noise" in noisy[1]
+    # the table of checkpoints gives the same, wider, intervals
+    from replicate.report.compare import fmt_percent
+    from replicate.report.lr_law import heldout_table
+
+    planted_noise = with_errors((0.0, 0.0, 0.0), noise={"seeds": 2, "near_optimum": {"rms": 0.004}})
+    first = planted_noise["heldout"]["checkpoints"][0]["loss_error"]
+    cell = heldout_table(planted_noise)["loss error"].iloc[0]
+    assert cell != fmt_percent(first) and cell.startswith(fmt_percent(first).split(" [")[0])
+    assert heldout_table(with_errors((0.0, 0.0, 0.0)))["loss error"].iloc[0] == fmt_percent(first)
     ratios = copy.deepcopy(summary)
     ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
     assert heldout_lines(ratios)[0].endswith(

@@ -186,13 +186,15 @@ def implied_lines(doc: LrLawDocument) -> list[str]:
 
 
 def heldout_table(summary: HeldoutSummary) -> pd.DataFrame:
-    """The held-out model's checkpoints: the law's lr* against its own vertex, the loss law against its loss."""
+    """The held-out model's checkpoints: the law's lr* against its own vertex, the loss law against its loss (its
+    interval with the held-out model's seed noise, as heldout_lines gives it)."""
     held = summary.get("heldout")
     if not held:
         return pd.DataFrame()
     rows = []
-    for c in held["checkpoints"]:
-        ratio, error = c["lr_ratio"], c["loss_error"]
+    errors = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("seed_noise"))
+    for c, error in zip(held["checkpoints"], errors, strict=True):
+        ratio = c["lr_ratio"]
         rows.append(
             {
                 "T (tokens)": f"{c['tokens'] / 1e6:.2f}M",
