@@ -74,8 +74,9 @@ if study is not None and profile is not None:
 # ## The loss along $B$, checkpoint by checkpoint
 #
 # Each point is the loss at that batch size's best learning rate (the one with the lowest mean over the
-# seeds), in percent above the checkpoint's fitted minimum; the bar spans the seeds. The curves are the
-# fitted surface along its best learning rate and the triangles its $B_\mathrm{opt}$ at each checkpoint.
+# seeds), in percent above the fitted surface's minimum at that checkpoint, which lies at its $B_\mathrm{opt}$
+# (the triangle), often below the smallest batch trained: the points at one clip already sit above zero. The bar
+# spans the seeds; the curves are the fitted surface along its best learning rate.
 
 # %% tags=["hide-input"]
 if study is not None:

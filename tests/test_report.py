@@ -281,6 +281,15 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     assert list(table.columns) == ["quantity", "raw weights"] and summary["verdict"] in set(table["raw weights"])
     # 2 seeds per cell: the seed bootstrap's interval says how much too narrow it is (sqrt(2/1))
     assert "its 95% interval, seed bootstrap (%; 2 seeds per cell: about 1.4x too narrow)" in set(table["quantity"])
+    from replicate.report import figures
+
+    # the figure says which minimum its percentages are above: the surface's where it converged, else the grid's
+    label = figures.batch_curvature_figure(profile, summary).axes[0].get_ylabel()
+    assert summary["surface"]["converged"] and label == "loss above the surface's minimum (the triangles) (%)"
+    assert (
+        figures.batch_curvature_figure(profile, None).axes[0].get_ylabel()
+        == "loss above the checkpoint's best batch (%)"
+    )
     lines = stage_a.stage_a_lines(summary, 30, 40)
     assert "30 of its 40 runs" in lines[0]
     assert f"{100 * summary['curvature_per_doubling2']['value']:.2f}% per squared doubling" in lines[1]

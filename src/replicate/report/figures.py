@@ -530,7 +530,9 @@ def batch_curvature_figure(by_batch: pd.DataFrame, summary: CurvatureSummary | N
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.set(xlabel="batch size (clips per step)", ylabel="loss above the checkpoint's minimum (%)")
+    # where the surface converged, the reference is its minimum at B_opt (the triangle), often below the grid
+    where = "the surface's minimum (the triangles)" if fitted else "the checkpoint's best batch"
+    ax.set(xlabel="batch size (clips per step)", ylabel=f"loss above {where} (%)")
     ax.legend(title="checkpoint", fontsize=8, ncol=2)
     return _tidy(fig, by_batch.copy())
 
