@@ -16,8 +16,8 @@
 # The paper's batch law (its Eq. 10) can be read as a law for the number of optimizer steps: with
 # $B_\mathrm{opt} = \alpha_B T^{\beta_B} N^{\gamma_B}$ tokens per step, the optimal run takes
 # $S_\mathrm{opt} = T / B_\mathrm{opt}$ steps, and with $\beta_B = 0.81$ that number barely depends on the
-# scale. The cpu study's runs were too short for it (below), so its optima sat mostly on the edges of its batch
-# grid ({doc}`06_hyperparameter_laws`). Stage A trains one model long enough for the law's optimum to lie inside the batch grid, with two
+# scale. The cpu study's runs were too short for it (below): its $B_\mathrm{opt}$ lay below its batch grid, and
+# its optima sat mostly on the grid's edges ({doc}`06_hyperparameter_laws`). Stage A trains one model long enough for the law's optimum to lie inside the batch grid, with two
 # seeds per cell, and measures the one unknown that decides whether the law can be tested at this scale at
 # all: how much one doubling of $B$ away from the optimum costs (the curvature $c$, in loss per squared
 # doubling, at each batch size's best learning rate), against how much two seeds of the same cell differ.
@@ -75,8 +75,9 @@ if study is not None and profile is not None:
 #
 # Each point is the loss at that batch size's best learning rate (the one with the lowest mean over the
 # seeds), in percent above the fitted surface's minimum at that checkpoint, which lies at its $B_\mathrm{opt}$
-# (the triangle), often below the smallest batch trained: the points at one clip already sit above zero. The bar
-# spans the seeds; the curves are the fitted surface along its best learning rate.
+# (the triangle), often below the smallest batch trained. The bar spans the seeds; the curves are the fitted
+# surface along its best learning rate. Where a readout's surface did not converge (its box says so), its figure
+# has no curves or triangles and its percentages are above the checkpoint's best batch.
 
 # %% tags=["hide-input"]
 if study is not None:

@@ -158,7 +158,7 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     def with_errors(*errors: tuple[float, float, float], noise: dict | None = None) -> dict:
         changed = copy.deepcopy(summary)
         changed["heldout_loss_error"] = [{"tokens": 0.0, "value": v, "ci95": [lo, hi]} for v, lo, hi in errors]
-        changed["seed_noise"] = noise  # the intervals as given, unless a seed noise is planted
+        changed["heldout_seed_noise"] = noise  # the intervals as given, unless a seed noise is planted
         return changed
 
     # a point inside the goal whose interval crosses it is not called within; a wholly outside one is outside
@@ -171,17 +171,19 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     assert "the paper reports 0.03% and 0.15% at its scale" in outside and "seed noise" not in outside
     # the bootstrap holds the groups' levels fixed: a seed noise of 0.4% for a mean of 2 seeds adds 0.55% at 95%
     # in quadrature on each side: [-0.8 - hypot(0.4, 0.554), -0.8 + hypot(0.3, 0.554)]
-    noisy = heldout_lines(with_errors((-0.008, -0.012, -0.005), noise={"seeds": 2, "near_optimum": {"rms": 0.004}}))
-    assert "-0.80% [-1.48, -0.17]% at worst" in noisy[1] and "add the held-out model's own seed noise" in noisy[1]
-    # the table of checkpoints gives the same, wider, intervals
-    from replicate.report.compare import fmt_percent
+    noise = {"seeds": 2, "near_optimum": {"rms": 0.004, "cells": 7}}
+    noisy = heldout_lines(with_errors((-0.008, -0.012, -0.005), noise=noise))
+    assert "-0.80% [-1.48, -0.17]% at worst" in noisy[1]
+    assert "add the held-out model's own seed noise (0.40% between its 2 seeds near its optimum, over 7" in noisy[1]
+    # the table of checkpoints gives the same, wider, intervals, by hand
     from replicate.report.lr_law import heldout_table
 
-    planted_noise = with_errors((0.0, 0.0, 0.0), noise={"seeds": 2, "near_optimum": {"rms": 0.004}})
-    first = planted_noise["heldout"]["checkpoints"][0]["loss_error"]
-    cell = heldout_table(planted_noise)["loss error"].iloc[0]
-    assert cell != fmt_percent(first) and cell.startswith(fmt_percent(first).split(" [")[0])
-    assert heldout_table(with_errors((0.0, 0.0, 0.0)))["loss error"].iloc[0] == fmt_percent(first)
+    first = summary["heldout"]["checkpoints"][0]["loss_error"]
+    v, (lo, hi), seed = first["value"], first["ci95"], 1.96 * 0.004 / math.sqrt(2)
+    wide = (
+        f"{100 * v:+.2f}% [{100 * (v - math.hypot(v - lo, seed)):+.2f}, {100 * (v + math.hypot(hi - v, seed)):+.2f}]%"
+    )
+    assert heldout_table(with_errors((0.0, 0.0, 0.0), noise=noise))["loss error"].iloc[0] == wide
     ratios = copy.deepcopy(summary)
     ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
     assert heldout_lines(ratios)[0].endswith(

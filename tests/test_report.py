@@ -343,7 +343,7 @@ def test_stage_a_says_how_far_the_loss_rises_along_b_not_only_its_bend():
     runs = pd.DataFrame(rows)
     assert stage_a.rise_along_b(runs) == pytest.approx([0.02, 0.02])
     summary = {
-        "seed_noise": {"raw": {"near_optimum": {"rms": 0.006}}},
+        "seed_noise": {"raw": {"seeds": 4, "near_optimum": {"rms": 0.006}}},  # a gap of two 4-seed means: 0.42%
         "curvature_per_doubling2": {"ci95_envelope": [1e-4, 1.2e-3]},
         "surface": {"converged": True, "optima": [{"batch_size": 4.0}, {"batch_size": 20.0}]},
     }
@@ -351,7 +351,10 @@ def test_stage_a_says_how_far_the_loss_rises_along_b_not_only_its_bend():
     assert (
         "from 1 clip to 4 (2 doublings)" in sentence and "rises by 2.00-2.00% (raw weights; 1.00-1.00% with" in sentence
     )
-    assert "at 2 of 2 checkpoints, against 0.60% between two seeds" in sentence and "at most 0.12% per" in sentence
+    assert "at 2 of 2 checkpoints, against about 0.42% for a gap between two cells' means of 4 seeds" in sentence
+    assert (
+        "(a relative standard deviation of 0.60% per seed near the optimum)" in sentence and "at most 0.12%" in sentence
+    )
     assert "puts B_opt below the smallest batch at 1 of 2 checkpoints" in sentence
     summary["surface"]["converged"] = False  # an unconverged surface's optima say nothing
     assert "puts B_opt" not in stage_a.rise_sentence(runs, summary)
@@ -365,7 +368,7 @@ def test_loss_law_checks_in_words_and_table(fit):
     assert f"uses {result['loss_law']['n_points']} optima, {result['loss_law']['n_on_edge']} of them" in sentence
     law = result["loss_law"]
     worst = max(h["max_abs_rel_error"] for h in law["interaction_law"]["leave_one_size_out"])
-    assert "against a form with an N x T interaction (Kaplan et al.'s" in sentence
+    assert "comparing the additive form with Kaplan et al.'s form with an N x T interaction" in sentence
     assert f"{100 * worst:.2f}% with the interaction." in sentence  # the worst case beside the median
 
 
@@ -440,7 +443,7 @@ def test_the_loss_law_claim_is_decided_by_stage_l_held_out_model_where_it_has_tr
     # the held-out model's seed noise widens the bootstrap's intervals: the first checkpoint's [-0.92, -0.52]%
     # reaches past -0.15% once 1.96 x 0.4% / sqrt(2) is added in quadrature, and no checkpoint excludes 0.15%
     noisy = summary((-0.0068, -0.0092, -0.0052), (-0.002, -0.005, -0.001))
-    noisy["seed_noise"] = {"seeds": 2, "near_optimum": {"rms": 0.004}}
+    noisy["heldout_seed_noise"] = {"seeds": 2, "near_optimum": {"rms": 0.004, "cells": 7}}
     row = report.claim_verdicts(result, heldout=noisy).loc[2]
     assert row["verdict"] == "not decided at 1% (Stage L: the optima in lr at one batch size)"
     assert (

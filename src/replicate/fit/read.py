@@ -200,6 +200,8 @@ class HeldoutSummary(TypedDict):
     bootstrap: dict[str, Any]
     # the seeds' spread at the fitting sizes (fit.curvature.seed_noise): seeds, all_cells, near_optimum
     seed_noise: NotRequired[dict[str, Any]]
+    # the same at the held-out model: what its measured loss, a mean of its seeds, strays by; None without one
+    heldout_seed_noise: NotRequired[dict[str, Any] | None]
     units: dict[str, str]
     source: NotRequired[dict[str, Any]]
     provenance: NotRequired[dict[str, str]]

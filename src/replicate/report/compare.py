@@ -47,19 +47,33 @@ def against_goal(estimates: list[dict], low: float, high: float) -> str:
 
 
 def with_seed_noise(estimates: list[dict], noise: dict | None) -> list[dict]:
-    """Relative errors of a held-out model's loss (each {value, ci95}) with their 95% intervals widened by the
-    model's own seed noise: a learning-rate study's bootstrap (replicate.fit.heldout) holds each training group's
-    level fixed, so its intervals leave out how far the mean of `seeds` seeds of one cell strays (summary.json's
-    `seed_noise`: a relative standard deviation near the optimum), which adds in quadrature on each side.
-    Without a seed noise, the estimates as they are."""
+    """Relative errors of a held-out model's loss (each {value, ci95}) with their 95% intervals widened by that
+    model's own seed noise (summary.json's `heldout_seed_noise`: a relative standard deviation between the seeds
+    of one cell near the optimum). A learning-rate study's bootstrap (replicate.fit.heldout) refits each training
+    group's level about its own bowls, so how far the mean of `seeds` seeds strays is in none of its intervals;
+    1.96 x noise / sqrt(seeds) adds in quadrature on each side. Without a noise, or an interval, as they are."""
     if not noise or not math.isfinite(noise["near_optimum"]["rms"]):
         return estimates
     seed = 1.96 * noise["near_optimum"]["rms"] / math.sqrt(noise["seeds"])
     out = []
     for e in estimates:
-        v, (lo, hi) = e["value"], e["ci95"] or (e["value"], e["value"])
+        if not e["ci95"]:
+            out.append(e)
+            continue
+        v, (lo, hi) = e["value"], e["ci95"]
         out.append({**e, "ci95": [v - math.hypot(v - lo, seed), v + math.hypot(hi - v, seed)]})
     return out
+
+
+def seed_noise_clause(noise: dict | None) -> str:
+    """What with_seed_noise added, for the sentence beside its intervals; empty without a noise."""
+    if not noise or not math.isfinite(noise["near_optimum"]["rms"]):
+        return ""
+    near = noise["near_optimum"]
+    return (
+        f"the held-out model's own seed noise ({100 * near['rms']:.2f}% between its {noise['seeds']} seeds near its "
+        f"optimum, over {near['cells']} cells)"
+    )
 
 
 def ratio(ours: float, paper: float) -> float:
@@ -160,12 +174,26 @@ def _exponent(label: str, part: dict, key: str, paper: float, law: str, word: st
     return label, part.get(key), (part.get("ci95") or {}).get(key), paper, law, word
 
 
+def on_batch_edge(fit: FitDocument) -> list[bool]:
+    """Per (N, T) optimum of fit.json, whether it sits on the batch-size edge of its grid (a bound, not an
+    optimum)."""
+    return ["batch_size" in (o.get("edge") or "") for o in fit.get("optima") or []]
+
+
 def batch_edge_word(fit: FitDocument) -> str | None:
     """The verdict of a B_opt law fitted to per-(N, T) optima of which some sit on the batch-size edge of the grid
     (bounds, not optima: the law is no measurement, as the claim table and the findings say); None where none do."""
-    edges = [o.get("edge") or "" for o in fit.get("optima") or []]
-    on_edge = sum("batch_size" in e for e in edges)
-    return f"not a measurement ({on_edge} of {len(edges)} optima on the batch-size edge)" if on_edge else None
+    edge = on_batch_edge(fit)
+    return f"not a measurement ({sum(edge)} of {len(edge)} optima on the batch-size edge)" if any(edge) else None
+
+
+def n_opt_ratio_word(fit: FitDocument) -> str:
+    """The verdict on fit.json's N_opt ratio of fixed to optimal hyperparameters: not measured where no budget
+    brackets N_opt (both sizes extrapolated), else ratio_verdict against the paper's."""
+    if not n_opt_bracketed(fit):
+        return NOT_BRACKETED
+    fixed = fit["fixed"]
+    return ratio_verdict(fixed["n_opt_ratio"], fixed.get("n_opt_ratio_ci95"), N_OPT_RATIO)
 
 
 HYPERPARAMETER_ROWS = (  # (law, key, quantity)
@@ -245,11 +273,7 @@ def _claim_rows(fit: FitDocument) -> list[RowSpec]:
     disagreement), the loss fits' MSE ratio, the held-out error and the flat region."""
     fixed = fit.get("fixed") or {}
     n_ratio, ci = fixed.get("n_opt_ratio"), fixed.get("n_opt_ratio_ci95")
-    word = (
-        (NOT_BRACKETED if not n_opt_bracketed(fit) else ratio_verdict(n_ratio, ci, N_OPT_RATIO))
-        if n_ratio is not None
-        else None
-    )
+    word = n_opt_ratio_word(fit) if n_ratio is not None else None
     if word == "excludes the paper's value" and (ci[0] > 1 or ci[1] < 1):
         word += " (same direction)" if (ci[0] > 1) == (N_OPT_RATIO > 1) else " (opposite direction)"
     rows: list[RowSpec] = [
@@ -400,13 +424,13 @@ def loss_law_checks_sentence(fit: FitDocument) -> str:
     preferred = law.get("preferred_form")
     if preferred:
         errors = preferred["median_loso_error"]
-        held = {"additive": law.get("leave_one_size_out"), "interaction": (law.get("interaction_law") or {}).get(
-            "leave_one_size_out")}  # fmt: skip
+        interaction = law.get("interaction_law") or {}
+        held = {"additive": law.get("leave_one_size_out"), "interaction": interaction.get("leave_one_size_out")}
         worst = {k: max(h["max_abs_rel_error"] for h in v) for k, v in held.items() if v}
         text += (
-            " Out of sample (each size predicted from the others), against a form with an N x T interaction "
-            "(Kaplan et al.'s, L = ((N_c / N)^(alpha_N / alpha_T) + T_c / T)^alpha_T + L_inf), the "
-            f"{preferred['form']} form has the lower median error: {100 * errors['additive']:.2f}% additive, "
+            " Out of sample (each size predicted from the others), comparing the additive form with Kaplan et al.'s "
+            "form with an N x T interaction, L = ((N_c / N)^(alpha_N / alpha_T) + T_c / T)^alpha_T + L_inf: the "
+            f"{preferred['form']} form has the lower median error, {100 * errors['additive']:.2f}% additive, "
             f"{100 * errors['interaction']:.2f}% with the interaction"
             + (
                 f"; the worst size's worst error is {100 * worst['additive']:.2f}% additive, "

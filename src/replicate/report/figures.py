@@ -737,7 +737,7 @@ def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     axes[0].axvspan(ratio.min() * n, min(ratio.max() * n, t.max()), color="0.9", zorder=0, label="fitting T/N range")
     axes[0].set(xscale="log", yscale="log", xlabel="training tokens T", ylabel=f"lr* at B = {b:g} tokens")
     # the bootstrap's intervals with the held-out model's seed noise, as the chapter's sentences give them
-    widened = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("seed_noise"))
+    widened = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("heldout_seed_noise"))
     errors = np.array([c["ci95"] or [np.nan, np.nan] for c in widened])
     pred, measured = checks["loss_predicted"].to_numpy(), checks["loss"].to_numpy()
     axes[1].scatter(checks["tokens"], measured, color="k", zorder=3, label="measured (its lr optimum)")

@@ -13,14 +13,15 @@ from replicate.fit.curvature import GO
 from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument, headline
 from replicate.paper import HEADLINE, LOSS_LAW, N_OPT_RATIO, SCALE, optimal_steps, paper_laws
 from replicate.report.compare import (
-    NOT_BRACKETED,
     against_goal,
     ci_text,
     comparison,
     fmt_ci,
     fmt_percent,
     n_opt_bracketed,
-    ratio_verdict,
+    n_opt_ratio_word,
+    on_batch_edge,
+    seed_noise_clause,
     verdict,
     with_seed_noise,
     worst_holdout_error,
@@ -46,7 +47,7 @@ def summary_lines(fit: FitDocument, line_search: dict | None = None, lr_law: LrL
     optima = pd.DataFrame(fit["optima"])
     lines = []
     if "edge" in optima and optima["batch_size"].notna().any():
-        on_b = optima["edge"].fillna("").str.contains("batch_size")
+        on_b = pd.Series(on_batch_edge(fit), index=optima.index)
         predicted = hyperparameter_law(optima["tokens"], optima["n_params"], **paper["batch_size_law"])
         b = optima["batch_size"]
         ends = (
@@ -168,7 +169,7 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
     verdict by every checkpoint's 95% interval, at the goal of the study and at the paper's own precision, and
     the number that decides it (`study_worst`: the study's held-out error, beside it where there is one)."""
     # the bootstrap holds the groups' levels fixed: the held-out model's seed noise widens its intervals
-    errors = with_seed_noise(summary["heldout_loss_error"], summary.get("seed_noise"))
+    errors = with_seed_noise(summary["heldout_loss_error"], summary.get("heldout_seed_noise"))
     goal = summary["goals"]["heldout_loss_error"]
     paper = max(HEADLINE["holdout_rel_error"])
     at_goal, at_paper = against_goal(errors, -goal, goal), against_goal(errors, -paper, paper)
@@ -190,7 +191,7 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
         f"worst held-out error {fmt_percent(worst)}"
         + (f", the last {fmt_percent(errors[-1])}" if errors[-1] is not worst else "")
         + f" (Stage L, N = {held['n_params']:,}, {len(errors)} checkpoints"
-        + ("; intervals with its seed noise" if summary.get("seed_noise") else "")
+        + ("; intervals with its seed noise" if seed_noise_clause(summary.get("heldout_seed_noise")) else "")
         + ")"
         + (f"; the study's held-out model: {100 * study_worst:.1f}%" if study_worst is not None else "")
     )
@@ -270,12 +271,7 @@ def claim_verdicts(
     fixed = fit.get("fixed") or {}
     ratio = fixed.get("n_opt_ratio")
     ci = fixed.get("n_opt_ratio_ci95")
-    if ratio is None:
-        word = "not measured here"
-    elif not n_opt_bracketed(fit):
-        word = NOT_BRACKETED
-    else:
-        word = ratio_verdict(ratio, ci, N_OPT_RATIO)
+    word = "not measured here" if ratio is None else n_opt_ratio_word(fit)
     rows.append(
         {
             "claim": f"fixed hyperparameters overestimate N_opt (x{N_OPT_RATIO:.2f} at 1e22 FLOPs)",
@@ -419,6 +415,22 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _interval_sides(side: dict[float, str], worst_side: str | None) -> str:
+    """Where the held-out losses lie against their predictions' 95% intervals, and what that says of a miss."""
+    count = {k: sum(v == k for v in side.values()) for k in ("inside", "above", "below")}
+    text = f"; the held-out image loss lies inside the prediction's 95% interval at {count['inside']} of {len(side)} "
+    text += "checkpoints" + "".join(f", {k} it at {count[k]}" for k in ("above", "below") if count[k])
+    text += f" (the worst {'inside' if worst_side == 'inside' else worst_side + ' it'})"
+    if count["below"]:
+        return text + ": a loss below the prediction is the law's miss, whatever the run."
+    return text + (
+        ": a loss above the prediction is what an observed loss that only bounds the optimum from above gives, so "
+        "the miss does not decide against the form either."
+        if count["above"]
+        else "."
+    )
+
+
 def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame | None = None) -> list[str]:
     """The paper's appendix claim that the same loss-law form holds for an image DiT, judged as the book judges it
     on video: the form fitted in sample, then its prediction of a larger held-out model (holds at 1%, the rule of
@@ -432,8 +444,14 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
     ]
     held = sorted(image.get("holdout") or [], key=lambda h: h["tokens"])
     worst = worst_holdout_error(image)
-    # where a held-out loss lies inside its prediction's 95% interval, a miss of the paper's figure is not decided
-    inside = sum(ci[0] <= h["observed_val_loss"] <= ci[1] for h in held if (ci := h.get("predicted_val_loss_ci95")))
+    # each checkpoint's observed loss against the prediction's 95% interval: the observed loss only bounds the
+    # optimum from above, so a loss above the interval may be the run's, one below it is the law's
+    side = {}
+    for h in held:
+        if ci := h.get("predicted_val_loss_ci95"):
+            loss = h["observed_val_loss"]
+            side[h["tokens"]] = "above" if loss > ci[1] else "below" if loss < ci[0] else "inside"
+    worst_side = side.get(max(held, key=lambda h: abs(h["rel_error"]))["tokens"]) if held else None
     if held and worst is not None:
         errors = ", ".join(f"{100 * abs(h['rel_error']):.2g}%" for h in held)
         edge = sum(bool(h.get("observed_on_edge")) for h in held)
@@ -479,12 +497,7 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
                 if video_worst is not None
                 else ""
             )
-            + (
-                f"; but that held-out image loss is inside the prediction's 95% interval at {inside} of {len(held)} "
-                "checkpoints, so the miss is no clean failure of the form either."
-                if held and inside
-                else "."
-            )
+            + (_interval_sides(side, worst_side) if side else ".")
             if worst is not None
             else " There is no held-out model to test it."
         )

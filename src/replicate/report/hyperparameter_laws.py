@@ -7,7 +7,7 @@ import pandas as pd
 
 from replicate.fit import hyperparameter_law, loss_along_batch, paper_laws, validate_runs
 from replicate.fit.read import FitDocument
-from replicate.report.compare import lr_scaling_sentence
+from replicate.report.compare import lr_scaling_sentence, on_batch_edge
 from replicate.report.tables import dit_noise_scales, tradeoff_sentence
 
 
@@ -56,7 +56,7 @@ def batch_axis_lines(fit: FitDocument, runs: pd.DataFrame, by_batch: pd.DataFram
     last = by_batch[by_batch["tokens"] == by_batch["tokens"].max()]
     spread = last.groupby("n_params")["val_loss"].agg(lambda v: v.max() / v.min() - 1)
     lines = [
-        f"{int(optima['edge'].str.contains('batch_size').sum())} of {len(optima)} (N, T) optima lie on the "
+        f"{sum(on_batch_edge(fit))} of {len(optima)} (N, T) optima lie on the "
         f"batch-size edge. The paper's law gives B_opt = {paper_b.min():.0f} to {paper_b.max():.0f} tokens at "
         f"our (N, T): {paper_b.min() / clip:.2f} to {paper_b.max() / clip:.2f} clips of {clip:.0f} tokens.",
         f"At T = {last['tokens'].iloc[0]:,.0f} the best losses of the batch sizes 1 to "

@@ -11,7 +11,7 @@ import pandas as pd
 from replicate.fit.read import CurvatureSummary, HeldoutSummary, LrLawDocument
 from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
-from replicate.report.compare import against_goal, fmt_ci, fmt_percent, verdict, with_seed_noise
+from replicate.report.compare import against_goal, fmt_ci, fmt_percent, seed_noise_clause, verdict, with_seed_noise
 
 
 def _value(estimate: dict | None, digits: int = 3) -> str:
@@ -192,7 +192,7 @@ def heldout_table(summary: HeldoutSummary) -> pd.DataFrame:
     if not held:
         return pd.DataFrame()
     rows = []
-    errors = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("seed_noise"))
+    errors = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("heldout_seed_noise"))
     for c, error in zip(held["checkpoints"], errors, strict=True):
         ratio = c["lr_ratio"]
         rows.append(
@@ -236,10 +236,8 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
     if not held:
         return []
     goals = summary["goals"]
-    ratios, errors = (
-        summary["heldout_lr_ratio"],
-        with_seed_noise(summary["heldout_loss_error"], summary.get("seed_noise")),
-    )
+    ratios = summary["heldout_lr_ratio"]
+    errors = with_seed_noise(summary["heldout_loss_error"], summary.get("heldout_seed_noise"))
     worst_ratio = max(ratios, key=lambda r: abs(math.log(r["value"])))
     worst_error = max(errors, key=lambda e: abs(e["value"]))
     g_lr, g_loss = goals["heldout_lr_ratio"], goals["heldout_loss_error"]
@@ -254,9 +252,9 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
         f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction lies {_sides(errors)}; the "
         f"paper reports {paper} at its scale."
         + (
-            " These intervals add the held-out model's own seed noise to the fit's bootstrap, which holds each "
-            "training group's level fixed."
-            if summary.get("seed_noise")
+            f" These intervals add {clause} to the fit's bootstrap, which holds each training group's level fixed; "
+            "the fitting sizes' seed noise, which the loss law averages over their optima, is still left out."
+            if (clause := seed_noise_clause(summary.get("heldout_seed_noise")))
             else ""
         ),
         *([_loss_law_sentence(held["loss_law"])] if held.get("loss_law") else []),
@@ -303,10 +301,10 @@ def batch_gap_sentence(summary: HeldoutSummary) -> str:
     text += f" and lower at {int((values < 0).sum())}."
     noise = summary.get("seed_noise")
     if noise and math.isfinite(noise["near_optimum"]["rms"]):
-        spread = noise["near_optimum"]["rms"] * math.sqrt(2 / noise["seeds"])  # a gap of two cells' seed means
+        rms = noise["near_optimum"]["rms"]
+        spread = rms * math.sqrt(2 / noise["seeds"])  # a gap of two cells' seed means
         costs, gains = int((values > 1.96 * spread).sum()), int((values < -1.96 * spread).sum())
         half = [(hi - lo) / 2 for lo, hi in gaps["ci95"]]
-        rms = noise["near_optimum"]["rms"]
         text += (
             f" Against the seeds' own spread (a relative standard deviation of {100 * rms:.2f}% near the optimum, "
             f"so about {100 * spread:.2f}% for a gap between two cells' means of {noise['seeds']} seeds), it is "

@@ -44,7 +44,8 @@ def rise_sentence(runs: pd.DataFrame, summary: CurvatureSummary) -> str:
     span = {name: f"{_pct(min(r))}-{_pct(max(r))}%" for name, r in rises.items() if r}
     upward = sum(r > 0 for r in rises["raw"])
     doublings = math.log2(clips[-1] / clips[0])
-    noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
+    noise = summary["seed_noise"]["raw"]
+    spread = noise["near_optimum"]["rms"] * math.sqrt(2 / noise["seeds"])  # a gap between two cells' seed means
     envelope = summary["curvature_per_doubling2"].get("ci95_envelope")
     surface = summary.get("surface") or {}
     optima = (surface.get("optima") or []) if surface.get("converged") else []
@@ -54,8 +55,9 @@ def rise_sentence(runs: pd.DataFrame, summary: CurvatureSummary) -> str:
         f"The loss is not flat along B: from {clips[0]:g} clip to {clips[-1]:g} ({doublings:.0f} doublings), at each "
         f"batch size's best learning rate, it rises by {span['raw']} (raw weights"
         + (f"; {span['ema']} with the EMA" if "ema" in span else "")
-        + f"), higher at the largest batch at {upward} of {len(rises['raw'])} checkpoints, against "
-        f"{_pct(noise)}% between two seeds of one cell. What it lacks is a bend"
+        + f"), higher at the largest batch at {upward} of {len(rises['raw'])} checkpoints, against about "
+        f"{_pct(spread)}% for a gap between two cells' means of {noise['seeds']} seeds (a relative standard "
+        f"deviation of {_pct(noise['near_optimum']['rms'])}% per seed near the optimum). What it lacks is a bend"
         + (f" (at most {_pct(envelope[1])}% per squared doubling)" if envelope else "")
         + (
             f": the fitted surface puts B_opt below the smallest batch at {below} of {len(optima)} checkpoints, "
