@@ -219,13 +219,14 @@ def _goal(estimates: list[dict], low: float, high: float, goal: str) -> str:
 
 
 def _sides(errors: list[dict], what: str = "the measured loss", centre: float = 0.0) -> str:
-    """At how many checkpoints the prediction lies below, above, or cannot be told from `what` (an error at
+    """At how many checkpoints the prediction lies below, above, or is not told from `what` (an error at
     `centre`: 0 for a difference, 1 for a ratio), by their 95% intervals."""
     cis = [e["ci95"] or [e["value"], e["value"]] for e in errors]
     below, above = sum(hi < centre for _, hi in cis), sum(lo > centre for lo, _ in cis)
-    parts = [f"below {what} at {below}"] if below else []
-    parts += [f"above it at {above}"] if above else []
-    parts += [f"not told from it at {len(cis) - below - above}"] if len(cis) > below + above else []
+    parts: list[str] = []
+    for word, n in (("lies below", below), ("lies above", above), ("is not told from", len(cis) - below - above)):
+        if n:
+            parts.append(f"{word} {'it' if parts else what} at {n}")
     return ", ".join(parts) + " (95% intervals)"
 
 
@@ -245,11 +246,11 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
     return [
         f"The law's lr* for the held-out model (N = {held['n_params']:,}) is {worst_ratio['value']:.2f}x its own "
         f"vertex at worst ({fmt_ci(worst_ratio['ci95'])}) over {len(ratios)} checkpoints inside the fitting range "
-        f"of T/N: {_goal(ratios, 1 / g_lr, g_lr, f'x{g_lr}')}. The law's lr* lies "
+        f"of T/N: {_goal(ratios, 1 / g_lr, g_lr, f'x{g_lr}')}. The law's lr* "
         f"{_sides(ratios, 'the vertex', 1.0)}.",
         f"The paper's loss law fitted at the lr-optimal cells of the fitting sizes predicts the held-out model's "
         f"lr-optimal loss with an error of {fmt_percent(worst_error)} at worst over {len(errors)} checkpoints: "
-        f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction lies {_sides(errors)}; the "
+        f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction {_sides(errors)}; the "
         f"paper reports {paper} at its scale."
         + (
             f" These intervals add {clause} to the fit's bootstrap, which holds each training group's level fixed; "
