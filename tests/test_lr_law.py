@@ -329,3 +329,8 @@ def test_the_seed_noise_sentence_gives_each_studys_readout_beside_its_spread():
     both = seed_noise_sentence(summary, stage_l, other, stage_a)
     assert "Stage A's, one model read out on" in both and "0.68% (35 cells)" in both
     assert seed_noise_sentence({}, stage_l, None, None) is None  # a summary written before the entry
+    held = {**summary, "heldout_seed_noise": {"seeds": 2, "near_optimum": {"rms": 0.0107, "cells": 7}}}
+    assert (
+        "cells of the fitting sizes; " in alone
+        and ", and the held-out model's 1.07% (7 cells)" in seed_noise_sentence(held, stage_l, None, None)
+    )

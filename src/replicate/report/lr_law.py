@@ -126,10 +126,16 @@ def seed_noise_sentence(
         return f"{cfg.val_examples:,} validation examples scored in {cfg.eval_slices} slices"
 
     near = noise["near_optimum"]
+    held = (summary.get("heldout_seed_noise") or {}).get("near_optimum") or {}
     text = (
         f"Between the {noise['seeds']} seeds of a cell, near each (N, T, B)'s best learning rate, Stage L's losses "
         f"have a relative standard deviation of {100 * near['rms']:.2f}% (root mean square over {near['cells']} "
-        f"cells; {readout(profile)})"
+        f"cells of the fitting sizes; {readout(profile)})"
+        + (
+            f", and the held-out model's {100 * held['rms']:.2f}% ({held['cells']} cells)"
+            if held and math.isfinite(held["rms"])
+            else ""
+        )
     )
     if stage_a is None or stage_a_profile is None:
         return text + "."
