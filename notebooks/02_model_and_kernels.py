@@ -70,7 +70,8 @@ display(Markdown(report.flop_overhead_sentence(sizes)))
 
 # %% [markdown]
 # What to see: the attention scores ($4 n_\mathrm{ctx} d$ per layer and token) matter most for the narrowest
-# models, the paper's formula sits between, and the three converge for wide models. A compute-optimal law
+# models, and the exact count approaches $6N$ as the models widen; the paper's formula lies between the two for
+# the narrowest models and below $6N$ for the wider ones (the sentence above gives its range). A compute-optimal law
 # fitted with one convention has a different exponent than with another (Porian et al.
 # {cite}`porian2024resolving` found 0.05-0.1 from such choices), so {doc}`07_loss_law` reports all three.
 #

@@ -96,7 +96,8 @@ else:
 #
 # The largest model trained here (the cpu study's held-out size, trained once more, for longer, with
 # `python -m replicate train --width 128 --depth 6 --heads 8 --batch-clips 8 --lr 1e-3 --tokens 2000000
-# --frames 4 --save-model results/samples/model.pt`; DDPM objective {cite}`ho2020denoising`), sampled from its power-EMA
+# --frames 4 --val-examples 512 --save-model results/samples/model.pt --out results/samples/model.json`; DDPM
+# objective {cite}`ho2020denoising`), sampled from its power-EMA
 # weights {cite}`karras2024analyzing` with 50 DDIM steps and
 # classifier-free guidance 2 (`replicate.training.diffusion.ddim_sample`), one clip for each of the 12 classes. What to
 # see: whether the shapes, textures and motions of the training clips above come back.

@@ -139,8 +139,9 @@
 # $S_\mathrm{opt}$ depends on the tokens per parameter alone, and weakly: the same number of steps, whatever the
 # model's size. The cell below puts the paper's numbers in. This is the single most useful fact for designing
 # a study like this one: **the smallest-batch runs must last a few $S_\mathrm{opt}$**, whatever the model and
-# the clip size (which only sets what a step costs); a study whose runs are much shorter than $S_\mathrm{opt}$
-# finds its optimal batch at the smallest one it tried, exactly as the paper's law predicts.
+# the clip size (which only sets what a step costs); in a study whose runs are much shorter than $S_\mathrm{opt}$,
+# the paper's law puts the optimal batch below the smallest one it tries, so its grid holds no optimum to find
+# (the cpu study's optima sat mostly on the grid's edges: {doc}`06_hyperparameter_laws`).
 #
 # :::{admonition} Exercise 1
 # On the quadratic $L(\theta) = \tfrac12 h\theta^2$ in one dimension with per-example gradient noise of variance

@@ -47,7 +47,7 @@ display(report.table(recipe.commands_table()))
 # %% [markdown]
 # The sample model of {doc}`03_data` comes from
 # `python -m replicate train --width 128 --depth 6 --heads 8 --batch-clips 8 --lr 1e-3 --tokens 2000000`
-# `--frames 4 --save-model results/samples/model.pt --out results/samples/model.json`.
+# `--frames 4 --val-examples 512 --save-model results/samples/model.pt --out results/samples/model.json`.
 #
 # **Resuming.** Every run is identified by a hash of its configuration, and `replicate sweep` writes whole
 # finished groups atomically into `runs.csv` and skips the runs it finds there: after any interruption (SIGKILL
@@ -121,7 +121,7 @@ if first is not None and second is not None:
 
 # %% [markdown]
 # What the sweep does measure of the hyperparameters is the learning rate's growth with the batch at fixed
-# $(N, T)$, pooled over all cells (`replicate.fit.lr_batch_exponent`): its row in the table above. The batch-size
+# $(N, T)$, pooled over the interior learning-rate optima (`replicate.fit.lr_batch_exponent`): its row in the table above. The batch-size
 # and learning-rate exponents in $T$ and $N$ rest on optima that sit mostly on the batch grid's edge, where the
 # best cell is decided by loss differences as small as the rounding differences above.
 #

@@ -237,7 +237,10 @@ def test_rerun_agreement_counts_matching_optima_and_loss_differences():
     assert row["(N, T) compared"] == 1 and row["same best cell"] == 0 and row["same best batch"] == 0
     assert row["max |dL/L| (%)"] == pytest.approx(100 * 0.05 / 1.012)
     assert row["median |dL/L| (%)"] == 0
-    assert "same at 0 of 1 (N, T)" in report.rerun_sentence(report.rerun_agreement(first, second))
+    sentence = report.rerun_sentence(report.rerun_agreement(first, second))
+    assert "same at 0 of the 1 (N, T) (of 2) where neither sweep lost a run to divergence, the best" in sentence
+    none = report.rerun_sentence(report.rerun_agreement(first, second[second["tokens"] == 1]))
+    assert "of the 0 (N, T) (of 1) where neither sweep lost a run to divergence, none of them at N = 100" in none
     scaled = first.assign(val_loss=first["val_loss"] * np.where(first["lr"] == 2, 1.01, 1.0))
     spread = report.rerun_spread(first, scaled)
     assert spread.loc[2, 100] == pytest.approx(1.0) and spread.loc[1, 100] == 0
@@ -322,6 +325,18 @@ def test_stage_a_profile_table_and_sentences_come_from_the_results():
     table = stage_a.summary_table(flat).set_index("quantity")["raw weights"]
     assert table["seeds per cell for noise <= c / 3"].startswith("more than 1,000")
     assert table[next(q for q in table.index if q.startswith("B_opt exponent"))] == "not identified (no bend along B)"
+
+
+def test_the_sampled_model_is_named_by_the_loss_of_the_weights_it_samples_from(tmp_path):
+    """`train --save-model` saves the EMA weights: the sentence gives their loss first, the raw weights' beside."""
+    from replicate.report.tables import sampled_model_sentence
+
+    last = {"tokens": 2000384, "val_loss": 0.0477, "val_loss_ema": 0.0438}
+    (tmp_path / "model.json").write_text(json.dumps({"n_params": 1186560, "checkpoints": [last]}))
+    sentence = sampled_model_sentence(tmp_path / "model.pt")
+    assert "validation loss 0.0438 with the EMA weights it samples from (0.0477 with its raw weights)" in sentence
+    (tmp_path / "model.json").write_text(json.dumps({"n_params": 1, "checkpoints": [{**last, "val_loss_ema": None}]}))
+    assert sampled_model_sentence(tmp_path / "model.pt").endswith("validation loss 0.0477.")
 
 
 def test_stage_a_says_how_far_the_loss_rises_along_b_not_only_its_bend():

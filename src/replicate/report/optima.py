@@ -41,10 +41,12 @@ def optima_table(runs: pd.DataFrame, fit: FitDocument) -> pd.DataFrame:
         {
             "N": f["n_params"].astype(int),
             "T": f["tokens"].astype(int),
-            "best cell (B, lr)": [
+            "best cell (B in tokens, lr)": [
                 f"{b:.0f}, {lr:.3g}" for b, lr in zip(f["batch_size_cell"], f["lr_cell"], strict=True)
             ],
-            "interpolated (B, lr)": [f"{b:.0f}, {lr:.3g}" for b, lr in zip(f["batch_size"], f["lr"], strict=True)],
+            "interpolated (B in tokens, lr)": [
+                f"{b:.0f}, {lr:.3g}" for b, lr in zip(f["batch_size"], f["lr"], strict=True)
+            ],
             "moved (doublings of B, lr)": [
                 f"{b:g}, {lr:g}" for b, lr in zip(f["moved_batch"], f["moved_lr"], strict=True)
             ],
@@ -131,8 +133,8 @@ def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
         rows.append(
             {
                 "FLOPs": conv,
-                "budgets reached by 2 sizes": len(wins),
-                "by 3 sizes": int((per.size() >= 3).sum()),
+                "budgets reached by >= 2 sizes": len(wins),
+                "by >= 3 sizes": int((per.size() >= 3).sum()),
                 "smallest size reaching it is best": int(wins.sum()),
                 "vertices inside the sizes": len((part.get("isoflop") or {}).get("budgets", [])),
                 "loss law's N_opt there": f"{n_opt.min():,.0f} to {n_opt.max():,.0f}" if len(n_opt) else "-",
@@ -145,7 +147,7 @@ def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
 
 def isoflop_sentence(summary: pd.DataFrame) -> str:
     """What isoflop_summary's table means for where N_opt lies."""
-    everywhere = bool((summary["smallest size reaching it is best"] == summary["budgets reached by 2 sizes"]).all())
+    everywhere = bool((summary["smallest size reaching it is best"] == summary["budgets reached by >= 2 sizes"]).all())
     vertices = int(summary["vertices inside the sizes"].sum())
     if not (everywhere and not vertices):
         return (

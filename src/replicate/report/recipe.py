@@ -82,7 +82,7 @@ def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
             duration(book_seconds) + " of notebooks (execution page)" if book_seconds else "see the execution page",
         ),
         ("the whole pipeline at toy scale (CI)", "make book PROFILE=smoke", "not recorded"),
-        ("the gpu profile on a lab's own GPU (section above)", "make book PROFILE=gpu", _gpu_time()),
+        ("the gpu profile on a lab's own GPU (section below)", "make book PROFILE=gpu", _gpu_time()),
         ("the cpu study", "python -m replicate sweep --profile cpu", _study_time("cpu")),
         ("its fits", "make results", "not recorded"),
         ("Stage A", "python -m replicate sweep --profile stage_a", _study_time("stage_a")),

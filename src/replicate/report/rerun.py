@@ -66,6 +66,7 @@ def rerun_agreement(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
                 "median |dL/L| (%)": 100 * rel.median(),
                 "max |dL/L| (%)": 100 * rel.max(),
                 "runs diverged in one only": int((last["diverged"] != last["diverged_2"]).sum()),
+                "(N, T)": g["tokens"].nunique(),
                 "(N, T) compared": cells,
                 "same best cell": int(same_cell),
                 "same best batch": int(same_batch),
@@ -101,12 +102,16 @@ def rerun_sentence(agreement: pd.DataFrame) -> str:
     """rerun_agreement's table in one sentence."""
     a = agreement
     med = a["median |dL/L| (%)"]
+    # only (N, T) with every run finished in both sweeps are compared: a run lost to divergence removes its (N, T)
+    none = [f"{n:,}" for n in a.loc[a["(N, T) compared"] == 0, "N"]]
     return (
         f"Over {a['runs'].sum()} runs of {len(a)} model size(s) the two sweeps' losses differ by a median of "
         f"{med.min():.2f}% to {med.max():.2f}% per size (at most {a['max |dL/L| (%)'].max():.1f}%); the best "
-        f"(B, lr) cell is the same at {a['same best cell'].sum()} of {a['(N, T) compared'].sum()} (N, T), the best "
-        f"batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) diverged "
-        f"in one sweep only."
+        f"(B, lr) cell is the same at {a['same best cell'].sum()} of the {a['(N, T) compared'].sum()} (N, T) "
+        f"(of {a['(N, T)'].sum()}) where neither sweep lost a run to divergence"
+        + (f", none of them at N = {', '.join(none)}" if none else "")
+        + f", the best batch size at {a['same best batch'].sum()}; {a['runs diverged in one only'].sum()} run(s) "
+        "diverged in one sweep only."
     )
 
 

@@ -231,10 +231,14 @@ def sampled_model_sentence(weights: str | Path) -> str | None:
         return None
     meta = json.loads(record.read_text())
     last = meta["checkpoints"][-1]
-    return (
-        f"The sampled model: N = {meta['n_params']:,}, trained on {last['tokens']:,} tokens, validation loss "
-        f"{last['val_loss']:.4f}."
+    # `train --save-model` saves the EMA weights where the run kept an EMA: the samples come from those
+    ema = last.get("val_loss_ema")
+    loss = (
+        f"validation loss {ema:.4f} with the EMA weights it samples from ({last['val_loss']:.4f} with its raw weights)"
+        if ema is not None
+        else f"validation loss {last['val_loss']:.4f}"
     )
+    return f"The sampled model: N = {meta['n_params']:,}, trained on {last['tokens']:,} tokens, {loss}."
 
 
 def clip_sentence(profile: Profile) -> str:
