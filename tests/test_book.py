@@ -93,7 +93,14 @@ def test_show_writes_the_csv_the_book_links(tmp_path, monkeypatch, cpu):
 
 def test_best_cells_and_interpolated_optima_side_by_side(cpu):
     frame = report.optima_frame(cpu.runs, cpu.fit)
-    assert len(frame) == len(cpu.fit["optima"]) == len(report.optima_table(cpu.runs, cpu.fit))
+    table = report.optima_table(cpu.runs, cpu.fit)
+    assert len(frame) == len(cpu.fit["optima"]) == len(table)
+    # the edge column says which end: the committed grid's 1-clip and 8-clip edges, counted from fit.json apart
+    optima = pd.DataFrame(cpu.fit["optima"])
+    on_b = optima["edge"].fillna("").str.contains("batch_size")
+    ends = table["on an edge"].str.split(", ").explode()
+    assert (ends == "smallest B").sum() == (on_b & (optima["batch_size"] == optima["batch_size"].min())).sum() > 0
+    assert (ends == "largest B").sum() == (on_b & (optima["batch_size"] == optima["batch_size"].max())).sum() > 0
     assert (frame["gain_pct"] >= 0).all()
     moved = frame["moved_batch"].abs() > 0.5
     assert moved.any() and (~moved).any()  # the stars leave their cells at some (N, T), not at all

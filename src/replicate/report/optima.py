@@ -51,9 +51,27 @@ def optima_table(runs: pd.DataFrame, fit: FitDocument) -> pd.DataFrame:
                 f"{b:g}, {lr:g}" for b, lr in zip(f["moved_batch"], f["moved_lr"], strict=True)
             ],
             "loss below the cell (%)": f["gain_pct"],
-            "on an edge": f["edge"].fillna("-").replace("", "-"),
+            "on an edge": _edge_ends(runs, f),
         }
     )
+
+
+def _edge_ends(runs: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """Per optimum of optima_frame, which end of its grid it sits on ("smallest B", "highest lr", ...; "-" for
+    none): fit.json names the axis only, and an optimum on the largest batch means something else than one on the
+    smallest."""
+    fit = runs[runs["role"] == "fit"]
+    ends = []
+    for _, o in frame.iterrows():
+        grid = fit[fit["n_params"] == o["n_params"]]
+        rates = grid.loc[grid["batch_size"] == o["batch_size_cell"], "lr"]
+        words = []
+        if "batch_size" in (o["edge"] or ""):
+            words.append("smallest B" if o["batch_size"] <= grid["batch_size"].min() else "largest B")
+        if "lr" in (o["edge"] or "").split(","):
+            words.append("lowest lr" if o["lr"] <= rates.min() else "highest lr")
+        ends.append(", ".join(words) or "-")
+    return ends
 
 
 def optima_sentence(runs: pd.DataFrame, fit: FitDocument) -> str:
