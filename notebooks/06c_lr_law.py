@@ -31,7 +31,10 @@
 # $v = \ln\eta - (a_B + e_T \ln(T/T_0) + e_N \ln(N/N_0))$, $c$ steeper above the vertex than below. The ridge
 # comes from the same bowl with a free intercept per size and batch size. Intervals: a wild cluster bootstrap,
 # one weight per training group (a model size, batch size and seed trained as one ensemble), which keeps every
-# correlation inside an ensemble.
+# correlation inside an ensemble. The level $m$ is free per seed, so what is computed from the levels (the
+# lr-optimal losses, and the loss law and batch gaps below) also takes each group's deviation from its cell's
+# seed mean times the group's weight (and $\sqrt{k/(k-1)}$ for $k$ seeds): the seeds' spread is in those
+# intervals.
 
 # %% tags=["parameters"]
 PROFILE = "default"

@@ -137,6 +137,30 @@ def test_the_held_out_model_is_predicted_by_the_law_and_by_the_loss_law_at_the_o
     assert summary["ridge_spread"] < 0.1
 
 
+def test_the_lr_optima_carry_each_seeds_deviation_from_its_cells_mean_in_a_resample():
+    from replicate.fit.heldout import HeldOut, heldout_summary
+    from replicate.fit.lr_law import LrLawFit
+
+    runs = planted(holdout=600_000)
+    shifted = runs.assign(val_loss=runs["val_loss"] * np.where(runs["seed"] == 1, 1.02, 1.0))  # seed 1: +2%
+    law = LrLawFit(shifted)
+    held = HeldOut(law, shifted)
+    point = held.optimum(law.q, law.y)
+    # seed 0's clusters weighted +1, seed 1's -1: each cell's mean moves by (l0 - l1) / sqrt(2), the deviation
+    # of a seed times sqrt(2 / (2 - 1)); a weight of 0 leaves the data's optima
+    seed_of = law.cells.drop_duplicates("cluster").set_index("cluster")["seed"].sort_index()
+    signs = np.where(seed_of.to_numpy() == 0, 1.0, -1.0)
+    moved = held.optimum(law.q, law.y, signs)["loss"] / point["loss"] - 1
+    assert moved.to_numpy() == pytest.approx(-0.02 / 1.01 / math.sqrt(2), abs=0.002)
+    assert held.optimum(law.q, law.y, np.zeros(law.clusters))["loss"].to_numpy() == pytest.approx(point["loss"])
+    # so the bootstrap's batch gaps and loss law widen with the seeds' spread, which a level per seed would hide
+    half = {}
+    for name, table in (("plain", runs), ("shifted", shifted)):
+        summary = heldout_summary(table, bootstrap=40)[1]
+        half[name] = np.median([(hi - lo) / 2 for lo, hi in (g["ci95"] for g in summary["batch_gap"])])
+    assert half["shifted"] > 0.005 > 3 * half["plain"], half
+
+
 def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_axis():
     import copy
 
@@ -174,7 +198,7 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
         and "lies above the measured loss at 1, is not told from it at 1 (95%" in outside
     )
     assert "the paper reports 0.03% and 0.15% at its scale" in outside and "seed noise" not in outside
-    # the bootstrap holds the groups' levels fixed: a seed noise of 0.4% for a mean of 2 seeds adds 0.55% at 95%
+    # the held-out model's seed noise is in no bootstrap interval: 0.4% for a mean of 2 seeds adds 0.55% at 95%
     # in quadrature on each side: [-0.8 - hypot(0.4, 0.554), -0.8 + hypot(0.3, 0.554)]
     noise = {"seeds": 2, "near_optimum": {"rms": 0.004, "cells": 7}}
     noisy = heldout_lines(with_errors((-0.008, -0.012, -0.005), noise=noise))
@@ -220,7 +244,9 @@ def test_the_batch_gap_sentence_counts_cells_against_the_seed_noise():
     gaps = [gap(1e4, 1e6, 0.012, 0.002), gap(1e5, 1e6, 0.010, 0.002), gap(1e4, 4e6, 0.001, 0.002),
             gap(1e5, 4e6, -0.004, 0.001)]  # fmt: skip
     sentence = batch_gap_sentence({"batch_gap": gaps})
-    assert "higher at 3 of 4 (N, T) and lower at 1." in sentence and "seed" not in sentence
+    assert "higher at 3 of 4 (N, T) and lower at 1." in sentence and "seeds' own spread" not in sentence
+    assert "(half-widths 0.10-0.20%: one difference per cell" in sentence
+    assert "lie above zero at 2 and below it at 1." in sentence
     assert "+1.10% at T = 1.00M tokens and -0.15% at T = 4.00M" in sentence
     # two seeds a cell at 0.4%: a gap of two means varies by 0.4%, so 1.96 times that is 0.78%
     noise = {"seeds": 2, "near_optimum": {"rms": 0.004}}
@@ -228,7 +254,7 @@ def test_the_batch_gap_sentence_counts_cells_against_the_seed_noise():
     assert (
         "so about 0.40% for a gap" in sentence and "higher by more than 1.96 times that at 2 and lower at 0" in sentence
     )
-    assert "the other 2 are not told apart" in sentence and "half-widths 0.10-0.20%" in sentence
+    assert "the other 2 are not told apart from seed noise cell by cell." in sentence
     assert list(batch_gap_table({"batch_gap": gaps})["N"]) == ["10,000", "100,000"]  # the book hides the index
     assert batch_gap_sentence({"batch_gap": []}).startswith("No (N, T)")
 

@@ -11,7 +11,13 @@ From one sweep with fitting sizes at two batch sizes and a held-out model at one
 - `batch_gap`: per (N, T) of the fitting sizes, the lr-optimal loss at the largest batch size over that at
   the smallest, minus 1 (the right flank of the batch bowl, where Stage A found no curvature).
 Intervals: the wild cluster bootstrap of fit.lr_law, the held-out model's training groups weighted in the same
-resample as the fitting ones, every quantity recomputed from the resampled losses. `lr_law_file` is the command,
+resample as the fitting ones, every quantity recomputed from the resampled losses. That bootstrap fits a level
+per training group and checkpoint, so a seed's shift of a whole run would be in none of them: each fitting
+group's deviation from its cell's seed mean (at the data's fit) is added to its resampled level, times its
+cluster's weight and sqrt(k / (k - 1)) for k seeds (the small-sample factor, without which two seeds give
+half the variance of their mean). The held-out model's own seed noise is added by the report
+(report.compare.with_seed_noise, from `heldout_seed_noise`), pooled over its cells: its two training
+groups' weights alone would give a six-point distribution. `lr_law_file` is the command,
 ``replicate lrlaw``, with or without the summary.
 """
 
@@ -62,15 +68,38 @@ class HeldOut:
         self.cluster = self.cells["cluster"].to_numpy() if len(self.cells) else np.array([], dtype=int)
         self.loss_law: LossLawFit | None = None
         self._fitted: np.ndarray | None = None  # the held-out cells' log losses on their bowls
+        fitting = law.cells.drop_duplicates("group").sort_values("group")
+        self._groups = fitting[["group", "n_params", "tokens", "batch_size", "cluster"]].reset_index(drop=True)
+        self._seed_term = self._seed_deviations(self._losses(law.q, law.y))
 
-    def statistics(self, q: np.ndarray, y_fit: np.ndarray, y_held: np.ndarray | None) -> dict[str, float]:
-        """Held-out ratios and errors, and the batch gaps, from the fitted exponents `q` and log losses."""
+    def _losses(self, q: np.ndarray, y_fit: np.ndarray) -> np.ndarray:
+        """Each fitting group's loss at its vertex (its level), in the order of `_groups`."""
+        return np.exp(self.law.main.levels(q, y_fit)[self._groups["group"].to_numpy()])
+
+    def _seed_deviations(self, loss: np.ndarray) -> np.ndarray:
+        """Each group's loss minus its cell's seed mean, times sqrt(k / (k - 1)) for the cell's k seeds (0 for
+        one seed)."""
+        cell = pd.Series(loss).groupby([self._groups[c] for c in ("n_params", "tokens", "batch_size")])
+        k, mean = cell.transform("size").to_numpy(), cell.transform("mean").to_numpy()
+        return np.where(k > 1, (loss - mean) * np.sqrt(k / np.maximum(k - 1, 1)), 0.0)
+
+    def optimum(self, q: np.ndarray, y_fit: np.ndarray, weights: np.ndarray | None = None) -> pd.DataFrame:
+        """The lr-optimal loss per (N, T, B) of the fitting sizes: the seeds' mean of their groups' levels; in a
+        resample (`weights`, one per cluster) with each group's seed deviation times its cluster's weight."""
+        loss = self._losses(q, y_fit)
+        if weights is not None:
+            loss = loss + self._seed_term * weights[self._groups["cluster"].to_numpy()]
+        optimum = self._groups.assign(loss=loss)
+        return optimum.groupby(["n_params", "tokens", "batch_size"])["loss"].mean().reset_index()
+
+    def statistics(
+        self, q: np.ndarray, y_fit: np.ndarray, y_held: np.ndarray | None, weights: np.ndarray | None = None
+    ) -> dict[str, float]:
+        """Held-out ratios and errors, and the batch gaps, from the fitted exponents `q` and log losses (and in
+        a resample its clusters' `weights`, for the seed term of `optimum`)."""
         law = self.law
         _, _, _, c_lo, c_hi = law.main.unpack(q)
-        levels = law.main.levels(q, y_fit)
-        fitting = law.cells.drop_duplicates("group").sort_values("group")
-        optimum = fitting.assign(loss=np.exp(levels[fitting["group"].to_numpy()]))
-        optimum = optimum.groupby(["n_params", "tokens", "batch_size"])["loss"].mean().reset_index()
+        optimum = self.optimum(q, y_fit, weights)
         out = _batch_gaps(optimum)
         if not len(self.tokens):
             return out
@@ -109,7 +138,7 @@ class HeldOut:
                 seeds = rows["seed"].to_numpy()
                 self._fitted[at] = bowl_vertex(rows["z"].to_numpy(), rows["y"].to_numpy(), seeds, c_lo, c_hi)[2]
         y = self.cells["y"].to_numpy()
-        return self._fitted + (y - self._fitted) * webb_weights(rng, self.cluster)
+        return self._fitted + (y - self._fitted) * webb_weights(rng, self.cluster.max() + 1)[self.cluster]
 
 
 def _batch_gaps(optimum: pd.DataFrame) -> dict[str, float]:
@@ -127,14 +156,13 @@ def heldout_summary(runs: pd.DataFrame, bootstrap: int = 1000, seed: int = 0, pr
     held = HeldOut(law, runs)
     point = held.statistics(law.q, law.y, None)
 
-    def extra(rng: np.random.Generator, q: np.ndarray, y_fit: np.ndarray) -> dict[str, float]:
-        return held.statistics(q, y_fit, held.resample(rng))
+    def extra(rng: np.random.Generator, q: np.ndarray, y_fit: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+        return held.statistics(q, y_fit, held.resample(rng), weights)
 
     samples, failed = bootstrap_lr_law(law, bootstrap, seed, extra=extra, progress=progress)
     lr_doc = lr_law_document(law, samples, failed, bootstrap, seed)
     noise = seed_noise(runs[runs["role"] == "fit"])
-    # the bootstrap refits each group's level about its own bowls, so a seed's shift of a whole run is in no
-    # interval: the held-out model's own spread is kept for the report to add (report.compare.with_seed_noise)
+    # the held-out model's own spread, for the report to add (report.compare.with_seed_noise; module docstring)
     held_noise = seed_noise(runs[runs["role"] == "holdout"]) if len(held.cells) else None
     return lr_doc, {**_summary(lr_doc, held, point, samples), "seed_noise": noise, "heldout_seed_noise": held_noise}
 

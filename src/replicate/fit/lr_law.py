@@ -41,9 +41,9 @@ _WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, m
 _GROUP = ["n_params", "tokens", "batch_size", "seed"]
 
 
-def webb_weights(rng: np.random.Generator, cluster: np.ndarray) -> np.ndarray:
-    """One of Webb's six weights per cluster (mean 0, variance 1, symmetric), spread to the cells of `cluster`."""
-    return rng.choice(_WEBB, cluster.max() + 1)[cluster]
+def webb_weights(rng: np.random.Generator, clusters: int) -> np.ndarray:
+    """One of Webb's six weights (mean 0, variance 1, symmetric) for each of `clusters` clusters."""
+    return rng.choice(_WEBB, clusters)
 
 
 def lr_exponents_at_fixed_batch(ridge: float | np.ndarray, laws: dict | None = None) -> dict:
@@ -155,6 +155,7 @@ class LrLawFit:
         self.fitted = y + self.main.residuals(self.q, y)
         self.fitted_pair = y + self.pair_model.residuals(self.q_pair, y)
         self.cluster = cells["cluster"].to_numpy()
+        self.clusters = int(self.cluster.max()) + 1
         pairs = cells.drop_duplicates("pair").sort_values("pair")
         self._log_batch, self._pair_size = np.log(pairs["batch_size"].to_numpy()), pairs["n_params"].to_numpy()
         self._several_b = pairs.groupby("n_params")["batch_size"].nunique().to_dict()
@@ -182,9 +183,10 @@ class LrLawFit:
         e_n = stats["e_n"] if self.with_params else 0.0
         return stats[f"a_{float(batch_size)!r}"] + stats["e_t"] * lt + e_n * ln
 
-    def resample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Log losses for both fits, each training group's residuals times one of Webb's six weights."""
-        w = webb_weights(rng, self.cluster)
+    def resample(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log losses for both fits, each training group's residuals times its cluster's weight (`weights`, one
+        per cluster)."""
+        w = weights[self.cluster]
         return self.fitted + (self.y - self.fitted) * w, self.fitted_pair + (self.y - self.fitted_pair) * w
 
 
@@ -192,23 +194,25 @@ def bootstrap_lr_law(
     law: LrLawFit,
     resamples: int,
     seed: int = 0,
-    extra: Callable[[np.random.Generator, np.ndarray, np.ndarray], dict[str, float]] | None = None,
+    extra: Callable[[np.random.Generator, np.ndarray, np.ndarray, np.ndarray], dict[str, float]] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], int]:
     """The law refitted on `resamples` wild cluster resamples: each statistic's values, and the count of failed
-    refits. `extra(rng, q, y)` adds statistics of the same resample (its rng, the refitted exponents' fit and
-    its log losses): the held-out checks draw their own clusters' weights from that rng."""
+    refits. `extra(rng, q, y, weights)` adds statistics of the same resample (its rng, the refitted exponents'
+    fit, its log losses and its clusters' weights): the held-out checks draw their own clusters' weights from
+    that rng."""
     rng = np.random.default_rng(seed)
     draws: list[dict[str, float]] = []
     failed = 0
     bar = progress_bar(resamples, desc="lr law bootstrap", disable=not progress)
     for _ in range(resamples):
-        y_main, y_pair = law.resample(rng)
+        weights = webb_weights(rng, law.clusters)
+        y_main, y_pair = law.resample(weights)
         try:
             q = law.main.fit(y_main, law.q)
             stats = law.statistics(q, law.pair_model.fit(y_pair, law.q_pair))
             if extra is not None:
-                stats.update(extra(rng, q, y_main))
+                stats.update(extra(rng, q, y_main, weights))
             draws.append(stats)
         except (ValueError, np.linalg.LinAlgError):
             failed += 1

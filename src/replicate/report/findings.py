@@ -168,7 +168,7 @@ def heldout_claim(summary: HeldoutSummary, study_worst: float | None = None) -> 
     """The loss law's held-out claim tested on Stage L's held-out model (summary.json, replicate.fit.heldout): the
     verdict by every checkpoint's 95% interval, at the goal of the study and at the paper's own precision, and
     the number that decides it (`study_worst`: the study's held-out error, beside it where there is one)."""
-    # the bootstrap holds the groups' levels fixed: the held-out model's seed noise widens its intervals
+    # the bootstrap carries the fitting sizes' seed noise, not the held-out model's: that widens its intervals
     errors = with_seed_noise(summary["heldout_loss_error"], summary.get("heldout_seed_noise"))
     goal = summary["goals"]["heldout_loss_error"]
     paper = max(HEADLINE["holdout_rel_error"])

@@ -259,8 +259,8 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
         f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction {_sides(errors)}; the "
         f"paper reports {paper} at its scale."
         + (
-            f" These intervals add {clause} to the fit's bootstrap, which holds each training group's level fixed; "
-            "the fitting sizes' seed noise, which the loss law averages over their optima, is still left out."
+            f" These intervals add {clause} to the fit's bootstrap, which carries the fitting sizes' seed noise "
+            "(each training group's deviation from its cell's seed mean) but not the held-out model's."
             if (clause := seed_noise_clause(summary.get("heldout_seed_noise")))
             else ""
         ),
@@ -296,9 +296,9 @@ def batch_gap_table(summary: HeldoutSummary) -> pd.DataFrame:
 
 def batch_gap_sentence(summary: HeldoutSummary) -> str:
     """What the batch-gap table says: the gaps' signs; at how many (N, T) a gap lies beyond what the seeds alone
-    would give (summary.json's seed noise near the optimum, for two cells' seed means counted independent: the
-    fit's bootstrap intervals hold each group's level fixed and miss that spread); and how the median over the
-    sizes moves with T."""
+    would give (summary.json's seed noise near the optimum, pooled over the cells, for two cells' seed means
+    counted independent), and at how many its bootstrap interval (which carries each cell's own seed difference,
+    one difference per cell) excludes zero; and how the median over the sizes moves with T."""
     gaps = pd.DataFrame(summary.get("batch_gap") or [])
     if gaps.empty:
         return "No (N, T) was trained at two batch sizes."
@@ -311,14 +311,20 @@ def batch_gap_sentence(summary: HeldoutSummary) -> str:
         rms = noise["near_optimum"]["rms"]
         spread = rms * math.sqrt(2 / noise["seeds"])  # a gap of two cells' seed means
         costs, gains = int((values > 1.96 * spread).sum()), int((values < -1.96 * spread).sum())
-        half = [(hi - lo) / 2 for lo, hi in gaps["ci95"]]
         text += (
             f" Against the seeds' own spread (a relative standard deviation of {100 * rms:.2f}% near the optimum, "
             f"so about {100 * spread:.2f}% for a gap between two cells' means of {noise['seeds']} seeds), it is "
             f"higher by more than 1.96 times that at {costs} and lower at {gains}; the other "
-            f"{len(gaps) - costs - gains} are not told apart from seed noise cell by cell (the fit's bootstrap "
-            f"intervals, half-widths {100 * min(half):.2f}-{100 * max(half):.2f}%, hold each training group's level "
-            "fixed and do not bound it)."
+            f"{len(gaps) - costs - gains} are not told apart from seed noise cell by cell."
+        )
+    cis = [ci for ci in gaps["ci95"] if ci]
+    if cis:
+        half = [(hi - lo) / 2 for lo, hi in cis]
+        above, below = sum(lo > 0 for lo, _ in cis), sum(hi < 0 for _, hi in cis)
+        text += (
+            f" The fit's bootstrap intervals, which carry each cell's own seed difference (half-widths "
+            f"{100 * min(half):.2f}-{100 * max(half):.2f}%: one difference per cell, so they scatter more than the "
+            f"pooled spread), lie above zero at {above} and below it at {below}."
         )
     return (
         text + f" Its median over the sizes is {100 * by_t.iloc[0]:+.2f}% at T = {by_t.index[0] / 1e6:.2f}M tokens and "
