@@ -32,9 +32,9 @@
 # comes from the same bowl with a free intercept per size and batch size. Intervals: a wild cluster bootstrap,
 # one weight per training group (a model size, batch size and seed trained as one ensemble), which keeps every
 # correlation inside an ensemble. The level $m$ is free per seed, so what is computed from the levels (the
-# lr-optimal losses, and the loss law and batch gaps below) also takes each group's deviation from its cell's
-# seed mean times the group's weight (and $\sqrt{k/(k-1)}$ for $k$ seeds): the seeds' spread is in those
-# intervals.
+# lr-optimal losses, and the loss law and batch gaps below) also takes each run's deviation from its cell's
+# seed mean at each checkpoint, times its training group's weight (the same at every $T$) and
+# $\sqrt{k/(k-1)}$ for $k$ seeds: for cells with two or more seeds, the seeds' spread is in those intervals.
 
 # %% tags=["parameters"]
 PROFILE = "default"

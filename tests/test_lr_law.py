@@ -153,6 +153,10 @@ def test_the_lr_optima_carry_each_seeds_deviation_from_its_cells_mean_in_a_resam
     moved = held.optimum(law.q, law.y, signs)["loss"] / point["loss"] - 1
     assert moved.to_numpy() == pytest.approx(-0.02 / 1.01 / math.sqrt(2), abs=0.002)
     assert held.optimum(law.q, law.y, np.zeros(law.clusters))["loss"].to_numpy() == pytest.approx(point["loss"])
+    # k seeds: sqrt(k / (k - 1)) on each deviation (sqrt(3/2) for three); one seed, none
+    loss = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 7.0])
+    held._groups = pd.DataFrame({"n_params": [1, 1, 1, 2, 2, 3], "tokens": 1.0, "batch_size": 1.0})
+    assert held._seed_deviations(loss) == pytest.approx([-(1.5**0.5), 0, 1.5**0.5, -(2**0.5) / 2, 2**0.5 / 2, 0])
     # so the bootstrap's batch gaps and loss law widen with the seeds' spread, which a level per seed would hide
     half = {}
     for name, table in (("plain", runs), ("shifted", shifted)):
@@ -245,8 +249,8 @@ def test_the_batch_gap_sentence_counts_cells_against_the_seed_noise():
             gap(1e5, 4e6, -0.004, 0.001)]  # fmt: skip
     sentence = batch_gap_sentence({"batch_gap": gaps})
     assert "higher at 3 of 4 (N, T) and lower at 1." in sentence and "seeds' own spread" not in sentence
-    assert "(half-widths 0.10-0.20%: one difference per cell" in sentence
-    assert "lie above zero at 2 and below it at 1." in sentence
+    assert "lie above zero at 2 and below it at 1; their half-widths (0.10-0.20%) each rest on one" in sentence
+    assert sentence.count("no test cell by cell.") == 1
     assert "+1.10% at T = 1.00M tokens and -0.15% at T = 4.00M" in sentence
     # two seeds a cell at 0.4%: a gap of two means varies by 0.4%, so 1.96 times that is 0.78%
     noise = {"seeds": 2, "near_optimum": {"rms": 0.004}}
@@ -255,6 +259,7 @@ def test_the_batch_gap_sentence_counts_cells_against_the_seed_noise():
         "so about 0.40% for a gap" in sentence and "higher by more than 1.96 times that at 2 and lower at 0" in sentence
     )
     assert "the other 2 are not told apart from seed noise cell by cell." in sentence
+    assert "no test cell by cell; the pooled comparison above is the one to read." in sentence
     assert list(batch_gap_table({"batch_gap": gaps})["N"]) == ["10,000", "100,000"]  # the book hides the index
     assert batch_gap_sentence({"batch_gap": []}).startswith("No (N, T)")
 

@@ -15,9 +15,11 @@ resample as the fitting ones, every quantity recomputed from the resampled losse
 per training group and checkpoint, so a seed's shift of a whole run would be in none of them: each fitting
 group's deviation from its cell's seed mean (at the data's fit) is added to its resampled level, times its
 cluster's weight and sqrt(k / (k - 1)) for k seeds (the small-sample factor, without which two seeds give
-half the variance of their mean). The held-out model's own seed noise is added by the report
-(report.compare.with_seed_noise, from `heldout_seed_noise`), pooled over its cells: its two training
-groups' weights alone would give a six-point distribution. `lr_law_file` is the command,
+half the variance of their mean); a cell with one seed gets none, so its optimum's interval lacks the seeds'
+spread. With two seeds each cell's term rests on one difference, so an interval of one cell (a batch gap)
+is a rough one; the loss law pools every cell. The held-out model's own seed noise is added by the report
+(report.compare.with_seed_noise, from `heldout_seed_noise`): its two seeds give one difference per
+checkpoint, so its spread is pooled over its cells instead. `lr_law_file` is the command,
 ``replicate lrlaw``, with or without the summary.
 """
 

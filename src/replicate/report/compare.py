@@ -50,8 +50,8 @@ def with_seed_noise(estimates: list[dict], noise: dict | None) -> list[dict]:
     """Relative errors of a held-out model's loss (each {value, ci95}) with their 95% intervals widened by that
     model's own seed noise (summary.json's `heldout_seed_noise`: a relative standard deviation between the seeds
     of one cell near the optimum). A learning-rate study's bootstrap (replicate.fit.heldout) carries the fitting
-    sizes' seed deviations but not the held-out model's (its two training groups' weights would give a six-point
-    distribution), so how far the mean of its `seeds` seeds strays, pooled over its cells, is added here:
+    sizes' seed deviations but not the held-out model's (its two seeds give one difference per checkpoint), so
+    how far the mean of its `seeds` seeds strays, pooled over its cells, is added here:
     1.96 x noise / sqrt(seeds) in quadrature on each side. Without a noise, or an interval, as they are."""
     if not noise or not math.isfinite(noise["near_optimum"]["rms"]):
         return estimates

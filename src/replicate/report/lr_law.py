@@ -322,9 +322,10 @@ def batch_gap_sentence(summary: HeldoutSummary) -> str:
         half = [(hi - lo) / 2 for lo, hi in cis]
         above, below = sum(lo > 0 for lo, _ in cis), sum(hi < 0 for _, hi in cis)
         text += (
-            f" The fit's bootstrap intervals, which carry each cell's own seed difference (half-widths "
-            f"{100 * min(half):.2f}-{100 * max(half):.2f}%: one difference per cell, so they scatter more than the "
-            f"pooled spread), lie above zero at {above} and below it at {below}."
+            f" The fit's bootstrap intervals, which carry each cell's own seed difference, lie above zero at "
+            f"{above} and below it at {below}; their half-widths ({100 * min(half):.2f}-{100 * max(half):.2f}%) "
+            "each rest on one seed difference per cell, so they are no test cell by cell"
+            + ("; the pooled comparison above is the one to read." if noise else ".")
         )
     return (
         text + f" Its median over the sizes is {100 * by_t.iloc[0]:+.2f}% at T = {by_t.index[0] / 1e6:.2f}M tokens and "
