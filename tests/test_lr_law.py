@@ -193,13 +193,13 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     crossing = heldout_lines(with_errors((-0.008, -0.012, -0.005), (-0.002, -0.004, -0.001)))[1]
     assert "-0.80% [-1.20, -0.50]% at worst over 2 checkpoints" in crossing
     assert "not decided against the goal of 1% (a 95% interval crosses it)" in crossing
-    assert "lies below the measured loss at 2 (95% intervals)" in crossing
+    assert "lies below the measured loss at 2 of 2 checkpoints (95% intervals)" in crossing
     wide = heldout_lines(with_errors((-0.008, -0.02, 0.005), (0.001, -0.01, 0.01)))[1]
-    assert "The prediction is not told from the measured loss at 2 (95% intervals)" in wide
+    assert "The prediction is not told from the measured loss at 2 of 2 checkpoints (95% intervals)" in wide
     outside = heldout_lines(with_errors((0.02, 0.015, 0.025), (-0.002, -0.004, 0.001)))[1]
     assert (
         "outside the goal of 1%" in outside
-        and "lies above the measured loss at 1, is not told from it at 1 (95%" in outside
+        and "lies above the measured loss at 1 of 2 checkpoints, is not told from it at 1 (95%" in outside
     )
     assert "the paper reports 0.03% and 0.15% at its scale" in outside and "seed noise" not in outside
     # the held-out model's seed noise is in no bootstrap interval: 0.4% for a mean of 2 seeds adds 0.55% at 95%
@@ -220,10 +220,12 @@ def test_the_held_out_verdicts_read_the_intervals_and_its_figure_shares_one_t_ax
     ratios = copy.deepcopy(summary)
     ratios["heldout_lr_ratio"] = [{"tokens": 0.0, "value": 0.7, "ci95": [0.6, 0.78]}]
     assert heldout_lines(ratios)[0].endswith(
-        "outside the goal of x1.25. The law's lr* lies below the vertex at 1 (95% intervals)."
+        "outside the goal of x1.25. The law's lr* lies below the vertex at 1 of 1 checkpoint (95% intervals)."
     )
     ratios["heldout_lr_ratio"] += [{"tokens": 1.0, "value": 1.1, "ci95": [0.95, 1.2]}]
-    assert heldout_lines(ratios)[0].endswith("lies below the vertex at 1, is not told from it at 1 (95% intervals).")
+    assert heldout_lines(ratios)[0].endswith(
+        "lies below the vertex at 1 of 2 checkpoints, is not told from it at 1 (95% intervals)."
+    )
 
 
 def test_the_lr_star_figure_draws_the_paper_implied_slopes_through_the_fitted_law():

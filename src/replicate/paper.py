@@ -31,7 +31,7 @@ HEADLINE = {
     "n_opt_1e22_fixed": 4.04e9,  # ... and with fixed ones
     "flat_region": 0.01,  # +-30% model size at fixed compute costs less than 1% loss
 }
-N_OPT_RATIO = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]  # claim 4: fixed hp overestimate N_opt
+N_OPT_RATIO = HEADLINE["n_opt_1e22_fixed"] / HEADLINE["n_opt_1e22_optimal"]  # fixed hyperparameters overestimate N_opt
 MSE_RATIO = HEADLINE["mse_fixed"] / HEADLINE["mse_optimal"]  # the loss law fits worse at fixed hyperparameters
 
 

@@ -174,7 +174,7 @@ def _lrlaw(args: argparse.Namespace) -> int:
 def add_porian(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "porian",
-        help="claim 4 at language-model scale: N_opt untuned vs tuned on Porian et al.'s public IsoFLOP points",
+        help="the fixed-vs-tuned claim at language-model scale, on Porian et al.'s public IsoFLOP points",
         description="Fit every configuration of Porian et al.'s IsoFLOP tables (data/public/porian) with `fit` "
         "(C = 6NT), and give the N_opt exponents by IsoFLOP and by the loss law and N_opt(base) / N_opt(tuned) at "
         "1e19-1e22 FLOPs with 95%% bootstrap intervals; JSON.",

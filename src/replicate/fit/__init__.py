@@ -13,7 +13,7 @@ predictions), checks (what only the full data's fit computes), document (`fit_ru
 `fit_file`: ``replicate fit``), read (the result documents read back: their typed schemas, the one loader and
 the rule for the headline B_opt and eta_opt laws), curvature (Stage
 A's measurement: ``replicate curvature``), predict (``replicate predict``), synthetic (sweeps with planted
-laws), public (claim 4 on Porian et al.'s public IsoFLOP points: ``replicate porian``).
+laws), public (the fixed-vs-tuned claim on Porian et al.'s public IsoFLOP points: ``replicate porian``).
 """
 
 from replicate.fit.bootstrap import bootstrap_runs, percentile_interval

@@ -1,8 +1,8 @@
-"""Claim 4 of the video paper at language-model scale, on public data: the IsoFLOP points of Porian et al.
+"""The video paper's fixed-vs-tuned claim at language-model scale, on public data: the IsoFLOP points of Porian et al.
 (arXiv 2406.19146; ``data/public/porian/``, extracted from their repository with its licence and commit)
 fitted by the project's own fitter (``replicate porian``).
 
-The video paper's claim 4: with hyperparameters fixed rather than optimal, the compute-optimal model is larger
+The claim: with hyperparameters fixed rather than optimal, the compute-optimal model is larger
 (N_opt = 4.04e9 against 2.43e9 parameters at 1e22 FLOPs, 1.66x). Porian et al. trained the same 16 model sizes
 with one learning rate, batch size and AdamW beta2 for every size (`base`) and with all three tuned per size
 (`tuned`): N_opt(base) / N_opt(tuned) is the same comparison, confounded (CONFOUNDS).
@@ -143,7 +143,7 @@ def ratios(base: dict, tuned: dict, budgets: np.ndarray) -> list[dict]:
 
 
 def porian_claim(folder: Path = PORIAN_DIR, bootstrap: int = 1000, seed: int = 0, progress: bool = False) -> dict:
-    """Claim 4 on every dataset of `folder` (see the module docstring); JSON-safe."""
+    """The claim on every dataset of `folder` (see the module docstring); JSON-safe."""
     budgets = np.asarray(BUDGETS, dtype=float)
     published = _published(folder)
     datasets: dict = {}
@@ -169,7 +169,7 @@ def porian_claim(folder: Path = PORIAN_DIR, bootstrap: int = 1000, seed: int = 0
             }
     return json_safe(
         {
-            "claim": "claim 4: N_opt with fixed (untuned) hyperparameters against N_opt with tuned ones",
+            "claim": "fixed vs tuned: N_opt with fixed (untuned) hyperparameters against N_opt with tuned ones",
             "budgets": list(BUDGETS),
             "headline_base": "_".join(HEADLINE_BASE),
             "tuned": tuned,

@@ -232,7 +232,8 @@ def _sides(errors: list[dict], what: str = "the measured loss", centre: float = 
     parts: list[str] = []
     for word, n in (("lies below", below), ("lies above", above), ("is not told from", len(cis) - below - above)):
         if n:
-            parts.append(f"{word} {'it' if parts else what} at {n}")
+            total = f" of {len(cis)} checkpoint{'s' if len(cis) > 1 else ''}"
+            parts.append(f"{word} {'it' if parts else what} at {n}" + ("" if parts else total))
     return ", ".join(parts) + " (95% intervals)"
 
 
@@ -254,7 +255,8 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
         f"vertex at worst ({fmt_ci(worst_ratio['ci95'])}) over {len(ratios)} checkpoints inside the fitting range "
         f"of T/N: {_goal(ratios, 1 / g_lr, g_lr, f'x{g_lr}')}. The law's lr* "
         f"{_sides(ratios, 'the vertex', 1.0)}.",
-        f"The paper's loss law fitted at the lr-optimal cells of the fitting sizes predicts the held-out model's "
+        f"The paper's loss-law form (Eq. 15), fitted at the lr-optimal cells of the fitting sizes, predicts the "
+        f"held-out model's "
         f"lr-optimal loss with an error of {fmt_percent(worst_error)} at worst over {len(errors)} checkpoints: "
         f"{_goal(errors, -g_loss, g_loss, f'{100 * g_loss:.0f}%')}. The prediction {_sides(errors)}; the "
         f"paper reports {paper} at its scale."

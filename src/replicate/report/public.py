@@ -1,5 +1,5 @@
 """The paper's claims at language-model scale, for the book: the published hyperparameter laws as a table
-(replicate.published, with this replication's beside them), and claim 4 on Porian et al.'s public runs
+(replicate.published, with this replication's beside them), and the fixed-vs-tuned claim on Porian et al.'s public runs
 (`replicate porian`'s JSON, results/public/porian.json) as tables and sentences whose every number comes
 from that JSON."""
 
@@ -130,9 +130,9 @@ def _exclusive(a: list[float] | None, b: list[float] | None) -> str:
 
 
 def porian_sentences(doc: dict, flops: float = 1e22) -> list[str]:
-    """Claim 4 on Porian et al.'s runs in sentences, one per dataset, then the confounds: the IsoFLOP exponents
-    untuned and tuned, and the ratio N_opt(base) / N_opt(tuned) at `flops` by both estimators against the video
-    paper's 1.66x (verdict words of report.compare.verdict: a wide interval is 'not identified')."""
+    """The fixed-vs-tuned claim on Porian et al.'s runs in sentences, one per dataset, then the confounds: the
+    IsoFLOP exponents untuned and tuned, and the ratio N_opt(base) / N_opt(tuned) at `flops` by both estimators
+    against the video paper's 1.66x (verdict words of report.compare.verdict: a wide interval is 'not identified')."""
     base, tuned = doc["headline_base"], doc["tuned"]
     out = []
     for dataset in doc["datasets"].values():
@@ -191,7 +191,8 @@ def porian_n_opt_frame(doc: dict) -> pd.DataFrame:
 
 
 def porian_summary_line(doc: dict, flops: float = 1e22) -> str:
-    """Claim 4 at language-model scale in one sentence (README's findings): the IsoFLOP ratio per dataset."""
+    """The fixed-vs-tuned claim at language-model scale in one sentence (README's findings): the IsoFLOP ratio per
+    dataset."""
     parts, open_ = [], []
     for dataset in doc["datasets"].values():
         for r in dataset.get("ratios", {}).get(doc["headline_base"], []):

@@ -89,7 +89,7 @@ def commands_table(book_seconds: float | None = None) -> pd.DataFrame:
         ("Stage L", "python -m replicate sweep --profile stage_l", _study_time("stage_l")),
         ("its learning-rate law and held-out checks", "make results/stage_l/summary.json", "not recorded"),
         (
-            "claim 4 on Porian et al.'s public runs (ch. 11)",
+            "the fixed-vs-tuned claim on Porian et al.'s public runs (ch. 11)",
             "python -m replicate porian data/public/porian --out results/public/porian.json",
             "not recorded",
         ),
