@@ -104,7 +104,7 @@ if study is not None and study.fit is not None:
 
 # %% tags=["hide-input"]
 if study is not None:
-    display(Markdown(report.scale_sentence(study.runs)))
+    display(Markdown(report.scale_sentence(study.runs, RESULTS_DIR)))
 
 # %% [markdown]
 # **Steps**: the paper's own batch-size law fixes the number of optimiser steps at its optimum, nearly whatever
@@ -121,14 +121,20 @@ if study is not None:
 # %% [markdown]
 # ## What this study cannot say
 #
-# Its limitations beyond its scale (above) in one place, each with the number that sets it
-# (`replicate.report.limitations`); the figures that extrapolate mark the range of the data and the 95% band.
+# The limitations of the study rendered here beyond its scale (above) in one place, each with the number that
+# sets it (`replicate.report.limitations`); Stages A and L state their own in their chapters. The figures that
+# extrapolate mark the range of the data and the 95% band.
 
 # %% tags=["hide-input"]
 if study is not None and study.fit is not None:
     stage_a = report.read_summary(f"{STAGE_A_DIR}/summary.json")
     display(
-        Markdown("\n".join(f"- {line}" for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema)))
+        Markdown(
+            "\n".join(
+                f"- {line}"
+                for line in report.limitations(study.fit, study.runs, stage_a, study.fit_ema, report.load_heldout())
+            )
+        )
     )
 
 # %% [markdown]

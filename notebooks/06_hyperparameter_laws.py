@@ -91,7 +91,9 @@ if fit is not None:
 # scale it linearly in $B$, Adam's stochastic-differential-equation limit {cite}`malladi2022sdes` as
 # $\sqrt{B}$. What to see: curves on the left that are flat within a few percent and cross each other (the
 # seed-to-seed spread they must be read against is measured in {doc}`06b_stage_a`), and parallel lines on the
-# right whose slope is the pooled exponent (`replicate.fit.lr_batch_exponent`).
+# right whose slope is the pooled exponent (`replicate.fit.lr_batch_exponent`). Stage L measures the same
+# slope with two seeds per cell, at fixed $(N, T)$, with a narrower interval ({doc}`06c_lr_law`'s ridge $r$): where
+# the two intervals disagree with a rule, that one is the sharper test.
 
 # %% tags=["hide-input"]
 if fit is not None:
@@ -125,11 +127,12 @@ if fit is not None and fit.get("holdout"):
 # Every run's loss is also recorded for an EMA of its weights (`val_loss_ema`, `replicate.training.train`), the weights
 # diffusion models are usually sampled from. Fitted on that loss instead (`fit_ema.json`, `replicate fit
 # --loss-column val_loss_ema`), the same runs give the figure and table below. What to see: with EMA weights
-# the optimal batch size stays at or near the smallest batch. Averaging the iterates removes the noise floor
-# that a constant learning rate leaves, the very cost that makes small batches pay for their extra steps, so
-# the batch-size trade-off the paper measures is partly a property of how the loss is read out. Where every
-# optimum of a readout sits on one grid value, its law has no exponent: the table says "not identified" rather
-# than print the fit's rounding.
+# the optimal batch size stays at or near the smallest batch. One explanation, not tested here: averaging the
+# iterates removes the noise floor that a constant learning rate leaves, the very cost that makes small
+# batches pay for their extra steps; if so, the batch-size trade-off the paper measures is partly a property of
+# how the loss is read out (the paper does not publish its readout). Where every optimum of a readout sits on
+# one grid value, its law has no exponent: the table says "not identified" rather than print the fit's
+# rounding; where they all sit at one batch size, its eta_opt exponents are those of an lr law at that B.
 
 # %% tags=["hide-input"]
 if study is not None and study.fit_ema is not None:

@@ -113,6 +113,9 @@ def test_a_law_fitted_to_optima_on_one_grid_value_is_not_identified(cpu):
     assert table.loc["B_opt exponent in T", "EMA 95% CI"] == report.compare.NOT_IDENTIFIED
     assert np.isnan(table.loc["B_opt exponent in T", "EMA"])
     assert table.loc["loss exponent in T", "EMA 95% CI"].startswith("[")
+    # the EMA's lr optima all sit at one batch size: its eta_opt law is an lr law at fixed B, and says so
+    assert table.loc["eta_opt exponent in T", "EMA 95% CI"].endswith(f"({report.compare.AT_ONE_BATCH})")
+    assert "(" not in table.loc["eta_opt exponent in T", "raw 95% CI"]
 
 
 def test_the_isoflop_chapter_says_where_n_opt_lies(cpu):

@@ -614,12 +614,17 @@ def test_the_limitations_and_the_scope_sentences_come_from_the_results():
     stage_a = report.read_summary(root / "stage_a/summary.json")
     lines = report.limitations(study.fit, study.runs, stage_a, study.fit_ema)
     steps = (study.runs["tokens"] / study.runs["batch_size"]).max()
-    assert any(f"longest run took {steps:,.0f} optimiser steps" in line for line in lines)
+    assert any(f"longest run of the study rendered here took {steps:,.0f} optimiser steps" in line for line in lines)
     near = stage_a["seed_noise"]["raw"]["near_optimum"]["rms"]
     assert any(f"{near:.2%} per cell" in line for line in lines)
     loss = study.fit["loss_law"]
     assert any(f"{loss['n_on_edge']} of the {loss['n_points']} (N, T) optima" in line for line in lines)
     assert any(line.startswith("**L_inf is not identified**") for line in lines) == bool(loss["l_inf_at_zero"])
+    held = report.load_heldout(root / "stage_l")
+    stage_l = report.limitations(study.fit, study.runs, stage_a, study.fit_ema, held)
+    law = held["heldout"]["loss_law"]
+    assert any(f"(chapter 6c), gives alpha_T = {law['alpha_tokens']:.3f}" in line for line in stage_l)
+    assert not any("Stage L's loss law" in line for line in lines)
     without = report.limitations(study.fit, study.runs)
     assert any("not measured in this study" in line for line in without)
     theory = {k: report.load_json(root / f"theory/{k}.json")["results"] for k in ("line_search", "dit_noise")}
@@ -627,7 +632,9 @@ def test_the_limitations_and_the_scope_sentences_come_from_the_results():
     ratios = [r["eta_best_measured"] / r["eta_opt_predicted"] for r in theory["line_search"]["rows"]]
     worst = max(ratios, key=lambda r: abs(math.log(r)))
     assert f"{worst:.3f} times the predicted one" in scope and f"N = {theory['dit_noise'][0]['n_params']:,}" in scope
-    assert f"{study.runs['n_params'].max():,.0f} parameters" in report.scale_sentence(study.runs)
+    scale = report.scale_sentence(study.runs, "results/cpu")
+    assert f"the study rendered here (results/cpu) have {study.runs['n_params'].min():,.0f} to" in scale
+    assert f"{study.runs['n_params'].max():,.0f} parameters" in scale
 
 
 def test_the_chapters_prologue_says_what_is_missing_and_how_to_make_it(tmp_path, monkeypatch):

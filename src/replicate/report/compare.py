@@ -353,13 +353,16 @@ def fitted_exponent(fit: FitDocument, law: str, key: str) -> tuple[float, list[f
 
 
 NOT_IDENTIFIED = "not identified: every optimum on one grid value"
+AT_ONE_BATCH = "every optimum at one batch size: an lr law at fixed B"
 LAW_KEYS = {"batch_size_law": "batch_size", "lr_law": "lr"}  # the optima's column each hyperparameter law fits
 
 
 def exponent_table(fits: dict[str, FitDocument]) -> pd.DataFrame:
     """Every fitted exponent of several fits side by side (columns named by the keys of `fits`), with the
     paper's: e.g. two evaluation protocols of one sweep, or two sweeps of the same runs. A hyperparameter law
-    fitted to optima that all sit on one grid value has no exponent: NOT_IDENTIFIED instead of its rounding."""
+    fitted to optima that all sit on one grid value has no exponent: NOT_IDENTIFIED instead of its rounding; an
+    eta_opt law whose optima all sit on one batch size is an lr law at that batch size (AT_ONE_BATCH), not the
+    paper's eta_opt, which moves with B_opt."""
     paper = paper_laws()
     rows = []
     for law, key, label in EXPONENTS:
@@ -369,7 +372,8 @@ def exponent_table(fits: dict[str, FitDocument]) -> pd.DataFrame:
                 row[name], row[f"{name} 95% CI"] = math.nan, NOT_IDENTIFIED
                 continue
             row[name], ci = fitted_exponent(f, law, key)
-            row[f"{name} 95% CI"] = fmt_ci(ci)
+            one_batch = law == "lr_law" and not law_identified(f, "batch_size")
+            row[f"{name} 95% CI"] = fmt_ci(ci) + (f" ({AT_ONE_BATCH})" if one_batch else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

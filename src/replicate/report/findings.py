@@ -26,6 +26,7 @@ from replicate.report.compare import (
     with_seed_noise,
     worst_holdout_error,
 )
+from replicate.report.lr_law import loss_law_exponents
 from replicate.theory.sgd import eta_opt
 
 
@@ -326,30 +327,37 @@ def steps_sentence(runs: pd.DataFrame, where: str) -> str:
     )
 
 
-def scale_sentence(runs: pd.DataFrame) -> str:
-    """How the rendered study's models and token counts (runs.csv) compare with the paper's (paper.SCALE)."""
+def scale_sentence(runs: pd.DataFrame, where: str) -> str:
+    """How the rendered study's models and token counts (runs.csv, in `where`) compare with the paper's
+    (paper.SCALE)."""
     n_lo, n_hi = runs["n_params"].min(), runs["n_params"].max()
     (p_lo, p_hi), (pt_lo, pt_hi) = SCALE["n_params"], SCALE["tokens"]
     return (
-        f"**Scale**: our models have {n_lo:,.0f} to {n_hi:,.0f} parameters and see at most {runs['tokens'].max():,.0f} "
-        f"tokens; the paper's have {_si(p_lo)} to {_si(p_hi)} and see {_si(pt_lo)} to {_si(pt_hi)}: our models are "
+        f"**Scale**: the models of the study rendered here ({where}) have {n_lo:,.0f} to {n_hi:,.0f} parameters and "
+        f"see at most {runs['tokens'].max():,.0f} tokens (Stages A and L give theirs in chapters 6b and 6c); the "
+        f"paper's have {_si(p_lo)} to {_si(p_hi)} and see {_si(pt_lo)} to {_si(pt_hi)}: these are "
         f"{p_lo / n_hi:,.0f} to {p_hi / n_lo:,.0f} times smaller, over a {n_hi / n_lo:.0f}x range of sizes, the "
         f"held-out model included (the paper's: {p_hi / p_lo:.0f}x)."
     )
 
 
 def limitations(
-    fit: FitDocument, runs: pd.DataFrame, stage_a: CurvatureSummary | None = None, fit_ema: FitDocument | None = None
+    fit: FitDocument,
+    runs: pd.DataFrame,
+    stage_a: CurvatureSummary | None = None,
+    fit_ema: FitDocument | None = None,
+    heldout: HeldoutSummary | None = None,
 ) -> list[str]:
     """What the rendered study cannot say, and why, one sentence each, from its fit.json and runs.csv (and
-    Stage A's summary.json for the seed noise, fit_ema.json for the readouts' optima): the book's limitations
-    section."""
+    Stage A's summary.json for the seed noise, fit_ema.json for the readouts' optima, Stage L's summary.json for
+    the loss law at its lr optima): the book's limitations section."""
     steps = runs["tokens"] / runs["batch_size"]
     cells = runs.groupby(["n_params", "batch_size", "lr"])["seed"].nunique()
     loss = fit["loss_law"]
     unidentified = comparison(fit).query("verdict == 'not identified'")["quantity"].tolist()
     lines = [
-        f"**Steps**: the longest run took {steps.max():,.0f} optimiser steps, where the paper's batch law puts the "
+        f"**Steps**: the longest run of the study rendered here took {steps.max():,.0f} optimiser steps, where the "
+        "paper's batch law puts the "
         f"optimum's steps at {s_opt_range(runs)}: by that law, runs shorter than that have their best batch below "
         "the smallest one, where B_opt can be bounded but not located (chapter 4).",
         f"**Seeds**: {cells.min()}"
@@ -367,7 +375,8 @@ def limitations(
         "**Evaluation protocol**: the paper does not publish how it scores a model at constant learning rate; we "
         "record the raw weights' windowed loss and the EMA weights' loss"
         + (f" {_readouts_agree(fit, fit_ema)} (chapter 6)." if fit_ema else " (chapter 6)."),
-        f"**Data**: procedural grayscale clips of {runs['n_ctx'].iloc[0]} pixel-patch tokens, not VAE latents of "
+        f"**Data**: procedural grayscale clips ({runs['n_ctx'].iloc[0]} pixel-patch tokens each here), not VAE "
+        "latents of "
         "real video: the loss is another quantity, so constants (coefficients, L_inf) do not compare, only "
         "exponents, signs and directions.",
     ]
@@ -377,10 +386,17 @@ def limitations(
             f"{LOSS_LAW['l_inf']}, most of its loss), so the fitted exponents absorb the floor."
         )
     if unidentified:
+        stage_l = ((heldout or {}).get("heldout") or {}).get("loss_law")
         lines.append(
             "**Not identified by these data** (intervals as wide as the paper's value): "
             + "; ".join(unidentified)
             + "."
+            + (
+                f" Stage L's loss law, fitted at its optima in lr at one batch size (chapter 6c), gives "
+                f"{loss_law_exponents(stage_l)}."
+                if stage_l
+                else ""
+            )
         )
     if not n_opt_bracketed(fit):
         lines.append(

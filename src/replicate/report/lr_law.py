@@ -270,15 +270,22 @@ def heldout_lines(summary: HeldoutSummary) -> list[str]:
     ]
 
 
-def _loss_law_sentence(law: dict) -> str:
-    """The loss law fitted at the lr-optimal cells, its exponents against the paper's (report.compare.verdict)."""
+def loss_law_exponents(law: dict) -> str:
+    """The exponents of a loss law fitted at lr-optimal cells (summary.json's heldout.loss_law) with their
+    intervals, each against the paper's (report.compare.verdict)."""
     ci = law.get("ci95") or {}
     parts = []
     for key, name in (("alpha_tokens", "alpha_T"), ("alpha_params", "alpha_N")):
         word = verdict(law[key], ci.get(key), LOSS_LAW[key])
         parts.append(f"{name} = {law[key]:.3f} {fmt_ci(ci.get(key))} (the paper's {LOSS_LAW[key]}: {word})")
+    return ", ".join(parts)
+
+
+def _loss_law_sentence(law: dict) -> str:
+    """The loss law fitted at the lr-optimal cells, its exponents against the paper's, and its L_inf."""
+    ci = law.get("ci95") or {}
     return (
-        f"That loss law, fitted at the lr-optimal cells: {', '.join(parts)}, L_inf = {law['l_inf']:.3g} "
+        f"That loss law, fitted at the lr-optimal cells: {loss_law_exponents(law)}, L_inf = {law['l_inf']:.3g} "
         f"{fmt_ci(ci.get('l_inf'))}. It is fitted on this study's clips, not the cpu study's, so its exponents need "
         "not equal those of chapter 7's fit."
     )

@@ -72,13 +72,14 @@ def figure_check_table() -> pd.DataFrame:
 
 
 def eq18_sentence() -> str:
-    """The paper's own inconsistency: the N_opt exponent its loss law implies against the one Eq. 18 prints."""
+    """The N_opt exponent the reconstructed loss law implies against the one Eq. 18 prints."""
     return (
         "`tests/test_fit.py` holds the laws to the printed values, so this table cannot drift from them. One "
-        "inconsistency is the paper's own: minimising its loss law under $C \\propto N T$ gives an "
+        "inconsistency remains: minimising the loss law as reconstructed here under $C \\propto N T$ gives an "
         f"$N_\\mathrm{{opt}}$ exponent of {n_opt_exponent(paper.paper_laws()['loss_law']):.3f}, not the "
-        f"{paper.COMPUTE_LAW_FROM_LOSS['exp']} it reports for Eq. 18 ({{doc}}`07_loss_law` computes both for our fit "
-        "too)."
+        f"{paper.COMPUTE_LAW_FROM_LOSS['exp']} the paper reports for Eq. 18; with the parameters reconstructed from "
+        "secondary sources, it may be the reconstruction's rather than the paper's ({doc}`07_loss_law` computes "
+        "both for our fit too)."
     )
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from replicate.fit.read import FitDocument, headline
 from replicate.paper import BATCH_SIZE_LAW, N_OPT_RATIO
 from replicate.published import HYPERPARAMETER_LAWS
-from replicate.report.compare import fmt_ci, ratio_verdict, verdict
+from replicate.report.compare import batch_edge_word, fmt_ci, ratio_verdict, verdict
 
 PORIAN_DIR = Path("data/public/porian")  # the committed tables (relative to the repository root)
 LAW_COLUMNS = ["work", "citation", "setting", "B_opt law", "eta_opt law", "B_opt exponent in N", "supports gamma_B > 0"]
@@ -56,15 +56,16 @@ def hyperparameter_laws_table(fit: FitDocument | None = None, label: str = "this
     ours = _headline_batch_law(fit) if fit else None
     if ours is not None:
         ci = (ours.get("ci95") or {}).get("exp_params")
+        edge = batch_edge_word(fit)  # optima on the grid's batch edge: the fitted law is no measurement to show
         rows.append(
             [
                 label,
                 "",
                 "video diffusion transformers, this project's sweep",
-                f"B_opt = {ours['coef']:.3g} T^{ours['exp_tokens']:.3f} N^{ours['exp_params']:.3f}",
+                "-" if edge else f"B_opt = {ours['coef']:.3g} T^{ours['exp_tokens']:.3f} N^{ours['exp_params']:.3f}",
                 "-",
-                f"{ours['exp_params']:.3f} {fmt_ci(ci)}",
-                ours_supports_gamma_b(ours["exp_params"], ci),
+                "-" if edge else f"{ours['exp_params']:.3f} {fmt_ci(ci)}",
+                edge or ours_supports_gamma_b(ours["exp_params"], ci),
             ]
         )
     return pd.DataFrame(rows, columns=LAW_COLUMNS)
