@@ -195,6 +195,13 @@ def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
     assert "so the estimate is likely high" in text  # auto no longer takes the kernels those steps ran
     assert "likely high" not in recipe.gpu_recipe({**estimate, "backend": "torch"})
     assert "no time can be estimated" in recipe.gpu_recipe(None)
+    # what the grid can test: its longest runs' steps against the paper's S_opt, counted from the profile
+    reach = recipe.s_opt_reach(load_profile("gpu"))
+    assert 0 <= reach["reached"] < reach["cells"] == 28 and reach["steps"][0] < reach["s_opt"][0]
+    assert f"they reach it at {reach['reached']} of {reach['cells']} fitting (N, T)" in text
+    stage_a = recipe.s_opt_reach(load_profile("stage_a"))
+    assert f"Stage A reached S_opt at {stage_a['reached']} of {stage_a['cells']} checkpoints" in text
+    assert "--profile gpu --dry-run" in text
     row = recipe.commands_table().set_index("command").loc["make book PROFILE=gpu"]
     assert row["time, as recorded"] == f"never run; estimated {recipe.duration(estimate['wall_s'])}"
     assert recipe.logged_wall_time(RESULTS / "cpu/sweep.log") == pytest.approx(5039)
@@ -265,3 +272,23 @@ def test_durations_round_to_the_nearest_minute_on_either_side_of_an_hour():
         "1 h 24 min",
         "2 h 03 min",
     ]
+
+
+def test_the_held_out_sentence_says_where_the_observed_loss_lies_against_the_prediction(cpu):
+    from replicate.report.loss_law import holdout_sentence
+
+    held = cpu.fit["holdout"]
+    sides = ["above" if h["observed_val_loss"] > h["predicted_val_loss_ci95"][1] else "not above" for h in held]
+    text = holdout_sentence(cpu.fit)
+    assert f"lies above it at {sides.count('above')}" in text and f"(of {len(held)} checkpoints)" in text
+    # an observed loss below the interval is counted as such (planted)
+    below = copy.deepcopy(cpu.fit)
+    for h in below["holdout"]:
+        h["observed_val_loss"] = h["predicted_val_loss_ci95"][0] / 2
+    assert f"lies below it at {len(held)} (of" in holdout_sentence(below)
+    # the claim table's verdict on the held-out error says the observed losses only bound the optimum
+    table = report.comparison(cpu.fit).set_index("quantity")
+    edge = sum(bool(h["observed_on_edge"]) for h in held)
+    assert table.loc["held-out loss, worst |relative error|", "verdict"].endswith(
+        f"(the observed loss an upper bound at {edge} of {len(held)} checkpoints: not decisive)"
+    )

@@ -98,7 +98,7 @@ def readme_gpu_recipe(root: str | Path = ".") -> str:
     """The recipe for a lab's own GPU, as the book's chapters 1 and 10 give it (report.recipe), for the README."""
     root = Path(root)
     profile = load_profile(str(root / "src/replicate/profiles/gpu.toml"))
-    return recipe.gpu_recipe(recipe.gpu_estimate(profile, root / recipe.GPU_STEPS))
+    return recipe.gpu_recipe(recipe.gpu_estimate(profile, root / recipe.GPU_STEPS), results=root / "results")
 
 
 def readme_step_speed(benchmarks: str | Path = "results/benchmarks") -> str:

@@ -101,7 +101,7 @@ def summary_lines(fit: FitDocument, line_search: dict | None = None, lr_law: LrL
     fixed = fit.get("fixed") or {}
     if fixed.get("n_opt_ratio") is not None:
         lines.append(
-            f"Fixed vs optimal hyperparameters: N_opt ratio {fixed['n_opt_ratio']:.3g}"
+            f"Fixed vs optimal hyperparameters: N_opt ratio {fixed['n_opt_ratio']:.4g}"
             f"{ci_text(fixed.get('n_opt_ratio_ci95'))} at {fixed['reference_flops']:.0e} FLOPs "
             f"(paper {N_OPT_RATIO:.3g}); loss-fit MSE "
             f"{fixed['loss_law']['mse']:.3g} fixed vs {law['mse']:.3g} optimal (paper "
@@ -277,7 +277,7 @@ def claim_verdicts(
         {
             "claim": f"fixed hyperparameters overestimate N_opt (x{N_OPT_RATIO:.2f} at 1e22 FLOPs)",
             "verdict": word,
-            "deciding number": "-" if ratio is None else f"N_opt ratio {ratio:.3g} {fmt_ci(ci)}",
+            "deciding number": "-" if ratio is None else f"N_opt ratio {ratio:.4g} {fmt_ci(ci)}",
         }
     )
     return pd.DataFrame(rows)

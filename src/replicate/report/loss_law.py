@@ -56,16 +56,29 @@ def convergence_sentence(fit: FitDocument) -> str:
 
 
 def holdout_sentence(fit: FitDocument) -> str:
-    """How far the held-out model lies beyond the fitting sizes, and what its observed loss is."""
+    """How far the held-out model lies beyond the fitting sizes, what its observed loss is, and where it lies
+    against the prediction's 95% interval (and what a miss on either side would say)."""
     holdout = pd.DataFrame(fit["holdout"])
     ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
-    return (
+    sides = {"above": 0, "inside": 0, "below": 0}
+    for observed, ci in zip(holdout["observed_val_loss"], holdout["predicted_val_loss_ci95"], strict=True):
+        if ci:
+            sides["above" if observed > ci[1] else "below" if observed < ci[0] else "inside"] += 1
+    counted = sum(sides.values())
+    where = ", ".join(f"{side} it at {n}" for side, n in sides.items() if n)
+    text = (
         f"The held-out model is {ratio:.1f}x larger than the largest fitting model. Its observed loss is the "
         "best cell of a small (B, lr) grid, an upper bound on its optimum where that cell is on the grid's "
-        f"edge ({int(holdout['observed_on_edge'].astype(bool).sum())} of {len(holdout)} checkpoints); the "
-        "prediction inherits the wide interval of alpha_N. A negative error means the law predicts a lower "
-        "loss than observed."
+        f"edge ({int(holdout['observed_on_edge'].astype(bool).sum())} of {len(holdout)} checkpoints). A negative "
+        "error means the law predicts a lower loss than observed."
     )
+    if counted:
+        text += (
+            f" Against the prediction's 95% interval the observed loss lies {where} (of {counted} checkpoints): "
+            "an observed loss above the interval is what an upper bound on the optimum would give, so such a miss "
+            "does not decide against the law; one below it would."
+        )
+    return text
 
 
 def n_opt_exponent_table(fit: FitDocument) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from replicate.config import count_params
 from replicate.fit.read import read_summary
+from replicate.paper import optimal_steps
 from replicate.profile import Profile, load_profile
 from replicate.runs import STUDY, next_profile
 
@@ -162,9 +163,62 @@ def _n_params(group) -> float:
     return float(count_params(group.runs[0].cfg.model))
 
 
-def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
-    """The one recipe for a lab that re-runs the study on its own GPU machine, in Markdown: the commands, what
-    they write, how long they should take and how they resume."""
+def s_opt_reach(profile: Profile) -> dict:
+    """For a profile's fitting (N, T): the most steps any of its runs takes to T (its smallest batch's) against
+    the steps S_opt that the paper's batch law implies there (paper.optimal_steps, chapter 4): where a run falls
+    short of S_opt, that law puts B_opt below the batch grid, where a sweep bounds it but cannot locate it."""
+    steps: dict[tuple[int, int], int] = {}
+    for run in profile.runs:
+        if run.role != "fit":
+            continue
+        cfg = run.cfg
+        for tokens, at in zip(cfg.checkpoints, cfg.checkpoint_steps(), strict=True):
+            key = (count_params(cfg.model), tokens)
+            steps[key] = max(steps.get(key, 0), at)
+    s_opt = {key: optimal_steps(*key) for key in steps}
+    return {
+        "cells": len(steps),
+        "reached": sum(steps[k] >= s_opt[k] for k in steps),
+        "steps": (min(steps.values()), max(steps.values())),
+        "s_opt": (min(s_opt.values()), max(s_opt.values())),
+        "smallest_batch_clips": min(r.cfg.batch_clips for r in profile.runs if r.role == "fit"),
+    }
+
+
+def what_it_tests(name: str = "gpu", results: Path = RESULTS) -> str:
+    """What a profile's grid can test of the batch law, before its hours are spent: how many of its fitting
+    (N, T) reach S_opt (s_opt_reach), beside Stage A, which reached it and still could not locate B_opt."""
+    reach = s_opt_reach(load_profile(name))
+    (lo, hi), (s_lo, s_hi) = reach["steps"], reach["s_opt"]
+    text = (
+        f"What it can test: the `{name}` grid's longest runs (its smallest batch, {reach['smallest_batch_clips']} "
+        f"clips) take {lo:,} to {hi:,} steps to their checkpoints, against the {s_lo:,.0f} to {s_hi:,.0f} that the "
+        f"paper's batch law puts at its optimum (S_opt, chapter 4): they reach it at {reach['reached']} of "
+        f"{reach['cells']} fitting (N, T). Elsewhere that law puts B_opt below the grid, where a sweep bounds it but "
+        "cannot locate it, as the cpu study's edge-bound optima show (chapter 5)."
+    )
+    stage_a = read_summary(results / "stage_a" / "summary.json")
+    if stage_a is not None and stage_a.get("verdict"):
+        a = s_opt_reach(load_profile("stage_a"))
+        meaning = {
+            "no-go": "the loss bent too little along B to locate B_opt",
+            "marginal": "the loss may bend too little along B to locate B_opt",
+            "go": "the loss bends enough along B to test the batch law",
+        }.get(stage_a["verdict"], "see its chapter")
+        text += (
+            f" Stage A reached S_opt at {a['reached']} of {a['cells']} checkpoints and its verdict is "
+            f"{stage_a['verdict']}: {meaning} (chapter 6b)."
+        )
+    return (
+        text + f" So run `PYTHONPATH=src python -m replicate sweep --profile {name} --dry-run` first (the plan and "
+        "its time), and read the batch law off this profile only where its optima leave the grid's edge."
+    )
+
+
+def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS) -> str:
+    """The one recipe for a lab that re-runs the study on its own GPU machine, in Markdown: the commands, how
+    long they should take, what the grid can test (`results`: where Stage A's summary is), what they write and
+    how they resume."""
     time = (
         f"Expected: about {duration(estimate['wall_s'])} on one {estimate['device']}: {estimate['runs']} runs, "
         f"{duration(estimate['single_process_s'])} of one process's steps shared by {estimate['workers']} "
@@ -207,6 +261,8 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu") -> str:
             "```",
             "",
             time,
+            "",
+            what_it_tests(name, results),
             "",
             writes,
         ]
