@@ -124,8 +124,8 @@ if fit is not None and fit.get("flat_region"):
 # ## Consistency: the loss law against $N_\mathrm{opt}(C)$
 #
 # If $C \propto N T$, minimising $a T^{-\alpha_T} + b N^{-\alpha_N}$ at fixed $C$ gives
-# $N_\mathrm{opt} \propto C^{\alpha_T / (\alpha_T + \alpha_N)}$. The paper's own exponents do not give the
-# exponent it reports for its Eq. 18 ({doc}`01b_paper`). Ours and the paper's, the same way:
+# $N_\mathrm{opt} \propto C^{\alpha_T / (\alpha_T + \alpha_N)}$. The paper's exponents as reconstructed here
+# do not give the exponent it reports for its Eq. 18 ({doc}`01b_paper`). Ours and the paper's, the same way:
 
 # %% tags=["hide-input"]
 if fit is not None:

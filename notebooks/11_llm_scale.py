@@ -42,8 +42,8 @@ porian = report.load_json(Path(PUBLIC_DIR) / "porian.json")
 # ## Published hyperparameter laws
 #
 # The laws for the optimal batch size and learning rate that language-model sweeps published, as printed by
-# their authors ($D$ and $T$ are training tokens, $C$ compute), beside the video paper's and this replication's
-# batch law. The paper's $\gamma_B = 0.19$ (the optimal batch grows with the model at fixed $T$) is the claim
+# their authors ($D$ and $T$ are training tokens, $C$ compute), beside the video paper's; this replication's
+# row says why it prints no batch law of its own where its optima sit on the batch-size edge. The paper's $\gamma_B = 0.19$ (the optimal batch grows with the model at fixed $T$) is the claim
 # the last column asks about.
 
 # %% tags=["hide-input"]

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 
 from replicate import report
+from replicate.config import count_params
 from replicate.fit import paper_laws
 from replicate.fit.predict import predict
+from replicate.paper import optimal_steps
 from replicate.report import execution, extrapolation, figures, recipe
 
 matplotlib.use("Agg")
@@ -195,13 +197,18 @@ def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
     assert "so the estimate is likely high" in text  # auto no longer takes the kernels those steps ran
     assert "likely high" not in recipe.gpu_recipe({**estimate, "backend": "torch"})
     assert "no time can be estimated" in recipe.gpu_recipe(None)
-    # what the grid can test: its longest runs' steps against the paper's S_opt, counted from the profile
-    reach = recipe.s_opt_reach(load_profile("gpu"))
-    assert 0 <= reach["reached"] < reach["cells"] == 28 and reach["steps"][0] < reach["s_opt"][0]
-    assert f"they reach it at {reach['reached']} of {reach['cells']} fitting (N, T)" in text
+    # what the grid can test: its longest runs' steps against the paper's S_opt, counted here from the grid's
+    # tokens per step at its smallest batch rather than from the runs' checkpoint steps
+    gpu = load_profile("gpu")
+    fit = [r.cfg for r in gpu.runs if r.role == "fit"]
+    smallest = min(fit, key=lambda c: c.tokens_per_step)
+    cells = {(count_params(c.model), t) for c in fit for t in c.checkpoints}
+    reached = sum(t / smallest.tokens_per_step >= optimal_steps(n, t) for n, t in cells)
+    assert 0 < reached < len(cells)
+    assert f"they reach it at {reached} of {len(cells)} fitting (N, T)" in text
     stage_a = recipe.s_opt_reach(load_profile("stage_a"))
     assert f"Stage A reached S_opt at {stage_a['reached']} of {stage_a['cells']} checkpoints" in text
-    assert "--profile gpu --dry-run" in text
+    assert "per cell, will not locate B_opt either" in text and "--profile gpu --dry-run" in text
     row = recipe.commands_table().set_index("command").loc["make book PROFILE=gpu"]
     assert row["time, as recorded"] == f"never run; estimated {recipe.duration(estimate['wall_s'])}"
     assert recipe.logged_wall_time(RESULTS / "cpu/sweep.log") == pytest.approx(5039)
@@ -281,14 +288,22 @@ def test_the_held_out_sentence_says_where_the_observed_loss_lies_against_the_pre
     sides = ["above" if h["observed_val_loss"] > h["predicted_val_loss_ci95"][1] else "not above" for h in held]
     text = holdout_sentence(cpu.fit)
     assert f"lies above it at {sides.count('above')}" in text and f"(of {len(held)} checkpoints)" in text
+    beyond = max(h["observed_val_loss"] / h["predicted_val_loss_ci95"][1] - 1 for h in held)
+    assert f"up to {100 * beyond:.1f}% above its top: an upper bound explains the sign of such a miss" in text
     # an observed loss below the interval is counted as such (planted)
     below = copy.deepcopy(cpu.fit)
     for h in below["holdout"]:
         h["observed_val_loss"] = h["predicted_val_loss_ci95"][0] / 2
-    assert f"lies below it at {len(held)} (of" in holdout_sentence(below)
+    assert f"lies below it at {len(held)} (of {len(held)} checkpoints)." in holdout_sentence(below)
     # the claim table's verdict on the held-out error says the observed losses only bound the optimum
     table = report.comparison(cpu.fit).set_index("quantity")
-    edge = sum(bool(h["observed_on_edge"]) for h in held)
+    bound = sum(bool(h["observed_on_edge"]) and h["rel_error"] < 0 for h in held)
     assert table.loc["held-out loss, worst |relative error|", "verdict"].endswith(
-        f"(the observed loss an upper bound at {edge} of {len(held)} checkpoints: not decisive)"
+        f"(the law predicts lower; the observed loss an upper bound at {bound} of {len(held)} checkpoints)"
+    )
+    above = copy.deepcopy(cpu.fit)  # where the law predicts higher, an upper bound explains nothing
+    for h in above["holdout"]:
+        h["rel_error"] = abs(h["rel_error"])
+    assert report.comparison(above).set_index("quantity").loc["held-out loss, worst |relative error|", "verdict"] == (
+        "above 1%"
     )

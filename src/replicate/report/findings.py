@@ -391,12 +391,7 @@ def limitations(
             "**Not identified by these data** (intervals as wide as the paper's value): "
             + "; ".join(unidentified)
             + "."
-            + (
-                f" Stage L's loss law, fitted at its optima in lr at one batch size (chapter 6c), gives "
-                f"{loss_law_exponents(stage_l)}."
-                if stage_l
-                else ""
-            )
+            + (_stage_l_loss_exponents(stage_l) if stage_l and any("loss exponent" in u for u in unidentified) else "")
         )
     if not n_opt_bracketed(fit):
         lines.append(
@@ -412,6 +407,23 @@ def limitations(
             f"largest fitted one; predictions beyond that are not tested here."
         )
     return lines
+
+
+def _stage_l_loss_exponents(law: dict) -> str:
+    """Stage L's loss-law exponents at its lr optima, for the limitations' 'not identified' line, with the two
+    caveats that keep them from standing in for this study's: other clips, and an L_inf its data may not pin."""
+    l_inf_ci = (law.get("ci95") or {}).get("l_inf")
+    floor = l_inf_ci is not None and l_inf_ci[0] < 0.01 * law["l_inf"]
+    return (
+        f" Stage L's loss law, fitted at its optima in lr at one batch size on its own clips (chapter 6c), "
+        f"gives {loss_law_exponents(law)}"
+        + (
+            ", though its L_inf's interval reaches zero, so those exponents may absorb part of the floor"
+            if floor
+            else ""
+        )
+        + "; its clips differ, so its exponents need not equal this study's."
+    )
 
 
 def _readouts_agree(fit: FitDocument, fit_ema: FitDocument) -> str:

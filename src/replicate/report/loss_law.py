@@ -61,9 +61,11 @@ def holdout_sentence(fit: FitDocument) -> str:
     holdout = pd.DataFrame(fit["holdout"])
     ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
     sides = {"above": 0, "inside": 0, "below": 0}
+    beyond = 0.0  # how far the furthest observed loss lies above the interval's top, relative
     for observed, ci in zip(holdout["observed_val_loss"], holdout["predicted_val_loss_ci95"], strict=True):
         if ci:
             sides["above" if observed > ci[1] else "below" if observed < ci[0] else "inside"] += 1
+            beyond = max(beyond, observed / ci[1] - 1)
     counted = sum(sides.values())
     where = ", ".join(f"{side} it at {n}" for side, n in sides.items() if n)
     text = (
@@ -73,10 +75,13 @@ def holdout_sentence(fit: FitDocument) -> str:
         "error means the law predicts a lower loss than observed."
     )
     if counted:
+        text += f" Against the prediction's 95% interval the observed loss lies {where} (of {counted} checkpoints)"
         text += (
-            f" Against the prediction's 95% interval the observed loss lies {where} (of {counted} checkpoints): "
-            "an observed loss above the interval is what an upper bound on the optimum would give, so such a miss "
-            "does not decide against the law; one below it would."
+            f", up to {100 * beyond:.1f}% above its top: an upper bound explains the sign of such a miss, but its "
+            f"size only if the optimum lies at least that far below the grid's best cell; an observed loss below "
+            "the interval would decide against the law."
+            if sides["above"]
+            else "."
         )
     return text
 

@@ -1,7 +1,7 @@
 """The paper's claims at language-model scale, for the book: the published hyperparameter laws as a table
-(replicate.published, with this replication's beside them), and the fixed-vs-tuned claim on Porian et al.'s public runs
-(`replicate porian`'s JSON, results/public/porian.json) as tables and sentences whose every number comes
-from that JSON."""
+(replicate.published, with this replication's row beside them), and the fixed-vs-tuned claim on Porian et
+al.'s public runs (`replicate porian`'s JSON, results/public/porian.json) as tables and sentences whose every
+number comes from that JSON."""
 
 from __future__ import annotations
 
