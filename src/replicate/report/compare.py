@@ -128,6 +128,19 @@ def n_opt_bracketed(fit: FitDocument) -> bool:
 NOT_BRACKETED = "not measured here (no budget brackets N_opt: both sizes are extrapolated)"
 
 
+def holdout_sides(fit: FitDocument) -> dict[float, str]:
+    """Per held-out checkpoint (keyed by its tokens), where its observed loss lies against the loss law's 95%
+    prediction interval: "above", "inside" or "below" (checkpoints without an interval are left out). The
+    observed loss only bounds the optimum from above, so a loss above the interval may be the run's, one below it
+    is the law's."""
+    sides = {}
+    for h in fit.get("holdout") or []:
+        if ci := h.get("predicted_val_loss_ci95"):
+            loss = h["observed_val_loss"]
+            sides[h["tokens"]] = "above" if loss > ci[1] else "below" if loss < ci[0] else "inside"
+    return sides
+
+
 def worst_holdout_error(fit: FitDocument) -> float | None:
     """The largest |relative error| of the loss law's held-out predictions; None without any."""
     errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]

@@ -18,6 +18,7 @@ from replicate.report.compare import (
     comparison,
     fmt_ci,
     fmt_percent,
+    holdout_sides,
     n_opt_bracketed,
     n_opt_ratio_word,
     on_batch_edge,
@@ -472,13 +473,7 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
     ]
     held = sorted(image.get("holdout") or [], key=lambda h: h["tokens"])
     worst = worst_holdout_error(image)
-    # each checkpoint's observed loss against the prediction's 95% interval: the observed loss only bounds the
-    # optimum from above, so a loss above the interval may be the run's, one below it is the law's
-    side = {}
-    for h in held:
-        if ci := h.get("predicted_val_loss_ci95"):
-            loss = h["observed_val_loss"]
-            side[h["tokens"]] = "above" if loss > ci[1] else "below" if loss < ci[0] else "inside"
+    side = holdout_sides(image)
     worst_side = side.get(max(held, key=lambda h: abs(h["rel_error"]))["tokens"]) if held else None
     if held and worst is not None:
         errors = ", ".join(f"{100 * abs(h['rel_error']):.2g}%" for h in held)

@@ -9,6 +9,7 @@ from replicate.fit import paper_laws
 from replicate.fit.laws import LOSS_PARAMS, n_opt_exponent
 from replicate.fit.read import FitDocument
 from replicate.paper import COMPUTE_LAW_FROM_LOSS, HEADLINE
+from replicate.report.compare import holdout_sides
 
 
 def _sci(value: float) -> str:
@@ -60,13 +61,18 @@ def holdout_sentence(fit: FitDocument) -> str:
     against the prediction's 95% interval (and what a miss on either side would say)."""
     holdout = pd.DataFrame(fit["holdout"])
     ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
-    sides = {"above": 0, "inside": 0, "below": 0}
-    beyond = 0.0  # how far the furthest observed loss lies above the interval's top, relative
-    for observed, ci in zip(holdout["observed_val_loss"], holdout["predicted_val_loss_ci95"], strict=True):
-        if ci:
-            sides["above" if observed > ci[1] else "below" if observed < ci[0] else "inside"] += 1
-            beyond = max(beyond, observed / ci[1] - 1)
-    counted = sum(sides.values())
+    side = holdout_sides(fit)
+    sides = {k: sum(v == k for v in side.values()) for k in ("above", "inside", "below")}
+    # how far the furthest observed loss lies above the interval's top, relative
+    beyond = max(
+        (
+            h["observed_val_loss"] / h["predicted_val_loss_ci95"][1] - 1
+            for h in fit["holdout"]
+            if side.get(h["tokens"]) == "above"
+        ),
+        default=0.0,
+    )
+    counted = len(side)
     where = ", ".join(f"{side} it at {n}" for side, n in sides.items() if n)
     text = (
         f"The held-out model is {ratio:.1f}x larger than the largest fitting model. Its observed loss is the "

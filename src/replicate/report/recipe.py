@@ -188,7 +188,8 @@ def s_opt_reach(profile: Profile) -> dict:
 def what_it_tests(name: str = "gpu", results: Path = RESULTS) -> str:
     """What a profile's grid can test of the batch law, before its hours are spent: how many of its fitting
     (N, T) reach S_opt (s_opt_reach), beside Stage A, which reached it and still could not locate B_opt."""
-    reach = s_opt_reach(load_profile(name))
+    profile = load_profile(name)
+    reach = s_opt_reach(profile)
     (lo, hi), (s_lo, s_hi) = reach["steps"], reach["s_opt"]
     text = (
         f"What it can test: the `{name}` grid's longest runs (its smallest batch, {reach['smallest_batch_clips']} "
@@ -202,7 +203,7 @@ def what_it_tests(name: str = "gpu", results: Path = RESULTS) -> str:
     if stage_a is not None and envelope and stage_a.get("verdict") != "go":
         a = s_opt_reach(load_profile("stage_a"))
         noise = stage_a["seed_noise"]["raw"]["near_optimum"]["rms"]
-        seeds = len({r.cfg.seed for r in load_profile(name).runs if r.role == "fit"})
+        seeds = len({r.cfg.seed for r in profile.runs if r.role == "fit"})
         text += (
             f" Stage A reached S_opt at {a['reached']} of {a['cells']} checkpoints and still could not locate B_opt "
             f"(verdict {stage_a['verdict']}, chapter 6b): its loss bends along B by at most {100 * envelope[1]:.2f}% "
