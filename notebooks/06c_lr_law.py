@@ -30,8 +30,9 @@
 # $\log L = m(N, T, B, \mathrm{seed}) + c(v)\,v^2$ with
 # $v = \ln\eta - (a_B + e_T \ln(T/T_0) + e_N \ln(N/N_0))$, $c$ steeper above the vertex than below. The ridge
 # comes from the same bowl with a free intercept per size and batch size. Intervals: a wild cluster bootstrap,
-# one weight per training group (a model size, batch size and seed trained as one ensemble), which keeps every
-# correlation inside an ensemble. The level $m$ is free per seed, so what is computed from the levels (the
+# one weight per training group, a model size, batch size and seed (the runs of every learning rate that share
+# that seed's initialisation and data stream; an ensemble may stack two seeds, each member still its own run),
+# which keeps every correlation inside a group. The level $m$ is free per seed, so what is computed from the levels (the
 # lr-optimal losses, and the loss law and batch gaps below) also takes each run's deviation from its cell's
 # seed mean at each checkpoint, times its training group's weight (the same at every $T$) and
 # $\sqrt{k/(k-1)}$ for $k$ seeds: for cells with two or more seeds, the seeds' spread is in those intervals.
@@ -53,10 +54,12 @@ from replicate import report
 from replicate.report import figures, lr_law
 
 STAGE_L = Path(STAGE_L_DIR)
+study_name = f"study ({Path(RESULTS_DIR).name})"
+study = report.load_study(RESULTS_DIR)
 studies = {
     "Stage L": STAGE_L / "lr_law.json",
     "Stage L, EMA readout": STAGE_L / "lr_law_ema.json",
-    f"study ({Path(RESULTS_DIR).name})": Path(RESULTS_DIR) / "lr_law.json",
+    study_name: Path(RESULTS_DIR) / "lr_law.json",
     "Stage A": Path(STAGE_A_DIR) / "lr_law.json",
 }
 laws = {name: doc for name, path in studies.items() if (doc := report.read_lr_law(path))}
@@ -79,7 +82,10 @@ if not laws:
     display(Markdown("**No learning-rate law yet.** `make book` writes `lr_law.json` beside each runs table."))
 else:
     display(report.table(lr_law.lr_law_table(laws)))
-    display(Markdown("\n\n".join(lr_law.agreement_lines(laws) + lr_law.ridge_carried_lines(laws))))
+    fit = study.fit if study is not None else None
+    estimators = lr_law.ridge_estimators_line(laws[study_name], fit, study_name) if study_name in laws else None
+    lines = lr_law.agreement_lines(laws) + lr_law.ridge_carried_lines(laws) + ([estimators] if estimators else [])
+    display(Markdown("\n\n".join(lines)))
     words, numbers = report.lr_law_claim(headline, laws.get("Stage L, EMA readout"))
     display(Markdown(report.paper_box([f"{headline_name}: {words} ({numbers})."], "The learning-rate law says")))
 
@@ -107,7 +113,13 @@ if headline is not None:
 if headline is not None:
     display(report.table(lr_law.ridge_table(headline)))
     display(Markdown(lr_law.ridge_sentence(headline)))
-    display(Markdown("What the measured exponents imply for the paper's laws (each given the paper's other one):"))
+    display(
+        Markdown(
+            "What the measured exponents imply for the paper's laws, each given the paper's other one: each line "
+            "tests a pair of the paper's exponents (its batch law's and its lr law's) jointly, never one law alone "
+            "(the batch law alone is not testable at this scale: {doc}`06b_stage_a`)."
+        )
+    )
     display(Markdown("\n".join(f"- {line}" for line in lr_law.implied_lines(headline))))
 
 # %% [markdown]
@@ -117,7 +129,10 @@ if headline is not None:
 # whose $T/N$ lies inside the fitting sizes' range, the law's $\eta^*$ is compared with the held-out model's own
 # vertex, and the paper's additive loss law (Eq. 15), fitted to the fitting sizes' losses at their
 # learning-rate optima, predicts its loss at its optimum. The same checks on the runs' EMA weights follow
-# (`summary_ema.json`), as the exponents' table above gives both readouts.
+# (`summary_ema.json`), as the exponents' table above gives both readouts. In the figure the left panel's band
+# is the law's interval alone; the middle panel is the test, the law's $\eta^*$ over the model's own with its
+# interval taken resample by resample (the two share the law's curvatures, so a vertex inside the band can
+# still lie off the law); the right panel is the loss law's prediction.
 
 # %% tags=["hide-input"]
 if summary is None or not summary.get("heldout"):

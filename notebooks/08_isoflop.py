@@ -18,7 +18,9 @@
 # (`replicate.fit.isoflop_compute_law`). Here each model size's loss curve at its optimal hyperparameters is
 # read at $T = C / C_\mathrm{token}(N)$ (`replicate.fit.isoflop_losses`, interpolated in log-log, never
 # extrapolated), and budgets reached by at least three sizes get a parabola. Liang et al. count $C = 6NT$,
-# the first panel; the second uses the exact matmul count.
+# the first panel; the second uses the exact matmul count. The table below adds the video paper's own count,
+# $C_\mathrm{token} = \tfrac{3}{4} N (7 + n_\mathrm{ctx} / d)$ per token ("paper",
+# `replicate.config.flops_per_token`), which the figure leaves out.
 
 # %% tags=["parameters"]
 PROFILE = "default"
@@ -38,9 +40,10 @@ fit = study.fit if study is not None else None
 # %% [markdown]
 # ## Loss against model size at fixed compute
 #
-# Each colour is one budget reached by two or more sizes: each size's loss there (filled: the lowest), and, where
-# a parabola in $\log N$ has its vertex inside the sizes, the parabola and its vertex $N_\mathrm{opt}(C)$. What to
-# see: whether any budget has its lowest loss between two sizes, which is what locates $N_\mathrm{opt}$.
+# Each colour is one budget reached by two or more sizes (its FLOPs on the colour bar): each size's loss there
+# (filled: the lowest), and, where a parabola in $\log N$ has its vertex inside the sizes, the parabola and its
+# vertex $N_\mathrm{opt}(C)$. What to see: whether any budget has its lowest loss between two sizes, which is
+# what locates $N_\mathrm{opt}$.
 
 # %% tags=["hide-input"]
 if fit is not None:

@@ -63,6 +63,12 @@ def test_every_figure_of_the_loss_chapters_carries_its_data_and_labels_its_log_a
     (value,) = pd.DataFrame(cpu.fit_ema["optima"])["batch_size"].unique()
     (note,) = [t.get_text() for t in drawn["EMA batch law"].axes[0].texts]
     assert f"({value:g} tokens; the sizes' markers overlap)" in note
+    # what the colours do not say has a key: hollow edge markers, the line styles, the held-out prediction
+    keys = {
+        name: [t.get_text() for t in drawn[name].axes[0].get_legend().get_texts()] for name in drawn if "law" in name
+    }
+    assert {"on the grid's edge (a bound)", "the paper's law at our (N, T)"} <= set(keys["lr law"])
+    assert "its prediction" in keys["image loss law"]
 
 
 def test_a_narrow_log_axis_without_round_ticks_is_reported_and_tidy_labels_it():
@@ -123,7 +129,16 @@ def test_a_law_fitted_to_optima_on_one_grid_value_is_not_identified(cpu):
 def test_the_isoflop_chapter_says_where_n_opt_lies(cpu):
     summary = report.isoflop_summary(cpu.fit)
     assert (summary["smallest size reaching it is best"] == summary["budgets reached by >= 2 sizes"]).all()
-    assert "N_opt lies below the smallest size" in report.isoflop_sentence(summary)
+    sentence = report.isoflop_sentence(summary)
+    # a lowest loss at the smallest size bounds N_opt by the next size up: it may lie between the two
+    assert "below the second-smallest size" in sentence and "between the two" in sentence
+    # the loss law's N_opt carries its bootstrap interval, and an interval reaching the sizes does not decide
+    low, high = (float(x) for x in summary.loc[0, "its 95% CI"].split(" to "))
+    assert low < high
+    smallest = min(row["n_params"] for row in cpu.fit["optima"])
+    assert ("does not decide" in sentence) == (high >= smallest)
+    below = summary.assign(**{"interval below them": True})
+    assert "points the same way" in report.isoflop_sentence(below)
     changed = summary.assign(**{"smallest size reaching it is best": 0, "vertices inside the sizes": 2})
     assert "bounds N_opt" in report.isoflop_sentence(changed)
 
@@ -165,7 +180,11 @@ def test_three_fits_name_the_exponents_whose_sign_they_do_not_agree_on(cpu):
 def test_the_image_verdict_follows_the_held_out_error(cpu):
     image = report.load_study(RESULTS / "image")
     lines = report.law_form_verdict(image.fit, cpu.fit, image.runs)
-    assert "not shown at this scale" in lines[-1] and "single run" in lines[1]
+    assert "not shown at this scale" in lines[-1] and "single run" in lines[2]
+    # the in-sample fit counts its edge optima and refits the interior ones alone
+    assert lines[1].startswith("The law uses 21 optima, 11 of them on an edge") and "interior ones alone" in lines[1]
+    # two overlapping intervals, one as wide as the other's value, do not say the exponents agree
+    assert "alpha_N 0.332 [0.129, 2.55] on images" in lines[3] and lines[3].endswith("not told apart).")
     # the committed case: inside at 5 of 7, the worst (9.7%) and the last above it, which an upper bound explains
     assert "inside the prediction's 95% interval at 5 of 7 checkpoints, above it at 2 (the worst above it)" in lines[-1]
     assert "does not decide against the form either" in lines[-1]
@@ -178,6 +197,21 @@ def test_the_image_verdict_follows_the_held_out_error(cpu):
     for h in good["holdout"]:
         h["rel_error"] = 0.004
     assert "holds at 1% here" in report.law_form_verdict(good)[-1]
+
+
+def test_two_fits_exponents_are_told_apart_only_by_disjoint_intervals():
+    from replicate.report.findings import exponents_apart
+
+    assert exponents_apart(0.1, [0.08, 0.12], 0.3, [0.2, 0.4]) == "intervals disjoint: the exponents differ"
+    assert exponents_apart(0.3, [0.25, 0.35], 0.32, [0.28, 0.36]) == "intervals overlap"
+    assert exponents_apart(0.33, [0.13, 2.55], 0.08, [0.06, 0.53]).endswith("not told apart")
+    assert exponents_apart(0.3, None, 0.3, [0.2, 0.4]) == "no interval"
+
+
+def gpu_cfg_bf16() -> bool:
+    from replicate.profile import load_profile
+
+    return any(run.cfg.bf16 for run in load_profile("gpu").runs)
 
 
 def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
@@ -197,6 +231,12 @@ def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
     assert "so the estimate is likely high" in text  # auto no longer takes the kernels those steps ran
     assert "likely high" not in recipe.gpu_recipe({**estimate, "backend": "torch"})
     assert "no time can be estimated" in recipe.gpu_recipe(None)
+    # the steps ran under bf16 autocast and the profile trains in fp32: the estimate may err either way
+    assert not gpu_cfg_bf16() and "may err either way" in text
+    # the lab's first commands: its environment, a check that torch sees the GPU, the dry run; a failing call
+    # stops the resume loop instead of spinning
+    assert text.index("make venv") < text.index("torch.cuda.is_available()") < text.index("--dry-run")
+    assert "--deadline-s 540 || break" in text
     # what the grid can test: its longest runs' steps against the paper's S_opt, counted here from the grid's
     # tokens per step at its smallest batch rather than from the runs' checkpoint steps
     gpu = load_profile("gpu")
@@ -209,6 +249,9 @@ def test_the_gpu_recipe_and_its_time_come_from_the_measured_steps():
     stage_a = recipe.s_opt_reach(load_profile("stage_a"))
     assert f"Stage A reached S_opt at {stage_a['reached']} of {stage_a['cells']} checkpoints" in text
     assert "per cell, will not locate B_opt either" in text and "--profile gpu --dry-run" in text
+    sizes = sorted({count_params(c.model) for c in fit})
+    assert f"What it measures: the learning-rate and loss laws at the optima of {len(sizes)} sizes" in text
+    assert f"N = {sizes[0]:,} to {sizes[-1]:,}" in text and f"{gpu.workers} workers share one GPU" in text
     row = recipe.commands_table().set_index("command").loc["make book PROFILE=gpu"]
     assert row["time, as recorded"] == f"never run; estimated {recipe.duration(estimate['wall_s'])}"
     assert recipe.logged_wall_time(RESULTS / "cpu/sweep.log") == pytest.approx(5039)

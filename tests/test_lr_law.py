@@ -331,6 +331,61 @@ def test_carrying_the_ridges_uncertainty_names_a_verdict_it_would_change():
     assert line.endswith("With it the verdict changes for c's e_N (not identified).")
 
 
+def test_the_ridge_sentence_names_sizes_that_disagree_and_what_their_spread_moves():
+    """Disjoint per-size intervals are named; the spread moves e_T by spread x beta_B and e_N by spread x gamma_B,
+    held against the measured-minus-implied gaps."""
+    from replicate.report.lr_law import ridge_sentence
+
+    def doc(sizes: list[tuple], gaps: tuple) -> dict:
+        paper = {"beta_b": 0.8, "gamma_b": 0.2, "beta_eta": -0.05, "gamma_eta": -0.16}
+        gap = {
+            key: {"value": g, "ci95": [g - 0.01, g + 0.01]} for key, g in zip(("tokens", "params"), gaps, strict=True)
+        }
+        ridges = [{"n_params": n, "value": v, "ci95": [lo, hi]} for n, v, lo, hi in sizes]
+        return {
+            "ridge_by_size": ridges,
+            "ridge": ridges[0],
+            "paper_implied": {"paper": paper, "measured_minus_implied": gap},
+        }
+
+    apart = ridge_sentence(doc([(100, 0.5, 0.48, 0.52), (200, 0.6, 0.57, 0.63)], (0.3, 0.05)))
+    assert "spread 0.10" in apart and "N = 100 and N = 200 have no value in common" in apart
+    assert "moves the paper-implied e_T by 0.080" in apart and "e_N by 0.020" in apart
+    assert apart.endswith("each smaller than the gap it would have to close.")
+    close = ridge_sentence(doc([(100, 0.5, 0.45, 0.56), (200, 0.6, 0.55, 0.65)], (0.3, 0.01)))
+    assert "no value in common" not in close and close.endswith("enough to close a gap.")
+
+
+def test_an_exponent_implied_given_the_papers_other_is_a_verdict_on_the_pair():
+    from replicate.report.lr_law import implied_lines
+
+    paper = {"beta_b": 0.808, "gamma_b": 0.19, "beta_eta": -0.045, "gamma_eta": -0.16}
+    doc = {
+        "paper_implied": {"paper": paper},
+        "implied": {
+            "beta_b_given_paper_beta_eta": {"value": 0.36, "ci95": [0.29, 0.43]},
+            "gamma_b_given_paper_gamma_eta": {"value": 0.19, "ci95": [0.18, 0.2]},
+        },
+    }
+    excluded, agreed = implied_lines(doc)
+    assert (
+        excluded.startswith("Given the paper's beta_eta, beta_B = +0.360") and "excludes the paper's pair" in excluded
+    )
+    assert "the paper's pair agrees" in agreed
+
+
+def test_the_two_ridge_estimators_say_whether_their_intervals_meet():
+    from replicate.report.lr_law import ridge_estimators_line
+
+    sizes = [{"n_params": 1, "value": 0.5, "ci95": [0.49, 0.51]}, {"n_params": 2, "value": 0.65, "ci95": [0.64, 0.66]}]
+    doc = {"ridge": {"value": 0.57, "ci95": [0.56, 0.58]}, "ridge_by_size": sizes}
+    wide = ridge_estimators_line(doc, {"lr_batch_exponent": {"value": 0.7, "ci95": [0.4, 0.75]}}, "s")
+    assert "Their intervals meet" in wide and "from 0.50 to 0.65" in wide
+    apart = ridge_estimators_line(doc, {"lr_batch_exponent": {"value": 0.7, "ci95": [0.65, 0.75]}}, "s")
+    assert "have no value in common" in apart
+    assert ridge_estimators_line(doc, {"lr_batch_exponent": None}, "s") is None
+
+
 def test_stage_l_progress_counts_the_held_out_runs_apart():
     from replicate.profile import load_profile
     from replicate.report.lr_law import heldout_pending, progress_sentence, trained

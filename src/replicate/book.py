@@ -80,7 +80,7 @@ def readme_findings(
             "not measured yet"
             if c["value"] is None
             else f"{100 * c['value']:.2f}% [{100 * c['ci95_envelope'][0]:.2f}, {100 * c['ci95_envelope'][1]:.2f}]% per "
-            "squared doubling of B"
+            "squared doubling of B (95%: the envelope of the seed bootstrap and the least-squares interval)"
         )
         spans = stage_a.get("verdict_envelope") or []
         verdict = stage_a["verdict"] + (f", its interval spanning {' and '.join(spans)}" if len(spans) > 1 else "")

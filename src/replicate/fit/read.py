@@ -11,6 +11,7 @@ Units are raw throughout: N in parameters, T in training tokens, B in tokens per
 # no postponed annotations here: TypedDict reads NotRequired when each class is made
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,3 +292,12 @@ def law_parameters(fit: Mapping[str, Any], name: str, sample: int | None = None)
     drawn = (fit.get("bootstrap") or {}).get("samples") or {}
     values = [drawn.get(f"{chosen.samples_prefix}.{k}", [None] * (sample + 1))[sample] for k in keys]
     return None if any(v is None for v in values) else dict(zip(keys, values, strict=True))
+
+
+def law_samples(fit: Mapping[str, Any], name: str) -> list[dict[str, float]]:
+    """The headline `name` law of every bootstrap resample that fitted one, finite in every parameter (fit.json
+    keeps the resamples jointly)."""
+    drawn = (fit.get("bootstrap") or {}).get("samples") or {}
+    count = len(drawn.get(f"{headline(fit, name).samples_prefix}.{LAW_PARAMS[name][0]}") or [])
+    laws = (law_parameters(fit, name, sample) for sample in range(count))
+    return [law for law in laws if law is not None and all(math.isfinite(v) for v in law.values())]

@@ -10,7 +10,7 @@ import pandas as pd
 from replicate.fit import FlopsPerToken, compute_optimal_size, loss_law, percentile_interval, training_compute
 from replicate.fit.laws import LOSS_PARAMS
 from replicate.fit.predict import predict
-from replicate.fit.read import FitDocument
+from replicate.fit.read import FitDocument, law_samples
 from replicate.report.compare import fmt_ci, fmt_flops
 
 # The book's one N_opt(C): what ch. 7, ch. 10 and `replicate predict` report, and fit.json's
@@ -28,15 +28,7 @@ def _law(part: dict) -> dict[str, float]:
 
 def loss_law_samples(fit: FitDocument) -> list[dict[str, float]]:
     """The loss law of every bootstrap resample that fitted one (fit.json keeps them jointly)."""
-    drawn = (fit.get("bootstrap") or {}).get("samples") or {}
-    columns = [drawn.get(f"loss_law.{k}") for k in LOSS_PARAMS]
-    if any(c is None for c in columns):
-        return []
-    return [
-        dict(zip(LOSS_PARAMS, values, strict=True))
-        for values in zip(*columns, strict=True)
-        if all(v is not None and np.isfinite(v) for v in values)
-    ]
+    return law_samples(fit, "loss_law")
 
 
 def flops_per_token(fit: FitDocument) -> FlopsPerToken:

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
@@ -322,6 +324,13 @@ def hyperparameter_law_figure(fit: FitDocument, key: str, paper: dict | None = N
             ax.plot(t, hyperparameter_law(t, n, law["coef"], law["exp_tokens"], law["exp_params"]), color=palette[n])
         if paper:
             ax.plot(t, hyperparameter_law(t, n, **paper), color=palette[n], ls="--", alpha=0.6)
+    # keys for what the colours do not say: the hollow markers and the line styles
+    if optima["on_edge"].astype(bool).any():
+        ax.scatter([], [], facecolor="none", edgecolor="0.4", label="on the grid's edge (a bound)")
+    if drawn:
+        ax.plot([], [], color="0.4", label="our law")
+    if paper:
+        ax.plot([], [], color="0.4", ls="--", label="the paper's law at our (N, T)")
     if not drawn:
         # what the markers sit at, whatever the ticks, and why fewer colours show than sizes
         values = ", ".join(f"{v:g}" for v in sorted(optima[key].unique())) + (" tokens" if key == "batch_size" else "")
@@ -366,7 +375,7 @@ def loss_law_figure(fit: FitDocument) -> Figure:
         ax.scatter(
             g["tokens"], g["observed_val_loss"], marker="s", color=palette[n], label=f"held out, N = {_fmt_n(n)}"
         )
-        ax.scatter(g["tokens"], g["predicted_val_loss"], marker="x", color="black", zorder=5)
+        ax.scatter(g["tokens"], g["predicted_val_loss"], marker="x", color="black", zorder=5, label="its prediction")
         ax.plot(t, loss_law(n, t, **law), color=palette[n], ls="--")
         held = g[["n_params", "tokens", "observed_val_loss", "predicted_val_loss"]]
         held = held.rename(columns={"observed_val_loss": "val_loss", "predicted_val_loss": "law"})
@@ -636,7 +645,11 @@ def isoflop_figure(fit: FitDocument) -> Figure:
         law = fit["compute_laws"][conv]
         table = isoflop_budgets(fit, conv)
         budgets = sorted(table["flops"].unique())
-        colours = dict(zip(budgets, sns.color_palette("magma", len(budgets)), strict=True))
+        # one colour per budget on a log scale, keyed by the colour bar
+        shade = (
+            ScalarMappable(LogNorm(min(budgets), max(max(budgets), 2 * min(budgets))), "magma_r") if budgets else None
+        )
+        colours = {c: shade.to_rgba(c) for c in budgets} if shade else {}
         vertices = {round(b["flops"]): b for b in (law.get("isoflop") or {}).get("budgets", [])}
         for c, g in table.groupby("flops"):
             best = g["lowest"].to_numpy()
@@ -657,6 +670,8 @@ def isoflop_figure(fit: FitDocument) -> Figure:
             title=f"C = {conv} FLOPs: " + (f"N_opt ~ C^{iso['exp']:.3f}" if iso else "no vertex inside the sizes"),
         )
         ax.title.set_fontsize(10)
+        if shade is not None:
+            fig.colorbar(shade, ax=ax, label=f"budget C ({conv} FLOPs)", pad=0.02)
         frames.append(table.assign(flops_convention=conv))
     return _tidy(fig, pd.concat(frames, ignore_index=True))
 
@@ -720,13 +735,16 @@ def _vertex_points(ax, x, rows: pd.DataFrame, color, label: str) -> None:
 
 def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     """The held-out model (a learning-rate study's summary.json and its lr_law.json): left, its own lr* against
-    T beside the law's prediction with the 95% band (the fitting range of T/N shaded); right, its lr-optimal loss
-    beside the loss law's prediction, with the prediction's 95% interval (the held-out model's seed noise in it)."""
+    T beside the law's prediction with the law's 95% band (the fitting range of T/N shaded); middle, the test:
+    the law's lr* over the model's own, with its 95% interval taken resample by resample (the band and the
+    vertex share the law's curvatures, so a vertex inside the band can still lie off the law) against the goal;
+    right, its lr-optimal loss beside the loss law's prediction, with the prediction's 95% interval (the
+    held-out model's seed noise in it)."""
     held = summary["heldout"]
     checks = pd.DataFrame(held["checkpoints"])
     vertices = pd.DataFrame(doc["vertices"])
     n, b = held["n_params"], held["batch_size"]
-    fig, axes = plt.subplots(1, 2, figsize=(BOOK_WIDTH_IN, 4.0))
+    fig, axes = plt.subplots(1, 3, figsize=(BOOK_WIDTH_IN, 3.8))
     t = np.geomspace(checks["tokens"].min() / 1.5, checks["tokens"].max() * 1.2, 40)
     centre, lo, hi = law_band(doc, b, np.full(len(t), float(n)), t)
     axes[0].plot(t, centre, color="C0", label="law (fitting sizes)")
@@ -736,19 +754,35 @@ def heldout_figure(summary: HeldoutSummary, doc: LrLawDocument) -> Figure:
     ratio = vertices["tokens"] / vertices["n_params"]
     axes[0].axvspan(ratio.min() * n, min(ratio.max() * n, t.max()), color="0.9", zorder=0, label="fitting T/N range")
     axes[0].set(xscale="log", yscale="log", xlabel="training tokens T", ylabel=f"lr* at B = {b:g} tokens")
+    ratio_value = np.array([c["lr_ratio"]["value"] for c in held["checkpoints"]])
+    ratio_ci = np.array([c["lr_ratio"]["ci95"] or [np.nan, np.nan] for c in held["checkpoints"]])
+    goal = summary["goals"]["heldout_lr_ratio"]
+    axes[1].axhspan(1 / goal, goal, color="0.92", zorder=0, label=f"goal: within x{goal:g}")
+    axes[1].axhline(1, color="0.5", lw=0.8)
+    axes[1].errorbar(
+        checks["tokens"],
+        ratio_value,
+        yerr=np.stack([ratio_value - ratio_ci[:, 0], ratio_ci[:, 1] - ratio_value]).clip(min=0),
+        fmt="o",
+        color="C0",
+        capsize=3,
+        label="95%, resample by resample",
+    )
+    axes[1].set(xscale="log", xlim=axes[0].get_xlim(), xlabel="training tokens T", ylabel="law's lr* / held-out lr*")
     # the bootstrap's intervals with the held-out model's seed noise, as the chapter's sentences give them
     widened = with_seed_noise([c["loss_error"] for c in held["checkpoints"]], summary.get("heldout_seed_noise"))
     errors = np.array([c["ci95"] or [np.nan, np.nan] for c in widened])
     pred, measured = checks["loss_predicted"].to_numpy(), checks["loss"].to_numpy()
-    axes[1].scatter(checks["tokens"], measured, color="k", zorder=3, label="measured (its lr optimum)")
+    axes[2].scatter(checks["tokens"], measured, color="k", zorder=3, label="measured (its lr optimum)")
     yerr = np.stack([pred - measured * (1 + errors[:, 0]), measured * (1 + errors[:, 1]) - pred]).clip(min=0)
-    axes[1].errorbar(
+    axes[2].errorbar(
         checks["tokens"], pred, yerr=yerr, fmt="s", color="C1", capsize=3, label="loss law (95%, seed noise in)"
     )
-    axes[1].set(xscale="log", xlim=axes[0].get_xlim(), xlabel="training tokens T", ylabel="validation loss")
+    axes[2].set(xscale="log", xlim=axes[0].get_xlim(), xlabel="training tokens T", ylabel="validation loss")
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     data = checks.drop(columns=[c for c in checks if checks[c].map(lambda v: isinstance(v, dict | list)).any()])
+    data = data.assign(lr_ratio=ratio_value, lr_ratio_lo=ratio_ci[:, 0], lr_ratio_hi=ratio_ci[:, 1])
     return _tidy(fig, data)
 
 

@@ -19,6 +19,7 @@ from replicate.report.compare import (
     fmt_ci,
     fmt_percent,
     holdout_sides,
+    loss_law_checks_sentence,
     n_opt_bracketed,
     n_opt_ratio_word,
     on_batch_edge,
@@ -133,9 +134,17 @@ def _lr_exponent_verdict(lr_law: LrLawDocument, key: str) -> tuple[str, str] | N
         return None
     paper = lr_law["paper_implied"][f"lr_exponent_{key}"]["value"]
     label = {"tokens": "T", "params": "N"}[key]
+    # how much the two exponents part over the data's range: a factor in lr* between its ends
+    values = [v[{"tokens": "tokens", "params": "n_params"}[key]] for v in lr_law.get("vertices") or []]
+    span = max(values) / min(values) if values else None
+    apart = (
+        f"; x{span ** abs(measured['value'] - paper):.2f} apart in lr* over the data's {span:.3g}x in {label}"
+        if span
+        else ""
+    )
     return (
         verdict(measured["value"], measured["ci95"], paper),
-        f"lr* ~ {label}^{measured['value']:.3f} {fmt_ci(measured['ci95'])} (paper-implied {paper:.3f})",
+        f"lr* ~ {label}^{measured['value']:.3f} {fmt_ci(measured['ci95'])} (paper-implied {paper:.3f}{apart})",
     )
 
 
@@ -460,6 +469,19 @@ def _interval_sides(side: dict[float, str], worst_side: str | None) -> str:
     )
 
 
+def exponents_apart(a: float, ci_a: list[float] | None, b: float, ci_b: list[float] | None) -> str:
+    """Whether two fits' exponents are told apart: disjoint intervals are; overlapping ones are not, and where
+    either interval is as wide as the other fit's value (the book's "not identified", `verdict`), the overlap is
+    no evidence that they agree either."""
+    if not (ci_a and ci_b):
+        return "no interval"
+    if ci_a[1] < ci_b[0] or ci_b[1] < ci_a[0]:
+        return "intervals disjoint: the exponents differ"
+    if verdict(a, ci_a, b) == "not identified" or verdict(b, ci_b, a) == "not identified":
+        return "intervals overlap, but one is as wide as the other's value: not told apart"
+    return "intervals overlap"
+
+
 def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame | None = None) -> list[str]:
     """The paper's appendix claim that the same loss-law form holds for an image DiT, judged as the book judges it
     on video: the form fitted in sample, then its prediction of a larger held-out model (holds at 1%, the rule of
@@ -469,7 +491,8 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
     lines = [
         f"In sample the additive form {'fits' if law['converged'] else 'does not converge on'} the image optima: "
         f"median |log residual| {100 * law['huber']['median_abs_log_residual']:.1f}% over {law['n_points']} optima"
-        + ("; L_inf fits to zero." if law.get("l_inf_at_zero") else ".")
+        + ("; L_inf fits to zero." if law.get("l_inf_at_zero") else "."),
+        loss_law_checks_sentence(image),
     ]
     held = sorted(image.get("holdout") or [], key=lambda h: h["tokens"])
     worst = worst_holdout_error(image)
@@ -498,10 +521,9 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
         for key, name in (("alpha_tokens", "alpha_T"), ("alpha_params", "alpha_N")):
             a, b = image["loss_law"], video["loss_law"]
             ci_a, ci_b = (a.get("ci95") or {}).get(key), (b.get("ci95") or {}).get(key)
-            overlap = bool(ci_a and ci_b and ci_a[0] <= ci_b[1] and ci_b[0] <= ci_a[1])
             pairs.append(
                 f"{name} {a[key]:.3f}{ci_text(ci_a)} on images, {b[key]:.3f}{ci_text(ci_b)} on video "
-                f"(intervals {'overlap' if overlap else 'disjoint'})"
+                f"({exponents_apart(a[key], ci_a, b[key], ci_b)})"
             )
         lines.append("The exponents: " + "; ".join(pairs) + ".")
     video_worst = worst_holdout_error(video) if video is not None else None

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from replicate.fit.read import CurvatureSummary, HeldoutSummary, LrLawDocument
+from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument
 from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
 from replicate.report.compare import against_goal, fmt_ci, fmt_percent, seed_noise_clause, verdict, with_seed_noise
@@ -155,20 +155,45 @@ def ridge_table(doc: LrLawDocument) -> pd.DataFrame:
 
 
 def ridge_sentence(doc: LrLawDocument) -> str:
-    """Whether the ridge is the same at every size (within +-0.1, the separable form the law assumes)."""
-    ridges = [r["value"] for r in doc["ridge_by_size"]]
+    """Whether the ridge is the same at every size (the separable form the law assumes): the sizes' range, the
+    pair of sizes whose intervals lie furthest apart where two have no value in common, and how far that range
+    moves the paper-implied exponents (e_T = beta_eta - r beta_B, e_N = gamma_eta - r gamma_B) against the gaps
+    between the measured and the implied ones."""
+    ridges = doc["ridge_by_size"]
     if len(ridges) < 2:
         return f"The ridge, measured at one size, is r = {_value(doc['ridge'], 2)}."
-    spread = max(ridges) - min(ridges)
-    holds = "holds" if spread <= 0.1 else "fails"
-    return (
-        f"The ridge ranges from {min(ridges):.2f} to {max(ridges):.2f} over the sizes (spread {spread:.2f}): the "
-        f"separable form lr* = eta_opt(N, T) (B / B_opt)^r, with one r for every size, {holds} at +-0.1."
+    values = [r["value"] for r in ridges]
+    spread = max(values) - min(values)
+    text = f"The ridge ranges from {min(values):.2f} to {max(values):.2f} over the sizes (spread {spread:.2f})"
+    low, high = min(ridges, key=lambda r: r["ci95"][1]), max(ridges, key=lambda r: r["ci95"][0])
+    if low["ci95"][1] < high["ci95"][0]:
+        text += (
+            f", and the intervals at N = {low['n_params']:,} and N = {high['n_params']:,} have no value in common: "
+            "one r for every size is an approximation here"
+        )
+    paper, gaps = doc["paper_implied"]["paper"], doc["paper_implied"].get("measured_minus_implied") or {}
+    moves = {"tokens": spread * abs(paper["beta_b"]), "params": spread * abs(paper["gamma_b"])}
+    if not all(key in gaps for key in moves):
+        return text + "."
+    smaller = all(moves[key] < abs(gaps[key]["value"]) for key in moves)
+    return text + (
+        f". A change of {spread:.2f} in r moves the paper-implied e_T by {moves['tokens']:.3f} (x the paper's "
+        f"beta_B, {paper['beta_b']}) and e_N by {moves['params']:.3f} (x its gamma_B, {paper['gamma_b']}), "
+        f"against measured-minus-implied gaps of {gaps['tokens']['value']:+.3f} and {gaps['params']['value']:+.3f}: "
+        + ("each smaller than the gap it would have to close." if smaller else "enough to close a gap.")
     )
 
 
+JOINT_WORDS = {  # `verdict` on one exponent given the paper's other, read as the test of the pair it is
+    "excludes the paper's value": "excludes the paper's pair",
+    "agrees": "the paper's pair agrees",
+    "not identified": "not identified",
+}
+
+
 def implied_lines(doc: LrLawDocument) -> list[str]:
-    """What the measured exponents imply for the paper's batch and lr laws, one sentence each."""
+    """What the measured exponents imply for the paper's batch and lr laws, one sentence each: each holds one of
+    the paper's exponents fixed, so its verdict is on the pair (batch law, lr law), never on one law alone."""
     implied = doc["implied"]
     names = {
         "beta_b_given_paper_beta_eta": ("beta_B", "the paper's beta_eta"),
@@ -186,9 +211,35 @@ def implied_lines(doc: LrLawDocument) -> list[str]:
         est = implied[key]
         lines.append(
             f"Given {given}, {what} = {_value(est)} (the paper's {values[what]:+.3f}: "
-            f"{verdict(est['value'], est['ci95'], values[what])})."
+            f"{JOINT_WORDS[verdict(est['value'], est['ci95'], values[what])]})."
         )
     return lines
+
+
+def ridge_estimators_line(doc: LrLawDocument, fit: FitDocument | None, name: str) -> str | None:
+    """Where study `name`'s runs give chapter 6's pooled lr-B slope (fit.json's lr_batch_exponent: the per-batch
+    interpolated lr optima, interior ones only, joined at fixed (N, T)) beside this chapter's ridge r (the lr
+    law's bowl through every cell, one r for every size): the two estimators and whether their intervals meet."""
+    slope = (fit or {}).get("lr_batch_exponent") or {}
+    if slope.get("value") is None or not slope.get("ci95"):
+        return None
+    ridge = doc["ridge"]
+    meet = max(ridge["ci95"][0], slope["ci95"][0]) <= min(ridge["ci95"][1], slope["ci95"][1])
+    per_size = [r["value"] for r in doc["ridge_by_size"]]
+    return (
+        f"The {name} row's ridge r, {_value(ridge, 2)}, and chapter 6's lr-B slope from the same runs, "
+        f"{slope['value']:+.2f} {fmt_ci(slope['ci95'], 2)}, are two estimators of one slope: the bowl through "
+        "every cell with one r for every size, and the interpolated lr optimum of each batch size joined at fixed "
+        "(N, T), interior optima only. Their intervals "
+        + ("meet" if meet else "have no value in common")
+        + (
+            f"; the bowl fit's sizes range from {min(per_size):.2f} to {max(per_size):.2f}, so its shared r is "
+            "narrow because the model says one r, not because the data pin one"
+            if len(per_size) > 1 and max(per_size) - min(per_size) > ridge["ci95"][1] - ridge["ci95"][0]
+            else ""
+        )
+        + "."
+    )
 
 
 def heldout_table(summary: HeldoutSummary) -> pd.DataFrame:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from replicate.fit import FlopsPerToken, compute_optimal_size, isoflop_losses
+from replicate.fit import FlopsPerToken, compute_optimal_size, isoflop_losses, percentile_interval
 from replicate.fit.laws import LOSS_PARAMS
-from replicate.fit.read import FitDocument
+from replicate.fit.read import FitDocument, law_samples
 from replicate.paper import COMPUTE_LAW_EMPIRICAL
 from replicate.published import FIXED_HP_N_OPT_EXPONENT
 from replicate.report.tables import heatmap, neighbourhood_spread
@@ -130,41 +130,56 @@ def isoflop_budgets(fit: FitDocument, convention: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["flops", "n_params", "val_loss", "lowest", "smallest_reaching"])
 
 
-def _isoflop_n_opt(fit: FitDocument, convention: str, flops: np.ndarray) -> np.ndarray:
-    """The loss law's N_opt (the book's definition) at `flops` counted in `convention`."""
-    law = {k: fit["loss_law"][k] for k in LOSS_PARAMS}
+def _isoflop_n_opt(fit: FitDocument, convention: str, flops: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """The loss law's N_opt (the book's definition) at `flops` counted in `convention`, and the 95% bootstrap
+    interval's lowest and highest ends over those budgets ([] without resamples)."""
+    if not len(flops):
+        return np.array([]), []
     fpt = FlopsPerToken(**fit["compute_laws"][convention]["flops_per_token"])
-    return compute_optimal_size(law, flops, fpt)[0] if len(flops) else np.array([])
+    draws = np.array([compute_optimal_size(law, flops, fpt)[0] for law in law_samples(fit, "loss_law")])
+    bounds = [percentile_interval(column) for column in draws.T] if len(draws) else []
+    ends = [min(b[0] for b in bounds), max(b[1] for b in bounds)] if bounds and all(bounds) else []
+    return compute_optimal_size({k: fit["loss_law"][k] for k in LOSS_PARAMS}, flops, fpt)[0], ends
+
+
+MARGIN = "by (the next size's loss above)"  # isoflop_summary's column: how far the smallest size's loss is lowest
 
 
 def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
     """One row per FLOP convention: the budgets two and three sizes reach, at how many the smallest size that
-    reaches a budget has its lowest loss, the vertices inside the sizes, and the loss law's N_opt over those
-    budgets (the book's definition) beside the trained sizes."""
+    reaches a budget has its lowest loss and by how much (the next size's loss above it, smallest to largest
+    over the budgets), the vertices inside the sizes, and the loss law's N_opt over those budgets (the book's
+    definition) with its 95% interval, beside the trained sizes."""
     trained = pd.DataFrame(fit["optima"])["n_params"]
     rows = []
     for conv, part in fit["compute_laws"].items():
         table = isoflop_budgets(fit, conv)
         per = table.groupby("flops")
         wins = per.apply(lambda g: bool(g.loc[g["lowest"], "smallest_reaching"].any()), include_groups=False)
-        n_opt = _isoflop_n_opt(fit, conv, np.array(sorted(table["flops"].unique())))
+        margin = per["val_loss"].apply(lambda v: np.sort(v.to_numpy())[1] / v.min() - 1)
+        n_opt, ends = _isoflop_n_opt(fit, conv, np.array(sorted(table["flops"].unique())))
         rows.append(
             {
                 "FLOPs": conv,
                 "budgets reached by >= 2 sizes": len(wins),
                 "by >= 3 sizes": int((per.size() >= 3).sum()),
                 "smallest size reaching it is best": int(wins.sum()),
+                MARGIN: (f"{100 * margin.min():.1f} to {100 * margin.max():.1f}%" if len(margin) else "-"),
                 "vertices inside the sizes": len((part.get("isoflop") or {}).get("budgets", [])),
                 "loss law's N_opt there": f"{n_opt.min():,.0f} to {n_opt.max():,.0f}" if len(n_opt) else "-",
+                "its 95% CI": f"{ends[0]:.3g} to {ends[1]:.3g}" if ends else "-",
                 "trained sizes": f"{trained.min():,.0f} to {trained.max():,.0f}",
                 "below the trained sizes": bool(len(n_opt)) and bool(n_opt.max() < trained.min()),
+                "interval below them": bool(ends) and ends[1] < trained.min(),
             }
         )
     return pd.DataFrame(rows)
 
 
 def isoflop_sentence(summary: pd.DataFrame) -> str:
-    """What isoflop_summary's table means for where N_opt lies."""
+    """What isoflop_summary's table means for where N_opt lies. A lowest loss at the smallest of the sizes that
+    reach a budget places N_opt below the next size up (for a loss convex in log N), not below the smallest:
+    the minimum may lie between the two."""
     everywhere = bool((summary["smallest size reaching it is best"] == summary["budgets reached by >= 2 sizes"]).all())
     vertices = int(summary["vertices inside the sizes"].sum())
     if not (everywhere and not vertices):
@@ -172,16 +187,29 @@ def isoflop_sentence(summary: pd.DataFrame) -> str:
             f"{vertices} budget(s) have a vertex inside the sizes; at the others the lowest loss sits at an end of "
             "the sizes that reach them, which bounds N_opt rather than locating it."
         )
-    law = (
-        "The loss law says the same: its N_opt at every one of these budgets is below the smallest trained size."
-        if summary["below the trained sizes"].all()
-        else "The loss law's N_opt at these budgets is in the table; it is not below every trained size."
-    )
+    first = summary.iloc[0]
+    if summary["interval below them"].all():
+        law = (
+            "The loss law's N_opt at these budgets lies below the smallest trained size, its 95% interval too "
+            f"({first['FLOPs']} FLOPs: {first['its 95% CI']}): an extrapolation of the law (chapter 7), which "
+            "points the same way."
+        )
+    elif summary["below the trained sizes"].all():
+        law = (
+            "The loss law's N_opt at these budgets lies below the smallest trained size, but its 95% interval "
+            f"reaches them ({first['FLOPs']} FLOPs: {first['its 95% CI']}): the law does not decide it."
+        )
+    else:
+        law = "The loss law's N_opt at these budgets is in the table; it is not below every trained size."
     return (
-        "At every budget that two or more sizes reach, the smallest of them has the lowest loss: at fixed compute "
-        "the loss falls toward smaller models, no budget has its minimum inside the sizes trained to it, and the "
-        "IsoFLOP method has no vertex to fit. N_opt lies below the smallest size that reaches each budget. "
-        f"{law} Bracketing N_opt at this compute would take smaller models trained for more tokens."
+        "At every budget that two or more sizes reach, the smallest of them has the lowest loss, by "
+        f"{first[MARGIN]} ({first['FLOPs']} FLOPs: the next size's loss is that much higher): "
+        "at fixed compute the loss falls toward smaller models. No budget has its minimum inside the sizes that "
+        f"reach it, but only {int(first['by >= 3 sizes'])} of {int(first['budgets reached by >= 2 sizes'])} are "
+        "reached by the three sizes a minimum inside needs, so the IsoFLOP method has no vertex to fit. For a "
+        "loss convex in log N, these data place N_opt below the second-smallest size that reaches each budget; "
+        f"they cannot show whether it lies below the smallest or between the two. {law} Bracketing N_opt at this "
+        "compute would take smaller models trained for more tokens."
     )
 
 

@@ -191,9 +191,20 @@ def what_it_tests(name: str = "gpu", results: Path = RESULTS) -> str:
     profile = load_profile(name)
     reach = s_opt_reach(profile)
     (lo, hi), (s_lo, s_hi) = reach["steps"], reach["s_opt"]
+    sizes = sorted({count_params(r.cfg.model) for r in profile.runs if r.role == "fit"})
+    held = sorted({count_params(r.cfg.model) for r in profile.runs if r.role == "holdout"})
     text = (
-        f"What it can test: the `{name}` grid's longest runs (its smallest batch, {reach['smallest_batch_clips']} "
-        f"clips) take {lo:,} to {hi:,} steps to their checkpoints, against the {s_lo:,.0f} to {s_hi:,.0f} that the "
+        f"What it measures: the learning-rate and loss laws at the optima of {len(sizes)} sizes, N = {sizes[0]:,} "
+        f"to {sizes[-1]:,} ({sizes[-1] / sizes[0]:.0f}x)"
+        + (f"; their prediction of a held-out model of N = {held[-1]:,}" if held else "")
+        + (
+            "; the loss law at one fixed (B, lr) for every size beside the tuned one (the fixed-vs-tuned claim)"
+            if profile.fixed_lr is not None
+            else ""
+        )
+        + f". Its {profile.workers} workers share one GPU. What it can test of the batch law: the `{name}` grid's "
+        f"longest runs (its smallest batch, {reach['smallest_batch_clips']} clips) take {lo:,} to {hi:,} steps to "
+        f"their checkpoints, against the {s_lo:,.0f} to {s_hi:,.0f} that the "
         f"paper's batch law puts at its optimum (S_opt, chapter 4): they reach it at {reach['reached']} of "
         f"{reach['cells']} fitting (N, T). Elsewhere that law puts B_opt below the grid, where a sweep bounds it but "
         "cannot locate it (chapter 4)."
@@ -207,14 +218,12 @@ def what_it_tests(name: str = "gpu", results: Path = RESULTS) -> str:
         text += (
             f" Stage A reached S_opt at {a['reached']} of {a['cells']} checkpoints and still could not locate B_opt "
             f"(verdict {stage_a['verdict']}, chapter 6b): its loss bends along B by at most {100 * envelope[1]:.2f}% "
-            f"per squared doubling, against a seed-to-seed noise of {100 * noise:.2f}% per cell. Unless the loss "
+            f"per squared doubling (two doublings from an optimum, at most {400 * envelope[1]:.2f}%), against a "
+            f"seed-to-seed noise of {100 * noise:.2f}% per run in one cell. Unless the loss "
             f"bends more at this profile's scale, its optima, read with {seeds} seed{'s' if seeds > 1 else ''} per "
             "cell, will not locate B_opt either, on the grid's edge or off it."
         )
-    return text + (
-        f" Run `PYTHONPATH=src python -m replicate sweep --profile {name} --dry-run` first: it prints the plan and "
-        "its time."
-    )
+    return text
 
 
 def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS) -> str:
@@ -233,7 +242,13 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
             if estimate["backend"] == LEGACY_BACKEND
             else ""
         )
-        + "the profile has never run to the end."
+        + (
+            "those times were taken with bf16 autocast, the trainer's only CUDA mode then, and the profile now "
+            "trains in fp32, which can be slower, so the estimate may err either way; "
+            if not load_profile(name).runs[0].cfg.bf16
+            else ""
+        )
+        + "the profile has never run to the end: time it on your GPU with the dry run below first."
         if estimate
         else "No GPU step times are recorded yet, so no time can be estimated."
     )
@@ -247,18 +262,30 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
     )
     return "\n".join(
         [
-            f"On a machine with a CUDA GPU, torch and triton, one command re-runs the `{name}` profile and builds the "
-            "book from it:",
+            "On a Linux machine with a CUDA GPU, make the environment and check that it sees the GPU (PyPI's "
+            "torch wheel for Linux is built with CUDA; where your driver needs another CUDA version, install the "
+            "same torch version into `.venv` from PyTorch's index for it):",
+            "",
+            "```bash",
+            "make venv",
+            ".venv/bin/python -c \"import torch; assert torch.cuda.is_available(), 'torch sees no CUDA GPU'\"",
+            f".venv/bin/python -m replicate sweep --profile {name} --dry-run",
+            "```",
+            "",
+            "The dry run prints the plan and its time on this GPU, from a few steps of each group's shape that it "
+            f"trains first (minutes; it creates `results/{name}/`). Then one command re-runs the `{name}` profile and "
+            "builds the book from it:",
             "",
             "```bash",
             f"make book PROFILE={name}",
             "```",
             "",
-            "or, where a scheduler limits each job's length, the sweep in bounded calls until the study is complete:",
+            "or, where a scheduler limits each job's length, the sweep in bounded calls until the study is complete "
+            "(a call that fails stops the loop):",
             "",
             "```bash",
-            f"until PYTHONPATH=src python -m replicate status results/{name}; do",
-            f"  PYTHONPATH=src python -m replicate sweep --profile {name} --deadline-s 540",
+            f"until .venv/bin/python -m replicate status results/{name}; do",
+            f"  .venv/bin/python -m replicate sweep --profile {name} --deadline-s 540 || break",
             "done",
             "```",
             "",

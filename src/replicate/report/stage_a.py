@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from replicate.fit import cluster_tokens
-from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE
+from replicate.fit.curvature import GO, NO_GO, NOISE_TO_CURVATURE, seeds_needed
 from replicate.fit.read import CurvatureSummary
 from replicate.paper import BATCH_SIZE_LAW, optimal_steps
 from replicate.profile import Profile
@@ -87,6 +87,19 @@ def steps_sentence(cpu: pd.DataFrame, runs: pd.DataFrame | None, profile: Profil
     )
 
 
+def _threshold_seeds(summary: CurvatureSummary) -> str:
+    """What the go and no-go thresholds ask of one cell at the measured seed noise (raw weights, near the
+    optimum): the seeds per cell that resolve a curvature at each (`seeds_needed`)."""
+    noise = summary["seed_noise"]["raw"]["near_optimum"]["rms"]
+    if noise is None or not math.isfinite(noise):
+        return ""
+    go, no_go = seeds_needed(GO, noise), seeds_needed(NO_GO, noise)
+    return (
+        f" (at the seed noise measured, one cell would resolve {100 * GO:.1f}% with {_seeds(go)} seeds and "
+        f"{100 * NO_GO:.1f}% with {_seeds(no_go)})"
+    )
+
+
 def summary_table(summary: CurvatureSummary) -> pd.DataFrame:
     """The summary's headline numbers, one row each, the raw and EMA readouts as columns."""
     parts = {"raw weights": summary, "EMA weights": summary.get("ema")}
@@ -103,8 +116,8 @@ def summary_table(summary: CurvatureSummary) -> pd.DataFrame:
             "curvature per squared doubling (%)": _pct(c["value"]) + flag,
             f"its 95% interval, seed bootstrap (%; {_narrow(noise['seeds'])})": _pct_ci(c["ci95"]),
             "its 95% interval, least squares (%)": _pct_ci(c["ci95_least_squares"]),
-            "seed noise near the optimum (%)": _pct(noise["near_optimum"]["rms"]),
-            "seed noise, all cells (%)": _pct(noise["all_cells"]["rms"]),
+            "seed noise near the optimum (%; root mean square, median)": _rms_median(noise["near_optimum"]),
+            "seed noise, all cells (%; root mean square, median)": _rms_median(noise["all_cells"]),
             "checkpoints with an interior B optimum": f"{interior['interior']} of {interior['checkpoints']}",
             f"B_opt exponent in T (paper {BATCH_SIZE_LAW['exp_tokens']})": f"{beta['value']:.3g} {fmt_ci(beta['ci95'])}"
             if beta["value"] is not None and part["verdict"] != "no-go"
@@ -143,7 +156,7 @@ def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) 
     lines.append(
         f"Curvature along B: {_pct(c['value'])}% per squared doubling (95% interval {_pct_ci(envelope)}%, the "
         f"envelope of the seed bootstrap and the least-squares interval); go needs at least {100 * GO:.1f}%, "
-        f"no-go is below {100 * NO_GO:.1f}%. Verdict: **{summary['verdict']}**"
+        f"no-go is below {100 * NO_GO:.1f}%{_threshold_seeds(summary)}. Verdict: **{summary['verdict']}**"
         + (
             "."
             if len(summary["verdict_envelope"]) <= 1
@@ -161,11 +174,7 @@ def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) 
         lines.append(
             f"One cell's seed-to-seed noise near the optimum is {_pct(noise)}% (raw weights). One cell alone would "
             f"resolve the curvature (its noise at most {NOISE_TO_CURVATURE:.2g} of it) with "
-            + (
-                f"{summary['seeds_needed']:,} seeds"
-                if summary["seeds_needed"] is not None and summary["seeds_needed"] <= 1000
-                else "more than a thousand seeds"
-            )
+            + f"{_seeds(summary['seeds_needed'])} seeds"
             + "; the surface pools every cell, so it needs fewer, by a factor this chapter does not measure."
         )
     ridge = summary["lr_law"].get("ridge")
@@ -178,8 +187,10 @@ def stage_a_lines(summary: CurvatureSummary, runs_done: int, runs_planned: int) 
         title = "No-go" if len(summary["verdict_envelope"]) <= 1 else "Not testable"  # the interval spans two verdicts
         lines.append(
             f"**{title} at this scale**: over the batch grid, the loss at each batch size's best learning rate "
-            f"moves by less than {_pct(envelope[1]) if envelope else '-'}% per squared doubling of B (the interval's "
-            f"upper end) against {_pct(noise)}% between two seeds of one cell; the best batch is the smallest at "
+            f"bends by less than {_pct(envelope[1]) if envelope else '-'}% per squared doubling of B (the "
+            f"interval's upper end; two doublings from an optimum, at most "
+            f"{_pct(4 * envelope[1]) if envelope else '-'}%), against a seed noise of {_pct(noise)}% per run in "
+            "one cell; the best batch is the smallest at "
             f"{interior['at_smallest']} of {interior['checkpoints']} checkpoints, and B_opt and its exponent in T "
             "are not identified."
             + (
@@ -212,11 +223,20 @@ def _ridge(lr_law: dict) -> str:
     return "-" if r is None or not math.isfinite(r) else f"{r:.3g} {fmt_ci(lr_law.get('ridge_ci95'))}"
 
 
+SEEDS_CAP = 10_000  # above it a seed count is no plan, only "too many"
+
+
 def _seeds(needed: int | None) -> str:
-    """A seed count per cell (one cell alone; the pooled surface needs fewer), capped in words above 1,000."""
+    """A seed count per cell (one cell alone; the pooled surface needs fewer), capped in words above SEEDS_CAP."""
     if needed is None:
         return "-"
-    return f"{needed:,}" if needed <= 1000 else "more than 1,000"
+    return f"{needed:,}" if needed <= SEEDS_CAP else f"more than {SEEDS_CAP:,}"
+
+
+def _rms_median(noise: dict) -> str:
+    """A seed noise's root mean square and, beside it, its median: a few outlying cells move the first only."""
+    median = noise.get("median")
+    return _pct(noise["rms"]) + ("" if median is None else f" ({_pct(median)})")
 
 
 def _pct(value: float | None) -> str:
