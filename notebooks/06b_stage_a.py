@@ -30,8 +30,7 @@
 # $\eta^*$ than below, and $c = c_B \ln(2)^2$. Its intervals come from a bootstrap that redraws the seeds of
 # every grid cell, and from the least-squares profile of $c_B$.
 # The verdict: *go* at $c \ge 0.3\%$, *no-go* below $0.1\%$, *marginal* between: thresholds fixed before the run
-# on the seeds per cell a curvature would need at the seed noise then expected (the box below gives the counts
-# at the noise measured).
+# (the box below gives the seeds per cell that each would need at the noise measured).
 
 # %% tags=["parameters"]
 PROFILE = "default"

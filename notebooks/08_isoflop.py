@@ -60,6 +60,6 @@ if fit is not None:
 # %% tags=["hide-input"]
 if fit is not None:
     summary = report.isoflop_summary(fit)
-    display(report.table(summary.drop(columns="below the trained sizes")))
+    display(report.table(summary))
     display(Markdown(report.isoflop_sentence(summary)))
     display(Markdown(report.paper_box(report.isoflop_lines(fit))))

@@ -350,7 +350,8 @@ def test_the_ridge_sentence_names_sizes_that_disagree_and_what_their_spread_move
 
     apart = ridge_sentence(doc([(100, 0.5, 0.48, 0.52), (200, 0.6, 0.57, 0.63)], (0.3, 0.05)))
     assert "spread 0.10" in apart and "N = 100 and N = 200 have no value in common" in apart
-    assert "moves the paper-implied e_T by 0.080" in apart and "e_N by 0.020" in apart
+    assert "Were r's level 0.10 higher or lower, the paper-implied e_T would move by 0.080" in apart
+    assert "e_N by 0.020" in apart
     assert apart.endswith("each smaller than the gap it would have to close.")
     close = ridge_sentence(doc([(100, 0.5, 0.45, 0.56), (200, 0.6, 0.55, 0.65)], (0.3, 0.01)))
     assert "no value in common" not in close and close.endswith("enough to close a gap.")
@@ -380,7 +381,11 @@ def test_the_two_ridge_estimators_say_whether_their_intervals_meet():
     sizes = [{"n_params": 1, "value": 0.5, "ci95": [0.49, 0.51]}, {"n_params": 2, "value": 0.65, "ci95": [0.64, 0.66]}]
     doc = {"ridge": {"value": 0.57, "ci95": [0.56, 0.58]}, "ridge_by_size": sizes}
     wide = ridge_estimators_line(doc, {"lr_batch_exponent": {"value": 0.7, "ci95": [0.4, 0.75]}}, "s")
-    assert "Their intervals meet" in wide and "from 0.50 to 0.65" in wide
+    assert "Their intervals meet" in wide and "the bowl fit's own sizes disagree (N = 1: +0.50 [0.49, 0.51]" in wide
+    overlapping = {**doc, "ridge_by_size": [{**sizes[0], "ci95": [0.45, 0.7]}, sizes[1]]}
+    assert "disagree" not in ridge_estimators_line(
+        overlapping, {"lr_batch_exponent": {"value": 0.7, "ci95": [0.4, 0.75]}}, "s"
+    )
     apart = ridge_estimators_line(doc, {"lr_batch_exponent": {"value": 0.7, "ci95": [0.65, 0.75]}}, "s")
     assert "have no value in common" in apart
     assert ridge_estimators_line(doc, {"lr_batch_exponent": None}, "s") is None

@@ -425,7 +425,10 @@ def test_claim_verdicts_come_from_the_fit(fit):
     tokens = [v["tokens"] for v in lr_doc["vertices"]]
     gap = lr_doc["lr_exponent_tokens"]["value"] - lr_doc["paper_implied"]["lr_exponent_tokens"]["value"]
     span = max(tokens) / min(tokens)
-    assert f"x{span ** abs(gap):.2f} apart in lr* over the data's {span:.3g}x in T" in report.lr_law_claim(lr_doc)[1]
+    assert (
+        f"measured over implied lr* across the data's {span:.3g}x in T: x{span**gap:.2f} ["
+        in (report.lr_law_claim(lr_doc)[1])
+    )
     unbracketed = copy.deepcopy(result)
     for law in unbracketed["compute_laws"].values():
         law["isoflop"] = None

@@ -7,8 +7,8 @@ From one sweep with several seeds per (B, lr) cell (``replicate curvature RUNS -
 - the seed noise: the relative standard deviation between the seeds of one cell, over all cells and near
   the optimum (each (T, B)'s best learning rate);
 - the share of checkpoints whose B optimum is interior to the grid, and the B_opt exponent in T;
-- the verdict: `go` when c >= 0.3% per doubling^2 (a seed count exists that resolves it), `no-go` when
-  c < 0.1%, `marginal` between; and the seeds per cell that would bring the noise to a third of c.
+- the verdict: `go` when c >= 0.3% per doubling^2, `no-go` when c < 0.1%, `marginal` between (thresholds fixed
+  before Stage A ran); and the seeds per cell that would bring the noise to a third of c.
 Intervals: a bootstrap that resamples the seeds within every cell (the grid stays whole), and the
 least-squares interval of the surface; the verdict's interval is the envelope of both.
 """

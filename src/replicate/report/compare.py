@@ -12,6 +12,11 @@ from replicate.paper import HEADLINE, MSE_RATIO, N_OPT_RATIO, paper_laws
 from replicate.report.optima import law_identified
 
 
+def intervals_meet(a: list[float], b: list[float]) -> bool:
+    """Whether two intervals [lo, hi] have a value in common."""
+    return max(a[0], b[0]) <= min(a[1], b[1])
+
+
 def verdict(ours: float, ci: list[float] | None, paper: float) -> str:
     """What our 95% interval says about the paper's value, in words that cannot overstate agreement:
     'excludes the paper's value' when it does; else 'not identified' when the interval is at least as wide as

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from replicate.fit import hyperparameter_law
+from replicate.fit import hyperparameter_law, percentile_interval
 from replicate.fit.curvature import GO
-from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument, headline
+from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument, headline, law_samples
 from replicate.paper import HEADLINE, LOSS_LAW, N_OPT_RATIO, SCALE, optimal_steps, paper_laws
 from replicate.report.compare import (
     against_goal,
@@ -19,6 +19,7 @@ from replicate.report.compare import (
     fmt_ci,
     fmt_percent,
     holdout_sides,
+    intervals_meet,
     loss_law_checks_sentence,
     n_opt_bracketed,
     n_opt_ratio_word,
@@ -134,12 +135,15 @@ def _lr_exponent_verdict(lr_law: LrLawDocument, key: str) -> tuple[str, str] | N
         return None
     paper = lr_law["paper_implied"][f"lr_exponent_{key}"]["value"]
     label = {"tokens": "T", "params": "N"}[key]
-    # how much the two exponents part over the data's range: a factor in lr* between its ends
+    # what the two slopes' difference means over the data's range: the measured over the implied lr*, from one
+    # end of the range to the other (1: the same slope), with the difference's interval (the two share r)
     values = [v[{"tokens": "tokens", "params": "n_params"}[key]] for v in lr_law.get("vertices") or []]
     span = max(values) / min(values) if values else None
+    diff = (lr_law["paper_implied"].get("measured_minus_implied") or {}).get(key)
     apart = (
-        f"; x{span ** abs(measured['value'] - paper):.2f} apart in lr* over the data's {span:.3g}x in {label}"
-        if span
+        f"; measured over implied lr* across the data's {span:.3g}x in {label}: x{span ** diff['value']:.2f} "
+        f"[{span ** diff['ci95'][0]:.2f}, {span ** diff['ci95'][1]:.2f}]"
+        if span and diff and diff.get("ci95")
         else ""
     )
     return (
@@ -469,17 +473,18 @@ def _interval_sides(side: dict[float, str], worst_side: str | None) -> str:
     )
 
 
-def exponents_apart(a: float, ci_a: list[float] | None, b: float, ci_b: list[float] | None) -> str:
-    """Whether two fits' exponents are told apart: disjoint intervals are; overlapping ones are not, and where
-    either interval is as wide as the other fit's value (the book's "not identified", `verdict`), the overlap is
-    no evidence that they agree either."""
-    if not (ci_a and ci_b):
+def exponents_apart(image: FitDocument, video: FitDocument, key: str) -> str:
+    """Whether two independent fits' loss-law exponent `key` differ: the 95% interval of their difference, one
+    resample of each fit paired with one of the other (two 95% intervals can overlap while the difference
+    excludes 0)."""
+    a = np.array([law[key] for law in law_samples(image, "loss_law")])
+    b = np.array([law[key] for law in law_samples(video, "loss_law")])
+    count = min(len(a), len(b))
+    ci = percentile_interval(a[:count] - b[:count])
+    if ci is None:
         return "no interval"
-    if ci_a[1] < ci_b[0] or ci_b[1] < ci_a[0]:
-        return "intervals disjoint: the exponents differ"
-    if verdict(a, ci_a, b) == "not identified" or verdict(b, ci_b, a) == "not identified":
-        return "intervals overlap, but one is as wide as the other's value: not told apart"
-    return "intervals overlap"
+    difference = f"difference {image['loss_law'][key] - video['loss_law'][key]:+.3f} {fmt_ci(ci)}"
+    return f"{difference}: they differ" if not intervals_meet(ci, [0.0, 0.0]) else f"{difference}: not told apart"
 
 
 def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame | None = None) -> list[str]:
@@ -523,7 +528,7 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
             ci_a, ci_b = (a.get("ci95") or {}).get(key), (b.get("ci95") or {}).get(key)
             pairs.append(
                 f"{name} {a[key]:.3f}{ci_text(ci_a)} on images, {b[key]:.3f}{ci_text(ci_b)} on video "
-                f"({exponents_apart(a[key], ci_a, b[key], ci_b)})"
+                f"({exponents_apart(image, video, key)})"
             )
         lines.append("The exponents: " + "; ".join(pairs) + ".")
     video_worst = worst_holdout_error(video) if video is not None else None

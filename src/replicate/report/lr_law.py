@@ -11,7 +11,15 @@ import pandas as pd
 from replicate.fit.read import CurvatureSummary, FitDocument, HeldoutSummary, LrLawDocument
 from replicate.paper import HEADLINE, LOSS_LAW
 from replicate.profile import Profile
-from replicate.report.compare import against_goal, fmt_ci, fmt_percent, seed_noise_clause, verdict, with_seed_noise
+from replicate.report.compare import (
+    against_goal,
+    fmt_ci,
+    fmt_percent,
+    intervals_meet,
+    seed_noise_clause,
+    verdict,
+    with_seed_noise,
+)
 
 
 def _value(estimate: dict | None, digits: int = 3) -> str:
@@ -154,22 +162,32 @@ def ridge_table(doc: LrLawDocument) -> pd.DataFrame:
     )
 
 
+def disjoint_ridges(doc: LrLawDocument) -> tuple[dict, dict] | None:
+    """The two sizes whose ridge intervals lie furthest apart, where they have no value in common (else None)."""
+    ridges = [r for r in doc["ridge_by_size"] if r.get("ci95")]
+    if len(ridges) < 2:
+        return None
+    low, high = min(ridges, key=lambda r: r["ci95"][1]), max(ridges, key=lambda r: r["ci95"][0])
+    return None if intervals_meet(low["ci95"], high["ci95"]) else (low, high)
+
+
 def ridge_sentence(doc: LrLawDocument) -> str:
     """Whether the ridge is the same at every size (the separable form the law assumes): the sizes' range, the
-    pair of sizes whose intervals lie furthest apart where two have no value in common, and how far that range
-    moves the paper-implied exponents (e_T = beta_eta - r beta_B, e_N = gamma_eta - r gamma_B) against the gaps
-    between the measured and the implied ones."""
+    pair of sizes whose intervals lie furthest apart where two have no value in common, and how far a shift of
+    r's level by that range would move the paper-implied exponents (e_T = beta_eta - r beta_B,
+    e_N = gamma_eta - r gamma_B) against the gaps between the measured and the implied ones. That bounds the
+    ridge's level, not a ridge that changes with N, which the law's form leaves out."""
     ridges = doc["ridge_by_size"]
     if len(ridges) < 2:
         return f"The ridge, measured at one size, is r = {_value(doc['ridge'], 2)}."
     values = [r["value"] for r in ridges]
     spread = max(values) - min(values)
     text = f"The ridge ranges from {min(values):.2f} to {max(values):.2f} over the sizes (spread {spread:.2f})"
-    low, high = min(ridges, key=lambda r: r["ci95"][1]), max(ridges, key=lambda r: r["ci95"][0])
-    if low["ci95"][1] < high["ci95"][0]:
+    apart = disjoint_ridges(doc)
+    if apart:
         text += (
-            f", and the intervals at N = {low['n_params']:,} and N = {high['n_params']:,} have no value in common: "
-            "one r for every size is an approximation here"
+            f", and the intervals at N = {apart[0]['n_params']:,} and N = {apart[1]['n_params']:,} have no value in "
+            "common: one r for every size is an approximation here"
         )
     paper, gaps = doc["paper_implied"]["paper"], doc["paper_implied"].get("measured_minus_implied") or {}
     moves = {"tokens": spread * abs(paper["beta_b"]), "params": spread * abs(paper["gamma_b"])}
@@ -177,9 +195,10 @@ def ridge_sentence(doc: LrLawDocument) -> str:
         return text + "."
     smaller = all(moves[key] < abs(gaps[key]["value"]) for key in moves)
     return text + (
-        f". A change of {spread:.2f} in r moves the paper-implied e_T by {moves['tokens']:.3f} (x the paper's "
-        f"beta_B, {paper['beta_b']}) and e_N by {moves['params']:.3f} (x its gamma_B, {paper['gamma_b']}), "
-        f"against measured-minus-implied gaps of {gaps['tokens']['value']:+.3f} and {gaps['params']['value']:+.3f}: "
+        f". Were r's level {spread:.2f} higher or lower, the paper-implied e_T would move by {moves['tokens']:.3f} "
+        f"(x the paper's beta_B, {paper['beta_b']}) and e_N by {moves['params']:.3f} (x its gamma_B, "
+        f"{paper['gamma_b']}), against measured-minus-implied gaps of {gaps['tokens']['value']:+.3f} and "
+        f"{gaps['params']['value']:+.3f}: "
         + ("each smaller than the gap it would have to close." if smaller else "enough to close a gap.")
     )
 
@@ -224,18 +243,20 @@ def ridge_estimators_line(doc: LrLawDocument, fit: FitDocument | None, name: str
     if slope.get("value") is None or not slope.get("ci95"):
         return None
     ridge = doc["ridge"]
-    meet = max(ridge["ci95"][0], slope["ci95"][0]) <= min(ridge["ci95"][1], slope["ci95"][1])
-    per_size = [r["value"] for r in doc["ridge_by_size"]]
+    if not ridge.get("ci95"):
+        return None
+    apart = disjoint_ridges(doc)
     return (
         f"The {name} row's ridge r, {_value(ridge, 2)}, and chapter 6's lr-B slope from the same runs, "
         f"{slope['value']:+.2f} {fmt_ci(slope['ci95'], 2)}, are two estimators of one slope: the bowl through "
         "every cell with one r for every size, and the interpolated lr optimum of each batch size joined at fixed "
         "(N, T), interior optima only. Their intervals "
-        + ("meet" if meet else "have no value in common")
+        + ("meet" if intervals_meet(ridge["ci95"], slope["ci95"]) else "have no value in common")
         + (
-            f"; the bowl fit's sizes range from {min(per_size):.2f} to {max(per_size):.2f}, so its shared r is "
-            "narrow because the model says one r, not because the data pin one"
-            if len(per_size) > 1 and max(per_size) - min(per_size) > ridge["ci95"][1] - ridge["ci95"][0]
+            f"; the bowl fit's own sizes disagree (N = {apart[0]['n_params']:,}: {_value(apart[0], 2)}; "
+            f"N = {apart[1]['n_params']:,}: {_value(apart[1], 2)}), so its shared r is narrow because the model "
+            "says one r, not because the data pin one"
+            if apart
             else ""
         )
         + "."

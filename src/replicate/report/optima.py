@@ -130,26 +130,27 @@ def isoflop_budgets(fit: FitDocument, convention: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["flops", "n_params", "val_loss", "lowest", "smallest_reaching"])
 
 
-def _isoflop_n_opt(fit: FitDocument, convention: str, flops: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """The loss law's N_opt (the book's definition) at `flops` counted in `convention`, and the 95% bootstrap
-    interval's lowest and highest ends over those budgets ([] without resamples)."""
-    if not len(flops):
-        return np.array([]), []
+def _isoflop_n_opt(fit: FitDocument, convention: str, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The loss law's N_opt (the book's definition) at `flops` counted in `convention`, and the upper end of its
+    95% bootstrap interval at each (NaN without resamples)."""
     fpt = FlopsPerToken(**fit["compute_laws"][convention]["flops_per_token"])
     draws = np.array([compute_optimal_size(law, flops, fpt)[0] for law in law_samples(fit, "loss_law")])
     bounds = [percentile_interval(column) for column in draws.T] if len(draws) else []
-    ends = [min(b[0] for b in bounds), max(b[1] for b in bounds)] if bounds and all(bounds) else []
-    return compute_optimal_size({k: fit["loss_law"][k] for k in LOSS_PARAMS}, flops, fpt)[0], ends
+    high = np.array([b[1] if b else np.nan for b in bounds]) if bounds else np.full(len(flops), np.nan)
+    return compute_optimal_size({k: fit["loss_law"][k] for k in LOSS_PARAMS}, flops, fpt)[0], high
 
 
-MARGIN = "by (the next size's loss above)"  # isoflop_summary's column: how far the smallest size's loss is lowest
+MARGIN = "by (the second-lowest loss above it)"  # isoflop_summary's column: how far the lowest loss is lowest
+BELOW = "loss law's N_opt below the smallest size reaching it"  # isoflop_summary's counts of budgets
+INTERVAL_BELOW = "its 95% CI's upper end too"
 
 
 def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
     """One row per FLOP convention: the budgets two and three sizes reach, at how many the smallest size that
-    reaches a budget has its lowest loss and by how much (the next size's loss above it, smallest to largest
+    reaches a budget has its lowest loss and by how much (the second-lowest loss above it, smallest to largest
     over the budgets), the vertices inside the sizes, and the loss law's N_opt over those budgets (the book's
-    definition) with its 95% interval, beside the trained sizes."""
+    definition): at how many budgets it, and the upper end of its 95% interval, lie below the smallest size
+    reaching the budget."""
     trained = pd.DataFrame(fit["optima"])["n_params"]
     rows = []
     for conv, part in fit["compute_laws"].items():
@@ -157,7 +158,8 @@ def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
         per = table.groupby("flops")
         wins = per.apply(lambda g: bool(g.loc[g["lowest"], "smallest_reaching"].any()), include_groups=False)
         margin = per["val_loss"].apply(lambda v: np.sort(v.to_numpy())[1] / v.min() - 1)
-        n_opt, ends = _isoflop_n_opt(fit, conv, np.array(sorted(table["flops"].unique())))
+        smallest = per["n_params"].min().to_numpy()  # by budget, in the order of `flops` below
+        n_opt, high = _isoflop_n_opt(fit, conv, per["n_params"].min().index.to_numpy(float))
         rows.append(
             {
                 "FLOPs": conv,
@@ -167,10 +169,9 @@ def isoflop_summary(fit: FitDocument) -> pd.DataFrame:
                 MARGIN: (f"{100 * margin.min():.1f} to {100 * margin.max():.1f}%" if len(margin) else "-"),
                 "vertices inside the sizes": len((part.get("isoflop") or {}).get("budgets", [])),
                 "loss law's N_opt there": f"{n_opt.min():,.0f} to {n_opt.max():,.0f}" if len(n_opt) else "-",
-                "its 95% CI": f"{ends[0]:.3g} to {ends[1]:.3g}" if ends else "-",
+                BELOW: int((n_opt < smallest).sum()),
+                INTERVAL_BELOW: int((high < smallest).sum()),  # NaN (no resamples) counts as not below
                 "trained sizes": f"{trained.min():,.0f} to {trained.max():,.0f}",
-                "below the trained sizes": bool(len(n_opt)) and bool(n_opt.max() < trained.min()),
-                "interval below them": bool(ends) and ends[1] < trained.min(),
             }
         )
     return pd.DataFrame(rows)
@@ -180,7 +181,8 @@ def isoflop_sentence(summary: pd.DataFrame) -> str:
     """What isoflop_summary's table means for where N_opt lies. A lowest loss at the smallest of the sizes that
     reach a budget places N_opt below the next size up (for a loss convex in log N), not below the smallest:
     the minimum may lie between the two."""
-    everywhere = bool((summary["smallest size reaching it is best"] == summary["budgets reached by >= 2 sizes"]).all())
+    budgets = summary["budgets reached by >= 2 sizes"]
+    everywhere = bool((summary["smallest size reaching it is best"] == budgets).all())
     vertices = int(summary["vertices inside the sizes"].sum())
     if not (everywhere and not vertices):
         return (
@@ -188,28 +190,28 @@ def isoflop_sentence(summary: pd.DataFrame) -> str:
             "the sizes that reach them, which bounds N_opt rather than locating it."
         )
     first = summary.iloc[0]
-    if summary["interval below them"].all():
+    if (summary[INTERVAL_BELOW] == budgets).all():
         law = (
-            "The loss law's N_opt at these budgets lies below the smallest trained size, its 95% interval too "
-            f"({first['FLOPs']} FLOPs: {first['its 95% CI']}): an extrapolation of the law (chapter 7), which "
-            "points the same way."
+            "The loss law's N_opt at every budget lies below the smallest size that reaches it, and so does the "
+            "upper end of its 95% interval: an extrapolation of the law (chapter 7), which points the same way."
         )
-    elif summary["below the trained sizes"].all():
+    elif (summary[BELOW] == budgets).all():
         law = (
-            "The loss law's N_opt at these budgets lies below the smallest trained size, but its 95% interval "
-            f"reaches them ({first['FLOPs']} FLOPs: {first['its 95% CI']}): the law does not decide it."
+            "The loss law's N_opt at every budget lies below the smallest size that reaches it, but the upper end "
+            f"of its 95% interval does so at only {int(first[INTERVAL_BELOW])} of {int(budgets.iloc[0])} "
+            f"({first['FLOPs']} FLOPs): elsewhere the law does not decide it."
         )
     else:
-        law = "The loss law's N_opt at these budgets is in the table; it is not below every trained size."
+        law = "The loss law's N_opt is not below the smallest size reaching every budget (the table)."
     return (
         "At every budget that two or more sizes reach, the smallest of them has the lowest loss, by "
-        f"{first[MARGIN]} ({first['FLOPs']} FLOPs: the next size's loss is that much higher): "
-        "at fixed compute the loss falls toward smaller models. No budget has its minimum inside the sizes that "
-        f"reach it, but only {int(first['by >= 3 sizes'])} of {int(first['budgets reached by >= 2 sizes'])} are "
-        "reached by the three sizes a minimum inside needs, so the IsoFLOP method has no vertex to fit. For a "
-        "loss convex in log N, these data place N_opt below the second-smallest size that reaches each budget; "
-        f"they cannot show whether it lies below the smallest or between the two. {law} Bracketing N_opt at this "
-        "compute would take smaller models trained for more tokens."
+        f"{first[MARGIN]} ({first['FLOPs']} FLOPs: the second-lowest loss is that much higher): at fixed compute "
+        "the loss falls toward smaller models. No budget has its minimum inside the sizes that reach it, but only "
+        f"{int(first['by >= 3 sizes'])} of {int(first['budgets reached by >= 2 sizes'])} are reached by the three "
+        "sizes a minimum inside needs, so the IsoFLOP method has no vertex to fit. For a loss convex in log N, these "
+        "data place N_opt below the second-smallest size that reaches each budget; they cannot show whether it lies "
+        f"below the smallest or between the two. {law} Bracketing N_opt at this compute would take smaller models "
+        "trained for more tokens."
     )
 
 

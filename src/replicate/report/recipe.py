@@ -248,7 +248,7 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
             if not load_profile(name).runs[0].cfg.bf16
             else ""
         )
-        + "the profile has never run to the end: time it on your GPU with the dry run below first."
+        + "the profile has never run to the end: time it on your GPU with the dry run above first."
         if estimate
         else "No GPU step times are recorded yet, so no time can be estimated."
     )
@@ -262,9 +262,9 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
     )
     return "\n".join(
         [
-            "On a Linux machine with a CUDA GPU, make the environment and check that it sees the GPU (PyPI's "
-            "torch wheel for Linux is built with CUDA; where your driver needs another CUDA version, install the "
-            "same torch version into `.venv` from PyTorch's index for it):",
+            "On a Linux x86_64 machine with a CUDA GPU, make the environment and check that it sees the GPU "
+            "(PyPI's torch wheel for Linux x86_64 is built with CUDA; where your driver needs another CUDA version, "
+            "install the same torch version into `.venv` from PyTorch's index for it):",
             "",
             "```bash",
             "make venv",
@@ -273,19 +273,27 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
             "```",
             "",
             "The dry run prints the plan and its time on this GPU, from a few steps of each group's shape that it "
-            f"trains first (minutes; it creates `results/{name}/`). Then one command re-runs the `{name}` profile and "
-            "builds the book from it:",
+            f"trains first (minutes; it creates `results/{name}/`). That time lets each of the profile's "
+            f"{load_profile(name).workers} workers step as fast as one process alone"
+            + (
+                f"; sharing one GPU, {estimate['workers']} were measured {estimate['speedup']:.1f}x faster than one, "
+                "so it is optimistic"
+                if estimate and estimate["workers"] > 1
+                else ""
+            )
+            + f". Then one command re-runs the `{name}` profile and builds the book from it:",
             "",
             "```bash",
             f"make book PROFILE={name}",
             "```",
             "",
-            "or, where a scheduler limits each job's length, the sweep in bounded calls until the study is complete "
-            "(a call that fails stops the loop):",
+            "or, where a scheduler limits each job's length, the sweep in bounded calls until the study is complete, "
+            "as a job's script (a call that fails ends the job with its error; until the first sweep has written "
+            f"`results/{name}/profile.toml`, `status` says it is not a study folder yet):",
             "",
             "```bash",
             f"until .venv/bin/python -m replicate status results/{name}; do",
-            f"  .venv/bin/python -m replicate sweep --profile {name} --deadline-s 540 || break",
+            f"  .venv/bin/python -m replicate sweep --profile {name} --deadline-s 540 || exit 1",
             "done",
             "```",
             "",
