@@ -425,10 +425,13 @@ def test_claim_verdicts_come_from_the_fit(fit):
     tokens = [v["tokens"] for v in lr_doc["vertices"]]
     gap = lr_doc["lr_exponent_tokens"]["value"] - lr_doc["paper_implied"]["lr_exponent_tokens"]["value"]
     span = max(tokens) / min(tokens)
-    assert (
-        f"measured over implied lr* across the data's {span:.3g}x in T: x{span**gap:.2f} ["
-        in (report.lr_law_claim(lr_doc)[1])
-    )
+    claim = report.lr_law_claim(lr_doc)[1]
+    assert f"across the data's {span:.3g}x in T the measured lr* moves x{span**gap:.2f} [" in claim
+    # a measured slope steeper than the implied: the measured lr* moves below it, a factor under 1, with its interval
+    steeper = copy.deepcopy(lr_doc)
+    steeper["paper_implied"]["measured_minus_implied"]["tokens"] = {"value": -0.2, "ci95": [-0.3, -0.1]}
+    factors = f"x{span**-0.2:.2f} [{span**-0.3:.2f}, {span**-0.1:.2f}] against the implied"
+    assert span**-0.2 < 1 and factors in report.lr_law_claim(steeper)[1]
     unbracketed = copy.deepcopy(result)
     for law in unbracketed["compute_laws"].values():
         law["isoflop"] = None

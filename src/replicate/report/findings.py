@@ -141,8 +141,8 @@ def _lr_exponent_verdict(lr_law: LrLawDocument, key: str) -> tuple[str, str] | N
     span = max(values) / min(values) if values else None
     diff = (lr_law["paper_implied"].get("measured_minus_implied") or {}).get(key)
     apart = (
-        f"; measured over implied lr* across the data's {span:.3g}x in {label}: x{span ** diff['value']:.2f} "
-        f"[{span ** diff['ci95'][0]:.2f}, {span ** diff['ci95'][1]:.2f}]"
+        f"; across the data's {span:.3g}x in {label} the measured lr* moves x{span ** diff['value']:.2f} "
+        f"[{span ** diff['ci95'][0]:.2f}, {span ** diff['ci95'][1]:.2f}] against the implied"
         if span and diff and diff.get("ci95")
         else ""
     )
@@ -474,13 +474,12 @@ def _interval_sides(side: dict[float, str], worst_side: str | None) -> str:
 
 
 def exponents_apart(image: FitDocument, video: FitDocument, key: str) -> str:
-    """Whether two independent fits' loss-law exponent `key` differ: the 95% interval of their difference, one
-    resample of each fit paired with one of the other (two 95% intervals can overlap while the difference
-    excludes 0)."""
+    """Whether two independent fits' loss-law exponent `key` differ: the 95% interval of their difference over
+    every pair of the two fits' resamples (two 95% intervals can overlap while the difference excludes 0)."""
     a = np.array([law[key] for law in law_samples(image, "loss_law")])
     b = np.array([law[key] for law in law_samples(video, "loss_law")])
-    count = min(len(a), len(b))
-    ci = percentile_interval(a[:count] - b[:count])
+    # every pair of resamples: independent of how the two bootstraps' draws line up
+    ci = percentile_interval(np.subtract.outer(a, b).ravel())
     if ci is None:
         return "no interval"
     difference = f"difference {image['loss_law'][key] - video['loss_law'][key]:+.3f} {fmt_ci(ci)}"

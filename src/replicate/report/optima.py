@@ -190,28 +190,34 @@ def isoflop_sentence(summary: pd.DataFrame) -> str:
             "the sizes that reach them, which bounds N_opt rather than locating it."
         )
     first = summary.iloc[0]
-    if (summary[INTERVAL_BELOW] == budgets).all():
+    short = summary[summary[INTERVAL_BELOW] < budgets]
+    if short.empty:
         law = (
             "The loss law's N_opt at every budget lies below the smallest size that reaches it, and so does the "
             "upper end of its 95% interval: an extrapolation of the law (chapter 7), which points the same way."
         )
     elif (summary[BELOW] == budgets).all():
+        counts = ", ".join(
+            f"{int(row[INTERVAL_BELOW])} of {int(row['budgets reached by >= 2 sizes'])} ({row['FLOPs']} FLOPs)"
+            for _, row in short.iterrows()
+        )
         law = (
             "The loss law's N_opt at every budget lies below the smallest size that reaches it, but the upper end "
-            f"of its 95% interval does so at only {int(first[INTERVAL_BELOW])} of {int(budgets.iloc[0])} "
-            f"({first['FLOPs']} FLOPs): elsewhere the law does not decide it."
+            f"of its 95% interval does so at only {counts}: elsewhere the law does not decide it."
         )
     else:
         law = "The loss law's N_opt is not below the smallest size reaching every budget (the table)."
+    three = summary["by >= 3 sizes"]
+    reached = f"{three.min()}" if three.min() == three.max() else f"{three.min()} to {three.max()}"
     return (
         "At every budget that two or more sizes reach, the smallest of them has the lowest loss, by "
         f"{first[MARGIN]} ({first['FLOPs']} FLOPs: the second-lowest loss is that much higher): at fixed compute "
         "the loss falls toward smaller models. No budget has its minimum inside the sizes that reach it, but only "
-        f"{int(first['by >= 3 sizes'])} of {int(first['budgets reached by >= 2 sizes'])} are reached by the three "
-        "sizes a minimum inside needs, so the IsoFLOP method has no vertex to fit. For a loss convex in log N, these "
-        "data place N_opt below the second-smallest size that reaches each budget; they cannot show whether it lies "
-        f"below the smallest or between the two. {law} Bracketing N_opt at this compute would take smaller models "
-        "trained for more tokens."
+        f"{reached} of {int(budgets.max())} (by FLOP convention) are reached by the three sizes a minimum inside "
+        "needs, so the IsoFLOP method has no vertex to fit. For a loss convex in log N, these data place N_opt "
+        "below the second-smallest size that reaches each budget; they cannot show whether it lies below the "
+        f"smallest or between the two. {law} Bracketing N_opt at this compute would take smaller models trained "
+        "for more tokens."
     )
 
 

@@ -268,7 +268,7 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
             "",
             "```bash",
             "make venv",
-            ".venv/bin/python -c \"import torch; assert torch.cuda.is_available(), 'torch sees no CUDA GPU'\"",
+            ".venv/bin/python -c 'import torch; print(torch.cuda.is_available())'  # True",
             f".venv/bin/python -m replicate sweep --profile {name} --dry-run",
             "```",
             "",
@@ -287,9 +287,13 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
             f"make book PROFILE={name}",
             "```",
             "",
-            "or, where a scheduler limits each job's length, the sweep in bounded calls until the study is complete, "
-            "as a job's script (a call that fails ends the job with its error; until the first sweep has written "
-            f"`results/{name}/profile.toml`, `status` says it is not a study folder yet):",
+            "or in bounded calls, where each job or command may run only so long: a sweep call stops within "
+            "`--deadline-s` seconds (set it a minute under your limit), and the same call again goes on where it "
+            f"stopped. Where a scheduler limits each job, submit one call per job, `.venv/bin/python -m replicate "
+            f"sweep --profile {name} --deadline-s SECONDS`, until `.venv/bin/python -m replicate status "
+            f"results/{name}` exits 0 (until the first call has written `results/{name}/profile.toml` it says the "
+            "folder is no study yet). Where only each command is limited, one script does the same (a call that "
+            "fails ends it with an error):",
             "",
             "```bash",
             f"until .venv/bin/python -m replicate status results/{name}; do",
