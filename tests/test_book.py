@@ -204,6 +204,9 @@ def test_the_image_verdict_follows_the_held_out_error(cpu):
     # the committed case: inside at 5 of 7, the worst (9.7%) and the last above it, which an upper bound explains
     assert "inside the prediction's 95% interval at 5 of 7 checkpoints, above it at 2 (the worst above it)" in lines[-1]
     assert "does not decide against the form either" in lines[-1]
+    # how far above the interval's top: what the run would have to overstate its optimum by
+    tops = [h["observed_val_loss"] / h["predicted_val_loss_ci95"][1] - 1 for h in image.fit["holdout"]]
+    assert f"up to {100 * max(tops):.1f}% above its top: an observed loss that only bounds the optimum" in lines[-1]
     below = copy.deepcopy(image.fit)
     for h in below["holdout"]:
         h["observed_val_loss"] = h["predicted_val_loss_ci95"][0] * 0.99  # every checkpoint below its interval

@@ -146,6 +146,21 @@ def holdout_sides(fit: FitDocument) -> dict[float, str]:
     return sides
 
 
+def holdout_beyond(fit: FitDocument) -> float:
+    """How far the furthest observed held-out loss above its prediction's 95% interval lies above the interval's
+    top, relative (0 where none lies above): what an observed loss that only bounds the optimum would have to
+    overstate it by for the miss to be the run's."""
+    side = holdout_sides(fit)
+    return max(
+        (
+            h["observed_val_loss"] / h["predicted_val_loss_ci95"][1] - 1
+            for h in fit.get("holdout") or []
+            if side.get(h["tokens"]) == "above"
+        ),
+        default=0.0,
+    )
+
+
 def worst_holdout_error(fit: FitDocument) -> float | None:
     """The largest |relative error| of the loss law's held-out predictions; None without any."""
     errors = [abs(h["rel_error"]) for h in fit.get("holdout", []) if h.get("rel_error") is not None]

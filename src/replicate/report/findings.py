@@ -18,6 +18,7 @@ from replicate.report.compare import (
     comparison,
     fmt_ci,
     fmt_percent,
+    holdout_beyond,
     holdout_sides,
     intervals_meet,
     loss_law_checks_sentence,
@@ -457,8 +458,10 @@ def _si(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _interval_sides(side: dict[float, str], worst_side: str | None) -> str:
-    """Where the held-out losses lie against their predictions' 95% intervals, and what that says of a miss."""
+def _interval_sides(fit: FitDocument, side: dict[float, str], worst_side: str | None) -> str:
+    """Where the held-out losses lie against their predictions' 95% intervals, and what that says of a miss: one
+    below is the law's; one above an upper bound explains in sign, and in size only if the optimum lies that far
+    below the observed loss."""
     count = {k: sum(v == k for v in side.values()) for k in ("inside", "above", "below")}
     text = f"; the held-out image loss lies inside the prediction's 95% interval at {count['inside']} of {len(side)} "
     text += "checkpoints" + "".join(f", {k} it at {count[k]}" for k in ("above", "below") if count[k])
@@ -466,8 +469,9 @@ def _interval_sides(side: dict[float, str], worst_side: str | None) -> str:
     if count["below"]:
         return text + ": a loss below the prediction is the law's miss, whatever the run."
     return text + (
-        ": a loss above the prediction is what an observed loss that only bounds the optimum from above gives, so "
-        "the miss does not decide against the form either."
+        f", up to {100 * holdout_beyond(fit):.1f}% above its top: an observed loss that only bounds the optimum from "
+        "above explains the sign of that miss, and its size only if the optimum lies at least that far below it, "
+        "so the miss does not decide against the form either."
         if count["above"]
         else "."
     )
@@ -546,7 +550,7 @@ def law_form_verdict(image: dict, video: dict | None = None, runs: pd.DataFrame 
                 if video_worst is not None
                 else ""
             )
-            + (_interval_sides(side, worst_side) if side else ".")
+            + (_interval_sides(image, side, worst_side) if side else ".")
             if worst is not None
             else " There is no held-out model to test it."
         )

@@ -9,7 +9,7 @@ from replicate.fit import paper_laws
 from replicate.fit.laws import LOSS_PARAMS, n_opt_exponent
 from replicate.fit.read import FitDocument
 from replicate.paper import COMPUTE_LAW_FROM_LOSS, HEADLINE
-from replicate.report.compare import holdout_sides
+from replicate.report.compare import holdout_beyond, holdout_sides
 
 
 def _sci(value: float) -> str:
@@ -63,15 +63,7 @@ def holdout_sentence(fit: FitDocument) -> str:
     ratio = holdout["n_params"].iloc[0] / max(o["n_params"] for o in fit["optima"])
     side = holdout_sides(fit)
     sides = {k: sum(v == k for v in side.values()) for k in ("above", "inside", "below")}
-    # how far the furthest observed loss lies above the interval's top, relative
-    beyond = max(
-        (
-            h["observed_val_loss"] / h["predicted_val_loss_ci95"][1] - 1
-            for h in fit["holdout"]
-            if side.get(h["tokens"]) == "above"
-        ),
-        default=0.0,
-    )
+    beyond = holdout_beyond(fit)
     counted = len(side)
     where = ", ".join(f"{side} it at {n}" for side, n in sides.items() if n)
     text = (
