@@ -262,18 +262,20 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
     )
     return "\n".join(
         [
-            "On a Linux x86_64 machine with a CUDA GPU, make the environment and check that it sees the GPU "
+            "On a Linux x86_64 machine with a CUDA GPU, make the environment and check that it sees the GPU: the "
+            "second line must print True "
             "(PyPI's torch wheel for Linux x86_64 is built with CUDA; where your driver needs another CUDA version, "
             "install the same torch version into `.venv` from PyTorch's index for it):",
             "",
             "```bash",
             "make venv",
-            ".venv/bin/python -c 'import torch; print(torch.cuda.is_available())'  # True",
+            ".venv/bin/python -c 'import torch; print(torch.cuda.is_available())'",
             f".venv/bin/python -m replicate sweep --profile {name} --dry-run",
             "```",
             "",
             "The dry run prints the plan and its time on this GPU, from a few steps of each group's shape that it "
-            f"trains first (minutes; it creates `results/{name}/`). That time lets each of the profile's "
+            f"trains first (minutes; it creates `results/{name}/` and keeps those timings there for the sweep). "
+            f"That time lets each of the profile's "
             f"{load_profile(name).workers} workers step as fast as one process alone"
             + (
                 f"; sharing one GPU, {estimate['workers']} were measured {estimate['speedup']:.1f}x faster than one, "
@@ -297,7 +299,8 @@ def gpu_recipe(estimate: dict | None, name: str = "gpu", results: Path = RESULTS
             "",
             "```bash",
             f"until .venv/bin/python -m replicate status results/{name}; do",
-            f"  .venv/bin/python -m replicate sweep --profile {name} --deadline-s 540 || exit 1",
+            f"  .venv/bin/python -m replicate sweep --profile {name} \\",
+            "    --deadline-s 540 || exit 1",
             "done",
             "```",
             "",
