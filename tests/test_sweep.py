@@ -262,6 +262,32 @@ def test_makespan_and_the_estimator_learn_from_finished_groups(tmp_path):
     assert est.seconds(a) == pytest.approx(3.0) and est.drift == [2.0, 3.0]
 
 
+def test_the_estimators_rates_persist_between_calls_on_one_machine(tmp_path):
+    """A sweep in bounded calls calibrates a shape once: the next call's Estimator starts from the stored rates
+    (a measured one stays measured), another machine calibrates anew, and an unreadable store is ignored."""
+    groups = load_profile(str(_profile(tmp_path, rows=24))).groups
+    a = next(g for g in groups if Estimator.shape(g) != Estimator.shape(groups[0]))
+    b = groups[0]
+    store, timed = tmp_path / "paused" / "rates.json", []
+
+    def calibrate(group):
+        timed.append(group)
+        return group.flops()  # 1 s a group
+
+    first = Estimator(calibrate, store, "gpu X")
+    first.seconds(a), first.seconds(b)
+    first.finished(b, 2.0)  # b measured at twice its calibration
+    assert len(timed) == 2 and store.is_file()
+    again = Estimator(calibrate, store, "gpu X")
+    assert again.seconds(b) == pytest.approx(2.0) and again.seconds(a) == pytest.approx(2.0)  # a: scaled by drift
+    assert len(timed) == 2  # nothing calibrated again
+    Estimator(calibrate, store, "cpu Y").seconds(a)
+    assert len(timed) == 3
+    assert Estimator(calibrate, store, "gpu X").seconds(a) == pytest.approx(2.0)  # the other machine's left it
+    store.write_text("{not json")
+    assert Estimator(calibrate, store, "gpu X").seconds(a) == pytest.approx(1.0) and len(timed) == 4
+
+
 def test_sweep_writes_the_contract_and_diverged_runs_go_on(tmp_path):
     out = _cli("--profile", str(_profile(tmp_path, rows=24)), "--out", str(tmp_path / "out"), "--workers", "2")
     assert out.returncode == 0, out.stderr

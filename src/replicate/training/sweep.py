@@ -13,7 +13,9 @@ most the groups in flight, and re-running the same command skips finished runs a
 
 With ``--deadline-s``, groups that fit in the time left run whole; when none fits, a group is started anyway
 and every group still training at 90% of the deadline pauses, its state in ``DIR/paused/`` (see
-train_group), so runs longer than one call (a 10-minute GPU lease) advance call by call to the same table.
+train_group), so runs longer than one call (a 10-minute GPU lease) advance call by call to the same table. The
+rates each group shape was calibrated or measured at wait there too (``rates.json``, `Estimator`): each call
+starts from them instead of timing every pending shape again.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 
 from replicate.config import ModelConfig, TrainConfig
 from replicate.errors import ConfigError
+from replicate.io import write_json
 from replicate.profile import Group, Profile
 from replicate.progress import progress_bar
 from replicate.provenance import device_name
@@ -128,13 +131,25 @@ class Estimator:
     """Seconds one worker will take to train a group: FLOP/s calibrated per group shape (model, batch size,
     members; small batches are overhead-bound) until a group of that shape has finished, then measured. A
     calibration burst runs faster than a sustained sweep, so shapes not yet measured are scaled by the median
-    measured / calibrated ratio of the groups finished so far."""
+    measured / calibrated ratio of the groups finished so far.
 
-    def __init__(self, calibrate: Callable[[Group], float]) -> None:
+    With `store` (a JSON file), the rates and ratios persist under `machine` (the device, backend and threads
+    they were timed with): a sweep in bounded calls calibrates each shape once, not once a call, and its later
+    calls start from the rates its earlier ones measured. A store that cannot be read is ignored: it only saves
+    time."""
+
+    def __init__(self, calibrate: Callable[[Group], float], store: Path | None = None, machine: str = "") -> None:
         self.calibrate = calibrate
-        self.rate: dict[tuple[ModelConfig, int, int], float] = {}
-        self.calibrated: set[tuple[ModelConfig, int, int]] = set()  # shapes whose rate is still a calibration
+        self.rate: dict[str, float] = {}
+        self.calibrated: set[str] = set()  # shapes whose rate is still a calibration
         self.drift: list[float] = []
+        self.store, self.machine = store, machine
+        saved = self._saved().get(machine) or {}
+        for key, entry in (saved.get("rates") or {}).items():
+            self.rate[key] = float(entry["flops_per_s"])
+            if not entry["measured"]:
+                self.calibrated.add(key)
+        self.drift = [float(d) for d in saved.get("drift") or []]
 
     @staticmethod
     def shape(group: Group) -> tuple[ModelConfig, int, int]:
@@ -142,19 +157,38 @@ class Estimator:
         return cfg.model, cfg.batch_clips, len(group.runs)
 
     def seconds(self, group: Group) -> float:
-        key = self.shape(group)
+        key = repr(self.shape(group))
         if key not in self.rate:
             self.rate[key] = self.calibrate(group)
             self.calibrated.add(key)
+            self._save()
         scale = statistics.median(self.drift) if self.drift and key in self.calibrated else 1.0
         return scale * group.flops() / self.rate[key]
 
     def finished(self, group: Group, elapsed: float) -> None:
-        key = self.shape(group)
+        key = repr(self.shape(group))
         if key in self.calibrated:
             self.drift.append(elapsed * self.rate[key] / group.flops())
             self.calibrated.discard(key)
         self.rate[key] = group.flops() / elapsed
+        self._save()
+
+    def _saved(self) -> dict:
+        try:
+            saved = json.loads(self.store.read_text()) if self.store is not None and self.store.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        return saved if isinstance(saved, dict) else {}
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        rates = {key: {"flops_per_s": r, "measured": key not in self.calibrated} for key, r in self.rate.items()}
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.store, self._saved() | {self.machine: {"rates": rates, "drift": self.drift}})
+
+
+RATES = "rates.json"  # in DIR/paused/: the Estimator's rates, kept between bounded calls (git-ignored with the states)
 
 
 def state_name(group: Group) -> str:
@@ -265,7 +299,10 @@ def sweep(
         )
     finished = table.done()
     pending = [g for g in profile.groups if not all(r.run_id in finished for r in g.runs)]
-    est = estimator or Estimator(lambda group: calibrate(group, str(dev), threads, capture, backend))
+    machine = f"{device_name(dev)}, backend {backend}, {'captured' if capture else 'eager'}, {threads} threads"
+    est = estimator or Estimator(
+        lambda group: calibrate(group, str(dev), threads, capture, backend), out / "paused" / RATES, machine
+    )
     if dry_run:
         return _dry_run(profile, pending, est, workers, dev, out, log)
     if longest_first:
