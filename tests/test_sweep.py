@@ -286,6 +286,8 @@ def test_the_estimators_rates_persist_between_calls_on_one_machine(tmp_path):
     assert Estimator(calibrate, store, "gpu X").seconds(a) == pytest.approx(2.0)  # the other machine's left it
     store.write_text("{not json")
     assert Estimator(calibrate, store, "gpu X").seconds(a) == pytest.approx(1.0) and len(timed) == 4
+    store.write_text('{"gpu X": {"rates": {"x": {"rate": 1}}}}')  # JSON, but not what the Estimator writes
+    assert Estimator(calibrate, store, "gpu X").seconds(a) == pytest.approx(1.0) and len(timed) == 5
 
 
 def test_sweep_writes_the_contract_and_diverged_runs_go_on(tmp_path):

@@ -140,16 +140,17 @@ class Estimator:
 
     def __init__(self, calibrate: Callable[[Group], float], store: Path | None = None, machine: str = "") -> None:
         self.calibrate = calibrate
-        self.rate: dict[str, float] = {}
-        self.calibrated: set[str] = set()  # shapes whose rate is still a calibration
-        self.drift: list[float] = []
         self.store, self.machine = store, machine
-        saved = self._saved().get(machine) or {}
-        for key, entry in (saved.get("rates") or {}).items():
-            self.rate[key] = float(entry["flops_per_s"])
-            if not entry["measured"]:
-                self.calibrated.add(key)
-        self.drift = [float(d) for d in saved.get("drift") or []]
+        try:
+            saved = self._saved().get(machine) or {}
+            rate = {key: float(entry["flops_per_s"]) for key, entry in (saved.get("rates") or {}).items()}
+            calibrated = {key for key, entry in saved["rates"].items() if not entry["measured"]} if rate else set()
+            drift = [float(d) for d in saved.get("drift") or []]
+        except (AttributeError, KeyError, TypeError, ValueError):  # not what _save writes: start afresh
+            rate, calibrated, drift = {}, set(), []
+        self.rate: dict[str, float] = rate  # FLOP/s per shape (its repr)
+        self.calibrated: set[str] = calibrated  # shapes whose rate is still a calibration
+        self.drift: list[float] = drift  # measured / calibrated, per finished group of a calibrated shape
 
     @staticmethod
     def shape(group: Group) -> tuple[ModelConfig, int, int]:
